@@ -1,0 +1,137 @@
+"""The connector contract: the only code that knows a wire format.
+
+A connector turns the bytes a practice sends into common-model records. It never
+touches the database; the pipeline stores what it returns. Subclass ``Connector``,
+set the declarative attributes, implement ``parse`` and ``to_canonical``, and
+register the class from a plugin::
+
+    from hub import hookimpl
+    from hub.connector import Connector
+
+    class MyConnector(Connector):
+        name = "my-format"
+        version = "1.0.0"
+        media_types = ("application/x-my-format",)
+        file_extensions = (".myf",)
+
+        @classmethod
+        def detect(cls, data: bytes) -> bool: ...
+        def parse(self, envelope): ...
+        def to_canonical(self, parsed, context): ...
+
+    @hookimpl
+    def hub_register_connectors(registry):
+        registry.add(MyConnector)
+
+``normalize`` (given) runs the two steps, stamps ``practice`` on every record and
+turns any unexpected exception into the hub's ``ParseError``, so a connector bug
+shows as a clear error on that message rather than a crash of the pipeline.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from hub.errors import HubError, ParseError
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """One message as it arrived, before parsing.
+
+    ``sender`` and ``control_id`` identify it for duplicate detection and
+    acknowledgement (for HL7 v2: MSH-3^MSH-4 and MSH-10); ``meta`` carries what
+    the connector needs to answer (for example the acknowledgement mode).
+    """
+
+    raw: bytes
+    sender: str | None = None
+    control_id: str | None = None
+    message_type: str | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a connector may know about where a message belongs."""
+
+    practice: str
+    config: Mapping[str, Any] = field(default_factory=dict)  # the connector section of the mapping file
+    message_id: int | None = None
+    origin: str | None = None  # file name or transport, for error messages
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How the hub handled a message, for the connector's acknowledgement."""
+
+    accepted: bool
+    duplicate: bool = False
+    error: str | None = None
+    error_location: str | None = None
+    rejected: bool = False  # refused outright (unreadable); otherwise an application error
+    message_id: int | None = None
+
+
+class Connector(ABC):
+    """Base class of every connector plugin."""
+
+    name: ClassVar[str]
+    version: ClassVar[str] = "0.0.0"
+    media_types: ClassVar[tuple[str, ...]] = ()
+    file_extensions: ClassVar[tuple[str, ...]] = ()
+    # marshmallow schema of the connector's section in a practice mapping; fields whose
+    # metadata says {"secret": True} or {"phi": True} are redacted wherever they are shown
+    config_schema: ClassVar[type | None] = None
+    description: ClassVar[str] = ""
+
+    def __init__(self) -> None:
+        self.log = logging.getLogger(f"hub.connector.{self.name}")
+
+    # -- the contract ---------------------------------------------------------
+    @classmethod
+    def detect(cls, data: bytes) -> bool:
+        """True when ``data`` looks like this connector's format (cheap: a prefix check)."""
+        return False
+
+    def split(self, data: bytes, *, origin: str | None = None) -> list[Envelope]:
+        """One payload may carry several messages (an HL7 batch); the default is one."""
+        return [Envelope(raw=data)]
+
+    @abstractmethod
+    def parse(self, envelope: Envelope, context: Context) -> Any:
+        """Read the bytes; raise ``ParseError`` naming where the message is unreadable."""
+
+    @abstractmethod
+    def to_canonical(self, parsed: Any, context: Context) -> Iterable[dict[str, Any]]:
+        """Yield common-model records (dicts with ``kind`` and ``source_id``)."""
+
+    def acknowledge(self, envelope: Envelope, outcome: Outcome) -> bytes | None:
+        """The answer the sender expects (an HL7 ACK, a FHIR response), or None."""
+        return None
+
+    # -- given ---------------------------------------------------------------
+    def normalize(self, envelope: Envelope, context: Context) -> list[dict[str, Any]]:
+        try:
+            parsed = self.parse(envelope, context)
+            records = [dict(r) for r in self.to_canonical(parsed, context)]
+        except HubError as exc:
+            if exc.source is None:
+                exc.source = context.origin
+            raise
+        except Exception as exc:  # a connector bug must not take the pipeline down
+            self.log.exception("connector %s failed on a message", self.name)
+            raise ParseError(f"{self.name} connector could not read the message ({type(exc).__name__})",
+                             source=context.origin) from exc
+        for record in records:
+            record["practice"] = context.practice
+        return records
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        return {"name": cls.name, "version": cls.version, "media_types": list(cls.media_types),
+                "file_extensions": list(cls.file_extensions), "class": f"{cls.__module__}.{cls.__qualname__}"}

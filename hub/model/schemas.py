@@ -1,0 +1,151 @@
+"""Marshmallow schemas of the common model, built from ``kinds.py``.
+
+``validate_record`` is the one gate every record passes before it is stored: it
+returns the record with Python values (``date``, ``Decimal``, ...) or raises
+``ValidationError`` carrying marshmallow's field-level messages.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal, InvalidOperation
+from functools import cache
+from typing import Any
+
+from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
+from marshmallow import ValidationError as MarshmallowError
+
+from hub.errors import ValidationError
+from hub.model.kinds import COMMON_FIELDS, KINDS, PRACTICE_FIELDS, Field
+
+
+class Money(fields.Field):
+    """A decimal amount. Floats are refused: binary fractions do not add up to cents."""
+
+    default_error_messages = {"invalid": "Not a valid amount (a decimal string such as '125.00').",
+                              "float": "Money must be a decimal string or Decimal, not a float."}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Decimal:
+        if isinstance(value, float):
+            raise self.make_error("float")
+        try:
+            amount = Decimal(str(value).replace(",", "").strip())
+        except (InvalidOperation, ValueError):
+            raise self.make_error("invalid") from None
+        if not amount.is_finite():
+            raise self.make_error("invalid")
+        return amount
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
+        return None if value is None else str(value)
+
+
+class OffsetDateTime(fields.DateTime):
+    """An ISO 8601 date-time that carries its UTC offset (local time is kept as sent)."""
+
+    default_error_messages = {"naive": "Date-time needs a UTC offset (for example 2025-03-01T09:30:00-05:00)."}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> dt.datetime:
+        parsed = super()._deserialize(value, attr, data, **kwargs)
+        if parsed.tzinfo is None:
+            raise self.make_error("naive")
+        return parsed
+
+
+class IdentifierSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    system = fields.String(allow_none=True)
+    value = fields.String(required=True)
+    type = fields.String(allow_none=True)
+
+
+class AdjustmentSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    group = fields.String(allow_none=True)
+    reason = fields.String(allow_none=True)
+    amount = Money(required=True)
+
+
+_NESTED = {"identifiers": IdentifierSchema, "adjustments": AdjustmentSchema}
+
+
+def _marshmallow_field(f: Field) -> fields.Field:
+    kw: dict[str, Any] = {"required": f.required, "allow_none": not f.required}
+    if f.type in ("str", "text"):
+        return fields.String(**kw, validate=validate.Length(min=1) if f.required else None)
+    if f.type == "enum":
+        return fields.String(**kw, validate=validate.OneOf(f.choices))
+    if f.type == "date":
+        return fields.Date(**kw)
+    if f.type == "datetime":
+        return OffsetDateTime(**kw)
+    if f.type == "int":
+        return fields.Integer(strict=False, **kw)
+    if f.type == "money":
+        return Money(**kw)
+    if f.type == "bool":
+        return fields.Boolean(**kw)
+    if f.type == "list":
+        return fields.List(fields.String(), **kw)
+    if f.type == "json":
+        nested = _NESTED.get(f.name)
+        return fields.List(fields.Nested(nested), **kw) if nested else fields.Raw(**kw)
+    raise AssertionError(f"field type {f.type!r} has no schema field")
+
+
+@cache
+def schema_for(kind: str) -> Schema:
+    """The schema of one kind (cached: schemas are immutable once built)."""
+    declared = {f.name: _marshmallow_field(f) for f in (*COMMON_FIELDS, *KINDS[kind])}
+    declared["kind"] = fields.String(required=True, validate=validate.Equal(kind))
+    cls = Schema.from_dict(declared, name=f"{kind.title().replace('_', '')}Schema")
+    return cls(unknown=RAISE)
+
+
+@cache
+def practice_schema() -> Schema:
+    declared = {f.name: _marshmallow_field(f) for f in PRACTICE_FIELDS}
+    declared["slug"] = fields.String(required=True, validate=validate.Regexp(
+        r"^[a-z0-9][a-z0-9_-]{0,62}$", error="A practice slug is lower-case letters, digits, '-' or '_'."))
+    return Schema.from_dict(declared, name="PracticeSchema")(unknown=RAISE)
+
+
+def validate_record(record: dict[str, Any]) -> dict[str, Any]:
+    """Check one record against the common model; return it with Python values."""
+    kind = record.get("kind")
+    if kind not in KINDS:
+        raise ValidationError(f"unknown record kind {kind!r}", errors={"kind": ["Unknown kind."]})
+    try:
+        return schema_for(kind).load(record)
+    except MarshmallowError as exc:
+        messages = exc.normalized_messages()
+        fields_named = ", ".join(f"{kind}.{name}" for name in sorted(messages))
+        # Field names and marshmallow's wording only: never the offending values (they may be PHI).
+        raise ValidationError(f"record does not fit the common model: {fields_named}: "
+                              + "; ".join(f"{k}: {_flat(v)}" for k, v in sorted(messages.items())),
+                              errors=messages) from None
+
+
+def _flat(messages: Any) -> str:
+    if isinstance(messages, dict):
+        return " ".join(f"[{k}] {_flat(v)}" for k, v in messages.items())
+    if isinstance(messages, list):
+        return " ".join(_flat(m) for m in messages)
+    return str(messages)
+
+
+def to_json_ready(value: Any) -> Any:
+    """Dates, date-times and Decimals as the ISO / decimal strings the model's JSON uses."""
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, list):
+        return [to_json_ready(v) for v in value]
+    if isinstance(value, dict):
+        return {k: to_json_ready(v) for k, v in value.items()}
+    return value

@@ -1,0 +1,179 @@
+"""Database tables: one per record kind (built from ``kinds.py``) plus the hub's own.
+
+Storage decisions, the same on SQLite and PostgreSQL so reports agree to the cent:
+- money is stored as whole cents in a BIGINT (``MoneyCents``): exact sums in SQL on both;
+- date-times of the model are ISO 8601 text with the offset as sent, so the local
+  month of an appointment is ``substr(start, 1, 7)`` on either database;
+- the hub's own timestamps (received, processed) are UTC (``UTCDateTime``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+
+from hub.model.kinds import KINDS, Field
+
+metadata = sa.MetaData(naming_convention={
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "pk": "pk_%(table_name)s",
+})
+
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite autoincrements INTEGER only
+
+
+class MoneyCents(TypeDecorator[Decimal]):
+    """Decimal dollars in Python, whole cents in the database."""
+
+    impl = sa.BigInteger
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> int | None:
+        if value is None:
+            return None
+        return int((Decimal(value) * 100).to_integral_value())
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> Decimal | None:
+        return None if value is None else Decimal(int(value)) / 100
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Aware UTC date-times on both databases (SQLite keeps no offset of its own)."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> dt.datetime | None:
+        return None if value is None else value.replace(tzinfo=dt.UTC)
+
+
+def _column_type(f: Field) -> sa.types.TypeEngine[Any]:
+    return {
+        "str": sa.String(255),
+        "text": sa.Text(),
+        "enum": sa.String(32),
+        "date": sa.Date(),
+        "datetime": sa.String(40),
+        "int": sa.Integer(),
+        "money": MoneyCents(),
+        "bool": sa.Boolean(),
+        "list": sa.JSON(),
+        "json": sa.JSON(),
+    }[f.type]
+
+
+TABLE_NAMES = {
+    "location": "locations",
+    "provider": "providers",
+    "patient": "patients",
+    "coverage": "coverages",
+    "appointment": "appointments",
+    "encounter": "encounters",
+    "referral": "referrals",
+    "charge": "charges",
+    "remittance": "remittances",
+    "slot": "slots",
+    "patient_merge": "patient_merges",
+}
+
+
+def _record_table(kind: str) -> sa.Table:
+    columns = [
+        sa.Column("id", BigId, primary_key=True, autoincrement=True),
+        sa.Column("practice", sa.String(64), nullable=False),
+        sa.Column("source_id", sa.String(255), nullable=False),
+    ]
+    columns += [sa.Column(f.name, _column_type(f), nullable=True, index=f.indexed) for f in KINDS[kind]]
+    columns += [
+        # the newest message that wrote this row: an older message replayed later never overwrites it
+        sa.Column("message_id", sa.BigInteger(), nullable=True),
+        sa.Column("updated_at", UTCDateTime(), nullable=False),
+    ]
+    return sa.Table(TABLE_NAMES[kind], metadata, *columns, sa.UniqueConstraint("practice", "source_id"))
+
+
+RECORD_TABLES: dict[str, sa.Table] = {kind: _record_table(kind) for kind in KINDS}
+
+practices = sa.Table(
+    "practices", metadata,
+    sa.Column("slug", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("acquired_on", sa.Date()),
+    sa.Column("go_live_on", sa.Date()),
+    sa.Column("status", sa.String(16), nullable=False, server_default="onboarding"),
+    sa.Column("timezone", sa.String(64)),
+    sa.Column("mapping", sa.Text(), doc="the practice's mapping file (YAML), kept so every worker sees it"),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+)
+
+messages = sa.Table(
+    "messages", metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("practice", sa.String(64), nullable=False),
+    sa.Column("connector", sa.String(64), nullable=False),
+    sa.Column("received_at", UTCDateTime(), nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    # unique while the row holds the content; NULL on rows that record a repeat arrival
+    sa.Column("dedup_key", sa.String(140), unique=True),
+    sa.Column("sender", sa.String(255)),
+    sa.Column("control_id", sa.String(255)),
+    sa.Column("message_type", sa.String(64)),
+    sa.Column("origin", sa.String(255), doc="file name, or transport and peer"),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("error", sa.Text()),
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("record_count", sa.Integer()),
+    sa.Column("duplicate_of", sa.BigInteger()),
+    sa.Column("queued_at", UTCDateTime()),
+    sa.Column("processed_at", UTCDateTime()),
+    sa.Column("raw", sa.LargeBinary()),
+    sa.Index("ix_messages_status_practice", "status", "practice"),
+    sa.Index("ix_messages_practice_received", "practice", "received_at"),
+)
+
+lineage = sa.Table(
+    "lineage", metadata,
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("practice", sa.String(64), nullable=False),
+    sa.Column("source_id", sa.String(255), nullable=False),
+    sa.Column("message_id", sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint("kind", "practice", "source_id", "message_id", name="pk_lineage"),
+    sa.Index("ix_lineage_message", "message_id"),
+)
+
+api_keys = sa.Table(
+    "api_keys", metadata,
+    sa.Column("key_id", sa.String(32), primary_key=True),
+    sa.Column("secret_hash", sa.String(64), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("practice", sa.String(64)),
+    sa.Column("label", sa.String(255)),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime()),
+    sa.Column("revoked_at", UTCDateTime()),
+)
+
+audit_log = sa.Table(
+    "audit_log", metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Column("key_id", sa.String(32)),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("target", sa.String(255)),
+    sa.Column("practice", sa.String(64)),
+    sa.Column("address", sa.String(64)),
+    sa.Column("outcome", sa.String(64)),
+    sa.Index("ix_audit_log_at", "at"),
+)
