@@ -59,7 +59,7 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         return None if value is None else value.replace(tzinfo=dt.UTC)
 
 
-def _column_type(f: Field) -> sa.types.TypeEngine[Any]:
+def _column_type(f: Field) -> Any:
     return {
         "str": sa.String(255),
         "text": sa.Text(),
@@ -90,7 +90,7 @@ TABLE_NAMES = {
 
 
 def _record_table(kind: str) -> sa.Table:
-    columns = [
+    columns: list[Any] = [
         sa.Column("id", BigId, primary_key=True, autoincrement=True),
         sa.Column("practice", sa.String(64), nullable=False),
         sa.Column("source_id", sa.String(255), nullable=False),

@@ -1,0 +1,420 @@
+"""The ``hub`` command. Thin: it parses arguments and calls the modules that do the work.
+
+User errors (a bad file, an unknown practice, a wrong mapping) print one line on
+stderr naming what is wrong and exit 1; usage errors exit 2. No tracebacks.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from hub import __version__
+from hub.errors import ConfigError, HubError
+
+
+class HubGroup(click.Group):
+    """Turns the hub's own errors into one clear line and a non-zero exit."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except HubError as exc:
+            click.echo(f"hub: error: {exc}", err=True)
+            ctx.exit(1)
+        except BrokenPipeError:  # output piped to head, say: not an error of ours
+            sys.stderr.close()
+            ctx.exit(0)
+        except OSError as exc:
+            name = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+            click.echo(f"hub: error:{name}: {exc.strerror or exc}", err=True)
+            ctx.exit(1)
+        except Exception as exc:
+            import sqlalchemy as sa
+
+            if isinstance(exc, sa.exc.OperationalError):
+                click.echo(f"hub: error: the database cannot be reached: {str(exc.orig).splitlines()[0]}",
+                           err=True)
+                ctx.exit(1)
+            raise
+
+
+class State:
+    """Lazily built runtime: commands that need no database never open one."""
+
+    def __init__(self) -> None:
+        self._runtime: Any = None
+        self._plugins: Any = None
+
+    @property
+    def plugins(self) -> Any:
+        if self._plugins is None:
+            from hub.plugins import load_plugins
+
+            self._plugins = load_plugins()
+        return self._plugins
+
+    @property
+    def runtime(self) -> Any:
+        if self._runtime is None:
+            from hub.runtime import Runtime
+
+            self._runtime = Runtime.create(plugins=self.plugins)
+        return self._runtime
+
+
+pass_state = click.make_pass_decorator(State, ensure=True)
+
+
+def _build_cli() -> click.Group:
+    @click.group(cls=HubGroup, context_settings={"help_option_names": ["-h", "--help"]})
+    @click.version_option(__version__, prog_name="hub")
+    @click.pass_context
+    def cli(ctx: click.Context) -> None:
+        """MSO Hub: practice feeds in, consolidated MSO KPIs out."""
+        ctx.ensure_object(State)
+
+    for command in (normalize, ingest, practice, key, plugins_group, db, worker, messages_group):
+        cli.add_command(command)
+    for module in ("hub.demo.cli", "hub.reports.cli", "hub.api.cli", "hub.mapping.cli", "hub.onboarding.cli",
+                   "hub.security.cli", "hub.mllp.cli"):
+        _add_optional(cli, module)
+    return cli
+
+
+def _add_optional(cli: click.Group, module_name: str) -> None:
+    """Command modules of other areas add themselves through ``register(cli)`` when present."""
+    import importlib
+
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            return
+        raise
+    module.register(cli)
+
+
+def iter_files(paths: tuple[str, ...]) -> Iterator[Path]:
+    """Files named, and files inside folders named (sorted; hidden ones skipped)."""
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            for child in sorted(path.rglob("*")):
+                if child.is_file() and not any(part.startswith(".") for part in child.relative_to(path).parts):
+                    yield child
+        elif path.is_file():
+            yield path
+        else:
+            raise HubError("no such file or folder", source=str(path))
+
+
+def _json_default(value: Any) -> Any:
+    from hub.model.schemas import to_json_ready
+
+    return to_json_ready(value) if not isinstance(value, bytes) else value.decode("utf-8", "replace")
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, default=_json_default, sort_keys=True)
+
+
+# ------------------------------------------------------------------ normalize / ingest
+@click.command()
+@click.option("--practice", required=True, help="The practice slug the records belong to.")
+@click.option("--connector", help="Connector name; found from the content when not given.")
+@click.option("--mapping", "mapping_file", type=click.Path(exists=True, dir_okay=False),
+              help="A practice mapping file to apply.")
+@click.argument("files", nargs=-1, required=True, type=click.Path())
+@pass_state
+def normalize(state: State, practice: str, connector: str | None, mapping_file: str | None,
+              files: tuple[str, ...]) -> None:
+    """Dry run: print each file's canonical records as JSON lines. Stores nothing."""
+    from hub.mapping import EMPTY, load_mapping
+    from hub.model.schemas import to_json_ready
+    from hub.pipeline.normalize import normalize_payload
+
+    mapping = load_mapping(Path(mapping_file).read_text(), source=mapping_file) if mapping_file else EMPTY
+    failed = 0
+    for path in iter_files(files):
+        results = normalize_payload(state.plugins, path.read_bytes(), practice=practice, connector=connector,
+                                    mapping=mapping, origin=str(path))
+        for result in results:
+            if result.error is not None:
+                failed += 1
+                click.echo(f"hub: error: {result.error}", err=True)
+                continue
+            for record in result.records:
+                click.echo(dumps(to_json_ready(record)))
+    if failed:
+        sys.exit(1)
+
+
+@click.command()
+@click.option("--practice", required=True, help="The registered practice the files belong to.")
+@click.option("--connector", help="Connector name; found from the content when not given.")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@pass_state
+def ingest(state: State, practice: str, connector: str | None, paths: tuple[str, ...]) -> None:
+    """Store files or folders through the full pipeline; print accepted / duplicate / error counts."""
+    counts = ingest_paths(state.runtime, practice, paths, connector=connector)
+    click.echo(f"accepted {counts['accepted']}  duplicate {counts['duplicate']}  error {counts['error']}")
+    if counts["error"]:
+        click.echo(f"hub: {counts['error']} message(s) in error: see hub messages list --practice {practice} "
+                   "--status error", err=True)
+        sys.exit(1)
+
+
+def ingest_paths(runtime: Any, practice: str, paths: tuple[str, ...], *, connector: str | None = None,
+                 group: int = 200) -> dict[str, int]:
+    from hub.pipeline.intake import Arrival, receive_many
+
+    counts = {"accepted": 0, "duplicate": 0, "error": 0}
+    pending: list[Arrival] = []
+
+    def flush() -> None:
+        for receipts in receive_many(runtime, practice, pending, connector=connector):
+            for receipt in receipts:
+                counts[receipt.status] += 1
+        pending.clear()
+
+    for path in iter_files(paths):
+        pending.append(Arrival(path.read_bytes(), str(path)))
+        if len(pending) >= group:
+            flush()
+    if pending:
+        flush()
+    return counts
+
+
+# ------------------------------------------------------------------ practices
+@click.group()
+def practice() -> None:
+    """Register and list practices."""
+
+
+@practice.command("add")
+@click.argument("slug")
+@click.option("--name", required=True)
+@click.option("--mapping", "mapping_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--acquired-on", type=click.DateTime(formats=["%Y-%m-%d"]))
+@click.option("--timezone")
+@pass_state
+def practice_add(state: State, slug: str, name: str, mapping_file: str | None, acquired_on: dt.datetime | None,
+                 timezone: str | None) -> None:
+    """Register a practice (status: onboarding)."""
+    from hub.mapping import load_mapping
+    from hub.store.engine import writer
+    from hub.store.practices import add_practice
+
+    text = Path(mapping_file).read_text() if mapping_file else None
+    if text:
+        load_mapping(text, source=mapping_file or "mapping")  # refuse a bad mapping before storing anything
+    with writer(state.runtime.engine).begin() as conn:
+        add_practice(conn, slug, name, mapping=text, acquired_on=acquired_on.date() if acquired_on else None,
+                     timezone=timezone)
+    click.echo(f"practice {slug} registered (onboarding)")
+
+
+@practice.command("list")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@pass_state
+def practice_list(state: State, fmt: str) -> None:
+    """List registered practices."""
+    from hub.store.practices import list_practices
+
+    with state.runtime.engine.connect() as conn:
+        rows = list_practices(conn)
+    for row in rows:
+        row.pop("mapping", None)
+        if fmt == "json":
+            click.echo(dumps(row))
+        else:
+            click.echo(f"{row['slug']:<20} {row['status']:<11} {row['name']}")
+
+
+@practice.command("mapping")
+@click.argument("slug")
+@click.argument("mapping_file", type=click.Path(exists=True, dir_okay=False))
+@pass_state
+def practice_mapping(state: State, slug: str, mapping_file: str) -> None:
+    """Replace a practice's mapping file (then: hub messages reprocess --practice SLUG)."""
+    from hub.mapping import load_mapping
+    from hub.store.engine import writer
+    from hub.store.practices import set_mapping
+
+    text = Path(mapping_file).read_text()
+    load_mapping(text, source=mapping_file)
+    with writer(state.runtime.engine).begin() as conn:
+        set_mapping(conn, slug, text)
+    click.echo(f"mapping of {slug} updated")
+
+
+# ------------------------------------------------------------------ keys
+@click.group()
+def key() -> None:
+    """API keys."""
+
+
+@key.command("create")
+@click.option("--role", type=click.Choice(["feed", "analyst", "admin"]), required=True)
+@click.option("--practice", help="The practice a feed key belongs to.")
+@click.option("--label")
+@click.option("--expires-in-days", type=click.IntRange(min=1))
+@pass_state
+def key_create(state: State, role: str, practice: str | None, label: str | None,
+               expires_in_days: int | None) -> None:
+    """Issue an API key. The secret is printed once; only its hash is stored."""
+    from hub.security.keys import create_key
+    from hub.store.engine import writer
+
+    expires = dt.datetime.now(dt.UTC) + dt.timedelta(days=expires_in_days) if expires_in_days else None
+    with writer(state.runtime.engine).begin() as conn:
+        secret = create_key(conn, role, practice, label=label, expires_at=expires)
+    click.echo(f"{role} key created; store it now, it is not shown again:", err=True)
+    click.echo(secret)
+
+
+@key.command("revoke")
+@click.argument("key_id")
+@pass_state
+def key_revoke(state: State, key_id: str) -> None:
+    """Revoke a key by its id (the part after hub_)."""
+    from hub.security.keys import revoke_key
+    from hub.store.engine import writer
+
+    with writer(state.runtime.engine).begin() as conn:
+        revoke_key(conn, key_id)
+    click.echo(f"key {key_id} revoked")
+
+
+@key.command("list")
+@pass_state
+def key_list(state: State) -> None:
+    """List keys (ids, roles, practices; never secrets)."""
+    from hub.security.keys import list_keys
+
+    with state.runtime.engine.connect() as conn:
+        for row in list_keys(conn):
+            click.echo(dumps(row))
+
+
+# ------------------------------------------------------------------ plugins, db, worker
+@click.group("plugins")
+def plugins_group() -> None:
+    """Installed connectors and plugins."""
+
+
+@plugins_group.command("list")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@pass_state
+def plugins_list(state: State, fmt: str) -> None:
+    """The connectors and plugins found, with their versions."""
+    loaded = state.plugins
+    if fmt == "json":
+        click.echo(dumps({"plugins": [vars(p) for p in loaded.info],
+                          "connectors": [c.describe() for c in loaded.connectors.classes()],
+                          "kpis": [k.id for k in loaded.kpis], "exporters": loaded.exporters.formats()}))
+        return
+    click.echo("plugins:")
+    for p in loaded.info:
+        click.echo(f"  {p.name:<22} {p.distribution or '-'} {p.version or ''}  ({p.module})")
+    click.echo("connectors:")
+    for c in loaded.connectors.classes():
+        click.echo(f"  {c.name:<22} {c.version:<10} {', '.join(c.media_types)}")
+    if len(loaded.kpis):
+        click.echo(f"kpis: {len(loaded.kpis)}")
+    if loaded.exporters.formats():
+        click.echo(f"report formats: {', '.join(loaded.exporters.formats())}")
+
+
+@click.group()
+def db() -> None:
+    """The database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Upgrade the database to the newest schema."""
+    from hub.store.engine import create_engine, current_revision, database_url, upgrade_schema
+
+    engine = create_engine(database_url())
+    upgrade_schema(engine)
+    click.echo(f"database at revision {current_revision(engine)}")
+
+
+@click.command()
+@click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
+@click.option("--fork", is_flag=True, help="Fork a process per job (isolation at ~4x the cost per job).")
+@click.option("--requeue-after", type=int, default=lambda: int(os.environ.get("HUB_REQUEUE_AFTER", "300")),
+              help="Re-enqueue messages left 'received' longer than this many seconds (lost jobs).")
+@pass_state
+def worker(state: State, burst: bool, fork: bool, requeue_after: int) -> None:
+    """Run an rq worker (needs HUB_REDIS_URL)."""
+    from hub.pipeline.worker import run_worker
+
+    if not os.environ.get("HUB_REDIS_URL"):
+        raise ConfigError("hub worker needs HUB_REDIS_URL (for example redis://127.0.0.1:6379/0)")
+    run_worker(state.runtime, burst=burst, fork=fork, requeue_after=requeue_after)
+
+
+# ------------------------------------------------------------------ message store
+@click.group("messages")
+def messages_group() -> None:
+    """The message store: what arrived, its status, and replay after a fix."""
+
+
+@messages_group.command("list")
+@click.option("--practice")
+@click.option("--status", type=click.Choice(["received", "processed", "error", "duplicate"]))
+@click.option("--limit", type=click.IntRange(1, 100_000), default=100)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@pass_state
+def messages_list(state: State, practice: str | None, status: str | None, limit: int, fmt: str) -> None:
+    """List messages, newest first."""
+    from hub.store.messages import list_messages
+
+    with state.runtime.engine.connect() as conn:
+        rows = list_messages(conn, practice=practice, status=status, limit=limit)
+    if fmt == "json":
+        click.echo(dumps(rows))
+        return
+    for r in rows:
+        click.echo(f"{r['id']:>8} {r['practice']:<14} {r['connector']:<8} {r['status']:<10} "
+                   f"{r['message_type'] or '-':<10} {r['origin'] or '-'}  {r['error'] or ''}")
+
+
+@messages_group.command("reprocess")
+@click.option("--practice")
+@click.option("--status", type=click.Choice(["received", "processed", "error"]))
+@click.argument("ids", nargs=-1, type=int)
+@pass_state
+def messages_reprocess(state: State, practice: str | None, status: str | None, ids: tuple[int, ...]) -> None:
+    """Replay messages (given ids, a status, or all of a practice) through the current mapping."""
+    from hub.pipeline.replay import reprocess
+
+    count = reprocess(state.runtime, practice=practice, status=status, ids=ids)
+    click.echo(f"reprocessing {count['submitted']} message(s): processed {count['processed']}, "
+               f"error {count['error']}" + (" (queued)" if count["queued"] else ""))
+
+
+cli = _build_cli()
+
+
+def main() -> None:
+    if os.environ.get("HUB_LOG_LEVEL"):
+        from hub.logging import configure_logging
+
+        configure_logging()
+    cli(prog_name="hub")
+
+
+if __name__ == "__main__":
+    main()

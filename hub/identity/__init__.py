@@ -1,0 +1,39 @@
+"""Cross-site patient linking: the enterprise id.
+
+Two patient records of any practices get the same ``enterprise_id`` when their
+normalised family name, given name and birth date agree (a deterministic match,
+the first tier of an MPI). The id is a keyed hash, so it reveals nothing of the
+demographics behind it; ``HUB_IDENTITY_KEY`` sets the key per deployment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import unicodedata
+from typing import Any
+
+_DEFAULT_KEY = "mso-hub-identity"
+
+
+def _norm(text: str) -> str:
+    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return "".join(ch for ch in text.lower() if ch.isalnum())
+
+
+def enterprise_id(family_name: str | None, given_name: str | None, birth_date: Any) -> str | None:
+    if not (family_name and given_name and birth_date):
+        return None
+    key = os.environ.get("HUB_IDENTITY_KEY", _DEFAULT_KEY).encode()
+    basis = "|".join((_norm(family_name), _norm(given_name), str(birth_date)))
+    return "E" + hmac.new(key, basis.encode(), hashlib.sha256).hexdigest()[:24]
+
+
+def link(record: dict[str, Any]) -> dict[str, Any]:
+    """Set ``enterprise_id`` on a patient record that lacks one."""
+    if record.get("kind") == "patient" and not record.get("enterprise_id"):
+        eid = enterprise_id(record.get("family_name"), record.get("given_name"), record.get("birth_date"))
+        if eid:
+            record = {**record, "enterprise_id": eid}
+    return record

@@ -1,0 +1,1 @@
+"""intake → message store → dispatch (inline | rq) → normalize → map → link → upsert."""

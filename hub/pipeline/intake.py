@@ -1,0 +1,109 @@
+"""Intake: a payload arrives (file, HTTP, MLLP) → stored durably → dispatched → answered.
+
+The order is the hub's promise: the payload is committed to the message store
+before anything is acknowledged, so an acknowledged message is never lost. A
+payload that cannot even be split into messages is stored too, as ``error`` with
+the reason, and answered with a rejection; nothing is silently dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from hub.connector import Connector, Envelope, Outcome
+from hub.errors import HubError, ParseError
+from hub.pipeline.normalize import choose_connector
+from hub.store import messages as message_store
+from hub.store.engine import writer
+from hub.store.practices import get_practice
+
+if TYPE_CHECKING:
+    from hub.runtime import Runtime
+
+
+@dataclass(frozen=True)
+class Receipt:
+    envelope: Envelope
+    outcome: Outcome
+    ack: bytes | None
+
+    @property
+    def status(self) -> str:
+        if self.outcome.duplicate:
+            return "duplicate"
+        return "accepted" if self.outcome.accepted else "error"
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """One payload to take in."""
+
+    data: bytes
+    origin: str | None = None
+
+
+def receive(runtime: Runtime, practice: str, data: bytes, *, connector: str | None = None,
+            media_type: str | None = None, origin: str | None = None) -> list[Receipt]:
+    return receive_many(runtime, practice, [Arrival(data, origin)], connector=connector,
+                        media_type=media_type)[0]
+
+
+def receive_many(runtime: Runtime, practice: str, arrivals: Sequence[Arrival], *, connector: str | None = None,
+                 media_type: str | None = None) -> list[list[Receipt]]:
+    """Take in several payloads with one commit (group commit); a receipt list per payload."""
+    with runtime.engine.connect() as conn:
+        get_practice(conn, practice)  # unknown practice: NotFound, nothing stored
+
+    plan: list[tuple[Connector, list[Envelope], HubError | None, str | None]] = []
+    for arrival in arrivals:
+        chosen = choose_connector(runtime.plugins, arrival.data, name=connector, media_type=media_type,
+                                  origin=arrival.origin)
+        try:
+            envelopes, error = chosen.split(arrival.data, origin=arrival.origin), None
+        except HubError as exc:
+            envelopes, error = [Envelope(raw=arrival.data)], exc
+        except Exception as exc:  # a connector bug: the payload is kept and refused, not lost
+            envelopes = [Envelope(raw=arrival.data)]
+            error = ParseError(f"{chosen.name} connector could not split the payload ({type(exc).__name__})")
+        if error is not None and error.source is None:
+            error.source = arrival.origin
+        plan.append((chosen, envelopes, error, arrival.origin))
+
+    new = [message_store.NewMessage(practice=practice, connector=chosen.name, raw=env.raw, sender=env.sender,
+                                    control_id=env.control_id, message_type=env.message_type, origin=origin)
+           for chosen, envelopes, _, origin in plan for env in envelopes]
+    with writer(runtime.engine).begin() as conn:
+        saved = message_store.save_messages(conn, new)
+        refused = {}
+        i = 0
+        for _, envelopes, error, _ in plan:
+            for _env in envelopes:
+                if error is not None and not saved[i].duplicate:
+                    refused[saved[i].id] = str(error)
+                i += 1
+        message_store.mark_error(conn, refused)
+
+    to_process = [s.id for s in saved if not s.duplicate and s.id not in refused]
+    outcome_now = runtime.dispatcher.submit(to_process) if to_process else None
+
+    receipts: list[list[Receipt]] = []
+    i = 0
+    for chosen, envelopes, error, _ in plan:
+        batch = []
+        for env in envelopes:
+            s = saved[i]
+            i += 1
+            if s.duplicate:
+                outcome = Outcome(accepted=True, duplicate=True, message_id=s.id)
+            elif s.id in refused:
+                outcome = Outcome(accepted=False, rejected=True, error=error.message if error else None,
+                                  error_location=error.location if error else None, message_id=s.id)
+            elif outcome_now is not None and s.id in outcome_now.errors:
+                outcome = Outcome(accepted=False, error=outcome_now.errors[s.id], message_id=s.id)
+            else:
+                outcome = Outcome(accepted=True, message_id=s.id)
+            batch.append(Receipt(env, outcome, chosen.acknowledge(env, outcome)))
+        receipts.append(batch)
+    return receipts

@@ -1,0 +1,87 @@
+"""Bytes → common-model records, with nothing stored.
+
+The one path every message takes, whether dry-run (``hub normalize``), onboarding
+check or ingest: connector.normalize → mapping → identity link → plugins'
+``hub_transform_record`` → validation against the common model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hub.connector import Connector, Context, Envelope
+from hub.errors import HubError, ParseError
+from hub.identity import link
+from hub.mapping import EMPTY, Mapping
+from hub.model.schemas import validate_record
+from hub.plugins import Plugins
+
+
+@dataclass
+class Normalized:
+    """One message's records (validated, Python values), or the error that stopped it."""
+
+    envelope: Envelope
+    records: list[dict[str, Any]] = field(default_factory=list)
+    error: HubError | None = None
+
+
+def choose_connector(plugins: Plugins, data: bytes, *, name: str | None = None, media_type: str | None = None,
+                     origin: str | None = None) -> Connector:
+    if name:
+        return plugins.connectors.get(name)
+    if media_type:
+        found = plugins.connectors.for_media_type(media_type)
+        if found is not None:
+            return found
+    return plugins.connectors.detect(data, origin=origin)
+
+
+def record_pipeline(plugins: Plugins, mapping: Mapping, message_id: int | None
+                    ) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    transform = plugins.hook.hub_transform_record
+
+    def run(record: dict[str, Any]) -> dict[str, Any]:
+        record = link(mapping.apply(record))
+        for result in transform(record=record, practice=record["practice"], message_id=message_id):
+            if result is not None:
+                record = result
+        return validate_record(record)
+
+    return run
+
+
+def normalize_envelope(plugins: Plugins, connector: Connector, envelope: Envelope, *, practice: str,
+                       mapping: Mapping = EMPTY, message_id: int | None = None,
+                       origin: str | None = None) -> Normalized:
+    context = Context(practice=practice, config=mapping.connector_config(connector.name),
+                      message_id=message_id, origin=origin)
+    out = Normalized(envelope)
+    try:
+        raw_records = connector.normalize(envelope, context)
+        finish = record_pipeline(plugins, mapping, message_id)
+        out.records = [finish(r) for r in raw_records]
+    except HubError as exc:
+        if exc.source is None:
+            exc.source = origin
+        out.error, out.records = exc, []
+    return out
+
+
+def normalize_payload(plugins: Plugins, data: bytes, *, practice: str, connector: str | None = None,
+                      media_type: str | None = None, mapping: Mapping = EMPTY,
+                      origin: str | None = None) -> list[Normalized]:
+    """Split a payload into its messages and normalize each (``hub normalize``)."""
+    chosen = choose_connector(plugins, data, name=connector, media_type=media_type, origin=origin)
+    try:
+        envelopes = chosen.split(data, origin=origin)
+    except HubError as exc:
+        exc.source = exc.source or origin
+        return [Normalized(Envelope(raw=data), error=exc)]
+    except Exception as exc:
+        return [Normalized(Envelope(raw=data), error=ParseError(
+            f"{chosen.name} connector could not split the payload ({type(exc).__name__})", source=origin))]
+    return [normalize_envelope(plugins, chosen, env, practice=practice, mapping=mapping, origin=origin)
+            for env in envelopes]

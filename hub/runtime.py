@@ -1,0 +1,33 @@
+"""What a running hub holds: the store, the plugins and the dispatcher.
+
+Built by the CLI and the app factory (never at import time)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+
+from hub.pipeline.dispatch import Dispatcher, resolve_dispatcher
+from hub.plugins import Plugins, load_plugins
+from hub.store.engine import database_url, get_engine
+
+
+@dataclass
+class Runtime:
+    engine: sa.Engine
+    plugins: Plugins
+    database_url: str
+    dispatcher: Dispatcher = field(init=False)
+
+    @classmethod
+    def create(cls, *, database_url: str | None = None, plugins: Plugins | None = None,
+               dispatcher: str | None = None) -> Runtime:
+        url = _resolved(database_url)
+        runtime = cls(engine=get_engine(url), plugins=plugins or load_plugins(), database_url=url)
+        runtime.dispatcher = resolve_dispatcher(runtime, dispatcher)
+        return runtime
+
+
+def _resolved(url: str | None) -> str:
+    return database_url(url)

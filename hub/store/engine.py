@@ -1,0 +1,127 @@
+"""Database engine: SQLite (embedded default) or PostgreSQL, and schema upgrades.
+
+``HUB_DATABASE_URL`` picks the database; unset, it is ``hub.db`` in the working
+folder. SQLite runs in WAL mode with ``synchronous=FULL`` so an acknowledged
+message survives a power cut, not only a crash (``HUB_SQLITE_SYNCHRONOUS=NORMAL``
+trades that for speed). Both stores upgrade themselves to the newest schema on
+first use; PostgreSQL under an advisory lock so that many processes starting at
+once migrate only once.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from hub.errors import ConfigError, StoreError
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+_engines: dict[str, sa.Engine] = {}
+_lock = threading.Lock()
+
+
+def database_url(url: str | None = None) -> str:
+    url = url or os.environ.get("HUB_DATABASE_URL") or "sqlite:///hub.db"
+    # psycopg 3 is the driver the hub ships with; plain postgresql:// would ask for psycopg2
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            url = "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None  # SQLAlchemy's begin event below issues BEGIN itself
+    synchronous = os.environ.get("HUB_SQLITE_SYNCHRONOUS", "FULL").upper()
+    if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+        synchronous = "FULL"
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute(f"PRAGMA synchronous={synchronous}")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _sqlite_begin(conn: sa.Connection) -> None:
+    # A deferred transaction that reads and then writes can fail at once with SQLITE_BUSY
+    # instead of waiting; write paths (``writer(engine)``) take the write lock up front.
+    immediate = conn.get_execution_options().get("hub_write")
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def writer(engine: sa.Engine) -> sa.Engine:
+    """The engine for a transaction that will write (SQLite: BEGIN IMMEDIATE)."""
+    return engine.execution_options(hub_write=True)
+
+
+def get_engine(url: str | None = None, *, upgrade: bool = True) -> sa.Engine:
+    """One engine per URL per process, upgraded to the newest schema on first use."""
+    url = database_url(url)
+    with _lock:
+        engine = _engines.get(url)
+        if engine is None:
+            engine = create_engine(url)
+            if upgrade:
+                upgrade_schema(engine)
+            _engines[url] = engine
+    return engine
+
+
+def create_engine(url: str) -> sa.Engine:
+    try:
+        if url.startswith("sqlite"):
+            engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+            sa.event.listen(engine, "connect", _sqlite_connect)
+            sa.event.listen(engine, "begin", _sqlite_begin)
+        else:
+            engine = sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    except (sa.exc.ArgumentError, ImportError) as exc:
+        raise ConfigError(f"HUB_DATABASE_URL is not a usable database URL: {exc}") from None
+    return engine
+
+
+def dispose_engines() -> None:
+    """Forget pooled connections (after a fork, or between tests)."""
+    with _lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+
+
+def alembic_config(engine: sa.Engine) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
+    return cfg
+
+
+def head_revision(engine: sa.Engine) -> str | None:
+    return ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+
+
+def current_revision(engine: sa.Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade_schema(engine: sa.Engine) -> None:
+    """Bring the schema to the newest revision (no-op when it is already there)."""
+    try:
+        if current_revision(engine) == head_revision(engine):
+            return
+        cfg = alembic_config(engine)
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(7305531)"))  # one migrator at a time
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+    except sa.exc.OperationalError as exc:
+        raise StoreError(f"cannot open the database {engine.url.render_as_string()}: {exc.orig}") from None

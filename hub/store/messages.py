@@ -1,0 +1,194 @@
+"""The message store: every message as it arrived, saved before it is acknowledged.
+
+A message's content is stored once. The same bytes arriving again for the same
+practice are recorded as a row of status ``duplicate`` pointing at the original
+(so the arrival is visible and auditable) but carry no copy and yield no records.
+A different message that reuses a control id has other content, so it is not a
+duplicate. Statuses: ``received`` (stored, not yet processed), ``processed``,
+``error`` (with a reason; reprocessable), ``duplicate``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from hub.model.tables import messages
+
+STATUSES = ("received", "processed", "error", "duplicate")
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    practice: str
+    connector: str
+    raw: bytes
+    sender: str | None = None
+    control_id: str | None = None
+    message_type: str | None = None
+    origin: str | None = None
+
+
+@dataclass(frozen=True)
+class SavedMessage:
+    id: int
+    duplicate_of: int | None
+
+    @property
+    def duplicate(self) -> bool:
+        return self.duplicate_of is not None
+
+
+def content_hash(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+def _dedup_key(practice: str, digest: str) -> str:
+    return f"{practice}:{digest}"
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def save_messages(conn: sa.Connection, items: Sequence[NewMessage]) -> list[SavedMessage]:
+    """Store a group of arrivals in the caller's transaction (one commit for the group)."""
+    now = utcnow()
+    digests = [content_hash(m.raw) for m in items]
+    keys = [_dedup_key(m.practice, d) for m, d in zip(items, digests, strict=True)]
+    known: dict[str, int] = {}
+    for chunk_start in range(0, len(keys), 500):
+        chunk = keys[chunk_start:chunk_start + 500]
+        rows = conn.execute(sa.select(messages.c.dedup_key, messages.c.id).where(messages.c.dedup_key.in_(chunk)))
+        known.update({k: i for k, i in rows})
+    new_rows: list[dict[str, Any]] = []
+    new_index: list[int] = []
+    seen_in_batch: set[str] = set()
+    for i, (m, digest, key) in enumerate(zip(items, digests, keys, strict=True)):
+        if key in known or key in seen_in_batch:
+            continue
+        seen_in_batch.add(key)
+        new_index.append(i)
+        new_rows.append({"practice": m.practice, "connector": m.connector, "received_at": now,
+                         "content_hash": digest, "dedup_key": key, "sender": m.sender,
+                         "control_id": m.control_id, "message_type": m.message_type,
+                         "origin": (m.origin or "")[:255] or None, "status": "received", "attempts": 0,
+                         "queued_at": now, "raw": m.raw})
+    if new_rows:
+        ids = conn.execute(sa.insert(messages).returning(messages.c.id, sort_by_parameter_order=True),
+                           new_rows).scalars().all()
+        for i, new_id in zip(new_index, ids, strict=True):
+            known[keys[i]] = new_id
+    results: list[SavedMessage | None] = [None] * len(items)
+    first_owner: dict[str, int] = {}
+    for i in new_index:
+        first_owner[keys[i]] = i
+        results[i] = SavedMessage(known[keys[i]], None)
+    duplicate_rows: list[tuple[int, dict[str, Any]]] = []
+    for i, (m, digest, key) in enumerate(zip(items, digests, keys, strict=True)):
+        if results[i] is None:
+            duplicate_rows.append((i, {"practice": m.practice, "connector": m.connector, "received_at": now,
+                                       "content_hash": digest, "dedup_key": None, "sender": m.sender,
+                                       "control_id": m.control_id, "message_type": m.message_type,
+                                       "origin": (m.origin or "")[:255] or None, "status": "duplicate",
+                                       "attempts": 0, "duplicate_of": known[key], "raw": None}))
+    if duplicate_rows:
+        ids = conn.execute(sa.insert(messages).returning(messages.c.id, sort_by_parameter_order=True),
+                           [row for _, row in duplicate_rows]).scalars().all()
+        for (i, row), _dup_id in zip(duplicate_rows, ids, strict=True):
+            original = int(row["duplicate_of"])
+            results[i] = SavedMessage(original, original)
+    return [r for r in results if r is not None]
+
+
+def load_for_processing(conn: sa.Connection, ids: Iterable[int], *, statuses: tuple[str, ...]) -> list[Any]:
+    ids = list(ids)
+    if not ids:
+        return []
+    cols = [messages.c.id, messages.c.practice, messages.c.connector, messages.c.raw, messages.c.sender,
+            messages.c.control_id, messages.c.message_type, messages.c.origin, messages.c.attempts]
+    rows = conn.execute(sa.select(*cols).where(messages.c.id.in_(ids), messages.c.status.in_(statuses))
+                        .order_by(messages.c.id)).all()
+    return list(rows)
+
+
+def mark_processed(conn: sa.Connection, done: dict[int, int]) -> None:
+    """``done`` maps message id → number of records it yielded."""
+    if not done:
+        return
+    now = utcnow()
+    stmt = (sa.update(messages).where(messages.c.id == sa.bindparam("mid"))
+            .values(status="processed", error=None, processed_at=now, record_count=sa.bindparam("n"),
+                    attempts=messages.c.attempts + 1))
+    conn.execute(stmt, [{"mid": mid, "n": n} for mid, n in done.items()])
+
+
+def mark_error(conn: sa.Connection, failed: dict[int, str]) -> None:
+    """``failed`` maps message id → the reason a person can act on (no patient data)."""
+    if not failed:
+        return
+    now = utcnow()
+    stmt = (sa.update(messages).where(messages.c.id == sa.bindparam("mid"))
+            .values(status="error", error=sa.bindparam("reason"), processed_at=now,
+                    attempts=messages.c.attempts + 1))
+    conn.execute(stmt, [{"mid": mid, "reason": reason[:2000]} for mid, reason in failed.items()])
+
+
+def note_attempt(conn: sa.Connection, ids: Sequence[int], reason: str) -> None:
+    """A transient failure: count the attempt, keep the message ``received`` for the retry."""
+    conn.execute(sa.update(messages).where(messages.c.id.in_(list(ids)), messages.c.status == "received")
+                 .values(attempts=messages.c.attempts + 1, error=reason[:2000]))
+
+
+def list_messages(conn: sa.Connection, *, practice: str | None = None, status: str | None = None,
+                  limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+    cols = [c for c in messages.c if c.name not in ("raw", "dedup_key")]
+    q = sa.select(*cols).order_by(messages.c.id.desc()).limit(limit).offset(offset)
+    if practice:
+        q = q.where(messages.c.practice == practice)
+    if status:
+        q = q.where(messages.c.status == status)
+    return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def ids_for_reprocess(conn: sa.Connection, *, practice: str | None, status: str | None,
+                      ids: Sequence[int] = ()) -> list[int]:
+    """Messages to replay: given ids, or every message of a status (default: error and processed)."""
+    q = sa.select(messages.c.id).where(messages.c.raw.is_not(None)).order_by(messages.c.id)
+    if ids:
+        q = q.where(messages.c.id.in_(list(ids)))
+    elif status:
+        q = q.where(messages.c.status == status)
+    else:
+        q = q.where(messages.c.status.in_(("error", "processed", "received")))
+    if practice:
+        q = q.where(messages.c.practice == practice)
+    return list(conn.execute(q).scalars())
+
+
+def requeue(conn: sa.Connection, ids: Sequence[int]) -> None:
+    """Put messages back to ``received`` so the dispatcher processes them again."""
+    for start in range(0, len(ids), 500):
+        chunk = list(ids[start:start + 500])
+        conn.execute(sa.update(messages).where(messages.c.id.in_(chunk), messages.c.raw.is_not(None))
+                     .values(status="received", queued_at=utcnow()))
+
+
+def stale_received(conn: sa.Connection, older_than: dt.timedelta, limit: int = 10_000) -> list[int]:
+    """Messages stored but not processed for longer than ``older_than`` (their job was lost)."""
+    cutoff = utcnow() - older_than
+    q = (sa.select(messages.c.id).where(messages.c.status == "received", messages.c.queued_at <= cutoff)
+         .order_by(messages.c.id).limit(limit))
+    return list(conn.execute(q).scalars())
+
+
+def counts_by_status(conn: sa.Connection, practice: str | None = None) -> dict[str, int]:
+    q = sa.select(messages.c.status, sa.func.count()).group_by(messages.c.status)
+    if practice:
+        q = q.where(messages.c.practice == practice)
+    return {s: n for s, n in conn.execute(q)}
