@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -111,8 +111,20 @@ class Connector(ABC):
         """Yield common-model records (dicts with ``kind`` and ``source_id``)."""
 
     def acknowledge(self, envelope: Envelope, outcome: Outcome) -> bytes | None:
-        """The answer the sender expects (an HL7 ACK, a FHIR response), or None."""
+        """The answer to one message (an HL7 ACK, a FHIR entry response), or None."""
         return None
+
+    def answer(self, results: Sequence[tuple[Envelope, Outcome]]) -> tuple[bytes, str] | None:
+        """The answer to a whole payload as (body, media type): for HL7 the ACKs one after the
+        other, for FHIR a response Bundle or OperationOutcome. Default: the ACKs concatenated."""
+        acks = [self.acknowledge(env, outcome) for env, outcome in results]
+        parts = [a for a in acks if a]
+        return (b"".join(parts), self.media_types[0] if self.media_types else "text/plain") if parts else None
+
+    def findings(self, envelope: Envelope, context: Context) -> list[str]:
+        """Deep structural validation for the onboarding check (slow; never on the ingest path).
+        Each finding names where (segment/field, element path, line) and what, without values."""
+        return []
 
     # -- given ---------------------------------------------------------------
     def normalize(self, envelope: Envelope, context: Context) -> list[dict[str, Any]]:
