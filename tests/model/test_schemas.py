@@ -1,0 +1,88 @@
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hub.errors import ValidationError
+from hub.model import KINDS, schema_for, validate_record
+from hub.model.schemas import _fast_validator
+
+
+def appointment(**over):
+    base = {"kind": "appointment", "practice": "p", "source_id": "A1", "start": "2025-03-04T09:00:00-05:00",
+            "status": "booked"}
+    return {**base, **over}
+
+
+def test_valid_record_gets_python_values():
+    out = validate_record(appointment(duration_min=30, booked_at="2025-02-01T10:00:00+00:00"))
+    assert out["start"] == dt.datetime(2025, 3, 4, 9, tzinfo=dt.timezone(dt.timedelta(hours=-5)))
+    assert out["duration_min"] == 30
+
+
+def test_every_kind_has_a_schema_and_a_table():
+    from hub.model.tables import RECORD_TABLES
+
+    assert set(KINDS) == set(RECORD_TABLES)
+    for kind in KINDS:
+        assert schema_for(kind) is schema_for(kind)
+
+
+@pytest.mark.parametrize(("record", "field"), [
+    (appointment(status="maybe"), "status"),
+    (appointment(start="2025-03-04T09:00:00"), "start"),  # a date-time needs its offset
+    (appointment(start=None), "start"),
+    (appointment(unknown_field="x"), "unknown_field"),
+    ({"kind": "charge", "practice": "p", "source_id": "C", "service_date": "2025-01-01", "amount": 12.5}, "amount"),
+    ({"kind": "patient", "practice": "p", "source_id": "M", "sex": "F"}, "sex"),
+    ({"kind": "coverage", "practice": "p", "source_id": "C", "financial_class": "gold"}, "financial_class"),
+])
+def test_invalid_records_name_the_field(record, field):
+    with pytest.raises(ValidationError) as caught:
+        validate_record(record)
+    assert field in caught.value.errors
+    assert f".{field}" in str(caught.value)
+
+
+def test_errors_never_quote_the_value():
+    with pytest.raises(ValidationError) as caught:
+        validate_record({"kind": "patient", "practice": "p", "source_id": "M", "birth_date": "Zebediah-01"})
+    assert "Zebediah" not in str(caught.value)
+
+
+def test_unknown_kind():
+    with pytest.raises(ValidationError, match="unknown record kind"):
+        validate_record({"kind": "invoice", "practice": "p", "source_id": "1"})
+
+
+def test_money_is_exact():
+    out = validate_record({"kind": "charge", "practice": "p", "source_id": "C", "service_date": "2025-01-01",
+                           "amount": "1,234.50"})
+    assert out["amount"] == Decimal("1234.50")
+
+
+# The fast path must agree with marshmallow wherever it answers.
+values = st.one_of(st.none(), st.text(max_size=12), st.integers(-5, 5000), st.booleans(),
+                   st.sampled_from(["2025-01-31", "2025-13-01", "2025-01-31T09:30:00-05:00", "2025-01-31T09:30:00Z",
+                                    "2025-01-31T09:30:00", "12.50", "-3", "booked", "female", "x",
+                                    "1e3", "NaN"]),
+                   st.lists(st.text(max_size=4), max_size=3),
+                   st.lists(st.fixed_dictionaries({"value": st.text(max_size=4)},
+                                                  optional={"system": st.none() | st.text(max_size=3),
+                                                            "amount": st.sampled_from(["1.00", "x", 2])}),
+                            max_size=2))
+
+
+@settings(max_examples=400, deadline=None)
+@given(kind=st.sampled_from(sorted(KINDS)), data=st.data())
+def test_fast_path_agrees_with_marshmallow(kind, data):
+    names = [f.name for f in KINDS[kind]]
+    record = {"kind": kind, "practice": "p", "source_id": "S1"}
+    for name in data.draw(st.lists(st.sampled_from(names), unique=True, max_size=len(names))):
+        record[name] = data.draw(values)
+    fast = _fast_validator(kind)(record)
+    if fast is None:
+        return
+    assert fast == schema_for(kind).load(record)
