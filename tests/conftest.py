@@ -109,3 +109,17 @@ def _fresh_engines() -> Iterator[None]:
     from hub.store.engine import dispose_engines
 
     dispose_engines()
+
+
+@pytest.fixture(scope="session")
+def example_connector() -> str:
+    """The worked third-party connector of examples/, pip-installed into this environment."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("hub_example_pipe") is None:
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "-e",
+                        str(ROOT / "examples" / "hub-example-connector")], check=True)
+        importlib.invalidate_caches()
+    return "example-pipe"

@@ -67,6 +67,9 @@ def normalize_envelope(plugins: Plugins, connector: Connector, envelope: Envelop
         if exc.source is None:
             exc.source = origin
         out.error, out.records = exc, []
+    except Exception as exc:  # a plugin's hub_transform_record failed: the message errs, the batch goes on
+        out.error = HubError(f"a plugin failed on a record ({type(exc).__name__}: {exc})"[:500], source=origin)
+        out.records = []
     return out
 
 
