@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from hub.runtime import Runtime
 
 
+UNKNOWN = "unknown"  # the connector name of a payload no installed connector recognised
+
+
 @dataclass(frozen=True)
 class Receipt:
     envelope: Envelope
@@ -56,10 +59,15 @@ def receive_many(runtime: Runtime, practice: str, arrivals: Sequence[Arrival], *
     with runtime.engine.connect() as conn:
         get_practice(conn, practice)  # unknown practice: NotFound, nothing stored
 
-    plan: list[tuple[Connector, list[Envelope], HubError | None, str | None]] = []
+    plan: list[tuple[Connector | None, list[Envelope], HubError | None, str | None]] = []
     for arrival in arrivals:
-        chosen = choose_connector(runtime.plugins, arrival.data, name=connector, media_type=media_type,
-                                  origin=arrival.origin)
+        try:
+            chosen: Connector | None = choose_connector(runtime.plugins, arrival.data, name=connector,
+                                                        media_type=media_type, origin=arrival.origin)
+        except ParseError as exc:  # no connector reads it: kept as an error, like any unreadable payload
+            plan.append((None, [Envelope(raw=arrival.data)], exc, arrival.origin))
+            continue
+        assert chosen is not None
         try:
             envelopes, error = chosen.split(arrival.data, origin=arrival.origin), None
         except HubError as exc:
@@ -71,8 +79,9 @@ def receive_many(runtime: Runtime, practice: str, arrivals: Sequence[Arrival], *
             error.source = arrival.origin
         plan.append((chosen, envelopes, error, arrival.origin))
 
-    new = [message_store.NewMessage(practice=practice, connector=chosen.name, raw=env.raw, sender=env.sender,
-                                    control_id=env.control_id, message_type=env.message_type, origin=origin)
+    new = [message_store.NewMessage(practice=practice, connector=chosen.name if chosen else UNKNOWN, raw=env.raw,
+                                    sender=env.sender, control_id=env.control_id, message_type=env.message_type,
+                                    origin=origin)
            for chosen, envelopes, _, origin in plan for env in envelopes]
     with writer(runtime.engine).begin() as conn:
         saved = message_store.save_messages(conn, new)
@@ -104,6 +113,6 @@ def receive_many(runtime: Runtime, practice: str, arrivals: Sequence[Arrival], *
                 outcome = Outcome(accepted=False, error=outcome_now.errors[s.id], message_id=s.id)
             else:
                 outcome = Outcome(accepted=True, message_id=s.id)
-            batch.append(Receipt(env, outcome, chosen.acknowledge(env, outcome)))
+            batch.append(Receipt(env, outcome, chosen.acknowledge(env, outcome) if chosen else None))
         receipts.append(batch)
     return receipts
