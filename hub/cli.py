@@ -49,9 +49,9 @@ class HubGroup(click.Group):
 class State:
     """Lazily built runtime: commands that need no database never open one."""
 
-    def __init__(self) -> None:
+    def __init__(self, plugins: Any = None) -> None:
         self._runtime: Any = None
-        self._plugins: Any = None
+        self._plugins: Any = plugins
 
     @property
     def plugins(self) -> Any:
@@ -409,11 +409,19 @@ cli = _build_cli()
 
 
 def main() -> None:
+    from hub.plugins import load_plugins
+
     if os.environ.get("HUB_LOG_LEVEL"):
         from hub.logging import configure_logging
 
         configure_logging()
-    cli(prog_name="hub")
+    try:
+        plugins = load_plugins()
+    except HubError as exc:
+        click.echo(f"hub: error: {exc}", err=True)
+        sys.exit(1)
+    plugins.hook.hub_cli_commands(cli=cli)  # connector plugins add their commands (hub fhir pull, ...)
+    cli(prog_name="hub", obj=State(plugins))
 
 
 if __name__ == "__main__":
