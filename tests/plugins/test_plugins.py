@@ -32,7 +32,7 @@ def test_a_misspelt_hook_fails_loudly():
     module = types.ModuleType("typo_plugin")
 
     @hookimpl
-    def hub_register_conectors(registry):  # noqa: ARG001 - the typo is the point
+    def hub_register_conectors(registry):  # the typo is the point
         pass
 
     module.hub_register_conectors = hub_register_conectors
