@@ -119,7 +119,7 @@ def example_connector() -> str:
     import sys
 
     if importlib.util.find_spec("hub_example_pipe") is None:
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "-e",
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-e",
                         str(ROOT / "examples" / "hub-example-connector")], check=True)
         importlib.invalidate_caches()
     return "example-pipe"
