@@ -118,8 +118,10 @@ def example_connector() -> str:
     import subprocess
     import sys
 
+    package = ROOT / "examples" / "hub-example-connector"
     if importlib.util.find_spec("hub_example_pipe") is None:
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-e",
-                        str(ROOT / "examples" / "hub-example-connector")], check=True)
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-e", str(package)], check=True)
+        # the editable install's path hook is read at interpreter start; this process needs the path now
+        sys.path.insert(0, str(package))
         importlib.invalidate_caches()
     return "example-pipe"
