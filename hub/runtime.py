@@ -10,7 +10,8 @@ import sqlalchemy as sa
 
 from hub.pipeline.dispatch import Dispatcher, resolve_dispatcher
 from hub.plugins import Plugins, load_plugins
-from hub.store.engine import database_url, get_engine
+from hub.store.engine import database_url as database_url_of
+from hub.store.engine import get_engine
 
 
 @dataclass
@@ -23,11 +24,7 @@ class Runtime:
     @classmethod
     def create(cls, *, database_url: str | None = None, plugins: Plugins | None = None,
                dispatcher: str | None = None) -> Runtime:
-        url = _resolved(database_url)
+        url = database_url_of(database_url)
         runtime = cls(engine=get_engine(url), plugins=plugins or load_plugins(), database_url=url)
         runtime.dispatcher = resolve_dispatcher(runtime, dispatcher)
         return runtime
-
-
-def _resolved(url: str | None) -> str:
-    return database_url(url)

@@ -105,4 +105,5 @@ def resolve_dispatcher(runtime: Runtime, spec: str | None = None) -> Dispatcher:
             cls = getattr(importlib.import_module(module_name), attr)
         except (ImportError, AttributeError, ValueError):
             raise ConfigError(f"HUB_DISPATCHER={spec!r} is neither inline, rq nor an importable class") from None
-    return cls(runtime)  # type: ignore[no-any-return,unused-ignore]
+    dispatcher: Dispatcher = cls(runtime)
+    return dispatcher

@@ -107,3 +107,30 @@ def test_a_message_that_keeps_failing_ends_in_error_with_its_reason(
     with runtime.engine.connect() as conn:
         (row,) = ms.list_messages(conn, status="error")
     assert "plugin refused" in row["error"] or "could not" in row["error"]
+
+
+def test_a_store_failure_is_retried_with_backoff_until_it_clears(
+        pg_url, redis_url, monkeypatch, tmp_path, example_connector):
+    """The store refuses the batch (its table is gone); rq retries after a delay; once the table is
+    back the retry lands it. The message was never lost: it stayed `received` with the reason."""
+    monkeypatch.setenv("HUB_REDIS_URL", redis_url)
+    runtime = Runtime.create(database_url=pg_url)
+    with writer(runtime.engine).begin() as conn:
+        add_practice(conn, "derm", "Derm")
+        conn.execute(sa.text("ALTER TABLE appointments RENAME TO appointments_away"))
+    (path,) = pipe_files(tmp_path / "feed", 1)
+    receive_many(runtime, "derm", [Arrival(path.read_bytes(), path.name)])
+    worker = start_worker(worker_env(pg_url, redis_url))
+    try:
+        def attempted():
+            with runtime.engine.connect() as conn:
+                (row,) = ms.list_messages(conn, practice="derm")
+            return row["attempts"] >= 1 and row["status"] == "received" and "store failure" in (row["error"] or "")
+
+        assert wait_for(attempted, timeout=30)
+        with runtime.engine.begin() as conn:
+            conn.execute(sa.text("ALTER TABLE appointments_away RENAME TO appointments"))
+        assert wait_for(lambda: statuses(runtime) == {"processed": 1}, timeout=60), statuses(runtime)
+    finally:
+        worker.terminate()
+        worker.communicate(timeout=30)
