@@ -2,8 +2,9 @@
 
 from pathlib import Path
 
-from hub.testing import connector_test_class
 from hub_fhir import FhirConnector
+
+from hub.testing import connector_test_class
 
 SAMPLES = Path(__file__).parent / "samples"
 
