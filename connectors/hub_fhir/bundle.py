@@ -205,8 +205,10 @@ class References:
         if isinstance(text, str) and text:
             if text.startswith("#"):
                 return self._contained(text[1:], container, container_id, declared)
-            key = text.split("/_history/")[0]
-            item = self.by_key.get(key)
+            item = self.by_key.get(text)  # the common case: a key as the payload spells it
+            key = text if item is not None or "/_history/" not in text else text.split("/_history/")[0]
+            if item is None:
+                item = self.by_key.get(key)
             if item is None:
                 found = _TYPE_ID.search(key)
                 if found:
