@@ -56,8 +56,11 @@ class MapContext:
     item: Item
     timezone: ZoneInfo | None = None
 
+    def __post_init__(self) -> None:
+        self.source_id = self.item.source_id
+
     def resolve(self, ref: Any) -> Target | None:
-        return self.refs.resolve(ref, self.item.resource, self.item.source_id)
+        return self.refs.resolve(ref, self.item.resource, self.source_id)
 
     def ref_id(self, ref: Any, *types: str) -> str | None:
         target = self.resolve(ref)
@@ -183,7 +186,7 @@ def minutes_between(start: Any, end: Any) -> int | None:
 
 
 def require_id(ctx: MapContext) -> str:
-    sid = ctx.item.source_id
+    sid = ctx.source_id
     if not sid:
         raise ValidationError(f"{ctx.item.type} has neither an id nor a fullUrl to take its source id from",
                               location=f"{ctx.item.path}.id")
