@@ -10,8 +10,9 @@ DOC = (Path(__file__).resolve().parents[2] / "docs" / "fhir.md").read_text()
 
 def test_every_setting_is_documented_and_secrets_are_marked() -> None:
     fields = FhirConfigSchema().fields
-    for name in fields:
-        assert f"`{name}`" in DOC, name
+    for field in fields.values():
+        assert f"`{field.data_key or field.name}`" in DOC, field.name
+    assert FhirConfigSchema().validate({"validate": False, "token": "x"}) == {}
     assert {n for n, f in fields.items() if f.metadata.get("secret")} == {"token", "private_key"}
     for env in ("HUB_FHIR_VALIDATE", "HUB_FHIR_TOKEN", "HUB_FHIR_CLIENT_ID", "HUB_FHIR_TOKEN_URL",
                 "HUB_FHIR_PRIVATE_KEY"):
