@@ -21,7 +21,26 @@ from hub.errors import ConfigError, HubError
 
 
 class HubGroup(click.Group):
-    """Turns the hub's own errors into one clear line and a non-zero exit."""
+    """Turns the hub's own errors into one clear line and a non-zero exit; adds the plugins'
+    commands the first time a command is looked up (not at import time)."""
+
+    _plugin_commands_added = False
+
+    def _add_plugin_commands(self) -> None:
+        if not self._plugin_commands_added:
+            self._plugin_commands_added = True
+            _add_plugin_commands(self)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        found = super().get_command(ctx, cmd_name)
+        if found is None and not self._plugin_commands_added:
+            self._add_plugin_commands()
+            found = super().get_command(ctx, cmd_name)
+        return found
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._add_plugin_commands()
+        return super().list_commands(ctx)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -87,6 +106,16 @@ def _build_cli() -> click.Group:
                    "hub.security.cli", "hub.mllp.cli"):
         _add_optional(cli, module)
     return cli
+
+
+def _add_plugin_commands(cli: click.Group) -> None:
+    """Plugins add commands (``hub fhir pull``) through the ``hub_cli_commands`` hook."""
+    from hub.plugins import load_plugins
+
+    try:
+        load_plugins().hook.hub_cli_commands(cli=cli)
+    except HubError as exc:  # a broken plugin must not take the whole command line down
+        click.echo(f"hub: warning: plugin commands not loaded: {exc}", err=True)
 
 
 def _add_optional(cli: click.Group, module_name: str) -> None:

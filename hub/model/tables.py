@@ -177,3 +177,14 @@ audit_log = sa.Table(
     sa.Column("outcome", sa.String(64)),
     sa.Index("ix_audit_log_at", "at"),
 )
+
+# high-water marks of pulling connectors (``hub.pull``): how far each practice's source has been read
+pull_state = sa.Table(
+    "pull_state", metadata,
+    sa.Column("practice", sa.String(64), nullable=False),
+    sa.Column("source", sa.String(255), nullable=False, doc="the server pulled from (its base URL)"),
+    sa.Column("resource_type", sa.String(64), nullable=False),
+    sa.Column("high_water", sa.String(40), nullable=False, doc="the newest lastUpdated stored, as sent"),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint("practice", "source", "resource_type", name="pk_pull_state"),
+)
