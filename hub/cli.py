@@ -438,19 +438,11 @@ cli = _build_cli()
 
 
 def main() -> None:
-    from hub.plugins import load_plugins
-
     if os.environ.get("HUB_LOG_LEVEL"):
         from hub.logging import configure_logging
 
         configure_logging()
-    try:
-        plugins = load_plugins()
-    except HubError as exc:
-        click.echo(f"hub: error: {exc}", err=True)
-        sys.exit(1)
-    plugins.hook.hub_cli_commands(cli=cli)  # connector plugins add their commands (hub fhir pull, ...)
-    cli(prog_name="hub", obj=State(plugins))
+    cli(prog_name="hub")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from fhir_test_server import corpus_resources, running
 from hub_fhir.pull import FhirClient, PullError, SmartBackendAuth, pull, retry_after
 
 from hub.pull import get_watermark, list_watermarks
@@ -15,6 +14,7 @@ from hub.store.canonical import count_records
 from hub.store.engine import writer
 from hub.store.messages import list_messages
 from hub.store.practices import add_practice
+from tests.fhir.fhir_test_server import corpus_resources, running
 
 TOKEN = {"token": "test-token", "page_size": 2}
 
