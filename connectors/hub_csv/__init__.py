@@ -41,6 +41,7 @@ RELATED_KEY = {"patient": "patient_source_id", "provider": "provider_source_id",
 TRUE = {"y", "yes", "true", "t", "1", "x"}
 FALSE = {"n", "no", "false", "f", "0"}
 _LINE_SUFFIX = re.compile(r"#line=(\d+)$")
+_HEADER_LABEL = re.compile(r"^[A-Za-z][\w .#/()&%?'-]{0,79}$")
 _FIELD_TYPES = {kind: {f.name: f.type for f in fields} for kind, fields in KINDS.items()}
 
 
@@ -94,11 +95,26 @@ class CsvConnector(Connector):
 
     @classmethod
     def detect(cls, data: bytes) -> bool:
-        return False  # a CSV header says nothing certain: chosen by name, media type or extension
+        """A header row of at least two labels (and no other format's opening). Which export it is,
+        only the practice's column map can say; content that is not plainly CSV needs --connector csv."""
+        head = data[:4096].lstrip(b"\xef\xbb\xbf").lstrip()
+        if not head or head[:1] in (b"{", b"<", b"[") or head[:3] in (b"MSH", b"FHS", b"BHS", b"ISA"):
+            return False
+        line = head.splitlines()[0] if head.splitlines() else b""
+        try:
+            labels = next(csv.reader([line.decode("utf-8", errors="strict")]))
+        except (UnicodeDecodeError, csv.Error, StopIteration):
+            return False
+        return len(labels) >= 2 and all(_HEADER_LABEL.match(label.strip()) for label in labels)
 
     # ------------------------------------------------------------------ split
     def split(self, data: bytes, *, origin: str | None = None) -> list[Envelope]:
-        return list(self.iter_envelopes(decode(data), origin=origin))
+        envelopes = list(self.iter_envelopes(decode(data), origin=origin))
+        if not envelopes:
+            # an empty export is refused with its reason rather than taken in as nothing at all
+            raise ParseError("the CSV has no data rows (a header row and at least one row are needed)",
+                             source=origin)
+        return envelopes
 
     def iter_envelopes(self, text: str, *, origin: str | None = None, delimiter: str = ","
                        ) -> Iterator[Envelope]:

@@ -54,6 +54,7 @@ class ScorecardBuilder:
     refused: int = 0
     duplicates: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
+    reason_examples: dict[str, str | None] = field(default_factory=dict)
     kinds: Counter[str] = field(default_factory=Counter)
     filled: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     codes: Counter[str] = field(default_factory=Counter)
@@ -86,7 +87,9 @@ class ScorecardBuilder:
         self._hashes.add(digest)
         if error is not None:
             self.refused += 1
-            self.reasons[getattr(error, "message", None) or str(error)] += 1
+            reason = getattr(error, "message", None) or str(error)
+            self.reasons[reason] += 1
+            self.reason_examples.setdefault(reason, label)
             return True
         for record in records:
             self._record(record, label)
@@ -178,7 +181,8 @@ class ScorecardBuilder:
             "mapping_version": self.mapping.version,
             "source": self.source,
             "messages": {"read": self.read, "refused": self.refused, "duplicates": self.duplicates,
-                         "refusal_reasons": [{"reason": r, "count": n} for r, n in self.reasons.most_common(20)]},
+                         "refusal_reasons": [{"reason": r, "count": n, "example": self.reason_examples.get(r)}
+                                             for r, n in self.reasons.most_common(20)]},
             "records": dict(sorted(self.kinds.items())),
             "repeated_records": self.repeated_records,
             "completeness": completeness,
@@ -226,7 +230,7 @@ def render_text(card: dict[str, Any]) -> str:
              f"from {card['source']})", "",
              f"messages   read {m['read']}   refused {m['refused']}   duplicates {m['duplicates']}"]
     for reason in m["refusal_reasons"][:10]:
-        lines.append(f"  refused x{reason['count']}: {reason['reason']}")
+        lines.append(f"  refused x{reason['count']}: {reason['reason']} (e.g. {reason['example'] or '-'})")
     records = "   ".join(f"{k} {n}" for k, n in card["records"].items()) or "none"
     lines += [f"records    {records}   (repeated source ids: {card['repeated_records']})",
               f"dates      {card['date_range']['from'] or '-'} to {card['date_range']['to'] or '-'}", "",
