@@ -37,7 +37,8 @@ def write_export(path: Path, rows: int) -> None:
         writer = csv.writer(fh, lineterminator="\r\n")
         writer.writerow(HEADER)
         for i in range(rows):
-            when = f"03/{1 + i % 28:02d}/2025 09:{i % 60:02d} AM" if i % 2 else f"2025-03-{1 + i % 28:02d} 13:{i % 60:02d}"
+            day, minute = 1 + i % 28, i % 60
+            when = f"03/{day:02d}/2025 09:{minute:02d} AM" if i % 2 else f"2025-03-{day:02d} 13:{minute:02d}"
             visit = "N\nP" if i % 5 == 0 else ["NP", "EST", "FU", "MOHS"][i % 4]
             status = ["Completed", "No Show", "Cancelled", "Scheduled"][i % 4]
             writer.writerow([f"A{i:07d}", f"M{i % 9000:05d}", ["DRALV", "DRBRE", "PACHE"][i % 3], "LP", when, "15",
@@ -59,6 +60,8 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["HUB_SQLITE_SYNCHRONOUS"] = "NORMAL"
 
+    from hub_csv import CsvConnector
+
     from hub.cli import ingest_paths
     from hub.mapping import load_mapping
     from hub.onboarding.backfill import Backfill
@@ -67,7 +70,6 @@ def main() -> None:
     from hub.runtime import Runtime
     from hub.store.engine import writer
     from hub.store.practices import add_practice
-    from hub_csv import CsvConnector
 
     text = (ROOT / "mappings" / "example-practice.yaml").read_text()
     mapping = load_mapping(text)
