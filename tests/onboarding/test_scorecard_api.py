@@ -18,7 +18,6 @@ import pytest
 from .feeds import build
 from .test_end_to_end import mapping_v1
 
-HUB = str(Path(sys.executable).parent / "hub")
 SERVE = ("import sys; from werkzeug.serving import make_server; from hub.app import create_app; "
          "make_server('127.0.0.1', int(sys.argv[1]), create_app(), threaded=True).serve_forever()")
 
@@ -29,20 +28,24 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def hub(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run([HUB, *args], env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode in (0, 1), done.stderr
+def hub(*args: str) -> str:
+    from click.testing import CliRunner
+
+    from hub.cli import cli
+
+    done = CliRunner().invoke(cli, list(args))
+    assert done.exit_code in (0, 1), done.output
     return done.stdout
 
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, dict[str, str], dict[str, str]]]:
-    env = {**os.environ, "HUB_DATABASE_URL": f"sqlite:///{tmp_path / 'hub.db'}", "HUB_SQLITE_SYNCHRONOUS": "NORMAL"}
+    env = dict(os.environ)  # the test's own database (HUB_DATABASE_URL), prepared here, served there
     feed = tmp_path / "feed"
     build(feed, appt_files=1, per_file=20)
-    hub(env, "practice", "add", "lakeview", "--name", "Lakeview", "--mapping", str(mapping_v1(tmp_path)))
-    hub(env, "onboard", "backfill", "--practice", "lakeview", "--quiet", str(feed))
-    keys = {role: hub(env, "key", "create", "--role", role, *(["--practice", "lakeview"] if role == "feed" else []))
+    hub("practice", "add", "lakeview", "--name", "Lakeview", "--mapping", str(mapping_v1(tmp_path)))
+    hub("onboard", "backfill", "--practice", "lakeview", "--quiet", str(feed))
+    keys = {role: hub("key", "create", "--role", role, *(["--practice", "lakeview"] if role == "feed" else []))
             .strip() for role in ("admin", "analyst", "feed")}
     port = free_port()
     process = subprocess.Popen([sys.executable, "-c", SERVE, str(port)], env=env, stdout=subprocess.DEVNULL,
