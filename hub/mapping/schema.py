@@ -420,6 +420,15 @@ def _csv_export(c: Checker, export: Any, path: Path) -> None:
             c.mapping(table, (*path, "values", field), f"values of {field}")
 
 
+def parse_hl7_path(path: str) -> tuple[str, int, int | None, int | None]:
+    """``PID.2.1`` → ("PID", 2, 1, None): segment, field, component, subcomponent (1-based)."""
+    if not HL7_PATH.match(path):
+        raise ValueError(f"not an HL7 path: {path!r}")
+    segment, *numbers = path.split(".")
+    parts = [int(n) for n in numbers] + [0, 0]
+    return segment, parts[0], parts[1] or None, parts[2] or None
+
+
 def iter_overrides(section: dict[str, Any]) -> Iterator[tuple[str, str, list[str]]]:
     """(name, HL7 path, transforms) of each override in an hl7v2 section, defaults filled in."""
     from hub.mapping.transforms import transform_names

@@ -111,3 +111,15 @@ def test_names_lists_transforms_and_overrides() -> None:
 @pytest.mark.parametrize("npi,valid", [("1234567893", True), ("1234567890", False), ("123456789", False)])
 def test_npi_check_digit(npi: str, valid: bool) -> None:
     assert npi_is_valid(npi) is valid
+
+
+def test_hl7_overrides_come_with_defaults_filled_in() -> None:
+    from hub.mapping.schema import iter_overrides, parse_hl7_path
+    from hub.mapping.transforms import apply_transforms
+
+    mapping = load_mapping(EXAMPLE.read_text())
+    overrides = {name: (path, names) for name, path, names in iter_overrides(mapping.connector_config("hl7v2"))}
+    assert overrides == {"patient_id": ("PID.2.1", ["strip_leading_zeros"]), "visit_type": ("AIS.3.1", [])}
+    assert parse_hl7_path("PID.2.1") == ("PID", 2, 1, None) and parse_hl7_path("IN1.4") == ("IN1", 4, None, None)
+    assert apply_transforms("000123", ["strip_leading_zeros"]) == "123"
+    assert apply_transforms("  np  ", ["strip", "upper"]) == "NP"
