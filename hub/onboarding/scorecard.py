@@ -245,12 +245,15 @@ def render_text(card: dict[str, Any]) -> str:
         for u in f["unmapped"][:15]:
             lines.append(f"      unmapped {u['code']!r} x{u['count']} (e.g. {u['example'] or '-'})")
     lines += ["", "not on the MSO rosters"]
-    rows = [("provider", p) for p in card["unrostered"]["providers"]] + [
-        ("location", loc) for loc in card["unrostered"]["locations"]]
-    lines += [f"  {what} {row['id']!r} x{row['count']}: {row['reason']}" for what, row in rows] or ["  none"]
+    rows = sorted([("provider", p) for p in card["unrostered"]["providers"]] + [
+        ("location", loc) for loc in card["unrostered"]["locations"]], key=lambda r: (r[0], -r[1]["count"]))
+    lines += [f"  {what} {row['id']!r} x{row['count']}: {row['reason']}" for what, row in rows[:25]] or ["  none"]
+    if len(rows) > 25:
+        lines.append(f"  ... and {len(rows) - 25} more (--format json lists all)")
     if card["findings"]["count"]:
-        lines += ["", f"connector findings ({card['findings']['count']})"]
-        lines += [f"  {f}" for f in card["findings"]["first"][:20]]
+        shown = card["findings"]["first"][:20]
+        lines += ["", f"connector findings ({len(shown)} of {card['findings']['count']} shown)"]
+        lines += [f"  {f}" for f in shown]
     lines += ["", "go-live checks"]
     for c in card["checks"]:
         value = _pct(c["value"]) if isinstance(c["value"], float) else str(c["value"])
