@@ -196,3 +196,20 @@ def test_backfill_stopped_between_saving_and_checkpointing_sends_nothing_twice(r
     assert stored["processed"] + stored["error"] == exp.messages - exp.duplicates
     assert stored["duplicate"] == exp.duplicates  # the resent export only, not the interrupted batch
     assert files == len(list(feed.iterdir()))
+
+
+def test_mapping_update_shows_changes_insists_on_a_new_version_and_reprocesses(runtime, tmp_path: Path) -> None:
+    feed = tmp_path / "history"
+    build(feed, appt_files=1, per_file=20)
+    v1, v2 = mapping_v1(tmp_path), mapping_v2(tmp_path)
+    run("practice", "add", SLUG, "--name", "Lakeview", "--mapping", str(v1))
+    run("onboard", "backfill", "--practice", SLUG, "--quiet", str(feed), code=None)
+    same_version = tmp_path / "same.yaml"
+    same_version.write_text(v2.read_text().replace("version: 2 ", "version: 1 "))
+    refused = run("mapping", "update", SLUG, str(same_version), code=1)
+    assert "version did not rise (stored: 1)" in refused
+    out = run("mapping", "update", SLUG, str(v2), "--reprocess")
+    assert "updated (version 1 → version 2)" in out
+    assert "visit_type: added 'LASER'" in out and "provider: added 'DRNEW'" in out and "payer_patterns: changed" in out
+    assert "reprocessing" in out
+    assert "every code of lakeview is mapped" in run("mapping", "unmapped", "--practice", SLUG)
