@@ -213,3 +213,14 @@ def test_mapping_update_shows_changes_insists_on_a_new_version_and_reprocesses(r
     assert "visit_type: added 'LASER'" in out and "provider: added 'DRNEW'" in out and "payer_patterns: changed" in out
     assert "reprocessing" in out
     assert "every code of lakeview is mapped" in run("mapping", "unmapped", "--practice", SLUG)
+
+
+def test_hub_ingest_takes_a_csv_export_row_by_row(runtime, tmp_path: Path) -> None:
+    feed = tmp_path / "history"
+    exp = build(feed, appt_files=2, per_file=20)
+    run("practice", "add", SLUG, "--name", "Lakeview", "--mapping", str(mapping_v1(tmp_path)))
+    out = run("ingest", "--practice", SLUG, str(feed / "appointments_1.csv"), code=1)  # found by its header
+    assert "accepted 18  duplicate 0  error 2" in out
+    listed = run("messages", "list", "--practice", SLUG, "--status", "error")
+    for name, line in exp.bad_lines:
+        assert f"{feed / name}, line {line}: column 'Appt Date/Time'" in listed
