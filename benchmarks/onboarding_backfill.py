@@ -10,7 +10,7 @@ fifth row, two date formats) and measures, on that same file:
 - dry run: ``hub onboard check``'s scorecard (no findings) in rows per second;
 - backfill: the file streamed in chunks through intake and inline processing into
   a fresh SQLite store, beside ``hub ingest`` of the same file (read whole, same
-  pipeline) into another fresh store; then the rerun of the finished backfill
+  pipeline) into another fresh store, alternating, best of two each; then the rerun of the finished backfill
   (every file already done), which must store nothing.
 """
 
@@ -105,14 +105,25 @@ def main() -> None:
                 add_practice(conn, "bench", "Bench", mapping=text)
             return runtime
 
-        base = runtime_for("ingest.db")
-        timed("baseline: hub ingest of the file (read whole)", args.rows,
-              lambda: ingest_paths(base, "bench", (str(export),), connector="csv"))
-        fill = runtime_for("backfill.db")
-        job = Backfill(fill, "bench", chunk_rows=args.chunk_rows, stream_above=0)
-        timed(f"hub onboard backfill, streamed in chunks of {args.chunk_rows} rows", args.rows,
-              lambda: job.run([str(export.parent)]))
-        assert job.result.counts["accepted"] == args.rows, job.result.counts
+        # alternate the two, twice each on fresh stores, and keep the better time of each (the first run
+        # of a process pays for warming caches that the second does not)
+        best: dict[str, float] = {}
+        fill = None
+        for round_ in (1, 2):
+            base = runtime_for(f"ingest{round_}.db")
+            start = time.perf_counter()
+            ingest_paths(base, "bench", (str(export),), connector="csv")
+            best["ingest"] = min(best.get("ingest", 1e9), time.perf_counter() - start)
+            fill = runtime_for(f"backfill{round_}.db")
+            job = Backfill(fill, "bench", chunk_rows=args.chunk_rows, stream_above=0)
+            start = time.perf_counter()
+            job.run([str(export.parent)])
+            best["backfill"] = min(best.get("backfill", 1e9), time.perf_counter() - start)
+            assert job.result.counts["accepted"] == args.rows, job.result.counts
+        for label, key in (("baseline: hub ingest of the file (read whole), best of 2", "ingest"),
+                           (f"hub onboard backfill, chunks of {args.chunk_rows} rows, best of 2", "backfill")):
+            print(f"  {label:<58} {best[key]:8.2f} s  {args.rows / best[key]:10,.0f} rows/s")
+        assert fill is not None
         again = Backfill(fill, "bench", chunk_rows=args.chunk_rows, stream_above=0)
         timed("rerun of the finished backfill (nothing to do)", args.rows, lambda: again.run([str(export.parent)]))
         assert again.result.skipped == 1 and sum(again.result.counts.values()) == 0
