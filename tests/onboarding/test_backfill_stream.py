@@ -83,3 +83,19 @@ def test_refuse_mode_stores_nothing_of_a_file_with_a_bad_row(runtime, tmp_path: 
     with runtime.engine.connect() as conn:
         assert [r.path for r in conn.execute(sa.select(onboarding_files.c.path).where(onboarding_files.c.done))] == [
             str(feed / "good.csv")]
+
+
+def test_check_streams_a_large_export_and_counts_the_same(tmp_path: Path) -> None:
+    from hub.mapping import load_mapping
+    from hub.onboarding.sources import check_files
+    from hub.plugins import load_plugins
+
+    big = tmp_path / "appointments_all.csv"
+    write(big, APPT_HEADER, rows(40, bad=(7,)))
+    mapping = load_mapping(mapping_v1(tmp_path).read_text())
+    plugins = load_plugins()
+    whole = check_files(plugins, SLUG, mapping, [str(big)])
+    streamed = check_files(plugins, SLUG, mapping, [str(big)], stream_above=0)
+    assert whole == streamed
+    assert whole["messages"]["read"] == 40 and whole["messages"]["refused"] == 1
+    assert whole["messages"]["refusal_reasons"][0]["example"] == f"{big} line 11"  # rows 0 and 5 span two lines
