@@ -8,6 +8,7 @@ long. Each finding names where and what, never the value found there.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
@@ -45,10 +46,9 @@ def structural_findings(raw: bytes) -> list[str]:
     handle, report = tempfile.mkstemp(suffix=".txt")
     os.close(handle)
     try:
-        try:
+        # the report file holds every error; the exception raised carries only the first
+        with contextlib.suppress(Exception):
             Validator.validate(parsed, report_file=report)
-        except Exception:  # the report file holds every error, the exception only the first
-            pass
         with open(report, encoding="utf-8", errors="replace") as f:
             lines = [line.strip() for line in f if line.strip()]
     finally:

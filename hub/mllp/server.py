@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import signal
 import time
@@ -133,10 +134,8 @@ class MllpServer:
         finally:
             self._clients.pop(task, None)
             writer.close()
-            try:
+            with contextlib.suppress(TimeoutError, ConnectionError, asyncio.CancelledError):
                 await asyncio.wait_for(writer.wait_closed(), 2)
-            except (TimeoutError, ConnectionError, asyncio.CancelledError):
-                pass
 
     async def _frames(self, reader: asyncio.StreamReader) -> AsyncIterator[Frame]:
         limits = self.limits
