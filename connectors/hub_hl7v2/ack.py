@@ -111,6 +111,7 @@ def header_of(fields: list[str], sep: Separators) -> dict:
         return (fields[n - 1] if n - 1 < len(fields) else "").split(sep.repetition)[0].strip()
 
     return {"separators": sep.field + sep.encoding_characters, "sending_app": whole(3),
-            "sending_facility": whole(4), "receiving_app": whole(5), "receiving_facility": whole(6), "message_code": at(9, 1), "trigger": at(9, 2),
+            "sending_facility": whole(4), "receiving_app": whole(5), "receiving_facility": whole(6),
+            "message_code": at(9, 1), "trigger": at(9, 2),
             "control_id": at(10), "processing_id": at(11), "version": at(12), "accept_ack": at(15),
             "application_ack": at(16), "charset": at(18)}

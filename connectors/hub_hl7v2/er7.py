@@ -231,7 +231,7 @@ def parse(text: str) -> Message:
         if not line.strip():
             continue
         name = line[:3]
-        if (len(line) == 3 or line[3] == fs) and _SEGMENT_ID.match(name):
+        if (len(line) == 3 or (len(line) > 3 and line[3] == fs)) and _SEGMENT_ID.match(name):
             fields = line.split(fs)
             if name == "MSH":
                 if segments:
