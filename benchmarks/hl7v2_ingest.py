@@ -42,18 +42,22 @@ def generate(count: int, seed: int) -> list[bytes]:
     for n in range(count):
         kind = rnd.random()
         mrn = f"MRN{rnd.randint(100000, 160000)}"
-        stamp = f"2025{rnd.randint(1, 12):02d}{rnd.randint(1, 28):02d}{rnd.randint(8, 17):02d}{rnd.choice((0, 15, 30, 45)):02d}00-0500"
+        stamp = (f"2025{rnd.randint(1, 12):02d}{rnd.randint(1, 28):02d}{rnd.randint(8, 17):02d}"
+                 f"{rnd.choice((0, 15, 30, 45)):02d}00-0500")
         npi = f"1{rnd.randint(100000000, 999999999)}"
         provider = f"{npi}^{rnd.choice(FAMILIES)}^{rnd.choice(GIVEN)}^^^Dr^MD^^NPI^L^^^NPI"
         payer_name, payer_id = rnd.choice(PAYERS).split("^")
         pid = (f"PID|1||{mrn}^^^NORTHDERM^MR~{rnd.randint(100000000, 999999999)}^^^USSSA^SS||"
-               f"{rnd.choice(FAMILIES)}^{rnd.choice(GIVEN)}^Q||19{rnd.randint(30, 99)}0{rnd.randint(1, 9)}1{rnd.randint(0, 9)}|"
+               f"{rnd.choice(FAMILIES)}^{rnd.choice(GIVEN)}^Q||"
+               f"19{rnd.randint(30, 99)}0{rnd.randint(1, 9)}1{rnd.randint(0, 9)}|"
                f"{rnd.choice('FM')}|||{rnd.randint(1, 999)} Example Way^^Springfield^IL^627{rnd.randint(10, 99)}^USA||"
                f"^PRN^PH^^1^217^555{rnd.randint(1000, 9999)}")
         in1 = f"IN1|1|{payer_id}|{payer_id}|{payer_name}|PO Box 1^^Hartford^CT^06101||||GRP{rnd.randint(100, 999)}" + \
               "|" * 27 + f"W{rnd.randint(10000000, 99999999)}"
-        pid += (f"\rPD1|||NORTHDERM CLINIC^^1001|{provider}\rNK1|1|{rnd.choice(FAMILIES)}^{rnd.choice(GIVEN)}|SPO^Spouse"
-                f"|{rnd.randint(1, 999)} Example Way^^Springfield^IL^62701^USA|^PRN^PH^^1^217^555{rnd.randint(1000, 9999)}")
+        pid += (f"\rPD1|||NORTHDERM CLINIC^^1001|{provider}"
+                f"\rNK1|1|{rnd.choice(FAMILIES)}^{rnd.choice(GIVEN)}|SPO^Spouse"
+                f"|{rnd.randint(1, 999)} Example Way^^Springfield^IL^62701^USA"
+                f"|^PRN^PH^^1^217^555{rnd.randint(1000, 9999)}")
         loc = rnd.choice(("NDMAIN", "NDEAST", "NDWEST"))
         pv1 = (f"PV1|1|O|{loc}^EXAM{rnd.randint(1, 9)}^^NORTHDERM||||{provider}|||DERM|||||||||V{n:08d}" + "|" * 25
                + stamp)
@@ -154,6 +158,19 @@ def normalize_full(messages: list[bytes]) -> tuple[int, float]:
     return timed(run)
 
 
+def core_validation_only(messages: list[bytes]) -> tuple[int, float]:
+    """``validate_record`` alone on the connector's records: how much of the core path is validation."""
+    from hub_hl7v2 import HL7v2Connector
+
+    from hub.connector import Context
+    from hub.model.schemas import validate_record
+
+    connector = HL7v2Connector()
+    context = Context(practice="northderm")
+    records = [r for data in messages for env in connector.split(data) for r in connector.normalize(env, context)]
+    return timed(lambda: sum(1 for r in records if validate_record(r)) and len(messages))
+
+
 def end_to_end(messages: list[bytes], folder: Path, batch: int) -> tuple[int, float]:
     from hub.pipeline.intake import Arrival, receive_many
     from hub.runtime import Runtime
@@ -243,6 +260,7 @@ def main() -> None:
         subset = messages[:min(args.full_normalize_count, len(messages))]
         n_full, s_full = normalize_full(subset)
         full_rate = rate(n_full, s_full)
+        n_val, s_val = core_validation_only(subset)
         n_e2e, s_e2e = end_to_end(messages, folder, args.batch)
         e2e = rate(n_e2e, s_e2e)
 
@@ -251,6 +269,8 @@ def main() -> None:
     print(f"  (a) normalize, connector only            {connector_rate:>10,.0f}   target >= 10,000/core"
           f"   {'OK' if connector_rate >= 10_000 else 'BELOW'}")
     print(f"  (a') normalize_payload, full core path    {full_rate:>10,.0f}   ({n_full} messages)")
+    print(f"  core validate_record alone, per message  {rate(n_val, s_val):>10,.0f}   "
+          f"({s_val / n_val * 1e6:.0f} us of validation per message)")
     print(f"  (b) end-to-end ingest into SQLite        {e2e:>10,.0f}   target >= 3,000 and within 10x"
           f" of baseline   {'OK' if e2e >= 3000 and base / e2e <= 10 else 'BELOW'}")
     print(f"  baseline / end-to-end ratio              {base / e2e:>10.1f}x")
