@@ -176,6 +176,41 @@ def core_validation_only(messages: list[bytes]) -> tuple[int, float]:
     return timed(lambda: sum(1 for r in records if validate_record(r)) and len(messages))
 
 
+STAGES: dict[str, float] = {}
+
+
+def _instrumented() -> None:
+    """Time the stages of the end-to-end path (wrappers cost about a microsecond a call)."""
+    import functools
+
+    from hub_hl7v2 import HL7v2Connector
+
+    import hub.pipeline.intake as intake
+    import hub.pipeline.normalize as normalize
+    import hub.pipeline.process as process
+    import hub.store.canonical as canonical
+
+    def wrap(owner: object, name: str, label: str) -> None:
+        original = getattr(owner, name)
+
+        @functools.wraps(original)
+        def timed_stage(*args: object, **kwargs: object) -> object:
+            start = time.process_time()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                STAGES[label] = STAGES.get(label, 0.0) + time.process_time() - start
+
+        setattr(owner, name, timed_stage)
+
+    wrap(intake.message_store, "save_messages", "message store save (dedup, raw bytes)")
+    wrap(HL7v2Connector, "split", "connector split")
+    wrap(HL7v2Connector, "normalize", "connector parse + map")
+    wrap(normalize, "validate_record", "core validate_record (marshmallow)")
+    wrap(process, "normalize_envelope", "core normalize_envelope (all of it)")
+    wrap(canonical, "upsert_records", "canonical upsert + lineage")
+
+
 def end_to_end(messages: list[bytes], folder: Path, batch: int) -> tuple[int, float]:
     from hub.pipeline.intake import Arrival, receive_many
     from hub.runtime import Runtime
@@ -271,6 +306,7 @@ def main() -> None:
         subset = messages[:min(args.full_normalize_count, len(messages))]
         full_rate, full_cpu = measure("(a') normalize_payload, full core path", normalize_full(subset))
         measure("    of which core validate_record", core_validation_only(subset))
+        _instrumented()
         e2e, e2e_cpu = measure("(b) end-to-end ingest, SQLite, inline", end_to_end(messages, folder, args.batch))
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -283,6 +319,10 @@ def main() -> None:
     print(f"  (b) target >= 3,000/s and within 10x of the baseline: "
           f"{'OK' if e2e >= 3000 and base / e2e <= 10 else 'BELOW'} ({e2e:,.0f}/s wall, {e2e_cpu:,.0f}/s CPU; "
           f"baseline {base / e2e:.1f}x faster by wall, {base_cpu / e2e_cpu:.1f}x by CPU)")
+    print("\n  where (b) spends its CPU time, microseconds per message:")
+    for label, seconds in sorted(STAGES.items(), key=lambda kv: -kv[1]):
+        print(f"    {label:<40} {seconds / len(messages) * 1e6:>8.0f}")
+    print(f"    {'(b) in all':<40} {rows[-1][3] / len(messages) * 1e6:>8.0f}")
     print(f"  connector only is {conn_cpu / full_cpu:.1f}x the full normalize path by CPU: the rest is the core's "
           "mapping, identity link and validation")
 
