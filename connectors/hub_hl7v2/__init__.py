@@ -68,6 +68,7 @@ class HL7v2Connector(Connector):
     # -- split ------------------------------------------------------------------
     def split(self, data: bytes, *, origin: str | None = None) -> list[Envelope]:
         body = data[3:] if data.startswith(b"\xef\xbb\xbf") else data
+        body = body.strip(b" \t\r\n\x0b\x1c")  # MLLP framing bytes left on a payload posted over HTTP
         starts = _message_starts(body)
         if not starts:
             raise ParseError("no MSH segment: this is not an HL7 v2 message", source=origin, location="MSH")

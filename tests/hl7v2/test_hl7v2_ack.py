@@ -137,3 +137,16 @@ def test_unreadable_payload_is_kept_and_answered_ar(sqlite_runtime) -> None:  # 
     receipts = receive(sqlite_runtime, "northderm", b"MSH|^~\\&|A|B|C|D|2025||ADT^A01||P|2.5\r",
                        media_type="x-application/hl7-v2+er7")
     assert b"MSA|AR|" in receipts[0].ack and b"MSH-10" in receipts[0].ack
+
+
+def test_findings_report_what_the_tokenizer_forgave() -> None:
+    connector = HL7v2Connector()
+    first, second = connector.split((SAMPLES / "batch_v23_latin1.hl7").read_bytes())
+    findings = connector.findings(first, Context(practice="p1"))
+    assert any(f.startswith("segment separator") for f in findings)
+    assert any(f.startswith("MSH-1/MSH-2") for f in findings)
+    assert any(f.startswith("character set") for f in findings)
+    assert any(f.startswith("ZXT") for f in findings)
+    later = connector.findings(second, Context(practice="p1"))
+    assert any("SCH" in f and "Missing required" in f for f in later)
+    assert not any("Müller" in f or "SF7788" in f for f in findings + later)
