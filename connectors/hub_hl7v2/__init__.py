@@ -56,7 +56,7 @@ class HL7v2Connector(Connector):
     name = "hl7v2"
     version = __version__
     media_types = MEDIA_TYPES
-    file_extensions = (".hl7", ".er7", ".txt")
+    file_extensions = (".hl7", ".er7")
     config_schema = HL7v2Settings
     description = "HL7 v2.3–2.8 ER7: ADT, SIU, DFT (other types: the patient and visit they carry)"
 
