@@ -20,6 +20,7 @@ from hub.store.engine import writer
 
 blp = Blueprint("messages", __name__, description="The message store: errors, reasons, reprocessing")
 
+MAX_ID = 2**63 - 1  # ids are 64-bit: a larger number names no message
 STATUSES = ("received", "processed", "error", "duplicate")
 
 
@@ -98,7 +99,7 @@ def list_messages(query: dict[str, Any]) -> Any:
 @require_roles("admin")
 def reprocess_message(message_id: int) -> Any:
     runtime = current_app.extensions["hub"]
-    result = reprocess(runtime, ids=[message_id])
+    result = reprocess(runtime, ids=[message_id]) if message_id <= MAX_ID else {"submitted": 0}
     if not result["submitted"]:
         _audit("messages.reprocess", str(message_id), None, "not found")
         abort(404, message=f"no message {message_id} with content to replay")
