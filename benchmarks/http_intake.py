@@ -117,6 +117,25 @@ def status_counts(url: str) -> dict[str, int]:
         engine.dispose()
 
 
+def tree_cpu_s(pids: list[int]) -> float:
+    """CPU seconds used so far by these processes and their descendants (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo, seen = 0.0, list(pids), set()
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+        except OSError:
+            continue
+    return total
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -153,8 +172,8 @@ def _client_process(port: int, key: str, media_type: str, kind: str, indexes: li
 
 
 def http_run(port: int, key: str, media_type: str, kind: str, n: int, clients: int,
-             processes: int) -> tuple[float, list[tuple[float, int, str]]]:
-    per_client = [list(range(c, n, clients)) for c in range(clients)]
+             processes: int, offset: int = 0) -> tuple[float, list[tuple[float, int, str]]]:
+    per_client = [list(range(offset + c, offset + n, clients)) for c in range(clients)]
     groups = [per_client[p::processes] for p in range(processes)]
     out: mp.Queue = mp.Queue()  # type: ignore[type-arg]
     procs = [mp.Process(target=_client_process, args=(port, key, media_type, kind, g, out)) for g in groups]
@@ -235,6 +254,7 @@ def main() -> int:
     media_type = HL7 if kind == "hl7" else FEEDLINE
     make = hl7_message if kind == "hl7" else feedline_message
     what = "HL7 v2 SIU^S12 messages" if kind == "hl7" else "test-feedline messages (no HL7 v2 connector installed)"
+    print(f"load average before the run: {os.getloadavg()[0]:.1f}")
     print(f"payloads: {n} {what}; "
           f"{args.clients} clients; {args.web_workers}x{args.web_threads} web, {args.rq_workers} rq workers; "
           f"{os.cpu_count()} cores")
@@ -275,6 +295,8 @@ def main() -> int:
         for _ in range(args.rq_workers):
             procs.append(subprocess.Popen([HUB, "worker"], env=env))
         time.sleep(1.0)
+        cpu_web0, cpu_rq0 = tree_cpu_s([procs[0].pid]), tree_cpu_s([p.pid for p in procs[1:]])
+        load0 = os.getloadavg()[0]
         elapsed, results = http_run(port, key, media_type, kind, n, args.clients, args.client_processes)
         last_ack = time.perf_counter()
         statuses: dict[int, int] = {}
@@ -288,12 +310,17 @@ def main() -> int:
                 break
             time.sleep(0.25)
         drain_s = time.perf_counter() - last_ack
+        cpu_web = tree_cpu_s([procs[0].pid]) - cpu_web0
+        cpu_rq = tree_cpu_s([p.pid for p in procs[1:]]) - cpu_rq0
         rate = len(latencies) / elapsed
         print(f"HTTP      gunicorn + rq workers:  {rate:8.0f} acknowledged messages/s "
               f"({elapsed:.1f} s; statuses {statuses})")
         print(f"          acknowledgement latency p50 {statistics.median(latencies) * 1e3:.1f} ms, "
               f"p99 {pct(latencies, 0.99) * 1e3:.1f} ms")
         print(f"          all processed {drain_s:.1f} s after the last acknowledgement; store: {counts}")
+        print(f"          CPU per message: web {cpu_web / n * 1e3:.2f} ms, rq workers {cpu_rq / n * 1e3:.2f} ms; "
+              f"machine load average {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end "
+              f"({os.cpu_count()} cores; other tenants included)")
         total = sum(counts.values())
         ok_counts = (total == n and counts.get("duplicate", 0) == 0 and counts.get("received", 0) == 0
                      and len(set(ids)) == n == len(ids))
