@@ -83,7 +83,7 @@ def wait_port(port: int, process: subprocess.Popen[bytes], timeout: float = 60) 
 
 
 def create_database() -> str:
-    name = f"hub_bench_{uuid.uuid4().hex[:8]}"
+    name = f"intakebench_{uuid.uuid4().hex[:8]}"  # a prefix no test fixture cleans up
     admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
