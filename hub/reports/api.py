@@ -15,7 +15,7 @@ from marshmallow import Schema, fields
 from hub.errors import HubError
 from hub.security.auth import require_roles
 
-blp = Blueprint("reports", __name__, url_prefix="/reports", description="Consolidated KPIs (aggregates only)")
+blp = Blueprint("reports", __name__, description="Consolidated KPIs (aggregates only)")
 
 
 class KpiQuerySchema(Schema):
@@ -65,7 +65,7 @@ class KpiReportSchema(Schema):
     sites = fields.List(fields.Nested(SiteSchema))
 
 
-@blp.route("/kpis")
+@blp.route("/reports/kpis")  # the app mounts every area under /api/v1
 class Kpis(MethodView):
     decorators = [require_roles("analyst", "admin")]
 
