@@ -274,7 +274,7 @@ def _fetch(conn: sa.Connection, grain: str, dims: list[str], lo: str, hi: str) -
     ccols = [c.c[DIMENSIONS[d]] for d in dims]
     credits: dict[Key, list[tuple[str, str, int]]] = defaultdict(list)
     for row in conn.execute(sa.select(*ccols, c.c.month, c.c.paid_month, sa.func.sum(c.c.credits_cents))
-                            .where(c.c.month <= hi).group_by(*ccols, c.c.month, c.c.paid_month)):
+                            .where(c.c.grain == grain, c.c.month <= hi).group_by(*ccols, c.c.month, c.c.paid_month)):
         credits[tuple(row[:n])].append((row[n], row[n + 1], _num(row[n + 2])))
     return _Data(dims, cells, dict(charges), dict(credits))
 

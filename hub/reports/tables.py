@@ -69,11 +69,12 @@ report_hist = sa.Table(
 # the A/R balance at any month end, and its age, come from here and the charges.
 report_credits = sa.Table(
     "report_credits", metadata,
+    sa.Column("grain", sa.String(8), nullable=False),
     *_dims(),
     sa.Column("month", sa.String(7), nullable=False, doc="service month of the charge"),
     sa.Column("paid_month", sa.String(7), nullable=False),
     sa.Column("credits_cents", sa.BigInteger(), nullable=False),
-    sa.PrimaryKeyConstraint(*DIMS, "month", "paid_month", name="pk_report_credits"),
+    sa.PrimaryKeyConstraint("grain", *DIMS, "month", "paid_month", name="pk_report_credits"),
 )
 
 # distinct-patient retention, kept by exact deltas for each scope ('*' = every practice / line)

@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from hub.reports.tables import report_retention, report_visits
 
@@ -94,8 +95,8 @@ def _month_name(index: int) -> str:
     return f"{index // 12:04d}-{index % 12 + 1:02d}"
 
 
-def retention_contribution(visits: Iterable[Visit]) -> Counter[tuple[str, str, str, str]]:
-    """(practice|*, service line|*, month, cohort|retained) → count, for ONE patient's visits.
+def retention_contribution(visits: Iterable[Visit]) -> dict[tuple[str, str], tuple[Counter[int], Counter[int]]]:
+    """For ONE patient's visits: (practice|*, service line|*) → (cohort, retained) counts by month index.
 
     The patient is in month m's cohort when their last visit before m is at most 12
     months before it, and retained when that visit is followed by one in m itself.
@@ -106,17 +107,46 @@ def retention_contribution(visits: Iterable[Visit]) -> Counter[tuple[str, str, s
         for p in (v.practice, "*"):
             for line in (v.service_line, "*"):
                 scopes[(p, line)].add(m)
-    out: Counter[tuple[str, str, str, str]] = Counter()
-    for (p, line), months in scopes.items():
+    out = {}
+    for scope, months in scopes.items():
+        cohort: Counter[int] = Counter()
+        retained: Counter[int] = Counter()
         ordered = sorted(months)
         for i, x in enumerate(ordered):
             nxt = ordered[i + 1] if i + 1 < len(ordered) else None
             last = x + RETENTION_MONTHS if nxt is None else min(nxt, x + RETENTION_MONTHS)
-            for m in range(x + 1, last + 1):
-                out[(p, line, _month_name(m), "cohort")] += 1
+            cohort.update(range(x + 1, last + 1))
             if nxt is not None and nxt <= x + RETENTION_MONTHS:
-                out[(p, line, _month_name(nxt), "retained")] += 1
+                retained[nxt] += 1
+        out[scope] = (cohort, retained)
     return out
+
+
+def _in_scopes(v: Visit, scopes: set[tuple[str, str]]) -> bool:
+    return any(s in scopes for s in ((v.practice, v.service_line), (v.practice, "*"), ("*", v.service_line),
+                                     ("*", "*")))
+
+
+def retention_delta(old: list[Visit], new: list[Visit]) -> Counter[tuple[str, str, str, str]]:
+    """How one patient's change of history moves the retention counts."""
+    delta: Counter[tuple[str, str, str, str]] = Counter()
+    old_cells = {(v.practice, v.service_line, v.month) for v in old}
+    new_cells = {(v.practice, v.service_line, v.month) for v in new}
+    if old_cells == new_cells:
+        return delta
+    changed = old_cells ^ new_cells
+    scopes = {(p, line) for cp, cl, _ in changed for p in (cp, "*") for line in (cl, "*")}
+    # only the scopes that hold a changed visit month can move
+    before = retention_contribution(v for v in old if _in_scopes(v, scopes))
+    after = retention_contribution(v for v in new if _in_scopes(v, scopes))
+    for scope in (before.keys() | after.keys()) & scopes:
+        for which, name in ((0, "cohort"), (1, "retained")):
+            moved = Counter(after[scope][which]) if scope in after else Counter()
+            moved.subtract(before[scope][which] if scope in before else Counter())
+            for month, n in moved.items():
+                if n:
+                    delta[(scope[0], scope[1], _month_name(month), name)] += n
+    return delta
 
 
 def _select_new_visits(conn: sa.Connection, practice: str, months: list[str]) -> list[Visit]:
@@ -181,21 +211,23 @@ def rebuild(conn: sa.Connection, cells: set[Cell]) -> set[Cell]:
 
     delta: Counter[tuple[str, str, str, str]] = Counter()
     for k in keys:
-        delta.update(retention_contribution(new_by_patient.get(k, [])))
-        delta.subtract(retention_contribution(old_by_patient.get(k, [])))
+        delta.update(retention_delta(old_by_patient.get(k, []), new_by_patient.get(k, [])))
     _apply_retention(conn, delta)
 
     for practice, months in months_by_practice.items():
         conn.execute(sa.delete(t).where(t.c.practice == practice, t.c.month.in_(months)))
-    inserts, changed_cells = [], set()
+    inserts, updates, changed_cells = [], [], set()
     old_flags = {v.key: (v.is_new, v.converted) for v in old}
     for visits in new_by_patient.values():
         for v in visits:
             if (v.practice, v.month) in cells:
                 inserts.append(_row(v))
             elif old_flags.get(v.key) != (v.is_new, v.converted):
-                conn.execute(sa.update(t).where(t.c.id == v.id).values(is_new=v.is_new, converted=v.converted))
+                updates.append({"visit_id": v.id, "new_flag": v.is_new, "converted_flag": v.converted})
                 changed_cells.add((v.practice, v.month))
+    if updates:
+        conn.execute(sa.update(t).where(t.c.id == sa.bindparam("visit_id"))
+                     .values(is_new=sa.bindparam("new_flag"), converted=sa.bindparam("converted_flag")), updates)
     if inserts:
         conn.execute(sa.insert(t), inserts)
     return changed_cells
@@ -213,13 +245,12 @@ def _apply_retention(conn: sa.Connection, delta: Counter[tuple[str, str, str, st
     for (p, line, month, what), n in delta.items():
         if n:
             cells[(p, line, month)][0 if what == "cohort" else 1] += n
-    if not cells:
+    rows = [{"practice": p, "service_line": line, "month": month, "cohort": c, "retained": r}
+            for (p, line, month), (c, r) in cells.items() if c or r]
+    if not rows:
         return
     t = report_retention
-    for (p, line, month), (d_cohort, d_retained) in cells.items():
-        where = (t.c.practice == p, t.c.service_line == line, t.c.month == month)
-        done = conn.execute(sa.update(t).where(*where).values(cohort=t.c.cohort + d_cohort,
-                                                              retained=t.c.retained + d_retained))
-        if done.rowcount == 0:
-            conn.execute(sa.insert(t).values(practice=p, service_line=line, month=month, cohort=d_cohort,
-                                             retained=d_retained))
+    insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(t)
+    stmt = insert.on_conflict_do_update(index_elements=["practice", "service_line", "month"], set_={
+        "cohort": t.c.cohort + insert.excluded.cohort, "retained": t.c.retained + insert.excluded.retained})
+    conn.execute(stmt, rows)
