@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from hub.model.kinds import FINANCIAL_CLASS
 from hub.reports import visits as visit_rollup
+from hub.reports.medians import refresh_summaries
 from hub.reports.tables import DIMS, MEASURES, report_cells, report_credits, report_hist
 
 Cell = tuple[str, str]
@@ -308,6 +309,7 @@ def _refresh_practice(conn: sa.Connection, sql: Sql, practice: str, months: list
                        "service_line, '*', month, paid_month, SUM(credits_cents) FROM report_credits WHERE "
                        "grain = 'fine' AND practice = :p AND month IN :months "
                        "GROUP BY practice, service_line, month, paid_month"), params)
+    refresh_summaries(conn, practice, months)
 
 
 def _third_available(conn: sa.Connection, sql: Sql, practice: str, months: list[str]) -> None:

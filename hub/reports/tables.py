@@ -108,6 +108,18 @@ report_visits = sa.Table(
     sa.Index("ix_report_visits_patient_key", "patient_key"),
 )
 
+# medians of the most asked-for slicings (by month, alone or with site and/or service line)
+report_medians = sa.Table(
+    "report_medians", metadata,
+    sa.Column("grain", sa.String(8), nullable=False),
+    sa.Column("practice", sa.String(64), nullable=False),
+    sa.Column("service_line", sa.String(255), nullable=False),
+    sa.Column("month", sa.String(7), nullable=False),
+    sa.Column("metric", sa.String(40), nullable=False),
+    sa.Column("median", sa.Float(), nullable=False),
+    sa.PrimaryKeyConstraint("grain", "practice", "service_line", "month", "metric", name="pk_report_medians"),
+)
+
 report_costs = sa.Table(
     "report_costs", metadata,
     sa.Column("practice", sa.String(64), nullable=False),
@@ -130,4 +142,5 @@ BASE_INDEXES = (
     sa.Index("ix_referrals_practice_received", _t["referral"].c.practice, _t["referral"].c.received_on),
 )
 
-REPORT_TABLES = (report_cells, report_hist, report_credits, report_retention, report_visits, report_costs)
+REPORT_TABLES = (report_cells, report_hist, report_credits, report_retention, report_visits, report_costs,
+                 report_medians)
