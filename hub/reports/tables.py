@@ -50,7 +50,7 @@ report_cells = sa.Table(
     sa.Column("month", sa.String(7), nullable=False),
     *[sa.Column(m, sa.BigInteger(), nullable=False, server_default="0") for m in MEASURES],
     sa.PrimaryKeyConstraint("grain", *DIMS, "month", name="pk_report_cells"),
-    sa.Index("ix_report_cells_grain_month", "grain", "month"),
+    sa.Index("ix_report_cells_practice_month", "practice", "month"),  # a batch recomputes one practice's months
 )
 
 report_hist = sa.Table(
@@ -62,7 +62,7 @@ report_hist = sa.Table(
     sa.Column("value", sa.Integer(), nullable=False),
     sa.Column("n", sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint("grain", *DIMS, "month", "metric", "value", name="pk_report_hist"),
-    sa.Index("ix_report_hist_grain_month", "grain", "month"),
+    sa.Index("ix_report_hist_practice_month", "practice", "month"),
 )
 
 # credits (payments + adjustments) posted, by the charge's cell and the month they were posted:
@@ -75,6 +75,7 @@ report_credits = sa.Table(
     sa.Column("paid_month", sa.String(7), nullable=False),
     sa.Column("credits_cents", sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint("grain", *DIMS, "month", "paid_month", name="pk_report_credits"),
+    sa.Index("ix_report_credits_practice_month", "practice", "month"),
 )
 
 # distinct-patient retention, kept by exact deltas for each scope ('*' = every practice / line)

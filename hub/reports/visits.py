@@ -87,7 +87,7 @@ def with_flags(visits: list[Visit]) -> list[Visit]:
     return out
 
 
-def _month_index(month: str) -> int:
+def _month_index(month: str) -> int:  # "YYYY-MM" or a date
     return int(month[:4]) * 12 + int(month[5:7]) - 1
 
 
@@ -95,54 +95,46 @@ def _month_name(index: int) -> str:
     return f"{index // 12:04d}-{index % 12 + 1:02d}"
 
 
-def retention_contribution(visits: Iterable[Visit]) -> dict[tuple[str, str], tuple[Counter[int], Counter[int]]]:
-    """For ONE patient's visits: (practice|*, service line|*) → (cohort, retained) counts by month index.
+def _scope_months(visits: Iterable[Visit]) -> dict[tuple[str, str], set[int]]:
+    scopes: dict[tuple[str, str], set[int]] = defaultdict(set)
+    for v in visits:
+        m, p, line = _month_index(v.visit_date), v.practice, v.service_line
+        for scope in ((p, line), (p, "*"), ("*", line), ("*", "*")):
+            scopes[scope].add(m)
+    return scopes
+
+
+def _contribution(months: set[int]) -> tuple[Counter[int], Counter[int]]:
+    """(cohort, retained) counts by month index for one patient's visit months in one scope.
 
     The patient is in month m's cohort when their last visit before m is at most 12
     months before it, and retained when that visit is followed by one in m itself.
     """
-    scopes: dict[tuple[str, str], set[int]] = defaultdict(set)
-    for v in visits:
-        m = _month_index(v.month)
-        for p in (v.practice, "*"):
-            for line in (v.service_line, "*"):
-                scopes[(p, line)].add(m)
-    out = {}
-    for scope, months in scopes.items():
-        cohort: Counter[int] = Counter()
-        retained: Counter[int] = Counter()
-        ordered = sorted(months)
-        for i, x in enumerate(ordered):
-            nxt = ordered[i + 1] if i + 1 < len(ordered) else None
-            last = x + RETENTION_MONTHS if nxt is None else min(nxt, x + RETENTION_MONTHS)
-            cohort.update(range(x + 1, last + 1))
-            if nxt is not None and nxt <= x + RETENTION_MONTHS:
-                retained[nxt] += 1
-        out[scope] = (cohort, retained)
-    return out
-
-
-def _in_scopes(v: Visit, scopes: set[tuple[str, str]]) -> bool:
-    return any(s in scopes for s in ((v.practice, v.service_line), (v.practice, "*"), ("*", v.service_line),
-                                     ("*", "*")))
+    cohort: Counter[int] = Counter()
+    retained: Counter[int] = Counter()
+    ordered = sorted(months)
+    for i, x in enumerate(ordered):
+        nxt = ordered[i + 1] if i + 1 < len(ordered) else None
+        last = x + RETENTION_MONTHS if nxt is None else min(nxt, x + RETENTION_MONTHS)
+        cohort.update(range(x + 1, last + 1))
+        if nxt is not None and nxt <= x + RETENTION_MONTHS:
+            retained[nxt] += 1
+    return cohort, retained
 
 
 def retention_delta(old: list[Visit], new: list[Visit]) -> Counter[tuple[str, str, str, str]]:
-    """How one patient's change of history moves the retention counts."""
+    """How one patient's change of history moves the retention counts of every scope."""
     delta: Counter[tuple[str, str, str, str]] = Counter()
-    old_cells = {(v.practice, v.service_line, v.month) for v in old}
-    new_cells = {(v.practice, v.service_line, v.month) for v in new}
-    if old_cells == new_cells:
-        return delta
-    changed = old_cells ^ new_cells
-    scopes = {(p, line) for cp, cl, _ in changed for p in (cp, "*") for line in (cl, "*")}
-    # only the scopes that hold a changed visit month can move
-    before = retention_contribution(v for v in old if _in_scopes(v, scopes))
-    after = retention_contribution(v for v in new if _in_scopes(v, scopes))
-    for scope in (before.keys() | after.keys()) & scopes:
-        for which, name in ((0, "cohort"), (1, "retained")):
-            moved = Counter(after[scope][which]) if scope in after else Counter()
-            moved.subtract(before[scope][which] if scope in before else Counter())
+    before, after = _scope_months(old), _scope_months(new)
+    for scope in before.keys() | after.keys():
+        was, now = before.get(scope, set()), after.get(scope, set())
+        if was == now:
+            continue
+        old_cohort, old_retained = _contribution(was)
+        cohort, retained = _contribution(now)
+        cohort.subtract(old_cohort)
+        retained.subtract(old_retained)
+        for name, moved in (("cohort", cohort), ("retained", retained)):
             for month, n in moved.items():
                 if n:
                     delta[(scope[0], scope[1], _month_name(month), name)] += n
