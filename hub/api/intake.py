@@ -62,10 +62,11 @@ def committer() -> GroupCommitter:
 @blp.route("/practices/<string:slug>/messages", methods=["POST"])
 @blp.doc(operationId="pushMessages", summary="Push one feed payload (HL7 v2, FHIR, CSV, X12, ...)",
          responses={
-             "200": {"content": {"*/*": {"schema": {"type": "string"}}}},
+             # the connector's own answer (HL7 ACK text, a FHIR response Bundle or OperationOutcome, ...)
+             "200": {"content": {"*/*": {"schema": {}}}},
              **{code: {"description": text, "content": {
                  "application/json": {"schema": {"$ref": "#/components/schemas/Error"}},
-                 **({"*/*": {"schema": {"type": "string"}}} if code == "400" else {})}}
+                 **({"*/*": {"schema": {}}} if code == "400" else {})}}
                 for code, text in _ERROR_RESPONSES.items()},
          })
 @blp.alt_response(200, schema=IntakeSummarySchema, content_type="application/json",
@@ -107,9 +108,9 @@ def answer(connector: Any, receipts: list[Receipt]) -> Response:
     if body is None:
         summary: dict[str, Any] = {"messages": [{"id": r.outcome.message_id, "status": r.status,
                                  **({"error": r.outcome.error} if r.outcome.error else {})} for r in receipts]}
-        if rejected:
+        if rejected:  # the API's error shape, with each message's fate under "errors"
             summary = {"code": 400, "status": "Bad Request",
-                       "message": receipts[0].outcome.error or "the payload cannot be read", **summary}
+                       "message": receipts[0].outcome.error or "the payload cannot be read", "errors": summary}
         response = Response(json.dumps(summary), status=status, mimetype="application/json")
     else:
         content, media_type = body
