@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from hub.model.kinds import FINANCIAL_CLASS
 from hub.reports import visits as visit_rollup
 from hub.reports.medians import refresh_summaries
-from hub.reports.tables import DIMS, MEASURES, report_cells, report_credits, report_hist
+from hub.reports.tables import DIMS, MEASURES, report_cells, report_credits, report_dirty, report_hist
 
 Cell = tuple[str, str]
 SCHEDULED = ("booked", "arrived", "checked-in", "fulfilled", "noshow", "cancelled")
@@ -127,10 +127,36 @@ def cells_of(conn: sa.Connection, items: Sequence[tuple[dict[str, Any], Any]]) -
 
 @contextmanager
 def tracking(conn: sa.Connection, items: Sequence[tuple[dict[str, Any], Any]]) -> Iterator[None]:
-    """Refresh the rollups of every cell the enclosed write moves records out of or into."""
+    """Mark dirty every cell the enclosed write moves records out of or into.
+
+    Marking is cheap and happens in the batch's own transaction, so no change can be missed;
+    recomputing the cells (``refresh_dirty``) waits for the next report or ``hub report
+    refresh``. Recomputing inside every batch cost ingest three to six times its own time,
+    and a backfill touches the same months over and over: deferred, each cell is
+    recomputed once however many batches touched it."""
     before = cells_of(conn, items)
     yield
-    refresh(conn, before | cells_of(conn, items))
+    mark_dirty(conn, before | cells_of(conn, items))
+
+
+def mark_dirty(conn: sa.Connection, cells: set[Cell]) -> None:
+    if not cells:
+        return
+    placeholder = "?" if conn.dialect.name == "sqlite" else "%s"
+    conn.exec_driver_sql(f"INSERT INTO {report_dirty.name} (practice, month) VALUES ({placeholder}, {placeholder}) "
+                         "ON CONFLICT DO NOTHING", sorted(cells))
+
+
+def refresh_dirty(engine: sa.Engine) -> int:
+    """Recompute every dirty cell, in one transaction; returns how many there were."""
+    from hub.store.engine import writer
+
+    with writer(engine).begin() as conn:
+        cells = {(p, m) for p, m in conn.execute(sa.select(report_dirty.c.practice, report_dirty.c.month))}
+        if cells:
+            refresh(conn, cells)
+            conn.execute(sa.delete(report_dirty))
+    return len(cells)
 
 
 # ------------------------------------------------------------------ recomputing cells
@@ -340,6 +366,7 @@ def _third_available(conn: sa.Connection, sql: Sql, practice: str, months: list[
 
 def rebuild_all(conn: sa.Connection) -> int:
     """Recompute every cell from scratch (after a bulk load that bypassed the pipeline). Returns cells."""
+    conn.execute(sa.delete(report_dirty))  # everything is recomputed below
     sql = Sql(conn.dialect.name)
     cells: set[Cell] = set()
     for query in (f"SELECT DISTINCT practice, {sql.month('start')} FROM appointments",

@@ -130,6 +130,14 @@ report_costs = sa.Table(
     sa.PrimaryKeyConstraint("practice", "service_line", "month", name="pk_report_costs"),
 )
 
+# Cells an ingest batch touched whose rollups are not yet recomputed (see rollups.tracking).
+report_dirty = sa.Table(
+    "report_dirty", metadata,
+    sa.Column("practice", sa.String(64), nullable=False),
+    sa.Column("month", sa.String(7), nullable=False),
+    sa.PrimaryKeyConstraint("practice", "month", name="pk_report_dirty"),
+)
+
 # Recomputing one (practice, month) reads the base tables by practice and date: these make it a range scan.
 _t = RECORD_TABLES
 BASE_INDEXES = (
@@ -143,5 +151,5 @@ BASE_INDEXES = (
     sa.Index("ix_referrals_practice_received", _t["referral"].c.practice, _t["referral"].c.received_on),
 )
 
-REPORT_TABLES = (report_cells, report_hist, report_credits, report_retention, report_visits, report_costs,
+REPORT_TABLES = (report_dirty, report_cells, report_hist, report_credits, report_retention, report_visits, report_costs,
                  report_medians)
