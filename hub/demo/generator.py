@@ -81,6 +81,7 @@ def _vt(code: str, name: str, line: str, category: str, minutes: int, *procs: tu
 
 
 COMMERCIAL = "commercial"
+LOOK_AHEAD_DAYS = 70
 PRACTICES: tuple[PracticeSpec, ...] = (
     PracticeSpec(
         slug="derm-east", name="Eastside Dermatology Group", feed="hl7v2", timezone="America/New_York",
@@ -243,7 +244,27 @@ class _PracticeHistory:
             if day.weekday() < 5:
                 self.working_day(day)
             day += dt.timedelta(days=1)
+        # Referrals received before the end for visits after it: still open when the history stops.
+        while day < self.end + dt.timedelta(days=LOOK_AHEAD_DAYS):
+            if day.weekday() < 5:
+                self.open_referrals(day)
+            day += dt.timedelta(days=1)
         return self.records
+
+    def open_referrals(self, day: dt.date) -> None:
+        spec, rng = self.spec, self.rng
+        expected = spec.daily_visits * spec.seasons[day.month - 1] * self.scale * len(spec.providers)
+        new_share = sum(w for v, w in spec.visit_types if v.category == "new")
+        for _ in range(int(rng.gauss(expected * new_share * spec.referral_share, 1.0))):
+            received = day - dt.timedelta(days=rng.randint(3, LOOK_AHEAD_DAYS))
+            if received >= self.end:
+                continue
+            patient = self.new_patient()
+            line = rng.choices([v for v, _ in spec.visit_types], weights=[w for _, w in spec.visit_types])[0]
+            self.add("referral", self.next_id("R"), patient_source_id=patient["source_id"],
+                     referring_provider=f"{rng.choice(FAMILY_NAMES)} {rng.choice(FIRST_NAMES)} MD",
+                     specialty=spec.specialty, service_line=line.service_line, received_on=received.isoformat(),
+                     status="active")
 
     # ------------------------------------------------------------ people
     def new_patient(self) -> dict[str, Any]:
@@ -275,11 +296,14 @@ class _PracticeHistory:
         season = spec.seasons[day.month - 1] * (1.0 + 0.04 * math.sin(day.toordinal() / 9.0))
         for npi, _family, _given in spec.providers:
             expected = spec.daily_visits * season * self.scale
-            count = max(0, int(rng.gauss(expected, math.sqrt(expected))))
+            count = max(0, round(rng.gauss(expected, math.sqrt(expected))))
             location = rng.choice(spec.locations)[0]
             clock = dt.datetime.combine(day, dt.time(8, 0), tzinfo=spec.tz)
             closing = clock.replace(hour=17)
             if spec.slot_minutes:
+                # the template is planned for a usual month, so slow months leave slots free
+                planned = spec.daily_visits * self.scale * self.slots_per_visit() / rng.uniform(0.86, 0.97)
+                closing = min(closing, clock + dt.timedelta(minutes=spec.slot_minutes * max(1, round(planned))))
                 self.slots(npi, location, clock, closing)
             for _ in range(count):
                 visit_type = rng.choices([v for v, _ in spec.visit_types], weights=[w for _, w in spec.visit_types])[0]
@@ -288,6 +312,10 @@ class _PracticeHistory:
                 self.appointment(day, npi, location, visit_type, clock)
                 step = spec.slot_minutes or 15
                 clock += dt.timedelta(minutes=math.ceil(visit_type.minutes / step) * step)
+
+    def slots_per_visit(self) -> float:
+        step = self.spec.slot_minutes
+        return sum(math.ceil(v.minutes / step) * w for v, w in self.spec.visit_types)
 
     def slots(self, npi: str, location: str, opening: dt.datetime, closing: dt.datetime) -> None:
         clock = opening
