@@ -1,41 +1,91 @@
-"""Practice mappings: practice codes → MSO codes, declared in YAML.
+"""Practice mappings: practice codes → MSO codes, declared in YAML (``mappings/<practice>.yaml``).
 
-A mapping file (``mappings/<practice>.yaml``) is data, not code::
+A mapping file is data, not code, and is versioned (``version``, raised on every
+change)::
 
-    version: 1
+    version: 3
     practice: derm-east
-    connectors:
-      hl7v2: {}                 # the connector's own settings
+    timezone: America/Chicago
+    connectors:                  # each connector's own settings (Context.config)
+      hl7v2: {overrides: {patient_id: PID.2.1}}
+      csv: {exports: [...]}
     code_maps:
-      visit_type:               # appointment/encounter/charge visit_type →
+      visit_type:                # visit_type → service_line and visit_category
         NP: {service_line: medical_dermatology, visit_category: new}
-      location:                 # location_source_id → mso_location
-        MAIN: {mso_location: east-main}
-      payer:                    # payer_name → payer and financial_class
+      location:                  # location_source_id → mso_location
+        MAIN: chi-main
+      provider:                  # provider_source_id → provider_npi (npi on provider records)
+        "1001": "1234567893"
+      payer:                     # payer_name (exact) → payer and financial_class
         AETNA PPO: {payer: aetna, financial_class: commercial}
-      cancel_reason:            # cancel_reason → cancel_category
-        PT: {cancel_category: patient}
+      cancel_reason:             # cancel_reason → cancel_category
+        PT: patient
+    payer_patterns:              # payer names matched by pattern when no exact entry fits
+      - {match: "BLUE CROSS*", payer: bcbs}
+    defaults:                    # values a practice never sends, by kind
+      appointment: {location_source_id: MAIN}
+    go_live: {min_completeness: 0.9, min_mapped_share: 0.95}
 
-An unmapped code never drops a record: the source code stays and the mapped
-fields stay empty, for the unmapped-codes report to find.
+Codes match exactly first, then ignoring case and surrounding spaces. An unmapped
+code never drops a record: the source code stays and the mapped fields stay empty,
+for ``hub mapping unmapped`` and the onboarding scorecard to find. The schema
+(``hub.mapping.schema``) is checked whenever a mapping is loaded.
 """
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
 from hub.errors import MappingError
+from hub.mapping.schema import SHORTHAND, check_text
+from hub.mapping.vocabulary import Vocabulary, load_vocabulary
+from hub.model.kinds import KINDS
 
-# code map name → (record field holding the source code, kinds it applies to)
-CODE_FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "visit_type": ("visit_type", ("appointment", "encounter", "charge")),
-    "location": ("location_source_id", ("appointment", "encounter", "charge", "location")),
-    "payer": ("payer_name", ("coverage", "charge", "remittance")),
-    "cancel_reason": ("cancel_reason", ("appointment",)),
+# code map → kind → (field holding the source code, {target key in the map: record field})
+CODE_FIELDS: dict[str, dict[str, tuple[str, dict[str, str]]]] = {
+    "visit_type": {kind: ("visit_type", {"service_line": "service_line", "visit_category": "visit_category"})
+                   for kind in ("appointment", "encounter", "charge")},
+    "location": {**{kind: ("location_source_id", {"mso_location": "mso_location"})
+                    for kind in ("appointment", "encounter", "charge", "slot")},
+                 "location": ("source_id", {"mso_location": "mso_location"})},
+    "provider": {**{kind: ("provider_source_id", {"npi": "provider_npi"})
+                    for kind in ("appointment", "encounter", "charge", "slot")},
+                 "provider": ("source_id", {"npi": "npi"})},
+    "payer": {kind: ("payer_name", {"payer": "payer", "financial_class": "financial_class"})
+              for kind in ("coverage", "charge", "remittance")},
+    "cancel_reason": {"appointment": ("cancel_reason", {"cancel_category": "cancel_category"})},
 }
+
+DEFAULT_GO_LIVE: dict[str, Any] = {
+    "min_messages": 1,
+    "max_refused_share": 0.02,
+    "min_completeness": 0.90,
+    "min_mapped_share": 0.95,
+    "max_duplicate_share": 0.05,
+    "max_unrostered": 0,
+}
+# fields whose completeness the scorecard checks when the mapping names none for a kind
+DEFAULT_REQUIRED_FIELDS: dict[str, list[str]] = {
+    "appointment": ["source_id", "patient_source_id", "provider_source_id", "location_source_id", "start",
+                    "status", "visit_type"],
+    "encounter": ["source_id", "patient_source_id", "provider_source_id", "start"],
+    "charge": ["source_id", "patient_source_id", "provider_source_id", "service_date", "procedure_code",
+               "amount"],
+    "remittance": ["source_id", "payer_name", "paid_amount", "paid_on"],
+    "patient": ["source_id", "birth_date", "sex"],
+    "coverage": ["source_id", "patient_source_id", "payer_name"],
+    "provider": ["source_id", "npi"],
+}
+
+
+def _key(code: Any) -> str:
+    return " ".join(str(code).split()).casefold()
+
+
+def _fields_of(kind: str) -> set[str]:
+    return {f.name for f in KINDS.get(kind, ())}
 
 
 @dataclass
@@ -44,51 +94,101 @@ class Mapping:
     version: int = 1
     connectors: dict[str, dict[str, Any]] = field(default_factory=dict)
     code_maps: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    payer_patterns: list[dict[str, Any]] = field(default_factory=list)
+    defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
+    go_live: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_GO_LIVE))
+    required_fields: dict[str, list[str]] = field(default_factory=lambda: dict(DEFAULT_REQUIRED_FIELDS))
+    timezone: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    vocabulary: Vocabulary = field(default_factory=Vocabulary)
+    _folded: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self._folded = {name: {_key(code): target for code, target in table.items()}
+                        for name, table in self.code_maps.items()}
 
     def connector_config(self, connector: str) -> dict[str, Any]:
-        return dict(self.connectors.get(connector) or {})
+        config = dict(self.connectors.get(connector) or {})
+        if self.timezone and "timezone" not in config:
+            config["timezone"] = self.timezone  # the practice's zone, for feeds whose times carry no offset
+        return config
+
+    def lookup(self, map_name: str, code: Any) -> dict[str, Any] | None:
+        """The MSO target of a practice code, or None when the code is not mapped."""
+        if code is None or code == "":
+            return None
+        table = self.code_maps.get(map_name) or {}
+        target = table.get(str(code)) or self._folded.get(map_name, {}).get(_key(code))
+        if target is None and map_name == "payer":
+            name = _key(code)
+            for pattern in self.payer_patterns:
+                if fnmatch.fnmatchcase(name, _key(pattern["match"])):
+                    target = {k: v for k, v in pattern.items() if k != "match"}
+                    break
+        if target is not None and map_name == "payer" and "financial_class" not in target:
+            financial_class = self.vocabulary.attributes("payers", str(target.get("payer"))).get("financial_class")
+            if financial_class:
+                target = {**target, "financial_class": financial_class}
+        return target
+
+    def code_slots(self, record: dict[str, Any]) -> list[tuple[str, str, str]]:
+        """(code map, source field, first target field) for each code the record's kind carries."""
+        kind = record.get("kind", "")
+        out = []
+        for map_name, kinds in CODE_FIELDS.items():
+            if kind in kinds:
+                source_field, targets = kinds[kind]
+                present = [t for t in targets.values() if t in _fields_of(kind)]
+                if present:
+                    out.append((map_name, source_field, present[0]))
+        return out
 
     def apply(self, record: dict[str, Any]) -> dict[str, Any]:
-        for map_name, (source_field, kinds) in CODE_FIELDS.items():
-            if record.get("kind") not in kinds:
+        kind = record.get("kind", "")
+        fields = _fields_of(kind)
+        defaults = self.defaults.get(kind)
+        if defaults:
+            record = {**record, **{k: v for k, v in defaults.items() if record.get(k) in (None, "")}}
+        updates: dict[str, Any] = {}
+        for map_name, kinds in CODE_FIELDS.items():
+            if kind not in kinds:
                 continue
-            code = record.get(source_field)
-            table = self.code_maps.get(map_name)
-            if code is None or not table:
+            source_field, targets = kinds[kind]
+            target = self.lookup(map_name, record.get(source_field))
+            if not target:
                 continue
-            target = table.get(str(code))
-            if target:
-                record = {**record, **{k: v for k, v in target.items() if not record.get(k)}}
-        return record
+            for key, record_field in targets.items():
+                if key in target and record_field in fields and record.get(record_field) in (None, ""):
+                    updates[record_field] = target[key]
+        return {**record, **updates} if updates else record
 
 
 EMPTY = Mapping()
 
 
-def load_mapping(text: str | None, *, source: str = "mapping") -> Mapping:
+def load_mapping(text: str | None, *, source: str = "mapping", vocabulary: Vocabulary | None = None) -> Mapping:
+    """Parse and check a mapping file; a ``MappingError`` names the line and key of the first problem."""
     if not text:
         return EMPTY
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else None
-        raise MappingError(f"not valid YAML: {getattr(exc, 'problem', exc)}", source=source,
-                           location=where) from None
-    if not isinstance(data, dict):
-        raise MappingError("a mapping file is a YAML mapping (key: value) at the top", source=source)
-    code_maps = data.get("code_maps") or {}
-    if not isinstance(code_maps, dict):
-        raise MappingError("code_maps must be a mapping of map name → {code: target}", source=source,
-                           location="code_maps")
-    for name, table in code_maps.items():
-        if name not in CODE_FIELDS:
-            raise MappingError(f"unknown code map {name!r} (known: {', '.join(CODE_FIELDS)})", source=source,
-                               location=f"code_maps.{name}")
-        if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
-            raise MappingError("each code maps to a mapping of target fields", source=source,
-                               location=f"code_maps.{name}")
+    vocabulary = vocabulary if vocabulary is not None else load_vocabulary()
+    data, problems = check_text(text, vocabulary)
+    if problems:
+        more = f" (and {len(problems) - 1} more problem(s): hub mapping validate)" if len(problems) > 1 else ""
+        first = problems[0]
+        where = ", ".join(p for p in (f"line {first.line}" if first.line else "", first.key) if p)
+        raise MappingError(first.message + more, source=source, location=where or None)
+    code_maps: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, table in (data.get("code_maps") or {}).items():
+        code_maps[name] = {str(code): (dict(target) if isinstance(target, dict) else {SHORTHAND[name]: str(target)})
+                           for code, target in (table or {}).items()}
+        for target in code_maps[name].values():
+            for key, value in list(target.items()):
+                target[key] = str(value)
+    go_live = {**DEFAULT_GO_LIVE, **{k: v for k, v in (data.get("go_live") or {}).items() if k != "required_fields"}}
+    required = {**DEFAULT_REQUIRED_FIELDS, **((data.get("go_live") or {}).get("required_fields") or {})}
     return Mapping(practice=data.get("practice"), version=int(data.get("version", 1)),
-                   connectors=data.get("connectors") or {},
-                   code_maps={k: {str(c): t for c, t in v.items()} for k, v in code_maps.items()}, raw=data)
+                   connectors={k: dict(v or {}) for k, v in (data.get("connectors") or {}).items()},
+                   code_maps=code_maps, payer_patterns=list(data.get("payer_patterns") or []),
+                   defaults={k: dict(v) for k, v in (data.get("defaults") or {}).items()},
+                   go_live=go_live, required_fields=required, timezone=data.get("timezone"), raw=data,
+                   vocabulary=vocabulary)

@@ -177,3 +177,17 @@ audit_log = sa.Table(
     sa.Column("outcome", sa.String(64)),
     sa.Index("ix_audit_log_at", "at"),
 )
+
+# onboarding backfill checkpoint: one row per file taken in, so a rerun continues where it stopped
+onboarding_files = sa.Table(
+    "onboarding_files", metadata,
+    sa.Column("practice", sa.String(64), nullable=False),
+    sa.Column("file_key", sa.String(64), nullable=False, doc="sha256 of the absolute path, size and mtime"),
+    sa.Column("path", sa.Text(), nullable=False),
+    sa.Column("size", sa.BigInteger(), nullable=False),
+    sa.Column("chunks_done", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("messages", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("done", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint("practice", "file_key", name="pk_onboarding_files"),
+)

@@ -1,0 +1,352 @@
+"""CSV exports of practice-management systems: appointments, charges and payments.
+
+The column map lives in the practice's mapping file (``connectors: {csv: ...}``,
+see docs/mappings.md); a CSV file alone cannot say which column is what, so
+``detect`` never claims a file: choose this connector with ``--connector csv``, the
+media type ``text/csv`` or the ``.csv`` extension (onboarding commands).
+
+Each data row is its own message: ``split`` cuts a file into rows (the header row
+travels with each, so a row can be read, stored, deduplicated and reprocessed on
+its own) and names each by its line number in the file (``control_id`` =
+``line N``). A bad row is therefore a message in ``error`` whose reason names its
+line, and the rest of the file loads. ``on_bad_row: refuse`` refuses the whole
+file instead, for the onboarding commands, which read the file dry before storing
+anything (``refuse_reason``). A file whose quoting is broken cannot be cut into
+rows and is refused whole, naming the line.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import re
+import zoneinfo
+from collections.abc import Iterable, Iterator
+from decimal import Decimal, InvalidOperation
+from typing import IO, Any
+
+from hub import hookimpl
+from hub.connector import Connector, Context, Envelope
+from hub.errors import ConfigError, ParseError
+from hub.mapping.transforms import apply_transforms, transform_names
+from hub.model.kinds import KINDS
+
+__version__ = "1.0.0"
+
+DEFAULT_DATE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d",
+                        "%m/%d/%Y %I:%M %p", "%m/%d/%Y %H:%M", "%m/%d/%Y")
+RELATED_KEY = {"patient": "patient_source_id", "provider": "provider_source_id",
+               "location": "location_source_id"}
+TRUE = {"y", "yes", "true", "t", "1", "x"}
+FALSE = {"n", "no", "false", "f", "0"}
+_LINE_SUFFIX = re.compile(r"#line=(\d+)$")
+_FIELD_TYPES = {kind: {f.name: f.type for f in fields} for kind, fields in KINDS.items()}
+
+
+def decode(data: bytes, encoding: str | None = None) -> str:
+    """UTF-8 with or without a byte-order mark, else Windows-1252 (what Excel writes on Windows)."""
+    if encoding:
+        return data.decode(encoding)
+    if data.startswith(b"\xef\xbb\xbf"):
+        return data[3:].decode("utf-8")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("cp1252", errors="replace")
+
+
+def first_line(origin: str | None) -> int:
+    """Line number of a payload's first data row (a backfill chunk's origin ends with #line=N)."""
+    found = _LINE_SUFFIX.search(origin or "")
+    return int(found.group(1)) if found else 2
+
+
+def _row_text(header: list[str], row: list[str], delimiter: str) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=delimiter, lineterminator="\r\n")
+    writer.writerow(header)
+    writer.writerow(row)
+    return out.getvalue().encode("utf-8")
+
+
+def iter_rows(text: str, delimiter: str = ",", *, source: str | None = None
+              ) -> Iterator[tuple[int, list[str]]]:
+    """(line number where the row starts, fields) of every non-empty row, header included."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    start = 1
+    try:
+        for row in reader:
+            if any(cell.strip() for cell in row):
+                yield start, row
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        raise ParseError(f"the CSV cannot be read past this point ({exc})", source=source,
+                         location=f"line {reader.line_num}") from None
+
+
+class CsvConnector(Connector):
+    name = "csv"
+    version = __version__
+    media_types = ("text/csv",)
+    file_extensions = (".csv",)
+    description = "CSV exports of practice-management systems (appointments, charges, payments)"
+
+    @classmethod
+    def detect(cls, data: bytes) -> bool:
+        return False  # a CSV header says nothing certain: chosen by name, media type or extension
+
+    # ------------------------------------------------------------------ split
+    def split(self, data: bytes, *, origin: str | None = None) -> list[Envelope]:
+        return list(self.iter_envelopes(decode(data), origin=origin))
+
+    def iter_envelopes(self, text: str, *, origin: str | None = None, delimiter: str = ","
+                       ) -> Iterator[Envelope]:
+        offset = first_line(origin) - 2
+        header: list[str] | None = None
+        for line, row in iter_rows(text, delimiter, source=origin):
+            if header is None:
+                header = row
+                continue
+            number = line + offset
+            yield Envelope(raw=_row_text(header, row, delimiter), control_id=f"line {number}",
+                           message_type="CSV", meta={"line": number})
+
+    def iter_chunks(self, stream: IO[bytes], *, rows: int = 5000, encoding: str | None = None
+                    ) -> Iterator[tuple[bytes, int]]:
+        """Stream a large export as (payload of header + up to ``rows`` rows, its first row's line)."""
+        sample = stream.read(1 << 20)
+        stream.seek(0)
+        if encoding is None:
+            encoding = "utf-8-sig"
+            try:
+                sample.decode("utf-8-sig")
+            except UnicodeDecodeError as exc:
+                if exc.start < len(sample) - 4:  # not merely a character cut at the sample's end
+                    encoding = "cp1252"
+        text = io.TextIOWrapper(stream, encoding=encoding, errors="replace", newline="")
+        reader = csv.reader(text, strict=True)
+        header: list[str] | None = None
+        chunk: list[list[str]] = []
+        chunk_start = start = 2
+        try:
+            for row in reader:
+                line = start
+                start = reader.line_num + 1
+                if not any(cell.strip() for cell in row):
+                    continue
+                if header is None:
+                    header = row
+                    chunk_start = start
+                    continue
+                if not chunk:
+                    chunk_start = line
+                chunk.append(row)
+                if len(chunk) >= rows:
+                    yield self._chunk(header, chunk), chunk_start
+                    chunk = []
+        except csv.Error as exc:
+            raise ParseError(f"the CSV cannot be read past this point ({exc})",
+                             location=f"line {reader.line_num}") from None
+        finally:
+            text.detach()
+        if header is not None and chunk:
+            yield self._chunk(header, chunk), chunk_start
+
+    @staticmethod
+    def _chunk(header: list[str], rows: list[list[str]]) -> bytes:
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\r\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+        return out.getvalue().encode("utf-8")
+
+    # ------------------------------------------------------------------ parse
+    def parse(self, envelope: Envelope, context: Context) -> Any:
+        config = context.config
+        exports = config.get("exports") if config else None
+        if not exports:
+            raise ConfigError("the csv connector needs the column map: connectors.csv.exports in the "
+                              "practice's mapping file (see docs/mappings.md)", source=context.origin)
+        delimiter = config.get("delimiter", ",")
+        line = envelope.meta.get("line") or _line_of(envelope.control_id)
+        rows = list(iter_rows(decode(envelope.raw, config.get("encoding")), delimiter, source=context.origin))
+        if len(rows) < 2:
+            raise ParseError("a CSV row message holds the header row and one data row", source=context.origin,
+                             location=f"line {line}" if line else None)
+        header = [h.strip() for h in rows[0][1]]
+        row = rows[1][1]
+        where = f"line {line}" if line else "data row"
+        if len(row) != len(header):
+            raise ParseError(f"{len(row)} fields where the header has {len(header)}", source=context.origin,
+                             location=where)
+        export = choose_export(exports, header, source=context.origin)
+        return {"export": export, "row": dict(zip(header, row, strict=True)), "where": where}
+
+    def to_canonical(self, parsed: Any, context: Context) -> Iterable[dict[str, Any]]:
+        return RowReader(parsed["export"], context).records(parsed["row"], parsed["where"])
+
+    def findings(self, envelope: Envelope, context: Context) -> list[str]:
+        """Columns the export map does not use, and values the ``values`` tables do not know."""
+        try:
+            parsed = self.parse(envelope, context)
+        except Exception:
+            return []  # the normal path reports unreadable rows
+        export, row, where = parsed["export"], parsed["row"], parsed["where"]
+        used = {spec if isinstance(spec, str) else spec.get("column") for spec in export["columns"].values()}
+        out = [f"{where}: column {col!r} is not in the column map (ignored)" for col in row if col not in used]
+        for field, table in (export.get("values") or {}).items():
+            spec = export["columns"].get(field)
+            column = spec if isinstance(spec, str) else (spec or {}).get("column")
+            value = (row.get(column) or "").strip() if column else ""
+            if value and value not in table and value.lower() not in (str(v).lower() for v in table.values()):
+                out.append(f"{where}: column {column!r} has a value the values table of {field} does not know")
+        return out
+
+
+def _line_of(control_id: str | None) -> int | None:
+    if control_id and control_id.startswith("line "):
+        return int(control_id[5:])
+    return None
+
+
+def _column(spec: Any) -> str:
+    return spec if isinstance(spec, str) else str(spec["column"])
+
+
+def choose_export(exports: list[dict[str, Any]], header: list[str], *, source: str | None = None
+                  ) -> dict[str, Any]:
+    """The first export spec whose column names all appear in the header row."""
+    present = set(header)
+    best: tuple[int, list[str], str] | None = None
+    for export in exports:
+        missing = [_column(spec) for spec in export["columns"].values() if _column(spec) not in present]
+        if not missing:
+            return export
+        if best is None or len(missing) < best[0]:
+            best = (len(missing), missing, str(export.get("kind")))
+    assert best is not None
+    raise ParseError(f"the header row fits no export of the column map (closest: {best[2]}, "
+                     f"missing column(s) {', '.join(map(repr, best[1]))})", source=source, location="line 1")
+
+
+class RowReader:
+    """One export spec applied to a row: typed values, value tables, related records."""
+
+    def __init__(self, export: dict[str, Any], context: Context) -> None:
+        self.export = export
+        self.kind = export["kind"]
+        self.formats = list(export.get("date_formats") or ()) + [f for f in DEFAULT_DATE_FORMATS
+                                                                  if f not in (export.get("date_formats") or ())]
+        zone = context.config.get("timezone")
+        try:
+            self.zone = zoneinfo.ZoneInfo(zone) if zone else None
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(f"connectors.csv.timezone {zone!r} is not an IANA time zone",
+                              source=context.origin) from None
+        self.values = {field: {str(k): v for k, v in table.items()}
+                       for field, table in (export.get("values") or {}).items()}
+        self.origin = context.origin
+
+    def records(self, row: dict[str, str], where: str) -> list[dict[str, Any]]:
+        by_kind: dict[str, dict[str, Any]] = {self.kind: {"kind": self.kind}}
+        for key, spec in self.export["columns"].items():
+            column = _column(spec)
+            kind, _, field = key.rpartition(".")
+            kind = kind or self.kind
+            raw = apply_transforms(row.get(column), transform_names(None if isinstance(spec, str)
+                                                                    else spec.get("transform")))
+            value = self.convert(kind, field, raw.strip() if raw else None, column, where)
+            by_kind.setdefault(kind, {"kind": kind})[field] = value
+        main = by_kind[self.kind]
+        if not main.get("source_id"):
+            raise ParseError(f"column {_column(self.export['columns']['source_id'])!r} (source_id) is empty",
+                             source=self.origin, location=where)
+        out = []
+        for kind, record in by_kind.items():
+            if kind == self.kind:
+                continue
+            if kind == "coverage":
+                record.setdefault("patient_source_id", main.get("patient_source_id"))
+                if not record.get("source_id") and record.get("patient_source_id") and record.get("payer_name"):
+                    record["source_id"] = f"{record['patient_source_id']}:{record['payer_name']}"
+            elif not record.get("source_id"):
+                record["source_id"] = main.get(RELATED_KEY[kind])
+            if record.get("source_id") and any(v not in (None, "") for k, v in record.items()
+                                               if k not in ("kind", "source_id")):
+                out.append(record)
+        return [*out, main]
+
+    def convert(self, kind: str, field: str, value: str | None, column: str, where: str) -> Any:
+        if value is None or value == "":
+            return None
+        table = self.values.get(field if kind == self.kind else f"{kind}.{field}")
+        if table is not None and value in table:
+            return table[value]
+        kind_type = "str" if field == "source_id" else _FIELD_TYPES[kind].get(field, "str")
+        try:
+            if kind_type == "datetime":
+                return self.datetime(value)
+            if kind_type == "date":
+                return self.datetime(value, date_only=True)
+            if kind_type == "money":
+                return money(value)
+            if kind_type == "int":
+                return int(Decimal(value.replace(",", "")))
+            if kind_type == "bool":
+                if value.lower() in TRUE:
+                    return True
+                if value.lower() in FALSE:
+                    return False
+                raise ValueError("not yes/no")
+            if kind_type == "list":
+                return [part.strip() for part in re.split(r"[;|,]", value) if part.strip()]
+            if kind_type == "enum":
+                return value.lower()
+        except (ValueError, InvalidOperation):
+            what = {"datetime": "a date-time in the export's date_formats", "date": "a date in the export's "
+                    "date_formats", "money": "an amount", "int": "a whole number", "bool": "yes or no"}
+            # the value itself is not quoted: it may be patient data
+            raise ParseError(f"column {column!r} ({kind}.{field}) is not {what.get(kind_type, 'readable')}",
+                             source=self.origin, location=where) from None
+        return value
+
+    def datetime(self, value: str, *, date_only: bool = False) -> Any:
+        for fmt in self.formats:
+            try:
+                parsed = dt.datetime.strptime(value, fmt)
+            except ValueError:
+                continue
+            if date_only:
+                return parsed.date().isoformat()
+            if self.zone is None:
+                raise ConfigError("CSV date-times carry no offset: set connectors.csv.timezone (or the "
+                                  "mapping's timezone) to the practice's IANA zone", source=self.origin)
+            return parsed.replace(tzinfo=self.zone).isoformat()
+        try:  # ISO 8601 with an offset needs no zone
+            parsed = dt.datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(value) from None
+        if date_only:
+            return parsed.date().isoformat()
+        if parsed.tzinfo is None:
+            if self.zone is None:
+                raise ValueError(value)
+            parsed = parsed.replace(tzinfo=self.zone)
+        return parsed.isoformat()
+
+
+def money(value: str) -> str:
+    """'$1,234.50', '1 234.50', '(12.00)' and '-12' as decimal strings; never a float."""
+    text = value.strip().replace("$", "").replace(",", "").replace(" ", "").replace("\u00a0", "")
+    negative = text.startswith("(") and text.endswith(")")
+    text = text.strip("()")
+    amount = Decimal(text)
+    if not amount.is_finite():
+        raise InvalidOperation(value)
+    return str(-amount if negative else amount)
+
+
+@hookimpl
+def hub_register_connectors(registry: Any) -> None:
+    registry.add(CsvConnector)

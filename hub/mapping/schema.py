@@ -1,0 +1,426 @@
+"""The schema of a practice mapping file, checked at load, by ``hub mapping validate`` and in the tests.
+
+Every problem names the line and the key (``line 14, code_maps.visit_type.NP.service_line``)
+and what is wrong; all problems of a file are found in one pass. Values named in a
+problem are the mapping's own codes, never patient data.
+"""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from hub.mapping.transforms import TRANSFORMS
+from hub.mapping.vocabulary import Vocabulary
+from hub.model.kinds import FINANCIAL_CLASS, KINDS
+
+Path = tuple[str | int, ...]
+
+# code map → (source field, MSO target fields it may give, vocabulary each target is checked against)
+CODE_MAP_TARGETS: dict[str, dict[str, str | None]] = {
+    "visit_type": {"service_line": "service_lines", "visit_category": "visit_categories"},
+    "location": {"mso_location": "locations"},
+    "provider": {"npi": None},
+    "payer": {"payer": "payers", "financial_class": None},
+    "cancel_reason": {"cancel_category": "cancel_categories"},
+}
+# a code map whose entries may be written as a bare value: `PT: patient`
+SHORTHAND = {"location": "mso_location", "provider": "npi", "payer": "payer", "cancel_reason": "cancel_category"}
+
+# Wire-format overrides the HL7 v2 connector honours (connectors.hl7v2.overrides): name → (default, meaning)
+HL7V2_OVERRIDES: dict[str, tuple[str, str]] = {
+    "patient_id": ("PID.3.1", "where the patient's MRN is (patient.source_id and every patient_source_id)"),
+    "appointment_id": ("SCH.2.1", "the appointment's source_id"),
+    "visit_type": ("SCH.8.1", "the appointment or visit type (appointment/encounter visit_type)"),
+    "provider_id": ("AIP.3.1", "the provider id of an appointment (provider_source_id)"),
+    "location_id": ("AIL.3.1", "the location code of an appointment (location_source_id)"),
+    "cancel_reason": ("SCH.6.1", "the cancellation reason (appointment cancel_reason)"),
+    "payer_name": ("IN1.4.1", "the payer's name (coverage payer_name)"),
+}
+HL7_PATH = re.compile(r"^[A-Z][A-Z0-9]{2}\.\d{1,3}(\.\d{1,3}){0,2}$")
+
+CSV_KINDS = ("appointment", "charge", "remittance", "encounter", "coverage", "patient", "provider", "location")
+CSV_RELATED = ("patient", "provider", "location", "coverage")
+ON_BAD_ROW = ("skip", "refuse")
+
+TOP_KEYS = {"version", "practice", "name", "description", "timezone", "connectors", "code_maps",
+            "payer_patterns", "defaults", "go_live"}
+GO_LIVE_KEYS = {"min_messages": int, "max_refused_share": float, "min_completeness": float,
+                "min_mapped_share": float, "max_duplicate_share": float, "max_unrostered": int}
+SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_NPI = re.compile(r"^\d{10}$")
+
+
+@dataclass(frozen=True)
+class Problem:
+    line: int | None
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        where = ", ".join(p for p in (f"line {self.line}" if self.line else "", self.key) if p)
+        return f"{where}: {self.message}" if where else self.message
+
+
+def npi_is_valid(npi: str) -> bool:
+    """Ten digits with the Luhn check digit over the 80840 prefix (the CMS NPI rule)."""
+    if not _NPI.match(npi):
+        return False
+    digits = [int(d) for d in "80840" + npi[:9]]
+    total = 0
+    for i, d in enumerate(reversed(digits)):
+        if i % 2 == 0:
+            d *= 2
+            d = d - 9 if d > 9 else d
+        total += d
+    return (10 - total % 10) % 10 == int(npi[9])
+
+
+def _dotted(path: Path) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+class LineIndex:
+    """Key path → line number, read from the YAML node tree (which also reveals repeated keys)."""
+
+    def __init__(self, text: str) -> None:
+        self.lines: dict[Path, int] = {}
+        self.repeated: list[tuple[Path, int]] = []
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is not None:
+            self._walk(node, ())
+
+    def _walk(self, node: yaml.Node, path: Path) -> None:
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            seen: set[str] = set()
+            for key_node, value_node in node.value:
+                key = str(key_node.value)
+                child = (*path, key)
+                if key in seen:
+                    self.repeated.append((child, key_node.start_mark.line + 1))
+                seen.add(key)
+                self.lines[child] = key_node.start_mark.line + 1
+                self._walk(value_node, child)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                self._walk(item, (*path, i))
+
+    def line(self, path: Path) -> int | None:
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = path[:-1]
+        return self.lines.get(())
+
+
+class Checker:
+    def __init__(self, index: LineIndex, vocabulary: Vocabulary) -> None:
+        self.index = index
+        self.vocabulary = vocabulary
+        self.problems: list[Problem] = []
+
+    def add(self, path: Path, message: str) -> None:
+        self.problems.append(Problem(self.index.line(path), _dotted(path), message))
+
+    def mapping(self, value: Any, path: Path, what: str) -> bool:
+        if not isinstance(value, dict):
+            self.add(path, f"{what} must be a mapping (key: value)")
+            return False
+        return True
+
+    def keys(self, value: dict[str, Any], path: Path, allowed: set[str] | dict[str, Any]) -> None:
+        for key in value:
+            if key not in allowed:
+                self.add((*path, key), f"unknown key {key!r} (allowed: {', '.join(sorted(allowed))})")
+
+    def text(self, value: Any, path: Path, what: str) -> bool:
+        if not isinstance(value, str | int) or isinstance(value, bool) or str(value) == "":
+            self.add(path, f"{what} must be a non-empty text")
+            return False
+        return True
+
+    def share(self, value: Any, path: Path) -> None:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+            self.add(path, "must be a share between 0 and 1 (0.95 is 95 %)")
+
+    def transforms(self, value: Any, path: Path) -> None:
+        names = [value] if isinstance(value, str) else value
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            self.add(path, "transform is a name or a list of names")
+            return
+        for name in names:
+            if name not in TRANSFORMS:
+                self.add(path, f"unknown transform {name!r} (known: {', '.join(TRANSFORMS)})")
+
+    def in_vocabulary(self, vocabulary: str, code: Any, path: Path, what: str) -> None:
+        if self.vocabulary.has(vocabulary) and str(code) not in self.vocabulary.codes(vocabulary):
+            known = ", ".join(sorted(self.vocabulary.codes(vocabulary)))
+            self.add(path, f"{code!r} is not an MSO {what} (known: {known})")
+
+
+def check_text(text: str, vocabulary: Vocabulary) -> tuple[dict[str, Any], list[Problem]]:
+    """Parse and check a mapping file; the data (when it parsed) and every problem found."""
+    try:
+        index = LineIndex(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        return {}, [Problem(mark.line + 1 if mark else None, "", f"not valid YAML: {getattr(exc, 'problem', exc)}")]
+    c = Checker(index, vocabulary)
+    for path, line in index.repeated:
+        c.problems.append(Problem(line, _dotted(path), "this key appears twice (the later one would win)"))
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        return {}, [Problem(1, "", "a mapping file is a YAML mapping (key: value) at the top")]
+    c.keys(data, (), TOP_KEYS)
+    version = data.get("version")
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
+        c.add(("version",), "version must be a whole number from 1")
+    if "practice" in data and not (isinstance(data["practice"], str) and SLUG.match(data["practice"])):
+        c.add(("practice",), "practice must be a slug (lower-case letters, digits, '-' or '_')")
+    if "timezone" in data:
+        _zone(c, data["timezone"], ("timezone",))
+    _connectors(c, data.get("connectors"))
+    _code_maps(c, data.get("code_maps"))
+    _payer_patterns(c, data.get("payer_patterns"))
+    _defaults(c, data.get("defaults"))
+    _go_live(c, data.get("go_live"))
+    c.problems.sort(key=lambda p: (p.line or 0, p.key))
+    return data, c.problems
+
+
+def _zone(c: Checker, value: Any, path: Path) -> None:
+    try:
+        zoneinfo.ZoneInfo(str(value))
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        c.add(path, f"{value!r} is not an IANA time zone (for example America/Chicago)")
+
+
+def _code_maps(c: Checker, maps: Any) -> None:
+    if maps is None or not c.mapping(maps, ("code_maps",), "code_maps"):
+        return
+    c.keys(maps, ("code_maps",), CODE_MAP_TARGETS)
+    for name, table in maps.items():
+        if name not in CODE_MAP_TARGETS:
+            continue
+        path: Path = ("code_maps", name)
+        if table is None:
+            continue
+        if not c.mapping(table, path, f"code map {name}"):
+            continue
+        for code, target in table.items():
+            _target(c, name, target, (*path, str(code)))
+
+
+def _target(c: Checker, name: str, target: Any, path: Path) -> None:
+    allowed = CODE_MAP_TARGETS[name]
+    shorthand = not isinstance(target, dict)
+    if shorthand:
+        if name in SHORTHAND and isinstance(target, str | int) and not isinstance(target, bool):
+            target = {SHORTHAND[name]: str(target)}
+        else:
+            c.add(path, f"maps to a mapping of {' and/or '.join(allowed)}")
+            return
+    if not target:
+        c.add(path, f"maps to nothing: give {' and/or '.join(allowed)}")
+    c.keys(target, path, allowed)
+    for key, value in target.items():
+        if key not in allowed:
+            continue
+        tpath = path if shorthand else (*path, key)
+        if not c.text(value, tpath, key):
+            continue
+        vocabulary = allowed[key]
+        if vocabulary:
+            c.in_vocabulary(vocabulary, value, tpath, key.replace("_", " "))
+        if key == "financial_class" and value not in FINANCIAL_CLASS:
+            c.add(tpath, f"financial_class must be one of {', '.join(FINANCIAL_CLASS)}")
+        if key == "npi" and not npi_is_valid(str(value)):
+            c.add(tpath, "not a valid NPI (ten digits with a correct check digit)")
+
+
+def _payer_patterns(c: Checker, patterns: Any) -> None:
+    if patterns is None:
+        return
+    if not isinstance(patterns, list):
+        c.add(("payer_patterns",), "payer_patterns is a list of {match, payer, financial_class}")
+        return
+    for i, item in enumerate(patterns):
+        path: Path = ("payer_patterns", i)
+        if not c.mapping(item, path, "a payer pattern"):
+            continue
+        c.keys(item, path, {"match", "payer", "financial_class"})
+        if c.text(item.get("match"), (*path, "match"), "match (a pattern such as 'BLUE CROSS*')"):
+            pass
+        if c.text(item.get("payer"), (*path, "payer"), "payer"):
+            c.in_vocabulary("payers", item["payer"], (*path, "payer"), "payer")
+        if "financial_class" in item and item["financial_class"] not in FINANCIAL_CLASS:
+            c.add((*path, "financial_class"), f"financial_class must be one of {', '.join(FINANCIAL_CLASS)}")
+
+
+def _defaults(c: Checker, defaults: Any) -> None:
+    if defaults is None or not c.mapping(defaults, ("defaults",), "defaults"):
+        return
+    for kind, values in defaults.items():
+        path: Path = ("defaults", kind)
+        if kind not in KINDS:
+            c.add(path, f"unknown record kind {kind!r} (known: {', '.join(sorted(KINDS))})")
+            continue
+        if not c.mapping(values, path, f"defaults of {kind}"):
+            continue
+        fields = {f.name for f in KINDS[kind]}
+        for name, value in values.items():
+            if name not in fields:
+                c.add((*path, name), f"{kind} has no field {name!r}")
+            elif isinstance(value, dict | list):
+                c.add((*path, name), "a default is a single value")
+
+
+def _go_live(c: Checker, go_live: Any) -> None:
+    if go_live is None or not c.mapping(go_live, ("go_live",), "go_live"):
+        return
+    c.keys(go_live, ("go_live",), {*GO_LIVE_KEYS, "required_fields"})
+    for key, kind in GO_LIVE_KEYS.items():
+        if key not in go_live:
+            continue
+        path: Path = ("go_live", key)
+        value = go_live[key]
+        if kind is float:
+            c.share(value, path)
+        elif isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            c.add(path, "must be a whole number from 0")
+    required = go_live.get("required_fields")
+    if required is None or not c.mapping(required, ("go_live", "required_fields"), "required_fields"):
+        return
+    for kind, names in required.items():
+        path = ("go_live", "required_fields", kind)
+        if kind not in KINDS:
+            c.add(path, f"unknown record kind {kind!r}")
+            continue
+        if not isinstance(names, list):
+            c.add(path, "a list of field names")
+            continue
+        fields = {f.name for f in KINDS[kind]} | {"source_id"}
+        for i, name in enumerate(names):
+            if name not in fields:
+                c.add((*path, i), f"{kind} has no field {name!r}")
+
+
+# ------------------------------------------------------------------ connector sections
+def _connectors(c: Checker, connectors: Any) -> None:
+    if connectors is None or not c.mapping(connectors, ("connectors",), "connectors"):
+        return
+    for name, section in connectors.items():
+        path: Path = ("connectors", name)
+        if section is None:
+            continue
+        if not c.mapping(section, path, f"the {name} connector's settings"):
+            continue
+        if name == "hl7v2":
+            _hl7v2(c, section, path)
+        elif name == "csv":
+            _csv(c, section, path)
+        if "timezone" in section:
+            _zone(c, section["timezone"], (*path, "timezone"))
+
+
+def _hl7v2(c: Checker, section: dict[str, Any], path: Path) -> None:
+    overrides = section.get("overrides")
+    if overrides is None:
+        return
+    opath = (*path, "overrides")
+    if not c.mapping(overrides, opath, "overrides"):
+        return
+    c.keys(overrides, opath, HL7V2_OVERRIDES)
+    for name, spec in overrides.items():
+        if name not in HL7V2_OVERRIDES:
+            continue
+        npath = (*opath, name)
+        if isinstance(spec, str):
+            spec = {"from": spec}
+        if not c.mapping(spec, npath, f"override {name}"):
+            continue
+        c.keys(spec, npath, {"from", "transform"})
+        if "from" not in spec and "transform" not in spec:
+            c.add(npath, "give from (an HL7 path such as PID.2.1) and/or transform")
+        if "from" in spec and not (isinstance(spec["from"], str) and HL7_PATH.match(spec["from"])):
+            c.add((*npath, "from"), "an HL7 path is SEGMENT.field[.component[.subcomponent]], 1-based: PID.2.1")
+        if "transform" in spec:
+            c.transforms(spec["transform"], (*npath, "transform"))
+
+
+def _csv(c: Checker, section: dict[str, Any], path: Path) -> None:
+    c.keys(section, path, {"timezone", "on_bad_row", "delimiter", "encoding", "exports"})
+    if section.get("on_bad_row", "skip") not in ON_BAD_ROW:
+        c.add((*path, "on_bad_row"), f"on_bad_row is one of {', '.join(ON_BAD_ROW)}")
+    delimiter = section.get("delimiter", ",")
+    if not (isinstance(delimiter, str) and len(delimiter) == 1):
+        c.add((*path, "delimiter"), "delimiter is one character")
+    exports = section.get("exports")
+    if exports is None:
+        c.add(path, "exports is required: a list of {kind, columns, date_formats, values}")
+        return
+    if not isinstance(exports, list) or not exports:
+        c.add((*path, "exports"), "exports is a non-empty list")
+        return
+    for i, export in enumerate(exports):
+        _csv_export(c, export, (*path, "exports", i))
+
+
+def _csv_export(c: Checker, export: Any, path: Path) -> None:
+    if not c.mapping(export, path, "an export"):
+        return
+    c.keys(export, path, {"kind", "columns", "date_formats", "values", "name"})
+    kind = export.get("kind")
+    if kind not in CSV_KINDS:
+        c.add((*path, "kind"), f"kind is one of {', '.join(CSV_KINDS)}")
+        return
+    columns = export.get("columns")
+    if not c.mapping(columns, (*path, "columns"), "columns (model field: column header)"):
+        return
+    if "source_id" not in columns:
+        c.add((*path, "columns"), "columns needs source_id (the row's own id)")
+    for key, spec in columns.items():
+        kpath = (*path, "columns", key)
+        target_kind, _, field = key.rpartition(".")
+        target_kind = target_kind or kind
+        if target_kind != kind and target_kind not in CSV_RELATED:
+            c.add(kpath, f"a related record is one of {', '.join(CSV_RELATED)} (patient.family_name)")
+            continue
+        fields = {f.name for f in KINDS[target_kind]} | {"source_id"}
+        if field not in fields:
+            c.add(kpath, f"{target_kind} has no field {field!r}")
+        if isinstance(spec, dict):
+            c.keys(spec, kpath, {"column", "transform"})
+            c.text(spec.get("column"), (*kpath, "column"), "column")
+            if "transform" in spec:
+                c.transforms(spec["transform"], (*kpath, "transform"))
+        else:
+            c.text(spec, kpath, "a column header")
+    formats = export.get("date_formats")
+    if formats is not None and not (isinstance(formats, list) and all(isinstance(f, str) and "%" in f
+                                                                       for f in formats)):
+        c.add((*path, "date_formats"), "date_formats is a list of strptime formats such as '%m/%d/%Y %I:%M %p'")
+    values = export.get("values")
+    if values is not None and c.mapping(values, (*path, "values"), "values (field: {source value: model value})"):
+        for field, table in values.items():
+            c.mapping(table, (*path, "values", field), f"values of {field}")
+
+
+def iter_overrides(section: dict[str, Any]) -> Iterator[tuple[str, str, list[str]]]:
+    """(name, HL7 path, transforms) of each override in an hl7v2 section, defaults filled in."""
+    from hub.mapping.transforms import transform_names
+
+    for name, spec in (section.get("overrides") or {}).items():
+        spec = {"from": spec} if isinstance(spec, str) else dict(spec)
+        yield name, spec.get("from") or HL7V2_OVERRIDES[name][0], transform_names(spec.get("transform"))

@@ -1,0 +1,1 @@
+"""Onboarding an acquired practice: dry-run scorecard, resumable backfill, go-live checks."""

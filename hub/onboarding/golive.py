@@ -1,0 +1,34 @@
+"""Going live: a practice moves from ``onboarding`` to ``live`` only on a passing scorecard."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from hub.errors import HubError
+from hub.onboarding.sources import check_stored
+from hub.store.engine import writer
+from hub.store.practices import get_practice, set_status
+
+if TYPE_CHECKING:
+    from hub.runtime import Runtime
+
+
+class NotReady(HubError):
+    """The scorecard of the practice's stored messages is below its go-live thresholds."""
+
+
+def go_live(runtime: Runtime, slug: str) -> dict[str, Any]:
+    """Check the scorecard of everything stored for the practice, then set it live; the scorecard."""
+    with runtime.engine.connect() as conn:
+        row = get_practice(conn, slug)
+    if row["status"] != "onboarding":
+        raise HubError(f"practice {slug} is {row['status']}, not onboarding")
+    card = check_stored(runtime, slug)
+    if not card["passed"]:
+        failed = [c["name"] for c in card["checks"] if not c["ok"]]
+        raise NotReady(f"practice {slug} stays onboarding: the scorecard fails {len(failed)} check(s): "
+                       f"{'; '.join(failed[:8])}{' ...' if len(failed) > 8 else ''} "
+                       f"(hub onboard check, or GET /api/v1/practices/{slug}/scorecard)")
+    with writer(runtime.engine).begin() as conn:
+        set_status(conn, slug, "live")
+    return card

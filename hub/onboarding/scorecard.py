@@ -1,0 +1,256 @@
+"""The onboarding scorecard: is a practice's feed good enough to go live?
+
+Fed message by message (a dry run over sample files, or the messages stored for a
+practice), it counts what was read and refused, records by kind, the completeness
+of each required field, the share of codes each code map resolves, the unmapped
+codes, repeated messages, the dates covered, and providers and locations that are
+not on the MSO rosters; then it checks those figures against the go-live
+thresholds of the practice's mapping file. It names codes, fields, files and line
+numbers, never patient values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from hub.connector import Envelope
+from hub.mapping import Mapping
+
+DATE_FIELDS = {"appointment": "start", "encounter": "start", "charge": "service_date", "remittance": "paid_on",
+               "slot": "start", "referral": "received_on"}
+RELIABLE, PROBABLE = 0.90, 0.50
+
+
+def band(share: float | None) -> str:
+    """reliable above 90 %, probable above 50 %, possible below."""
+    if share is None:
+        return "-"
+    return "reliable" if share > RELIABLE else "probable" if share > PROBABLE else "possible"
+
+
+def _share(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def _filled(value: Any) -> bool:
+    return value not in (None, "", [])
+
+
+@dataclass
+class _Unmapped:
+    count: int = 0
+    example: str | None = None
+
+
+@dataclass
+class ScorecardBuilder:
+    practice: str
+    mapping: Mapping
+    source: str = "files"
+    read: int = 0
+    refused: int = 0
+    duplicates: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    kinds: Counter[str] = field(default_factory=Counter)
+    filled: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    codes: Counter[str] = field(default_factory=Counter)
+    mapped: Counter[str] = field(default_factory=Counter)
+    unmapped: dict[str, dict[str, _Unmapped]] = field(default_factory=lambda: defaultdict(dict))
+    seen_records: set[tuple[str, str]] = field(default_factory=set)
+    repeated_records: int = 0
+    first_date: str | None = None
+    last_date: str | None = None
+    providers: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))  # reason → id
+    locations: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    findings: list[str] = field(default_factory=list)
+    finding_count: int = 0
+    _hashes: set[str] = field(default_factory=set)
+
+    # ------------------------------------------------------------------ feeding
+    def add_duplicate(self, count: int = 1) -> None:
+        """Arrivals the message store already recorded as repeats of a message."""
+        self.read += count
+        self.duplicates += count
+
+    def add(self, envelope: Envelope, records: list[dict[str, Any]], error: Exception | None, *,
+            label: str | None) -> bool:
+        """One message's outcome; False when it repeats a message already counted."""
+        digest = hashlib.sha256(envelope.raw).hexdigest()
+        self.read += 1
+        if digest in self._hashes:
+            self.duplicates += 1
+            return False
+        self._hashes.add(digest)
+        if error is not None:
+            self.refused += 1
+            self.reasons[getattr(error, "message", None) or str(error)] += 1
+            return True
+        for record in records:
+            self._record(record, label)
+        return True
+
+    def add_findings(self, findings: list[str], *, limit: int = 50) -> None:
+        self.finding_count += len(findings)
+        room = limit - len(self.findings)
+        if room > 0:
+            self.findings.extend(findings[:room])
+
+    def _record(self, record: dict[str, Any], label: str | None) -> None:
+        kind = record["kind"]
+        self.kinds[kind] += 1
+        key = (kind, str(record.get("source_id")))
+        if key in self.seen_records:
+            self.repeated_records += 1
+        self.seen_records.add(key)
+        for name in self.mapping.required_fields.get(kind, ()):
+            if _filled(record.get(name)):
+                self.filled[kind][name] += 1
+        for map_name, source_field, target_field in self.mapping.code_slots(record):
+            code = record.get(source_field)
+            if not _filled(code):
+                continue
+            self.codes[map_name] += 1
+            if _filled(record.get(target_field)) or self.mapping.lookup(map_name, code):
+                self.mapped[map_name] += 1
+            else:
+                entry = self.unmapped[map_name].setdefault(str(code), _Unmapped())
+                entry.count += 1
+                entry.example = entry.example or label
+        date_field = DATE_FIELDS.get(kind)
+        value = record.get(date_field) if date_field else None
+        if value is not None:
+            day = value.isoformat()[:10] if hasattr(value, "isoformat") else str(value)[:10]
+            self.first_date = min(self.first_date or day, day)
+            self.last_date = max(self.last_date or day, day)
+        self._roster(record)
+
+    def _roster(self, record: dict[str, Any]) -> None:
+        vocabulary = self.mapping.vocabulary
+        kind = record["kind"]
+        provider_id = record.get("source_id") if kind == "provider" else record.get("provider_source_id")
+        if _filled(provider_id):
+            npi = record.get("npi") if kind == "provider" else record.get("provider_npi")
+            npi = npi or (self.mapping.lookup("provider", provider_id) or {}).get("npi")
+            if not npi:
+                self.providers["no NPI mapped"][str(provider_id)] += 1
+            elif vocabulary.has("providers") and npi not in vocabulary.codes("providers"):
+                self.providers["NPI not on the MSO roster"][str(provider_id)] += 1
+        location_id = record.get("source_id") if kind == "location" else record.get("location_source_id")
+        if _filled(location_id):
+            mso = record.get("mso_location") or (self.mapping.lookup("location", location_id) or {}).get(
+                "mso_location")
+            if not mso:
+                self.locations["no MSO location mapped"][str(location_id)] += 1
+            elif vocabulary.has("locations") and mso not in vocabulary.codes("locations"):
+                self.locations["MSO location not on the roster"][str(location_id)] += 1
+
+    # ------------------------------------------------------------------ result
+    def result(self) -> dict[str, Any]:
+        completeness: dict[str, dict[str, Any]] = {}
+        for kind, total in sorted(self.kinds.items()):
+            names = self.mapping.required_fields.get(kind)
+            if not names:
+                continue
+            completeness[kind] = {}
+            for name in names:
+                share = _share(self.filled[kind][name], total)
+                completeness[kind][name] = {"filled": self.filled[kind][name], "total": total, "share": share,
+                                            "band": band(share)}
+        code_maps = {}
+        for map_name in sorted(self.codes):
+            share = _share(self.mapped[map_name], self.codes[map_name])
+            unmapped = sorted(self.unmapped.get(map_name, {}).items(), key=lambda kv: (-kv[1].count, kv[0]))
+            code_maps[map_name] = {"codes_seen": self.codes[map_name], "mapped": self.mapped[map_name],
+                                   "share": share, "band": band(share),
+                                   "unmapped": [{"code": c, "count": u.count, "example": u.example}
+                                                for c, u in unmapped]}
+        unrostered = {
+            "providers": [{"id": i, "count": n, "reason": reason} for reason, ids in sorted(self.providers.items())
+                          for i, n in sorted(ids.items())],
+            "locations": [{"id": i, "count": n, "reason": reason} for reason, ids in sorted(self.locations.items())
+                          for i, n in sorted(ids.items())],
+        }
+        card: dict[str, Any] = {
+            "practice": self.practice,
+            "mapping_version": self.mapping.version,
+            "source": self.source,
+            "messages": {"read": self.read, "refused": self.refused, "duplicates": self.duplicates,
+                         "refusal_reasons": [{"reason": r, "count": n} for r, n in self.reasons.most_common(20)]},
+            "records": dict(sorted(self.kinds.items())),
+            "repeated_records": self.repeated_records,
+            "completeness": completeness,
+            "code_maps": code_maps,
+            "date_range": {"from": self.first_date, "to": self.last_date},
+            "unrostered": unrostered,
+            "findings": {"count": self.finding_count, "first": list(self.findings)},
+        }
+        card["checks"] = self.checks(card)
+        card["passed"] = all(c["ok"] for c in card["checks"])
+        return card
+
+    def checks(self, card: dict[str, Any]) -> list[dict[str, Any]]:
+        limits = self.mapping.go_live
+        read = card["messages"]["read"]
+        out = [_check("messages read", read, ">=", limits["min_messages"]),
+               _check("refused share", _share(self.refused, read) or 0.0, "<=", limits["max_refused_share"]),
+               _check("duplicate share", _share(self.duplicates, read) or 0.0, "<=",
+                      limits["max_duplicate_share"])]
+        for kind, fields in card["completeness"].items():
+            for name, figures in fields.items():
+                out.append(_check(f"completeness {kind}.{name}", figures["share"], ">=",
+                                  limits["min_completeness"]))
+        for map_name, figures in card["code_maps"].items():
+            out.append(_check(f"mapped {map_name}", figures["share"], ">=", limits["min_mapped_share"]))
+        unrostered = len({p["id"] for p in card["unrostered"]["providers"]}) + len(
+            {loc["id"] for loc in card["unrostered"]["locations"]})
+        out.append(_check("providers and locations not on the roster", unrostered, "<=", limits["max_unrostered"]))
+        return out
+
+
+def _check(name: str, value: float | int, op: str, threshold: float | int) -> dict[str, Any]:
+    ok = value >= threshold if op == ">=" else value <= threshold
+    return {"name": name, "value": value, "op": op, "threshold": threshold, "ok": bool(ok)}
+
+
+# ------------------------------------------------------------------ text rendering
+def _pct(share: float | None) -> str:
+    return "-" if share is None else f"{share * 100:.1f} %"
+
+
+def render_text(card: dict[str, Any]) -> str:
+    m = card["messages"]
+    lines = [f"Onboarding scorecard: {card['practice']} (mapping version {card['mapping_version']}, "
+             f"from {card['source']})", "",
+             f"messages   read {m['read']}   refused {m['refused']}   duplicates {m['duplicates']}"]
+    for reason in m["refusal_reasons"][:10]:
+        lines.append(f"  refused x{reason['count']}: {reason['reason']}")
+    records = "   ".join(f"{k} {n}" for k, n in card["records"].items()) or "none"
+    lines += [f"records    {records}   (repeated source ids: {card['repeated_records']})",
+              f"dates      {card['date_range']['from'] or '-'} to {card['date_range']['to'] or '-'}", "",
+              "completeness of required fields"]
+    for kind, fields in card["completeness"].items():
+        for name, f in fields.items():
+            lines.append(f"  {kind + '.' + name:<36} {f['filled']:>7}/{f['total']:<7} {_pct(f['share']):>8}  "
+                         f"{f['band']}")
+    lines += ["", "codes mapped"]
+    for name, f in card["code_maps"].items():
+        lines.append(f"  {name:<36} {f['mapped']:>7}/{f['codes_seen']:<7} {_pct(f['share']):>8}  {f['band']}")
+        for u in f["unmapped"][:15]:
+            lines.append(f"      unmapped {u['code']!r} x{u['count']} (e.g. {u['example'] or '-'})")
+    lines += ["", "not on the MSO rosters"]
+    rows = [("provider", p) for p in card["unrostered"]["providers"]] + [
+        ("location", loc) for loc in card["unrostered"]["locations"]]
+    lines += [f"  {what} {row['id']!r} x{row['count']}: {row['reason']}" for what, row in rows] or ["  none"]
+    if card["findings"]["count"]:
+        lines += ["", f"connector findings ({card['findings']['count']})"]
+        lines += [f"  {f}" for f in card["findings"]["first"][:20]]
+    lines += ["", "go-live checks"]
+    for c in card["checks"]:
+        value = _pct(c["value"]) if isinstance(c["value"], float) else str(c["value"])
+        threshold = _pct(c["threshold"]) if isinstance(c["threshold"], float) else str(c["threshold"])
+        lines.append(f"  [{'pass' if c['ok'] else 'FAIL'}] {c['name']:<44} {value:>9} {c['op']} {threshold}")
+    lines += ["", "PASSED: ready to go live" if card["passed"] else "FAILED: not ready to go live"]
+    return "\n".join(lines)

@@ -1,0 +1,119 @@
+"""Where the scorecard's messages come from: sample files (dry run) or the message store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from hub.connector import Connector, Context, Envelope
+from hub.errors import HubError, ParseError
+from hub.mapping import Mapping, load_mapping
+from hub.model.tables import messages
+from hub.onboarding.scorecard import ScorecardBuilder
+from hub.pipeline.normalize import choose_connector, normalize_envelope
+from hub.plugins import Plugins
+from hub.store.practices import get_practice
+
+if TYPE_CHECKING:
+    from hub.runtime import Runtime
+
+
+def iter_files(paths: Sequence[str]) -> Iterator[Path]:
+    """Files named, and files inside folders named (sorted; hidden ones skipped)."""
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            for child in sorted(path.rglob("*")):
+                if child.is_file() and not any(part.startswith(".") for part in child.relative_to(path).parts):
+                    yield child
+        elif path.is_file():
+            yield path
+        else:
+            raise HubError("no such file or folder", source=str(path))
+
+
+def pick_connector(plugins: Plugins, path: Path, data: bytes, name: str | None = None) -> Connector:
+    """``--connector`` if given; else the content; else the file extension (a CSV says nothing itself)."""
+    if name:
+        return plugins.connectors.get(name)
+    try:
+        return choose_connector(plugins, data, origin=str(path))
+    except ParseError:
+        suffix = path.suffix.lower()
+        owners = [c for c in plugins.connectors.classes() if suffix and suffix in c.file_extensions]
+        if len(owners) == 1:
+            return plugins.connectors.get(owners[0].name)
+        raise
+
+
+def _label(envelope: Envelope, origin: str) -> str:
+    return f"{origin} {envelope.control_id}" if envelope.control_id and envelope.control_id.startswith(
+        "line ") else origin
+
+
+def check_files(plugins: Plugins, practice: str, mapping: Mapping, paths: Sequence[str], *,
+                connector: str | None = None, findings: bool = True) -> dict[str, Any]:
+    """Dry-run sample files through the real connectors and mapping; nothing is stored."""
+    card = ScorecardBuilder(practice, mapping, source="files")
+    for path in iter_files(paths):
+        data = path.read_bytes()
+        origin = str(path)
+        try:
+            chosen = pick_connector(plugins, path, data, connector)
+            envelopes = chosen.split(data, origin=origin)
+        except HubError as exc:
+            exc.source = exc.source or origin
+            card.add(Envelope(raw=data), [], exc, label=origin)
+            continue
+        context = Context(practice=practice, config=mapping.connector_config(chosen.name), origin=origin)
+        for envelope in envelopes:
+            done = normalize_envelope(plugins, chosen, envelope, practice=practice, mapping=mapping, origin=origin)
+            fresh = card.add(envelope, done.records, done.error, label=_label(envelope, origin))
+            if findings and fresh:
+                card.add_findings(_findings(chosen, envelope, context, origin))
+    return card.result()
+
+
+def _findings(connector: Connector, envelope: Envelope, context: Context, origin: str) -> list[str]:
+    try:
+        found = connector.findings(envelope, context)
+    except Exception as exc:  # deep validation is advisory: a failure there is itself a finding
+        return [f"{origin}: the {connector.name} connector's findings failed ({type(exc).__name__})"]
+    return [f if f.startswith(origin) else f"{origin}: {f}" for f in found]
+
+
+def check_stored(runtime: Runtime, practice: str, *, mapping: Mapping | None = None,
+                 page: int = 500) -> dict[str, Any]:
+    """The scorecard of every message stored for a practice, read again through its current mapping."""
+    with runtime.engine.connect() as conn:
+        row = get_practice(conn, practice)
+        duplicates = conn.execute(sa.select(sa.func.count()).select_from(messages).where(
+            messages.c.practice == practice, messages.c.status == "duplicate")).scalar_one()
+    mapping = mapping or load_mapping(row["mapping"], source=f"mapping of practice {practice}")
+    card = ScorecardBuilder(practice, mapping, source="stored messages")
+    card.add_duplicate(duplicates)
+    last_id = 0
+    cols = [messages.c.id, messages.c.connector, messages.c.raw, messages.c.sender, messages.c.control_id,
+            messages.c.message_type, messages.c.origin]
+    while True:
+        with runtime.engine.connect() as conn:
+            rows = conn.execute(sa.select(*cols).where(messages.c.practice == practice, messages.c.raw.is_not(None),
+                                                       messages.c.id > last_id)
+                                .order_by(messages.c.id).limit(page)).all()
+        if not rows:
+            break
+        last_id = rows[-1].id
+        for r in rows:
+            envelope = Envelope(raw=r.raw, sender=r.sender, control_id=r.control_id, message_type=r.message_type)
+            try:
+                connector = runtime.plugins.connectors.get(r.connector)
+            except HubError as exc:
+                card.add(envelope, [], exc, label=f"message {r.id}")
+                continue
+            done = normalize_envelope(runtime.plugins, connector, envelope, practice=practice, mapping=mapping,
+                                      message_id=r.id, origin=r.origin)
+            card.add(envelope, done.records, done.error, label=f"message {r.id}")
+    return card.result()
