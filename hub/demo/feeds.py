@@ -9,7 +9,7 @@
   Schedule/Slots, Patients, Coverage, Appointments, Encounters, ServiceRequests (referrals),
   Claims (charges) and ExplanationOfBenefits (remittances).
 - CSV (``csv`` practices): monthly exports of appointments, charges and payments with the
-  column names of the practice mapping (``mappings/examples/motion-pt.yaml``).
+  column names of the practice mapping (``mappings/examples/fishers-pt.yaml``).
 
 A feed carries what the source system knows: the source codes, never the MSO's mapped
 values, which come from the practice mapping at ingestion.
@@ -72,7 +72,7 @@ def _fields(values: dict[int, str]) -> list[str]:
 class _Hl7Writer:
     def __init__(self, spec: PracticeSpec, truth: Truth) -> None:
         self.spec = spec
-        self.app = "DERMEHR" if spec.slug == "derm-east" else "SKINPM"
+        self.app = "DERMEHR" if spec.slug == "lakeshore-derm" else "SKINPM"
         self.facility = spec.slug.upper().replace("-", "")
         self.records = truth.records[spec.slug]
         self.patients = _index(self.records, "patient")
@@ -240,7 +240,7 @@ def _coding(system: str, code: str, display: str | None = None) -> dict[str, Any
 
 
 CPT = "http://www.ama-assn.org/go/cpt"
-LOCAL = "urn:demo:glow-aesthetics:codes"
+LOCAL = "urn:demo:carmel-aesthetics:codes"
 
 
 def _fhir_resources(spec: PracticeSpec, records: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:

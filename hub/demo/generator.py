@@ -70,6 +70,7 @@ class PracticeSpec:
     slot_minutes: int = 0  # > 0: the feed publishes its schedule (slots), the utilization denominator
     months: int = 0  # > 0: only this many months of history (a newly acquired practice)
     unmapped_visit_types: tuple[str, ...] = ()  # codes the practice's mapping does not know yet
+    new_categories: tuple[str, ...] = ("new",)  # visit categories that bring a new patient
 
     @property
     def tz(self) -> ZoneInfo:
@@ -84,79 +85,88 @@ COMMERCIAL = "commercial"
 LOOK_AHEAD_DAYS = 70
 PRACTICES: tuple[PracticeSpec, ...] = (
     PracticeSpec(
-        slug="derm-east", name="Eastside Dermatology Group", feed="hl7v2", timezone="America/New_York",
+        slug="lakeshore-derm", name="Lakeshore Dermatology", feed="hl7v2", timezone="America/Chicago",
         specialty="dermatology", status="live",
-        providers=(("1730000011", "Alder", "Maya"), ("1730000029", "Birch", "Owen"), ("1730000037", "Cedar", "Lena")),
-        locations=(("MAIN", "Eastside Main Street", "east-main"), ("SAT", "Eastside Riverside", "east-riverside")),
+        providers=(("1526018159", "Alvarez", "Maria"), ("1131860912", "Chen", "Lily"),
+                   ("1518190933", "Greer", "Hannah"), ("1432319485", "Iyer", "Priya")),
+        locations=(("LP", "Lakeshore Lincoln Park", "chi-lincoln-park"), ("OB", "Lakeshore Oak Brook",
+                                                                         "chi-oak-brook"),
+                   ("NAP", "Lakeshore Naperville", "chi-naperville")),
         visit_types=((_vt("NP", "New patient visit", "medical_dermatology", "new", 30, ("99203", "165.00")), 0.22),
                      (_vt("EST", "Established visit", "medical_dermatology", "established", 15,
                           ("99213", "110.00")), 0.48),
                      (_vt("FBSE", "Full body skin exam", "medical_dermatology", "established", 20,
                           ("99214", "160.00")), 0.15),
-                     (_vt("BX", "Skin biopsy", "dermatologic_surgery", "procedure", 30, ("99213", "110.00"),
+                     (_vt("BX", "Skin biopsy", "medical_dermatology", "procedure", 30, ("99213", "110.00"),
                           ("11102", "145.00")), 0.10),
-                     (_vt("MOHS", "Mohs surgery", "dermatologic_surgery", "procedure", 90, ("17311", "980.00")),
+                     (_vt("MOHS", "Mohs surgery", "mohs_surgical", "procedure", 90, ("17311", "980.00")),
                       0.05)),
         payers=(Payer("AETNA PPO", "aetna", COMMERCIAL, 0.30, 0.62, 0.05, (18, 40)),
-                Payer("BCBS", "bcbs", COMMERCIAL, 0.28, 0.66, 0.04, (14, 35)),
-                Payer("MEDICARE B", "medicare", "medicare", 0.32, 0.48, 0.03, (14, 28)),
-                Payer("MEDICAID", "medicaid", "medicaid", 0.10, 0.35, 0.12, (25, 60))),
+                Payer("BCBS IL", "bcbs", COMMERCIAL, 0.28, 0.66, 0.04, (14, 35)),
+                Payer("MEDICARE PART B", "medicare", "medicare", 0.32, 0.48, 0.03, (14, 28)),
+                Payer("ILLINOIS MEDICAID", "medicaid", "medicaid", 0.10, 0.35, 0.12, (25, 60))),
         cancel_reasons=(("PT", "patient", 0.6), ("PROV", "provider", 0.15), ("WX", "weather", 0.1),
                         ("RS", "rescheduled", 0.15)),
         daily_visits=7.0, seasons=(1.05, 1.0, 1.1, 1.15, 1.1, 0.95, 0.85, 0.9, 1.0, 1.05, 1.0, 0.85),
         no_show=0.06, cancel=0.09, late_cancel_share=0.3, referral_share=0.5,
     ),
     PracticeSpec(
-        slug="glow-aesthetics", name="Glow Aesthetic Dermatology", feed="fhir", timezone="America/Los_Angeles",
+        slug="carmel-aesthetics", name="Carmel Aesthetics", feed="fhir", timezone="America/Indiana/Indianapolis",
         specialty="cosmetic dermatology", status="live",
-        providers=(("1740000010", "Hazel", "Nora"), ("1740000028", "Juniper", "Eli")),
-        locations=(("loc-1", "Glow Downtown", "west-downtown"),),
-        visit_types=((_vt("consult", "Cosmetic consultation", "cosmetic", "new", 30, ("99203", "150.00")), 0.20),
-                     (_vt("botox", "Neuromodulator", "cosmetic", "procedure", 30, ("64615", "520.00")), 0.40),
-                     (_vt("filler", "Dermal filler", "cosmetic", "procedure", 45, ("15788", "780.00")), 0.25),
-                     (_vt("laser", "Laser resurfacing", "cosmetic", "procedure", 60, ("17106", "1150.00")), 0.15)),
+        providers=(("1786579759", "Hoang", "Minh"), ("1625276013", "Kowalski", "Anna")),
+        locations=(("carmel-main", "Carmel Aesthetics", "ind-carmel"),),
+        visit_types=((_vt("consult", "Cosmetic consultation", "cosmetic_aesthetics", "consult", 30,
+                          ("99203", "150.00")), 0.20),
+                     (_vt("botox", "Neuromodulator", "cosmetic_aesthetics", "procedure", 30, ("64615", "520.00")),
+                      0.40),
+                     (_vt("filler", "Dermal filler", "cosmetic_aesthetics", "procedure", 45, ("15788", "780.00")),
+                      0.25),
+                     (_vt("laser", "Laser resurfacing", "cosmetic_aesthetics", "procedure", 60,
+                          ("17106", "1150.00")), 0.15)),
         payers=(Payer("Self Pay", "self_pay", "self_pay", 0.85, 1.0, 0.0, (0, 0)),
                 Payer("Cigna", "cigna", COMMERCIAL, 0.15, 0.58, 0.22, (20, 45))),
         cancel_reasons=(("patient-request", "patient", 0.8), ("prov-unavailable", "provider", 0.2)),
         daily_visits=6.0, seasons=(0.85, 0.95, 1.05, 1.15, 1.2, 1.0, 0.85, 0.85, 0.95, 1.05, 1.25, 1.3),
         no_show=0.035, cancel=0.12, late_cancel_share=0.45, referral_share=0.15, slot_minutes=30,
+        new_categories=("consult",),
     ),
     PracticeSpec(
-        slug="motion-pt", name="Motion Physical Therapy", feed="csv", timezone="America/Chicago",
+        slug="fishers-pt", name="Fishers Physical Therapy", feed="csv", timezone="America/Indiana/Indianapolis",
         specialty="physical therapy", status="live",
-        providers=(("1750000019", "Maple", "Theo"), ("1750000027", "Olive", "Ruth"), ("1750000035", "Pine", "Sam"),
-                   ("1750000043", "Rowan", "Ivy")),
-        locations=(("CLINIC-A", "Motion Westgate", "central-westgate"), ("CLINIC-B", "Motion Lakeview",
-                                                                          "central-lakeview")),
+        providers=(("1082462817", "Eriksen", "Nils"),),
+        locations=(("FISH-1", "Fishers Physical Therapy", "ind-fishers"),),
         visit_types=((_vt("EVAL", "PT evaluation", "physical_therapy", "new", 60, ("97162", "210.00")), 0.15),
                      (_vt("TX", "PT treatment", "physical_therapy", "established", 45, ("97110", "75.00"),
                           ("97140", "70.00")), 0.75),
-                     (_vt("REEVAL", "PT re-evaluation", "physical_therapy", "established", 30,
+                     (_vt("REEVAL", "PT re-evaluation", "physical_therapy", "follow_up", 30,
                           ("97164", "120.00")), 0.10)),
         payers=(Payer("UNITED HEALTHCARE", "uhc", COMMERCIAL, 0.35, 0.55, 0.08, (20, 45)),
                 Payer("MEDICARE", "medicare", "medicare", 0.40, 0.50, 0.04, (14, 30)),
                 Payer("WORKERS COMP", "workers_comp", "other", 0.25, 0.70, 0.15, (30, 75))),
         cancel_reasons=(("Patient", "patient", 0.7), ("Illness", "patient", 0.2), ("Therapist", "provider", 0.1)),
-        daily_visits=9.0, seasons=(1.15, 1.05, 1.0, 1.0, 1.0, 1.05, 1.1, 1.05, 0.95, 0.95, 0.9, 0.75),
+        daily_visits=11.0, seasons=(1.15, 1.05, 1.0, 1.0, 1.0, 1.05, 1.1, 1.05, 0.95, 0.95, 0.9, 0.75),
         no_show=0.11, cancel=0.14, late_cancel_share=0.35, referral_share=0.8,
     ),
     PracticeSpec(
-        slug="derm-north", name="Northfield Skin Clinic", feed="hl7v2", timezone="America/New_York",
+        slug="mke-skin", name="Milwaukee Skin and Mohs", feed="hl7v2", timezone="America/Chicago",
         specialty="dermatology", status="onboarding",
-        providers=(("1760000018", "Spruce", "Ada"), ("1760000026", "Willow", "Ben")),
-        locations=(("NF1", "Northfield Clinic", "north-main"),),
+        providers=(("1908301660", "Brennan", "Thomas"), ("1757491182", "Jensen", "Karl"),
+                   ("1895559791", "Lindqvist", "Erik")),
+        locations=(("DT", "Milwaukee Downtown", "mke-downtown"), ("BRK", "Brookfield Mohs Center", "mke-brookfield")),
         visit_types=((_vt("NEW", "New patient", "medical_dermatology", "new", 30, ("99203", "170.00")), 0.25),
-                     (_vt("FU", "Follow-up", "medical_dermatology", "established", 15, ("99213", "115.00")), 0.50),
-                     (_vt("PROC", "Minor procedure", "dermatologic_surgery", "procedure", 30, ("11102", "150.00")),
+                     (_vt("FU", "Follow-up", "medical_dermatology", "follow_up", 15, ("99213", "115.00")), 0.45),
+                     (_vt("MOHS1", "Mohs first stage", "mohs_surgical", "procedure", 90, ("17311", "990.00")),
                       0.15),
-                     (_vt("COSM", "Cosmetic consult", "cosmetic", "new", 30, ("99203", "150.00")), 0.10)),
+                     (_vt("POSTOP", "Post-op check", "mohs_surgical", "post_op", 15, ("99024", "0.00")), 0.05),
+                     (_vt("COSM", "Cosmetic consult", "cosmetic_aesthetics", "consult", 30, ("99203", "150.00")),
+                      0.10)),
         payers=(Payer("AETNA", "aetna", COMMERCIAL, 0.45, 0.60, 0.07, (18, 40)),
                 Payer("MEDICARE", "medicare", "medicare", 0.40, 0.48, 0.04, (14, 28)),
-                Payer("HUMANA GOLD", "humana", "medicare", 0.15, 0.50, 0.09, (20, 45))),
+                Payer("HUMANA GOLD PLUS", "medicare_advantage", "medicare", 0.15, 0.50, 0.09, (20, 45))),
         cancel_reasons=(("CXL-PT", "patient", 0.7), ("CXL-DR", "provider", 0.3)),
         daily_visits=6.0, seasons=(1.05, 1.0, 1.1, 1.15, 1.1, 0.95, 0.85, 0.9, 1.0, 1.05, 1.0, 0.85),
         no_show=0.08, cancel=0.10, late_cancel_share=0.3, referral_share=0.4,
-        months=2, unmapped_visit_types=("PROC", "COSM"),
+        months=2, unmapped_visit_types=("MOHS1", "COSM"),
     ),
 )
 
@@ -254,7 +264,7 @@ class _PracticeHistory:
     def open_referrals(self, day: dt.date) -> None:
         spec, rng = self.spec, self.rng
         expected = spec.daily_visits * spec.seasons[day.month - 1] * self.scale * len(spec.providers)
-        new_share = sum(w for v, w in spec.visit_types if v.category == "new")
+        new_share = sum(w for v, w in spec.visit_types if v.category in spec.new_categories)
         for _ in range(int(rng.gauss(expected * new_share * spec.referral_share, 1.0))):
             received = day - dt.timedelta(days=rng.randint(3, LOOK_AHEAD_DAYS))
             if received >= self.end:
@@ -286,7 +296,7 @@ class _PracticeHistory:
         return patient
 
     def pick_patient(self, category: str) -> dict[str, Any]:
-        if category == "new" or len(self.patients) < 20:
+        if category in self.spec.new_categories or len(self.patients) < 20:
             return self.new_patient()
         return self.rng.choice(self.patients)
 

@@ -48,7 +48,7 @@ def test_the_html_exporter_comes_from_the_built_in_plugin(report: dict) -> None:
     exporter = load_plugins().exporters.get("html")
     out = io.BytesIO()
     exporter(report, out)
-    assert out.getvalue().startswith(b"<!doctype html>") and b'"derm-east"' in out.getvalue()
+    assert out.getvalue().startswith(b"<!doctype html>") and b'"lakeshore-derm"' in out.getvalue()
 
 
 def test_the_served_page_carries_no_figures() -> None:
@@ -93,13 +93,13 @@ def test_filters_change_the_scope_and_the_period(page_file: Path, report: dict, 
         page.goto(page_file.as_uri())
         page.wait_for_selector("svg.trend")
         total = page.locator('.tile[data-kpi="visit_volume"] .value').inner_text()
-        page.select_option("#site", "motion-pt")
+        page.select_option("#site", "fishers-pt")
         site = page.locator('.tile[data-kpi="visit_volume"] .value').inner_text()
         last = report["rows"][-1]["slice"]["month"]
         expected = next(r["values"]["visit_volume"] for r in report["rows"]
-                        if r["slice"] == {"site": "motion-pt", "month": last})
+                        if r["slice"] == {"site": "fishers-pt", "month": last})
         assert site == f"{expected:,}" and site != total
-        assert "Motion" in page.locator("#tiles-title").inner_text()
+        assert "Fishers Physical Therapy" in page.locator("#tiles-title").inner_text()
         months = page.eval_on_selector_all("#from option", "os => os.map(o => o.value)")
         page.select_option("#from", months[-3])
         dots = page.eval_on_selector('svg.trend[data-kpi="visit_volume"]', "s => s.querySelectorAll('circle').length")

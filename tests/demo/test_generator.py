@@ -28,9 +28,9 @@ def truth():  # type: ignore[no-untyped-def]
 
 def test_same_seed_same_mso_and_another_seed_another(truth) -> None:  # type: ignore[no-untyped-def]
     again = generate(seed=7, end=END, scale=0.3)
-    assert [public(r) for r in again.records["derm-east"]] == [public(r) for r in truth.records["derm-east"]]
+    assert [public(r) for r in again.records["lakeshore-derm"]] == [public(r) for r in truth.records["lakeshore-derm"]]
     other = generate(seed=8, end=END, scale=0.3)
-    assert [public(r) for r in other.records["derm-east"]] != [public(r) for r in truth.records["derm-east"]]
+    assert [public(r) for r in other.records["lakeshore-derm"]] != [public(r) for r in truth.records["lakeshore-derm"]]
 
 
 def test_four_practices_a_year_and_more_each_on_its_feed(truth) -> None:  # type: ignore[no-untyped-def]
@@ -64,19 +64,19 @@ def test_sites_differ_and_seasons_show(truth) -> None:  # type: ignore[no-untype
         values = [figures[(site, m)][kpi] for m in year if (site, m) in figures]
         return sum(values) / len(values)
 
-    assert mean("motion-pt", "no_show_rate") > 1.8 * mean("glow-aesthetics", "no_show_rate")
-    assert mean("glow-aesthetics", "cancellation_rate") > mean("derm-east", "cancellation_rate")
-    assert mean("glow-aesthetics", "utilization") > 0.4
-    assert all(figures[("derm-east", m)]["utilization"] is None for m in year)  # no schedule in that feed
+    assert mean("fishers-pt", "no_show_rate") > 1.8 * mean("carmel-aesthetics", "no_show_rate")
+    assert mean("carmel-aesthetics", "cancellation_rate") > mean("lakeshore-derm", "cancellation_rate")
+    assert mean("carmel-aesthetics", "utilization") > 0.4
+    assert all(figures[("lakeshore-derm", m)]["utilization"] is None for m in year)  # no schedule in that feed
     # physical therapy: the January rush (new deductibles) against the December lull
-    assert figures[("motion-pt", "2026-01")]["visit_volume"] > 1.2 * figures[("motion-pt", "2025-12")]["visit_volume"]
+    assert figures[("fishers-pt", "2026-01")]["visit_volume"] > 1.2 * figures[("fishers-pt", "2025-12")]["visit_volume"]
     # cosmetic: the holiday peak
-    assert figures[("glow-aesthetics", "2025-12")]["visit_volume"] > figures[("glow-aesthetics", "2026-08")][
+    assert figures[("carmel-aesthetics", "2025-12")]["visit_volume"] > figures[("carmel-aesthetics", "2026-08")][
         "visit_volume"]
 
 
 def test_hl7_files_are_v251_batches_of_siu_ref_and_dft(truth) -> None:  # type: ignore[no-untyped-def]
-    files = render(truth, truth.practice("derm-east"))
+    files = render(truth, truth.practice("lakeshore-derm"))
     types: Counter[str] = Counter()
     for f in files:
         for message in f.data.decode().split("\r\n"):
@@ -86,12 +86,12 @@ def test_hl7_files_are_v251_batches_of_siu_ref_and_dft(truth) -> None:  # type: 
             assert msh[0] == "MSH" and msh[11] == "2.5.1"
             types[msh[8].split("^")[1]] += 1
     assert {"S12", "S14", "S15", "S26", "I12", "P03"} <= set(types)
-    appointments = truth.of("derm-east", "appointment")
+    appointments = truth.of("lakeshore-derm", "appointment")
     assert types["S12"] == len(appointments)
 
 
 def test_fhir_files_are_transaction_bundles(truth) -> None:  # type: ignore[no-untyped-def]
-    files = render(truth, truth.practice("glow-aesthetics"))
+    files = render(truth, truth.practice("carmel-aesthetics"))
     kinds: Counter[str] = Counter()
     for f in files:
         bundle = json.loads(f.data)
@@ -99,16 +99,16 @@ def test_fhir_files_are_transaction_bundles(truth) -> None:  # type: ignore[no-u
         for entry in bundle["entry"]:
             kinds[entry["resource"]["resourceType"]] += 1
             assert entry["request"]["url"] == f"{entry['resource']['resourceType']}/{entry['resource']['id']}"
-    assert kinds["Appointment"] == len(truth.of("glow-aesthetics", "appointment"))
-    assert kinds["Slot"] == len(truth.of("glow-aesthetics", "slot"))
+    assert kinds["Appointment"] == len(truth.of("carmel-aesthetics", "appointment"))
+    assert kinds["Slot"] == len(truth.of("carmel-aesthetics", "slot"))
     assert {"Patient", "Practitioner", "Schedule", "Encounter", "ServiceRequest", "Claim",
             "ExplanationOfBenefit", "Coverage", "Location"} <= set(kinds)
 
 
 def test_csv_exports_carry_the_columns_the_mapping_names(truth) -> None:  # type: ignore[no-untyped-def]
-    mapping = yaml.safe_load((ROOT / "mappings" / "examples" / "motion-pt.yaml").read_text())
+    mapping = yaml.safe_load((ROOT / "mappings" / "examples" / "fishers-pt.yaml").read_text())
     exports = {e["kind"]: e for e in mapping["connectors"]["csv"]["exports"]}
-    files = render(truth, truth.practice("motion-pt"))
+    files = render(truth, truth.practice("fishers-pt"))
     kind_of = {"appointments": "appointment", "charges": "charge", "payments": "remittance"}
     seen = set()
     for f in files:
