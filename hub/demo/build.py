@@ -147,16 +147,22 @@ def write_outputs(runtime: Any, result: DemoResult) -> None:
 
 
 def _scorecard(runtime: Any, result: DemoResult) -> Path | None:
-    """The onboarding scorecard of each practice still onboarding (``hub onboard check``)."""
+    """The onboarding scorecard of the practices still onboarding: ``hub onboard check`` on their feed files."""
     try:
-        from hub.onboarding import scorecard as onboarding
+        from hub.onboarding.scorecard import render_text
+        from hub.onboarding.sources import check_files
     except ImportError:
         result.notes.append("the onboarding scorecard is not installed: no scorecard written")
         return None
-    path = result.out / "onboarding-scorecard.md"
+    from hub.mapping import load_mapping
+
+    path = result.out / "onboarding-scorecard.txt"
     parts = []
     for spec in result.truth.practices:
         if spec.status == "onboarding":
-            parts.append(onboarding.render_markdown(onboarding.check_practice(runtime, spec.slug)))
+            source = mapping_file(spec.slug)
+            mapping = load_mapping(source.read_text(), source=str(source))
+            card = check_files(runtime.plugins, spec.slug, mapping, [str(result.out / "feeds" / spec.slug)])
+            parts.append(render_text(card))
     path.write_text("\n\n".join(parts))
     return path

@@ -283,7 +283,7 @@ class _PracticeHistory:
         birth = dt.date(1940, 1, 1) + dt.timedelta(days=rng.randrange(0, 365 * 65))
         payer = rng.choices(spec.payers, weights=[p.share for p in spec.payers])[0]
         if payer.financial_class == "medicare" and birth.year > 1958:
-            birth = birth.replace(year=rng.randrange(1940, 1958))
+            birth = dt.date(rng.randrange(1940, 1958), birth.month, min(birth.day, 28))
         patient = self.add("patient", mrn, identifiers=[{"system": f"urn:demo:{spec.slug}:mrn", "value": mrn,
                                                          "type": "MR"}],
                            family_name=rng.choice(FAMILY_NAMES), given_name=rng.choice(FIRST_NAMES),
