@@ -1,0 +1,130 @@
+"""HL7 v2 connector: ADT, SIU and DFT (and what other messages carry) from any practice's EHR.
+
+The ingest path uses the small ER7 tokenizer in ``er7.py`` (tens of thousands of
+messages a second); hl7apy is used only off that path, for the deep structural
+check of a practice's sample feed (``findings``, see ``structure.py``).
+
+Settings (the ``connectors: {hl7v2: {...}}`` section of a practice mapping):
+
+- ``timezone``: IANA time zone of date-times sent without an offset (default UTC);
+- ``facilities``: sending facility ids (MSH-4) that belong to this practice, for an
+  MLLP listener without ``--practice``.
+
+Decisions where the standard is silent:
+
+- ``split`` refuses the whole payload (``ParseError`` naming the MSH field) when any
+  message in it has an unreadable MSH or lacks MSH-9 or MSH-10, so an HTTP or MLLP
+  payload is stored whole or refused whole; FHS/BHS/BTS/FTS batch envelopes are
+  dropped, the messages inside are kept one by one;
+- an envelope's raw bytes are the message as sent with surrounding whitespace
+  removed, so the same message resent (by file, HTTP or MLLP) is a duplicate;
+- message types other than ADT, SIU and DFT yield the patient, visit, providers
+  and location they carry; one without a patient is refused naming MSH-9.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from marshmallow import Schema, fields
+
+from hub import hookimpl
+from hub.connector import Connector, Context, Envelope, Outcome
+from hub.errors import ParseError
+
+from . import er7
+from .ack import build_ack, header_of
+from .mapping import to_records
+from .values import zone
+
+__version__ = "1.0.0"
+
+MEDIA_TYPES = ("x-application/hl7-v2+er7", "application/hl7-v2", "application/edi-hl7")
+# a line that starts a message: MSH at the start of the payload or right after a line break
+_MSH_START = re.compile(rb"(?<![^\r\n])MSH")
+_LINE = re.compile(rb"\r\n|\n|\r")
+_BATCH_LINE = re.compile(rb"(?<![^\r\n])(?:FHS|BHS|BTS|FTS)[^\r\n]*[\r\n]*")
+
+
+class HL7v2Settings(Schema):
+    timezone = fields.String(load_default=None, metadata={"doc": "IANA zone of date-times without an offset"})
+    facilities = fields.List(fields.String(), load_default=list,
+                             metadata={"doc": "MSH-4 sending facility ids that belong to this practice"})
+
+
+class HL7v2Connector(Connector):
+    name = "hl7v2"
+    version = __version__
+    media_types = MEDIA_TYPES
+    file_extensions = (".hl7", ".er7", ".txt")
+    config_schema = HL7v2Settings
+    description = "HL7 v2.3–2.8 ER7: ADT, SIU, DFT (other types: the patient and visit they carry)"
+
+    @classmethod
+    def detect(cls, data: bytes) -> bool:
+        head = data[:64].lstrip(b"\xef\xbb\xbf \t\r\n\x0b")
+        return head[:3] in (b"MSH", b"FHS", b"BHS") and len(head) > 3 and not head[3:4].isalnum()
+
+    # -- split ------------------------------------------------------------------
+    def split(self, data: bytes, *, origin: str | None = None) -> list[Envelope]:
+        body = data[3:] if data.startswith(b"\xef\xbb\xbf") else data
+        starts = [m.start() for m in _MSH_START.finditer(body)]
+        if not starts:
+            raise ParseError("no MSH segment: this is not an HL7 v2 message", source=origin, location="MSH")
+        before = _BATCH_LINE.sub(b"", body[:starts[0]]).strip()
+        if before:
+            raise ParseError("text before the first MSH segment", source=origin, location="MSH")
+        envelopes = []
+        many = len(starts) > 1
+        for index, start in enumerate(starts):
+            end = starts[index + 1] if index + 1 < len(starts) else len(body)
+            chunk = body[start:end]
+            if b"BTS" in chunk or b"FTS" in chunk or b"BHS" in chunk:
+                chunk = _BATCH_LINE.sub(b"", chunk)
+            chunk = chunk.strip()
+            where = f"message {index + 1}, " if many else ""
+            envelopes.append(self._envelope(chunk, where, origin))
+        return envelopes
+
+    def _envelope(self, raw: bytes, where: str, origin: str | None) -> Envelope:
+        line = _LINE.split(raw, maxsplit=1)[0].decode("latin-1")
+        try:
+            sep = er7.read_separators(line)
+        except ParseError as exc:
+            exc.location = where + (exc.location or "MSH")
+            exc.source = origin
+            raise
+        header = header_of(line.split(sep.field), sep)
+        if not header["message_code"]:
+            raise ParseError("MSH-9 (message type) is missing", source=origin, location=f"{where}MSH-9")
+        if not header["control_id"]:
+            raise ParseError("MSH-10 (message control id) is missing", source=origin, location=f"{where}MSH-10")
+        header["facility"] = header["sending_facility"].split(sep.component)[0]
+        sender = f"{header['sending_app'].split(sep.component)[0]}^{header['facility']}"
+        message_type = f"{header['message_code']}^{header['trigger']}" if header["trigger"] else \
+            header["message_code"]
+        return Envelope(raw=raw, sender=sender, control_id=header["control_id"], message_type=message_type,
+                        meta=header)
+
+    # -- parse and map ------------------------------------------------------------
+    def parse(self, envelope: Envelope, context: Context) -> er7.Message:
+        return er7.parse_bytes(envelope.raw)
+
+    def to_canonical(self, parsed: er7.Message, context: Context) -> Iterable[dict[str, Any]]:
+        return to_records(parsed, zone((context.config or {}).get("timezone")))
+
+    # -- answers --------------------------------------------------------------------
+    def acknowledge(self, envelope: Envelope, outcome: Outcome) -> bytes:
+        return build_ack(envelope, outcome)
+
+    def findings(self, envelope: Envelope, context: Context) -> list[str]:
+        from .structure import structural_findings
+
+        return structural_findings(envelope.raw)
+
+
+@hookimpl
+def hub_register_connectors(registry: Any) -> None:
+    registry.add(HL7v2Connector)

@@ -1,0 +1,415 @@
+"""HL7 v2 message → common-model records, one function per message family.
+
+What is read from where is listed in docs/hl7v2.md; the choices the standard
+leaves open are written down beside the code that makes them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from hub.errors import ParseError
+
+from .er7 import Message
+from .values import NPI_SYSTEMS, to_date, to_datetime, to_int, to_money, to_sex
+
+Record = dict[str, Any]
+
+ADT_EVENTS = frozenset({"A01", "A02", "A03", "A04", "A05", "A06", "A07", "A08", "A11", "A12", "A13", "A28",
+                        "A31"})
+MERGE_EVENTS = frozenset({"A34", "A39", "A40", "A47"})
+SIU_EVENTS = frozenset({"S12", "S13", "S14", "S15", "S17", "S26"})
+# encounter status by ADT trigger (None: the trigger says nothing about the visit's state)
+ENCOUNTER_STATUS = {"A01": "in-progress", "A02": "in-progress", "A03": "finished", "A04": "arrived",
+                    "A05": "planned", "A06": "in-progress", "A07": "in-progress", "A11": "cancelled",
+                    "A12": "in-progress", "A13": "in-progress"}
+# SCH-25 filler status codes (HL7 table 0278) → FHIR Appointment.status
+FILLER_STATUS = {"BOOKED": "booked", "CONFIRMED": "booked", "PENDING": "pending", "WAITLIST": "waitlist",
+                 "CANCELLED": "cancelled", "DELETED": "entered-in-error", "NOSHOW": "noshow",
+                 "COMPLETE": "fulfilled", "STARTED": "arrived", "DC": "cancelled", "BLOCKED": "booked",
+                 "OVERBOOK": "booked", "ARRIVED": "arrived", "CHECKED-IN": "checked-in", "CHECKEDIN": "checked-in"}
+TRIGGER_STATUS = {"S15": "cancelled", "S26": "noshow", "S17": "entered-in-error"}
+DURATION_UNITS = {"MIN": 1, "M": 1, "MINUTES": 1, "MINUTE": 1, "S": 1 / 60, "SEC": 1 / 60, "H": 60, "HR": 60,
+                  "HOUR": 60, "HOURS": 60, "D": 1440, "DAY": 1440}
+# FT1-6 transaction types that are money in, not charges (HL7 table 0017 and common local codes)
+PAYMENT_TYPES = frozenset({"PY", "PA", "PAY", "PMT", "CP"})
+ADJUSTMENT_TYPES = frozenset({"AJ", "ADJ", "CR", "WO"})
+
+
+class Reader:
+    """A parsed message plus what mapping needs around it (time zone, who sent it)."""
+
+    def __init__(self, msg: Message, tz: dt.tzinfo) -> None:
+        self.msg = msg
+        self.tz = tz
+        self.get = msg.get
+
+    def dtm(self, seg: list[str] | None, field: int, component: int = 1) -> str | None:
+        return to_datetime(self.get(seg, field, component), self.tz)
+
+    @property
+    def event_time(self) -> str | None:
+        return self.dtm(self.msg.first("EVN"), 2) or self.dtm(self.msg.msh, 7)
+
+
+# ------------------------------------------------------------------ shared pieces
+def patient_from_pid(r: Reader, pid: list[str] | None) -> Record | None:
+    """PID → patient. The MRN is the PID-3 identifier of type MR (else the first; v2.3 feeds: PID-2, PID-4)."""
+    if pid is None:
+        return None
+    msg = r.msg
+    identifiers: list[dict[str, str | None]] = []
+    mrn = None
+    for raw in msg.repetitions(pid, 3):
+        parts = msg.parts(raw)
+        value = msg.text(parts[0])
+        if not value:
+            continue
+        system = _authority(msg, parts, 3)
+        id_type = msg.text(parts[4]) if len(parts) > 4 else None
+        identifiers.append({"system": system, "value": value, "type": id_type})
+        if mrn is None and id_type == "MR":
+            mrn = value
+    if mrn is None:
+        mrn = identifiers[0]["value"] if identifiers else (r.get(pid, 2) or r.get(pid, 4))
+    if not mrn:
+        return None
+    if not identifiers:
+        identifiers.append({"system": None, "value": mrn, "type": "MR"})
+    record: Record = {
+        "kind": "patient", "source_id": mrn, "identifiers": identifiers,
+        "family_name": r.get(pid, 5, 1), "given_name": r.get(pid, 5, 2),
+        "birth_date": to_date(r.get(pid, 7)), "sex": to_sex(r.get(pid, 8)),
+        "postal_code": r.get(pid, 11, 5), "phone": _phone(r, pid),
+    }
+    return _compact(record)
+
+
+def _authority(msg: Message, parts: list[str], index: int) -> str | None:
+    """An HD component (namespace & universal id) → one system name."""
+    if index >= len(parts) or not parts[index]:
+        return None
+    return msg.text(parts[index], 1) or msg.text(parts[index], 2)
+
+
+def _phone(r: Reader, pid: list[str]) -> str | None:
+    number = r.get(pid, 13, 1)
+    if number:
+        return number
+    area, local = r.get(pid, 13, 6), r.get(pid, 13, 7)
+    return f"{area or ''}{local}" if local else None
+
+
+def providers_from(r: Reader, seg: list[str] | None, field: int) -> list[Record]:
+    """XCN repetitions → providers. NPI when XCN-13 (identifier type) or XCN-9 (authority) says NPI."""
+    msg = r.msg
+    found = []
+    for raw in msg.repetitions(seg, field):
+        parts = msg.parts(raw)
+        source_id = msg.text(parts[0])
+        if not source_id:
+            continue
+        id_type = msg.text(parts[12]) if len(parts) > 12 else None
+        authority = [msg.text(parts[8], i) for i in (1, 2)] if len(parts) > 8 else []
+        is_npi = id_type == "NPI" or any(a and (a.upper() in NPI_SYSTEMS or "NPI" in a.upper()) for a in authority)
+        found.append(_compact({
+            "kind": "provider", "source_id": source_id,
+            "npi": source_id if is_npi and source_id.isdigit() and len(source_id) == 10 else None,
+            "family_name": msg.text(parts[1]) if len(parts) > 1 else None,
+            "given_name": msg.text(parts[2]) if len(parts) > 2 else None,
+        }))
+    return found
+
+
+def location_from(r: Reader, seg: list[str] | None, field: int) -> Record | None:
+    """PL → location: the point of care (PL-1), else the facility (PL-4); name from facility or description."""
+    point, facility = r.get(seg, field, 1), r.get(seg, field, 4)
+    source_id = point or facility
+    if not source_id:
+        return None
+    return _compact({"kind": "location", "source_id": source_id,
+                     "name": r.get(seg, field, 9) or (facility if point else None) or source_id})
+
+
+def coverages(r: Reader, patient_id: str) -> Iterator[Record]:
+    """IN1 → coverage, ranked by IN1-1 (set id; order of appearance when absent)."""
+    for order, in1 in enumerate(r.msg.all("IN1"), start=1):
+        rank = to_int(r.get(in1, 1)) or order
+        plan = r.get(in1, 3, 1) or r.get(in1, 2, 1) or r.get(in1, 4, 1) or str(rank)
+        yield _compact({
+            "kind": "coverage", "source_id": f"{patient_id}:coverage:{plan}", "patient_source_id": patient_id,
+            "payer_name": r.get(in1, 4, 1) or r.get(in1, 2, 2) or r.get(in1, 2, 1),
+            "member_id": r.get(in1, 36, 1) or r.get(in1, 49, 1), "rank": rank,
+        })
+
+
+def encounter_from_pv1(r: Reader, patient_id: str | None, event: str) -> Record | None:
+    """PV1/PV2 → encounter, keyed by PV1-19 (visit number)."""
+    pv1 = r.msg.first("PV1")
+    visit = r.get(pv1, 19, 1)
+    if pv1 is None or not visit:
+        return None
+    status = ENCOUNTER_STATUS.get(event)
+    end = r.dtm(pv1, 45)
+    if end and status in (None, "in-progress", "arrived"):
+        status = "finished"
+    return _compact({
+        "kind": "encounter", "source_id": visit, "patient_source_id": patient_id,
+        "provider_source_id": r.get(pv1, 7, 1), "location_source_id": r.get(pv1, 3, 1) or r.get(pv1, 3, 4),
+        "start": r.dtm(pv1, 44) or r.dtm(r.msg.first("PV2"), 8), "end": end, "status": status,
+        "visit_type": r.get(pv1, 10, 1) or r.get(pv1, 18, 1) or r.get(pv1, 4, 1),
+    })
+
+
+def pv1_providers_and_location(r: Reader) -> Iterator[Record]:
+    pv1 = r.msg.first("PV1")
+    if pv1 is None:
+        return
+    for field in (7, 8, 9, 17):  # attending, referring, consulting, admitting
+        yield from providers_from(r, pv1, field)
+    location = location_from(r, pv1, 3)
+    if location:
+        yield location
+
+
+def _compact(record: Record) -> Record:
+    return {k: v for k, v in record.items() if v is not None and v != ""}
+
+
+def _patient_required(r: Reader) -> Record:
+    patient = patient_from_pid(r, r.msg.first("PID"))
+    if patient is None:
+        where = "PID" if r.msg.first("PID") is None else "PID-3"
+        raise ParseError("the message names no patient (no PID segment or no PID-3 identifier)", location=where)
+    return patient
+
+
+# ------------------------------------------------------------------ families
+def map_adt(r: Reader, event: str) -> Iterator[Record]:
+    patient = _patient_required(r)
+    yield patient
+    yield from coverages(r, patient["source_id"])
+    if event in ("A28", "A31"):  # person information only: any PV1 there is a placeholder
+        return
+    yield from pv1_providers_and_location(r)
+    encounter = encounter_from_pv1(r, patient["source_id"], event)
+    if encounter:
+        yield encounter
+
+
+def map_merge(r: Reader, event: str) -> Iterator[Record]:
+    """A40 (and A34, A39, A47): each PID/MRG pair merges MRG-1's patient into PID's; the merge is kept."""
+    msg = r.msg
+    merged_at = r.event_time
+    pairs = 0
+    current: Record | None = None
+    for seg in msg.segments:
+        if seg[0] == "PID":
+            current = patient_from_pid(r, seg)
+            if current is not None:
+                yield current
+        elif seg[0] == "MRG" and current is not None:
+            prior = _prior_id(r, seg)
+            if prior and prior != current["source_id"]:
+                pairs += 1
+                yield _compact({"kind": "patient_merge", "source_id": f"{prior}>{current['source_id']}",
+                                "prior_source_id": prior, "surviving_source_id": current["source_id"],
+                                "merged_at": merged_at})
+    if current is None:
+        _patient_required(r)
+    if not pairs and not msg.all("MRG"):
+        raise ParseError(f"ADT^{event} carries no MRG segment naming the prior patient", location="MRG")
+
+
+def _prior_id(r: Reader, mrg: list[str]) -> str | None:
+    msg = r.msg
+    first = None
+    for raw in msg.repetitions(mrg, 1):
+        parts = msg.parts(raw)
+        value = msg.text(parts[0])
+        if value and len(parts) > 4 and msg.text(parts[4]) == "MR":
+            return value
+        first = first or value
+    return first or r.get(mrg, 2, 1) or r.get(mrg, 3, 1)
+
+
+def map_siu(r: Reader, event: str) -> Iterator[Record]:
+    msg = r.msg
+    sch = msg.first("SCH")
+    if sch is None:
+        raise ParseError(f"SIU^{event} has no SCH segment", location="SCH")
+    appointment_id = r.get(sch, 2, 1) or r.get(sch, 1, 1)
+    if not appointment_id:
+        raise ParseError("the appointment has no id (SCH-2 filler or SCH-1 placer appointment id)",
+                         location="SCH-2")
+    patient = patient_from_pid(r, msg.first("PID"))
+    if patient:
+        yield patient
+        yield from coverages(r, patient["source_id"])
+    ais, aip, ail = msg.first("AIS"), msg.first("AIP"), msg.first("AIL")
+    # AIS-4 is the booked service's own start; SCH-11 (TQ) is deprecated since v2.6 in favour of TQ1
+    start = (r.dtm(ais, 4) or r.dtm(sch, 11, 4) or r.dtm(msg.first("TQ1"), 7) or r.dtm(aip, 6) or r.dtm(ail, 6))
+    if not start:
+        raise ParseError("the appointment has no readable start time (AIS-4, SCH-11.4 or TQ1-7)",
+                         location="SCH-11")
+    providers = providers_from(r, aip, 3) if aip else []
+    providers += providers_from(r, sch, 16) + providers_from(r, sch, 12)  # filler contact, placer contact
+    yield from providers
+    provider = providers[0] if providers else None
+    location = location_from(r, ail, 3) if ail else None
+    if location is None:
+        location = location_from(r, msg.first("PV1"), 3)
+    if location:
+        yield location
+    status = TRIGGER_STATUS.get(event) or FILLER_STATUS.get((r.get(sch, 25, 1) or "").upper()) or "booked"
+    appointment = {
+        "kind": "appointment", "source_id": appointment_id,
+        "patient_source_id": patient["source_id"] if patient else None,
+        "provider_source_id": provider["source_id"] if provider else None,
+        "provider_npi": provider.get("npi") if provider else None,
+        "location_source_id": location["source_id"] if location else None,
+        "start": start, "duration_min": _duration(r, sch, ais),
+        "visit_type": r.get(sch, 7, 1) or r.get(sch, 8, 1) or r.get(ais, 3, 1),
+        "status": status, "cancel_reason": r.get(sch, 6, 1) if status in ("cancelled", "noshow") else None,
+        "cancelled_at": r.event_time if event == "S15" else None,
+        "booked_at": r.event_time if event == "S12" else None,
+    }
+    yield _compact(appointment)
+
+
+def _duration(r: Reader, sch: list[str], ais: list[str] | None) -> int | None:
+    """AIS-7/AIS-8 (the service's duration and units), else SCH-9/SCH-10; minutes when the unit is missing."""
+    for seg, amount_field, unit_field in ((ais, 7, 8), (sch, 9, 10)):
+        amount = to_money(r.get(seg, amount_field))
+        if amount is None:
+            continue
+        unit = (r.get(seg, unit_field, 1) or "MIN").upper()
+        factor = DURATION_UNITS.get(unit, 1)
+        minutes = round(float(amount) * factor)
+        if 0 < minutes < 100_000:
+            return minutes
+    return None
+
+
+def map_dft(r: Reader, event: str) -> Iterator[Record]:
+    msg = r.msg
+    patient = _patient_required(r)
+    yield patient
+    yield from coverages(r, patient["source_id"])
+    yield from pv1_providers_and_location(r)
+    pv1 = msg.first("PV1")
+    visit = r.get(pv1, 19, 1)
+    fallback_dx = [code for dg1 in msg.all("DG1") if (code := r.get(dg1, 3, 1))]
+    in1 = msg.first("IN1")
+    payer_name = r.get(in1, 4, 1) or r.get(in1, 2, 2) or r.get(in1, 2, 1)
+    ft1s = msg.all("FT1")
+    if not ft1s:
+        raise ParseError(f"DFT^{event} has no FT1 segment", location="FT1")
+    control = msg.control_id
+    for number, ft1 in enumerate(ft1s, start=1):
+        yield from _financial_transaction(r, ft1, number, control, patient["source_id"], visit, fallback_dx,
+                                          payer_name)
+
+
+def _financial_transaction(r: Reader, ft1: list[str], number: int, control: str, patient_id: str,
+                           visit: str | None, fallback_dx: list[str], payer_name: str | None) -> Iterator[Record]:
+    msg = r.msg
+    where = f"FT1 #{number}"
+    # FT1-2 (transaction id) identifies the line when sent; otherwise message control id + FT1-1 or position
+    source_id = r.get(ft1, 2, 1) or f"{control}:{r.get(ft1, 1) or number}"
+    service_date = to_date(r.get(ft1, 4, 1)) or to_date(r.get(ft1, 5, 1))
+    posted_on = to_date(r.get(ft1, 5, 1))
+    tx_type = (r.get(ft1, 6, 1) or "CG").upper()
+    amount = to_money(r.get(ft1, 11, 1)) or to_money(r.get(ft1, 12, 1))
+    if tx_type in PAYMENT_TYPES or tx_type in ADJUSTMENT_TYPES:
+        if amount is None:
+            raise ParseError("the payment or adjustment has no readable amount (FT1-11)", location=f"{where}-11")
+        paid, adjusted = (amount, None) if tx_type in PAYMENT_TYPES else (None, amount)
+        yield _compact({"kind": "remittance", "source_id": source_id, "claim_id": r.get(ft1, 3, 1) or visit,
+                        "charge_source_id": r.get(ft1, 23, 1), "payer_name": payer_name,
+                        "paid_amount": _positive(paid), "adjustment_amount": _positive(adjusted),
+                        "paid_on": posted_on or service_date})
+        return
+    if service_date is None:
+        raise ParseError("the charge has no readable service date (FT1-4)", location=f"{where}-4")
+    if amount is None:
+        # FT1-11 is the extended amount; FT1-12 the unit amount (times FT1-10 quantity)
+        unit_amount = to_money(r.get(ft1, 12, 1))
+        if unit_amount is None:
+            raise ParseError("the charge has no readable amount (FT1-11 or FT1-12)", location=f"{where}-11")
+        amount = unit_amount
+    procedure = r.get(ft1, 25, 1) or r.get(ft1, 7, 1)
+    modifiers = [m for rep in range(len(msg.repetitions(ft1, 26))) if (m := r.get(ft1, 26, 1, rep=rep))]
+    diagnoses = [d for rep in range(len(msg.repetitions(ft1, 19))) if (d := r.get(ft1, 19, 1, rep=rep))]
+    performing = providers_from(r, ft1, 20)
+    ordering = providers_from(r, ft1, 21)
+    yield from performing
+    yield from ordering
+    provider = (performing or ordering or [None])[0]
+    yield _compact({
+        "kind": "charge", "source_id": source_id, "encounter_source_id": visit, "patient_source_id": patient_id,
+        "provider_source_id": provider["source_id"] if provider else None,
+        "location_source_id": r.get(ft1, 16, 1) or r.get(ft1, 13, 1),
+        "service_date": service_date, "posted_on": posted_on, "procedure_code": procedure,
+        "modifiers": modifiers, "units": to_int(r.get(ft1, 10, 1)) or 1, "amount": amount,
+        "diagnosis_codes": diagnoses or list(fallback_dx), "payer_name": payer_name,
+    })
+
+
+def _positive(amount: str | None) -> str | None:
+    return amount.lstrip("-") if amount else None
+
+
+def map_other(r: Reader, event: str) -> Iterator[Record]:
+    """Other message types: the patient, visit, providers and location they carry."""
+    patient = patient_from_pid(r, r.msg.first("PID"))
+    if patient is None:
+        code = r.msg.message_type[0]
+        raise ParseError(f"{code}^{event} messages are not read by this connector and this one carries no "
+                         "patient (PID-3) to keep", location="MSH-9")
+    yield patient
+    yield from coverages(r, patient["source_id"])
+    yield from pv1_providers_and_location(r)
+    encounter = encounter_from_pv1(r, patient["source_id"], "")
+    if encounter:
+        yield encounter
+
+
+def family_of(code: str, event: str) -> Callable[[Reader, str], Iterator[Record]]:
+    if code == "ADT" and event in MERGE_EVENTS:
+        return map_merge
+    if code == "ADT":
+        return map_adt
+    if code == "SIU" and event in SIU_EVENTS:
+        return map_siu
+    if code == "DFT" and event in ("P03", "P11"):
+        return map_dft
+    return map_other
+
+
+def to_records(msg: Message, tz: dt.tzinfo) -> list[Record]:
+    code, event, _ = msg.message_type
+    code, event = code.upper(), event.upper()
+    if not event:
+        evn = msg.first("EVN")
+        event = (msg.get(evn, 1) or "").upper()
+    records = list(family_of(code, event)(Reader(msg, tz), event))
+    return _deduplicated(records)
+
+
+def _deduplicated(records: list[Record]) -> list[Record]:
+    """One record per (kind, source_id): a provider named twice is one provider (fields merged, first wins)."""
+    seen: dict[tuple[str, str], Record] = {}
+    out: list[Record] = []
+    for record in records:
+        key = (record["kind"], record["source_id"])
+        if key in seen:
+            first = seen[key]
+            for k, v in record.items():
+                first.setdefault(k, v)
+            continue
+        seen[key] = record
+        out.append(record)
+    return out

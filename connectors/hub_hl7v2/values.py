@@ -1,0 +1,104 @@
+"""HL7 v2 data types → common-model values (dates, date-times, money, names, providers).
+
+Decisions where the standard leaves room:
+
+- a DTM without an offset is local time of the practice: the ``timezone`` setting
+  of the connector section in the practice mapping (an IANA name), UTC when unset;
+- a DTM with only a date becomes midnight; a date with only year or month is no
+  date (the model wants whole dates), and an impossible date is no date;
+- money (MO, CP, or a bare number) keeps its decimal text, never a float.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+_DTM = re.compile(r"(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:\.\d{1,4})?\s*([+-]\d{4})?\Z")
+_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)\Z")
+
+
+@lru_cache(maxsize=64)
+def zone(name: str | None) -> dt.tzinfo:
+    if not name:
+        return dt.UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        from hub.errors import ConfigError
+
+        raise ConfigError(f"hl7v2 setting timezone: unknown time zone {name!r}") from None
+
+
+def to_date(value: str | None) -> str | None:
+    """HL7 DT/DTM → ``YYYY-MM-DD`` (None when partial or impossible)."""
+    if not value or len(value) < 8 or not value[:8].isdigit():
+        return None
+    try:
+        return dt.date(int(value[:4]), int(value[4:6]), int(value[6:8])).isoformat()
+    except ValueError:
+        return None
+
+
+@lru_cache(maxsize=4096)
+def to_datetime(value: str | None, tz: dt.tzinfo = dt.UTC) -> str | None:
+    """HL7 DTM → ISO 8601 with offset (None when unreadable or without a day)."""
+    if not value:
+        return None
+    m = _DTM.match(value.strip())
+    if not m or m.group(3) is None:
+        return None
+    year, month, day, hour, minute, second, offset = m.groups()
+    try:
+        moment = dt.datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0))
+    except ValueError:
+        return None
+    if offset:
+        sign = 1 if offset[0] == "+" else -1
+        hours, minutes = int(offset[1:3]), int(offset[3:5])
+        if hours > 14 or minutes > 59:
+            return None
+        moment = moment.replace(tzinfo=dt.timezone(sign * dt.timedelta(hours=hours, minutes=minutes)))
+    else:
+        moment = moment.replace(tzinfo=tz)
+    return moment.isoformat()
+
+
+def to_money(value: str | None) -> str | None:
+    """MO/CP first component, or a bare number → decimal string."""
+    if not value:
+        return None
+    value = value.strip().replace(",", "").lstrip("$")
+    if not _NUMBER.match(value):
+        return None
+    try:
+        return str(Decimal(value))
+    except InvalidOperation:
+        return None
+
+
+def to_int(value: str | None) -> int | None:
+    if not value:
+        return None
+    try:
+        number = Decimal(value.strip())
+    except InvalidOperation:
+        return None
+    if not number.is_finite() or number != number.to_integral_value() or abs(number) > 2**31:
+        return None
+    return int(number)
+
+
+SEX = {"F": "female", "M": "male", "O": "other", "A": "other", "N": "other", "X": "other", "U": "unknown"}
+
+
+def to_sex(value: str | None) -> str | None:
+    if not value:
+        return None
+    return SEX.get(value.strip()[:1].upper(), "unknown")
+
+
+NPI_SYSTEMS = ("NPI", "2.16.840.1.113883.4.6")

@@ -1,0 +1,266 @@
+"""The MLLP listener: framed messages in over TCP, stored, then answered on the same connection.
+
+MLLP is transport, not wire format: this module frames bytes (0x0B … 0x1C 0x0D) and
+hands each frame to the connector (``split``, ``acknowledge``, ``answer``) and to
+``hub.pipeline.intake.receive``. It never reads HL7 itself; the only thing it asks
+of an envelope is ``meta["facility"]``, the sender's facility, to pick the practice
+when the port is not bound to one.
+
+Promises:
+
+- an answer is written only after ``receive`` has committed the message, so an
+  acknowledged message is never lost; every frame gets an answer, also when the
+  practice is unknown (a rejection), the store fails (an application error) or the
+  frame is larger than the size limit (a rejection, the rest of it discarded);
+- many messages per connection, one after the other, and many connections at once
+  (asyncio); storage runs on a small thread pool (one thread on SQLite, whose
+  writes are serial anyway);
+- a connection idle longer than ``idle_timeout`` or a frame not complete within
+  ``frame_timeout`` is closed, without touching other connections;
+- SIGTERM / SIGINT: stop accepting, let frames being stored finish and their
+  answers go out, then close. A frame cut off by shutdown was never acknowledged,
+  so the sender sends it again; the message store's dedup keeps it single.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from hub.connector import Connector, Envelope, Outcome
+from hub.errors import HubError, NotFound
+
+if TYPE_CHECKING:
+    from hub.runtime import Runtime
+
+log = logging.getLogger("hub.mllp")
+
+START_BLOCK = 0x0B
+END_BLOCK = 0x1C
+CARRIAGE_RETURN = 0x0D
+HEAD_KEPT = 16_384  # of an oversize frame: enough to answer it (its header)
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_size: int = 1_048_576
+    idle_timeout: float = 600.0
+    frame_timeout: float = 60.0
+    shutdown_grace: float = 30.0
+
+
+@dataclass(frozen=True)
+class Frame:
+    data: bytes
+    oversize: bool = False
+
+
+class MllpServer:
+    def __init__(self, runtime: Runtime, connector: Connector, *, practice: str | None = None,
+                 host: str = "127.0.0.1", port: int = 2575, limits: Limits | None = None) -> None:
+        self.runtime = runtime
+        self.connector = connector
+        self.practice = practice
+        self.host, self.port = host, port
+        self.limits = limits or Limits()
+        workers = 1 if runtime.database_url.startswith("sqlite") else 4
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mllp-store")
+        self._clients: dict[asyncio.Task[Any], bool] = {}  # task → busy storing a frame
+        self._facilities = FacilityDirectory(runtime, connector.name)
+        self._stopping = asyncio.Event()
+        self.origin = f"mllp:{port}"
+
+    # -- lifecycle ----------------------------------------------------------------
+    def run(self) -> None:
+        asyncio.run(self.serve())
+
+    async def serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stopping.set)
+        server = await asyncio.start_server(self._client, self.host, self.port, limit=65_536)
+        bound = server.sockets[0].getsockname()
+        log.info("listening on %s:%s", bound[0], bound[1])
+        print(f"hub mllp: listening on {bound[0]}:{bound[1]}"
+              f"{' for practice ' + self.practice if self.practice else ' (practice from MSH-4)'}", flush=True)
+        async with server:
+            await self._stopping.wait()
+            server.close()
+            await self._drain()
+        self._pool.shutdown(wait=True)
+        print("hub mllp: stopped", flush=True)
+
+    async def _drain(self) -> None:
+        """Idle connections are closed now; busy ones first finish storing and answering."""
+        deadline = time.monotonic() + self.limits.shutdown_grace
+        for task, busy in list(self._clients.items()):
+            if not busy:
+                task.cancel()
+        while self._clients and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            for task, busy in list(self._clients.items()):
+                if not busy:
+                    task.cancel()
+        for task in list(self._clients):
+            task.cancel()
+
+    # -- one connection ---------------------------------------------------------------
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._clients[task] = False
+        loop = asyncio.get_running_loop()
+        try:
+            async for frame in self._frames(reader):
+                self._clients[task] = True
+                answer = await asyncio.shield(loop.run_in_executor(self._pool, self.handle, frame))
+                if answer:
+                    writer.write(b"\x0b" + answer + b"\x1c\x0d")
+                    await writer.drain()
+                self._clients[task] = False
+                if self._stopping.is_set():
+                    break
+        except (TimeoutError, ConnectionError, asyncio.IncompleteReadError):
+            pass
+        except asyncio.CancelledError:
+            pass
+        finally:
+            self._clients.pop(task, None)
+            writer.close()
+            with contextlib.suppress(TimeoutError, ConnectionError, asyncio.CancelledError):
+                await asyncio.wait_for(writer.wait_closed(), 2)
+
+    async def _frames(self, reader: asyncio.StreamReader) -> AsyncIterator[Frame]:
+        limits = self.limits
+        buf = bytearray()
+        in_frame = oversize = False
+        deadline = 0.0
+        while True:
+            timeout = limits.idle_timeout
+            if in_frame:
+                timeout = min(timeout, max(deadline - time.monotonic(), 0.001))
+            chunk = await asyncio.wait_for(reader.read(65_536), timeout)
+            if not chunk:
+                return
+            while chunk:
+                if not in_frame:
+                    start = chunk.find(START_BLOCK)
+                    if start < 0:
+                        break  # bytes between frames (a stray CR, noise): not a message
+                    in_frame, oversize = True, False
+                    deadline = time.monotonic() + limits.frame_timeout
+                    buf.clear()
+                    chunk = chunk[start + 1:]
+                end = chunk.find(END_BLOCK)
+                body = chunk if end < 0 else chunk[:end]
+                if not oversize:
+                    buf += body
+                    if len(buf) > limits.max_size:
+                        oversize = True
+                        del buf[HEAD_KEPT:]
+                if end < 0:
+                    break
+                in_frame = False
+                chunk = chunk[end + 1:]
+                if chunk[:1] == bytes([CARRIAGE_RETURN]):
+                    chunk = chunk[1:]
+                yield Frame(bytes(buf), oversize)
+                buf.clear()
+
+    # -- one frame (on the storage thread) ------------------------------------------------
+    def handle(self, frame: Frame) -> bytes | None:
+        """Store the frame's messages, then return the answer. Never raises: every frame is answered."""
+        connector = self.connector
+        if frame.oversize:
+            return self._refuse(frame.data, f"message larger than the limit of {self.limits.max_size} bytes; "
+                                "it was not stored")
+        try:
+            if self.practice:
+                return self._receive(self.practice, frame.data)
+            try:
+                envelopes = connector.split(frame.data, origin=self.origin)
+            except HubError as exc:
+                return self._refuse(frame.data, exc.message, exc.location)
+            answers = []
+            for envelope in envelopes:
+                facility = str((envelope.meta or {}).get("facility") or "")
+                practice = self._facilities.practice_for(facility)
+                if practice is None:
+                    outcome = Outcome(accepted=False, rejected=True, error="sending facility (MSH-4) "
+                                      f"{facility or '(empty)'} belongs to no registered practice",
+                                      error_location="MSH-4")
+                    answers.append(connector.acknowledge(envelope, outcome) or b"")
+                else:
+                    answers.append(self._receive(practice, envelope.raw) or b"")
+            return b"".join(answers)
+        except NotFound as exc:
+            return self._refuse(frame.data, exc.message)
+        except Exception as exc:  # the store failed: answer so the sender retries later
+            log.error("could not store a message received over MLLP (%s)", type(exc).__name__)
+            outcome = Outcome(accepted=False, error="the hub could not store the message; send it again later")
+            return self._answer_each(frame.data, outcome)
+
+    def _receive(self, practice: str, data: bytes) -> bytes | None:
+        from hub.pipeline.intake import receive
+
+        receipts = receive(self.runtime, practice, data, connector=self.connector.name, origin=self.origin)
+        answer = self.connector.answer([(r.envelope, r.outcome) for r in receipts])
+        return answer[0] if answer else None
+
+    def _refuse(self, data: bytes, reason: str, location: str | None = None) -> bytes | None:
+        outcome = Outcome(accepted=False, rejected=True, error=reason, error_location=location)
+        return self.connector.acknowledge(Envelope(raw=data), outcome)
+
+    def _answer_each(self, data: bytes, outcome: Outcome) -> bytes | None:
+        try:
+            envelopes: Sequence[Envelope] = self.connector.split(data, origin=self.origin)
+        except Exception:
+            envelopes = [Envelope(raw=data)]
+        return b"".join(self.connector.acknowledge(env, outcome) or b"" for env in envelopes) or None
+
+
+class FacilityDirectory:
+    """Sending facility → practice: the slug itself (any case), or a facility listed in the practice's
+    mapping (``connectors: {<connector>: {facilities: [...]}}``). Re-read at most every few seconds."""
+
+    REFRESH_SECONDS = 5.0
+
+    def __init__(self, runtime: Runtime, connector_name: str) -> None:
+        self.runtime = runtime
+        self.connector_name = connector_name
+        self._table: dict[str, str] = {}
+        self._loaded_at = -1e9
+
+    def practice_for(self, facility: str) -> str | None:
+        key = facility.strip().casefold()
+        if not key:
+            return None
+        if key not in self._table and time.monotonic() - self._loaded_at > self.REFRESH_SECONDS:
+            self._load()
+        return self._table.get(key)
+
+    def _load(self) -> None:
+        from hub.mapping import load_mapping
+        from hub.store.practices import list_practices
+
+        table: dict[str, str] = {}
+        with self.runtime.engine.connect() as conn:
+            rows = list_practices(conn)
+        for row in rows:
+            table[row["slug"].casefold()] = row["slug"]
+        for row in rows:
+            try:
+                config = load_mapping(row.get("mapping"), source=row["slug"]).connector_config(self.connector_name)
+            except HubError:
+                continue
+            for facility in config.get("facilities") or ():
+                table.setdefault(str(facility).strip().casefold(), row["slug"])
+        self._table = table
+        self._loaded_at = time.monotonic()

@@ -1,0 +1,103 @@
+"""The ER7 tokenizer: separators, numbering, repetitions, escapes, line endings, character sets."""
+
+from __future__ import annotations
+
+import pytest
+from hub_hl7v2 import er7
+
+from hub.errors import ParseError
+
+BASIC = "MSH|^~\\&|APP|FAC|HUB|MSO|20250101120000||ADT^A01^ADT_A01|C1|P|2.5.1\rPID|1||A1^^^X^MR~B2^^^Y^SS||Doe&Van^Jo\r"
+
+
+def test_msh_field_numbering_follows_the_standard() -> None:
+    msg = er7.parse(BASIC)
+    assert msg.get(msg.msh, 1) == "|"
+    assert msg.get(msg.msh, 2) == "^~\\&"
+    assert msg.get(msg.msh, 3) == "APP"
+    assert msg.message_type == ("ADT", "A01", "ADT_A01")
+    assert msg.control_id == "C1"
+    assert msg.version == "2.5.1"
+
+
+def test_repetitions_components_and_subcomponents() -> None:
+    msg = er7.parse(BASIC)
+    pid = msg.first("PID")
+    assert msg.get(pid, 3, 1) == "A1"
+    assert msg.get(pid, 3, 1, rep=1) == "B2"
+    assert msg.get(pid, 3, 5, rep=1) == "SS"
+    assert msg.get(pid, 3, 1, rep=2) is None
+    assert msg.get(pid, 5, 1) == "Doe"
+    assert msg.get(pid, 5, 1, 2) == "Van"
+    assert msg.get(pid, 5, 2) == "Jo"
+    assert msg.get(pid, 5, 9) is None
+    assert msg.get(pid, 40) is None
+
+
+@pytest.mark.parametrize("newline", ["\r", "\n", "\r\n"])
+def test_any_segment_separator(newline: str) -> None:
+    msg = er7.parse(BASIC.replace("\r", newline) + newline + newline)
+    assert [s[0] for s in msg.segments] == ["MSH", "PID"]
+
+
+def test_escape_sequences() -> None:
+    sep = er7.DEFAULT_SEPARATORS
+    assert er7.unescape(r"a\F\b\S\c\T\d\R\e\E\f", sep) == "a|b^c&d~e\\f"
+    assert er7.unescape(r"caf\XC3A9\ ok", sep) == "café ok"
+    assert er7.unescape(r"line\.br\two", sep) == "line\ntwo"
+    assert er7.unescape(r"\H\bold\N\ ", sep) == "bold "
+    assert er7.unescape("lone \\ backslash", sep) == "lone \\ backslash"
+    assert er7.unescape(r"\Q\ kept", sep) == r"\Q\ kept"
+    assert er7.escape("a|b^c&d~e\\f") == r"a\F\b\S\c\T\d\R\e\E\f"
+
+
+def test_custom_encoding_characters() -> None:
+    msg = er7.parse("MSH!@%$*!A!B!C!D!2025!!ADT@A08!X9!P!2.3\nPID!1!!ID1@@@AUTH@MR%ID2!!Sm$F$ith@Al")
+    pid = msg.first("PID")
+    assert msg.get(pid, 3, 4) == "AUTH"
+    assert msg.get(pid, 3, 1, rep=1) == "ID2"
+    assert msg.get(pid, 5, 1) == "Sm!ith"
+    assert msg.message_type[:2] == ("ADT", "A08")
+
+
+def test_doubled_escape_character_in_msh2_is_tolerated() -> None:
+    msg = er7.parse("MSH|^~\\\\&|A|B|C|D|2025||ADT^A01|X|P|2.6\rPID|1||Z1&sub^^^AA^MR")
+    assert msg.sep.subcomponent == "&"
+    assert msg.get(msg.first("PID"), 3, 1, 2) == "sub"
+
+
+def test_null_and_trailing_empty_fields() -> None:
+    msg = er7.parse('MSH|^~\\&|A|B|C|D|2025||ADT^A01|X|P|2.5\rPID|1||""|||||||||||\r')
+    pid = msg.first("PID")
+    assert msg.get(pid, 3) is None
+    assert msg.get(pid, 12) is None
+
+
+def test_text_is_decoded_by_msh18_when_not_utf8() -> None:
+    raw = "MSH|^~\\&|A|B|C|D|2025||ADT^A01|X|P|2.5|||||| 8859/1\rPID|1||1^^^A^MR||Müller".encode("latin-1")
+    msg = er7.parse_bytes(raw)
+    assert msg.get(msg.first("PID"), 5) == "Müller"
+    utf8 = "MSH|^~\\&|A|B|C|D|2025||ADT^A01|X|P|2.5\rPID|1||1^^^A^MR||Zoë".encode()
+    assert er7.parse_bytes(b"\xef\xbb\xbf" + utf8).get(er7.parse_bytes(utf8).first("PID"), 5) == "Zoë"
+
+
+def test_a_line_break_inside_a_field_continues_the_segment() -> None:
+    msg = er7.parse("MSH|^~\\&|A|B|C|D|2025||ORU^R01|X|P|2.5\rOBX|1|TX|note||first line\nsecond line|F")
+    obx = msg.first("OBX")
+    assert msg.get(obx, 5) == "first line\nsecond line"
+    assert msg.get(obx, 6) == "F"
+
+
+@pytest.mark.parametrize(("text", "location"), [
+    ("PID|1", "MSH"),
+    ("MSH", "MSH-1"),
+    ("MSHA^~\\&|", "MSH-1"),
+    ("MSH|abc|A", "MSH-2"),
+    ("MSH|^~\\&|A|B|C|D|2025||", "MSH-9"),
+    ("MSH|^~\\&|A|B|C|D|2025||ADT^A01||P|2.5", "MSH-10"),
+    ("junk\rMSH|^~\\&|A|B|C|D|2025||ADT^A01|1|P|2.5", "MSH"),
+])
+def test_unreadable_messages_name_the_segment_and_field(text: str, location: str) -> None:
+    with pytest.raises(ParseError) as caught:
+        er7.parse(text)
+    assert caught.value.location == location
