@@ -86,7 +86,18 @@ def _build_cli() -> click.Group:
     for module in ("hub.demo.cli", "hub.reports.cli", "hub.api.cli", "hub.mapping.cli", "hub.onboarding.cli",
                    "hub.security.cli", "hub.mllp.cli"):
         _add_optional(cli, module)
+    _add_plugin_commands(cli)
     return cli
+
+
+def _add_plugin_commands(cli: click.Group) -> None:
+    """Plugins add commands (``hub fhir pull``) through the ``hub_cli_commands`` hook."""
+    from hub.plugins import load_plugins
+
+    try:
+        load_plugins().hook.hub_cli_commands(cli=cli)
+    except HubError as exc:  # a broken plugin must not take the whole command line down
+        click.echo(f"hub: warning: plugin commands not loaded: {exc}", err=True)
 
 
 def _add_optional(cli: click.Group, module_name: str) -> None:

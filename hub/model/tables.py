@@ -191,3 +191,14 @@ onboarding_files = sa.Table(
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint("practice", "file_key", name="pk_onboarding_files"),
 )
+
+# high-water marks of pulling connectors (``hub.pull``): how far each practice's source has been read
+pull_state = sa.Table(
+    "pull_state", metadata,
+    sa.Column("practice", sa.String(64), nullable=False),
+    sa.Column("source", sa.String(255), nullable=False, doc="the server pulled from (its base URL)"),
+    sa.Column("resource_type", sa.String(64), nullable=False),
+    sa.Column("high_water", sa.String(40), nullable=False, doc="the newest lastUpdated stored, as sent"),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint("practice", "source", "resource_type", name="pk_pull_state"),
+)

@@ -22,6 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from hub.model import to_json_ready
 from hub.model.kinds import PATIENT_REFERENCES
 from hub.model.tables import RECORD_TABLES, lineage
 
@@ -36,7 +37,10 @@ def _insert(conn: sa.Connection, table: sa.Table) -> Any:
 
 
 def _storable(value: Any) -> Any:
-    # date-times of the model are stored as ISO text with their offset (see tables.py)
+    # date-times of the model are stored as ISO text with their offset (see tables.py); JSON columns
+    # (adjustments, identifiers) hold decimal strings, as the validated records carry Decimals
+    if isinstance(value, list | dict):
+        return to_json_ready(value)
     return value.isoformat() if isinstance(value, dt.datetime) else value
 
 

@@ -1,0 +1,245 @@
+"""Reading FHIR JSON: one resource or a Bundle, split into messages, references resolved.
+
+How a payload becomes messages (``split``):
+- a single resource, and a Bundle of type transaction, collection, searchset, message or
+  history, is ONE message, stored whole: if any entry is invalid the whole message errors
+  (all or nothing, as a transaction must be);
+- a batch Bundle becomes one message per entry (each a one-entry batch Bundle, so the
+  entry's ``fullUrl`` and ``request`` are kept), so each entry gets its own outcome.
+
+References (``References.resolve``) are looked up in the payload: relative
+(``Patient/123``), absolute (``http://x/fhir/Patient/123``), ``urn:uuid:`` full URLs,
+contained (``#id``) and logical (``identifier``). A reference that cannot be resolved
+is kept as the source id it names, never dropped.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from hub.connector import Envelope
+from hub.errors import ParseError
+
+BOM = b"\xef\xbb\xbf"
+BUNDLE_TYPES = ("transaction", "batch", "collection", "searchset", "message", "history")
+# request methods whose entry carries no resource to take in
+NON_RESOURCE_METHODS = ("GET", "HEAD", "DELETE", "PATCH")
+_TYPE_ID = re.compile(r"([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})$")
+
+
+def load(data: bytes) -> dict[str, Any]:
+    """Bytes → the JSON object of a resource; ``ParseError`` naming what is wrong."""
+    if data.startswith(BOM):
+        data = data[len(BOM):]
+    if not data.strip():
+        raise ParseError("empty payload: expected a FHIR resource or Bundle as JSON")
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ParseError(f"not valid JSON ({exc.msg})", location=f"line {exc.lineno}, column {exc.colno}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("resourceType"), str):
+        raise ParseError("not a FHIR resource: expected a JSON object with a resourceType", location="resourceType")
+    return doc
+
+
+def bundle_type(doc: dict[str, Any]) -> str:
+    kind = doc.get("type")
+    if kind not in BUNDLE_TYPES:
+        shown = kind if isinstance(kind, str) and len(kind) < 40 else "missing"
+        raise ParseError(f"Bundle.type {shown!r} is not taken in (accepted: {', '.join(BUNDLE_TYPES)})",
+                         location="Bundle.type")
+    return kind  # type: ignore[no-any-return]
+
+
+def entries_of(doc: dict[str, Any]) -> list[Any]:
+    entries = doc.get("entry") or []
+    if not isinstance(entries, list):
+        raise ParseError("Bundle.entry must be a list", location="Bundle.entry")
+    return entries
+
+
+def split(data: bytes) -> list[Envelope]:
+    doc = load(data)
+    rtype = doc["resourceType"]
+    if rtype != "Bundle":
+        return [Envelope(raw=data, message_type=rtype, meta={"bundle_type": None, "entries": [rtype]})]
+    kind = bundle_type(doc)
+    entries = entries_of(doc)
+    if kind != "batch":
+        types = [_entry_type(e) for e in entries]
+        return [Envelope(raw=data, message_type=f"Bundle-{kind}", meta={"bundle_type": kind, "entries": types})]
+    if not entries:
+        raise ParseError("the batch Bundle has no entries", location="Bundle.entry")
+    out = []
+    for index, entry in enumerate(entries):
+        raw = orjson.dumps({"resourceType": "Bundle", "type": "batch", "entry": [entry]})
+        etype = _entry_type(entry)
+        out.append(Envelope(raw=raw, message_type=etype or "Bundle-batch-entry",
+                            meta={"bundle_type": "batch", "index": index, "entries": [etype]}))
+    return out
+
+
+def _entry_type(entry: Any) -> str | None:
+    resource = entry.get("resource") if isinstance(entry, dict) else None
+    rtype = resource.get("resourceType") if isinstance(resource, dict) else None
+    return rtype if isinstance(rtype, str) else None
+
+
+@dataclass
+class Item:
+    """One top-level resource of a payload and where it sits (a FHIRPath root for errors)."""
+
+    resource: dict[str, Any]
+    path: str
+    full_url: str | None = None
+
+    @property
+    def type(self) -> str:
+        return self.resource["resourceType"]  # type: ignore[no-any-return]
+
+    @property
+    def source_id(self) -> str | None:
+        return source_id_of(self.resource, self.full_url)
+
+
+def source_id_of(resource: dict[str, Any], full_url: str | None) -> str | None:
+    rid = resource.get("id")
+    if isinstance(rid, str) and rid:
+        return rid
+    if isinstance(full_url, str) and full_url:
+        if full_url.startswith("urn:uuid:") or full_url.startswith("urn:oid:"):
+            return full_url[9:] if full_url.startswith("urn:uuid:") else full_url[8:]
+        return full_url.rstrip("/").rsplit("/", 1)[-1]
+    return None
+
+
+@dataclass
+class Payload:
+    """A parsed message: its resources in order and the Bundle type (None: a single resource)."""
+
+    bundle_type: str | None
+    items: list[Item]
+    skipped_entries: int = 0  # history/searchset entries without a resource (deletions, outcomes)
+
+
+def items_of(doc: dict[str, Any]) -> Payload:
+    rtype = doc["resourceType"]
+    if rtype != "Bundle":
+        return Payload(None, [Item(doc, rtype)])
+    kind = bundle_type(doc)
+    entries = entries_of(doc)
+    # each batch entry is its own message: paths start at the resource, as for a single resource
+    entry_rooted = not (kind == "batch" and len(entries) == 1)
+    payload = Payload(kind, [])
+    for i, entry in enumerate(entries):
+        where = f"Bundle.entry[{i}]"
+        if not isinstance(entry, dict):
+            raise ParseError("a Bundle entry must be a JSON object", location=where)
+        resource = entry.get("resource")
+        request = entry.get("request") if isinstance(entry.get("request"), dict) else {}
+        method = str(request.get("method") or "").upper()
+        if resource is None:
+            if kind in ("history", "searchset"):
+                payload.skipped_entries += 1  # a deletion in a history, an outcome in a search
+                continue
+            if method in NON_RESOURCE_METHODS:
+                raise ParseError(f"{method} entries are not taken in: the hub accepts resources (POST or PUT)",
+                                 location=f"{where}.request.method")
+            raise ParseError("the entry has no resource", location=where)
+        if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+            raise ParseError("the entry's resource has no resourceType", location=f"{where}.resource")
+        if method in NON_RESOURCE_METHODS and kind in ("transaction", "batch"):
+            raise ParseError(f"{method} entries are not taken in: the hub accepts resources (POST or PUT)",
+                             location=f"{where}.request.method")
+        full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
+        path = f"{where}.resource" if entry_rooted else resource["resourceType"]
+        payload.items.append(Item(resource, path, full_url))
+    return payload
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a reference points at: a resource type (when known), its source id, the resource if present."""
+
+    type: str | None
+    source_id: str
+    resource: dict[str, Any] | None = None
+    full_url: str | None = None
+
+
+@dataclass
+class References:
+    """Every way a resource in the payload can be referred to."""
+
+    by_key: dict[str, Item] = field(default_factory=dict)
+    by_identifier: dict[tuple[str | None, str], Item] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, items: list[Item]) -> References:
+        refs = cls()
+        for item in items:
+            sid = item.source_id
+            if sid:
+                refs.by_key.setdefault(f"{item.type}/{sid}", item)
+            if item.full_url:
+                refs.by_key.setdefault(item.full_url, item)
+                found = _TYPE_ID.search(item.full_url.split("/_history/")[0])
+                if found:
+                    refs.by_key.setdefault(f"{found.group(1)}/{found.group(2)}", item)
+            for ident in _identifiers(item.resource):
+                refs.by_identifier.setdefault((ident.get("system"), ident["value"]), item)
+                refs.by_identifier.setdefault((None, ident["value"]), item)
+        return refs
+
+    def resolve(self, ref: Any, container: dict[str, Any] | None = None,
+                container_id: str | None = None) -> Target | None:
+        if not isinstance(ref, dict):
+            return None
+        declared = ref.get("type") if isinstance(ref.get("type"), str) else None
+        text = ref.get("reference")
+        if isinstance(text, str) and text:
+            if text.startswith("#"):
+                return self._contained(text[1:], container, container_id, declared)
+            key = text.split("/_history/")[0]
+            item = self.by_key.get(key)
+            if item is None:
+                found = _TYPE_ID.search(key)
+                if found:
+                    item = self.by_key.get(f"{found.group(1)}/{found.group(2)}")
+            if item is not None:
+                return Target(item.type, item.source_id or key, item.resource, item.full_url)
+            if key.startswith("urn:uuid:"):
+                return Target(declared, key[9:])
+            found = _TYPE_ID.search(key)
+            if found:
+                return Target(found.group(1), found.group(2))
+            # an absolute URL of another shape: its last segment is the id the source system uses
+            return Target(declared, key.rstrip("/").rsplit("/", 1)[-1] if "://" in key else key)
+        ident = ref.get("identifier")
+        if isinstance(ident, dict) and isinstance(ident.get("value"), str) and ident["value"]:
+            item = self.by_identifier.get((ident.get("system"), ident["value"]))
+            if item is not None and (declared is None or declared == item.type):
+                return Target(item.type, item.source_id or ident["value"], item.resource, item.full_url)
+            return Target(declared, ident["value"])
+        return None
+
+    def _contained(self, local_id: str, container: dict[str, Any] | None, container_id: str | None,
+                   declared: str | None) -> Target | None:
+        for res in (container or {}).get("contained") or ():
+            if isinstance(res, dict) and res.get("id") == local_id:
+                rtype = res.get("resourceType")
+                # a contained resource has no identity of its own: its id is scoped to the container
+                sid = f"{container_id}#{local_id}" if container_id else f"#{local_id}"
+                return Target(rtype if isinstance(rtype, str) else declared, sid, res)
+        return Target(declared, f"{container_id}#{local_id}" if container_id else f"#{local_id}")
+
+
+def _identifiers(resource: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for ident in resource.get("identifier") or ():
+        if isinstance(ident, dict) and isinstance(ident.get("value"), str) and ident["value"]:
+            yield ident
