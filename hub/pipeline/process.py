@@ -22,6 +22,7 @@ from hub.connector import Envelope
 from hub.errors import HubError, StoreError
 from hub.mapping import Mapping, load_mapping
 from hub.pipeline.normalize import normalize_envelope
+from hub.reports import rollups as report_rollups
 from hub.store import canonical
 from hub.store import messages as message_store
 from hub.store.engine import writer
@@ -87,7 +88,8 @@ def process_messages(runtime: Runtime, ids: Sequence[int], *, statuses: tuple[st
 
     try:
         with writer(engine).begin() as conn:
-            canonical.upsert_records(conn, to_store)
+            with report_rollups.tracking(conn, to_store):  # the KPI rollups move with the records
+                canonical.upsert_records(conn, to_store)
             message_store.mark_processed(conn, result.processed)
             message_store.mark_error(conn, result.errors)
     except sa.exc.SQLAlchemyError as exc:

@@ -3,6 +3,7 @@
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
+import hub.reports.tables  # noqa: F401  (the report rollups live on the same metadata)
 from hub.model.tables import metadata
 
 config = context.config

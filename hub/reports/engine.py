@@ -1,0 +1,312 @@
+"""The report engine: KPIs for any slicing, read from the rollups (never from raw rows).
+
+``by`` names any of the dimensions ``site``, ``location``, ``provider``,
+``service_line``, ``financial_class`` and at most one period (``month``,
+``quarter``, ``year``). The engine reads the coarsest rollup grain that answers
+the request, folds months into the period in Python, then lets each KPI compute
+its value from the slice's aggregated figures. Dates ``from``/``to`` select whole
+months (the months that contain them).
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+
+from hub.errors import ValidationError
+from hub.model.tables import practices
+from hub.reports.figures import ArFigures, Figures, money
+from hub.reports.tables import MEASURES, report_cells, report_credits, report_hist, report_retention
+
+DIMENSIONS = {"site": "practice", "location": "location", "provider": "provider",
+              "service_line": "service_line", "financial_class": "financial_class"}
+PERIODS = ("month", "quarter", "year")
+SITE_GRAIN_DIMS = {"site", "service_line"}
+Key = tuple[str, ...]
+
+
+@dataclass
+class Report:
+    generated_at: str
+    date_from: str
+    date_to: str
+    by: list[str]
+    definitions: list[dict[str, Any]]
+    rows: list[dict[str, Any]]
+    total: list[dict[str, Any]]
+    site_median: list[dict[str, Any]]
+    sites: list[dict[str, Any]]
+    kpi_ids: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"generated_at": self.generated_at, "from": self.date_from, "to": self.date_to, "by": self.by,
+                "definitions": self.definitions, "rows": self.rows, "total": self.total,
+                "site_median": self.site_median, "sites": self.sites}
+
+
+def parse_by(by: str | Sequence[str]) -> tuple[str, ...]:
+    parts = [p.strip() for p in (by.split(",") if isinstance(by, str) else by) if p.strip()]
+    known = [*DIMENSIONS, *PERIODS]
+    for p in parts:
+        if p not in known:
+            raise ValidationError(f"--by: unknown dimension {p!r} (known: {', '.join(known)})")
+    if len(set(parts)) != len(parts):
+        raise ValidationError("--by: a dimension is named twice")
+    if sum(p in PERIODS for p in parts) > 1:
+        raise ValidationError("--by: at most one of month, quarter, year")
+    return tuple(parts)
+
+
+def _month(value: str | dt.date | None) -> str | None:
+    if value is None:
+        return None
+    text = value.isoformat() if isinstance(value, dt.date) else str(value)
+    try:
+        dt.date.fromisoformat(text[:10] if len(text) >= 10 else text + "-01")
+    except ValueError:
+        raise ValidationError(f"not a date (YYYY-MM-DD): {text!r}") from None
+    return text[:7]
+
+
+def _period(month: str, kind: str | None) -> str:
+    if kind == "month":
+        return month
+    if kind == "quarter":
+        return f"{month[:4]}-Q{(int(month[5:7]) + 2) // 3}"
+    if kind == "year":
+        return month[:4]
+    return ""
+
+
+def _shift(month: str, delta: int) -> str:
+    i = int(month[:4]) * 12 + int(month[5:7]) - 1 + delta
+    return f"{i // 12:04d}-{i % 12 + 1:02d}"
+
+
+def _num(value: Any) -> int:
+    return int(value or 0)
+
+
+class _Slices:
+    """Aggregated figures per slice key (dimension values + period)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[Key, Counter[str]] = defaultdict(Counter)
+        self.hist: dict[Key, dict[str, Counter[int]]] = defaultdict(lambda: defaultdict(Counter))
+        self.end_month: dict[Key, str] = {}
+
+    def note_month(self, key: Key, month: str) -> None:
+        if month > self.end_month.get(key, ""):
+            self.end_month[key] = month
+
+
+def compute_report(engine: sa.Engine, *, by: str | Sequence[str] = ("site", "month"),
+                   date_from: str | dt.date | None = None, date_to: str | dt.date | None = None,
+                   kpis: Iterable[str] | None = None, plugins: Any = None) -> Report:
+    by_dims = parse_by(by)
+    dims = [d for d in by_dims if d in DIMENSIONS]
+    period = next((p for p in by_dims if p in PERIODS), None)
+    catalog = _catalog(plugins, kpis)
+    grain = "site" if set(dims) <= SITE_GRAIN_DIMS else "fine"
+    site_level = set(dims) <= SITE_GRAIN_DIMS
+    with engine.connect() as conn:
+        lo, hi = _month(date_from), _month(date_to)
+        if lo is None or hi is None:
+            first, last = conn.execute(sa.select(sa.func.min(report_cells.c.month),
+                                                 sa.func.max(report_cells.c.month))).one()
+            lo, hi = lo or first or dt.date.today().isoformat()[:7], hi or last or dt.date.today().isoformat()[:7]
+        if lo > hi:
+            raise ValidationError(f"from ({lo}) is after to ({hi})")
+        data = _fetch(conn, grain, dims, lo, hi)
+        retention = _fetch_retention(conn, dims, lo, hi) if period == "month" and site_level else None
+        sites = [{"slug": r.slug, "name": r.name, "status": r.status}
+                 for r in conn.execute(sa.select(practices.c.slug, practices.c.name, practices.c.status)
+                                       .order_by(practices.c.slug))]
+
+    def build(keep: list[str]) -> list[tuple[dict[str, Any], Figures]]:
+        idx = [dims.index(d) for d in keep]
+        slices = _Slices()
+        for (dvals, month), (sums, hist) in data.cells.items():
+            if not lo <= month <= hi:
+                continue
+            key = (*[dvals[i] for i in idx], _period(month, period))
+            slices.sums[key].update(sums)
+            for metric, counts in hist.items():
+                slices.hist[key][metric].update(counts)
+            slices.note_month(key, month)
+        out = []
+        for key in sorted(slices.sums, key=lambda k: tuple(str(x) for x in k)):
+            fig = Figures(dict(slices.sums[key]), dict(slices.hist[key]), costs_allowed=site_level)
+            if retention is not None:
+                site = key[keep.index("site")] if "site" in keep else "*"
+                line = key[keep.index("service_line")] if "service_line" in keep else "*"
+                fig.retention_counts = retention.get((site, line, key[-1]), (0, 0))
+            end = hi if period is None else min(slices.end_month[key] if period == "month" else
+                                                _period_end(key[-1], period), hi)
+            fig.ar = data.ar(tuple(key[:-1]), idx, end)
+            slice_ = {d: (key[i] or None) for i, d in enumerate(keep)}
+            if period:
+                slice_[period] = key[-1]
+            out.append((slice_, fig))
+        return out
+
+    def values(fig: Figures) -> dict[str, Any]:
+        return {k.id: k.compute(fig) for k in catalog}
+
+    rows = [{"slice": s, "values": values(f)} for s, f in build(dims)]
+    rest = [d for d in dims if d != "site"]
+    total = [{"slice": s, "values": values(f)} for s, f in build(rest)]
+    site_median = _site_medians(rows, rest, period, catalog) if "site" in dims else []
+    return Report(generated_at=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                  date_from=f"{lo}-01", date_to=_month_last_day(hi), by=list(by_dims),
+                  definitions=[k.definition() for k in catalog], rows=rows, total=total, site_median=site_median,
+                  sites=sites, kpi_ids=[k.id for k in catalog])
+
+
+def _month_last_day(month: str) -> str:
+    year, mon = int(month[:4]), int(month[5:7])
+    return f"{month}-{calendar.monthrange(year, mon)[1]:02d}"
+
+
+def _period_end(period_value: str, kind: str) -> str:
+    if kind == "quarter":
+        return f"{period_value[:4]}-{int(period_value[-1]) * 3:02d}"
+    return f"{period_value}-12"
+
+
+def _catalog(plugins: Any, ids: Iterable[str] | None) -> list[Any]:
+    if plugins is None:
+        from hub.plugins import load_plugins
+
+        plugins = load_plugins()
+    registry = list(plugins.kpis)
+    if not registry:
+        from hub.reports.catalog import BUILTIN_KPIS
+
+        registry = list(BUILTIN_KPIS)
+    if ids is None:
+        return registry
+    wanted = list(ids)
+    known = {k.id: k for k in registry}
+    missing = [i for i in wanted if i not in known]
+    if missing:
+        raise ValidationError(f"unknown KPI id(s): {', '.join(missing)}")
+    return [known[i] for i in wanted]
+
+
+@dataclass
+class _Data:
+    dims: list[str]
+    cells: dict[tuple[Key, str], tuple[Counter[str], dict[str, Counter[int]]]]
+    charges: dict[Key, dict[str, int]]  # full dims → month → charges cents (all history to `hi`)
+    credits: dict[Key, list[tuple[str, str, int]]]  # full dims → (service month, paid month, cents)
+
+    projections: dict[tuple[int, ...], dict[Key, list[Key]]] = field(default_factory=dict)
+
+    def _members(self, idx: list[int], key: Key) -> list[Key]:
+        groups = self.projections.get(tuple(idx))
+        if groups is None:
+            groups = defaultdict(list)
+            for dvals in self.charges:
+                groups[tuple(dvals[i] for i in idx)].append(dvals)
+            self.projections[tuple(idx)] = groups
+        return groups.get(key, [])
+
+    def ar(self, key: Key, idx: list[int], end: str) -> ArFigures | None:
+        """A/R at the end of month ``end`` for the slice whose dimension values are ``key``."""
+        balance = aged = recent = 0
+        aged_before = _shift(end, -2)  # service months at least three months before `end`
+        recent_from = _shift(end, -2)
+        members = self._members(idx, key)
+        for dvals in members:
+            by_month = self.charges[dvals]
+            for month, cents in by_month.items():
+                if month <= end:
+                    balance += cents
+                    if month < aged_before:
+                        aged += cents
+                    if month >= recent_from:
+                        recent += cents
+            for month, paid, cents in self.credits.get(dvals, ()):
+                if month <= end and paid <= end:
+                    balance -= cents
+                    if month < aged_before:
+                        aged -= cents
+        if not members:
+            return None
+        days = sum(calendar.monthrange(int(m[:4]), int(m[5:7]))[1] for m in (_shift(end, -k) for k in range(3)))
+        return ArFigures(balance, aged, recent, days)
+
+
+def _fetch(conn: sa.Connection, grain: str, dims: list[str], lo: str, hi: str) -> _Data:
+    cols = [report_cells.c[DIMENSIONS[d]] for d in dims]
+    measure_cols = [sa.func.sum(report_cells.c[m]).label(m) for m in MEASURES]
+    q = (sa.select(*cols, report_cells.c.month, *measure_cols)
+         .where(report_cells.c.grain == grain, report_cells.c.month <= hi)
+         .group_by(*cols, report_cells.c.month))
+    cells: dict[tuple[Key, str], tuple[Counter[str], dict[str, Counter[int]]]] = {}
+    charges: dict[Key, dict[str, int]] = defaultdict(dict)
+    n = len(dims)
+    for row in conn.execute(q):
+        dvals, month = tuple(row[:n]), row[n]
+        sums = Counter({m: _num(v) for m, v in zip(MEASURES, row[n + 1:], strict=True) if v})
+        charges[dvals][month] = sums.get("charges_cents", 0)
+        if month >= lo:
+            cells[(dvals, month)] = (sums, defaultdict(Counter))
+    h = report_hist
+    hcols = [h.c[DIMENSIONS[d]] for d in dims]
+    hq = (sa.select(*hcols, h.c.month, h.c.metric, h.c.value, sa.func.sum(h.c.n))
+          .where(h.c.grain == grain, h.c.month >= lo, h.c.month <= hi)
+          .group_by(*hcols, h.c.month, h.c.metric, h.c.value))
+    for row in conn.execute(hq):
+        dvals, month, metric, value, count = tuple(row[:n]), row[n], row[n + 1], row[n + 2], row[n + 3]
+        entry = cells.setdefault((dvals, month), (Counter(), defaultdict(Counter)))
+        entry[1][metric][int(value)] += _num(count)
+    c = report_credits
+    ccols = [c.c[DIMENSIONS[d]] for d in dims]
+    credits: dict[Key, list[tuple[str, str, int]]] = defaultdict(list)
+    for row in conn.execute(sa.select(*ccols, c.c.month, c.c.paid_month, sa.func.sum(c.c.credits_cents))
+                            .where(c.c.month <= hi).group_by(*ccols, c.c.month, c.c.paid_month)):
+        credits[tuple(row[:n])].append((row[n], row[n + 1], _num(row[n + 2])))
+    return _Data(dims, cells, dict(charges), dict(credits))
+
+
+def _fetch_retention(conn: sa.Connection, dims: list[str], lo: str, hi: str) -> dict[tuple[str, str, str], Any]:
+    t = report_retention
+    out: dict[tuple[str, str, str], Any] = {}
+    for row in conn.execute(sa.select(t.c.practice, t.c.service_line, t.c.month, t.c.cohort, t.c.retained)
+                            .where(t.c.month >= lo, t.c.month <= hi)):
+        out[(row.practice, row.service_line, row.month)] = (int(row.cohort), int(row.retained))
+    return out
+
+
+def _site_medians(rows: list[dict[str, Any]], rest: list[str], period: str | None,
+                  catalog: list[Any]) -> list[dict[str, Any]]:
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        key = tuple(row["slice"].get(d) for d in [*rest, *([period] if period else [])])
+        groups[key].append(row)
+    out = []
+    for key in sorted(groups, key=lambda k: tuple(str(x) for x in k)):
+        members = groups[key]
+        slice_ = {k: v for k, v in members[0]["slice"].items() if k != "site"}
+        values: dict[str, Any] = {}
+        for kpi in catalog:
+            present = [r["values"][kpi.id] for r in members if r["values"].get(kpi.id) is not None]
+            if not present:
+                values[kpi.id] = None
+            elif isinstance(present[0], str):
+                values[kpi.id] = money(statistics.median(Decimal(v) for v in present) * 100)
+            else:
+                med = statistics.median(present)
+                values[kpi.id] = round(med, 6) if isinstance(med, float) else med
+        out.append({"slice": slice_, "values": values})
+    return out

@@ -1,0 +1,347 @@
+"""Keeping the report rollups up to date, inside each ingest batch's transaction.
+
+The pipeline calls ``tracking(conn, items)`` around the canonical upsert. It notes
+the (practice, month) cells the batch's records sat in before the write and sit in
+after it (a rescheduled appointment leaves one month for another; a remittance
+belongs to its charge's service month), then ``refresh`` recomputes exactly those
+cells from the base tables. Recomputing whole cells, rather than adding deltas,
+keeps status changes, reprocessed messages and late corrections exactly right; the
+per-patient figures (new patients, consult conversion, retention) are handled by
+``hub.reports.visits``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter, defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+
+from hub.model.kinds import FINANCIAL_CLASS
+from hub.reports import visits as visit_rollup
+from hub.reports.tables import DIMS, MEASURES, report_cells, report_credits, report_hist
+
+Cell = tuple[str, str]
+SCHEDULED = ("booked", "arrived", "checked-in", "fulfilled", "noshow", "cancelled")
+OCCUPYING = ("booked", "arrived", "checked-in", "fulfilled", "noshow")
+AVAILABLE_SLOTS = ("free", "busy")
+THIRD_AVAILABLE_HORIZON = 90
+_LOOKAHEAD_MONTHS = 3  # a slot counts towards "third next available" of the months up to 90 days before it
+
+
+def _q(values: Sequence[str]) -> str:
+    return ", ".join(f"'{v}'" for v in values)
+
+
+class Sql:
+    """The few expressions that differ between SQLite and PostgreSQL."""
+
+    def __init__(self, dialect: str) -> None:
+        self.pg = dialect == "postgresql"
+
+    def days(self, later: str, earlier: str) -> str:
+        """Whole days between two ISO dates (text, or date columns)."""
+        if self.pg:
+            return f"(CAST(substr(CAST({later} AS VARCHAR), 1, 10) AS DATE) - " \
+                   f"CAST(substr(CAST({earlier} AS VARCHAR), 1, 10) AS DATE))"
+        return f"CAST(julianday(substr({later}, 1, 10)) - julianday(substr({earlier}, 1, 10)) AS INTEGER)"
+
+    def within_hours(self, later: str, earlier: str, hours: int) -> str:
+        if self.pg:
+            return f"(CAST({later} AS TIMESTAMPTZ) - CAST({earlier} AS TIMESTAMPTZ)) < INTERVAL '{hours} hours'"
+        return f"(julianday({later}) - julianday({earlier})) * 24 < {hours}"
+
+    def month(self, column: str) -> str:
+        return f"substr(CAST({column} AS VARCHAR), 1, 7)" if self.pg else f"substr({column}, 1, 7)"
+
+    def date_param(self, name: str) -> str:
+        return f"CAST(:{name} AS DATE)" if self.pg else f":{name}"
+
+    def contractual_cents(self, column: str) -> str:
+        if self.pg:
+            return (f"(SELECT COALESCE(SUM(ROUND(CAST(j->>'amount' AS NUMERIC) * 100)), 0) FROM "
+                    f"json_array_elements(CASE WHEN json_typeof({column}) = 'array' THEN {column} "
+                    f"ELSE '[]'::json END) j WHERE j->>'group' = 'CO')")
+        return (f"(SELECT COALESCE(SUM(ROUND(CAST(json_extract(j.value, '$.amount') AS REAL) * 100)), 0) "
+                f"FROM json_each(CASE WHEN json_type({column}) = 'array' THEN {column} ELSE '[]' END) j "
+                f"WHERE json_extract(j.value, '$.group') = 'CO')")
+
+
+# ------------------------------------------------------------------ which cells a batch touches
+def _month_shift(month: str, delta: int) -> str:
+    i = int(month[:4]) * 12 + int(month[5:7]) - 1 + delta
+    return f"{i // 12:04d}-{i % 12 + 1:02d}"
+
+
+def _chunks(values: list[str], size: int = 500) -> Iterator[list[str]]:
+    for i in range(0, len(values), size):
+        yield values[i:i + size]
+
+
+def cells_of(conn: sa.Connection, items: Sequence[tuple[dict[str, Any], Any]]) -> set[Cell]:
+    """The (practice, month) cells the stored rows of these records belong to, as the store holds them now."""
+    sql = Sql(conn.dialect.name)
+    wanted: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for record, _ in items:
+        kind, practice = record["kind"], record["practice"]
+        if kind == "patient_merge":
+            wanted[("patient", practice)].update((record["prior_source_id"], record["surviving_source_id"]))
+        else:
+            wanted[(kind, practice)].add(record["source_id"])
+    lookups = {
+        "appointment": f"SELECT {sql.month('start')} FROM appointments WHERE practice = :p AND source_id IN :ids",
+        "encounter": f"SELECT {sql.month('start')} FROM encounters WHERE practice = :p AND source_id IN :ids",
+        "charge": f"SELECT {sql.month('service_date')} FROM charges WHERE practice = :p AND source_id IN :ids",
+        "slot": f"SELECT {sql.month('start')} FROM slots WHERE practice = :p AND source_id IN :ids",
+        "referral": f"SELECT {sql.month('received_on')} FROM referrals WHERE practice = :p AND source_id IN :ids",
+        "remittance": f"SELECT {sql.month('c.service_date')} FROM remittances r JOIN charges c ON c.practice = "
+                      f"r.practice AND c.source_id = r.charge_source_id WHERE r.practice = :p AND r.source_id IN :ids",
+        "patient": f"SELECT {sql.month('start')} FROM appointments WHERE practice = :p AND patient_source_id IN "
+                   f":ids UNION SELECT {sql.month('start')} FROM encounters WHERE practice = :p AND "
+                   f"patient_source_id IN :ids",
+        # a linked appointment moves its referral's funnel figures
+        "appointment_referral": f"SELECT {sql.month('f.received_on')} FROM appointments a JOIN referrals f ON "
+                                f"f.practice = a.practice AND f.source_id = a.referral_source_id "
+                                f"WHERE a.practice = :p AND a.source_id IN :ids",
+    }
+    cells: set[Cell] = set()
+    for (kind, practice), ids in wanted.items():
+        queries = [kind, "appointment_referral"] if kind == "appointment" else [kind]
+        for name in queries:
+            if name not in lookups:
+                continue
+            stmt = sa.text(lookups[name]).bindparams(sa.bindparam("ids", expanding=True))
+            for chunk in _chunks(sorted(ids)):
+                for (month,) in conn.execute(stmt, {"p": practice, "ids": chunk}):
+                    if not month:
+                        continue
+                    cells.add((practice, month))
+                    if kind == "slot":
+                        cells.update((practice, _month_shift(month, -k)) for k in range(1, _LOOKAHEAD_MONTHS + 1))
+    return cells
+
+
+@contextmanager
+def tracking(conn: sa.Connection, items: Sequence[tuple[dict[str, Any], Any]]) -> Iterator[None]:
+    """Refresh the rollups of every cell the enclosed write moves records out of or into."""
+    before = cells_of(conn, items)
+    yield
+    refresh(conn, before | cells_of(conn, items))
+
+
+# ------------------------------------------------------------------ recomputing cells
+def refresh(conn: sa.Connection, cells: set[Cell]) -> None:
+    """Recompute the rollups of these (practice, month) cells from the base tables."""
+    if not cells:
+        return
+    cells = set(cells) | visit_rollup.rebuild(conn, set(cells))
+    by_practice: dict[str, list[str]] = defaultdict(list)
+    for practice, month in cells:
+        by_practice[practice].append(month)
+    sql = Sql(conn.dialect.name)
+    for practice, months in by_practice.items():
+        _refresh_practice(conn, sql, practice, sorted(months))
+
+
+def _params(practice: str, months: list[str]) -> dict[str, Any]:
+    lo, hi = months[0], _month_shift(months[-1], 1)
+    return {"p": practice, "months": months, "lo": lo, "hi": hi, "dlo": f"{lo}-01", "dhi": f"{hi}-01"}
+
+
+def _text(sql: str) -> sa.TextClause:
+    return sa.text(sql).bindparams(sa.bindparam("months", expanding=True))
+
+
+def _select(dims: dict[str, str], month: str, measures: dict[str, str], source: str) -> str:
+    dim_sql = ", ".join(f"{expr} AS {name}" for name, expr in dims.items())
+    meas = ", ".join(f"{measures.get(m, '0')} AS {m}" for m in MEASURES)
+    groups = ", ".join(_grouping([*dims.values(), month]))
+    return f"SELECT {dim_sql}, {month} AS month, {meas} FROM {source} GROUP BY {groups}"
+
+
+def _grouping(exprs: list[str]) -> list[str]:
+    return [e for e in exprs if not e.startswith("'")]  # PostgreSQL refuses constants in GROUP BY
+
+
+def _dims(alias: str, *, location: bool = True, provider: bool = True, fc: bool = False) -> dict[str, str]:
+    return {
+        "practice": f"{alias}.practice",
+        "location": f"COALESCE({alias}.location_source_id, '')" if location else "''",
+        "provider": f"COALESCE({alias}.provider_source_id, '')" if provider else "''",
+        "service_line": f"COALESCE({alias}.service_line, '')",
+        "financial_class": f"COALESCE({alias}.financial_class, '')" if fc else "''",
+    }
+
+
+def _cell_sources(sql: Sql) -> list[str]:
+    in_range = ("{a}.practice = :p AND {a}.{col} >= {lo} AND {a}.{col} < {hi} AND {month} IN :months")
+
+    def where(a: str, col: str, dated: bool = False) -> str:
+        lo, hi = (sql.date_param("dlo"), sql.date_param("dhi")) if dated else (":lo", ":hi")
+        return in_range.format(a=a, col=col, lo=lo, hi=hi, month=sql.month(f"{a}.{col}"))
+
+    visits = _select({"practice": "v.practice", "location": "v.location", "provider": "v.provider",
+                      "service_line": "v.service_line", "financial_class": "''"}, "v.month", {
+        "visits": "COUNT(*)",
+        "new_visits": "SUM(CASE WHEN v.is_new THEN 1 ELSE 0 END)",
+        "consults_cosmetic": "SUM(CASE WHEN v.service_line = 'cosmetic' AND v.visit_category = 'consult' "
+                             "THEN 1 ELSE 0 END)",
+        "consults_cosmetic_converted": "SUM(CASE WHEN v.service_line = 'cosmetic' AND v.visit_category = 'consult' "
+                                       "AND v.converted THEN 1 ELSE 0 END)",
+    }, "report_visits v WHERE v.practice = :p AND v.month IN :months")
+    appts = _select(_dims("a"), sql.month("a.start"), {
+        "appts_scheduled": f"SUM(CASE WHEN a.status IN ({_q(SCHEDULED)}) THEN 1 ELSE 0 END)",
+        "appts_noshow": "SUM(CASE WHEN a.status = 'noshow' THEN 1 ELSE 0 END)",
+        "appts_cancelled": "SUM(CASE WHEN a.status = 'cancelled' THEN 1 ELSE 0 END)",
+        "appts_late_cancelled": "SUM(CASE WHEN a.status = 'cancelled' AND a.cancelled_at IS NOT NULL AND "
+                                f"{sql.within_hours('a.start', 'a.cancelled_at', 24)} THEN 1 ELSE 0 END)",
+        "booked_minutes": f"SUM(CASE WHEN a.status IN ({_q(OCCUPYING)}) THEN COALESCE(a.duration_min, 0) ELSE 0 END)",
+    }, f"appointments a WHERE {where('a', 'start')}")
+    slots = _select(_dims("s"), sql.month("s.start"), {
+        "available_minutes": "SUM(COALESCE(s.duration_min, 0))",
+    }, f"slots s WHERE {where('s', 'start')} AND s.status IN ({_q(AVAILABLE_SLOTS)})")
+    mix = {f"charges_{fc}_cents": f"SUM(CASE WHEN c.financial_class = '{fc}' THEN c.amount ELSE 0 END)"
+           for fc in FINANCIAL_CLASS}
+    mix["charges_unknown_cents"] = (f"SUM(CASE WHEN c.financial_class IS NULL OR c.financial_class NOT IN "
+                                    f"({_q(FINANCIAL_CLASS)}) THEN c.amount ELSE 0 END)")
+    charges = _select(_dims("c", fc=True), sql.month("c.service_date"), {
+        "charge_lines": "COUNT(*)",
+        "charges_cents": "SUM(COALESCE(c.amount, 0))",
+        "charges_posted": "SUM(CASE WHEN c.posted_on IS NOT NULL THEN 1 ELSE 0 END)",
+        "charge_lag_days": f"SUM(CASE WHEN c.posted_on IS NOT NULL THEN {sql.days('c.posted_on', 'c.service_date')} "
+                           "ELSE 0 END)",
+        **mix,
+    }, f"charges c WHERE {where('c', 'service_date', dated=True)}")
+    remits = _select(_dims("c", fc=True), sql.month("c.service_date"), {
+        "payments_cents": "SUM(COALESCE(r.paid_amount, 0))",
+        "adjustments_cents": "SUM(COALESCE(r.adjustment_amount, 0))",
+        "contractual_cents": f"SUM({sql.contractual_cents('r.adjustments')})",
+        "remit_lines": "COUNT(*)",
+        "denied_lines": "SUM(CASE WHEN r.denied THEN 1 ELSE 0 END)",
+        "adjudicated_cents": "SUM(COALESCE(c.amount, 0))",
+        "denied_cents": "SUM(CASE WHEN r.denied THEN COALESCE(c.amount, 0) ELSE 0 END)",
+    }, "charges c JOIN remittances r ON r.practice = c.practice AND r.charge_source_id = c.source_id "
+       f"WHERE {where('c', 'service_date', dated=True)}")
+    referrals = _select(_dims("f", location=False, provider=False), sql.month("f.received_on"), {
+        "referrals_received": "COUNT(*)",
+        "referrals_scheduled": "SUM(CASE WHEN f.first_scheduled IS NOT NULL THEN 1 ELSE 0 END)",
+        "referrals_attended": "SUM(CASE WHEN f.first_attended IS NOT NULL THEN 1 ELSE 0 END)",
+    }, f"({_referrals_sql(sql)}) f")
+    costs = _select({"practice": "k.practice", "location": "''", "provider": "''",
+                     "service_line": "k.service_line", "financial_class": "''"}, "k.month", {
+        "costs_cents": "SUM(k.cost_cents)", "cost_cells": "COUNT(*)",
+    }, "report_costs k WHERE k.practice = :p AND k.month IN :months")
+    return [visits, appts, slots, charges, remits, referrals, costs]
+
+
+def _referrals_sql(sql: Sql) -> str:
+    month = sql.month("f.received_on")
+    first = ("(SELECT MIN(substr(a.start, 1, 10)) FROM appointments a WHERE a.practice = f.practice AND "
+             "a.referral_source_id = f.source_id AND a.status IN ({}))")
+    return (f"SELECT f.practice, f.service_line, f.received_on, {first.format(_q(SCHEDULED))} AS first_scheduled, "
+            f"{first.format(_q(visit_rollup.COMPLETED))} AS first_attended FROM referrals f "
+            f"WHERE f.practice = :p AND f.received_on >= {sql.date_param('dlo')} AND "
+            f"f.received_on < {sql.date_param('dhi')} AND {month} IN :months")
+
+
+def _hist_sources(sql: Sql) -> list[tuple[str, str]]:
+    lead = sql.days("a.start", "a.booked_at")
+    appts = (f"SELECT {', '.join(f'{e} AS {n}' for n, e in _dims('a').items())}, {sql.month('a.start')} AS month, "
+             f"'lead_days' AS metric, {lead} AS value, COUNT(*) AS n FROM appointments a "
+             f"WHERE a.practice = :p AND a.start >= :lo AND a.start < :hi AND {sql.month('a.start')} IN :months "
+             f"AND a.status IN ({_q(SCHEDULED)}) AND a.booked_at IS NOT NULL AND a.booked_at <= a.start "
+             f"GROUP BY {', '.join(_grouping([*_dims('a').values(), sql.month('a.start'), lead]))}")
+    out = [("lead_days", appts)]
+    for metric, column in (("referral_to_scheduled_days", "first_scheduled"),
+                           ("referral_to_attended_days", "first_attended")):
+        days = sql.days(f"f.{column}", "f.received_on")
+        dims = _dims("f", location=False, provider=False)
+        out.append((metric, f"SELECT {', '.join(f'{e} AS {n}' for n, e in dims.items())}, "
+                            f"{sql.month('f.received_on')} AS month, '{metric}' AS metric, {days} AS value, "
+                            f"COUNT(*) AS n FROM ({_referrals_sql(sql)}) f WHERE f.{column} IS NOT NULL "
+                            f"GROUP BY {', '.join(_grouping([*dims.values(), sql.month('f.received_on'), days]))}"))
+    return out
+
+
+def _credits_sql(sql: Sql) -> str:
+    dims = _dims("c", fc=True)
+    paid = f"COALESCE({sql.month('r.paid_on')}, {sql.month('c.service_date')})"
+    return (f"INSERT INTO report_credits ({', '.join(DIMS)}, month, paid_month, credits_cents) "
+            f"SELECT {', '.join(dims.values())}, {sql.month('c.service_date')}, {paid}, "
+            f"SUM(COALESCE(r.paid_amount, 0) + COALESCE(r.adjustment_amount, 0)) FROM charges c JOIN remittances r "
+            f"ON r.practice = c.practice AND r.charge_source_id = c.source_id WHERE c.practice = :p AND "
+            f"c.service_date >= {sql.date_param('dlo')} AND c.service_date < {sql.date_param('dhi')} AND "
+            f"{sql.month('c.service_date')} IN :months "
+            f"GROUP BY {', '.join(dims.values())}, {sql.month('c.service_date')}, {paid}")
+
+
+def _refresh_practice(conn: sa.Connection, sql: Sql, practice: str, months: list[str]) -> None:
+    params = _params(practice, months)
+    for table in (report_cells, report_hist):
+        conn.execute(sa.delete(table).where(table.c.practice == practice, table.c.month.in_(months)))
+    conn.execute(sa.delete(report_credits).where(report_credits.c.practice == practice,
+                                                 report_credits.c.month.in_(months)))
+    cols = ", ".join([*DIMS, "month", *MEASURES])
+    sums = ", ".join(f"SUM({m})" for m in MEASURES)
+    union = " UNION ALL ".join(_cell_sources(sql))
+    conn.execute(_text(f"INSERT INTO report_cells (grain, {cols}) SELECT 'fine', {', '.join(DIMS)}, month, {sums} "
+                       f"FROM ({union}) u GROUP BY {', '.join(DIMS)}, month"), params)
+    hist_cols = f"{', '.join(DIMS)}, month, metric, value"
+    for _, select in _hist_sources(sql):
+        conn.execute(_text(f"INSERT INTO report_hist (grain, {hist_cols}, n) SELECT 'fine', {hist_cols}, n "
+                           f"FROM ({select}) h"), params)
+    _third_available(conn, sql, practice, months)
+    conn.execute(_text(_credits_sql(sql)), params)
+    # the coarse grain the common "by site" reports read
+    conn.execute(_text(f"INSERT INTO report_cells (grain, {cols}) SELECT 'site', practice, '*', '*', service_line, "
+                       f"'*', month, {sums} FROM report_cells WHERE grain = 'fine' AND practice = :p AND "
+                       f"month IN :months GROUP BY practice, service_line, month"), params)
+    conn.execute(_text(f"INSERT INTO report_hist (grain, {hist_cols}, n) SELECT 'site', practice, '*', '*', "
+                       f"service_line, '*', month, metric, value, SUM(n) FROM report_hist WHERE grain = 'fine' AND "
+                       f"practice = :p AND month IN :months GROUP BY practice, service_line, month, metric, value"),
+                 params)
+
+
+def _third_available(conn: sa.Connection, sql: Sql, practice: str, months: list[str]) -> None:
+    """Days from each month's first day to the third free slot (per location, provider, service line)."""
+    first = dt.date.fromisoformat(f"{months[0]}-01")
+    until = dt.date.fromisoformat(f"{months[-1]}-01") + dt.timedelta(days=31 + THIRD_AVAILABLE_HORIZON)
+    rows = conn.execute(sa.text(
+        "SELECT COALESCE(location_source_id, ''), COALESCE(provider_source_id, ''), COALESCE(service_line, ''), "
+        "substr(start, 1, 10) FROM slots WHERE practice = :p AND start >= :lo AND start < :hi AND status = 'free'"),
+        {"p": practice, "lo": first.isoformat(), "hi": until.isoformat()})
+    free: dict[tuple[str, str, str], list[dt.date]] = defaultdict(list)
+    for loc, prov, line, day in rows:
+        free[(loc, prov, line)].append(dt.date.fromisoformat(day))
+    hist: Counter[tuple[str, str, str, str, int]] = Counter()
+    for (loc, prov, line), days in free.items():
+        days.sort()
+        for month in months:
+            start = dt.date.fromisoformat(f"{month}-01")
+            upcoming = [d for d in days if d >= start]
+            if len(upcoming) >= 3 and (upcoming[2] - start).days <= THIRD_AVAILABLE_HORIZON:
+                hist[(loc, prov, line, month, (upcoming[2] - start).days)] += 1
+    if hist:
+        conn.execute(sa.insert(report_hist), [
+            {"grain": "fine", "practice": practice, "location": loc, "provider": prov, "service_line": line,
+             "financial_class": "", "month": month, "metric": "third_available_days", "value": value, "n": n}
+            for (loc, prov, line, month, value), n in hist.items()])
+
+
+def rebuild_all(conn: sa.Connection) -> int:
+    """Recompute every cell from scratch (after a bulk load that bypassed the pipeline). Returns cells."""
+    sql = Sql(conn.dialect.name)
+    cells: set[Cell] = set()
+    for query in (f"SELECT DISTINCT practice, {sql.month('start')} FROM appointments",
+                  f"SELECT DISTINCT practice, {sql.month('start')} FROM encounters",
+                  f"SELECT DISTINCT practice, {sql.month('service_date')} FROM charges",
+                  f"SELECT DISTINCT practice, {sql.month('received_on')} FROM referrals",
+                  "SELECT DISTINCT practice, month FROM report_costs"):
+        cells.update((p, m) for p, m in conn.execute(sa.text(query)) if m)
+    for p, m in conn.execute(sa.text(f"SELECT DISTINCT practice, {sql.month('start')} FROM slots")):
+        cells.update((p, _month_shift(m, -k)) for k in range(_LOOKAHEAD_MONTHS + 1))
+    refresh(conn, cells)
+    return len(cells)

@@ -1,0 +1,132 @@
+"""The report rollups: aggregates kept up to date as each ingest batch lands.
+
+Every table here holds aggregates only (counts, sums of cents, histograms of whole
+days), except ``report_visits``, the one derived row per visit that lets new-patient,
+consult-conversion and retention figures be recomputed exactly for the patients a
+batch touched. It holds an opaque patient key, never a name or identifier, and is
+never read by a report except through the aggregates.
+
+Two grains of ``report_cells`` and ``report_hist``: ``fine`` (practice × location ×
+provider × service line × financial class × month) and ``site`` (practice × service
+line × month, the others ``*``). The engine reads the coarsest grain that answers a
+request, so the common "by site and month" query reads few rows whatever the data size.
+A dimension a record does not carry is stored as ``''`` (shown as null).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from hub.model.tables import RECORD_TABLES, BigId, metadata
+
+DIMS = ("practice", "location", "provider", "service_line", "financial_class")
+
+# additive measures of one cell (integers: counts, cents, minutes, day sums)
+MEASURES = (
+    "visits", "new_visits", "consults_cosmetic", "consults_cosmetic_converted",
+    "appts_scheduled", "appts_noshow", "appts_cancelled", "appts_late_cancelled",
+    "booked_minutes", "available_minutes",
+    "referrals_received", "referrals_scheduled", "referrals_attended",
+    "charge_lines", "charges_cents", "charges_posted", "charge_lag_days",
+    "payments_cents", "adjustments_cents", "contractual_cents",
+    "remit_lines", "denied_lines", "adjudicated_cents", "denied_cents",
+    "costs_cents", "cost_cells",
+    "charges_commercial_cents", "charges_medicare_cents", "charges_medicaid_cents",
+    "charges_self_pay_cents", "charges_other_cents", "charges_unknown_cents",
+)
+
+# histograms of whole days, for exact medians over any combination of cells
+HIST_METRICS = ("lead_days", "referral_to_scheduled_days", "referral_to_attended_days", "third_available_days")
+
+
+def _dims() -> list[sa.Column[str]]:
+    return [sa.Column(d, sa.String(255), nullable=False) for d in DIMS]
+
+
+report_cells = sa.Table(
+    "report_cells", metadata,
+    sa.Column("grain", sa.String(8), nullable=False),
+    *_dims(),
+    sa.Column("month", sa.String(7), nullable=False),
+    *[sa.Column(m, sa.BigInteger(), nullable=False, server_default="0") for m in MEASURES],
+    sa.PrimaryKeyConstraint("grain", *DIMS, "month", name="pk_report_cells"),
+    sa.Index("ix_report_cells_grain_month", "grain", "month"),
+)
+
+report_hist = sa.Table(
+    "report_hist", metadata,
+    sa.Column("grain", sa.String(8), nullable=False),
+    *_dims(),
+    sa.Column("month", sa.String(7), nullable=False),
+    sa.Column("metric", sa.String(40), nullable=False),
+    sa.Column("value", sa.Integer(), nullable=False),
+    sa.Column("n", sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint("grain", *DIMS, "month", "metric", "value", name="pk_report_hist"),
+    sa.Index("ix_report_hist_grain_month", "grain", "month"),
+)
+
+# credits (payments + adjustments) posted, by the charge's cell and the month they were posted:
+# the A/R balance at any month end, and its age, come from here and the charges.
+report_credits = sa.Table(
+    "report_credits", metadata,
+    *_dims(),
+    sa.Column("month", sa.String(7), nullable=False, doc="service month of the charge"),
+    sa.Column("paid_month", sa.String(7), nullable=False),
+    sa.Column("credits_cents", sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint(*DIMS, "month", "paid_month", name="pk_report_credits"),
+)
+
+# distinct-patient retention, kept by exact deltas for each scope ('*' = every practice / line)
+report_retention = sa.Table(
+    "report_retention", metadata,
+    sa.Column("practice", sa.String(64), nullable=False),
+    sa.Column("service_line", sa.String(255), nullable=False),
+    sa.Column("month", sa.String(7), nullable=False),
+    sa.Column("cohort", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("retained", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.PrimaryKeyConstraint("practice", "service_line", "month", name="pk_report_retention"),
+)
+
+report_visits = sa.Table(
+    "report_visits", metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("practice", sa.String(64), nullable=False),
+    sa.Column("source_id", sa.String(255), nullable=False),
+    sa.Column("patient_key", sa.String(300), nullable=False, doc="enterprise id, else practice:patient source id"),
+    sa.Column("location", sa.String(255), nullable=False),
+    sa.Column("provider", sa.String(255), nullable=False),
+    sa.Column("service_line", sa.String(255), nullable=False),
+    sa.Column("visit_category", sa.String(255), nullable=False),
+    sa.Column("visit_date", sa.String(10), nullable=False),
+    sa.Column("month", sa.String(7), nullable=False),
+    sa.Column("is_new", sa.Boolean(), nullable=False),
+    sa.Column("converted", sa.Boolean(), nullable=False),
+    sa.UniqueConstraint("practice", "kind", "source_id"),
+    sa.Index("ix_report_visits_practice_month", "practice", "month"),
+    sa.Index("ix_report_visits_patient_key", "patient_key"),
+)
+
+report_costs = sa.Table(
+    "report_costs", metadata,
+    sa.Column("practice", sa.String(64), nullable=False),
+    sa.Column("service_line", sa.String(255), nullable=False),
+    sa.Column("month", sa.String(7), nullable=False),
+    sa.Column("cost_cents", sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint("practice", "service_line", "month", name="pk_report_costs"),
+)
+
+# Recomputing one (practice, month) reads the base tables by practice and date: these make it a range scan.
+_t = RECORD_TABLES
+BASE_INDEXES = (
+    sa.Index("ix_appointments_practice_start", _t["appointment"].c.practice, _t["appointment"].c.start),
+    sa.Index("ix_appointments_practice_referral", _t["appointment"].c.practice,
+             _t["appointment"].c.referral_source_id),
+    sa.Index("ix_encounters_practice_start", _t["encounter"].c.practice, _t["encounter"].c.start),
+    sa.Index("ix_charges_practice_service_date", _t["charge"].c.practice, _t["charge"].c.service_date),
+    sa.Index("ix_remittances_practice_charge", _t["remittance"].c.practice, _t["remittance"].c.charge_source_id),
+    sa.Index("ix_slots_practice_start", _t["slot"].c.practice, _t["slot"].c.start),
+    sa.Index("ix_referrals_practice_received", _t["referral"].c.practice, _t["referral"].c.received_on),
+)
+
+REPORT_TABLES = (report_cells, report_hist, report_credits, report_retention, report_visits, report_costs)

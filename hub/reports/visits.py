@@ -1,0 +1,225 @@
+"""Visits and the per-patient figures that are not simple sums.
+
+A visit is a completed appointment (fulfilled, arrived, checked-in) or a finished
+encounter not tied to a completed appointment. ``report_visits`` keeps one row per
+visit with an opaque patient key (the enterprise id that links a patient across
+practices, else ``practice:patient source id``). When a batch touches some
+(practice, month) cells, their visits are rebuilt, and then, for every patient key
+involved, the patient's whole visit history is re-read so that:
+
+- ``is_new`` (no visit in the same service line anywhere in the MSO in the 3 years
+  before) is right even when an older visit arrives late, and
+- ``converted`` (a consult followed by a procedure in the same service line within
+  90 days) is right when the procedure arrives after the consult, and
+- retention counts change by exact deltas (old history's contribution out, new in),
+
+so distinct-patient figures stay exact without rescanning the store.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+import sqlalchemy as sa
+
+from hub.reports.tables import report_retention, report_visits
+
+COMPLETED = ("fulfilled", "arrived", "checked-in")
+NEW_PATIENT_YEARS = 3
+CONVERSION_DAYS = 90
+RETENTION_MONTHS = 12
+Cell = tuple[str, str]  # (practice, "YYYY-MM")
+
+
+@dataclass(frozen=True)
+class Visit:
+    kind: str
+    practice: str
+    source_id: str
+    patient_key: str
+    location: str
+    provider: str
+    service_line: str
+    visit_category: str
+    visit_date: str
+    is_new: bool = False
+    converted: bool = False
+    id: int | None = None
+
+    @property
+    def month(self) -> str:
+        return self.visit_date[:7]
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.practice, self.kind, self.source_id)
+
+
+def _years_before(d: dt.date, years: int) -> dt.date:
+    try:
+        return d.replace(year=d.year - years)
+    except ValueError:  # 29 February
+        return d.replace(year=d.year - years, day=28)
+
+
+def with_flags(visits: list[Visit]) -> list[Visit]:
+    """The visits of ONE patient with is_new and converted computed from that history."""
+    by_line: dict[str, list[Visit]] = defaultdict(list)
+    for v in visits:
+        by_line[v.service_line].append(v)
+    out = []
+    for line_visits in by_line.values():
+        dates = sorted({dt.date.fromisoformat(v.visit_date) for v in line_visits})
+        procedures = sorted(dt.date.fromisoformat(v.visit_date) for v in line_visits
+                            if v.visit_category == "procedure")
+        for v in line_visits:
+            d = dt.date.fromisoformat(v.visit_date)
+            i = bisect.bisect_left(dates, d)  # dates[i - 1] is the last visit day before d
+            is_new = i == 0 or dates[i - 1] < _years_before(d, NEW_PATIENT_YEARS)
+            converted = v.visit_category == "consult" and any(
+                d <= p <= d + dt.timedelta(days=CONVERSION_DAYS) for p in procedures)
+            out.append(replace(v, is_new=is_new, converted=converted))
+    return out
+
+
+def _month_index(month: str) -> int:
+    return int(month[:4]) * 12 + int(month[5:7]) - 1
+
+
+def _month_name(index: int) -> str:
+    return f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+
+def retention_contribution(visits: Iterable[Visit]) -> Counter[tuple[str, str, str, str]]:
+    """(practice|*, service line|*, month, cohort|retained) → count, for ONE patient's visits.
+
+    The patient is in month m's cohort when their last visit before m is at most 12
+    months before it, and retained when that visit is followed by one in m itself.
+    """
+    scopes: dict[tuple[str, str], set[int]] = defaultdict(set)
+    for v in visits:
+        m = _month_index(v.month)
+        for p in (v.practice, "*"):
+            for line in (v.service_line, "*"):
+                scopes[(p, line)].add(m)
+    out: Counter[tuple[str, str, str, str]] = Counter()
+    for (p, line), months in scopes.items():
+        ordered = sorted(months)
+        for i, x in enumerate(ordered):
+            nxt = ordered[i + 1] if i + 1 < len(ordered) else None
+            last = x + RETENTION_MONTHS if nxt is None else min(nxt, x + RETENTION_MONTHS)
+            for m in range(x + 1, last + 1):
+                out[(p, line, _month_name(m), "cohort")] += 1
+            if nxt is not None and nxt <= x + RETENTION_MONTHS:
+                out[(p, line, _month_name(nxt), "retained")] += 1
+    return out
+
+
+def _select_new_visits(conn: sa.Connection, practice: str, months: list[str]) -> list[Visit]:
+    lo, hi = min(months), _month_name(_month_index(max(months)) + 1)
+    params = {"p": practice, "lo": lo, "hi": hi, "months": months}
+    completed = ", ".join(f"'{s}'" for s in COMPLETED)
+    key = "COALESCE(pt.enterprise_id, {t}.practice || ':' || COALESCE({t}.patient_source_id, {t}.source_id))"
+    cols = ("{t}.source_id, " + key + ", COALESCE({t}.location_source_id, ''), COALESCE({t}.provider_source_id, ''),"
+            " COALESCE({t}.service_line, ''), COALESCE({t}.visit_category, ''), substr({t}.start, 1, 10)")
+    join = "LEFT JOIN patients pt ON pt.practice = {t}.practice AND pt.source_id = {t}.patient_source_id"
+    where = ("{t}.practice = :p AND {t}.start >= :lo AND {t}.start < :hi AND substr({t}.start, 1, 7) IN :months")
+    appt_sql = (f"SELECT {cols} FROM appointments a {join} WHERE {where} AND a.status IN ({completed})"
+                ).format(t="a")
+    enc_sql = (f"SELECT {cols} FROM encounters e {join} WHERE {where} AND e.status = 'finished' AND NOT EXISTS ("
+               f"SELECT 1 FROM appointments a2 WHERE a2.practice = e.practice "
+               f"AND a2.source_id = e.appointment_source_id AND a2.status IN ({completed}))").format(t="e")
+    out = []
+    for kind, sql in (("appointment", appt_sql), ("encounter", enc_sql)):
+        stmt = sa.text(sql).bindparams(sa.bindparam("months", expanding=True))
+        for row in conn.execute(stmt, params):
+            out.append(Visit(kind, practice, row[0], row[1], row[2], row[3], row[4], row[5], row[6]))
+    return out
+
+
+def _load_history(conn: sa.Connection, keys: set[str]) -> list[Visit]:
+    t = report_visits
+    out: list[Visit] = []
+    key_list = sorted(keys)
+    for i in range(0, len(key_list), 500):
+        rows = conn.execute(sa.select(t.c.kind, t.c.practice, t.c.source_id, t.c.patient_key, t.c.location,
+                                      t.c.provider, t.c.service_line, t.c.visit_category, t.c.visit_date,
+                                      t.c.is_new, t.c.converted, t.c.id)
+                            .where(t.c.patient_key.in_(key_list[i:i + 500])))
+        out.extend(Visit(*r[:9], is_new=bool(r[9]), converted=bool(r[10]), id=r[11]) for r in rows)
+    return out
+
+
+def _by_patient(visits: Iterable[Visit]) -> dict[str, list[Visit]]:
+    out: dict[str, list[Visit]] = defaultdict(list)
+    for v in visits:
+        out[v.patient_key].append(v)
+    return out
+
+
+def rebuild(conn: sa.Connection, cells: set[Cell]) -> set[Cell]:
+    """Rebuild the visits of ``cells``; returns other cells whose visit flags changed."""
+    months_by_practice: dict[str, list[str]] = defaultdict(list)
+    for practice, month in cells:
+        months_by_practice[practice].append(month)
+    t = report_visits
+    old_keys: set[str] = set()
+    fresh: list[Visit] = []
+    for practice, months in months_by_practice.items():
+        old_keys.update(conn.execute(sa.select(t.c.patient_key).distinct()
+                                     .where(t.c.practice == practice, t.c.month.in_(months))).scalars())
+        fresh.extend(_select_new_visits(conn, practice, months))
+    keys = old_keys | {v.patient_key for v in fresh}
+    old = _load_history(conn, keys)
+    kept = [v for v in old if (v.practice, v.month) not in cells]
+    new_by_patient = {k: with_flags(vs) for k, vs in _by_patient([*kept, *fresh]).items()}
+    old_by_patient = _by_patient(old)
+
+    delta: Counter[tuple[str, str, str, str]] = Counter()
+    for k in keys:
+        delta.update(retention_contribution(new_by_patient.get(k, [])))
+        delta.subtract(retention_contribution(old_by_patient.get(k, [])))
+    _apply_retention(conn, delta)
+
+    for practice, months in months_by_practice.items():
+        conn.execute(sa.delete(t).where(t.c.practice == practice, t.c.month.in_(months)))
+    inserts, changed_cells = [], set()
+    old_flags = {v.key: (v.is_new, v.converted) for v in old}
+    for visits in new_by_patient.values():
+        for v in visits:
+            if (v.practice, v.month) in cells:
+                inserts.append(_row(v))
+            elif old_flags.get(v.key) != (v.is_new, v.converted):
+                conn.execute(sa.update(t).where(t.c.id == v.id).values(is_new=v.is_new, converted=v.converted))
+                changed_cells.add((v.practice, v.month))
+    if inserts:
+        conn.execute(sa.insert(t), inserts)
+    return changed_cells
+
+
+def _row(v: Visit) -> dict[str, object]:
+    return {"kind": v.kind, "practice": v.practice, "source_id": v.source_id, "patient_key": v.patient_key,
+            "location": v.location, "provider": v.provider, "service_line": v.service_line,
+            "visit_category": v.visit_category, "visit_date": v.visit_date, "month": v.month,
+            "is_new": v.is_new, "converted": v.converted}
+
+
+def _apply_retention(conn: sa.Connection, delta: Counter[tuple[str, str, str, str]]) -> None:
+    cells: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])
+    for (p, line, month, what), n in delta.items():
+        if n:
+            cells[(p, line, month)][0 if what == "cohort" else 1] += n
+    if not cells:
+        return
+    t = report_retention
+    for (p, line, month), (d_cohort, d_retained) in cells.items():
+        where = (t.c.practice == p, t.c.service_line == line, t.c.month == month)
+        done = conn.execute(sa.update(t).where(*where).values(cohort=t.c.cohort + d_cohort,
+                                                              retained=t.c.retained + d_retained))
+        if done.rowcount == 0:
+            conn.execute(sa.insert(t).values(practice=p, service_line=line, month=month, cohort=d_cohort,
+                                             retained=d_retained))

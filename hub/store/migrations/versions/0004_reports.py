@@ -1,0 +1,34 @@
+"""report rollups
+
+Revision ID: 0004
+Revises: 0001
+Create Date: 2026-11-24 12:55:00
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = '0004'
+down_revision = '0001'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    from hub.reports.tables import BASE_INDEXES, REPORT_TABLES
+
+    bind = op.get_bind()
+    for table in REPORT_TABLES:
+        table.create(bind)
+    for index in BASE_INDEXES:
+        index.create(bind)
+
+
+def downgrade() -> None:
+    from hub.reports.tables import BASE_INDEXES, REPORT_TABLES
+
+    bind = op.get_bind()
+    for index in BASE_INDEXES:
+        index.drop(bind)
+    for table in reversed(REPORT_TABLES):
+        sa.Table(table.name, sa.MetaData()).drop(bind, checkfirst=True)

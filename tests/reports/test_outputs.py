@@ -1,0 +1,190 @@
+"""The report's outputs: CLI formats, costs import and margin, plugin KPIs, and the HTTP API over a socket."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import types
+import urllib.error
+import urllib.request
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from hub import hookimpl
+from hub.cli import cli
+from hub.plugins import load_plugins
+from hub.reports import Kpi, compute_report, rollups
+from hub.store import canonical
+from hub.store.engine import get_engine, writer
+from hub.store.practices import add_practice
+
+
+def _seed(url: str) -> Any:
+    engine = get_engine(url)
+    records = [
+        {"kind": "appointment", "practice": site, "source_id": f"A{i}", "patient_source_id": f"P{i}",
+         "start": f"2025-0{m}-10T09:00:00-05:00", "status": "fulfilled", "service_line": "cosmetic",
+         "duration_min": 30}
+        for site in ("east", "west") for i, m in enumerate((1, 2, 2, 3))
+    ] + [
+        {"kind": "charge", "practice": site, "source_id": f"C{i}", "service_date": dt.date(2025, m, 10),
+         "amount": Decimal("100.00") * (i + 1), "service_line": "cosmetic", "financial_class": "medicare"}
+        for site in ("east", "west") for i, m in enumerate((1, 2, 2, 3))
+    ] + [
+        {"kind": "remittance", "practice": "east", "source_id": "R0", "charge_source_id": "C0",
+         "paid_amount": Decimal("80.00"), "adjustment_amount": Decimal("20.00"), "paid_on": dt.date(2025, 2, 1),
+         "adjustments": [{"group": "CO", "reason": "45", "amount": "20.00"}], "denied": False},
+    ]
+    with writer(engine).begin() as conn:
+        add_practice(conn, "east", "East Dermatology")
+        add_practice(conn, "west", "West Skin")
+        items = [(r, None) for r in records]
+        with rollups.tracking(conn, items):
+            canonical.upsert_records(conn, items)
+    return engine
+
+
+def test_report_kpis_in_every_format(tmp_path: Path) -> None:
+    _seed(os.environ["HUB_DATABASE_URL"])
+    runner = CliRunner()
+    done = runner.invoke(cli, ["report", "kpis", "--by", "site,month", "--from", "2025-01-01", "--to", "2025-03-31"])
+    assert done.exit_code == 0, done.output
+    data = json.loads(done.stdout)
+    assert data["by"] == ["site", "month"] and data["from"] == "2025-01-01" and data["to"] == "2025-03-31"
+    east_feb = next(r for r in data["rows"] if r["slice"] == {"site": "east", "month": "2025-02"})
+    assert east_feb["values"]["visit_volume"] == 2 and east_feb["values"]["gross_charges"] == "500.00"
+    assert {d["id"] for d in data["definitions"]} >= {"no_show_rate", "days_in_ar", "payer_mix_medicare"}
+    assert "P1" not in done.stdout  # aggregates only
+
+    done = runner.invoke(cli, ["report", "kpis", "--format", "csv", "--by", "month"])
+    assert done.exit_code == 0, done.output
+    rows = list(csv.DictReader(io.StringIO(done.stdout)))
+    assert [r["section"] for r in rows] == ["site", "site", "site", "total", "total", "total"]
+    assert rows[1]["visit_volume"] == "4"
+
+    out = tmp_path / "kpis.xlsx"
+    done = runner.invoke(cli, ["report", "kpis", "--format", "xlsx", "--out", str(out)])
+    assert done.exit_code == 0, done.output
+    from openpyxl import load_workbook
+
+    book = load_workbook(out)
+    assert book.sheetnames == ["by site x month", "MSO total", "site median", "definitions"]
+    assert book["definitions"]["A2"].value == "visit_volume"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--by", "site,galaxy"], "unknown dimension 'galaxy'"),
+    (["--by", "month,quarter"], "at most one of month, quarter, year"),
+    (["--from", "2025-13-01"], "not a date"),
+    (["--kpi", "nope"], "unknown KPI id(s): nope"),
+])
+def test_bad_report_arguments_give_one_line(args: list[str], message: str) -> None:
+    done = CliRunner().invoke(cli, ["report", "kpis", *args])
+    assert done.exit_code == 1
+    assert done.stderr.strip().startswith("hub: error:") and message in done.stderr
+    assert "Traceback" not in done.output
+
+
+def test_costs_import_gives_margin_by_service_line(tmp_path: Path) -> None:
+    _seed(os.environ["HUB_DATABASE_URL"])
+    costs = tmp_path / "costs.csv"
+    costs.write_text("practice,service_line,month,cost\neast,cosmetic,2025-01,30.00\n")
+    runner = CliRunner()
+    done = runner.invoke(cli, ["costs", "import", str(costs)])
+    assert done.exit_code == 0, done.output
+    data = json.loads(runner.invoke(cli, ["report", "kpis", "--by", "site,service_line,month"]).stdout)
+    east_jan = next(r for r in data["rows"] if r["slice"]["site"] == "east" and r["slice"]["month"] == "2025-01")
+    assert east_jan["values"]["costs"] == "30.00" and east_jan["values"]["margin"] == "50.00"
+    assert east_jan["values"]["margin_rate"] == 0.625
+    assert east_jan["values"]["net_collection_rate"] == 1.0  # 80 / (100 - 20)
+    west_jan = next(r for r in data["rows"] if r["slice"]["site"] == "west" and r["slice"]["month"] == "2025-01")
+    assert west_jan["values"]["margin"] is None  # no costs supplied: no margin, not a made-up one
+    bad = tmp_path / "bad.csv"
+    bad.write_text("practice,service_line,month,cost\neast,cosmetic,2025-1,30\n")
+    done = runner.invoke(cli, ["costs", "import", str(bad)])
+    assert done.exit_code == 1 and "line 2: month must be YYYY-MM" in done.stderr
+
+
+def test_days_in_ar_and_aged_share() -> None:
+    engine = _seed(os.environ["HUB_DATABASE_URL"])
+    report = compute_report(engine, by="site,month", kpis=["days_in_ar", "ar_over_90_share"]).to_dict()
+    east = {r["slice"]["month"]: r["values"] for r in report["rows"] if r["slice"]["site"] == "east"}
+    # January: 100 charged, nothing credited by the end of January; charges over Nov–Jan (92 days)
+    assert east["2025-01"]["days_in_ar"] == round(10000 / (10000 / 92), 2)
+    # March: 100 + 500 + 400 charged, 100 credited in February; 90 days Jan–Mar
+    assert east["2025-03"]["days_in_ar"] == round(90000 / (100000 / 90), 2)
+    assert east["2025-03"]["ar_over_90_share"] == 0.0
+    assert [d["id"] for d in report["definitions"]] == ["days_in_ar", "ar_over_90_share"]
+
+
+def test_a_plugin_adds_a_kpi_through_the_hook() -> None:
+    engine = _seed(os.environ["HUB_DATABASE_URL"])
+    extra = types.ModuleType("minutes_plugin")
+    kpi = Kpi("booked_hours", "Booked hours", "count", "booked minutes / 60", None, "booked_minutes / 60",
+              ("appointment",), lambda f: f.count("booked_minutes") // 60)
+    extra.hub_register_kpis = hookimpl(lambda registry: registry.add(kpi))  # type: ignore[attr-defined]
+    plugins = load_plugins(extra=[extra])
+    assert "booked_hours" in [k.id for k in plugins.kpis] and "visit_volume" in [k.id for k in plugins.kpis]
+    report = compute_report(engine, by="month", plugins=plugins).to_dict()
+    assert report["total"][1]["values"]["booked_hours"] == 2  # four 30-minute visits in February
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _get(url: str, key: str | None) -> tuple[int, Any]:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"} if key else {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def test_http_api_serves_kpis_to_analysts_only(database_url: str) -> None:
+    from hub.security.keys import create_key
+
+    engine = _seed(database_url)
+    with writer(engine).begin() as conn:
+        analyst = create_key(conn, "analyst")
+        feed = create_key(conn, "feed", "east")
+    port = _free_port()
+    code = ("from werkzeug.serving import make_server; from hub.app import create_app; "
+            f"make_server('127.0.0.1', {port}, create_app()).serve_forever()")
+    server = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "HUB_DATABASE_URL": database_url},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        base = f"http://127.0.0.1:{port}/api/v1"
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        assert _get(f"{base}/reports/kpis", None)[0] == 401
+        assert _get(f"{base}/reports/kpis", feed)[0] == 403
+        status, body = _get(f"{base}/reports/kpis?by=site,month&from=2025-02-01&to=2025-02-28", analyst)
+        assert status == 200, body
+        assert body["from"] == "2025-02-01" and body["by"] == ["site", "month"]
+        assert {r["slice"]["site"] for r in body["rows"]} == {"east", "west"}
+        assert body["total"][0]["values"]["visit_volume"] == 4
+        assert _get(f"{base}/reports/kpis?by=galaxy", analyst)[0] == 400
+        status, spec = _get(f"{base}/openapi.json", None)
+        assert "/api/v1/reports/kpis" in spec["paths"] and "KpiReport" in spec["components"]["schemas"]
+    finally:
+        server.terminate()
+        server.communicate(timeout=10)
