@@ -2,20 +2,33 @@
 
 Each API area is a module exposing ``blp`` (a ``flask_smorest.Blueprint``); the
 factory registers every area module that is present, then the plugins' blueprints.
+
+Settings (environment): ``HUB_MAX_PAYLOAD`` (bytes, default 5 MiB; larger → 413),
+``HUB_RATE_LIMIT`` / ``HUB_RATE_BURST`` (per key, see hub.security.ratelimit),
+``HUB_TRUSTED_PROXIES`` (how many reverse proxies set X-Forwarded-For; default 0).
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
+import os
+import time
 from typing import Any
 
-from flask import Flask, jsonify
+from flask import Flask, Response, g, jsonify, request
 from flask_smorest import Api
 
 from hub import __version__
 
 API_AREAS = ("hub.api.intake", "hub.api.messages", "hub.api.audit", "hub.reports.api", "hub.onboarding.api")
 PAGE_AREAS = ("hub.reports.dashboard",)  # plain Flask blueprints (not in the OpenAPI document)
+# endpoints that touch patient-level data: a refused request to them is audited too
+AUDITED = {"intake.push_messages": "intake", "messages.list_messages": "messages.list",
+           "messages.reprocess_message": "messages.reprocess", "messages.reprocess_messages": "messages.reprocess"}
+DRAIN_LIMIT = 64 * 1024 * 1024  # read (and drop) an oversized body up to this, so the client sees the 413
+
+log = logging.getLogger("hub.http")
 
 
 def create_app(runtime: Any = None, config: dict[str, Any] | None = None) -> Flask:
@@ -28,9 +41,14 @@ def create_app(runtime: Any = None, config: dict[str, Any] | None = None) -> Fla
         OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX="/api/v1",
         OPENAPI_JSON_PATH="openapi.json",
-        MAX_CONTENT_LENGTH=5 * 1024 * 1024,
+        MAX_CONTENT_LENGTH=int(os.environ.get("HUB_MAX_PAYLOAD", str(5 * 1024 * 1024))),
     )
     app.config.update(config or {})
+    proxies = int(os.environ.get("HUB_TRUSTED_PROXIES", "0"))
+    if proxies:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore[method-assign]
     runtime = runtime or Runtime.create()
     app.extensions["hub"] = runtime
     api = Api(app, spec_kwargs={"components": {"securitySchemes": {
@@ -44,6 +62,15 @@ def create_app(runtime: Any = None, config: dict[str, Any] | None = None) -> Fla
         if module is not None:
             app.register_blueprint(module.bp)
     runtime.plugins.hook.hub_flask_blueprints(app=app)
+    _document_payload_types(api, runtime)
+
+    from hub.api.metrics import bp as metrics_bp
+
+    app.register_blueprint(metrics_bp)
+    app.before_request(_refuse_oversized)
+    app.before_request(_start_clock)
+    app.after_request(_audit_refusal)
+    app.after_request(_log_request)
 
     @app.get("/healthz")
     def healthz() -> Any:
@@ -60,6 +87,77 @@ def create_app(runtime: Any = None, config: dict[str, Any] | None = None) -> Fla
         return jsonify({"ok": ok, "database": database, "queue": queue}), 200 if ok else 503
 
     return app
+
+
+def _document_payload_types(api: Api, runtime: Any) -> None:
+    """The intake call reads whatever the installed connectors read: list their media types."""
+    types = sorted({m for c in runtime.plugins.connectors.classes() for m in c.media_types})
+    path = api.spec._paths.get("/api/v1/practices/{slug}/messages", {}).get("post")
+    if path is not None:
+        path["requestBody"] = {"required": True, "description": "one feed payload; the Content-Type picks "
+                               "the connector", "content": {t: {"schema": {"type": "string"}} for t in types}}
+
+
+def _start_clock() -> None:
+    g.started = time.perf_counter()
+
+
+def _refuse_oversized() -> Any:
+    limit = request.max_content_length
+    length = request.content_length
+    if limit is None or length is None or length <= limit:
+        return None
+    if length <= DRAIN_LIMIT:  # a client blocked in send() would never read an early answer
+        stream = request.environ["wsgi.input"]
+        left = length
+        while left > 0:
+            chunk = stream.read(min(left, 1 << 20))
+            if not chunk:
+                break
+            left -= len(chunk)
+    g.started = time.perf_counter()
+    response = jsonify({"code": 413, "status": "Request Entity Too Large",
+                        "message": f"the payload is {length} bytes; this server takes at most {limit}"})
+    response.status_code = 413
+    if length > DRAIN_LIMIT:
+        response.headers["Connection"] = "close"
+    return response
+
+
+def _audit_refusal(response: Response) -> Response:
+    action = AUDITED.get(request.endpoint or "")
+    if action is None and request.path.startswith("/api/v1/practices/") and request.method == "POST":
+        action = "intake"
+    if action is None or g.get("audited") or response.status_code == 429:
+        return response
+    from flask import current_app
+
+    from hub.security.audit import AuditEntry, record
+    from hub.security.auth import client_address
+    from hub.store.engine import writer
+
+    key = g.get("api_key")
+    slug = (request.view_args or {}).get("slug")
+    target = slug or (str(request.view_args.get("message_id")) if request.view_args else None)
+    try:
+        with writer(current_app.extensions["hub"].engine).begin() as conn:
+            record(conn, [AuditEntry(key.key_id if key else None, action, target, slug, client_address(),
+                                     f"refused {response.status_code}")])
+    except Exception as exc:
+        log.error("could not write an audit entry (%s)", type(exc).__name__)
+    return response
+
+
+def _log_request(response: Response) -> Response:
+    # the path names a practice or message id at most; never a query value or a body
+    started = g.get("started")
+    key = g.get("api_key")
+    log.info("%s %s %s", request.method, request.url_rule.rule if request.url_rule else "(no route)",
+             response.status_code,
+             extra={"key_id": key.key_id if key else None, "status": response.status_code,
+                    "duration_ms": round((time.perf_counter() - started) * 1e3, 2) if started else None,
+                    "address": request.remote_addr})
+    return response
 
 
 def _optional(module_name: str) -> Any:

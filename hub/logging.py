@@ -13,7 +13,8 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + "Z",
                  "level": record.levelname.lower(), "logger": record.name, "msg": record.getMessage()}
-        for key in ("practice", "message_id", "connector", "key_id", "request_id"):
+        for key in ("practice", "message_id", "connector", "key_id", "request_id", "status", "duration_ms",
+                    "address", "worker"):
             if hasattr(record, key):
                 entry[key] = getattr(record, key)
         if record.exc_info and record.exc_info[0] is not None:

@@ -1,0 +1,150 @@
+"""Group commit across concurrent HTTP requests.
+
+Each server process runs one committer thread. A request hands its payload over
+and waits; the thread collects whatever arrives within a few milliseconds (up to
+``HUB_GROUP_MAX`` payloads), stores them with one ``receive_many`` per practice and
+media type (one transaction, one queue job per ~100 messages) and wakes each
+request with its receipts. The answer is therefore still sent only after the
+payload is committed, but a busy server pays one commit per group, not per
+message. An idle server adds no delay: a lone request is committed at once
+(the window only opens when more than one request is waiting).
+
+The audit entries of a group are written in one more transaction before anyone is answered.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections import defaultdict
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from hub.pipeline.intake import Arrival, Receipt, receive_many
+from hub.security.audit import AuditEntry, record
+from hub.store.engine import writer
+
+if TYPE_CHECKING:
+    from hub.runtime import Runtime
+
+log = logging.getLogger("hub.intake")
+
+
+@dataclass
+class Pending:
+    practice: str
+    media_type: str
+    arrival: Arrival
+    audit: AuditEntry
+    future: Future[list[Receipt]] = field(default_factory=Future)
+
+
+def audit_outcome(receipts: list[Receipt]) -> str:
+    """A short word for the audit log: what became of the payload (no content)."""
+    if receipts and all(r.outcome.rejected for r in receipts):
+        return "rejected"
+    counts: dict[str, int] = defaultdict(int)
+    for r in receipts:
+        counts[r.status] += 1
+    return " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+
+
+class GroupCommitter:
+    def __init__(self, runtime: Runtime, *, window_s: float | None = None, max_group: int | None = None) -> None:
+        self.runtime = runtime
+        self.window_s = window_s if window_s is not None else float(os.environ.get("HUB_GROUP_WINDOW_MS", "2")) / 1e3
+        self.max_group = max_group or int(os.environ.get("HUB_GROUP_MAX", "200"))
+        self._queue: queue.Queue[Pending] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+
+    def _ensure_thread(self) -> None:
+        # started lazily, in the process that serves (a thread does not survive a fork)
+        if self._thread is not None and self._pid == os.getpid() and self._thread.is_alive():
+            return
+        with self._lock:
+            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
+                self._queue = queue.Queue()
+                self._pid = os.getpid()
+                self._thread = threading.Thread(target=self._run, name="hub-group-commit", daemon=True)
+                self._thread.start()
+
+    def submit(self, item: Pending, timeout_s: float) -> list[Receipt]:
+        """Store the payload (with the others arriving now) and return its receipts."""
+        self._ensure_thread()
+        self._queue.put(item)
+        return item.future.result(timeout=timeout_s)
+
+    def _run(self) -> None:
+        while True:
+            group = [self._queue.get()]
+            deadline = time.monotonic() + self.window_s
+            while len(group) < self.max_group:
+                try:
+                    group.append(self._queue.get_nowait())
+                    continue
+                except queue.Empty:
+                    pass
+                if len(group) == 1:
+                    break  # nobody else waiting: commit the lone request now
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    group.append(self._queue.get(timeout=remaining))
+                except queue.Empty:
+                    break
+            try:
+                self._commit(group)
+            except Exception as exc:  # keep the thread alive whatever happens; nobody waits forever
+                log.error("group commit failed (%s)", type(exc).__name__)
+                for item in group:
+                    if not item.future.done():
+                        item.future.set_exception(exc)
+
+    def _commit(self, group: list[Pending]) -> None:
+        by_target: dict[tuple[str, str], list[Pending]] = defaultdict(list)
+        for item in group:
+            by_target[(item.practice, item.media_type)].append(item)
+        done: list[tuple[Pending, list[Receipt] | BaseException]] = []
+        for (practice, media_type), items in by_target.items():
+            try:
+                results = receive_many(self.runtime, practice, [i.arrival for i in items], media_type=media_type)
+            except Exception as exc:  # the whole sub-group failed: each request answers it
+                if not isinstance(exc, _EXPECTED):
+                    log.warning("could not store %d payload(s) for %s (%s)", len(items), practice,
+                                type(exc).__name__)
+                done.extend((item, exc) for item in items)
+                continue
+            done.extend(zip(items, results, strict=True))
+        # the audit rows are written before anyone is answered: an answered request is audited
+        audits = [_with_outcome(item.audit, f"failed {type(r).__name__}" if isinstance(r, BaseException)
+                                else audit_outcome(r)) for item, r in done]
+        try:
+            with writer(self.runtime.engine).begin() as conn:
+                record(conn, audits)
+        except Exception as exc:
+            log.error("could not write %d audit entries (%s)", len(audits), type(exc).__name__)
+        for item, r in done:
+            if isinstance(r, BaseException):
+                item.future.set_exception(r)
+            else:
+                item.future.set_result(r)
+
+
+def _with_outcome(entry: AuditEntry, outcome: str) -> AuditEntry:
+    return AuditEntry(entry.key_id, entry.action, entry.target, entry.practice, entry.address, outcome[:64], entry.at)
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    from hub.errors import NotFound
+
+    return (NotFound,)
+
+
+_EXPECTED = _expected_errors()

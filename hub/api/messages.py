@@ -1,0 +1,129 @@
+"""The message store over HTTP (``admin``): what arrived, its status and error reason, and replay.
+
+Reading the store and reprocessing touch patient-level data, so every call is
+audited. The listing never includes a message's content.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import marshmallow as ma
+from flask import current_app, g
+from flask_smorest import Blueprint, abort
+
+from hub.pipeline.replay import reprocess
+from hub.security.audit import AuditEntry, record
+from hub.security.auth import client_address, require_roles
+from hub.store import messages as message_store
+from hub.store.engine import writer
+
+blp = Blueprint("messages", __name__, description="The message store: errors, reasons, reprocessing")
+
+MAX_ID = 2**63 - 1  # ids are 64-bit: a larger number names no message
+STATUSES = ("received", "processed", "error", "duplicate")
+
+
+class MessageQuerySchema(ma.Schema):
+    status = ma.fields.String(validate=ma.validate.OneOf(STATUSES))
+    practice = ma.fields.String(validate=ma.validate.Length(min=1, max=64))
+    limit = ma.fields.Integer(load_default=100, validate=ma.validate.Range(min=1, max=10_000))
+    offset = ma.fields.Integer(load_default=0, validate=ma.validate.Range(min=0, max=2**31 - 1))
+
+
+class MessageSchema(ma.Schema):
+    id = ma.fields.Integer(required=True)
+    practice = ma.fields.String(required=True)
+    connector = ma.fields.String(required=True)
+    status = ma.fields.String(required=True)
+    error = ma.fields.String(allow_none=True, metadata={"description": "the reason a person can act on"})
+    received_at = ma.fields.DateTime(required=True)
+    processed_at = ma.fields.DateTime(allow_none=True)
+    queued_at = ma.fields.DateTime(allow_none=True)
+    message_type = ma.fields.String(allow_none=True)
+    control_id = ma.fields.String(allow_none=True)
+    sender = ma.fields.String(allow_none=True)
+    origin = ma.fields.String(allow_none=True)
+    attempts = ma.fields.Integer()
+    record_count = ma.fields.Integer(allow_none=True)
+    duplicate_of = ma.fields.Integer(allow_none=True)
+    content_hash = ma.fields.String()
+
+
+class ReprocessResultSchema(ma.Schema):
+    submitted = ma.fields.Integer(required=True)
+    processed = ma.fields.Integer(required=True, metadata={"description": "processed now (inline processing)"})
+    error = ma.fields.Integer(required=True, metadata={"description": "in error now (inline processing)"})
+    queued = ma.fields.Boolean(required=True, metadata={"description": "handed to the workers"})
+
+
+class ReprocessQuerySchema(ma.Schema):
+    status = ma.fields.String(validate=ma.validate.OneOf(("received", "processed", "error")))
+    practice = ma.fields.String(validate=ma.validate.Length(min=1, max=64))
+
+
+def _audit(action: str, target: str | None, practice: str | None, outcome: str) -> None:
+    runtime = current_app.extensions["hub"]
+    with writer(runtime.engine).begin() as conn:
+        record(conn, [AuditEntry(g.api_key.key_id, action, target, practice, client_address(), outcome)])
+    g.audited = True
+
+
+_DENIED = {401: "no or unknown key", 403: "a key of another role", 429: "too many requests (Retry-After)"}
+
+
+@blp.route("/messages", methods=["GET"])
+@blp.arguments(MessageQuerySchema, location="query")
+@blp.response(200, MessageSchema(many=True))
+@blp.doc(operationId="listMessages", summary="List stored messages, newest first (never their content)")
+@blp.alt_response(401, description=_DENIED[401])
+@blp.alt_response(403, description=_DENIED[403])
+@blp.alt_response(429, description=_DENIED[429])
+@require_roles("admin")
+def list_messages(query: dict[str, Any]) -> Any:
+    runtime = current_app.extensions["hub"]
+    with runtime.engine.connect() as conn:
+        rows = message_store.list_messages(conn, practice=query.get("practice"), status=query.get("status"),
+                                           limit=query["limit"], offset=query["offset"])
+    _audit("messages.list", query.get("status"), query.get("practice"), f"{len(rows)} listed")
+    return rows
+
+
+@blp.route("/messages/<int:message_id>/reprocess", methods=["POST"])
+@blp.response(200, ReprocessResultSchema)
+@blp.doc(operationId="reprocessMessage", summary="Replay one message through the current mapping")
+@blp.alt_response(401, description=_DENIED[401])
+@blp.alt_response(403, description=_DENIED[403])
+@blp.alt_response(404, description="no message with this id holds content to replay")
+@blp.alt_response(429, description=_DENIED[429])
+@require_roles("admin")
+def reprocess_message(message_id: int) -> Any:
+    runtime = current_app.extensions["hub"]
+    result = reprocess(runtime, ids=[message_id]) if message_id <= MAX_ID else {"submitted": 0}
+    if not result["submitted"]:
+        _audit("messages.reprocess", str(message_id), None, "not found")
+        abort(404, message=f"no message {message_id} with content to replay")
+    _audit("messages.reprocess", str(message_id), None, _outcome(result))
+    return {**result, "queued": bool(result["queued"])}
+
+
+@blp.route("/messages/reprocess", methods=["POST"])
+@blp.arguments(ReprocessQuerySchema, location="query")
+@blp.response(200, ReprocessResultSchema)
+@blp.doc(operationId="reprocessMessages",
+         summary="Replay every message of a status (default: error) and/or practice, after a mapping fix")
+@blp.alt_response(401, description=_DENIED[401])
+@blp.alt_response(403, description=_DENIED[403])
+@blp.alt_response(429, description=_DENIED[429])
+@require_roles("admin")
+def reprocess_messages(query: dict[str, Any]) -> Any:
+    runtime = current_app.extensions["hub"]
+    status = query.get("status") or "error"
+    result = reprocess(runtime, practice=query.get("practice"), status=status)
+    _audit("messages.reprocess", f"status={status}", query.get("practice"), _outcome(result))
+    return {**result, "queued": bool(result["queued"])}
+
+
+def _outcome(result: dict[str, int]) -> str:
+    return (f"submitted={result['submitted']} queued" if result["queued"]
+            else f"submitted={result['submitted']} processed={result['processed']} error={result['error']}")

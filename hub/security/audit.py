@@ -1,0 +1,56 @@
+"""The audit log: who touched patient-level data, what, when, from where, and the outcome.
+
+One row per request that pushes a feed, reads the message store or reprocesses.
+A row names the key (its public id), the action, the target (a practice slug or a
+message id), the client address and the outcome (an HTTP status or a word). It
+never carries patient data: no payload, no field of a message.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from hub.model.tables import audit_log
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    key_id: str | None
+    action: str
+    target: str | None = None
+    practice: str | None = None
+    address: str | None = None
+    outcome: str | None = None
+    at: dt.datetime | None = None
+
+    def row(self) -> dict[str, Any]:
+        return {"at": self.at or dt.datetime.now(dt.UTC), "key_id": self.key_id, "action": self.action[:64],
+                "target": (self.target or "")[:255] or None, "practice": self.practice,
+                "address": (self.address or "")[:64] or None, "outcome": (self.outcome or "")[:64] or None}
+
+
+def record(conn: sa.Connection, entries: Sequence[AuditEntry]) -> None:
+    """Write entries in the caller's transaction (many at once for a group of requests)."""
+    if entries:
+        conn.execute(sa.insert(audit_log), [e.row() for e in entries])
+
+
+def list_entries(conn: sa.Connection, *, key_id: str | None = None, action: str | None = None,
+                 practice: str | None = None, since: dt.datetime | None = None, limit: int = 100,
+                 offset: int = 0) -> list[dict[str, Any]]:
+    """Entries, newest first."""
+    q = sa.select(audit_log).order_by(audit_log.c.id.desc()).limit(limit).offset(offset)
+    if key_id:
+        q = q.where(audit_log.c.key_id == key_id)
+    if action:
+        q = q.where(audit_log.c.action == action)
+    if practice:
+        q = q.where(audit_log.c.practice == practice)
+    if since:
+        q = q.where(audit_log.c.at >= since)
+    return [dict(r._mapping) for r in conn.execute(q)]
