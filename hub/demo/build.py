@@ -40,6 +40,7 @@ class DemoResult:
     outputs: dict[str, Path] = field(default_factory=dict)
     analyst_key: str | None = None
     notes: list[str] = field(default_factory=list)
+    report: dict[str, Any] | None = None  # the consolidated KPIs, as the report JSON
     seconds: float = 0.0
 
 
@@ -130,7 +131,10 @@ def write_outputs(runtime: Any, result: DemoResult) -> None:
     except ImportError:
         result.notes.append("the reports engine is not installed: no dashboard or XLSX written")
         return
-    report = compute_report(runtime.engine, by=["site", "month"])
+    truth = result.truth
+    report = compute_report(runtime.engine, by=["site", "month"], date_from=truth.start,
+                            date_to=truth.end - dt.timedelta(days=1), plugins=runtime.plugins)
+    result.report = report.to_dict()
     for fmt, name in (("html", "dashboard.html"), ("xlsx", "kpis.xlsx"), ("json", "kpis.json")):
         try:
             exporter = runtime.plugins.exporters.get(fmt)

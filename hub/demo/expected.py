@@ -5,8 +5,9 @@ records the generator made, by site (practice) and month. The tests compare thes
 the engine's report; ``report_from_truth`` also makes a report-shaped document (the
 contract of ``hub.reports.compute_report(...).to_dict()``) for the dashboard's fixture.
 
-Months are the local month of the date that places a fact in time: an appointment's
-start, a charge's service date, a remittance's payment date, a referral's receipt.
+The definitions follow the report catalog (``hub.reports.catalog``), written again here
+from its words: months are the local month of an appointment's start, a charge's
+service date (a remittance counts in its charge's service month), a referral's receipt.
 """
 
 from __future__ import annotations
@@ -31,102 +32,161 @@ def _money(total: Decimal) -> str:
     return str(total.quantize(Decimal("0.01")))
 
 
-def _appointments(r: Records) -> Records:
-    return [a for a in r if a["kind"] == "appointment"]
+SCHEDULED = ("booked", "arrived", "checked-in", "fulfilled", "noshow", "cancelled")
+BOOKED = ("booked", "arrived", "checked-in", "fulfilled", "noshow")  # they hold their slot time
+
+
+def _kind(r: Records, kind: str) -> Records:
+    return [x for x in r if x["kind"] == kind]
+
+
+def _scheduled(r: Records) -> Records:
+    return [a for a in _kind(r, "appointment") if a["status"] in SCHEDULED]
+
+
+def _visits(r: Records) -> Records:
+    return [a for a in _kind(r, "appointment") if a["status"] == "fulfilled"]
 
 
 def visit_volume(r: Records) -> int:
-    return sum(1 for a in _appointments(r) if a["status"] == "fulfilled")
-
-
-def scheduled_appointments(r: Records) -> int:
-    return len(_appointments(r))
+    return len(_visits(r))
 
 
 def no_show_rate(r: Records) -> float | None:
-    kept = [a for a in _appointments(r) if a["status"] in ("fulfilled", "noshow")]
-    return _ratio(sum(1 for a in kept if a["status"] == "noshow"), len(kept))
+    return _ratio(sum(1 for a in _scheduled(r) if a["status"] == "noshow"), len(_scheduled(r)))
 
 
 def cancellation_rate(r: Records) -> float | None:
-    appts = _appointments(r)
-    return _ratio(sum(1 for a in appts if a["status"] == "cancelled"), len(appts))
+    return _ratio(sum(1 for a in _scheduled(r) if a["status"] == "cancelled"), len(_scheduled(r)))
 
 
 def late_cancellation_rate(r: Records) -> float | None:
-    appts = _appointments(r)
-    late = sum(1 for a in appts if a["status"] == "cancelled" and a["cancelled_at"]
+    late = sum(1 for a in _scheduled(r) if a["status"] == "cancelled" and a["cancelled_at"]
                and dt.datetime.fromisoformat(a["start"]) - dt.datetime.fromisoformat(a["cancelled_at"])
                < dt.timedelta(hours=24))
-    return _ratio(late, len(appts))
+    return _ratio(late, len(_scheduled(r)))
 
 
-def new_patient_rate(r: Records) -> float | None:
-    done = [a for a in _appointments(r) if a["status"] == "fulfilled"]
-    return _ratio(sum(1 for a in done if a["new_patient"]), len(done))
+def new_patient_share(r: Records) -> float | None:
+    visits = _visits(r)
+    return _ratio(sum(1 for a in visits if a.get("_new_in_line")), len(visits))
 
 
-def utilization(r: Records) -> float | None:
-    slots = [s for s in r if s["kind"] == "slot"]
-    total = sum(s["duration_min"] for s in slots)
-    busy = sum(s["duration_min"] for s in slots if s["status"] != "free")
-    return _ratio(busy, total)
+def schedule_utilization(r: Records) -> float | None:
+    available = sum(s["duration_min"] for s in _kind(r, "slot") if s["status"] in ("free", "busy"))
+    booked = sum(a["duration_min"] for a in _kind(r, "appointment") if a["status"] in BOOKED)
+    return _ratio(booked, available) if available else None
 
 
-def booking_lead_time_days(r: Records) -> float | None:
-    leads = [(dt.datetime.fromisoformat(a["start"]) - dt.datetime.fromisoformat(a["booked_at"])).total_seconds()
-             / 86400 for a in _appointments(r) if a.get("booked_at")]
-    return sum(leads) / len(leads) if leads else None
-
-
-def gross_charges(r: Records) -> str:
-    return _money(sum((Decimal(c["amount"]) for c in r if c["kind"] == "charge"), Decimal("0")))
-
-
-def payments(r: Records) -> str:
-    return _money(sum((Decimal(p["paid_amount"]) for p in r if p["kind"] == "remittance"), Decimal("0")))
-
-
-def denial_rate(r: Records) -> float | None:
-    remits = [p for p in r if p["kind"] == "remittance"]
-    return _ratio(sum(1 for p in remits if p["denied"]), len(remits))
+def lead_time_days(r: Records) -> float | None:
+    leads = [(dt.date.fromisoformat(a["start"][:10]) - dt.date.fromisoformat(a["booked_at"][:10])).days
+             for a in _scheduled(r) if a.get("booked_at") and a["booked_at"] <= a["start"]]
+    return float(statistics.median(leads)) if leads else None
 
 
 def referrals_received(r: Records) -> int:
-    return sum(1 for x in r if x["kind"] == "referral")
+    return len(_kind(r, "referral"))
 
 
-def _month_of(record: dict[str, Any]) -> str | None:
+def gross_charges(r: Records) -> str:
+    return _money(sum((Decimal(c["amount"]) for c in _kind(r, "charge")), Decimal("0")))
+
+
+def payments(r: Records) -> str:
+    return _money(sum((Decimal(p["paid_amount"]) for p in _kind(r, "remittance")), Decimal("0")))
+
+
+def adjustments(r: Records) -> str:
+    return _money(sum((Decimal(p["adjustment_amount"]) for p in _kind(r, "remittance")), Decimal("0")))
+
+
+def denial_rate(r: Records) -> float | None:
+    remits = _kind(r, "remittance")
+    return _ratio(sum(1 for p in remits if p["denied"]), len(remits))
+
+
+def charge_lag_days(r: Records) -> float | None:
+    lags = [(dt.date.fromisoformat(c["posted_on"]) - dt.date.fromisoformat(c["service_date"])).days
+            for c in _kind(r, "charge") if c.get("posted_on")]
+    return sum(lags) / len(lags) if lags else None
+
+
+def _payer_mix(financial_class: str) -> Callable[[Records], float | None]:
+    def share(r: Records) -> float | None:
+        charges = _kind(r, "charge")
+        total = sum((Decimal(c["amount"]) for c in charges), Decimal("0"))
+        part = sum((Decimal(c["amount"]) for c in charges if c["financial_class"] == financial_class), Decimal("0"))
+        return float(part / total) if total else None
+    return share
+
+
+# Facts a feed type cannot carry to the store (yet): the report cannot know them, and says 0 or nothing.
+FEED_GAPS: dict[tuple[str, str], str] = {
+    ("hl7v2", "referrals_received"): "the HL7 v2 connector does not map REF^I12 referrals",
+    ("csv", "referrals_received"): "the practice's CSV exports carry no referral list",
+    ("hl7v2", "denial_rate"): "a DFT^P03 payment FT1 has no field that says the line was denied",
+    ("fhir", "late_cancellation_rate"): "FHIR R4 Appointment has no cancellation time and the FHIR connector "
+                                        "does not read the R5 cancellationDate extension the feed sends",
+}
+
+
+def _month_of(record: dict[str, Any], charges: dict[str, dict[str, Any]]) -> str | None:
+    """The month a fact counts in; a remittance counts in its charge's service month."""
     kind = record["kind"]
+    if kind == "remittance":
+        charge = charges.get(record["charge_source_id"])
+        return charge["service_date"][:7] if charge else None
     value = {"appointment": "start", "slot": "start", "encounter": "start", "charge": "service_date",
-             "remittance": "paid_on", "referral": "received_on"}.get(kind)
+             "referral": "received_on"}.get(kind)
     return str(record[value])[:7] if value and record.get(value) else None
 
 
-# id → (name, unit, higher_is_better, figure, numerator, denominator, source kinds)
+def _mark_new_patients(records: Records) -> None:
+    """A visit is new when the patient had no visit in the same service line in the 3 years before."""
+    latest: dict[tuple[str, str | None], tuple[dt.date, bool]] = {}  # last visit day, and was it new
+    for a in sorted(_visits(records), key=lambda a: a["start"]):
+        key = (a["patient_source_id"], a.get("service_line"))
+        day = dt.date.fromisoformat(a["start"][:10])
+        before = latest.get(key)
+        if before is not None and before[0] == day:  # a second visit the same day: as new as the first
+            new = before[1]
+        else:
+            new = before is None or (day - before[0]).days > 3 * 365
+        a["_new_in_line"] = new
+        latest[key] = (day, new)
+
+
+# id (as in the report catalog) → (name, unit, higher_is_better, figure, numerator, denominator, source kinds)
 KPIS: dict[str, tuple[str, str, bool, Callable[[Records], Any], str, str, tuple[str, ...]]] = {
     "visit_volume": ("Visit volume", "count", True, visit_volume, "fulfilled appointments", "", ("appointment",)),
-    "scheduled_appointments": ("Scheduled appointments", "count", True, scheduled_appointments,
-                               "appointments starting in the month", "", ("appointment",)),
-    "no_show_rate": ("No-show rate", "ratio", False, no_show_rate, "no-shows", "fulfilled + no-shows",
+    "new_patient_share": ("New-patient share", "ratio", True, new_patient_share, "new-patient visits", "visits",
+                          ("appointment",)),
+    "no_show_rate": ("No-show rate", "ratio", False, no_show_rate, "no-shows", "scheduled appointments",
                      ("appointment",)),
     "cancellation_rate": ("Cancellation rate", "ratio", False, cancellation_rate, "cancelled appointments",
-                          "all appointments", ("appointment",)),
+                          "scheduled appointments", ("appointment",)),
     "late_cancellation_rate": ("Late cancellation rate", "ratio", False, late_cancellation_rate,
-                               "cancellations under 24 h before the start", "all appointments", ("appointment",)),
-    "new_patient_rate": ("New patient share", "ratio", True, new_patient_rate, "fulfilled new-patient visits",
-                         "fulfilled visits", ("appointment",)),
-    "utilization": ("Schedule utilization", "ratio", True, utilization, "booked slot minutes",
-                    "published slot minutes", ("slot",)),
-    "booking_lead_time_days": ("Booking lead time", "days", False, booking_lead_time_days,
-                               "days from booking to start, summed", "appointments", ("appointment",)),
-    "gross_charges": ("Gross charges", "usd", True, gross_charges, "charge amounts by service month", "",
-                      ("charge",)),
-    "payments": ("Payments", "usd", True, payments, "paid amounts by payment month", "", ("remittance",)),
-    "denial_rate": ("Denial rate", "ratio", False, denial_rate, "denied remittance lines", "remittance lines",
-                    ("remittance",)),
+                               "cancellations under 24 h before the start", "scheduled appointments",
+                               ("appointment",)),
+    "schedule_utilization": ("Schedule utilization", "ratio", True, schedule_utilization, "booked minutes",
+                             "available slot minutes", ("appointment", "slot")),
+    "lead_time_days": ("Lead time (median)", "days", False, lead_time_days, "days from booking to start", "",
+                       ("appointment",)),
     "referrals_received": ("Referrals received", "count", True, referrals_received, "referrals received", "",
                            ("referral",)),
+    "gross_charges": ("Gross charges", "usd", True, gross_charges, "charge amounts by service month", "",
+                      ("charge",)),
+    "payments": ("Payments", "usd", True, payments, "payments by the charge's service month", "",
+                 ("remittance", "charge")),
+    "adjustments": ("Adjustments", "usd", False, adjustments, "adjustments by the charge's service month", "",
+                    ("remittance", "charge")),
+    "denial_rate": ("Denial rate", "ratio", False, denial_rate, "denied remittance lines", "remittance lines",
+                    ("remittance", "charge")),
+    "charge_lag_days": ("Charge lag", "days", False, charge_lag_days, "days from service to posting", "charges",
+                        ("charge",)),
+    **{f"payer_mix_{fc}": (f"Payer mix: {fc.replace('_', ' ')}", "ratio", True, _payer_mix(fc),
+                           f"gross charges with financial class {fc}", "gross charges", ("charge",))
+       for fc in ("commercial", "medicare", "medicaid", "self_pay", "other")},
 }
 
 
@@ -135,8 +195,10 @@ def by_site_month(truth: Truth, kpis: tuple[str, ...] | None = None) -> dict[tup
     months = truth.months()
     groups: dict[tuple[str, str], Records] = defaultdict(list)
     for site, records in truth.records.items():
+        _mark_new_patients(records)
+        charges = {c["source_id"]: c for c in _kind(records, "charge")}
         for record in records:
-            month = _month_of(record)
+            month = _month_of(record, charges)
             if month in months:
                 groups[(site, month)].append(record)
     chosen = kpis or tuple(KPIS)
@@ -148,8 +210,10 @@ def total_by_month(truth: Truth) -> dict[str, dict[str, Any]]:
     months = set(truth.months())
     groups: dict[str, Records] = defaultdict(list)
     for records in truth.records.values():
+        _mark_new_patients(records)
+        charges = {c["source_id"]: c for c in _kind(records, "charge")}
         for record in records:
-            month = _month_of(record)
+            month = _month_of(record, charges)
             if month in months:
                 groups[month].append(record)
     return {month: {k: spec[3](recs) for k, spec in KPIS.items()} for month, recs in groups.items()}

@@ -187,9 +187,10 @@ class _Hl7Writer:
                                          for a in remit["adjustments"]]]:
                 n += 1
                 ft1 = _fields({1: str(n), 2: remit["source_id"] if kind == "PY" else f"{remit['source_id']}-{code}",
-                               3: charge["source_id"], 4: paid_on.replace("-", ""), 5: paid_on.replace("-", ""),
+                               3: remit["claim_id"], 4: paid_on.replace("-", ""), 5: paid_on.replace("-", ""),
                                6: kind, 7: f"{code}^^L", 10: "1", 11: f"{-Decimal(amount)}&USD",
-                               13: remit["payer_name"], 25: f"{charge['procedure_code']}^^CPT"})
+                               13: remit["payer_name"], 23: charge["source_id"],
+                               25: f"{charge['procedure_code']}^^CPT"})
                 segments.append(_segment("FT1", *ft1))
         segments.append(self.in1(mrn))
         return when, "\r".join(segments)
@@ -240,6 +241,8 @@ def _coding(system: str, code: str, display: str | None = None) -> dict[str, Any
 
 
 CPT = "http://www.ama-assn.org/go/cpt"
+ADJUDICATION = "http://terminology.hl7.org/CodeSystem/adjudication"
+CARC = "https://x12.org/codes/claim-adjustment-reason-codes"
 LOCAL = "urn:demo:carmel-aesthetics:codes"
 
 
@@ -347,6 +350,7 @@ def _fhir_claims(records: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str,
             "type": _coding("http://terminology.hl7.org/CodeSystem/claim-type", "professional"), "use": "claim",
             "patient": _ref("Patient", first["patient_source_id"]), "created": first["posted_on"],
             "provider": _ref("Practitioner", first["provider_source_id"]),
+            "insurer": {"display": first["payer_name"]},
             "priority": _coding("http://terminology.hl7.org/CodeSystem/processpriority", "normal"),
             "insurance": [{"sequence": 1, "focal": True,
                            "coverage": _ref("Coverage", f"{first['patient_source_id']}-1")}],
@@ -363,7 +367,8 @@ def _fhir_claims(records: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str,
             "total": {"value": float(total), "currency": "USD"}}
         sequence = {c["source_id"]: n for n, c in enumerate(items, start=1)}
         for remit in remits.get(claim_id, []):
-            submitted = next(Decimal(c["amount"]) for c in items if c["source_id"] == remit["charge_source_id"])
+            charged = next(c for c in items if c["source_id"] == remit["charge_source_id"])
+            submitted = Decimal(charged["amount"])
             yield remit["paid_on"], {
                 "resourceType": "ExplanationOfBenefit", "id": remit["source_id"], "status": "active",
                 "type": _coding("http://terminology.hl7.org/CodeSystem/claim-type", "professional"),
@@ -372,22 +377,31 @@ def _fhir_claims(records: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str,
                                                                              first["provider_source_id"]),
                 "claim": _ref("Claim", claim_id), "outcome": "complete",
                 "insurance": [{"focal": True, "coverage": _ref("Coverage", f"{first['patient_source_id']}-1")}],
-                "item": [{"sequence": sequence[remit["charge_source_id"]], "adjudication": [
-                    {"category": _coding("http://terminology.hl7.org/CodeSystem/adjudication", "submitted"),
-                     "amount": {"value": float(submitted), "currency": "USD"}},
-                    {"category": _coding("http://terminology.hl7.org/CodeSystem/adjudication", "benefit"),
-                     "amount": {"value": float(Decimal(remit["paid_amount"])), "currency": "USD"}},
-                    *[{"category": _coding("http://terminology.hl7.org/CodeSystem/adjudication", "deductible"
-                                           if a["group"] == "PR" else "eligible"),
-                       "reason": _coding("https://x12.org/codes/claim-adjustment-reason-codes",
-                                         f"{a['group']}-{a['reason']}"),
-                       "amount": {"value": float(Decimal(a["amount"])), "currency": "USD"}}
-                      for a in remit["adjustments"]]]}],
-                **({"extension": [{"url": "urn:demo:eob-denied", "valueBoolean": True}]} if remit["denied"] else {}),
+                "item": [{"sequence": sequence[remit["charge_source_id"]],
+                          "productOrService": _coding(CPT, charged["procedure_code"]),
+                          "adjudication": _adjudication(submitted, remit)}],
                 "payment": {"date": remit["paid_on"], "amount": {"value": float(Decimal(remit["paid_amount"])),
                                                                  "currency": "USD"}},
                 "total": [{"category": _coding("http://terminology.hl7.org/CodeSystem/adjudication", "submitted"),
                            "amount": {"value": float(submitted), "currency": "USD"}}]}
+
+
+def _adjudication(submitted: Decimal, remit: dict[str, Any]) -> list[dict[str, Any]]:
+    """R4 adjudication lines: submitted, then eligible (allowed) and benefit (paid), or the denial and its CARC."""
+    def line(category: str, amount: Decimal | str, reason: str | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {"category": _coding(ADJUDICATION, category),
+                               "amount": {"value": float(Decimal(amount)), "currency": "USD"}}
+        if reason:
+            out["reason"] = _coding(CARC, reason)
+        return out
+
+    lines = [line("submitted", submitted)]
+    if remit["denied"]:
+        lines += [line("denied", a["amount"], a["reason"]) for a in remit["adjustments"]]
+        lines.append(line("benefit", "0"))
+    else:
+        lines += [line("eligible", remit["paid_amount"]), line("benefit", remit["paid_amount"])]
+    return lines
 
 
 def _fhir_files(truth: Truth, spec: PracticeSpec) -> Iterator[FeedFile]:

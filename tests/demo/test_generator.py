@@ -66,8 +66,8 @@ def test_sites_differ_and_seasons_show(truth) -> None:  # type: ignore[no-untype
 
     assert mean("fishers-pt", "no_show_rate") > 1.8 * mean("carmel-aesthetics", "no_show_rate")
     assert mean("carmel-aesthetics", "cancellation_rate") > mean("lakeshore-derm", "cancellation_rate")
-    assert mean("carmel-aesthetics", "utilization") > 0.4
-    assert all(figures[("lakeshore-derm", m)]["utilization"] is None for m in year)  # no schedule in that feed
+    assert mean("carmel-aesthetics", "schedule_utilization") > 0.4
+    assert all(figures[("lakeshore-derm", m)]["schedule_utilization"] is None for m in year)  # no schedule in that feed
     # physical therapy: the January rush (new deductibles) against the December lull
     assert figures[("fishers-pt", "2026-01")]["visit_volume"] > 1.2 * figures[("fishers-pt", "2025-12")]["visit_volume"]
     # cosmetic: the holiday peak
