@@ -17,15 +17,16 @@ def register(cli: click.Group) -> None:
 @click.option("--seed", type=int, default=7, show_default=True, help="Same seed, same MSO.")
 @click.option("--months", type=click.IntRange(2, 36), default=13, show_default=True,
               help="Months of history.")
-@click.option("--scale", type=click.FloatRange(0.05, 4.0), default=0.5, show_default=True,
+@click.option("--scale", type=click.FloatRange(0.05, 4.0), default=0.35, show_default=True,
               help="Visit volume relative to the practices' full schedules.")
 @click.pass_context
 def demo(ctx: click.Context, out_dir: str, seed: int, months: int, scale: float) -> None:
     """Build a demo MSO (several practices, each on its own feed) and write its dashboard and XLSX."""
+    from hub.cli import State
     from hub.demo.build import build_demo
 
-    state = ctx.find_object(object)  # the hub State: its plugins are already loaded
-    plugins = getattr(state, "plugins", None)
+    state = ctx.find_object(State)
+    plugins = state.plugins if state is not None else None
     out = Path(out_dir)
     result = build_demo(out, seed=seed, months=months, scale=scale, plugins=plugins, say=click.echo)
     for note in result.notes:
