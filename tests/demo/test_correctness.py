@@ -6,23 +6,20 @@ site and month, and compared with the engine's figures.
 
 from __future__ import annotations
 
-import datetime as dt
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from hub.demo.build import DemoResult, build_demo
+from hub.demo.build import DemoResult
 from hub.demo.expected import FEED_GAPS, KPIS, by_site_month
 
-END = dt.date(2026, 7, 1)
 COMPARED = tuple(KPIS)
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoResult:
-    out = tmp_path_factory.mktemp("demo")
-    return build_demo(out, seed=11, months=4, scale=0.12, end=END)
+@pytest.fixture
+def demo(small_demo: DemoResult) -> DemoResult:
+    return small_demo
 
 
 def test_every_feed_file_is_accepted(demo: DemoResult) -> None:

@@ -261,7 +261,20 @@
     renderTable();
   }
 
-  function show(report) {
+  // KPIs without a single figure in the report (say, costs nobody imported) get no tile, chart or column
+  function withFigures(report) {
+    var seen = {};
+    ["rows", "total", "site_median"].forEach(function (part) {
+      (report[part] || []).forEach(function (row) {
+        Object.keys(row.values || {}).forEach(function (k) { if (num(row.values[k]) !== null) { seen[k] = true; } });
+      });
+    });
+    var shown = (report.definitions || []).filter(function (d) { return seen[d.id]; });
+    return Object.assign({}, report, { definitions: shown });
+  }
+
+  function show(fetched) {
+    var report = withFigures(fetched);
     state.report = report;
     indexReport(report);
     $("login").hidden = true;
