@@ -24,7 +24,26 @@ if __name__ == "__main__":  # python -m hub.cli: area modules that import hub.cl
 
 
 class HubGroup(click.Group):
-    """Turns the hub's own errors into one clear line and a non-zero exit."""
+    """Turns the hub's own errors into one clear line and a non-zero exit; adds the plugins'
+    commands the first time a command is looked up (not at import time)."""
+
+    _plugin_commands_added = False
+
+    def _add_plugin_commands(self) -> None:
+        if not self._plugin_commands_added:
+            self._plugin_commands_added = True
+            _add_plugin_commands(self)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        found = super().get_command(ctx, cmd_name)
+        if found is None and not self._plugin_commands_added:
+            self._add_plugin_commands()
+            found = super().get_command(ctx, cmd_name)
+        return found
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._add_plugin_commands()
+        return super().list_commands(ctx)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -89,7 +108,6 @@ def _build_cli() -> click.Group:
     for module in ("hub.demo.cli", "hub.reports.cli", "hub.api.cli", "hub.mapping.cli", "hub.onboarding.cli",
                    "hub.security.cli", "hub.mllp.cli"):
         _add_optional(cli, module)
-    _add_plugin_commands(cli)
     return cli
 
 
@@ -423,19 +441,11 @@ cli = _build_cli()
 
 
 def main() -> None:
-    from hub.plugins import load_plugins
-
     if os.environ.get("HUB_LOG_LEVEL"):
         from hub.logging import configure_logging
 
         configure_logging()
-    try:
-        plugins = load_plugins()
-    except HubError as exc:
-        click.echo(f"hub: error: {exc}", err=True)
-        sys.exit(1)
-    plugins.hook.hub_cli_commands(cli=cli)  # connector plugins add their commands (hub fhir pull, ...)
-    cli(prog_name="hub", obj=State(plugins))
+    cli(prog_name="hub")
 
 
 if __name__ == "__main__":

@@ -32,7 +32,9 @@ def test_every_cli_command_is_documented():
     documented = (ROOT / "docs" / "cli.md").read_text()
 
     def walk(group, prefix):
-        for name, command in group.commands.items():
+        ctx = click.Context(group)
+        for name in group.list_commands(ctx):  # list_commands adds the plugins' commands too
+            command = group.get_command(ctx, name)
             path = f"{prefix} {name}"
             if isinstance(command, click.Group):
                 yield from walk(command, path)

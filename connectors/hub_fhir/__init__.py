@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+import orjson
 from marshmallow import Schema, fields
 
 from hub import hookimpl
@@ -42,7 +43,9 @@ SUPPORTED = frozenset(MAPPERS)
 class FhirConfigSchema(Schema):
     """The ``connectors: {fhir: ...}`` section of a practice mapping."""
 
-    validate = fields.Boolean(load_default=True, metadata={"doc": "validate each resource against the R4 models"})
+    # data_key: a field named "validate" would hide Schema.validate()
+    validate_resources = fields.Boolean(data_key="validate", load_default=True,
+                                        metadata={"doc": "validate each resource against the R4 models"})
     timezone = fields.String(metadata={"doc": "IANA zone for date-times sent without an offset"})
     base_url = fields.String(metadata={"doc": "the practice's FHIR server, for hub fhir pull"})
     token = fields.String(metadata={"secret": True, "doc": "bearer token (or HUB_FHIR_TOKEN)"})
@@ -107,8 +110,6 @@ class FhirConnector(Connector):
         return merge(records)
 
     def acknowledge(self, envelope: Envelope, outcome_: Outcome) -> bytes | None:
-        import orjson
-
         return orjson.dumps(outcome.operation_outcome(outcome_, outcome.unsupported_notes(envelope, SUPPORTED)))
 
     def answer(self, results: Sequence[tuple[Envelope, Outcome]]) -> tuple[bytes, str] | None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -162,8 +162,7 @@ def items_of(doc: dict[str, Any]) -> Payload:
     return payload
 
 
-@dataclass(frozen=True)
-class Target:
+class Target(NamedTuple):
     """What a reference points at: a resource type (when known), its source id, the resource if present."""
 
     type: str | None
@@ -205,17 +204,19 @@ class References:
         if isinstance(text, str) and text:
             if text.startswith("#"):
                 return self._contained(text[1:], container, container_id, declared)
-            key = text.split("/_history/")[0]
-            item = self.by_key.get(key)
+            item = self.by_key.get(text)  # the common case: a key as the payload spells it
+            key = text if item is not None or "/_history/" not in text else text.split("/_history/")[0]
+            found = None
             if item is None:
+                item = self.by_key.get(key)
+            if item is None and not key.startswith("urn:"):
                 found = _TYPE_ID.search(key)
-                if found:
+                if found and found.end() - found.start() != len(key):  # absolute: try its Type/id
                     item = self.by_key.get(f"{found.group(1)}/{found.group(2)}")
             if item is not None:
                 return Target(item.type, item.source_id or key, item.resource, item.full_url)
             if key.startswith("urn:uuid:"):
                 return Target(declared, key[9:])
-            found = _TYPE_ID.search(key)
             if found:
                 return Target(found.group(1), found.group(2))
             # an absolute URL of another shape: its last segment is the id the source system uses

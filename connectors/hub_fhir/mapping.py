@@ -46,6 +46,7 @@ FINANCIAL_CLASS_BY_CODE = {"pay": "self_pay", "SELFPAY": "self_pay", "1": "medic
                            "5": "commercial", "6": "commercial", "81": "self_pay", "MCPOL": "commercial",
                            "HMO": "commercial", "PPO": "commercial", "POS": "commercial"}
 REFERRAL_CATEGORY_CODES = {"3457005", "306206005", "referral"}  # SNOMED patient referral, referral to service
+PERSON_TYPES = ("Patient", "RelatedPerson")
 ENCOUNTER_STATUS = {"triaged": "arrived", "onleave": "in-progress"}
 
 
@@ -55,8 +56,11 @@ class MapContext:
     item: Item
     timezone: ZoneInfo | None = None
 
+    def __post_init__(self) -> None:
+        self.source_id = self.item.source_id
+
     def resolve(self, ref: Any) -> Target | None:
-        return self.refs.resolve(ref, self.item.resource, self.item.source_id)
+        return self.refs.resolve(ref, self.item.resource, self.source_id)
 
     def ref_id(self, ref: Any, *types: str) -> str | None:
         target = self.resolve(ref)
@@ -90,6 +94,8 @@ class MapContext:
 
     def payer_name(self, ref: Any) -> str | None:
         target = self.resolve(ref)
+        if target is not None and target.type in PERSON_TYPES:
+            return None  # a person paying: their name or id is patient data, not a payer
         if target is not None and target.resource is not None and isinstance(target.resource.get("name"), str):
             return target.resource["name"]  # type: ignore[no-any-return]
         display = ref.get("display") if isinstance(ref, dict) else None
@@ -180,7 +186,7 @@ def minutes_between(start: Any, end: Any) -> int | None:
 
 
 def require_id(ctx: MapContext) -> str:
-    sid = ctx.item.source_id
+    sid = ctx.source_id
     if not sid:
         raise ValidationError(f"{ctx.item.type} has neither an id nor a fullUrl to take its source id from",
                               location=f"{ctx.item.path}.id")
@@ -294,6 +300,9 @@ def coverage(res: dict[str, Any], ctx: MapContext) -> Iterator[Record]:
             member_id = ident["value"]
     kind_codes = codes(res.get("type"))
     financial = next((FINANCIAL_CLASS_BY_CODE[c] for c in sorted(kind_codes) if c in FINANCIAL_CLASS_BY_CODE), None)
+    payor = ctx.resolve(first(res.get("payor")))
+    if financial is None and payor is not None and payor.type in PERSON_TYPES:
+        financial = "self_pay"  # the patient or a relative pays
     order = res.get("order")
     yield {"kind": "coverage", "source_id": require_id(ctx),
            "patient_source_id": ctx.ref_id(res.get("beneficiary"), "Patient"),

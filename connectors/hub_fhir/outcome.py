@@ -17,7 +17,8 @@ import orjson
 from hub.connector import Envelope, Outcome
 
 MEDIA_TYPE = "application/fhir+json"
-_PATH = re.compile(r"((?:Bundle\.entry\[\d+\](?:\.resource)?|[A-Z][A-Za-z]+)(?:\.[A-Za-z]+(?:\[\d+\])?)+)")
+# the element path in a stored reason "<file>, <path>: <message>" (a file name is followed by ", ")
+_PATH = re.compile(r"((?:Bundle\.entry\[\d+\](?:\.resource)?|[A-Z][A-Za-z]+)(?:\.[A-Za-z]+(?:\[\d+\])?)+)(?=: )")
 
 
 def status_of(outcome: Outcome) -> str:

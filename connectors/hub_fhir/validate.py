@@ -56,7 +56,8 @@ def validate_resource(resource: dict[str, Any], path: str) -> None:
         where = f"{path}.{element}" if element else path
         more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
         # pydantic's message names the rule broken, not the value (which may be patient data)
-        raise ValidationError(f"{rtype} is not valid FHIR R4: {element or rtype}: {first.get('msg')}{more}",
+        rule = str(first.get("msg"))[:160]
+        raise ValidationError(f"{rtype} is not valid FHIR R4: {element or rtype}: {rule}{more}",
                               location=where) from None
     except (TypeError, ValueError) as exc:  # a model-level check outside pydantic's own errors
         raise ValidationError(f"{rtype} is not valid FHIR R4 ({type(exc).__name__})", location=path) from None

@@ -108,3 +108,14 @@ def test_found_by_media_type_and_content(hub) -> None:  # type: ignore[no-untype
     assert remits["eob-1-1"]["adjustments"] == [{"group": "PR", "reason": "3", "amount": "30.00"},
                                                 {"group": "CO", "reason": "45", "amount": "40.00"}]
     assert remits["eob-1-2"]["denied"] is True and remits["cr-err"]["denied"] is True
+
+
+def test_an_unreadable_payload_is_kept_and_refused(hub) -> None:  # type: ignore[no-untyped-def]
+    data = b'{"resourceType": "Bundle", "type": "batch-response", "entry": []}'
+    receipts = receive(hub, "north", data, connector="fhir", origin="response.json")
+    assert [r.status for r in receipts] == ["error"] and receipts[0].outcome.rejected
+    issue = answer_of(hub, receipts)["issue"][0]
+    assert issue["code"] == "structure" and issue["expression"] == ["Bundle.type"]
+    with hub.engine.connect() as conn:
+        [stored] = list_messages(conn, practice="north")
+    assert stored["status"] == "error" and "batch-response" in stored["error"]

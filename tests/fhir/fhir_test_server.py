@@ -1,0 +1,146 @@
+"""A small FHIR server on a loopback port for the pull tests: paged searchsets built from the corpus.
+
+It honours ``_count``, ``_lastUpdated=ge|gt``, pages by ``Bundle.link`` ``next``, asks for a
+bearer token, offers a SMART backend-services token endpoint (``/token``) that checks the
+client's signed assertion, and can be told to fail (``faults``) to exercise retries.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from hub_fhir.bundle import load
+from hub_fhir.pull import PULL_TYPES
+from hub_fhir.validate import validate_resource
+
+START = dt.datetime(2025, 1, 1, 8, 0, tzinfo=dt.UTC)
+
+
+def corpus_resources(folder: Path) -> list[dict[str, Any]]:
+    """Every valid resource of a pulled type in the corpus, once, stamped with a lastUpdated a minute apart."""
+    seen: dict[tuple[str, str], dict[str, Any]] = {}
+    for path in sorted(folder.glob("*.json")):
+        doc = load(path.read_bytes())
+        found = [e.get("resource") for e in doc.get("entry") or ()] if doc["resourceType"] == "Bundle" else [doc]
+        for res in found:
+            if not isinstance(res, dict) or res.get("resourceType") not in PULL_TYPES or not res.get("id"):
+                continue
+            try:
+                validate_resource(res, res["resourceType"])
+            except Exception:
+                continue
+            seen.setdefault((res["resourceType"], res["id"]), res)
+    out = []
+    for n, res in enumerate(seen.values()):
+        stamped = dict(res)
+        stamped["meta"] = {**(res.get("meta") or {}), "lastUpdated": (START + dt.timedelta(minutes=n)).isoformat()}
+        out.append(stamped)
+    return out
+
+
+class FhirTestServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, resources: list[dict[str, Any]]) -> None:
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.resources = resources
+        self.tokens = {"test-token"}
+        self.faults: dict[str, list[int]] = {}  # "Type" or "Type#page" → statuses to answer first
+        self.requests: list[str] = []
+        self.public_key: Any = None
+        self.client_id = "hub-test-client"
+        self.lock = threading.Lock()
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/fhir"
+
+    def add(self, resource: dict[str, Any]) -> None:
+        with self.lock:
+            self.resources.append(resource)
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: FhirTestServer
+
+    def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
+        pass
+
+    def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/fhir+json")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self) -> None:
+        import jwt
+
+        if not self.path.startswith("/token"):
+            return self._send(404, {})
+        form = urllib.parse.parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())
+        try:
+            claims = jwt.decode(form["client_assertion"][0], self.server.public_key, algorithms=["RS384", "ES384"],
+                                audience=f"http://127.0.0.1:{self.server.server_address[1]}/token")
+        except Exception:
+            return self._send(401, {"error": "invalid_client"})
+        if claims["iss"] != self.server.client_id or form["grant_type"] != ["client_credentials"]:
+            return self._send(401, {"error": "invalid_client"})
+        token = f"smart-{len(self.server.tokens)}"
+        self.server.tokens.add(token)
+        self._send(200, {"access_token": token, "token_type": "bearer", "expires_in": 300})
+
+    def do_GET(self) -> None:
+        parts = urllib.parse.urlsplit(self.path)
+        self.server.requests.append(self.path)
+        if self.headers.get("Authorization", "").removeprefix("Bearer ") not in self.server.tokens:
+            return self._send(401, {"resourceType": "OperationOutcome", "issue": []})
+        rtype = parts.path.rstrip("/").rsplit("/", 1)[-1]
+        query = urllib.parse.parse_qs(parts.query)
+        page = int(query.get("page", ["1"])[0])
+        for key in (f"{rtype}#{page}", rtype):
+            queue = self.server.faults.get(key)
+            if queue:
+                status = queue.pop(0)
+                return self._send(status, {}, {"Retry-After": "1"} if status == 429 else None)
+        count = int(query.get("_count", ["100"])[0])
+        matches = [r for r in self.server.resources if r["resourceType"] == rtype]
+        for cond in query.get("_lastUpdated", []):
+            op, value = cond[:2], dt.datetime.fromisoformat(cond[2:])
+            value = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+            stamp = lambda r: dt.datetime.fromisoformat(r["meta"]["lastUpdated"])  # noqa: E731
+            matches = [r for r in matches if (stamp(r) >= value if op == "ge" else stamp(r) > value)]
+        matches.sort(key=lambda r: r["meta"]["lastUpdated"])
+        chunk = matches[(page - 1) * count: page * count]
+        links = [{"relation": "self", "url": self.path}]
+        if page * count < len(matches):
+            nxt = {k: v for k, v in query.items()}
+            nxt["page"] = [str(page + 1)]
+            links.append({"relation": "next", "url": f"{self.server.base}/{rtype}?"
+                                                     f"{urllib.parse.urlencode(nxt, doseq=True)}"})
+        self._send(200, {"resourceType": "Bundle", "type": "searchset", "total": len(matches), "link": links,
+                         "entry": [{"fullUrl": f"{self.server.base}/{rtype}/{r['id']}", "resource": r,
+                                    "search": {"mode": "match"}} for r in chunk]})
+
+
+@contextmanager
+def running(resources: list[dict[str, Any]]) -> Iterator[FhirTestServer]:
+    server = FhirTestServer(resources)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()

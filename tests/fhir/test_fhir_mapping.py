@@ -1,0 +1,162 @@
+"""Resource → record mapping and reference resolution, on small synthetic resources."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+from hub_fhir import FhirConnector, validation_enabled
+from hub_fhir.bundle import Item, References
+
+from hub.connector import Context
+from hub.errors import HubError, ValidationError
+
+
+def normalize(doc: dict[str, Any], **config: Any) -> list[dict[str, Any]]:
+    connector = FhirConnector()
+    records = []
+    for envelope in connector.split(orjson.dumps(doc)):
+        records += connector.normalize(envelope, Context(practice="p", config=config, origin="t.json"))
+    return records
+
+
+def bundle(*resources: dict[str, Any], kind: str = "collection", urls: list[str] | None = None) -> dict[str, Any]:
+    entries = []
+    for i, res in enumerate(resources):
+        entry: dict[str, Any] = {"resource": res}
+        if urls and urls[i]:
+            entry["fullUrl"] = urls[i]
+        entries.append(entry)
+    return {"resourceType": "Bundle", "type": kind, "entry": entries}
+
+
+def appointment(*actors: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"resourceType": "Appointment", "id": "a1", "status": "booked", "start": "2025-05-01T09:00:00-04:00",
+            "minutesDuration": 20, "participant": [{"actor": a, "status": "accepted"} for a in actors], **extra}
+
+
+def by_kind(records: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [r for r in records if r["kind"] == kind]
+
+
+def test_every_kind_of_reference_resolves() -> None:
+    patient = {"resourceType": "Patient", "identifier": [{"system": "urn:mrn", "value": "M1"}]}
+    practitioner = {"resourceType": "Practitioner", "id": "dr1",
+                    "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": "1999999984"}]}
+    role = {"resourceType": "PractitionerRole", "id": "role1", "practitioner": {"reference": "Practitioner/dr1"}}
+    location = {"resourceType": "Location", "id": "L1", "name": "Room 1"}
+    appt = appointment({"reference": "urn:uuid:0000-p"},  # urn:uuid full URL in the Bundle
+                       {"reference": "http://ex.org/fhir/PractitionerRole/role1"},  # absolute → role → practitioner
+                       {"reference": "Location/L1"})  # relative
+    enc = {"resourceType": "Encounter", "id": "e1", "status": "finished",
+           "class": {"code": "AMB"}, "subject": {"identifier": {"system": "urn:mrn", "value": "M1"}},  # logical
+           "appointment": [{"reference": "Appointment/a1/_history/3"}]}
+    records = normalize(bundle(patient, practitioner, role, location, appt, enc,
+                               urls=["urn:uuid:0000-p", None, "http://ex.org/fhir/PractitionerRole/role1", None,
+                                     None, None]))
+    [a] = by_kind(records, "appointment")
+    assert (a["patient_source_id"], a["provider_source_id"], a["provider_npi"], a["location_source_id"]) == \
+        ("0000-p", "dr1", "1999999984", "L1")
+    [e] = by_kind(records, "encounter")
+    assert e["patient_source_id"] == "0000-p" and e["appointment_source_id"] == "a1"
+    [provider] = by_kind(records, "provider")  # Practitioner and its role make one provider
+    assert provider["source_id"] == "dr1" and provider["npi"] == "1999999984"
+
+
+def test_contained_resources_resolve_inside_their_container() -> None:
+    appt = appointment({"reference": "#doc"}, {"reference": "Patient/p1"},
+                       contained=[{"resourceType": "Practitioner", "id": "doc",
+                                   "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi",
+                                                   "value": "1111111112"}]}])
+    [a] = normalize(appt)
+    assert a["provider_source_id"] == "a1#doc" and a["provider_npi"] == "1111111112"
+    assert a["patient_source_id"] == "p1"
+
+
+def test_a_reference_that_cannot_be_resolved_keeps_its_source_id() -> None:
+    refs = References.of([])
+    assert refs.resolve({"reference": "Patient/123"}).source_id == "123"
+    assert refs.resolve({"reference": "https://other.org/fhir/Patient/77/_history/2"}).source_id == "77"
+    assert refs.resolve({"reference": "urn:uuid:abc-1", "type": "Patient"}).source_id == "abc-1"
+    assert refs.resolve({"identifier": {"system": "urn:mrn", "value": "M9"}, "type": "Patient"}).source_id == "M9"
+    assert refs.resolve({"display": "a name only"}) is None
+    item = Item({"resourceType": "Patient", "id": "x"}, "Patient")
+    assert References.of([item]).resolve({"reference": "Patient/x"}).resource is item.resource
+
+
+def test_date_times_without_an_offset_take_the_configured_timezone() -> None:
+    enc = {"resourceType": "Encounter", "id": "e1", "status": "finished", "class": {"code": "AMB"},
+           "period": {"start": "2025-01-10T08:30:00", "end": "2025-01-10"}}
+    with pytest.raises(ValidationError, match="period.start"):
+        normalize(enc)  # R4 wants an offset on a dateTime with a time: only trusted backfills get here
+    [without] = normalize(enc, validate=False)
+    assert "start" not in without and "end" not in without  # no offset, no zone: left out, not guessed
+    [with_zone] = normalize(enc, timezone="America/Chicago", validate=False)
+    assert with_zone["start"] == "2025-01-10T08:30:00-06:00"
+    with pytest.raises(ValidationError, match="timezone"):
+        normalize(enc, timezone="Mars/Olympus", validate=False)
+
+
+def test_invalid_resource_names_the_element_path() -> None:
+    bad = appointment({"reference": "Patient/p1"})
+    bad["participant"][0]["status"] = 7
+    with pytest.raises(ValidationError) as caught:
+        normalize(bad)
+    assert caught.value.location == "Appointment.participant[0].status"
+    with pytest.raises(ValidationError) as caught:
+        normalize(bundle({"resourceType": "Location", "id": "L"}, bad))
+    assert caught.value.location == "Bundle.entry[1].resource.participant[0].status"
+    assert "Appointment" in caught.value.message
+
+
+def test_validation_can_be_turned_off_for_trusted_backfills(monkeypatch: pytest.MonkeyPatch) -> None:
+    bad = appointment({"reference": "Patient/p1"})
+    bad["participant"][0]["status"] = 7  # wrong type for FHIR, irrelevant to the mapping
+    assert normalize(bad, validate=False)[0]["patient_source_id"] == "p1"
+    assert validation_enabled({}) and not validation_enabled({"validate": "false"})
+    monkeypatch.setenv("HUB_FHIR_VALIDATE", "0")
+    assert not validation_enabled({})
+
+
+def test_unsupported_types_are_skipped_in_a_bundle_and_refused_alone() -> None:
+    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "x"}}
+    records = normalize(bundle(obs, {"resourceType": "Location", "id": "L", "name": "A"}))
+    assert [r["kind"] for r in records] == ["location"]
+    with pytest.raises(ValidationError, match="unsupported resource type Observation"):
+        normalize(obs)
+    with pytest.raises(HubError, match="not a FHIR R4 resource type"):
+        normalize({"resourceType": "Spaceship", "id": "s"})
+
+
+def test_history_bundle_skips_deletions_and_transaction_refuses_them() -> None:
+    history = {"resourceType": "Bundle", "type": "history", "entry": [
+        {"request": {"method": "DELETE", "url": "Patient/1"}},
+        {"resource": {"resourceType": "Patient", "id": "2"}, "request": {"method": "PUT", "url": "Patient/2"}}]}
+    assert [r["source_id"] for r in normalize(history)] == ["2"]
+    history["type"] = "transaction"
+    with pytest.raises(HubError, match="DELETE entries are not taken in"):
+        normalize(history)
+
+
+def test_coverage_and_remittance_details() -> None:
+    payer = {"resourceType": "Organization", "id": "o1", "name": "Synthetic Mutual"}
+    cov = {"resourceType": "Coverage", "id": "c1", "status": "active", "beneficiary": {"reference": "Patient/p"},
+           "payor": [{"reference": "Organization/o1"}], "order": 2,
+           "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "pay"}]}}
+    cr = {"resourceType": "ClaimResponse", "id": "r1", "status": "active", "type": {"coding": [{"code": "x"}]},
+          "use": "claim", "patient": {"reference": "Patient/p"}, "created": "2025-02-01",
+          "insurer": {"reference": "Organization/o1"}, "outcome": "complete",
+          "request": {"reference": "Claim/k1"},
+          "item": [{"itemSequence": 3, "adjudication": [
+              {"category": {"coding": [{"code": "submitted"}]}, "amount": {"value": 100, "currency": "USD"}},
+              {"category": {"coding": [{"code": "deductible"}]}, "amount": {"value": 25.5, "currency": "USD"}},
+              {"category": {"coding": [{"code": "benefit"}]}, "amount": {"value": 74.5, "currency": "USD"}}]}]}
+    records = normalize(bundle(payer, cov, cr))
+    [coverage] = by_kind(records, "coverage")
+    assert (coverage["payer_name"], coverage["financial_class"], coverage["rank"]) == ("Synthetic Mutual",
+                                                                                       "self_pay", 2)
+    [remit] = by_kind(records, "remittance")
+    assert remit["source_id"] == "r1-3" and remit["charge_source_id"] == "k1-3" and remit["claim_id"] == "k1"
+    assert remit["adjustments"] == [{"group": "PR", "reason": "1", "amount": "25.50"}]
+    assert remit["paid_amount"] == "74.50" and remit["denied"] is False
