@@ -42,8 +42,6 @@ from .values import zone
 __version__ = "1.0.0"
 
 MEDIA_TYPES = ("x-application/hl7-v2+er7", "application/hl7-v2", "application/edi-hl7")
-# a line that starts a message: MSH at the start of the payload or right after a line break
-_MSH_START = re.compile(rb"(?<![^\r\n])MSH")
 _LINE = re.compile(rb"\r\n|\n|\r")
 _BATCH_LINE = re.compile(rb"(?<![^\r\n])(?:FHS|BHS|BTS|FTS)[^\r\n]*[\r\n]*")
 
@@ -58,7 +56,7 @@ class HL7v2Connector(Connector):
     name = "hl7v2"
     version = __version__
     media_types = MEDIA_TYPES
-    file_extensions = (".hl7", ".er7", ".txt")
+    file_extensions = (".hl7", ".er7")
     config_schema = HL7v2Settings
     description = "HL7 v2.3–2.8 ER7: ADT, SIU, DFT (other types: the patient and visit they carry)"
 
@@ -70,7 +68,8 @@ class HL7v2Connector(Connector):
     # -- split ------------------------------------------------------------------
     def split(self, data: bytes, *, origin: str | None = None) -> list[Envelope]:
         body = data[3:] if data.startswith(b"\xef\xbb\xbf") else data
-        starts = [m.start() for m in _MSH_START.finditer(body)]
+        body = body.strip(b" \t\r\n\x0b\x1c")  # MLLP framing bytes left on a payload posted over HTTP
+        starts = _message_starts(body)
         if not starts:
             raise ParseError("no MSH segment: this is not an HL7 v2 message", source=origin, location="MSH")
         before = _BATCH_LINE.sub(b"", body[:starts[0]]).strip()
@@ -123,6 +122,18 @@ class HL7v2Connector(Connector):
         from .structure import structural_findings
 
         return structural_findings(envelope.raw)
+
+
+def _message_starts(body: bytes) -> list[int]:
+    """Offsets of MSH at the start of the payload or right after a line break (a find loop: a regex
+    with a look-behind costs more than the rest of the split)."""
+    starts = []
+    at = body.find(b"MSH")
+    while at >= 0:
+        if at == 0 or body[at - 1] in (13, 10):
+            starts.append(at)
+        at = body.find(b"MSH", at + 3)
+    return starts
 
 
 @hookimpl

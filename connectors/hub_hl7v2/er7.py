@@ -118,11 +118,12 @@ def _charset_of(data: bytes) -> str | None:
 class Message:
     """One HL7 v2 message, split into segments and fields; the rest is split on access."""
 
-    __slots__ = ("segments", "sep", "_index")
+    __slots__ = ("segments", "sep", "_index", "_chars")
 
     def __init__(self, segments: list[list[str]], sep: Separators) -> None:
         self.segments = segments
         self.sep = sep
+        self._chars = (sep.repetition, sep.component, sep.subcomponent, sep.escape)
         self._index: dict[str, list[list[str]]] | None = None
 
     # -- segments -----------------------------------------------------------------
@@ -148,32 +149,32 @@ class Message:
         if seg is None or field >= len(seg):
             return None
         value = seg[field]
-        if not value or (seg[0] == "MSH" and field <= 2):
+        if not value or (field <= 2 and seg[0] == "MSH"):
             return value or None
-        sep = self.sep
-        if sep.repetition in value:
-            reps = value.split(sep.repetition)
+        rs, cs, ss, es = self._chars
+        if rs in value:
+            reps = value.split(rs)
             if rep >= len(reps):
                 return None
             value = reps[rep]
         elif rep:
             return None
-        if sep.component in value:
-            parts = value.split(sep.component)
+        if cs in value:
+            parts = value.split(cs)
             if component > len(parts):
                 return None
             value = parts[component - 1]
         elif component > 1:
             return None
-        if sep.subcomponent in value:
-            parts = value.split(sep.subcomponent)
+        if ss in value:
+            parts = value.split(ss)
             if sub > len(parts):
                 return None
             value = parts[sub - 1]
         elif sub > 1:
             return None
-        if sep.escape in value:
-            value = unescape(value, sep)
+        if es in value:
+            value = unescape(value, self.sep)
         value = value.strip()
         return value if value and value != '""' else None
 

@@ -255,6 +255,8 @@ def map_siu(r: Reader, event: str) -> Iterator[Record]:
         raise ParseError("the appointment has no readable start time (AIS-4, SCH-11.4 or TQ1-7)",
                          location="SCH-11")
     providers = providers_from(r, aip, 3) if aip else []
+    if not providers:
+        providers = _aig_providers(r, msg.all("AIG"))
     providers += providers_from(r, sch, 16) + providers_from(r, sch, 12)  # filler contact, placer contact
     yield from providers
     provider = providers[0] if providers else None
@@ -277,6 +279,19 @@ def map_siu(r: Reader, event: str) -> Iterator[Record]:
         "booked_at": r.event_time if event == "S12" else None,
     }
     yield _compact(appointment)
+
+
+PERSON_RESOURCE_TYPES = frozenset({"P", "PROV", "PROVIDER", "PHYSICIAN", "MD", "DO", "DR", "NP", "PA", "STAFF"})
+
+
+def _aig_providers(r: Reader, aigs: list[list[str]]) -> list[Record]:
+    """AIG resources that are people (AIG-4 resource type) stand in for AIP in some feeds."""
+    found = []
+    for aig in aigs:
+        kind = (r.get(aig, 4, 1) or "").upper()
+        if kind in PERSON_RESOURCE_TYPES and (source_id := r.get(aig, 3, 1)):
+            found.append(_compact({"kind": "provider", "source_id": source_id, "family_name": r.get(aig, 3, 2)}))
+    return found
 
 
 def _duration(r: Reader, sch: list[str], ais: list[str] | None) -> int | None:

@@ -18,6 +18,12 @@ from hub.errors import HubError
 from . import er7
 
 _VALUE_NOT_IN_TABLE = re.compile(r"Value .* not in table (\S+) in element (\S+)$", re.S)
+# trigger → abstract message structure, for messages that leave MSH-9.3 empty (v2.3 feeds mostly)
+STRUCTURES = {"ADT": {"A01": "ADT_A01", "A04": "ADT_A01", "A08": "ADT_A01", "A13": "ADT_A01", "A02": "ADT_A02",
+                      "A03": "ADT_A03", "A05": "ADT_A05", "A14": "ADT_A05", "A28": "ADT_A05", "A31": "ADT_A05",
+                      "A11": "ADT_A09", "A40": "ADT_A39", "A41": "ADT_A39", "A34": "ADT_A30", "A47": "ADT_A30",
+                      "A39": "ADT_A39"},
+              "DFT": {"P03": "DFT_P03", "P11": "DFT_P11"}}
 _SUPPORTED = ("2.1", "2.2", "2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1", "2.8", "2.8.1", "2.8.2")
 
 
@@ -27,13 +33,18 @@ def structural_findings(raw: bytes) -> list[str]:
         message = er7.parse_bytes(raw)
     except HubError as exc:
         return [f"{exc.location or 'MSH'}: {exc.message}"]
-    findings: list[str] = []
+    findings = quirks(raw, message)
     version = message.version
     if version not in _SUPPORTED:
         findings.append(f"MSH-12: version {version or '(empty)'} is not an HL7 v2 version hl7apy knows; "
                         "checked as 2.5.1")
         version = "2.5.1"
-    text = _as_standard_er7(message, version)
+    code, event, structure = message.message_type
+    inserted = not structure
+    if inserted:
+        structure = "SIU_S12" if code == "SIU" else STRUCTURES.get(code, {}).get(event, f"{code}_{event}")
+        findings.append(f"MSH-9.3: message structure is empty (checked as {structure})")
+    text = _as_standard_er7(message, version, structure)
     try:
         from hl7apy.consts import VALIDATION_LEVEL
         from hl7apy.parser import parse_message
@@ -54,23 +65,50 @@ def structural_findings(raw: bytes) -> list[str]:
     finally:
         os.unlink(report)
     for line in lines:
+        if inserted and "MSH_9 (MESSAGE_TYPE)" in line:
+            continue  # the structure component added above, unknown to MSH-9 before v2.3.1
         findings.append(_without_values(line))
     return sorted(set(findings), key=findings.index)
 
 
-def _as_standard_er7(message: er7.Message, version: str) -> str:
-    """The message re-joined with CR and standard separators' positions, version set to one hl7apy knows."""
+def quirks(raw: bytes, message: er7.Message) -> list[str]:
+    """What the tolerant tokenizer forgave in this message: worth knowing when onboarding a feed."""
+    found = []
+    if raw.startswith(b"\xef\xbb\xbf"):
+        found.append("message: starts with a UTF-8 byte-order mark (ignored)")
+    if b"\n" in raw:
+        found.append("segment separator: line feeds instead of carriage returns (accepted)")
+    header = raw.split(b"\r", 1)[0].split(b"\n", 1)[0].decode("latin-1")
+    if header[3:8] != "|^~\\&":
+        found.append(f"MSH-1/MSH-2: non-standard encoding characters {header[3:8]!r} (read as given)")
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        charset = message.get(message.msh, 18) or "(MSH-18 empty)"
+        found.append(f"character set: not UTF-8; read as {charset}")
+    for seg in message.segments:
+        if seg[0].startswith("Z"):
+            found.append(f"{seg[0]}: local Z-segment (not read)")
+    return sorted(set(found), key=found.index)
+
+
+def _as_standard_er7(message: er7.Message, version: str, structure: str) -> str:
+    """The message in standard separators joined by CR, its version one hl7apy knows (hl7apy reads
+    custom encoding characters poorly; a stray standard character in the data only blurs a finding)."""
     sep = message.sep
+    table = str.maketrans({sep.component: "^", sep.repetition: "~", sep.escape: "\\", sep.subcomponent: "&"})
     lines = []
     for seg in message.segments:
+        fields = list(seg)
         if seg[0] == "MSH":
-            fields = list(seg)
             while len(fields) <= 12:
                 fields.append("")
             fields[12] = version
-            lines.append(sep.field.join([fields[0]] + fields[2:]))
+            fields[9] = "^".join([*message.message_type[:2], structure])
+            fields = ["MSH", "^~\\&", *(f.translate(table) for f in fields[3:])]
         else:
-            lines.append(sep.field.join(seg))
+            fields = [f.translate(table) for f in fields]
+        lines.append("|".join(fields))
     return "\r".join(lines)
 
 

@@ -102,38 +102,50 @@ def test_findings_name_places_not_values() -> None:
 
 # ------------------------------------------------------------------ through the real intake
 @pytest.fixture
-def sqlite_runtime(tmp_path: Path):  # type: ignore[no-untyped-def]
-    from hub.runtime import Runtime
+def store(runtime):  # type: ignore[no-untyped-def]
+    """The real runtime on SQLite and on PostgreSQL, with one practice."""
     from hub.store.engine import writer
     from hub.store.practices import add_practice
 
-    runtime = Runtime.create(database_url=f"sqlite:///{tmp_path / 'hub.db'}", dispatcher="inline")
     with writer(runtime.engine).begin() as conn:
         add_practice(conn, "northderm", "North Derm")
     return runtime
 
 
-def test_resent_message_is_acknowledged_again_and_stored_once(sqlite_runtime) -> None:  # type: ignore[no-untyped-def]
+def test_resent_message_is_acknowledged_again_and_stored_once(store) -> None:  # type: ignore[no-untyped-def]
     from hub.pipeline.intake import receive
     from hub.store.messages import counts_by_status
 
     data = (SAMPLES / "siu_s12.hl7").read_bytes()
-    first = receive(sqlite_runtime, "northderm", data, media_type="x-application/hl7-v2+er7")
-    again = receive(sqlite_runtime, "northderm", data.replace(b"\r", b"\r\n"), media_type="x-application/hl7-v2+er7")
+    first = receive(store, "northderm", data, media_type="x-application/hl7-v2+er7")
+    again = receive(store, "northderm", data.replace(b"\r", b"\r\n"), media_type="x-application/hl7-v2+er7")
     assert b"MSA|AA|NDS12-0001" in first[0].ack and b"MSA|AA|NDS12-0001" in again[0].ack
-    resend = receive(sqlite_runtime, "northderm", data, media_type="x-application/hl7-v2+er7")
+    resend = receive(store, "northderm", data, media_type="x-application/hl7-v2+er7")
     assert resend[0].outcome.duplicate and b"MSA|AA|" in resend[0].ack
     other = data.replace(b"FA7701", b"FA7799")  # same control id, different content: not a duplicate
-    reused = receive(sqlite_runtime, "northderm", other, media_type="x-application/hl7-v2+er7")
+    reused = receive(store, "northderm", other, media_type="x-application/hl7-v2+er7")
     assert not reused[0].outcome.duplicate
-    with sqlite_runtime.engine.connect() as conn:
+    with store.engine.connect() as conn:
         counts = counts_by_status(conn, "northderm")
     assert counts.get("processed", 0) == 3  # first, its CRLF copy, the reused control id
 
 
-def test_unreadable_payload_is_kept_and_answered_ar(sqlite_runtime) -> None:  # type: ignore[no-untyped-def]
+def test_unreadable_payload_is_kept_and_answered_ar(store) -> None:  # type: ignore[no-untyped-def]
     from hub.pipeline.intake import receive
 
-    receipts = receive(sqlite_runtime, "northderm", b"MSH|^~\\&|A|B|C|D|2025||ADT^A01||P|2.5\r",
+    receipts = receive(store, "northderm", b"MSH|^~\\&|A|B|C|D|2025||ADT^A01||P|2.5\r",
                        media_type="x-application/hl7-v2+er7")
     assert b"MSA|AR|" in receipts[0].ack and b"MSH-10" in receipts[0].ack
+
+
+def test_findings_report_what_the_tokenizer_forgave() -> None:
+    connector = HL7v2Connector()
+    first, second = connector.split((SAMPLES / "batch_v23_latin1.hl7").read_bytes())
+    findings = connector.findings(first, Context(practice="p1"))
+    assert any(f.startswith("segment separator") for f in findings)
+    assert any(f.startswith("MSH-1/MSH-2") for f in findings)
+    assert any(f.startswith("character set") for f in findings)
+    assert any(f.startswith("ZXT") for f in findings)
+    later = connector.findings(second, Context(practice="p1"))
+    assert any("SCH" in f and "Missing required" in f for f in later)
+    assert not any("Müller" in f or "SF7788" in f for f in findings + later)

@@ -148,3 +148,10 @@ def test_other_message_types_yield_the_patient_or_a_reason(corpus: Path) -> None
     assert by_kind(records, "patient")
     with pytest.raises(HubError, match="MSH-9|not read"):
         records_of(b"MSH|^~\\&|A|B|C|D|2025||MFN^M02|X1|P|2.5\rMFE|A\r")
+
+
+def test_a_person_aig_stands_in_for_a_missing_aip() -> None:
+    records = records_of(b"MSH|^~\\&|A|B|C|D|2025||SIU^S12|X1|P|2.5\rSCH||AP1\rPID|1||P1^^^A^MR\r"
+                         b"AIS|1||NP|20250301090000\rAIG|1||77^Jones|PROV\rAIG|2||ROOM9^Laser|EQ\r")
+    assert by_kind(records, "appointment")[0]["provider_source_id"] == "77"
+    assert [p["source_id"] for p in by_kind(records, "provider")] == ["77"]

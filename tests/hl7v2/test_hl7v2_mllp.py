@@ -251,3 +251,28 @@ def test_sigterm_during_traffic_loses_no_acknowledged_message(tmp_path: Path) ->
     assert acknowledged, "no message was acknowledged before the stop"
     stored = set(running.stored_control_ids())
     assert not [c for c in acknowledged if c not in stored]
+
+
+def test_a_store_failure_is_answered_ae_not_silence(tmp_path: Path) -> None:
+    import sqlite3
+
+    from hub_hl7v2 import HL7v2Connector
+
+    from hub.mllp.server import Frame, MllpServer
+    from hub.runtime import Runtime
+    from hub.store.engine import writer
+    from hub.store.practices import add_practice
+
+    runtime = Runtime.create(database_url=f"sqlite:///{tmp_path / 'hub.db'}", dispatcher="inline")
+    with writer(runtime.engine).begin() as conn:
+        add_practice(conn, "northderm", "North Derm")
+    runtime.engine.dispose()
+    with sqlite3.connect(tmp_path / "hub.db") as db:  # the message store breaks under the listener
+        db.execute("DROP TABLE messages")
+    db.close()
+    server = MllpServer(runtime, HL7v2Connector(), practice="northderm", port=0)
+    try:
+        answer = server.handle(Frame(message("STORE-1")))
+    finally:
+        server._pool.shutdown()
+    assert answer is not None and msa(answer) == "AE" and b"STORE-1" in answer and b"again" in answer
