@@ -41,6 +41,7 @@ RELATED_KEY = {"patient": "patient_source_id", "provider": "provider_source_id",
 TRUE = {"y", "yes", "true", "t", "1", "x"}
 FALSE = {"n", "no", "false", "f", "0"}
 _LINE_SUFFIX = re.compile(r"#line=(\d+)$")
+_HEADER_LABEL = re.compile(r"^[A-Za-z][\w .#/()&%?'-]{0,79}$")
 _FIELD_TYPES = {kind: {f.name: f.type for f in fields} for kind, fields in KINDS.items()}
 
 
@@ -60,6 +61,11 @@ def first_line(origin: str | None) -> int:
     """Line number of a payload's first data row (a backfill chunk's origin ends with #line=N)."""
     found = _LINE_SUFFIX.search(origin or "")
     return int(found.group(1)) if found else 2
+
+
+def file_of(origin: str | None) -> str | None:
+    """The file name of an origin, without a backfill chunk's #line=N."""
+    return _LINE_SUFFIX.sub("", origin) if origin else origin
 
 
 def _row_text(header: list[str], row: list[str], delimiter: str) -> bytes:
@@ -94,17 +100,32 @@ class CsvConnector(Connector):
 
     @classmethod
     def detect(cls, data: bytes) -> bool:
-        return False  # a CSV header says nothing certain: chosen by name, media type or extension
+        """A header row of at least two labels (and no other format's opening). Which export it is,
+        only the practice's column map can say; content that is not plainly CSV needs --connector csv."""
+        head = data[:4096].lstrip(b"\xef\xbb\xbf").lstrip()
+        if not head or head[:1] in (b"{", b"<", b"[") or head[:3] in (b"MSH", b"FHS", b"BHS", b"ISA"):
+            return False
+        line = head.splitlines()[0] if head.splitlines() else b""
+        try:
+            labels = next(csv.reader([line.decode("utf-8", errors="strict")]))
+        except (UnicodeDecodeError, csv.Error, StopIteration):
+            return False
+        return len(labels) >= 2 and all(_HEADER_LABEL.match(label.strip()) for label in labels)
 
     # ------------------------------------------------------------------ split
     def split(self, data: bytes, *, origin: str | None = None) -> list[Envelope]:
-        return list(self.iter_envelopes(decode(data), origin=origin))
+        envelopes = list(self.iter_envelopes(decode(data), origin=origin))
+        if not envelopes:
+            # an empty export is refused with its reason rather than taken in as nothing at all
+            raise ParseError("the CSV has no data rows (a header row and at least one row are needed)",
+                             source=file_of(origin))
+        return envelopes
 
     def iter_envelopes(self, text: str, *, origin: str | None = None, delimiter: str = ","
                        ) -> Iterator[Envelope]:
         offset = first_line(origin) - 2
         header: list[str] | None = None
-        for line, row in iter_rows(text, delimiter, source=origin):
+        for line, row in iter_rows(text, delimiter, source=file_of(origin)):
             if header is None:
                 header = row
                 continue
@@ -164,23 +185,24 @@ class CsvConnector(Connector):
     # ------------------------------------------------------------------ parse
     def parse(self, envelope: Envelope, context: Context) -> Any:
         config = context.config
+        origin = file_of(context.origin)
         exports = config.get("exports") if config else None
         if not exports:
             raise ConfigError("the csv connector needs the column map: connectors.csv.exports in the "
-                              "practice's mapping file (see docs/mappings.md)", source=context.origin)
+                              "practice's mapping file (see docs/mappings.md)", source=origin)
         delimiter = config.get("delimiter", ",")
         line = envelope.meta.get("line") or _line_of(envelope.control_id)
-        rows = list(iter_rows(decode(envelope.raw, config.get("encoding")), delimiter, source=context.origin))
+        rows = list(iter_rows(decode(envelope.raw, config.get("encoding")), delimiter, source=origin))
         if len(rows) < 2:
-            raise ParseError("a CSV row message holds the header row and one data row", source=context.origin,
+            raise ParseError("a CSV row message holds the header row and one data row", source=origin,
                              location=f"line {line}" if line else None)
         header = [h.strip() for h in rows[0][1]]
         row = rows[1][1]
         where = f"line {line}" if line else "data row"
         if len(row) != len(header):
-            raise ParseError(f"{len(row)} fields where the header has {len(header)}", source=context.origin,
+            raise ParseError(f"{len(row)} fields where the header has {len(header)}", source=origin,
                              location=where)
-        export = choose_export(exports, header, source=context.origin)
+        export = choose_export(exports, header, source=origin)
         return {"export": export, "row": dict(zip(header, row, strict=True)), "where": where}
 
     def to_canonical(self, parsed: Any, context: Context) -> Iterable[dict[str, Any]]:
@@ -243,10 +265,10 @@ class RowReader:
             self.zone = zoneinfo.ZoneInfo(zone) if zone else None
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             raise ConfigError(f"connectors.csv.timezone {zone!r} is not an IANA time zone",
-                              source=context.origin) from None
+                              source=file_of(context.origin)) from None
         self.values = {field: {str(k): v for k, v in table.items()}
                        for field, table in (export.get("values") or {}).items()}
-        self.origin = context.origin
+        self.origin = file_of(context.origin)
 
     def records(self, row: dict[str, str], where: str) -> list[dict[str, Any]]:
         by_kind: dict[str, dict[str, Any]] = {self.kind: {"kind": self.kind}}

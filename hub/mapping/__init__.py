@@ -36,11 +36,13 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from hub.errors import MappingError
 from hub.mapping.schema import SHORTHAND, check_text
-from hub.mapping.vocabulary import Vocabulary, load_vocabulary
+from hub.mapping.vocabulary import Vocabulary, load_vocabulary, vocabulary_folder
 from hub.model.kinds import KINDS
 
 # code map → kind → (field holding the source code, {target key in the map: record field})
@@ -170,7 +172,17 @@ def load_mapping(text: str | None, *, source: str = "mapping", vocabulary: Vocab
     """Parse and check a mapping file; a ``MappingError`` names the line and key of the first problem."""
     if not text:
         return EMPTY
-    vocabulary = vocabulary if vocabulary is not None else load_vocabulary()
+    if vocabulary is None:  # the usual case: processing loads the same stored mapping batch after batch
+        return _load_cached(text, source, str(vocabulary_folder()))
+    return _load(text, source, vocabulary)
+
+
+@lru_cache(maxsize=64)
+def _load_cached(text: str, source: str, folder: str) -> Mapping:
+    return _load(text, source, load_vocabulary(Path(folder)))
+
+
+def _load(text: str, source: str, vocabulary: Vocabulary) -> Mapping:
     data, problems = check_text(text, vocabulary)
     if problems:
         more = f" (and {len(problems) - 1} more problem(s): hub mapping validate)" if len(problems) > 1 else ""

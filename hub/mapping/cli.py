@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from hub.errors import MappingError
+
 
 @click.group("mapping")
 def mapping_group() -> None:
@@ -67,6 +69,43 @@ def unmapped(ctx: click.Context, practice: str, fmt: str) -> None:
                    f"{', '.join(r['kinds'])}")
     click.echo(f"after fixing the mapping: hub practice mapping {practice} FILE && "
                f"hub messages reprocess --practice {practice}")
+
+
+@mapping_group.command("update")
+@click.argument("slug")
+@click.argument("mapping_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--reprocess", is_flag=True, help="Then replay the practice's messages through the new mapping.")
+@click.pass_context
+def update(ctx: click.Context, slug: str, mapping_file: str, reprocess: bool) -> None:
+    """Replace a practice's stored mapping with a newer version; show what changed."""
+    from hub.mapping import load_mapping
+    from hub.mapping.diff import describe_changes
+    from hub.store.engine import writer
+    from hub.store.practices import get_practice, set_mapping
+
+    text = Path(mapping_file).read_text(encoding="utf-8")
+    new = load_mapping(text, source=mapping_file)
+    runtime = ctx.obj.runtime
+    with writer(runtime.engine).begin() as conn:
+        stored = get_practice(conn, slug)["mapping"]
+        old = load_mapping(stored, source=f"stored mapping of {slug}") if stored else None
+        changes = describe_changes(old, new)
+        if old is not None and stored != text and new.version <= old.version:
+            raise MappingError(f"the mapping changed but its version did not rise (stored: {old.version}): "
+                               "raise version", source=mapping_file, location="version")
+        set_mapping(conn, slug, text)
+    was = f"version {old.version} → " if old is not None else ""
+    click.echo(f"mapping of {slug} updated ({was}version {new.version})")
+    for line in changes:
+        click.echo(f"  {line}")
+    if reprocess:
+        from hub.pipeline.replay import reprocess as replay
+
+        count = replay(runtime, practice=slug)
+        click.echo(f"reprocessing {count['submitted']} message(s): processed {count['processed']}, "
+                   f"error {count['error']}" + (" (queued)" if count["queued"] else ""))
+    else:
+        click.echo(f"stored records keep their mapped values until: hub messages reprocess --practice {slug}")
 
 
 @mapping_group.command("names")

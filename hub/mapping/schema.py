@@ -29,6 +29,9 @@ CODE_MAP_TARGETS: dict[str, dict[str, str | None]] = {
     "payer": {"payer": "payers", "financial_class": None},
     "cancel_reason": {"cancel_category": "cancel_categories"},
 }
+VOCABULARY_LABELS = {"service_lines": "service line", "visit_categories": "visit category", "payers": "payer",
+                     "cancel_categories": "cancellation category",
+                     "locations": "location (mappings/mso/locations.yaml)"}
 # a code map whose entries may be written as a bare value: `PT: patient`
 SHORTHAND = {"location": "mso_location", "provider": "npi", "payer": "payer", "cancel_reason": "cancel_category"}
 
@@ -242,7 +245,7 @@ def _target(c: Checker, name: str, target: Any, path: Path) -> None:
             continue
         vocabulary = allowed[key]
         if vocabulary:
-            c.in_vocabulary(vocabulary, value, tpath, key.replace("_", " "))
+            c.in_vocabulary(vocabulary, value, tpath, VOCABULARY_LABELS[vocabulary])
         if key == "financial_class" and value not in FINANCIAL_CLASS:
             c.add(tpath, f"financial_class must be one of {', '.join(FINANCIAL_CLASS)}")
         if key == "npi" and not npi_is_valid(str(value)):
@@ -415,6 +418,15 @@ def _csv_export(c: Checker, export: Any, path: Path) -> None:
     if values is not None and c.mapping(values, (*path, "values"), "values (field: {source value: model value})"):
         for field, table in values.items():
             c.mapping(table, (*path, "values", field), f"values of {field}")
+
+
+def parse_hl7_path(path: str) -> tuple[str, int, int | None, int | None]:
+    """``PID.2.1`` → ("PID", 2, 1, None): segment, field, component, subcomponent (1-based)."""
+    if not HL7_PATH.match(path):
+        raise ValueError(f"not an HL7 path: {path!r}")
+    segment, *numbers = path.split(".")
+    parts = [int(n) for n in numbers] + [0, 0]
+    return segment, parts[0], parts[1] or None, parts[2] or None
 
 
 def iter_overrides(section: dict[str, Any]) -> Iterator[tuple[str, str, list[str]]]:

@@ -85,6 +85,7 @@ class Backfill:
             row = get_practice(conn, practice)
         self.mapping: Mapping = load_mapping(row["mapping"], source=f"mapping of practice {practice}")
         self.result = BackfillResult()
+        self.in_flight: set[str] = set()
 
     def run(self, paths: Sequence[str]) -> BackfillResult:
         pending: list[tuple[Path, str, int, bytes]] = []
@@ -99,8 +100,11 @@ class Backfill:
                 continue
             if size > self.stream_above and self._streams(path):
                 self._flush(pending)
-                self._stream(path, key, size, known.chunks_done if known is not None else 0)
+                self._stream(path, key, size, known.chunks_done if known is not None else 0,
+                             resumed=known is not None)
                 continue
+            if known is not None:
+                self.in_flight.add(key)  # an earlier run was sending it when it stopped
             pending.append((path, key, size, path.read_bytes()))
             if len(pending) >= self.batch:
                 self._flush(pending)
@@ -118,12 +122,15 @@ class Backfill:
             if self._refused(chosen.name, data, str(path)):
                 self.result.refused.append(str(path))
                 continue
-            stored = self._already_stored(chosen, data, str(path))
+            stored = self._already_stored(chosen, data, str(path)) if key in self.in_flight else None
             if stored is not None:
                 already.append((path, key, size, stored))
             else:
                 groups.setdefault(chosen.name, []).append((path, key, size, data))
         for name, items in groups.items():
+            with writer(self.runtime.engine).begin() as conn:  # in flight: a rerun checks the store for these
+                for path, key, size, _ in items:
+                    _mark(conn, self.practice, key, path, size, chunks=0, messages_n=0, done=False)
             receipts = receive_many(self.runtime, self.practice, [Arrival(d, str(p)) for p, _, _, d in items],
                                     connector=name)
             with writer(self.runtime.engine).begin() as conn:
@@ -181,7 +188,7 @@ class Backfill:
             for i, (payload, first) in enumerate(chosen.iter_chunks(fh, rows=self.chunk_rows, encoding=encoding)):
                 yield i, payload, f"{path}#line={first}"
 
-    def _stream(self, path: Path, key: str, size: int, chunks_done: int) -> None:
+    def _stream(self, path: Path, key: str, size: int, chunks_done: int, *, resumed: bool = False) -> None:
         name = self._stream_connector(path)
         if self.mapping.connector_config(name).get("on_bad_row") == "refuse":
             for _, payload, origin in self._chunks(path):
@@ -195,6 +202,14 @@ class Backfill:
             total = i + 1
             if i < chunks_done:
                 continue
+            if resumed and i == chunks_done:  # the chunk in flight when the earlier run stopped
+                stored = self._already_stored(self.runtime.plugins.connectors.get(name), payload, origin)
+                if stored is not None:
+                    sent += stored
+                    continue
+            if i == chunks_done and not resumed:
+                with writer(self.runtime.engine).begin() as conn:
+                    _mark(conn, self.practice, key, path, size, chunks=0, messages_n=0, done=False)
             receipts = receive_many(self.runtime, self.practice, [Arrival(payload, origin)], connector=name)[0]
             for receipt in receipts:
                 self.result.counts[receipt.status] += 1

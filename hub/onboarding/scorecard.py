@@ -54,6 +54,7 @@ class ScorecardBuilder:
     refused: int = 0
     duplicates: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
+    reason_examples: dict[str, str | None] = field(default_factory=dict)
     kinds: Counter[str] = field(default_factory=Counter)
     filled: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     codes: Counter[str] = field(default_factory=Counter)
@@ -86,7 +87,9 @@ class ScorecardBuilder:
         self._hashes.add(digest)
         if error is not None:
             self.refused += 1
-            self.reasons[getattr(error, "message", None) or str(error)] += 1
+            reason = getattr(error, "message", None) or str(error)
+            self.reasons[reason] += 1
+            self.reason_examples.setdefault(reason, label)
             return True
         for record in records:
             self._record(record, label)
@@ -178,7 +181,8 @@ class ScorecardBuilder:
             "mapping_version": self.mapping.version,
             "source": self.source,
             "messages": {"read": self.read, "refused": self.refused, "duplicates": self.duplicates,
-                         "refusal_reasons": [{"reason": r, "count": n} for r, n in self.reasons.most_common(20)]},
+                         "refusal_reasons": [{"reason": r, "count": n, "example": self.reason_examples.get(r)}
+                                             for r, n in self.reasons.most_common(20)]},
             "records": dict(sorted(self.kinds.items())),
             "repeated_records": self.repeated_records,
             "completeness": completeness,
@@ -226,7 +230,7 @@ def render_text(card: dict[str, Any]) -> str:
              f"from {card['source']})", "",
              f"messages   read {m['read']}   refused {m['refused']}   duplicates {m['duplicates']}"]
     for reason in m["refusal_reasons"][:10]:
-        lines.append(f"  refused x{reason['count']}: {reason['reason']}")
+        lines.append(f"  refused x{reason['count']}: {reason['reason']} (e.g. {reason['example'] or '-'})")
     records = "   ".join(f"{k} {n}" for k, n in card["records"].items()) or "none"
     lines += [f"records    {records}   (repeated source ids: {card['repeated_records']})",
               f"dates      {card['date_range']['from'] or '-'} to {card['date_range']['to'] or '-'}", "",
@@ -241,12 +245,15 @@ def render_text(card: dict[str, Any]) -> str:
         for u in f["unmapped"][:15]:
             lines.append(f"      unmapped {u['code']!r} x{u['count']} (e.g. {u['example'] or '-'})")
     lines += ["", "not on the MSO rosters"]
-    rows = [("provider", p) for p in card["unrostered"]["providers"]] + [
-        ("location", loc) for loc in card["unrostered"]["locations"]]
-    lines += [f"  {what} {row['id']!r} x{row['count']}: {row['reason']}" for what, row in rows] or ["  none"]
+    rows = sorted([("provider", p) for p in card["unrostered"]["providers"]] + [
+        ("location", loc) for loc in card["unrostered"]["locations"]], key=lambda r: (r[0], -r[1]["count"]))
+    lines += [f"  {what} {row['id']!r} x{row['count']}: {row['reason']}" for what, row in rows[:25]] or ["  none"]
+    if len(rows) > 25:
+        lines.append(f"  ... and {len(rows) - 25} more (--format json lists all)")
     if card["findings"]["count"]:
-        lines += ["", f"connector findings ({card['findings']['count']})"]
-        lines += [f"  {f}" for f in card["findings"]["first"][:20]]
+        shown = card["findings"]["first"][:20]
+        lines += ["", f"connector findings ({len(shown)} of {card['findings']['count']} shown)"]
+        lines += [f"  {f}" for f in shown]
     lines += ["", "go-live checks"]
     for c in card["checks"]:
         value = _pct(c["value"]) if isinstance(c["value"], float) else str(c["value"])

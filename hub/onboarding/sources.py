@@ -55,26 +55,46 @@ def _label(envelope: Envelope, origin: str) -> str:
 
 
 def check_files(plugins: Plugins, practice: str, mapping: Mapping, paths: Sequence[str], *,
-                connector: str | None = None, findings: bool = True) -> dict[str, Any]:
+                connector: str | None = None, findings: bool = True,
+                stream_above: int = 64 * 1024 * 1024) -> dict[str, Any]:
     """Dry-run sample files through the real connectors and mapping; nothing is stored."""
     card = ScorecardBuilder(practice, mapping, source="files")
     for path in iter_files(paths):
-        data = path.read_bytes()
-        origin = str(path)
-        try:
-            chosen = pick_connector(plugins, path, data, connector)
-            envelopes = chosen.split(data, origin=origin)
-        except HubError as exc:
-            exc.source = exc.source or origin
-            card.add(Envelope(raw=data), [], exc, label=origin)
-            continue
-        context = Context(practice=practice, config=mapping.connector_config(chosen.name), origin=origin)
-        for envelope in envelopes:
-            done = normalize_envelope(plugins, chosen, envelope, practice=practice, mapping=mapping, origin=origin)
-            fresh = card.add(envelope, done.records, done.error, label=_label(envelope, origin))
-            if findings and fresh:
-                card.add_findings(_findings(chosen, envelope, context, origin))
+        for data, origin in _payloads(plugins, path, connector, mapping, stream_above):
+            try:
+                chosen = pick_connector(plugins, path, data, connector)
+                envelopes = chosen.split(data, origin=origin)
+            except HubError as exc:
+                exc.source = exc.source or str(path)
+                card.add(Envelope(raw=data), [], exc, label=str(path))
+                continue
+            context = Context(practice=practice, config=mapping.connector_config(chosen.name), origin=origin)
+            for envelope in envelopes:
+                done = normalize_envelope(plugins, chosen, envelope, practice=practice, mapping=mapping,
+                                          origin=origin)
+                fresh = card.add(envelope, done.records, done.error, label=_label(envelope, str(path)))
+                if findings and fresh:
+                    card.add_findings(_findings(chosen, envelope, context, str(path)))
     return card.result()
+
+
+def _payloads(plugins: Plugins, path: Path, connector: str | None, mapping: Mapping, stream_above: int
+              ) -> Iterator[tuple[bytes, str]]:
+    """The file whole, or in chunks of rows when it is large and its connector can stream."""
+    if path.stat().st_size > stream_above:
+        with path.open("rb") as fh:
+            head = fh.read(64 * 1024)
+            fh.seek(0)
+            try:
+                chosen: Any = pick_connector(plugins, path, head, connector)
+            except HubError:
+                chosen = None
+            if chosen is not None and hasattr(chosen, "iter_chunks"):
+                encoding = mapping.connector_config(chosen.name).get("encoding")
+                for payload, first in chosen.iter_chunks(fh, encoding=encoding):
+                    yield payload, f"{path}#line={first}"
+                return
+    yield path.read_bytes(), str(path)
 
 
 def _findings(connector: Connector, envelope: Envelope, context: Context, origin: str) -> list[str]:
