@@ -24,7 +24,8 @@ import sqlalchemy as sa
 from hub.errors import ValidationError
 from hub.model.tables import practices
 from hub.reports.figures import ArFigures, Figures, money
-from hub.reports.tables import MEASURES, report_cells, report_credits, report_hist, report_retention
+from hub.reports.medians import medians
+from hub.reports.tables import MEASURES, report_cells, report_credits, report_medians, report_retention
 
 DIMENSIONS = {"site": "practice", "location": "location", "provider": "provider",
               "service_line": "service_line", "financial_class": "financial_class"}
@@ -100,7 +101,6 @@ class _Slices:
 
     def __init__(self) -> None:
         self.sums: dict[Key, Counter[str]] = defaultdict(Counter)
-        self.hist: dict[Key, dict[str, Counter[int]]] = defaultdict(lambda: defaultdict(Counter))
         self.end_month: dict[Key, str] = {}
 
     def note_month(self, key: Key, month: str) -> None:
@@ -126,6 +126,8 @@ def compute_report(engine: sa.Engine, *, by: str | Sequence[str] = ("site", "mon
         if lo > hi:
             raise ValidationError(f"from ({lo}) is after to ({hi})")
         data = _fetch(conn, grain, dims, lo, hi)
+        rest = [d for d in dims if d != "site"]
+        medians = {tuple(keep): _medians(conn, grain, keep, period, lo, hi) for keep in (dims, rest)}
         retention = _fetch_retention(conn, dims, lo, hi) if period == "month" and site_level else None
         sites = [{"slug": r.slug, "name": r.name, "status": r.status}
                  for r in conn.execute(sa.select(practices.c.slug, practices.c.name, practices.c.status)
@@ -134,17 +136,16 @@ def compute_report(engine: sa.Engine, *, by: str | Sequence[str] = ("site", "mon
     def build(keep: list[str]) -> list[tuple[dict[str, Any], Figures]]:
         idx = [dims.index(d) for d in keep]
         slices = _Slices()
-        for (dvals, month), (sums, hist) in data.cells.items():
+        for (dvals, month), sums in data.cells.items():
             if not lo <= month <= hi:
                 continue
             key = (*[dvals[i] for i in idx], _period(month, period))
             slices.sums[key].update(sums)
-            for metric, counts in hist.items():
-                slices.hist[key][metric].update(counts)
             slices.note_month(key, month)
         out = []
         for key in sorted(slices.sums, key=lambda k: tuple(str(x) for x in k)):
-            fig = Figures(dict(slices.sums[key]), dict(slices.hist[key]), costs_allowed=site_level)
+            fig = Figures(dict(slices.sums[key]), medians=medians[tuple(keep)].get(key, {}),
+                          costs_allowed=site_level)
             if retention is not None:
                 site = key[keep.index("site")] if "site" in keep else "*"
                 line = key[keep.index("service_line")] if "service_line" in keep else "*"
@@ -162,7 +163,6 @@ def compute_report(engine: sa.Engine, *, by: str | Sequence[str] = ("site", "mon
         return {k.id: k.compute(fig) for k in catalog}
 
     rows = [{"slice": s, "values": values(f)} for s, f in build(dims)]
-    rest = [d for d in dims if d != "site"]
     total = [{"slice": s, "values": values(f)} for s, f in build(rest)]
     site_median = _site_medians(rows, rest, period, catalog) if "site" in dims else []
     return Report(generated_at=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -205,7 +205,7 @@ def _catalog(plugins: Any, ids: Iterable[str] | None) -> list[Any]:
 @dataclass
 class _Data:
     dims: list[str]
-    cells: dict[tuple[Key, str], tuple[Counter[str], dict[str, Counter[int]]]]
+    cells: dict[tuple[Key, str], Counter[str]]
     charges: dict[Key, dict[str, int]]  # full dims → month → charges cents (all history to `hi`)
     credits: dict[Key, list[tuple[str, str, int]]]  # full dims → (service month, paid month, cents)
 
@@ -252,7 +252,7 @@ def _fetch(conn: sa.Connection, grain: str, dims: list[str], lo: str, hi: str) -
     q = (sa.select(*cols, report_cells.c.month, *measure_cols)
          .where(report_cells.c.grain == grain, report_cells.c.month <= hi)
          .group_by(*cols, report_cells.c.month))
-    cells: dict[tuple[Key, str], tuple[Counter[str], dict[str, Counter[int]]]] = {}
+    cells: dict[tuple[Key, str], Counter[str]] = {}
     charges: dict[Key, dict[str, int]] = defaultdict(dict)
     n = len(dims)
     for row in conn.execute(q):
@@ -260,23 +260,44 @@ def _fetch(conn: sa.Connection, grain: str, dims: list[str], lo: str, hi: str) -
         sums = Counter({m: _num(v) for m, v in zip(MEASURES, row[n + 1:], strict=True) if v})
         charges[dvals][month] = sums.get("charges_cents", 0)
         if month >= lo:
-            cells[(dvals, month)] = (sums, defaultdict(Counter))
-    h = report_hist
-    hcols = [h.c[DIMENSIONS[d]] for d in dims]
-    hq = (sa.select(*hcols, h.c.month, h.c.metric, h.c.value, sa.func.sum(h.c.n))
-          .where(h.c.grain == grain, h.c.month >= lo, h.c.month <= hi)
-          .group_by(*hcols, h.c.month, h.c.metric, h.c.value))
-    for row in conn.execute(hq):
-        dvals, month, metric, value, count = tuple(row[:n]), row[n], row[n + 1], row[n + 2], row[n + 3]
-        entry = cells.setdefault((dvals, month), (Counter(), defaultdict(Counter)))
-        entry[1][metric][int(value)] += _num(count)
+            cells[(dvals, month)] = sums
     c = report_credits
     ccols = [c.c[DIMENSIONS[d]] for d in dims]
     credits: dict[Key, list[tuple[str, str, int]]] = defaultdict(list)
     for row in conn.execute(sa.select(*ccols, c.c.month, c.c.paid_month, sa.func.sum(c.c.credits_cents))
-                            .where(c.c.month <= hi).group_by(*ccols, c.c.month, c.c.paid_month)):
+                            .where(c.c.grain == grain, c.c.month <= hi).group_by(*ccols, c.c.month, c.c.paid_month)):
         credits[tuple(row[:n])].append((row[n], row[n + 1], _num(row[n + 2])))
     return _Data(dims, cells, dict(charges), dict(credits))
+
+
+def _period_sql(kind: str | None) -> str | None:
+    if kind == "month":
+        return "month"
+    if kind == "quarter":
+        return "substr(month, 1, 4) || '-Q' || CAST((CAST(substr(month, 6, 2) AS INTEGER) + 2) / 3 AS VARCHAR(1))"
+    if kind == "year":
+        return "substr(month, 1, 4)"
+    return None
+
+
+def _medians(conn: sa.Connection, grain: str, keep: list[str], period: str | None, lo: str, hi: str
+             ) -> dict[Key, dict[str, float]]:
+    """Exact medians of every histogram metric per slice: kept ones where they exist, else from the histograms."""
+    if period == "month" and set(keep) <= SITE_GRAIN_DIMS:
+        summary = {frozenset(("practice", "service_line")): "site", frozenset(("practice",)): "pm",
+                   frozenset(("service_line",)): "lm", frozenset(): "m"}[frozenset(DIMENSIONS[d] for d in keep)]
+        t = report_medians
+        out: dict[Key, dict[str, float]] = defaultdict(dict)
+        for row in conn.execute(sa.select(t).where(t.c.grain == summary, t.c.month >= lo, t.c.month <= hi)):
+            key = (*[getattr(row, DIMENSIONS[d]) for d in keep], row.month)
+            out[key][row.metric] = row.median
+        return out
+    exprs = [DIMENSIONS[d] for d in keep]
+    period_sql = _period_sql(period)
+    if period_sql:
+        exprs.append(period_sql)
+    found = medians(conn, exprs, "grain = :g AND month >= :lo AND month <= :hi", {"g": grain, "lo": lo, "hi": hi})
+    return {(key if period_sql else (*key, "")): values for key, values in found.items()}
 
 
 def _fetch_retention(conn: sa.Connection, dims: list[str], lo: str, hi: str) -> dict[tuple[str, str, str], Any]:

@@ -48,6 +48,7 @@ class ArFigures:
 class Figures:
     sums: dict[str, int]
     hist: dict[str, Counter[int]] = field(default_factory=dict)
+    medians: dict[str, float] = field(default_factory=dict)  # computed by the store, where it can
     retention_counts: tuple[int, int] | None = None  # (cohort, retained), when the slicing allows
     ar: ArFigures | None = None  # when the slice ends at a month
     costs_allowed: bool = False  # costs exist per site × service line × month only
@@ -71,6 +72,8 @@ class Figures:
         return None if d == 0 else round(self.count(num) / d, 2)
 
     def median(self, metric: str) -> float | None:
+        if metric in self.medians:
+            return self.medians[metric]
         return median_of(self.hist.get(metric, Counter()))
 
     def retention(self) -> float | None:

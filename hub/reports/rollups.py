@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from hub.model.kinds import FINANCIAL_CLASS
 from hub.reports import visits as visit_rollup
+from hub.reports.medians import refresh_summaries
 from hub.reports.tables import DIMS, MEASURES, report_cells, report_credits, report_hist
 
 Cell = tuple[str, str]
@@ -269,8 +270,8 @@ def _hist_sources(sql: Sql) -> list[tuple[str, str]]:
 def _credits_sql(sql: Sql) -> str:
     dims = _dims("c", fc=True)
     paid = f"COALESCE({sql.month('r.paid_on')}, {sql.month('c.service_date')})"
-    return (f"INSERT INTO report_credits ({', '.join(DIMS)}, month, paid_month, credits_cents) "
-            f"SELECT {', '.join(dims.values())}, {sql.month('c.service_date')}, {paid}, "
+    return (f"INSERT INTO report_credits (grain, {', '.join(DIMS)}, month, paid_month, credits_cents) "
+            f"SELECT 'fine', {', '.join(dims.values())}, {sql.month('c.service_date')}, {paid}, "
             f"SUM(COALESCE(r.paid_amount, 0) + COALESCE(r.adjustment_amount, 0)) FROM charges c JOIN remittances r "
             f"ON r.practice = c.practice AND r.charge_source_id = c.source_id WHERE c.practice = :p AND "
             f"c.service_date >= {sql.date_param('dlo')} AND c.service_date < {sql.date_param('dhi')} AND "
@@ -303,6 +304,12 @@ def _refresh_practice(conn: sa.Connection, sql: Sql, practice: str, months: list
                        f"service_line, '*', month, metric, value, SUM(n) FROM report_hist WHERE grain = 'fine' AND "
                        f"practice = :p AND month IN :months GROUP BY practice, service_line, month, metric, value"),
                  params)
+    conn.execute(_text("INSERT INTO report_credits (grain, practice, location, provider, service_line, "
+                       "financial_class, month, paid_month, credits_cents) SELECT 'site', practice, '*', '*', "
+                       "service_line, '*', month, paid_month, SUM(credits_cents) FROM report_credits WHERE "
+                       "grain = 'fine' AND practice = :p AND month IN :months "
+                       "GROUP BY practice, service_line, month, paid_month"), params)
+    refresh_summaries(conn, practice, months)
 
 
 def _third_available(conn: sa.Connection, sql: Sql, practice: str, months: list[str]) -> None:

@@ -50,7 +50,7 @@ report_cells = sa.Table(
     sa.Column("month", sa.String(7), nullable=False),
     *[sa.Column(m, sa.BigInteger(), nullable=False, server_default="0") for m in MEASURES],
     sa.PrimaryKeyConstraint("grain", *DIMS, "month", name="pk_report_cells"),
-    sa.Index("ix_report_cells_grain_month", "grain", "month"),
+    sa.Index("ix_report_cells_practice_month", "practice", "month"),  # a batch recomputes one practice's months
 )
 
 report_hist = sa.Table(
@@ -62,18 +62,20 @@ report_hist = sa.Table(
     sa.Column("value", sa.Integer(), nullable=False),
     sa.Column("n", sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint("grain", *DIMS, "month", "metric", "value", name="pk_report_hist"),
-    sa.Index("ix_report_hist_grain_month", "grain", "month"),
+    sa.Index("ix_report_hist_practice_month", "practice", "month"),
 )
 
 # credits (payments + adjustments) posted, by the charge's cell and the month they were posted:
 # the A/R balance at any month end, and its age, come from here and the charges.
 report_credits = sa.Table(
     "report_credits", metadata,
+    sa.Column("grain", sa.String(8), nullable=False),
     *_dims(),
     sa.Column("month", sa.String(7), nullable=False, doc="service month of the charge"),
     sa.Column("paid_month", sa.String(7), nullable=False),
     sa.Column("credits_cents", sa.BigInteger(), nullable=False),
-    sa.PrimaryKeyConstraint(*DIMS, "month", "paid_month", name="pk_report_credits"),
+    sa.PrimaryKeyConstraint("grain", *DIMS, "month", "paid_month", name="pk_report_credits"),
+    sa.Index("ix_report_credits_practice_month", "practice", "month"),
 )
 
 # distinct-patient retention, kept by exact deltas for each scope ('*' = every practice / line)
@@ -107,6 +109,18 @@ report_visits = sa.Table(
     sa.Index("ix_report_visits_patient_key", "patient_key"),
 )
 
+# medians of the most asked-for slicings (by month, alone or with site and/or service line)
+report_medians = sa.Table(
+    "report_medians", metadata,
+    sa.Column("grain", sa.String(8), nullable=False),
+    sa.Column("practice", sa.String(64), nullable=False),
+    sa.Column("service_line", sa.String(255), nullable=False),
+    sa.Column("month", sa.String(7), nullable=False),
+    sa.Column("metric", sa.String(40), nullable=False),
+    sa.Column("median", sa.Float(), nullable=False),
+    sa.PrimaryKeyConstraint("grain", "practice", "service_line", "month", "metric", name="pk_report_medians"),
+)
+
 report_costs = sa.Table(
     "report_costs", metadata,
     sa.Column("practice", sa.String(64), nullable=False),
@@ -129,4 +143,5 @@ BASE_INDEXES = (
     sa.Index("ix_referrals_practice_received", _t["referral"].c.practice, _t["referral"].c.received_on),
 )
 
-REPORT_TABLES = (report_cells, report_hist, report_credits, report_retention, report_visits, report_costs)
+REPORT_TABLES = (report_cells, report_hist, report_credits, report_retention, report_visits, report_costs,
+                 report_medians)

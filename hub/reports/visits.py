@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from hub.reports.tables import report_retention, report_visits
 
@@ -86,7 +87,7 @@ def with_flags(visits: list[Visit]) -> list[Visit]:
     return out
 
 
-def _month_index(month: str) -> int:
+def _month_index(month: str) -> int:  # "YYYY-MM" or a date
     return int(month[:4]) * 12 + int(month[5:7]) - 1
 
 
@@ -94,29 +95,50 @@ def _month_name(index: int) -> str:
     return f"{index // 12:04d}-{index % 12 + 1:02d}"
 
 
-def retention_contribution(visits: Iterable[Visit]) -> Counter[tuple[str, str, str, str]]:
-    """(practice|*, service line|*, month, cohort|retained) → count, for ONE patient's visits.
+def _scope_months(visits: Iterable[Visit]) -> dict[tuple[str, str], set[int]]:
+    scopes: dict[tuple[str, str], set[int]] = defaultdict(set)
+    for v in visits:
+        m, p, line = _month_index(v.visit_date), v.practice, v.service_line
+        for scope in ((p, line), (p, "*"), ("*", line), ("*", "*")):
+            scopes[scope].add(m)
+    return scopes
+
+
+def _contribution(months: set[int]) -> tuple[Counter[int], Counter[int]]:
+    """(cohort, retained) counts by month index for one patient's visit months in one scope.
 
     The patient is in month m's cohort when their last visit before m is at most 12
     months before it, and retained when that visit is followed by one in m itself.
     """
-    scopes: dict[tuple[str, str], set[int]] = defaultdict(set)
-    for v in visits:
-        m = _month_index(v.month)
-        for p in (v.practice, "*"):
-            for line in (v.service_line, "*"):
-                scopes[(p, line)].add(m)
-    out: Counter[tuple[str, str, str, str]] = Counter()
-    for (p, line), months in scopes.items():
-        ordered = sorted(months)
-        for i, x in enumerate(ordered):
-            nxt = ordered[i + 1] if i + 1 < len(ordered) else None
-            last = x + RETENTION_MONTHS if nxt is None else min(nxt, x + RETENTION_MONTHS)
-            for m in range(x + 1, last + 1):
-                out[(p, line, _month_name(m), "cohort")] += 1
-            if nxt is not None and nxt <= x + RETENTION_MONTHS:
-                out[(p, line, _month_name(nxt), "retained")] += 1
-    return out
+    cohort: Counter[int] = Counter()
+    retained: Counter[int] = Counter()
+    ordered = sorted(months)
+    for i, x in enumerate(ordered):
+        nxt = ordered[i + 1] if i + 1 < len(ordered) else None
+        last = x + RETENTION_MONTHS if nxt is None else min(nxt, x + RETENTION_MONTHS)
+        cohort.update(range(x + 1, last + 1))
+        if nxt is not None and nxt <= x + RETENTION_MONTHS:
+            retained[nxt] += 1
+    return cohort, retained
+
+
+def retention_delta(old: list[Visit], new: list[Visit]) -> Counter[tuple[str, str, str, str]]:
+    """How one patient's change of history moves the retention counts of every scope."""
+    delta: Counter[tuple[str, str, str, str]] = Counter()
+    before, after = _scope_months(old), _scope_months(new)
+    for scope in before.keys() | after.keys():
+        was, now = before.get(scope, set()), after.get(scope, set())
+        if was == now:
+            continue
+        old_cohort, old_retained = _contribution(was)
+        cohort, retained = _contribution(now)
+        cohort.subtract(old_cohort)
+        retained.subtract(old_retained)
+        for name, moved in (("cohort", cohort), ("retained", retained)):
+            for month, n in moved.items():
+                if n:
+                    delta[(scope[0], scope[1], _month_name(month), name)] += n
+    return delta
 
 
 def _select_new_visits(conn: sa.Connection, practice: str, months: list[str]) -> list[Visit]:
@@ -181,21 +203,23 @@ def rebuild(conn: sa.Connection, cells: set[Cell]) -> set[Cell]:
 
     delta: Counter[tuple[str, str, str, str]] = Counter()
     for k in keys:
-        delta.update(retention_contribution(new_by_patient.get(k, [])))
-        delta.subtract(retention_contribution(old_by_patient.get(k, [])))
+        delta.update(retention_delta(old_by_patient.get(k, []), new_by_patient.get(k, [])))
     _apply_retention(conn, delta)
 
     for practice, months in months_by_practice.items():
         conn.execute(sa.delete(t).where(t.c.practice == practice, t.c.month.in_(months)))
-    inserts, changed_cells = [], set()
+    inserts, updates, changed_cells = [], [], set()
     old_flags = {v.key: (v.is_new, v.converted) for v in old}
     for visits in new_by_patient.values():
         for v in visits:
             if (v.practice, v.month) in cells:
                 inserts.append(_row(v))
             elif old_flags.get(v.key) != (v.is_new, v.converted):
-                conn.execute(sa.update(t).where(t.c.id == v.id).values(is_new=v.is_new, converted=v.converted))
+                updates.append({"visit_id": v.id, "new_flag": v.is_new, "converted_flag": v.converted})
                 changed_cells.add((v.practice, v.month))
+    if updates:
+        conn.execute(sa.update(t).where(t.c.id == sa.bindparam("visit_id"))
+                     .values(is_new=sa.bindparam("new_flag"), converted=sa.bindparam("converted_flag")), updates)
     if inserts:
         conn.execute(sa.insert(t), inserts)
     return changed_cells
@@ -213,13 +237,12 @@ def _apply_retention(conn: sa.Connection, delta: Counter[tuple[str, str, str, st
     for (p, line, month, what), n in delta.items():
         if n:
             cells[(p, line, month)][0 if what == "cohort" else 1] += n
-    if not cells:
+    rows = [{"practice": p, "service_line": line, "month": month, "cohort": c, "retained": r}
+            for (p, line, month), (c, r) in cells.items() if c or r]
+    if not rows:
         return
     t = report_retention
-    for (p, line, month), (d_cohort, d_retained) in cells.items():
-        where = (t.c.practice == p, t.c.service_line == line, t.c.month == month)
-        done = conn.execute(sa.update(t).where(*where).values(cohort=t.c.cohort + d_cohort,
-                                                              retained=t.c.retained + d_retained))
-        if done.rowcount == 0:
-            conn.execute(sa.insert(t).values(practice=p, service_line=line, month=month, cohort=d_cohort,
-                                             retained=d_retained))
+    insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(t)
+    stmt = insert.on_conflict_do_update(index_elements=["practice", "service_line", "month"], set_={
+        "cohort": t.c.cohort + insert.excluded.cohort, "retained": t.c.retained + insert.excluded.retained})
+    conn.execute(stmt, rows)

@@ -110,3 +110,15 @@ def test_quarter_folds_months_and_rebuild_gives_the_same(loaded: Any) -> None:
         rollups.rebuild_all(conn)
     after = compute_report(engine, by="site,month").to_dict()
     assert before["rows"] == after["rows"] and before["total"] == after["total"]
+
+
+def test_kept_medians_equal_medians_from_the_fine_histograms(loaded: Any) -> None:
+    from hub.reports.medians import medians
+
+    engine, _ = loaded
+    with engine.connect() as conn:
+        fine = medians(conn, ["practice", "month"], "grain = 'fine'", {})
+        kept = {(r.practice, r.month, r.metric): r.median
+                for r in conn.exec_driver_sql("SELECT practice, month, metric, median FROM report_medians "
+                                              "WHERE grain = 'pm'")}
+    assert kept and {(p, m, metric): v for (p, m), values in fine.items() for metric, v in values.items()} == kept

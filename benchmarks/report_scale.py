@@ -1,0 +1,216 @@
+"""How the consolidated report scales: ingest with rollup upkeep, then the full report, on SQLite and PostgreSQL.
+
+    python benchmarks/report_scale.py                       # 1M and 10M appointments, both stores
+    python benchmarks/report_scale.py --sizes 100000,1000000 --stores sqlite
+
+For each size it generates synthetic appointments (with their charges and remittances) month by
+month for 10 practices over 36 months, writes them through the store's bulk path
+(``hub.store.canonical.upsert_records``) in batches of one practice-month, keeping the rollups up
+to date in each batch's transaction exactly as the pipeline does, and prints:
+
+- ingest seconds (the upserts) and the seconds the rollup upkeep adds, as a share of ingest;
+- the full consolidated report (every KPI, by site and month, plus the MSO total and the site
+  median) in seconds, best of three, beside a baseline measured in the same run: the same
+  grouping computed by scanning the raw appointment and charge rows (a handful of KPIs only);
+- the growth factor of the report time from the smallest to the largest size.
+
+Targets: full report under 1 s at 10M appointments on both stores, growth under 2x from 1M to
+10M, rollup upkeep no more than 20 % of ingest time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import random
+import sys
+import tempfile
+import time
+import uuid
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from hub.reports import compute_report, rollups
+from hub.store import canonical
+from hub.store.engine import dispose_engines, get_engine, writer
+from hub.store.practices import add_practice
+
+PRACTICES = [f"site-{i:02d}" for i in range(10)]
+MONTHS = [f"{y}-{m:02d}" for y in (2023, 2024, 2025) for m in range(1, 13)]
+LINES = ("dermatology", "cosmetic", "mohs", "pediatric")
+STATUSES = ("fulfilled", "noshow", "cancelled", "booked")
+STATUS_WEIGHTS = (78, 7, 10, 5)
+CLASSES = ("commercial", "medicare", "medicaid", "self_pay", None)
+PG_ADMIN = os.environ.get("HUB_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def practice_month(rnd: random.Random, practice: str, month: str, count: int, patients: int,
+                   first_id: int) -> list[dict[str, Any]]:
+    """One practice-month of appointments with their charges and remittances."""
+    out: list[dict[str, Any]] = []
+    year, mon = int(month[:4]), int(month[5:7])
+    for n in range(first_id, first_id + count):
+        day = dt.date(year, mon, rnd.randint(1, 28))
+        status = rnd.choices(STATUSES, STATUS_WEIGHTS)[0]
+        line = rnd.choice(LINES)
+        patient = f"P{rnd.randrange(patients)}"
+        provider = f"DR{rnd.randrange(20)}"
+        location = f"L{rnd.randrange(5)}"
+        start = f"{day.isoformat()}T{rnd.randint(8, 16):02d}:00:00-05:00"
+        booked = day - dt.timedelta(days=rnd.randint(0, 60))
+        out.append({"kind": "appointment", "practice": practice, "source_id": f"A{n}", "patient_source_id": patient,
+                    "provider_source_id": provider, "location_source_id": location, "start": start,
+                    "duration_min": rnd.choice((15, 30, 45)), "service_line": line,
+                    "visit_category": rnd.choice(("consult", "procedure", "followup")), "status": status,
+                    "booked_at": f"{booked.isoformat()}T09:00:00-05:00"})
+        if status != "fulfilled":
+            continue
+        cents = rnd.randint(5_000, 60_000)
+        posted = day + dt.timedelta(days=rnd.randint(0, 7))
+        out.append({"kind": "charge", "practice": practice, "source_id": f"C{n}", "patient_source_id": patient,
+                    "provider_source_id": provider, "location_source_id": location, "service_date": day,
+                    "posted_on": posted, "amount": Decimal(cents) / 100, "service_line": line,
+                    "financial_class": rnd.choice(CLASSES), "procedure_code": "99213"})
+        if rnd.random() < 0.8:
+            denied = rnd.random() < 0.08
+            co = Decimal(rnd.randint(0, cents // 3)) / 100
+            paid = Decimal(0) if denied else Decimal(rnd.randint(0, cents - int(co * 100))) / 100
+            out.append({"kind": "remittance", "practice": practice, "source_id": f"R{n}", "charge_source_id": f"C{n}",
+                        "paid_amount": paid, "adjustment_amount": co, "denied": denied,
+                        "adjustments": [{"group": "CO", "reason": "45", "amount": str(co)}],
+                        "paid_on": posted + dt.timedelta(days=rnd.randint(10, 60))})
+    return out
+
+
+def patients_of(practice: str, patients: int, shared: int) -> list[dict[str, Any]]:
+    # a tenth of each practice's patients are also seen elsewhere in the MSO (one enterprise id)
+    return [{"kind": "patient", "practice": practice, "source_id": f"P{i}", "sex": "unknown",
+             "enterprise_id": f"E{i}" if i < shared else f"{practice}-E{i}"} for i in range(patients)]
+
+
+def write_batch(engine: sa.Engine, records: list[dict[str, Any]], with_rollups: bool) -> tuple[float, float]:
+    items = [(r, None) for r in records]
+    ingest = upkeep = 0.0
+    t0 = time.perf_counter()
+    with writer(engine).begin() as conn:
+        t1 = time.perf_counter()
+        before = rollups.cells_of(conn, items) if with_rollups else set()
+        t2 = time.perf_counter()
+        canonical.upsert_records(conn, items)
+        t3 = time.perf_counter()
+        if with_rollups:
+            rollups.refresh(conn, before | rollups.cells_of(conn, items))
+        t4 = time.perf_counter()
+    t5 = time.perf_counter()
+    ingest = (t1 - t0) + (t3 - t2) + (t5 - t4)
+    upkeep = (t2 - t1) + (t4 - t3)
+    return ingest, upkeep
+
+
+def load(engine: sa.Engine, size: int, seed: int = 1) -> tuple[float, float, int]:
+    rnd = random.Random(seed)
+    per_cell = max(1, size // (len(PRACTICES) * len(MONTHS)))
+    patients = max(10, per_cell * len(MONTHS) // 5)
+    with writer(engine).begin() as conn:
+        for slug in PRACTICES:
+            add_practice(conn, slug, slug.title())
+    ingest = upkeep = 0.0
+    for slug in PRACTICES:
+        i, u = write_batch(engine, patients_of(slug, patients, patients // 10), True)
+        ingest, upkeep = ingest + i, upkeep + u
+    records = 0
+    next_id = 0
+    for month in MONTHS:
+        for slug in PRACTICES:
+            batch = practice_month(rnd, slug, month, per_cell, patients, next_id)
+            next_id += per_cell
+            records += len(batch)
+            i, u = write_batch(engine, batch, True)
+            ingest, upkeep = ingest + i, upkeep + u
+    return ingest, upkeep, records
+
+
+RAW_SCAN = {
+    "appointments": "SELECT practice, substr(start, 1, 7), COUNT(*), "
+                    "SUM(CASE WHEN status = 'noshow' THEN 1 ELSE 0 END), "
+                    "SUM(CASE WHEN status = 'fulfilled' THEN 1 ELSE 0 END) FROM appointments GROUP BY 1, 2",
+    "charges": "SELECT practice, {month}, SUM(amount), COUNT(*) FROM charges GROUP BY 1, 2",
+}
+
+
+def raw_scan(engine: sa.Engine) -> float:
+    month = "substr(CAST(service_date AS VARCHAR), 1, 7)" if engine.dialect.name == "postgresql" \
+        else "substr(service_date, 1, 7)"
+    t0 = time.perf_counter()
+    with engine.connect() as conn:
+        for sql in RAW_SCAN.values():
+            conn.execute(sa.text(sql.format(month=month))).all()
+    return time.perf_counter() - t0
+
+
+def time_report(engine: sa.Engine) -> tuple[float, int]:
+    best, rows = float("inf"), 0
+    for _ in range(3):
+        t0 = time.perf_counter()
+        report = compute_report(engine, by=("site", "month"))
+        best = min(best, time.perf_counter() - t0)
+        rows = len(report.rows)
+    return best, rows
+
+
+def open_store(store: str, workdir: Path) -> tuple[str, Any]:
+    if store == "sqlite":
+        path = workdir / f"bench-{uuid.uuid4().hex[:6]}.db"
+        return f"sqlite:///{path}", lambda: path.unlink(missing_ok=True)
+    name = f"hub_bench_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+
+    def drop() -> None:
+        dispose_engines()
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return PG_ADMIN.rsplit("/", 1)[0] + f"/{name}", drop
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000000,10000000", help="appointment counts, comma-separated")
+    parser.add_argument("--stores", default="sqlite,postgres")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    os.environ.setdefault("HUB_SQLITE_SYNCHRONOUS", "NORMAL")
+    print(f"{'store':<9}{'appts':>10}{'records':>10}{'ingest s':>10}{'rollup s':>10}{'upkeep':>8}"
+          f"{'report s':>10}{'raw scan s':>12}{'rows':>6}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for store in args.stores.split(","):
+            times = []
+            for size in sizes:
+                url, cleanup = open_store(store, Path(tmp))
+                try:
+                    engine = get_engine(url)
+                    ingest, upkeep, records = load(engine, size)
+                    report_s, rows = time_report(engine)
+                    scan_s = raw_scan(engine)
+                    times.append(report_s)
+                    print(f"{store:<9}{size:>10}{records:>10}{ingest:>10.1f}{upkeep:>10.1f}"
+                          f"{upkeep / ingest:>8.0%}{report_s:>10.3f}{scan_s:>12.3f}{rows:>6}", flush=True)
+                finally:
+                    dispose_engines()
+                    cleanup()
+            if len(times) > 1:
+                print(f"{store}: report time growth {sizes[0]} -> {sizes[-1]}: {times[-1] / times[0]:.2f}x",
+                      flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""Exact medians from the day histograms, in SQL (SQLite and PostgreSQL alike).
+
+For each group the histogram's running count finds the middle value(s): with ``tot``
+observations, the lower middle is the first value whose running count reaches half
+(``2 * cum >= tot``) and the upper middle the first that passes it (``2 * cum > tot``).
+The median is their mean. ``report_medians`` keeps the medians of the slicings the
+dashboard asks for most (by month, alone or with site and/or service line) so those
+reports read one row per figure.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import sqlalchemy as sa
+
+from hub.reports.tables import report_medians
+
+# report_medians grain → the dimensions it is sliced by (besides month)
+SUMMARY_GRAINS = {"site": ("practice", "service_line"), "pm": ("practice",), "lm": ("service_line",), "m": ()}
+
+
+def median_query(exprs: list[str], where: str) -> str:
+    """SELECT k0.., metric, lower middle, upper middle FROM report_hist WHERE ``where``, grouped by ``exprs``."""
+    keys = [f"k{i}" for i in range(len(exprs))]
+    select = "".join(f"{e} AS {k}, " for e, k in zip(exprs, keys, strict=True))
+    cols = "".join(k + ", " for k in keys)
+    part = ", ".join([*keys, "metric"])
+    return (f"WITH h AS (SELECT {select}metric, value, SUM(n) AS n FROM report_hist WHERE {where} "
+            f"GROUP BY {', '.join([*exprs, 'metric', 'value'])}), "
+            f"c AS (SELECT {cols}metric, value, "
+            f"SUM(n) OVER (PARTITION BY {part} ORDER BY value ROWS UNBOUNDED PRECEDING) AS cum, "
+            f"SUM(n) OVER (PARTITION BY {part}) AS tot FROM h) "
+            f"SELECT {cols}metric, MIN(CASE WHEN 2 * cum >= tot THEN value END), "
+            f"MIN(CASE WHEN 2 * cum > tot THEN value END) FROM c GROUP BY {part}")
+
+
+def medians(conn: sa.Connection, exprs: list[str], where: str, params: dict[str, Any]
+            ) -> dict[tuple[Any, ...], dict[str, float]]:
+    out: dict[tuple[Any, ...], dict[str, float]] = defaultdict(dict)
+    n = len(exprs)
+    stmt = sa.text(median_query(exprs, where))
+    if "months" in params:
+        stmt = stmt.bindparams(sa.bindparam("months", expanding=True))
+    for row in conn.execute(stmt, params):
+        out[tuple(row[:n])][row[n]] = round((int(row[n + 1]) + int(row[n + 2])) / 2, 2)
+    return out
+
+
+def refresh_summaries(conn: sa.Connection, practice: str, months: list[str]) -> None:
+    """Recompute the kept medians touched by a change to ``practice`` in ``months``."""
+    t = report_medians
+    conn.execute(sa.delete(t).where(t.c.month.in_(months), sa.or_(
+        sa.and_(t.c.grain.in_(("site", "pm")), t.c.practice == practice), t.c.grain.in_(("lm", "m")))))
+    rows = []
+    for grain, dims in SUMMARY_GRAINS.items():
+        where = "grain = 'site' AND month IN :months" + (" AND practice = :p" if "practice" in dims else "")
+        for key, values in medians(conn, [*dims, "month"], where, {"p": practice, "months": months}).items():
+            named = dict(zip([*dims, "month"], key, strict=True))
+            for metric, value in values.items():
+                rows.append({"grain": grain, "practice": named.get("practice", "*"),
+                             "service_line": named.get("service_line", "*"), "month": named["month"],
+                             "metric": metric, "median": value})
+    if rows:
+        conn.execute(sa.insert(t), rows)
