@@ -18,6 +18,7 @@ from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
 from flask_smorest import Api
+from sqlalchemy import exc as sa_exc
 
 from hub import __version__
 
@@ -50,6 +51,10 @@ def create_app(runtime: Any = None, config: dict[str, Any] | None = None) -> Fla
 
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore[method-assign]
     runtime = runtime or Runtime.create()
+    if runtime.dispatcher.name == "rq" and os.environ.get("HUB_DISPATCH_DELAY_MS", "20") != "0":
+        from hub.api.dispatch_buffer import BufferedDispatcher
+
+        runtime.dispatcher = BufferedDispatcher(runtime.dispatcher)
     app.extensions["hub"] = runtime
     api = Api(app, spec_kwargs={"components": {"securitySchemes": {
         "bearer": {"type": "http", "scheme": "bearer"}}}, "security": [{"bearer": []}]})
@@ -71,6 +76,8 @@ def create_app(runtime: Any = None, config: dict[str, Any] | None = None) -> Fla
     app.before_request(_start_clock)
     app.after_request(_audit_refusal)
     app.after_request(_log_request)
+    app.register_error_handler(sa_exc.OperationalError, _store_unavailable)
+    app.register_error_handler(sa_exc.InterfaceError, _store_unavailable)
 
     @app.get("/healthz")
     def healthz() -> Any:
@@ -96,6 +103,16 @@ def _document_payload_types(api: Api, runtime: Any) -> None:
     if path is not None:
         path["requestBody"] = {"required": True, "description": "one feed payload; the Content-Type picks "
                                "the connector", "content": {t: {"schema": {"type": "string"}} for t in types}}
+
+
+def _store_unavailable(exc: Exception) -> Response:
+    """The database is down or gone: a retryable 503, never a traceback or a 500."""
+    log.error("the database is unavailable (%s)", type(exc).__name__)
+    response = jsonify({"code": 503, "status": "Service Unavailable",
+                        "message": "the store is unavailable; retry later"})
+    response.status_code = 503
+    response.headers["Retry-After"] = "5"
+    return response
 
 
 def _start_clock() -> None:

@@ -9,7 +9,7 @@ payload is committed, but a busy server pays one commit per group, not per
 message. An idle server adds no delay: a lone request is committed at once
 (the window only opens when more than one request is waiting).
 
-The audit entries of a group are written in one more transaction before anyone is answered.
+The audit entries of a group commit in the same transaction as its messages.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from collections import defaultdict
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
 
 from hub.pipeline.intake import Arrival, Receipt, receive_many
 from hub.security.audit import AuditEntry, record
@@ -43,13 +45,13 @@ class Pending:
     future: Future[list[Receipt]] = field(default_factory=Future)
 
 
-def audit_outcome(receipts: list[Receipt]) -> str:
-    """A short word for the audit log: what became of the payload (no content)."""
-    if receipts and all(r.outcome.rejected for r in receipts):
+def fate_summary(fates: list[str]) -> str:
+    """A short word for the audit log: what became of the payload's messages (no content)."""
+    if fates and all(f == "refused" for f in fates):
         return "rejected"
     counts: dict[str, int] = defaultdict(int)
-    for r in receipts:
-        counts[r.status] += 1
+    for f in fates:
+        counts[f] += 1
     return " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
 
 
@@ -111,30 +113,32 @@ class GroupCommitter:
         by_target: dict[tuple[str, str], list[Pending]] = defaultdict(list)
         for item in group:
             by_target[(item.practice, item.media_type)].append(item)
-        done: list[tuple[Pending, list[Receipt] | BaseException]] = []
         for (practice, media_type), items in by_target.items():
+
+            def audit(conn: sa.Connection, fates: list[list[str]], items: list[Pending] = items) -> None:
+                # in the transaction that saves the messages: an answered request is an audited one
+                record(conn, [_with_outcome(item.audit, fate_summary(f)) for item, f in zip(items, fates, strict=True)])
+
             try:
-                results = receive_many(self.runtime, practice, [i.arrival for i in items], media_type=media_type)
-            except Exception as exc:  # the whole sub-group failed: each request answers it
+                results = receive_many(self.runtime, practice, [i.arrival for i in items], media_type=media_type,
+                                       in_transaction=audit)
+            except Exception as exc:  # the whole sub-group failed: nothing stored, each request answers it
                 if not isinstance(exc, _EXPECTED):
                     log.warning("could not store %d payload(s) for %s (%s)", len(items), practice,
                                 type(exc).__name__)
-                done.extend((item, exc) for item in items)
+                self._audit_failure(items, exc)
+                for item in items:
+                    item.future.set_exception(exc)
                 continue
-            done.extend(zip(items, results, strict=True))
-        # the audit rows are written before anyone is answered: an answered request is audited
-        audits = [_with_outcome(item.audit, f"failed {type(r).__name__}" if isinstance(r, BaseException)
-                                else audit_outcome(r)) for item, r in done]
+            for item, receipts in zip(items, results, strict=True):
+                item.future.set_result(receipts)
+
+    def _audit_failure(self, items: list[Pending], exc: BaseException) -> None:
         try:
             with writer(self.runtime.engine).begin() as conn:
-                record(conn, audits)
-        except Exception as exc:
-            log.error("could not write %d audit entries (%s)", len(audits), type(exc).__name__)
-        for item, r in done:
-            if isinstance(r, BaseException):
-                item.future.set_exception(r)
-            else:
-                item.future.set_result(r)
+                record(conn, [_with_outcome(i.audit, f"failed {type(exc).__name__}") for i in items])
+        except Exception as again:
+            log.error("could not write %d audit entries (%s)", len(items), type(again).__name__)
 
 
 def _with_outcome(entry: AuditEntry, outcome: str) -> AuditEntry:

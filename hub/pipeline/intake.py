@@ -8,9 +8,11 @@ the reason, and answered with a rejection; nothing is silently dropped.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
 
 from hub.connector import Connector, Envelope, Outcome
 from hub.errors import HubError, ParseError
@@ -54,8 +56,14 @@ def receive(runtime: Runtime, practice: str, data: bytes, *, connector: str | No
 
 
 def receive_many(runtime: Runtime, practice: str, arrivals: Sequence[Arrival], *, connector: str | None = None,
-                 media_type: str | None = None) -> list[list[Receipt]]:
-    """Take in several payloads with one commit (group commit); a receipt list per payload."""
+                 media_type: str | None = None,
+                 in_transaction: Callable[[sa.Connection, list[list[str]]], None] | None = None
+                 ) -> list[list[Receipt]]:
+    """Take in several payloads with one commit (group commit); a receipt list per payload.
+
+    ``in_transaction(conn, fates)``, when given, runs inside the same transaction once the
+    payloads are saved (``fates``: per payload, ``stored``, ``duplicate`` or ``refused`` per
+    message), so that, for example, the audit rows commit atomically with the messages."""
     with runtime.engine.connect() as conn:
         get_practice(conn, practice)  # unknown practice: NotFound, nothing stored
 
@@ -93,6 +101,13 @@ def receive_many(runtime: Runtime, practice: str, arrivals: Sequence[Arrival], *
                     refused[saved[i].id] = str(error)
                 i += 1
         message_store.mark_error(conn, refused)
+        if in_transaction is not None:
+            fates, i = [], 0
+            for _, envelopes, _, _ in plan:
+                fates.append(["duplicate" if saved[j].duplicate else "refused" if saved[j].id in refused
+                              else "stored" for j in range(i, i + len(envelopes))])
+                i += len(envelopes)
+            in_transaction(conn, fates)
 
     to_process = [s.id for s in saved if not s.duplicate and s.id not in refused]
     outcome_now = runtime.dispatcher.submit(to_process) if to_process else None

@@ -108,7 +108,7 @@ def test_audit_log_records_who_what_where_outcome_never_data(server: Server) -> 
     rows = json.loads(entries)
     feed_id = k["feed_alpha"].split("_")[1]
     intake = [r for r in rows if r["action"] == "intake" and r["key_id"] == feed_id]
-    assert any(r["outcome"] == "accepted=1" and r["practice"] == "alpha" and r["address"] == "127.0.0.1"
+    assert any(r["outcome"] == "stored=1" and r["practice"] == "alpha" and r["address"] == "127.0.0.1"
                for r in intake)
     assert any(r["outcome"] == "refused 403" and r["target"] == "beta" for r in intake)
     assert any(r["action"] == "messages.list" for r in rows)

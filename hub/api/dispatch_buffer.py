@@ -1,0 +1,77 @@
+"""Queue batching for the web server: message ids from many small group commits become jobs
+of about ``HUB_BATCH_SIZE`` ids.
+
+A busy server commits a group every few milliseconds; an rq job per group would
+carry a handful of messages and cost a worker as much as a job of a hundred. So
+the server hands ids to this buffer, which enqueues a job when it holds a batch
+or, at the latest, ``HUB_DISPATCH_DELAY_MS`` (default 20) after the first id.
+The messages are already committed when they are acknowledged: should the
+process die with ids still buffered, they stay ``received`` and ``hub worker``
+re-enqueues them at its start (``HUB_REQUEUE_AFTER``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+log = logging.getLogger("hub.intake")
+
+
+class BufferedDispatcher:
+    def __init__(self, inner: Any, *, delay_s: float | None = None, batch: int | None = None) -> None:
+        from hub.pipeline.dispatch import batch_size
+
+        self.inner = inner
+        self.name = inner.name
+        self.delay_s = delay_s if delay_s is not None else float(os.environ.get("HUB_DISPATCH_DELAY_MS", "20")) / 1e3
+        self.batch = batch or batch_size()
+        self._ids: list[int] = []
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+        atexit.register(self.flush)
+
+    def submit(self, message_ids: Sequence[int]) -> None:
+        with self._cond:
+            if self._thread is None or self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._ids = []
+                self._thread = threading.Thread(target=self._run, name="hub-dispatch", daemon=True)
+                self._thread.start()
+            self._ids.extend(message_ids)
+            self._cond.notify()
+        return None
+
+    def describe(self) -> dict[str, object]:
+        state = dict(self.inner.describe())
+        with self._cond:
+            state["buffered_ids"] = len(self._ids)
+        return state
+
+    def flush(self) -> None:
+        with self._cond:
+            ids, self._ids = self._ids, []
+        self._send(ids)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._ids:
+                    self._cond.wait()
+                # wait for a full batch, or the delay, whichever comes first
+                self._cond.wait_for(lambda: len(self._ids) >= self.batch, timeout=self.delay_s)
+                ids, self._ids = self._ids, []
+            self._send(ids)
+
+    def _send(self, ids: list[int]) -> None:
+        if not ids:
+            return
+        try:
+            self.inner.submit(ids)
+        except Exception as exc:  # Redis away: the messages stay received; a worker requeues them at start
+            log.error("could not enqueue %d stored messages (%s); they stay received", len(ids), type(exc).__name__)
