@@ -17,7 +17,8 @@ import datetime as dt
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,39 +63,53 @@ def build_demo(out: Path, *, seed: int = 7, months: int = 13, scale: float = 1.0
     for stale in (store, out / f"{STORE_NAME}-wal", out / f"{STORE_NAME}-shm"):
         stale.unlink(missing_ok=True)
     shutil.rmtree(out / "feeds", ignore_errors=True)
-    # demo data can be rebuilt in seconds: no need to fsync every group commit
-    os.environ.setdefault("HUB_SQLITE_SYNCHRONOUS", "NORMAL")
-    # a bulk load, like a backfill: bigger batches mean fewer report rollup refreshes
-    os.environ.setdefault("HUB_BATCH_SIZE", "1000")
     url = f"sqlite:///{store.resolve()}"
-
     truth = generate(seed=seed, months=months, scale=scale, end=end)
     say(f"generated {len(truth.practices)} practices, {truth.start:%Y-%m} to "
         f"{truth.end - dt.timedelta(days=1):%Y-%m}")
-    runtime = Runtime.create(database_url=url, plugins=plugins, dispatcher="inline")
     result = DemoResult(out=out, database_url=url, truth=truth)
-    try:
-        _register(runtime, truth)
-        for spec in truth.practices:
-            folder = out / "feeds" / spec.slug
-            for feed_file in render(truth, spec):
-                path = out / "feeds" / feed_file.name
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(feed_file.data)
-            began_practice = time.perf_counter()
-            result.counts[spec.slug] = _ingest(runtime, spec.slug, folder, spec.feed)
-            c = result.counts[spec.slug]
-            say(f"{spec.slug:<18} {spec.feed:<6} accepted {c['accepted']:>6}  duplicate {c['duplicate']}  "
-                f"error {c['error']}  ({time.perf_counter() - began_practice:.1f} s)")
-        result.analyst_key = _analyst_key(runtime)
-        began_outputs = time.perf_counter()
-        write_outputs(runtime, result)
-        say(f"reports and scorecard written ({time.perf_counter() - began_outputs:.1f} s)")
-    finally:
-        runtime.engine.dispose()
-        dispose_engines()
+    with _demo_settings():
+        runtime = Runtime.create(database_url=url, plugins=plugins, dispatcher="inline")
+        try:
+            _register(runtime, truth)
+            for spec in truth.practices:
+                folder = out / "feeds" / spec.slug
+                for feed_file in render(truth, spec):
+                    path = out / "feeds" / feed_file.name
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_bytes(feed_file.data)
+                began_practice = time.perf_counter()
+                result.counts[spec.slug] = _ingest(runtime, spec.slug, folder, spec.feed)
+                c = result.counts[spec.slug]
+                say(f"{spec.slug:<18} {spec.feed:<6} accepted {c['accepted']:>6}  duplicate {c['duplicate']}  "
+                    f"error {c['error']}  ({time.perf_counter() - began_practice:.1f} s)")
+            result.analyst_key = _analyst_key(runtime)
+            began_outputs = time.perf_counter()
+            write_outputs(runtime, result)
+            say(f"reports and scorecard written ({time.perf_counter() - began_outputs:.1f} s)")
+        finally:
+            runtime.engine.dispose()
+            dispose_engines()
     result.seconds = time.perf_counter() - began
     return result
+
+
+# Demo data can be rebuilt in seconds: no fsync on every group commit. And it is a bulk load, like a
+# backfill: bigger processing batches mean fewer refreshes of the report rollups. Settings already
+# in the environment win; the environment is left as it was found.
+DEMO_SETTINGS = {"HUB_SQLITE_SYNCHRONOUS": "NORMAL", "HUB_BATCH_SIZE": "1000"}
+
+
+@contextmanager
+def _demo_settings() -> Iterator[None]:
+    added = [name for name in DEMO_SETTINGS if name not in os.environ]
+    for name in added:
+        os.environ[name] = DEMO_SETTINGS[name]
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
 
 
 def _register(runtime: Any, truth: Truth) -> None:

@@ -14,10 +14,4 @@ END = dt.date(2026, 7, 1)
 @pytest.fixture(scope="session")
 def small_demo(tmp_path_factory: pytest.TempPathFactory) -> DemoResult:
     """Four months of the four practices at a tenth of their volume (seconds, not a minute)."""
-    out = tmp_path_factory.mktemp("demo")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("HUB_SQLITE_SYNCHRONOUS", "NORMAL")
-    try:
-        return build_demo(out, seed=11, months=4, scale=0.12, end=END)
-    finally:
-        mp.undo()
+    return build_demo(tmp_path_factory.mktemp("demo"), seed=11, months=4, scale=0.12, end=END)
