@@ -53,7 +53,9 @@ def mapping_file(slug: str, folder: Path = EXAMPLE_MAPPINGS) -> Path:
 
 
 def build_demo(out: Path, *, seed: int = 7, months: int = 13, scale: float = 1.0, end: dt.date | None = None,
-               plugins: Any = None, say: Callable[[str], None] = lambda _: None) -> DemoResult:
+               plugins: Any = None, say: Callable[[str], None] = lambda _: None,
+               database_url: str | None = None) -> DemoResult:
+    """Build the demo into ``out``; its store is ``out/hub-demo.db`` unless ``database_url`` names an empty one."""
     from hub.runtime import Runtime
     from hub.store.engine import dispose_engines
 
@@ -63,7 +65,7 @@ def build_demo(out: Path, *, seed: int = 7, months: int = 13, scale: float = 1.0
     for stale in (store, out / f"{STORE_NAME}-wal", out / f"{STORE_NAME}-shm"):
         stale.unlink(missing_ok=True)
     shutil.rmtree(out / "feeds", ignore_errors=True)
-    url = f"sqlite:///{store.resolve()}"
+    url = database_url or f"sqlite:///{store.resolve()}"
     truth = generate(seed=seed, months=months, scale=scale, end=end)
     say(f"generated {len(truth.practices)} practices, {truth.start:%Y-%m} to "
         f"{truth.end - dt.timedelta(days=1):%Y-%m}")

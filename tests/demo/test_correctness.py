@@ -17,9 +17,11 @@ from hub.demo.expected import FEED_GAPS, KPIS, by_site_month
 COMPARED = tuple(KPIS)
 
 
-@pytest.fixture
-def demo(small_demo: DemoResult) -> DemoResult:
-    return small_demo
+@pytest.fixture(params=["sqlite", "postgres"])
+def demo(request: pytest.FixtureRequest) -> DemoResult:
+    """The small demo on both stores: the same facts must give the same figures on each."""
+    name = "small_demo" if request.param == "sqlite" else "small_demo_postgres"
+    return request.getfixturevalue(name)  # type: ignore[no-any-return]
 
 
 def test_every_feed_file_is_accepted(demo: DemoResult) -> None:
