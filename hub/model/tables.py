@@ -178,6 +178,17 @@ audit_log = sa.Table(
     sa.Index("ix_audit_log_at", "at"),
 )
 
+# high-water marks of pulling connectors (``hub.pull``): how far each practice's source has been read
+pull_state = sa.Table(
+    "pull_state", metadata,
+    sa.Column("practice", sa.String(64), nullable=False),
+    sa.Column("source", sa.String(255), nullable=False, doc="the server pulled from (its base URL)"),
+    sa.Column("resource_type", sa.String(64), nullable=False),
+    sa.Column("high_water", sa.String(40), nullable=False, doc="the newest lastUpdated stored, as sent"),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint("practice", "source", "resource_type", name="pk_pull_state"),
+)
+
 # onboarding backfill checkpoint: one row per file taken in, so a rerun continues where it stopped
 onboarding_files = sa.Table(
     "onboarding_files", metadata,
@@ -190,15 +201,4 @@ onboarding_files = sa.Table(
     sa.Column("done", sa.Boolean(), nullable=False, server_default=sa.false()),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint("practice", "file_key", name="pk_onboarding_files"),
-)
-
-# high-water marks of pulling connectors (``hub.pull``): how far each practice's source has been read
-pull_state = sa.Table(
-    "pull_state", metadata,
-    sa.Column("practice", sa.String(64), nullable=False),
-    sa.Column("source", sa.String(255), nullable=False, doc="the server pulled from (its base URL)"),
-    sa.Column("resource_type", sa.String(64), nullable=False),
-    sa.Column("high_water", sa.String(40), nullable=False, doc="the newest lastUpdated stored, as sent"),
-    sa.Column("updated_at", UTCDateTime(), nullable=False),
-    sa.PrimaryKeyConstraint("practice", "source", "resource_type", name="pk_pull_state"),
 )

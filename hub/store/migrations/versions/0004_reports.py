@@ -1,7 +1,7 @@
 """report rollups
 
 Revision ID: 0004
-Revises: 0003
+Revises: 0005
 Create Date: 2026-11-24 12:55:00
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0004'
-down_revision = '0003'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 

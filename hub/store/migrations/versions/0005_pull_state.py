@@ -1,7 +1,7 @@
 """pull state: high-water marks of pulling connectors
 
 Revision ID: 0005
-Revises: 0004
+Revises: 0003
 """
 
 import sqlalchemy as sa
@@ -10,7 +10,7 @@ from alembic import op
 import hub.model.tables
 
 revision = '0005'
-down_revision = '0004'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 
