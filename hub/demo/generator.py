@@ -345,7 +345,8 @@ class _PracticeHistory:
         referral_id = None
         if new_patient and rng.random() < spec.referral_share:
             referral_id = self.next_id("R")
-            received = (booked_at - dt.timedelta(days=rng.randint(1, 10))).date()
+            # history starts on self.start: an earlier referral is dated its first day
+            received = max((booked_at - dt.timedelta(days=rng.randint(1, 10))).date(), self.start)
             self.add("referral", referral_id, patient_source_id=mrn,
                      referring_provider=f"{rng.choice(FAMILY_NAMES)} {rng.choice(FIRST_NAMES)} MD",
                      specialty=spec.specialty, service_line=vt.service_line, received_on=received.isoformat(),

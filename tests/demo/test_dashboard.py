@@ -105,3 +105,19 @@ def test_filters_change_the_scope_and_the_period(page_file: Path, report: dict, 
         dots = page.eval_on_selector('svg.trend[data-kpi="visit_volume"]', "s => s.querySelectorAll('circle').length")
         assert dots == 3
         assert problems == []
+
+
+def test_hub_report_kpis_writes_the_dashboard_as_one_file(small_demo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "kpis.html"
+    hub = str(Path(sys.executable).with_name("hub"))
+    done = subprocess.run([hub, "report", "kpis", "--by", "site,month", "--format", "html", "--out", str(out)],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "HUB_DATABASE_URL": small_demo.database_url})
+    assert done.returncode == 0, done.stderr
+    html = out.read_text()
+    assert html.startswith("<!doctype html>") and '"lakeshore-derm"' in html and '"visit_volume"' in html
+    assert 'id="report-data">null' not in html  # the figures are inlined: the file needs no server
