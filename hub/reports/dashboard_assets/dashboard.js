@@ -184,7 +184,9 @@
     var ticks = months.length <= 6 ? months.map(function (_, i) { return i; }) :
       [0, Math.floor((months.length - 1) / 2), months.length - 1];
     ticks.forEach(function (i) {
-      chart.appendChild(svgEl("text", { x: x(i), y: H - 6, "text-anchor": "middle", "font-size": 10, fill: "#5f6b7a" },
+      // the first and last labels hang inward so the chart's edges do not cut them
+      var anchor = months.length > 1 && i === months.length - 1 ? "end" : (months.length > 1 && i === 0 ? "start" : "middle");
+      chart.appendChild(svgEl("text", { x: x(i), y: H - 6, "text-anchor": anchor, "font-size": 10, fill: "#5f6b7a" },
         monthLabel(months[i])));
     });
     var toPoints = function (values) { return values.map(function (v, i) { return v === null ? null : [x(i), y(v)]; }); };
