@@ -216,7 +216,13 @@ def total_by_month(truth: Truth) -> dict[str, dict[str, Any]]:
             month = _month_of(record, charges)
             if month in months:
                 groups[month].append(record)
-    return {month: {k: spec[3](recs) for k, spec in KPIS.items()} for month, recs in groups.items()}
+    totals = {month: {k: spec[3](recs) for k, spec in KPIS.items()} for month, recs in groups.items()}
+    # utilization of the MSO: the sites that publish their schedule, the booked minutes of those sites only
+    for month, recs in groups.items():
+        with_slots = {r["practice"] for r in recs if r["kind"] == "slot"}
+        totals[month]["schedule_utilization"] = schedule_utilization(
+            [r for r in recs if r["practice"] in with_slots])
+    return totals
 
 
 def report_from_truth(truth: Truth) -> dict[str, Any]:
