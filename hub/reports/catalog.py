@@ -52,7 +52,8 @@ MGMA = "MGMA (Medical Group Management Association) DataDive / Cost and Revenue 
 HFMA = "HFMA MAP Keys (Healthcare Financial Management Association)"
 IHI = "IHI (Institute for Healthcare Improvement): third next available appointment"
 
-VISIT = "completed appointments (fulfilled, arrived, checked-in) plus finished encounters not tied to an appointment"
+VISIT = ("completed appointments (fulfilled, arrived, checked-in) plus finished encounters not tied to a completed "
+         "appointment")
 SCHEDULED = "appointments booked for the period (booked, arrived, checked-in, fulfilled, noshow, cancelled)"
 
 
@@ -134,7 +135,8 @@ def _builtin() -> list[Kpi]:
         Kpi("days_in_ar", "Days in A/R", "days", "A/R at the end of the month (charges less credits posted)",
             "average daily charges over the last 90 days (the month and the two before, by calendar days)",
             "ar / (charges_3_months / days_3_months)", ("charge", "remittance"), lambda f: f.days_in_ar(),
-            HFMA + " (days in accounts receivable)", False, "null when the slice has no month"),
+            HFMA + " (days in accounts receivable)", False,
+            "as of the end of the period, or of the range when no period is asked"),
         Kpi("ar_over_90_share", "A/R over 90 days", "ratio",
             "A/R on charges with a service month three or more months before the month", "A/R",
             "ar_aged / ar", ("charge", "remittance"), lambda f: f.ar_over_90(),

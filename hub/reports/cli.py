@@ -53,6 +53,18 @@ def report_kpis(ctx: click.Context, by: str, date_from: str | None, date_to: str
         sys.stdout.flush()
 
 
+@report.command("rebuild")
+@click.pass_context
+def report_rebuild(ctx: click.Context) -> None:
+    """Recompute every report rollup from the stored records (after a bulk load outside the pipeline)."""
+    from hub.reports.rollups import rebuild_all
+    from hub.store.engine import writer
+
+    with writer(ctx.obj.runtime.engine).begin() as conn:
+        cells = rebuild_all(conn)
+    click.echo(f"report rollups rebuilt ({cells} practice-month cells)")
+
+
 @click.group()
 def costs() -> None:
     """Costs the MSO supplies (for margin by service line)."""

@@ -283,9 +283,8 @@ def _period_sql(kind: str | None) -> str | None:
 def _medians(conn: sa.Connection, grain: str, keep: list[str], period: str | None, lo: str, hi: str
              ) -> dict[Key, dict[str, float]]:
     """Exact medians of every histogram metric per slice: kept ones where they exist, else from the histograms."""
-    if period == "month" and set(keep) <= SITE_GRAIN_DIMS:
-        summary = {frozenset(("practice", "service_line")): "site", frozenset(("practice",)): "pm",
-                   frozenset(("service_line",)): "lm", frozenset(): "m"}[frozenset(DIMENSIONS[d] for d in keep)]
+    if period == "month" and "site" in keep and set(keep) <= SITE_GRAIN_DIMS:
+        summary = "site" if "service_line" in keep else "pm"
         t = report_medians
         out: dict[Key, dict[str, float]] = defaultdict(dict)
         for row in conn.execute(sa.select(t).where(t.c.grain == summary, t.c.month >= lo, t.c.month <= hi)):

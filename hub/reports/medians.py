@@ -4,7 +4,7 @@ For each group the histogram's running count finds the middle value(s): with ``t
 observations, the lower middle is the first value whose running count reaches half
 (``2 * cum >= tot``) and the upper middle the first that passes it (``2 * cum > tot``).
 The median is their mean. ``report_medians`` keeps the medians of the slicings the
-dashboard asks for most (by month, alone or with site and/or service line) so those
+dashboard asks for most (by site and month, with or without service line) so those
 reports read one row per figure.
 """
 
@@ -18,7 +18,8 @@ import sqlalchemy as sa
 from hub.reports.tables import report_medians
 
 # report_medians grain → the dimensions it is sliced by (besides month)
-SUMMARY_GRAINS = {"site": ("practice", "service_line"), "pm": ("practice",), "lm": ("service_line",), "m": ()}
+# (the MSO-wide ones are computed when asked: keeping them would re-read every practice on each batch)
+SUMMARY_GRAINS = {"site": ("practice", "service_line"), "pm": ("practice",)}
 
 
 def median_query(exprs: list[str], where: str) -> str:
@@ -51,11 +52,11 @@ def medians(conn: sa.Connection, exprs: list[str], where: str, params: dict[str,
 def refresh_summaries(conn: sa.Connection, practice: str, months: list[str]) -> None:
     """Recompute the kept medians touched by a change to ``practice`` in ``months``."""
     t = report_medians
-    conn.execute(sa.delete(t).where(t.c.month.in_(months), sa.or_(
-        sa.and_(t.c.grain.in_(("site", "pm")), t.c.practice == practice), t.c.grain.in_(("lm", "m")))))
+    conn.execute(sa.delete(t).where(t.c.grain.in_(tuple(SUMMARY_GRAINS)), t.c.practice == practice,
+                                    t.c.month.in_(months)))
     rows = []
     for grain, dims in SUMMARY_GRAINS.items():
-        where = "grain = 'site' AND month IN :months" + (" AND practice = :p" if "practice" in dims else "")
+        where = "grain = 'site' AND practice = :p AND month IN :months"
         for key, values in medians(conn, [*dims, "month"], where, {"p": practice, "months": months}).items():
             named = dict(zip([*dims, "month"], key, strict=True))
             for metric, value in values.items():

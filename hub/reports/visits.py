@@ -33,6 +33,7 @@ COMPLETED = ("fulfilled", "arrived", "checked-in")
 NEW_PATIENT_YEARS = 3
 CONVERSION_DAYS = 90
 RETENTION_MONTHS = 12
+COUNTED_CONVERSIONS = "cosmetic"  # the service line whose consult conversion the catalog reports
 Cell = tuple[str, str]  # (practice, "YYYY-MM")
 
 
@@ -216,7 +217,9 @@ def rebuild(conn: sa.Connection, cells: set[Cell]) -> set[Cell]:
                 inserts.append(_row(v))
             elif old_flags.get(v.key) != (v.is_new, v.converted):
                 updates.append({"visit_id": v.id, "new_flag": v.is_new, "converted_flag": v.converted})
-                changed_cells.add((v.practice, v.month))
+                was_new = old_flags.get(v.key, (None, None))[0]
+                if was_new != v.is_new or v.service_line == COUNTED_CONVERSIONS:  # else no figure moves
+                    changed_cells.add((v.practice, v.month))
     if updates:
         conn.execute(sa.update(t).where(t.c.id == sa.bindparam("visit_id"))
                      .values(is_new=sa.bindparam("new_flag"), converted=sa.bindparam("converted_flag")), updates)

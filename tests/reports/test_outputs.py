@@ -83,6 +83,16 @@ def test_report_kpis_in_every_format(tmp_path: Path) -> None:
     assert book["definitions"]["A2"].value == "visit_volume"
 
 
+def test_report_rebuild_recomputes_the_same_figures() -> None:
+    _seed(os.environ["HUB_DATABASE_URL"])
+    runner = CliRunner()
+    before = json.loads(runner.invoke(cli, ["report", "kpis"]).stdout)
+    done = runner.invoke(cli, ["report", "rebuild"])
+    assert done.exit_code == 0 and "rebuilt" in done.stdout
+    after = json.loads(runner.invoke(cli, ["report", "kpis"]).stdout)
+    assert before["rows"] == after["rows"] and before["total"] == after["total"]
+
+
 @pytest.mark.parametrize("args, message", [
     (["--by", "site,galaxy"], "unknown dimension 'galaxy'"),
     (["--by", "month,quarter"], "at most one of month, quarter, year"),

@@ -22,6 +22,10 @@ def upgrade() -> None:
         table.create(bind)
     for index in BASE_INDEXES:
         index.create(bind)
+    # a store that already holds records gets its rollups now, not at the next batch
+    from hub.reports.rollups import rebuild_all
+
+    rebuild_all(bind)
 
 
 def downgrade() -> None:
