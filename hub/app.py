@@ -166,7 +166,9 @@ def _audit_refusal(response: Response) -> Response:
 
 
 def _log_request(response: Response) -> Response:
-    # the path names a practice or message id at most; never a query value or a body
+    # the route template only: never a query value, a filled-in path or a body
+    if not log.isEnabledFor(logging.INFO):
+        return response
     started = g.get("started")
     key = g.get("api_key")
     log.info("%s %s %s", request.method, request.url_rule.rule if request.url_rule else "(no route)",

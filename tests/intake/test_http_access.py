@@ -146,3 +146,15 @@ def test_rate_limit_answers_429_with_retry_after(tmp_path) -> None:  # type: ign
         assert statuses[0][0] == 200
     finally:
         stop(srv)
+
+
+def test_hl7_v2_over_http(server: Server, corpus) -> None:  # type: ignore[no-untyped-def]
+    hl7 = "x-application/hl7-v2+er7"
+    status, doc, _ = server.call("GET", "/api/v1/openapi.json")
+    if hl7.encode() not in doc:
+        pytest.skip("no HL7 v2 connector is installed")
+    message = sorted((corpus / "hl7v2").glob("*SIU*S12*"))[0].read_bytes()
+    status, answer, _ = server.call("POST", URL, server.keys["feed_alpha"], message, hl7)
+    assert status == 200 and b"MSA|AA" in answer
+    status, answer, _ = server.call("POST", URL, server.keys["feed_alpha"], b"\x00\xff other garbage", hl7)
+    assert 400 <= status < 500 or b"MSA|AR" in answer or b"MSA|AE" in answer
