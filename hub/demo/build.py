@@ -42,6 +42,7 @@ class DemoResult:
     analyst_key: str | None = None
     notes: list[str] = field(default_factory=list)
     report: dict[str, Any] | None = None  # the consolidated KPIs, as the report JSON
+    summaries: list[str] = field(default_factory=list)  # one line per onboarding practice
     seconds: float = 0.0
 
 
@@ -192,5 +193,10 @@ def _scorecard(runtime: Any, result: DemoResult) -> Path | None:
             card = check_files(runtime.plugins, spec.slug, mapping, [str(result.out / "feeds" / spec.slug)],
                                findings=False)
             parts.append(render_text(card))
+            unmapped = [f"{u['code']} ({name})" for name, m in card.get("code_maps", {}).items()
+                        for u in m.get("unmapped", [])]
+            result.summaries.append(
+                f"{spec.slug} is onboarding: {'ready' if card.get('passed') else 'not ready'} to go live"
+                + (f"; unmapped codes: {', '.join(unmapped)}" if unmapped else ""))
     path.write_text("\n\n".join(parts))
     return path

@@ -35,6 +35,8 @@ def demo(ctx: click.Context, out_dir: str, seed: int, months: int, scale: float)
     for key, path in result.outputs.items():
         click.echo(f"{labels.get(key, key) + ':':<22} {path.resolve()}")
     click.echo(f"{'demo store:':<22} {result.database_url}")
+    for line in result.summaries:
+        click.echo(line)
     click.echo(f"done in {result.seconds:.1f} s")
     click.echo("")
     click.echo("Live dashboard:")
