@@ -124,7 +124,7 @@ class _Hl7Writer:
                               str(minutes), "min", "", filler_status)]
         return segments
 
-    def scheduling(self, a: dict[str, Any], end_of_history: dt.date) -> list[tuple[dt.datetime, str]]:
+    def scheduling(self, a: dict[str, Any]) -> list[tuple[dt.datetime, str]]:
         """The SIU messages of one appointment, with the time each was sent."""
         booked = _when(a["booked_at"])
         messages = [(booked, "\r".join([self.msh(booked, "SIU^S12^SIU_S12"), *self.sch(a, "Booked")]))]
@@ -202,7 +202,7 @@ def _hl7_files(truth: Truth, spec: PracticeSpec) -> Iterator[FeedFile]:
     families: dict[str, list[tuple[dt.datetime, str]]] = defaultdict(list)
     for r in records:
         if r["kind"] == "appointment":
-            families["siu"] += w.scheduling(r, truth.end)
+            families["siu"] += w.scheduling(r)
         elif r["kind"] == "referral":
             families["ref"].append(w.referral(r))
     encounters = _index(records, "encounter")
