@@ -10,7 +10,6 @@ import datetime as dt
 import json
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import click
 
 from hub import __version__
 from hub.errors import ConfigError, HubError
+from hub.files import iter_files
 
 if __name__ == "__main__":  # python -m hub.cli: area modules that import hub.cli must get this module, not a 2nd copy
     sys.modules.setdefault("hub.cli", sys.modules[__name__])
@@ -132,20 +132,6 @@ def _add_optional(cli: click.Group, module_name: str) -> None:
             return
         raise
     module.register(cli)
-
-
-def iter_files(paths: tuple[str, ...]) -> Iterator[Path]:
-    """Files named, and files inside folders named (sorted; hidden ones skipped)."""
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            for child in sorted(path.rglob("*")):
-                if child.is_file() and not any(part.startswith(".") for part in child.relative_to(path).parts):
-                    yield child
-        elif path.is_file():
-            yield path
-        else:
-            raise HubError("no such file or folder", source=str(path))
 
 
 def _json_default(value: Any) -> Any:

@@ -67,7 +67,11 @@ class Context:
 
 @dataclass(frozen=True)
 class Outcome:
-    """How the hub handled a message, for the connector's acknowledgement."""
+    """How the hub handled a message, for the connector's acknowledgement.
+
+    ``duplicate``: the same content arrived before and is stored once; ``accepted`` then
+    tells how the first copy fared, so a resend of a failed message is not answered as a success.
+    """
 
     accepted: bool
     duplicate: bool = False

@@ -22,7 +22,7 @@ _PATH = re.compile(r"((?:Bundle\.entry\[\d+\](?:\.resource)?|[A-Z][A-Za-z]+)(?:\
 
 
 def status_of(outcome: Outcome) -> str:
-    if outcome.duplicate:
+    if outcome.duplicate and outcome.accepted:
         return "200 OK"
     if outcome.accepted:
         return "201 Created"

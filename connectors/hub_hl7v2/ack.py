@@ -37,7 +37,7 @@ def ack_code(envelope: Envelope, outcome: Outcome) -> str:
     meta = envelope.meta or {}
     accept_mode = (meta.get("accept_ack") or "").upper()
     app_mode = (meta.get("application_ack") or "").upper()
-    letter = "A" if outcome.accepted or outcome.duplicate else ("R" if outcome.rejected else "E")
+    letter = "A" if outcome.accepted else ("R" if outcome.rejected else "E")
     if accept_mode or app_mode:
         ok = letter == "A"
         if accept_mode == "AL" or (accept_mode == "ER" and not ok) or (accept_mode == "SU" and ok):

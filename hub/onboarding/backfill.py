@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from hub.files import iter_files
 from hub.mapping import Mapping, load_mapping
 from hub.model.tables import messages, onboarding_files
-from hub.onboarding.sources import iter_files, pick_connector
+from hub.onboarding.sources import pick_connector
 from hub.pipeline.intake import Arrival, receive_many
 from hub.pipeline.normalize import normalize_payload
 from hub.store.engine import writer

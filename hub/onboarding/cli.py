@@ -71,8 +71,8 @@ def check(ctx: click.Context, practice: str, mapping_file: str | None, connector
 def backfill(ctx: click.Context, practice: str, connector: str | None, batch: int, chunk_rows: int,
              stream_above_mb: int, quiet: bool, paths: tuple[str, ...]) -> None:
     """Load a practice's history in batches; rerun after an interruption to continue (nothing twice)."""
+    from hub.files import iter_files
     from hub.onboarding.backfill import Backfill
-    from hub.onboarding.sources import iter_files
 
     state = ctx.obj
     total = sum(p.stat().st_size for p in iter_files(paths))

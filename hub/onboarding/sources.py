@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from hub.connector import Connector, Context, Envelope
 from hub.errors import HubError, ParseError
+from hub.files import iter_files
 from hub.mapping import Mapping, load_mapping
 from hub.model.tables import messages
 from hub.onboarding.scorecard import ScorecardBuilder
@@ -19,20 +20,6 @@ from hub.store.practices import get_practice
 
 if TYPE_CHECKING:
     from hub.runtime import Runtime
-
-
-def iter_files(paths: Sequence[str]) -> Iterator[Path]:
-    """Files named, and files inside folders named (sorted; hidden ones skipped)."""
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            for child in sorted(path.rglob("*")):
-                if child.is_file() and not any(part.startswith(".") for part in child.relative_to(path).parts):
-                    yield child
-        elif path.is_file():
-            yield path
-        else:
-            raise HubError("no such file or folder", source=str(path))
 
 
 def pick_connector(plugins: Plugins, path: Path, data: bytes, name: str | None = None) -> Connector:

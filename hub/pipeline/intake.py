@@ -119,7 +119,9 @@ def receive_many(runtime: Runtime, practice: str, arrivals: Sequence[Arrival], *
         for env in envelopes:
             s = saved[i]
             i += 1
-            if s.duplicate:
+            if s.duplicate and s.original_error is not None:  # resent, and the first copy failed: say so again
+                outcome = Outcome(accepted=False, duplicate=True, error=s.original_error, message_id=s.id)
+            elif s.duplicate:
                 outcome = Outcome(accepted=True, duplicate=True, message_id=s.id)
             elif s.id in refused:
                 outcome = Outcome(accepted=False, rejected=True, error=error.message if error else None,

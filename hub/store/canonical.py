@@ -15,8 +15,11 @@ leaves the same store:
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import json
 from collections import defaultdict
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,23 +27,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from hub.model import to_json_ready
 from hub.model.kinds import PATIENT_REFERENCES
-from hub.model.tables import RECORD_TABLES, lineage
-
-_INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
-
-
-def _insert(conn: sa.Connection, table: sa.Table) -> Any:
-    try:
-        return _INSERTS[conn.dialect.name](table)
-    except KeyError:
-        raise NotImplementedError(f"no upsert for the {conn.dialect.name} dialect") from None
+from hub.model.tables import RECORD_TABLES, MoneyCents, UTCDateTime, lineage
 
 
 def _storable(value: Any) -> Any:
-    # date-times of the model are stored as ISO text with their offset (see tables.py); JSON columns
-    # (adjustments, identifiers) hold decimal strings, as the validated records carry Decimals
-    if isinstance(value, list | dict):
-        return to_json_ready(value)
+    # date-times of the model are stored as ISO text with their offset (see tables.py)
     return value.isoformat() if isinstance(value, dt.datetime) else value
 
 
@@ -70,28 +61,62 @@ def upsert_records(conn: sa.Connection, items: Sequence[tuple[dict[str, Any], in
     for kind, rows in by_kind.items():
         _upsert_kind(conn, kind, list(rows.values()))
     if lineage_rows:
-        stmt = _insert(conn, lineage).on_conflict_do_nothing()
-        conn.execute(stmt, [dict(zip(("kind", "practice", "source_id", "message_id"), k, strict=True))
-                            for k in lineage_rows])
+        placeholders = ", ".join(["?" if conn.dialect.name == "sqlite" else "%s"] * 4)
+        conn.exec_driver_sql(f"INSERT INTO {lineage.name} (kind, practice, source_id, message_id) "
+                             f"VALUES ({placeholders}) ON CONFLICT DO NOTHING", list(lineage_rows))
     for record, _ in merges:
         apply_patient_merge(conn, record["practice"], record["prior_source_id"], record["surviving_source_id"])
     return len(items)
 
 
 def _upsert_kind(conn: sa.Connection, kind: str, rows: list[dict[str, Any]]) -> None:
+    # Hot path: a statement written once per (database, kind) and DBAPI parameter tuples made by
+    # the converters below; SQLAlchemy's per-row bind processing costs as much as the database.
+    sql, converters = _upsert_statement(conn.dialect.name, kind)
+    conn.exec_driver_sql(sql, [tuple(convert(row.get(name)) for name, convert in converters) for row in rows])
+
+
+@functools.cache
+def _upsert_statement(dialect_name: str, kind: str) -> tuple[str, tuple[tuple[str, Any], ...]]:
+    """INSERT … ON CONFLICT DO UPDATE in the syntax SQLite (3.24+) and PostgreSQL share.
+
+    A field left empty (NULL) keeps the stored value; an older message does not overwrite a
+    row written by a newer one (see the module docstring)."""
+    dialect = {"sqlite": sqlite.dialect, "postgresql": postgresql.dialect}[dialect_name]()
+    quote = dialect.identifier_preparer.quote
     table = RECORD_TABLES[kind]
-    columns = [c.name for c in table.c if c.name not in ("id", "practice", "source_id")]
-    # every row of an executemany must name the same columns
-    full = [{c.name: row.get(c.name) for c in table.c if c.name != "id"} for row in rows]
-    stmt = _insert(conn, table)
-    excluded = stmt.excluded
-    keep = {c: sa.func.coalesce(excluded[c], table.c[c]) for c in columns if c not in ("message_id", "updated_at")}
-    keep["message_id"] = sa.func.coalesce(excluded.message_id, table.c.message_id)
-    keep["updated_at"] = excluded.updated_at
-    newer = sa.or_(table.c.message_id.is_(None), excluded.message_id.is_(None),
-                   table.c.message_id <= excluded.message_id)
-    stmt = stmt.on_conflict_do_update(index_elements=["practice", "source_id"], set_=keep, where=newer)
-    conn.execute(stmt, full)
+    name = quote(table.name)
+    columns = [c for c in table.c if c.name != "id"]
+    placeholder = "?" if dialect_name == "sqlite" else "%s"
+    values = [f"{placeholder}::json" if dialect_name == "postgresql" and isinstance(c.type, sa.JSON) else placeholder
+              for c in columns]
+    updates = [f"{quote(c.name)} = COALESCE(excluded.{quote(c.name)}, {name}.{quote(c.name)})"
+               for c in columns if c.name not in ("practice", "source_id", "updated_at")]
+    updates.append('"updated_at" = excluded."updated_at"' if dialect_name == "postgresql"
+                   else "updated_at = excluded.updated_at")
+    sql = (f"INSERT INTO {name} ({', '.join(quote(c.name) for c in columns)}) VALUES ({', '.join(values)}) "
+           f"ON CONFLICT (practice, source_id) DO UPDATE SET {', '.join(updates)} "
+           f"WHERE {name}.message_id IS NULL OR excluded.message_id IS NULL "
+           f"OR {name}.message_id <= excluded.message_id")
+    return sql, tuple((c.name, _converter(c.type, dialect_name)) for c in columns)
+
+
+def _converter(column_type: Any, dialect_name: str) -> Any:
+    """Python value → DBAPI parameter, as the column's SQLAlchemy type would bind it."""
+    sqlite_ = dialect_name == "sqlite"
+    if isinstance(column_type, MoneyCents):
+        return lambda v: None if v is None else int((Decimal(v) * 100).to_integral_value())
+    if isinstance(column_type, UTCDateTime):
+        # SQLAlchemy's SQLite DateTime text format, so rows read back the same whichever path wrote them
+        return (lambda v: None if v is None else v.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")) if sqlite_ \
+            else (lambda v: None if v is None else v.astimezone(dt.UTC).replace(tzinfo=None))
+    if isinstance(column_type, sa.JSON):
+        return lambda v: None if v is None else json.dumps(to_json_ready(v))
+    if isinstance(column_type, sa.Date):
+        return (lambda v: None if v is None else v.isoformat()) if sqlite_ else (lambda v: v)
+    if isinstance(column_type, sa.Boolean) and sqlite_:
+        return lambda v: None if v is None else int(v)
+    return lambda v: v
 
 
 def _merge_map(conn: sa.Connection, practice: str, ids: set[str]) -> dict[str, str]:

@@ -38,6 +38,8 @@ class NewMessage:
 class SavedMessage:
     id: int
     duplicate_of: int | None
+    # for a duplicate: how the original fared, so a resend gets the same answer the first one got
+    original_error: str | None = None
 
     @property
     def duplicate(self) -> bool:
@@ -62,10 +64,15 @@ def save_messages(conn: sa.Connection, items: Sequence[NewMessage]) -> list[Save
     digests = [content_hash(m.raw) for m in items]
     keys = [_dedup_key(m.practice, d) for m, d in zip(items, digests, strict=True)]
     known: dict[str, int] = {}
+    known_errors: dict[int, str] = {}
     for chunk_start in range(0, len(keys), 500):
         chunk = keys[chunk_start:chunk_start + 500]
-        rows = conn.execute(sa.select(messages.c.dedup_key, messages.c.id).where(messages.c.dedup_key.in_(chunk)))
-        known.update({k: i for k, i in rows})
+        rows = conn.execute(sa.select(messages.c.dedup_key, messages.c.id, messages.c.status, messages.c.error)
+                            .where(messages.c.dedup_key.in_(chunk)))
+        for key, message_id, status, error in rows:
+            known[key] = message_id
+            if status == "error":
+                known_errors[message_id] = error or "the first copy of this message is in error"
     new_rows: list[dict[str, Any]] = []
     new_index: list[int] = []
     seen_in_batch: set[str] = set()
@@ -102,7 +109,7 @@ def save_messages(conn: sa.Connection, items: Sequence[NewMessage]) -> list[Save
                            [row for _, row in duplicate_rows]).scalars().all()
         for (i, row), _dup_id in zip(duplicate_rows, ids, strict=True):
             original = int(row["duplicate_of"])
-            results[i] = SavedMessage(original, original)
+            results[i] = SavedMessage(original, original, known_errors.get(original))
     return [r for r in results if r is not None]
 
 

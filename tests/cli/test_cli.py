@@ -12,7 +12,7 @@ from tests.support.feeds import pipe_file
 
 
 def hub(*args, env=None, cwd=None):
-    return subprocess.run([sys.executable, "-m", "hub.cli", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "hub", *map(str, args)], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, cwd=cwd or ROOT, timeout=120)
 
 

@@ -13,11 +13,13 @@ from hub.pipeline.intake import Arrival
 from hub.security.audit import AuditEntry, list_entries
 from hub.store.engine import writer
 from hub.store.practices import add_practice
-from tests.intake.conftest import FEEDLINE, feedline
+
+from .conftest import FEEDLINE, ROOT, feedline
 
 
 @pytest.fixture
 def feed_runtime(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+    monkeypatch.syspath_prepend(str(ROOT))  # the test connector is tests.intake.feedline
     monkeypatch.setenv("HUB_PLUGINS", "tests.intake.feedline")
     from hub.runtime import Runtime
 

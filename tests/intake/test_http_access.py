@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.intake.conftest import FEEDLINE, Server, feedline, hub, start_server, stop
+from .conftest import FEEDLINE, Server, feedline, hub, start_server, stop
 
 URL = "/api/v1/practices/alpha/messages"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.intake.conftest import FEEDLINE, Server, feedline, start_server, stop
+from .conftest import FEEDLINE, Server, feedline, start_server, stop
 
 pytestmark = pytest.mark.slow
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"

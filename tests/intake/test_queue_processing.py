@@ -17,7 +17,8 @@ import pytest
 import sqlalchemy as sa
 
 from hub.model.tables import RECORD_TABLES
-from tests.intake.conftest import FEEDLINE, HUB, Server, feedline, hub, start_server, stop
+
+from .conftest import FEEDLINE, HUB, Server, feedline, hub, start_server, stop
 
 URL = "/api/v1/practices/alpha/messages"
 patient = RECORD_TABLES["patient"]

@@ -91,3 +91,12 @@ def test_mapping_fills_mso_codes_beside_source_codes(runtime, example_connector,
     with runtime.engine.connect() as conn:
         (appt,) = canonical.fetch_records(conn, "appointment", "derm")
     assert (appt["visit_type"], appt["service_line"], appt["visit_category"]) == ("NP", "medical_dermatology", "new")
+
+
+def test_a_resent_failed_message_is_answered_as_failed_again(runtime, example_connector):
+    register(runtime)
+    bad = b"#HUBPIPE v1\nAPPT|broken\n"
+    (first,) = receive(runtime, "derm", bad)
+    (again,) = receive(runtime, "derm", bad)
+    assert not first.outcome.accepted and not again.outcome.accepted and again.outcome.duplicate
+    assert again.outcome.error == first.outcome.error or "line 2" in (again.outcome.error or "")

@@ -27,7 +27,7 @@ def worker_env(database_url, redis_url, **extra):
 
 
 def start_worker(env, *args):
-    return subprocess.Popen([sys.executable, "-m", "hub.cli", "worker", *args], env=env, cwd=ROOT,
+    return subprocess.Popen([sys.executable, "-m", "hub", "worker", *args], env=env, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 

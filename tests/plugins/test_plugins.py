@@ -82,7 +82,7 @@ def test_registry_checks_the_connector_contract():
 
 def test_third_party_connector_installs_lists_and_passes_the_contract_suite(example_connector):
     """As an outside author would: pip install the package, see it listed, run the suite on it."""
-    listed = subprocess.run([sys.executable, "-m", "hub.cli", "plugins", "list"], capture_output=True, text=True,
+    listed = subprocess.run([sys.executable, "-m", "hub", "plugins", "list"], capture_output=True, text=True,
                             cwd=ROOT, check=True)
     assert "example-pipe" in listed.stdout and "hub-example-connector 1.0.0" in listed.stdout
     suite = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
