@@ -19,9 +19,6 @@ from hub import __version__
 from hub.errors import ConfigError, HubError
 from hub.files import iter_files
 
-if __name__ == "__main__":  # python -m hub.cli: area modules that import hub.cli must get this module, not a 2nd copy
-    sys.modules.setdefault("hub.cli", sys.modules[__name__])
-
 
 class HubGroup(click.Group):
     """Turns the hub's own errors into one clear line and a non-zero exit; adds the plugins'
