@@ -16,16 +16,15 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import json
 from collections import defaultdict
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from hub.model import to_json_ready
 from hub.model.kinds import PATIENT_REFERENCES
 from hub.model.tables import RECORD_TABLES, MoneyCents, UTCDateTime, lineage
 
@@ -73,7 +72,8 @@ def _upsert_kind(conn: sa.Connection, kind: str, rows: list[dict[str, Any]]) -> 
     # Hot path: a statement written once per (database, kind) and DBAPI parameter tuples made by
     # the converters below; SQLAlchemy's per-row bind processing costs as much as the database.
     sql, converters = _upsert_statement(conn.dialect.name, kind)
-    conn.exec_driver_sql(sql, [tuple(convert(row.get(name)) for name, convert in converters) for row in rows])
+    conn.exec_driver_sql(sql, [tuple([row.get(name) if convert is None else convert(row.get(name))
+                                      for name, convert in converters]) for row in rows])
 
 
 @functools.cache
@@ -110,13 +110,13 @@ def _converter(column_type: Any, dialect_name: str) -> Any:
         # SQLAlchemy's SQLite DateTime text format, so rows read back the same whichever path wrote them
         return (lambda v: None if v is None else v.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")) if sqlite_ \
             else (lambda v: None if v is None else v.astimezone(dt.UTC).replace(tzinfo=None))
-    if isinstance(column_type, sa.JSON):
-        return lambda v: None if v is None else json.dumps(to_json_ready(v))
+    if isinstance(column_type, sa.JSON):  # orjson writes dates itself; Decimals become decimal strings
+        return lambda v: None if v is None else orjson.dumps(v, default=str).decode()
     if isinstance(column_type, sa.Date):
         return (lambda v: None if v is None else v.isoformat()) if sqlite_ else (lambda v: v)
     if isinstance(column_type, sa.Boolean) and sqlite_:
         return lambda v: None if v is None else int(v)
-    return lambda v: v
+    return None  # passed as it is
 
 
 def _merge_map(conn: sa.Connection, practice: str, ids: set[str]) -> dict[str, str]:
