@@ -1,0 +1,66 @@
+"""The dashboard: one self-contained HTML page, from the report JSON (``compute_report(...).to_dict()``).
+
+The page carries its own CSS and JavaScript (hand-written SVG charts): it needs no network,
+no CDN, nothing but itself. Two ways to get one:
+
+- ``hub report kpis --format html --out F`` (the ``html`` exporter): the report is inlined in
+  the page, which then works from a file, offline, for anyone it is sent to;
+- ``hub serve`` at ``/`` (``bp``): the page ships with no figures. It asks for an analyst
+  key, keeps it in the tab's ``sessionStorage`` and calls ``/api/v1/reports/kpis`` with it,
+  so the page obeys exactly the API's role checks and audit log; the server keeps no
+  session of its own and the unauthenticated page holds nothing but code.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import IO, Any
+
+from flask import Blueprint, Response
+
+ASSETS = Path(__file__).parent / "dashboard_assets"
+
+bp = Blueprint("dashboard", __name__)
+
+
+@cache
+def _asset(name: str) -> str:
+    return (ASSETS / name).read_text(encoding="utf-8")
+
+
+def _report_dict(report: Any) -> dict[str, Any] | None:
+    if report is None or isinstance(report, dict):
+        return report
+    return report.to_dict()  # a hub.reports Report
+
+
+def _inline_json(data: Any) -> str:
+    # "</" would end the <script> element early; "<\/" is the same JSON string.
+    text = json.dumps(data, separators=(",", ":"), default=str)
+    return text.replace("</", "<\\/").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+
+
+def render_html(report: Any = None) -> str:
+    """The whole page; with ``report`` (a Report or its dict) the figures are inlined, else it fetches them."""
+    page = _asset("dashboard.html")
+    page = page.replace("/*STYLE*/", _asset("dashboard.css"))
+    page = page.replace("/*REPORT*/", _inline_json(_report_dict(report)))
+    return page.replace("/*SCRIPT*/", _asset("dashboard.js"))
+
+
+def write_html(report: Any, out: IO[bytes]) -> None:
+    """The ``html`` exporter: the self-contained dashboard with the report inlined."""
+    out.write(render_html(report).encode("utf-8"))
+
+
+@bp.get("/")
+def dashboard() -> Response:
+    response = Response(render_html(None), mimetype="text/html")
+    # the page's own script and style only; the report comes from this origin's API
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+        "connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'")
+    response.headers["Cache-Control"] = "no-store"
+    return response
