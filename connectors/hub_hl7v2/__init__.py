@@ -37,6 +37,7 @@ from hub.errors import ParseError
 from . import er7
 from .ack import build_ack, header_of
 from .mapping import to_records
+from .overrides import apply_overrides
 from .values import zone
 
 __version__ = "1.0.0"
@@ -112,7 +113,9 @@ class HL7v2Connector(Connector):
         return er7.parse_bytes(envelope.raw)
 
     def to_canonical(self, parsed: er7.Message, context: Context) -> Iterable[dict[str, Any]]:
-        return to_records(parsed, zone((context.config or {}).get("timezone")))
+        config = context.config or {}
+        records = list(to_records(parsed, zone(config.get("timezone"))))
+        return apply_overrides(parsed, records, config) if config.get("overrides") else records
 
     # -- answers --------------------------------------------------------------------
     def acknowledge(self, envelope: Envelope, outcome: Outcome) -> bytes:
