@@ -2,9 +2,10 @@
 
 from pathlib import Path
 
+from hub_hl7v2 import HL7v2Connector
+
 from hub.connector import Context
 from hub.mapping import load_mapping
-from hub_hl7v2 import HL7v2Connector
 
 SAMPLE = Path(__file__).resolve().parents[2] / "connectors" / "hub_hl7v2" / "samples" / "siu_s12.hl7"
 
