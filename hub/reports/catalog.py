@@ -80,7 +80,8 @@ def _builtin() -> list[Kpi]:
             "late_cancelled / scheduled", ("appointment",),
             lambda f: f.ratio("appts_late_cancelled", "appts_scheduled"), None, False),
         Kpi("schedule_utilization", "Schedule utilization", "ratio",
-            "booked minutes (duration of booked, arrived, checked-in, fulfilled and noshow appointments)",
+            "booked minutes (duration of booked, arrived, checked-in, fulfilled and noshow appointments) "
+            "at sites that publish slots",
             "available minutes (duration of free and busy slots)", "booked_minutes / available_minutes",
             ("appointment", "slot"), lambda f: f.ratio("booked_minutes", "available_minutes"), None, True),
         Kpi("lead_time_days", "Lead time (median)", "days", "days from booking to appointment start", None,

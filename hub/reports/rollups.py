@@ -225,7 +225,10 @@ def _cell_sources(sql: Sql) -> list[str]:
         "appts_cancelled": "SUM(CASE WHEN a.status = 'cancelled' THEN 1 ELSE 0 END)",
         "appts_late_cancelled": "SUM(CASE WHEN a.status = 'cancelled' AND a.cancelled_at IS NOT NULL AND "
                                 f"{sql.within_hours('a.start', 'a.cancelled_at', 24)} THEN 1 ELSE 0 END)",
-        "booked_minutes": f"SUM(CASE WHEN a.status IN ({_q(OCCUPYING)}) THEN COALESCE(a.duration_min, 0) ELSE 0 END)",
+        # booked minutes count only where capacity is published (a site with slots): a site without
+        # slots has no utilization, and must not inflate the MSO total's numerator either
+        "booked_minutes": f"SUM(CASE WHEN a.status IN ({_q(OCCUPYING)}) AND EXISTS (SELECT 1 FROM slots s2 "
+                          "WHERE s2.practice = a.practice) THEN COALESCE(a.duration_min, 0) ELSE 0 END)",
     }, f"appointments a WHERE {where('a', 'start')}")
     slots = _select(_dims("s"), sql.month("s.start"), {
         "available_minutes": "SUM(COALESCE(s.duration_min, 0))",

@@ -70,10 +70,7 @@ def test_each_kpi_matches_the_ground_truth_by_site_and_month(demo: DemoResult, k
 
 
 GAP_KPIS = {kpi for _, kpi in FEED_GAPS}
-TOTAL_KPIS = [pytest.param(k, marks=pytest.mark.xfail(
-                  reason="the MSO total divides every site's booked minutes by the slot minutes of the sites "
-                         "that publish slots (over 100 %); only sites with slots should count", strict=False))
-              if k == "schedule_utilization" else k for k in KPIS if k not in GAP_KPIS]
+TOTAL_KPIS = [k for k in KPIS if k not in GAP_KPIS]
 
 
 @pytest.mark.parametrize("kpi", TOTAL_KPIS)

@@ -141,8 +141,8 @@ def test_days_in_ar_and_aged_share() -> None:
 def test_a_plugin_adds_a_kpi_through_the_hook() -> None:
     engine = _seed(os.environ["HUB_DATABASE_URL"])
     extra = types.ModuleType("minutes_plugin")
-    kpi = Kpi("booked_hours", "Booked hours", "count", "booked minutes / 60", None, "booked_minutes / 60",
-              ("appointment",), lambda f: f.count("booked_minutes") // 60)
+    kpi = Kpi("booked_hours", "Booked hours (30-minute visits)", "count", "scheduled appointments × 30 / 60", None,
+              "appts_scheduled * 30 / 60", ("appointment",), lambda f: f.count("appts_scheduled") * 30 // 60)
     extra.hub_register_kpis = hookimpl(lambda registry: registry.add(kpi))  # type: ignore[attr-defined]
     plugins = load_plugins(extra=[extra])
     assert "booked_hours" in [k.id for k in plugins.kpis] and "visit_volume" in [k.id for k in plugins.kpis]
