@@ -191,6 +191,8 @@ def http_run(port: int, key: str, media_type: str, kind: str, n: int, clients: i
 
 # ------------------------------------------------------------------ MLLP clients
 def mllp_run(port: int, kind: str, n: int, connections: int, offset: int) -> tuple[float, list[float], int]:
+    from hub.mllp.framing import frame, read_answer
+
     make = hl7_message
     latencies: list[float] = []
     acked = 0
@@ -202,13 +204,8 @@ def mllp_run(port: int, kind: str, n: int, connections: int, offset: int) -> tup
         with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
             for i in chunk:
                 t0 = time.perf_counter()
-                s.sendall(b"\x0b" + make(offset + i) + b"\x1c\x0d")
-                buf = b""
-                while b"\x1c" not in buf:
-                    part = s.recv(65536)
-                    if not part:
-                        break
-                    buf += part
+                s.sendall(frame(make(offset + i)))
+                buf = read_answer(s)
                 mine.append(time.perf_counter() - t0)
                 ok += b"MSA|AA" in buf
         with lock:

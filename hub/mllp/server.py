@@ -36,14 +36,14 @@ from typing import TYPE_CHECKING, Any
 
 from hub.connector import Connector, Envelope, Outcome
 from hub.errors import HubError, NotFound
+from hub.mllp import framing
+from hub.mllp.framing import END_BLOCK, START_BLOCK
 
 if TYPE_CHECKING:
     from hub.runtime import Runtime
 
 log = logging.getLogger("hub.mllp")
 
-START_BLOCK = 0x0B
-END_BLOCK = 0x1C
 CARRIAGE_RETURN = 0x0D
 HEAD_KEPT = 16_384  # of an oversize frame: enough to answer it (its header)
 
@@ -122,7 +122,7 @@ class MllpServer:
                 self._clients[task] = True
                 answer = await asyncio.shield(loop.run_in_executor(self._pool, self.handle, frame))
                 if answer:
-                    writer.write(b"\x0b" + answer + b"\x1c\x0d")
+                    writer.write(framing.frame(answer))
                     await writer.drain()
                 self._clients[task] = False
                 if self._stopping.is_set():

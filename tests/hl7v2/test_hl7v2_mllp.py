@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from hub.mllp.framing import frame, read_answer
+
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "connectors" / "hub_hl7v2" / "samples"
 HUB = str(Path(sys.executable).parent / "hub")
@@ -24,20 +26,6 @@ def message(control_id: str, facility: str = "NORTHDERM", extra: str = "") -> by
     return (f"MSH|^~\\&|DERMPM|{facility}|HUB|MSO|20250301080000-0500||SIU^S12^SIU_S12|{control_id}|P|2.5.1\r"
             f"SCH||{control_id}|||||NP||30|min|^^30^20250310090000-0500\r"
             f"PID|1||MRN-{control_id}^^^NORTHDERM^MR||Sampleton^Avery\r{extra}").encode()
-
-
-def frame(data: bytes) -> bytes:
-    return b"\x0b" + data + b"\x1c\x0d"
-
-
-def read_answer(sock: socket.socket) -> bytes:
-    buf = b""
-    while b"\x1c" not in buf:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        buf += chunk
-    return buf
 
 
 def msa(answer: bytes) -> str:
