@@ -82,17 +82,19 @@ def _chunks(values: list[str], size: int = 500) -> Iterator[list[str]]:
         yield values[i:i + size]
 
 
-def cells_of(conn: sa.Connection, items: Sequence[tuple[dict[str, Any], Any]]) -> set[Cell]:
-    """The (practice, month) cells the stored rows of these records belong to, as the store holds them now."""
-    sql = Sql(conn.dialect.name)
-    wanted: dict[tuple[str, str], set[str]] = defaultdict(set)
-    for record, _ in items:
-        kind, practice = record["kind"], record["practice"]
-        if kind == "patient_merge":
-            wanted[("patient", practice)].update((record["prior_source_id"], record["surviving_source_id"]))
-        else:
-            wanted[(kind, practice)].add(record["source_id"])
-    lookups = {
+_OWN_MONTH = {"appointment": "start", "encounter": "start", "charge": "service_date", "slot": "start",
+              "referral": "received_on"}
+
+
+def _month_cells(practice: str, kind: str, month: str) -> set[Cell]:
+    cells = {(practice, month)}
+    if kind == "slot":
+        cells.update((practice, _month_shift(month, -k)) for k in range(1, _LOOKAHEAD_MONTHS + 1))
+    return cells
+
+
+def _lookups(sql: Sql) -> dict[str, str]:
+    return {
         "appointment": f"SELECT {sql.month('start')} FROM appointments WHERE practice = :p AND source_id IN :ids",
         "encounter": f"SELECT {sql.month('start')} FROM encounters WHERE practice = :p AND source_id IN :ids",
         "charge": f"SELECT {sql.month('service_date')} FROM charges WHERE practice = :p AND source_id IN :ids",
@@ -100,6 +102,7 @@ def cells_of(conn: sa.Connection, items: Sequence[tuple[dict[str, Any], Any]]) -
         "referral": f"SELECT {sql.month('received_on')} FROM referrals WHERE practice = :p AND source_id IN :ids",
         "remittance": f"SELECT {sql.month('c.service_date')} FROM remittances r JOIN charges c ON c.practice = "
                       f"r.practice AND c.source_id = r.charge_source_id WHERE r.practice = :p AND r.source_id IN :ids",
+        # a patient's visits: its enterprise link decides whether they count as new (hub.reports.visits)
         "patient": f"SELECT {sql.month('start')} FROM appointments WHERE practice = :p AND patient_source_id IN "
                    f":ids UNION SELECT {sql.month('start')} FROM encounters WHERE practice = :p AND "
                    f"patient_source_id IN :ids",
@@ -108,21 +111,57 @@ def cells_of(conn: sa.Connection, items: Sequence[tuple[dict[str, Any], Any]]) -
                                 f"f.practice = a.practice AND f.source_id = a.referral_source_id "
                                 f"WHERE a.practice = :p AND a.source_id IN :ids",
     }
+
+
+def _query_cells(conn: sa.Connection, wanted: dict[tuple[str, str], set[str]]) -> set[Cell]:
+    """Run the lookup named by each (lookup, practice) for its source ids; the months found, as cells."""
+    lookups = _lookups(Sql(conn.dialect.name))
     cells: set[Cell] = set()
-    for (kind, practice), ids in wanted.items():
-        queries = [kind, "appointment_referral"] if kind == "appointment" else [kind]
-        for name in queries:
-            if name not in lookups:
-                continue
-            stmt = sa.text(lookups[name]).bindparams(sa.bindparam("ids", expanding=True))
-            for chunk in _chunks(sorted(ids)):
-                for (month,) in conn.execute(stmt, {"p": practice, "ids": chunk}):
-                    if not month:
-                        continue
-                    cells.add((practice, month))
-                    if kind == "slot":
-                        cells.update((practice, _month_shift(month, -k)) for k in range(1, _LOOKAHEAD_MONTHS + 1))
+    for (name, practice), ids in wanted.items():
+        stmt = sa.text(lookups[name]).bindparams(sa.bindparam("ids", expanding=True))
+        for chunk in _chunks(sorted(ids)):
+            for (month,) in conn.execute(stmt, {"p": practice, "ids": chunk}):
+                if month:
+                    cells |= _month_cells(practice, name, month)
     return cells
+
+
+def cells_of(conn: sa.Connection, items: Sequence[tuple[dict[str, Any], Any]]) -> set[Cell]:
+    """The (practice, month) cells the stored rows of these records belong to, as the store holds them now."""
+    wanted: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for record, _ in items:
+        kind, practice = record["kind"], record["practice"]
+        if kind == "patient_merge":
+            wanted[("patient", practice)].update((record["prior_source_id"], record["surviving_source_id"]))
+        elif kind in _OWN_MONTH or kind in ("remittance", "patient"):
+            wanted[(kind, practice)].add(record["source_id"])
+            if kind == "appointment":
+                wanted[("appointment_referral", practice)].add(record["source_id"])
+    return _query_cells(conn, wanted)
+
+
+def cells_written(conn: sa.Connection, items: Sequence[tuple[dict[str, Any], Any]]) -> set[Cell]:
+    """The cells these records sit in once written, given the cells they sat in before.
+
+    A record's own date names its month without a query: a NULL date keeps the stored
+    one, and a record the store refused as older changes nothing, and both of those are
+    among the cells before. Only what hangs on another row is looked up: a remittance's
+    charge and an appointment's referral. A patient or a merge moves no visit between
+    months, so its cells before are its cells after."""
+    cells: set[Cell] = set()
+    wanted: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for record, _ in items:
+        kind, practice = record["kind"], record["practice"]
+        column = _OWN_MONTH.get(kind)
+        if column is not None:
+            value = record.get(column)
+            if value:
+                cells |= _month_cells(practice, kind, str(value)[:7])
+            if kind == "appointment" and record.get("referral_source_id"):
+                wanted[("appointment_referral", practice)].add(record["source_id"])
+        elif kind == "remittance":
+            wanted[("remittance", practice)].add(record["source_id"])
+    return cells | _query_cells(conn, wanted)
 
 
 @contextmanager
@@ -136,7 +175,7 @@ def tracking(conn: sa.Connection, items: Sequence[tuple[dict[str, Any], Any]]) -
     recomputed once however many batches touched it."""
     before = cells_of(conn, items)
     yield
-    mark_dirty(conn, before | cells_of(conn, items))
+    mark_dirty(conn, before | cells_written(conn, items))
 
 
 def mark_dirty(conn: sa.Connection, cells: set[Cell]) -> None:

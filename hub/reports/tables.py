@@ -151,5 +151,12 @@ BASE_INDEXES = (
     sa.Index("ix_referrals_practice_received", _t["referral"].c.practice, _t["referral"].c.received_on),
 )
 
+# A patient record or merge marks its visits' months (rollups.cells_of): this keeps that a lookup, not a
+# scan of the practice's appointments (migration 0006).
+PATIENT_VISIT_INDEXES = (
+    sa.Index("ix_appointments_practice_patient", _t["appointment"].c.practice, _t["appointment"].c.patient_source_id),
+    sa.Index("ix_encounters_practice_patient", _t["encounter"].c.practice, _t["encounter"].c.patient_source_id),
+)
+
 REPORT_TABLES = (report_dirty, report_cells, report_hist, report_credits, report_retention, report_visits, report_costs,
                  report_medians)
