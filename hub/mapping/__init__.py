@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -86,8 +86,17 @@ def _key(code: Any) -> str:
     return " ".join(str(code).split()).casefold()
 
 
-def _fields_of(kind: str) -> set[str]:
-    return {f.name for f in KINDS.get(kind, ())}
+@cache
+def _fields_of(kind: str) -> frozenset[str]:
+    return frozenset(f.name for f in KINDS.get(kind, ()))
+
+
+@cache
+def _code_plan(kind: str) -> tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...]:
+    """Per kind: (code map, source field, (target key, record field) the kind has), worked out once."""
+    fields = _fields_of(kind)
+    return tuple((map_name, kinds[kind][0], tuple((k, f) for k, f in kinds[kind][1].items() if f in fields))
+                 for map_name, kinds in CODE_FIELDS.items() if kind in kinds)
 
 
 @dataclass
@@ -147,20 +156,16 @@ class Mapping:
 
     def apply(self, record: dict[str, Any]) -> dict[str, Any]:
         kind = record.get("kind", "")
-        fields = _fields_of(kind)
         defaults = self.defaults.get(kind)
         if defaults:
             record = {**record, **{k: v for k, v in defaults.items() if record.get(k) in (None, "")}}
         updates: dict[str, Any] = {}
-        for map_name, kinds in CODE_FIELDS.items():
-            if kind not in kinds:
-                continue
-            source_field, targets = kinds[kind]
+        for map_name, source_field, targets in _code_plan(kind):
             target = self.lookup(map_name, record.get(source_field))
             if not target:
                 continue
-            for key, record_field in targets.items():
-                if key in target and record_field in fields and record.get(record_field) in (None, ""):
+            for key, record_field in targets:
+                if key in target and record.get(record_field) in (None, ""):
                     updates[record_field] = target[key]
         return {**record, **updates} if updates else record
 

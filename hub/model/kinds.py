@@ -83,7 +83,7 @@ KINDS: dict[str, tuple[Field, ...]] = {
         _f("rank", "int"),
     ),
     "appointment": (
-        _f("patient_source_id", indexed=True),
+        _f("patient_source_id"),  # indexed with practice: hub.reports.tables.PATIENT_VISIT_INDEXES
         _f("provider_source_id"),
         _f("provider_npi"),
         _f("location_source_id"),
@@ -102,7 +102,7 @@ KINDS: dict[str, tuple[Field, ...]] = {
         _f("new_patient", "bool"),
     ),
     "encounter": (
-        _f("patient_source_id", indexed=True),
+        _f("patient_source_id"),  # indexed with practice: hub.reports.tables.PATIENT_VISIT_INDEXES
         _f("provider_source_id"),
         _f("appointment_source_id"),
         _f("location_source_id"),

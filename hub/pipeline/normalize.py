@@ -42,12 +42,14 @@ def choose_connector(plugins: Plugins, data: bytes, *, name: str | None = None, 
 def record_pipeline(plugins: Plugins, mapping: Mapping, message_id: int | None
                     ) -> Callable[[dict[str, Any]], dict[str, Any]]:
     transform = plugins.hook.hub_transform_record
+    transforming = bool(transform.get_hookimpls())  # calling a hook with no implementation still costs
 
     def run(record: dict[str, Any]) -> dict[str, Any]:
         record = link(mapping.apply(record))
-        for result in transform(record=record, practice=record["practice"], message_id=message_id):
-            if result is not None:
-                record = result
+        if transforming:
+            for result in transform(record=record, practice=record["practice"], message_id=message_id):
+                if result is not None:
+                    record = result
         return validate_record(record)
 
     return run
