@@ -175,11 +175,14 @@ def normalize(state: State, practice: str, connector: str | None, mapping_file: 
 @click.command()
 @click.option("--practice", required=True, help="The registered practice the files belong to.")
 @click.option("--connector", help="Connector name; found from the content when not given.")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Worker processes that normalize and store while the files are read (inline processing "
+                   "only; with rq, hub worker processes do it).")
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @pass_state
-def ingest(state: State, practice: str, connector: str | None, paths: tuple[str, ...]) -> None:
+def ingest(state: State, practice: str, connector: str | None, jobs: int, paths: tuple[str, ...]) -> None:
     """Store files or folders through the full pipeline; print accepted / duplicate / error counts."""
-    counts = ingest_paths(state.runtime, practice, paths, connector=connector)
+    counts = ingest_paths(state.runtime, practice, paths, connector=connector, jobs=jobs)
     click.echo(f"accepted {counts['accepted']}  duplicate {counts['duplicate']}  error {counts['error']}")
     if counts["error"]:
         click.echo(f"hub: {counts['error']} message(s) in error: see hub messages list --practice {practice} "
@@ -188,9 +191,12 @@ def ingest(state: State, practice: str, connector: str | None, paths: tuple[str,
 
 
 def ingest_paths(runtime: Any, practice: str, paths: tuple[str, ...], *, connector: str | None = None,
-                 group: int = 200) -> dict[str, int]:
+                 group: int = 200, jobs: int = 1) -> dict[str, int]:
+    from hub.pipeline.dispatch import PoolDispatcher
     from hub.pipeline.intake import Arrival, receive_many
 
+    if jobs > 1 and runtime.dispatcher.name == "inline":
+        runtime.dispatcher = PoolDispatcher(runtime, jobs)
     counts = {"accepted": 0, "duplicate": 0, "error": 0}
     pending: list[Arrival] = []
 
@@ -206,6 +212,11 @@ def ingest_paths(runtime: Any, practice: str, paths: tuple[str, ...], *, connect
             flush()
     if pending:
         flush()
+    if isinstance(runtime.dispatcher, PoolDispatcher):  # processing went on in the background: its outcome
+        late = runtime.dispatcher.drain()
+        counts["accepted"] -= len(late.errors)
+        counts["error"] += len(late.errors)
+        runtime.dispatcher.close()
     return counts
 
 

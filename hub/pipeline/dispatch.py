@@ -1,7 +1,11 @@
-"""Dispatchers: how stored messages get processed. One interface, two kinds.
+"""Dispatchers: how stored messages get processed. One interface, three kinds.
 
 - ``inline`` (embedded default): processed in the calling process, right after
   the durable save; the sender's answer can report the processing outcome.
+- a pool (``hub ingest --jobs N``): batches go to N local worker processes while
+  the caller goes on saving the next payloads; the outcome comes from ``drain``.
+  On SQLite the writes still take turns, but normalizing, the larger part of
+  the work, runs on every core.
 - ``rq`` (``HUB_REDIS_URL`` set): batches of message ids become rq jobs
   (``hub.pipeline.jobs.process_batch``) for ``hub worker`` processes, retried
   with backoff on store failures.
@@ -12,8 +16,12 @@
 from __future__ import annotations
 
 import importlib
+import multiprocessing
 import os
+from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Protocol
 
 from hub.errors import ConfigError
@@ -60,6 +68,77 @@ class InlineDispatcher:
         return {"kind": "inline", "ok": True}
 
 
+_CHILD: Runtime | None = None  # the runtime of a pool worker process
+
+
+def _start_child(database_url: str) -> None:
+    global _CHILD
+    from hub.runtime import Runtime
+    from hub.store.engine import forget_engines_after_fork
+
+    forget_engines_after_fork()
+    _CHILD = Runtime.create(database_url=database_url, dispatcher="inline")
+
+
+def _process_in_child(message_ids: list[int]) -> BatchResult:
+    assert _CHILD is not None
+    return process_messages(_CHILD, message_ids)
+
+
+class PoolDispatcher:
+    """Batches processed by ``jobs`` local worker processes, asynchronously; ``drain`` waits for them."""
+
+    name = "pool"
+
+    def __init__(self, runtime: Runtime, jobs: int) -> None:
+        self.runtime = runtime
+        self.jobs = max(1, jobs)
+        self._pool: ProcessPoolExecutor | None = None
+        self._pending: deque[tuple[list[int], Future[BatchResult]]] = deque()
+        self._done = BatchResult()
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            methods = multiprocessing.get_all_start_methods()
+            context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+            self._pool = ProcessPoolExecutor(self.jobs, mp_context=context, initializer=_start_child,
+                                             initargs=(self.runtime.database_url,))
+        return self._pool
+
+    def submit(self, message_ids: Sequence[int]) -> None:
+        size = batch_size()
+        for start in range(0, len(message_ids), size):
+            batch = list(message_ids[start:start + size])
+            self._pending.append((batch, self._executor().submit(_process_in_child, batch)))
+            while len(self._pending) > 2 * self.jobs:  # keep the caller at most a few batches ahead
+                self._collect_oldest()
+        return None
+
+    def _collect_oldest(self) -> None:
+        batch, future = self._pending.popleft()
+        try:
+            self._done.merge(future.result())
+        except BrokenProcessPool:  # a worker died: its messages stay received, for hub messages reprocess
+            self._done.merge(BatchResult(errors=dict.fromkeys(
+                batch, "worker process died; the message is stored as received: hub messages reprocess")))
+
+    def drain(self) -> BatchResult:
+        """Wait for every submitted batch; the outcome of all of them since the last drain."""
+        while self._pending:
+            self._collect_oldest()
+        done, self._done = self._done, BatchResult()
+        return done
+
+    def close(self) -> None:
+        self.drain()
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    def describe(self) -> dict[str, object]:
+        return {"kind": "pool", "ok": True, "jobs": self.jobs, "pending_batches": len(self._pending)}
+
+
 class RqDispatcher:
     name = "rq"
 
@@ -93,7 +172,7 @@ class RqDispatcher:
             return {"kind": "rq", "ok": False, "error": type(exc).__name__}
 
 
-ALIASES = {"inline": InlineDispatcher, "rq": RqDispatcher}
+ALIASES = {"inline": InlineDispatcher, "rq": RqDispatcher}  # the pool is hub ingest --jobs's alone
 
 
 def resolve_dispatcher(runtime: Runtime, spec: str | None = None) -> Dispatcher:

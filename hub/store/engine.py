@@ -97,6 +97,13 @@ def dispose_engines() -> None:
         _engines.clear()
 
 
+def forget_engines_after_fork() -> None:
+    """In a forked child: drop the parent's engines without closing the connections the parent still uses."""
+    for engine in _engines.values():
+        engine.dispose(close=False)
+    _engines.clear()
+
+
 def alembic_config(engine: sa.Engine) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
