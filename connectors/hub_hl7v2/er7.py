@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from hub.errors import ParseError
 
@@ -65,6 +66,16 @@ DEFAULT_SEPARATORS = Separators()
 
 def read_separators(header: str, *, where: str = "MSH") -> Separators:
     """The separators of a message whose text starts with ``MSH``."""
+    if len(header) < 4:
+        return _separators_of("", where)  # raises: cut short
+    end = header.find(header[3], 4)
+    return _separators_of(header[3:end] if end >= 0 else header[3:], where)  # one answer per dialect
+
+
+@lru_cache(maxsize=64)
+def _separators_of(head: str, where: str) -> Separators:
+    """``head``: MSH-1 and MSH-2 as sent (the field separator, then the encoding characters)."""
+    header = "MSH" + head
     if len(header) < 4:
         raise ParseError("the message header is cut short: no field separator after MSH", location=f"{where}-1")
     field = header[3]
@@ -149,21 +160,29 @@ class Message:
         if seg is None or field >= len(seg):
             return None
         value = seg[field]
-        if not value or (field <= 2 and seg[0] == "MSH"):
-            return value or None
+        if not value:
+            return None
+        if field <= 2 and seg[0] == "MSH":
+            return value
         rs, cs, ss, es = self._chars
-        if rs in value:
+        # find/slice rather than split: most reads want the first repetition, component or piece
+        if rep:
             reps = value.split(rs)
             if rep >= len(reps):
                 return None
             value = reps[rep]
-        elif rep:
-            return None
+        else:
+            cut = value.find(rs)
+            if cut >= 0:
+                value = value[:cut]
         if cs in value:
-            parts = value.split(cs)
-            if component > len(parts):
-                return None
-            value = parts[component - 1]
+            if component == 1:
+                value = value[:value.find(cs)]
+            else:
+                parts = value.split(cs)
+                if component > len(parts):
+                    return None
+                value = parts[component - 1]
         elif component > 1:
             return None
         if ss in value:

@@ -33,6 +33,7 @@ def zone(name: str | None) -> dt.tzinfo:
         raise ConfigError(f"hl7v2 setting timezone: unknown time zone {name!r}") from None
 
 
+@lru_cache(maxsize=4096)
 def to_date(value: str | None) -> str | None:
     """HL7 DT/DTM → ``YYYY-MM-DD`` (None when partial or impossible)."""
     if not value or len(value) < 8 or not value[:8].isdigit():

@@ -86,6 +86,10 @@ _OWN_MONTH = {"appointment": "start", "encounter": "start", "charge": "service_d
               "referral": "received_on"}
 
 
+# kinds whose figures sit in another row's month: (that kind, the field naming it)
+_PARENT = {"appointment": ("referral", "referral_source_id"), "remittance": ("charge", "charge_source_id")}
+
+
 def _month_cells(practice: str, kind: str, month: str) -> set[Cell]:
     cells = {(practice, month)}
     if kind == "slot":
@@ -95,7 +99,10 @@ def _month_cells(practice: str, kind: str, month: str) -> set[Cell]:
 
 def _lookups(sql: Sql) -> dict[str, str]:
     return {
-        "appointment": f"SELECT {sql.month('start')} FROM appointments WHERE practice = :p AND source_id IN :ids",
+        # an appointment's own month, and its referral's: a linked appointment moves the funnel figures
+        "appointment": f"SELECT {sql.month('a.start')}, {sql.month('f.received_on')} FROM appointments a "
+                       f"LEFT JOIN referrals f ON f.practice = a.practice AND f.source_id = a.referral_source_id "
+                       f"WHERE a.practice = :p AND a.source_id IN :ids",
         "encounter": f"SELECT {sql.month('start')} FROM encounters WHERE practice = :p AND source_id IN :ids",
         "charge": f"SELECT {sql.month('service_date')} FROM charges WHERE practice = :p AND source_id IN :ids",
         "slot": f"SELECT {sql.month('start')} FROM slots WHERE practice = :p AND source_id IN :ids",
@@ -106,10 +113,6 @@ def _lookups(sql: Sql) -> dict[str, str]:
         "patient": f"SELECT {sql.month('start')} FROM appointments WHERE practice = :p AND patient_source_id IN "
                    f":ids UNION SELECT {sql.month('start')} FROM encounters WHERE practice = :p AND "
                    f"patient_source_id IN :ids",
-        # a linked appointment moves its referral's funnel figures
-        "appointment_referral": f"SELECT {sql.month('f.received_on')} FROM appointments a JOIN referrals f ON "
-                                f"f.practice = a.practice AND f.source_id = a.referral_source_id "
-                                f"WHERE a.practice = :p AND a.source_id IN :ids",
     }
 
 
@@ -120,9 +123,10 @@ def _query_cells(conn: sa.Connection, wanted: dict[tuple[str, str], set[str]]) -
     for (name, practice), ids in wanted.items():
         stmt = sa.text(lookups[name]).bindparams(sa.bindparam("ids", expanding=True))
         for chunk in _chunks(sorted(ids)):
-            for (month,) in conn.execute(stmt, {"p": practice, "ids": chunk}):
-                if month:
-                    cells |= _month_cells(practice, name, month)
+            for row in conn.execute(stmt, {"p": practice, "ids": chunk}):
+                for month in row:
+                    if month:
+                        cells |= _month_cells(practice, name, month)
     return cells
 
 
@@ -135,8 +139,6 @@ def cells_of(conn: sa.Connection, items: Sequence[tuple[dict[str, Any], Any]]) -
             wanted[("patient", practice)].update((record["prior_source_id"], record["surviving_source_id"]))
         elif kind in _OWN_MONTH or kind in ("remittance", "patient"):
             wanted[(kind, practice)].add(record["source_id"])
-            if kind == "appointment":
-                wanted[("appointment_referral", practice)].add(record["source_id"])
     return _query_cells(conn, wanted)
 
 
@@ -145,22 +147,22 @@ def cells_written(conn: sa.Connection, items: Sequence[tuple[dict[str, Any], Any
 
     A record's own date names its month without a query: a NULL date keeps the stored
     one, and a record the store refused as older changes nothing, and both of those are
-    among the cells before. Only what hangs on another row is looked up: a remittance's
-    charge and an appointment's referral. A patient or a merge moves no visit between
-    months, so its cells before are its cells after."""
+    among the cells before. What hangs on another row is read from that row by its id (a
+    remittance's charge, an appointment's referral), unless that row is in the batch and so
+    marked already. A patient or a merge moves no visit between months: its cells before
+    are its cells after."""
+    in_batch = {(record["kind"], record["practice"], record.get("source_id")) for record, _ in items}
     cells: set[Cell] = set()
     wanted: dict[tuple[str, str], set[str]] = defaultdict(set)
     for record, _ in items:
         kind, practice = record["kind"], record["practice"]
         column = _OWN_MONTH.get(kind)
-        if column is not None:
-            value = record.get(column)
-            if value:
-                cells |= _month_cells(practice, kind, str(value)[:7])
-            if kind == "appointment" and record.get("referral_source_id"):
-                wanted[("appointment_referral", practice)].add(record["source_id"])
-        elif kind == "remittance":
-            wanted[("remittance", practice)].add(record["source_id"])
+        if column is not None and (value := record.get(column)):
+            cells |= _month_cells(practice, kind, str(value)[:7])
+        parent = _PARENT.get(kind)
+        if parent is not None and (parent_id := record.get(parent[1])) and \
+                (parent[0], practice, parent_id) not in in_batch:
+            wanted[(parent[0], practice)].add(parent_id)
     return cells | _query_cells(conn, wanted)
 
 

@@ -101,3 +101,23 @@ def test_a_late_older_visit_makes_the_later_one_returning(hub_runtime: Runtime) 
     _send(hub_runtime, [_appt("A4", "2024-01-10T09:00:00-05:00", "fulfilled")])  # backfilled history
     assert _values(hub_runtime, "2025-06")["new_patient_visits"] == 0
     assert _values(hub_runtime, "2024-01")["new_patient_visits"] == 1
+
+
+def test_rows_that_hang_on_another_row_move_its_month(hub_runtime: Runtime) -> None:
+    """A later appointment moves its referral's funnel month; a later remittance its charge's month."""
+    _send(hub_runtime, [{"kind": "patient", "source_id": "MRN1"},
+                        {"kind": "referral", "source_id": "R1", "patient_source_id": "MRN1",
+                         "received_on": "2025-02-20"},
+                        {"kind": "charge", "source_id": "C1", "patient_source_id": "MRN1", "service_date": "2025-01-15",
+                         "procedure_code": "99213", "amount": "100.00"}])
+    assert _values(hub_runtime, "2025-02")["referral_scheduled_rate"] == 0.0
+    _send(hub_runtime, [_appt("A9", "2025-03-04T09:00:00-05:00", "fulfilled", referral_source_id="R1"),
+                        {"kind": "remittance", "source_id": "P1", "charge_source_id": "C1", "paid_amount": "60.00",
+                         "paid_on": "2025-03-20"}])
+    february = _values(hub_runtime, "2025-02")
+    assert february["referral_scheduled_rate"] == 1.0 and february["referral_attended_rate"] == 1.0
+    assert _values(hub_runtime, "2025-01")["payments"] == "60.00"
+    # the charge's service date is corrected to February: its payment follows it
+    _send(hub_runtime, [{"kind": "charge", "source_id": "C1", "service_date": "2025-02-03", "amount": "100.00"}])
+    assert _values(hub_runtime, "2025-01").get("payments") in (None, "0.00")
+    assert _values(hub_runtime, "2025-02")["payments"] == "60.00"
