@@ -99,19 +99,17 @@ def read_header(raw: bytes) -> dict:
 
 def header_of(fields: list[str], sep: Separators) -> dict:
     """MSH fields as split on the field separator (fields[1] is MSH-2 here, not MSH-1)."""
-    def at(n: int, component: int = 1) -> str:
-        value = fields[n - 1] if n - 1 < len(fields) else ""
-        if n > 2:
-            value = value.split(sep.repetition)[0]
-            parts = value.split(sep.component)
-            value = parts[component - 1] if component <= len(parts) else ""
-        return value.strip()
+    count, rs, cs = len(fields), sep.repetition, sep.component
 
     def whole(n: int) -> str:  # a field echoed as sent (HD with its components)
-        return (fields[n - 1] if n - 1 < len(fields) else "").split(sep.repetition)[0].strip()
+        return fields[n - 1].split(rs, 1)[0].strip() if n <= count else ""
 
+    def first(n: int) -> str:  # the first component of the first repetition
+        return fields[n - 1].split(rs, 1)[0].split(cs, 1)[0].strip() if n <= count else ""
+
+    message_type = (fields[8].split(rs, 1)[0].split(cs) if count >= 9 else [""]) + [""]
     return {"separators": sep.field + sep.encoding_characters, "sending_app": whole(3),
             "sending_facility": whole(4), "receiving_app": whole(5), "receiving_facility": whole(6),
-            "message_code": at(9, 1), "trigger": at(9, 2),
-            "control_id": at(10), "processing_id": at(11), "version": at(12), "accept_ack": at(15),
-            "application_ack": at(16), "charset": at(18)}
+            "message_code": message_type[0].strip(), "trigger": message_type[1].strip(),
+            "control_id": first(10), "processing_id": first(11), "version": first(12), "accept_ack": first(15),
+            "application_ack": first(16), "charset": first(18)}

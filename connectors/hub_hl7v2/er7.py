@@ -39,6 +39,11 @@ from hub.errors import ParseError
 
 _SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{2}\Z")
 _LINE_BREAKS = re.compile(r"\r\n|\n|\r")
+
+
+@lru_cache(maxsize=1024)
+def _segment_id(name: str) -> bool:
+    return _SEGMENT_ID.match(name) is not None
 _CHARSETS = {
     "UNICODE UTF-8": "utf-8", "UTF-8": "utf-8", "ASCII": "ascii",
     "8859/1": "iso8859-1", "8859/2": "iso8859-2", "8859/3": "iso8859-3", "8859/4": "iso8859-4",
@@ -247,11 +252,12 @@ def parse(text: str) -> Message:
     sep = read_separators(text)
     fs = sep.field
     segments: list[list[str]] = []
-    for number, line in enumerate(_LINE_BREAKS.split(text), start=1):
-        if not line.strip():
+    lines = text.split("\r") if "\n" not in text else _LINE_BREAKS.split(text)  # CR alone: the usual case
+    for number, line in enumerate(lines, start=1):
+        if not line or line.isspace():
             continue
         name = line[:3]
-        if (len(line) == 3 or (len(line) > 3 and line[3] == fs)) and _SEGMENT_ID.match(name):
+        if (len(line) == 3 or (len(line) > 3 and line[3] == fs)) and _segment_id(name):
             fields = line.split(fs)
             if name == "MSH":
                 if segments:
