@@ -356,8 +356,8 @@ def _financial_transaction(r: Reader, ft1: list[str], number: int, control: str,
             raise ParseError("the charge has no readable amount (FT1-11 or FT1-12)", location=f"{where}-11")
         amount = unit_amount
     procedure = r.get(ft1, 25, 1) or r.get(ft1, 7, 1)
-    modifiers = [m for rep in range(len(msg.repetitions(ft1, 26))) if (m := r.get(ft1, 26, 1, rep=rep))]
-    diagnoses = [d for rep in range(len(msg.repetitions(ft1, 19))) if (d := r.get(ft1, 19, 1, rep=rep))]
+    modifiers = _first_components(msg, ft1, 26)
+    diagnoses = _first_components(msg, ft1, 19)
     performing = providers_from(r, ft1, 20)
     ordering = providers_from(r, ft1, 21)
     yield from performing
@@ -371,6 +371,12 @@ def _financial_transaction(r: Reader, ft1: list[str], number: int, control: str,
         "modifiers": modifiers, "units": to_int(r.get(ft1, 10, 1)) or 1, "amount": amount,
         "diagnosis_codes": diagnoses or list(fallback_dx), "payer_name": payer_name,
     })
+
+
+def _first_components(msg: Message, seg: list[str], field: int) -> list[str]:
+    """The first component of each repetition (codes of a CWE list), empty ones dropped."""
+    cs = msg.sep.component
+    return [value for raw in msg.repetitions(seg, field) if (value := msg.text(raw.split(cs, 1)[0]))]
 
 
 def _positive(amount: str | None) -> str | None:

@@ -27,8 +27,9 @@ def worker_env(database_url, redis_url, **extra):
 
 
 def start_worker(env, *args):
+    # a session of its own: a kill reaches rq's scheduler process too, as a crash of the machine would
     return subprocess.Popen([sys.executable, "-m", "hub", "worker", *args], env=env, cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def wait_for(predicate, timeout=60.0):
@@ -77,9 +78,11 @@ def test_worker_killed_mid_batch_then_restarted_processes_each_message_once(
     runtime = setup_store(pg_url, redis_url, monkeypatch, tmp_path, 40)
     slow = worker_env(pg_url, redis_url, HUB_TEST_SLOW_SECONDS="0.05", HUB_BATCH_SIZE="10")
     worker = start_worker(slow)
-    assert wait_for(lambda: statuses(runtime).get("processed", 0) >= 10, timeout=60), statuses(runtime)
+    if not wait_for(lambda: statuses(runtime).get("processed", 0) >= 10, timeout=60):
+        os.killpg(worker.pid, signal.SIGKILL)
+        pytest.fail(f"the worker processed too little: {statuses(runtime)}")
     time.sleep(0.3)  # well inside the next batch (10 messages × 2 records × 50 ms)
-    worker.send_signal(signal.SIGKILL)
+    os.killpg(worker.pid, signal.SIGKILL)
     worker.wait(timeout=10)
     worker.stdout.close()
     before = statuses(runtime)
