@@ -83,7 +83,7 @@ class FhirConnector(Connector):
         return bundle.split(data)
 
     def parse(self, envelope: Envelope, context: Context) -> Payload:
-        payload = bundle.items_of(bundle.load(envelope.raw))
+        payload = bundle.items_of(bundle.read(envelope.raw))
         if validation_enabled(context.config):
             for item in payload.items:
                 validate_resource(item.resource, item.path)
@@ -99,7 +99,7 @@ class FhirConnector(Connector):
             if mapper is None:
                 skipped[item.type[:60]] += 1
                 continue
-            records.extend(mapper(item.resource, MapContext(refs, item, tz)))
+            records += mapper(item.resource, MapContext(refs, item, tz))
         if skipped:
             listed = ", ".join(sorted(skipped))
             if sum(skipped.values()) == len(parsed.items):
