@@ -9,8 +9,8 @@ How a payload becomes messages (``split``):
 
 The payload is read once: ``split`` keeps the documents it parsed for ``parse`` to take
 (``read``), since the pipeline stores the message between the two. The keep is bounded
-(``KEPT_BYTES`` of payload, ``KEPT_MESSAGES`` messages, the oldest dropped first); a message
-parsed elsewhere (a queue worker, a reprocess) is simply read again.
+(``KEPT_BYTES`` of payload, ``KEPT_MESSAGES`` messages, ``KEPT_SECONDS``; the oldest go
+first); a message parsed elsewhere (a queue worker, a reprocess) is simply read again.
 
 References (``References.resolve``) are looked up in the payload: relative
 (``Patient/123``), absolute (``http://x/fhir/Patient/123``), ``urn:uuid:`` full URLs,
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,37 +38,42 @@ BUNDLE_TYPES = ("transaction", "batch", "collection", "searchset", "message", "h
 # request methods whose entry carries no resource to take in
 NON_RESOURCE_METHODS = ("GET", "HEAD", "DELETE", "PATCH")
 _TYPE_ID = re.compile(r"([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})$")
-# parsed documents held between split and parse: parsed JSON takes about 7 times its bytes
+# parsed documents held between split and parse (parsed JSON takes about 7 times its bytes);
+# where another process parses (a queue worker), what split kept is let go after KEPT_SECONDS
 KEPT_BYTES = 16_000_000
 KEPT_MESSAGES = 256
+KEPT_SECONDS = 60.0
 
 
 class _Parsed:
     """Documents ``split`` parsed, by their exact bytes, until ``parse`` takes them (once)."""
 
     def __init__(self) -> None:
-        self._docs: OrderedDict[bytes, dict[str, Any]] = OrderedDict()
+        self._docs: OrderedDict[bytes, tuple[dict[str, Any], float]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
 
     def keep(self, raw: bytes, doc: dict[str, Any]) -> None:
         if len(raw) > KEPT_BYTES // 4:
             return  # a huge payload is cheaper to read again than to hold
+        now = time.monotonic()
         with self._lock:
             if raw in self._docs:
                 return
-            self._docs[raw] = doc
+            self._docs[raw] = (doc, now)
             self._bytes += len(raw)
-            while self._bytes > KEPT_BYTES or len(self._docs) > KEPT_MESSAGES:
+            while self._docs and (self._bytes > KEPT_BYTES or len(self._docs) > KEPT_MESSAGES
+                                  or next(iter(self._docs.values()))[1] < now - KEPT_SECONDS):
                 old, _ = self._docs.popitem(last=False)
                 self._bytes -= len(old)
 
     def take(self, raw: bytes) -> dict[str, Any] | None:
         with self._lock:
-            doc = self._docs.pop(raw, None)
-            if doc is not None:
-                self._bytes -= len(raw)
-            return doc
+            kept = self._docs.pop(raw, None)
+            if kept is None:
+                return None
+            self._bytes -= len(raw)
+            return kept[0]
 
 
 _PARSED = _Parsed()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
@@ -67,3 +68,14 @@ def test_kept_or_read_again_the_records_are_the_same(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(bundle, "KEPT_BYTES", 0)
     read_again = [r for env in connector.split(data) for r in connector.normalize(env, CONTEXT)]
     assert kept == read_again
+
+
+def test_what_split_kept_is_let_go_after_a_while(loads: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
+    connector = FhirConnector()
+    first = connector.split(collection(1))  # parsed here by another process, say: never taken
+    time.sleep(0.01)
+    monkeypatch.setattr(bundle, "KEPT_SECONDS", 0.005)  # the first is now older than that
+    second = connector.split(collection(2))
+    connector.normalize(second[0], CONTEXT)
+    connector.normalize(first[0], CONTEXT)
+    assert len(loads) == 3  # both split; the first let go when the second came, so read again
