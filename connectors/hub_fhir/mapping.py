@@ -24,7 +24,6 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -41,6 +40,10 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 # category codes of ClaimResponse / EOB adjudication (http://terminology.hl7.org/CodeSystem/adjudication
 # and the CARIN BB adjudication codes)
 PATIENT_RESPONSIBILITY = {"deductible": "1", "copay": "3", "coinsurance": "2"}
+_PATIENT_SHARE = frozenset(PATIENT_RESPONSIBILITY)
+_PAID = frozenset({"benefit", "paidtoprovider"})
+_WRITTEN_OFF = frozenset({"denied", "noncovered", "discount", "memberliability"})
+CENT = Decimal("0.01")
 # Coverage.type codes that say the financial class outright; anything else is left to the mapping
 FINANCIAL_CLASS_BY_CODE = {"pay": "self_pay", "SELFPAY": "self_pay", "1": "medicare", "2": "medicaid",
                            "5": "commercial", "6": "commercial", "81": "self_pay", "MCPOL": "commercial",
@@ -50,14 +53,16 @@ PERSON_TYPES = ("Patient", "RelatedPerson")
 ENCOUNTER_STATUS = {"triaged": "arrived", "onleave": "in-progress"}
 
 
-@dataclass
 class MapContext:
-    refs: References
-    item: Item
-    timezone: ZoneInfo | None = None
+    """What a mapper needs beside the resource: the payload's references, the item, the zone."""
 
-    def __post_init__(self) -> None:
-        self.source_id = self.item.source_id
+    __slots__ = ("refs", "item", "timezone", "source_id")
+
+    def __init__(self, refs: References, item: Item, timezone: ZoneInfo | None = None) -> None:
+        self.refs = refs
+        self.item = item
+        self.timezone = timezone
+        self.source_id = item.source_id
 
     def resolve(self, ref: Any) -> Target | None:
         return self.refs.resolve(ref, self.item.resource, self.source_id)
@@ -151,7 +156,7 @@ def money(value: Any) -> Decimal | None:
 
 
 def money_text(amount: Decimal | None) -> str | None:
-    return None if amount is None else str(amount.quantize(Decimal("0.01")))
+    return None if amount is None else str(amount.quantize(CENT))
 
 
 def number(value: Any) -> int | None:
@@ -370,16 +375,16 @@ def _adjudicate(adjudications: Any) -> dict[str, Any]:
             out["reasons"].append(reason)
         if amount is None:
             continue
-        if category & {"submitted"}:
+        if "submitted" in category:
             out["submitted"] = amount
-        elif category & {"eligible", "allowedunits"} and "eligible" in category:
+        elif "eligible" in category:
             out["eligible"] = amount
-        elif category & {"benefit", "paidtoprovider"}:
+        elif not _PAID.isdisjoint(category):
             out["paid"] = (out["paid"] or Decimal(0)) + amount if "paidtoprovider" in category else amount
-        elif category & set(PATIENT_RESPONSIBILITY):
-            default = PATIENT_RESPONSIBILITY[next(iter(category & set(PATIENT_RESPONSIBILITY)))]
+        elif not _PATIENT_SHARE.isdisjoint(category):
+            default = PATIENT_RESPONSIBILITY[next(iter(category & _PATIENT_SHARE))]
             out["adjustments"].append({"group": "PR", "reason": reason or default, "amount": money_text(amount)})
-        elif reason or category & {"denied", "noncovered", "discount", "memberliability"}:
+        elif reason or not _WRITTEN_OFF.isdisjoint(category):
             group = "PR" if "memberliability" in category else "CO"
             out["adjustments"].append({"group": group, "reason": reason or next(iter(sorted(category)), None),
                                        "amount": money_text(amount)})

@@ -25,6 +25,14 @@ def model_class(resource_type: str) -> Any:
         return None
 
 
+@cache
+def checker(resource_type: str) -> Any:
+    """The model's pydantic validator, called directly: ``model_validate`` with its defaults, less a
+    wrapper per resource."""
+    cls = model_class(resource_type)
+    return None if cls is None else cls.__pydantic_validator__.validate_python
+
+
 def is_fhir_type(resource_type: str) -> bool:
     return model_class(resource_type) is not None
 
@@ -44,11 +52,11 @@ def element_path(loc: tuple[Any, ...]) -> str:
 def validate_resource(resource: dict[str, Any], path: str) -> None:
     """Raise ``ValidationError`` naming the resource and the element path of the first problem."""
     rtype = resource["resourceType"]
-    cls = model_class(rtype)
-    if cls is None:
+    check = checker(rtype)
+    if check is None:
         raise ValidationError(f"{rtype[:60]!r} is not a FHIR R4 resource type", location=f"{path}.resourceType")
     try:
-        cls.model_validate(resource)
+        check(resource)
     except PydanticError as exc:
         errors = exc.errors(include_url=False, include_input=False)
         first = errors[0] if errors else {"loc": (), "msg": "invalid"}
