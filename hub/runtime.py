@@ -4,6 +4,7 @@ Built by the CLI and the app factory (never at import time)."""
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -27,4 +28,13 @@ class Runtime:
         url = database_url_of(database_url)
         runtime = cls(engine=get_engine(url), plugins=plugins or load_plugins(), database_url=url)
         runtime.dispatcher = resolve_dispatcher(runtime, dispatcher)
+        tune_garbage_collector()
         return runtime
+
+
+def tune_garbage_collector() -> None:
+    """Ingest makes millions of short-lived dicts and few cycles: with Python's default thresholds
+    the cycle collector took a fifth of ingest's CPU time, rescanning the same long-lived objects.
+    Those (modules, plugins, the engine) are frozen out of its reach, and it runs less often."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
