@@ -15,7 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from hub.reports.tables import report_medians
+from hub.reports.tables import WEEKLY_THIRD_AVAILABLE, report_medians
 
 # report_medians grain → the dimensions it is sliced by (besides month)
 # (the MSO-wide ones are computed when asked: keeping them would re-read every practice on each batch)
@@ -56,7 +56,7 @@ def refresh_summaries(conn: sa.Connection, practice: str, months: list[str]) -> 
                                     t.c.month.in_(months)))
     rows = []
     for grain, dims in SUMMARY_GRAINS.items():
-        where = "grain = 'site' AND practice = :p AND month IN :months"
+        where = f"grain = 'site' AND practice = :p AND month IN :months AND metric <> '{WEEKLY_THIRD_AVAILABLE}'"
         for key, values in medians(conn, [*dims, "month"], where, {"p": practice, "months": months}).items():
             named = dict(zip([*dims, "month"], key, strict=True))
             for metric, value in values.items():
