@@ -12,8 +12,10 @@ whole ISO weeks (Monday to Sunday) when the period is ``week``.
 
 from __future__ import annotations
 
+import bisect
 import calendar
 import datetime as dt
+import itertools
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
@@ -290,6 +292,7 @@ class _Data:
     credits: dict[Key, list[tuple[str, str, int]]]  # full dims → (service unit, paid unit, cents)
 
     projections: dict[tuple[int, ...], dict[Key, list[Key]]] = field(default_factory=dict)
+    ledgers: dict[tuple[tuple[int, ...], Key], _Ledger] = field(default_factory=dict)
 
     def _members(self, idx: list[int], key: Key) -> list[Key]:
         groups = self.projections.get(tuple(idx))
@@ -300,39 +303,72 @@ class _Data:
             self.projections[tuple(idx)] = groups
         return groups.get(key, [])
 
+    def _shift(self, unit: str, delta: int) -> str:
+        if self.unit == "week":
+            return (dt.date.fromisoformat(unit) + dt.timedelta(weeks=delta)).isoformat()
+        return _shift(unit, delta)
+
+    def _ledger(self, idx: list[int], key: Key) -> _Ledger | None:
+        """The slice's charges and credits as running totals, built once for all the slice's periods."""
+        found = self.ledgers.get((tuple(idx), key))
+        if found is None:
+            members = self._members(idx, key)
+            if not members:
+                return None
+            charges: Counter[str] = Counter()
+            settled: Counter[str] = Counter()  # credits by the first unit whose end they count at
+            aged: Counter[str] = Counter()  # credits by the first unit whose aged A/R they count in
+            for dvals in members:
+                charges.update(self.charges[dvals])
+                for served, paid, cents in self.credits.get(dvals, ()):
+                    settled[max(served, paid)] += cents
+                    aged[max(self._shift(served, RECENT_UNITS[self.unit]), paid)] += cents
+            found = self.ledgers[(tuple(idx), key)] = _Ledger(_Running(charges), _Running(settled), _Running(aged))
+        return found
+
     def ar(self, key: Key, idx: list[int], end: str) -> ArFigures | None:
         """A/R at the end of the unit ``end`` for the slice whose dimension values are ``key``.
 
         The last 90 days are the month and the two before it, or for weeks the week and the
         12 before it (91 days); older service units are the aged A/R."""
-        balance = aged = recent = 0
-        if self.unit == "week":
-            recent_from = (dt.date.fromisoformat(end) - dt.timedelta(weeks=12)).isoformat()
-        else:
-            recent_from = _shift(end, -2)
-        aged_before = recent_from  # service units before the last 90 days
-        members = self._members(idx, key)
-        for dvals in members:
-            by_month = self.charges[dvals]
-            for month, cents in by_month.items():
-                if month <= end:
-                    balance += cents
-                    if month < aged_before:
-                        aged += cents
-                    if month >= recent_from:
-                        recent += cents
-            for month, paid, cents in self.credits.get(dvals, ()):
-                if month <= end and paid <= end:
-                    balance -= cents
-                    if month < aged_before:
-                        aged -= cents
-        if not members:
+        ledger = self._ledger(idx, key)
+        if ledger is None:
             return None
+        recent_from = self._shift(end, 1 - RECENT_UNITS[self.unit])
+        charged, charged_before = ledger.charges.upto(end), ledger.charges.before(recent_from)
+        balance = charged - ledger.settled.upto(end)
+        aged = charged_before - ledger.aged.upto(end)
         if self.unit == "week":
             days = 91
         else:
             days = sum(calendar.monthrange(int(m[:4]), int(m[5:7]))[1] for m in (_shift(end, -k) for k in range(3)))
-        return ArFigures(balance, aged, recent, days)
+        return ArFigures(balance, aged, charged - charged_before, days)
+
+
+RECENT_UNITS = {"month": 3, "week": 13}  # the units that make up "the last 90 days" of A/R
+
+
+class _Running:
+    """Cents by unit, summed up to any unit by a binary search."""
+
+    def __init__(self, cents: Counter[str]) -> None:
+        self.units = sorted(cents)
+        self.sums = list(itertools.accumulate(cents[u] for u in self.units))
+
+    def upto(self, unit: str) -> int:
+        i = bisect.bisect_right(self.units, unit)
+        return self.sums[i - 1] if i else 0
+
+    def before(self, unit: str) -> int:
+        i = bisect.bisect_left(self.units, unit)
+        return self.sums[i - 1] if i else 0
+
+
+@dataclass
+class _Ledger:
+    charges: _Running
+    settled: _Running
+    aged: _Running
 
 
 def _fetch(conn: sa.Connection, grain: str, dims: list[str], span: _Span) -> _Data:

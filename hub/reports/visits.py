@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import functools
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -100,6 +101,7 @@ def _month_name(index: int) -> str:
     return f"{index // 12:04d}-{index % 12 + 1:02d}"
 
 
+@functools.lru_cache(maxsize=1 << 16)  # a batch's patients share few distinct days
 def period_index(kind: str, day: str) -> int:
     """The number of the ``kind`` period a date ("YYYY-MM-DD") falls in; consecutive periods differ by 1."""
     if kind == "month":
@@ -137,44 +139,65 @@ def _scope_periods(visits: Iterable[Visit]) -> dict[Scope, set[int]]:
 
 
 def _contribution(periods: set[int], window: int) -> tuple[Counter[int], Counter[int]]:
-    """(cohort, retained) counts by period index for one patient's visit periods in one scope.
+    """(cohort steps, retained counts) by period index for one patient's visit periods in one scope.
 
     The patient is in period m's cohort when their last visit before m is at most ``window``
-    periods before it, and retained when that visit is followed by one in m itself.
+    periods before it, and retained when that visit is followed by one in m itself. The cohort
+    is given as steps (+1 where a stretch of cohort periods starts, -1 after it ends), so a
+    patient seen every week costs a few entries, not 52 per visit.
     """
-    cohort: Counter[int] = Counter()
+    steps: Counter[int] = Counter()
     retained: Counter[int] = Counter()
     ordered = sorted(periods)
     for i, x in enumerate(ordered):
         nxt = ordered[i + 1] if i + 1 < len(ordered) else None
         last = x + window if nxt is None else min(nxt, x + window)
-        cohort.update(range(x + 1, last + 1))
+        steps[x + 1] += 1
+        steps[last + 1] -= 1
         if nxt is not None and nxt <= x + window:
             retained[nxt] += 1
-    return cohort, retained
+    return steps, retained
 
 
-RetentionKey = tuple[str, str, str, str, str]  # practice, service line, period kind, period, cohort|retained
+RetentionDelta = Counter[tuple[Scope, str, int]]  # (scope, "steps" | "retained", period index) → change
 
 
-def retention_delta(old: list[Visit], new: list[Visit]) -> Counter[RetentionKey]:
-    """How one patient's change of history moves the retention counts of every scope and kind of period."""
-    delta: Counter[RetentionKey] = Counter()
+def retention_delta(old: list[Visit], new: list[Visit], delta: RetentionDelta) -> None:
+    """Add to ``delta`` how one patient's change of history moves the retention counts of every scope
+    and kind of period."""
     before, after = _scope_periods(old), _scope_periods(new)
     for scope in before.keys() | after.keys():
         was, now = before.get(scope, set()), after.get(scope, set())
         if was == now:
             continue
-        kind = scope[2]
-        old_cohort, old_retained = _contribution(was, RETENTION_WINDOW[kind])
-        cohort, retained = _contribution(now, RETENTION_WINDOW[kind])
-        cohort.subtract(old_cohort)
-        retained.subtract(old_retained)
-        for name, moved in (("cohort", cohort), ("retained", retained)):
-            for index, n in moved.items():
-                if n:
-                    delta[(scope[0], scope[1], kind, period_name(kind, index), name)] += n
-    return delta
+        window = RETENTION_WINDOW[scope[2]]
+        for sign, periods in ((-1, was), (1, now)):
+            steps, retained = _contribution(periods, window)
+            for name, moved in (("steps", steps), ("retained", retained)):
+                for index, n in moved.items():
+                    delta[(scope, name, index)] += sign * n
+
+
+def _retention_rows(delta: RetentionDelta) -> dict[tuple[Scope, int], list[int]]:
+    """[cohort, retained] changes by (scope, period index): the cohort steps summed up period by period."""
+    steps: dict[Scope, dict[int, int]] = defaultdict(dict)
+    out: dict[tuple[Scope, int], list[int]] = defaultdict(lambda: [0, 0])
+    for (scope, name, index), n in delta.items():
+        if not n:
+            continue
+        if name == "retained":
+            out[(scope, index)][1] += n
+        else:
+            steps[scope][index] = n
+    for scope, by_index in steps.items():
+        ordered = sorted(by_index)
+        running = 0
+        for here, there in zip(ordered, ordered[1:], strict=False):
+            running += by_index[here]
+            if running:
+                for index in range(here, there):
+                    out[(scope, index)][0] += running
+    return out
 
 
 def _select_new_visits(conn: sa.Connection, practice: str, months: list[str]) -> list[Visit]:
@@ -237,9 +260,9 @@ def rebuild(conn: sa.Connection, cells: set[Cell]) -> set[Cell]:
     new_by_patient = {k: with_flags(vs) for k, vs in _by_patient([*kept, *fresh]).items()}
     old_by_patient = _by_patient(old)
 
-    delta: Counter[RetentionKey] = Counter()
+    delta: RetentionDelta = Counter()
     for k in keys:
-        delta.update(retention_delta(old_by_patient.get(k, []), new_by_patient.get(k, [])))
+        retention_delta(old_by_patient.get(k, []), new_by_patient.get(k, []), delta)
     _apply_retention(conn, delta)
 
     for practice, months in months_by_practice.items():
@@ -270,13 +293,10 @@ def _row(v: Visit) -> dict[str, object]:
             "is_new": v.is_new, "converted": v.converted}
 
 
-def _apply_retention(conn: sa.Connection, delta: Counter[RetentionKey]) -> None:
-    cells: dict[tuple[str, str, str, str], list[int]] = defaultdict(lambda: [0, 0])
-    for (p, line, kind, period, what), n in delta.items():
-        if n:
-            cells[(p, line, kind, period)][0 if what == "cohort" else 1] += n
-    rows = [{"practice": p, "service_line": line, "period_kind": kind, "period": period, "cohort": c,
-             "retained": r} for (p, line, kind, period), (c, r) in cells.items() if c or r]
+def _apply_retention(conn: sa.Connection, delta: RetentionDelta) -> None:
+    rows = [{"practice": p, "service_line": line, "period_kind": kind, "period": period_name(kind, index),
+             "cohort": c, "retained": r} for ((p, line, kind), index), (c, r) in _retention_rows(delta).items()
+            if c or r]
     if not rows:
         return
     t = report_retention

@@ -7,6 +7,7 @@ import random
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from hub.reports import compute_report, rollups
 from hub.store import canonical
@@ -173,3 +174,26 @@ def test_kept_medians_equal_medians_from_the_fine_histograms(loaded: Any) -> Non
                 for r in conn.exec_driver_sql("SELECT practice, month, metric, median FROM report_medians "
                                               "WHERE grain = 'pm'")}
     assert kept and {(p, m, metric): v for (p, m), values in fine.items() for metric, v in values.items()} == kept
+
+
+def test_migration_0007_reshapes_and_refills_the_rollups_of_a_store_with_records(database_url: str) -> None:
+    from alembic import command
+
+    from hub.store.engine import alembic_config, current_revision, head_revision
+
+    engine, _ = _load(database_url)
+    before = compute_report(engine, by="site,week").to_dict()
+    by_month = compute_report(engine, by="site,month").to_dict()
+    for target, command_ in (("0006", command.downgrade), ("head", command.upgrade)):
+        cfg = alembic_config(engine)
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command_(cfg, target)
+        if target == "0006":  # the 0004 shape: no week columns, retention by month
+            with engine.connect() as conn:
+                columns = {c["name"] for c in sa.inspect(conn).get_columns("report_cells")}
+            assert "week" not in columns and "month" in columns
+    assert current_revision(engine) == head_revision(engine)
+    after = compute_report(engine, by="site,week").to_dict()
+    assert before["rows"] and before["rows"] == after["rows"] and before["total"] == after["total"]
+    assert by_month["rows"] == compute_report(engine, by="site,month").to_dict()["rows"]

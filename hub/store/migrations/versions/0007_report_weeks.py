@@ -44,7 +44,9 @@ def _before(table: sa.Table, meta: sa.MetaData) -> sa.Table:
             sa.Column("cohort", sa.BigInteger(), nullable=False, server_default="0"),
             sa.Column("retained", sa.BigInteger(), nullable=False, server_default="0"),
             sa.PrimaryKeyConstraint("practice", "service_line", "month", name="pk_report_retention"))
-    columns = [c.copy() for c in table.columns if c.name not in ("week", "paid_week")]
+    columns = [sa.Column(c.name, c.type, nullable=c.nullable,
+                         server_default=getattr(c.server_default, "arg", None))
+               for c in table.columns if c.name not in ("week", "paid_week")]
     key = [c.name for c in table.primary_key.columns if c.name not in ("week", "paid_week")]
     indexes = [sa.Index(i.name, *[c.name for c in i.columns]) for i in table.indexes]
     return sa.Table(table.name, meta, *columns, sa.PrimaryKeyConstraint(*key, name=table.primary_key.name),
