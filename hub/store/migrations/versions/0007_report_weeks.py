@@ -49,7 +49,7 @@ def _before(table: sa.Table, meta: sa.MetaData) -> sa.Table:
                for c in table.columns if c.name not in ("week", "paid_week")]
     key = [c.name for c in table.primary_key.columns if c.name not in ("week", "paid_week")]
     indexes = [sa.Index(i.name, *[c.name for c in i.columns]) for i in table.indexes]
-    return sa.Table(table.name, meta, *columns, sa.PrimaryKeyConstraint(*key, name=table.primary_key.name),
+    return sa.Table(table.name, meta, *columns, sa.PrimaryKeyConstraint(*key, name=f"pk_{table.name}"),
                     *indexes)
 
 
