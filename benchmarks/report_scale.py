@@ -13,6 +13,9 @@ month for 10 practices over 36 months, writes them through the store's bulk path
 - the full consolidated report (every KPI, by site and month, plus the MSO total and the site
   median) in seconds, best of three, beside a baseline measured in the same run: the same
   grouping computed by scanning the raw appointment and charge rows (a handful of KPIs only);
+- the same report by site and ISO week;
+- beside each of the catch-up and the reports, the CPU seconds of this process (the machine may be
+  shared: wall-clock seconds are noisy; with SQLite, the store's work is in-process and counted);
 - the growth factor of the report time from the smallest to the largest size.
 
 Targets: full report under 1 s at 10M appointments on both stores, growth under 2x from 1M to

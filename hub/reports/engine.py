@@ -413,13 +413,14 @@ def _period_sql(kind: str | None) -> str | None:
 def _medians(conn: sa.Connection, grain: str, keep: list[str], period: str | None, span: _Span
              ) -> dict[Key, dict[str, float]]:
     """Exact medians of every histogram metric per slice: kept ones where they exist, else from the histograms."""
-    if period == "month" and "site" in keep and set(keep) <= SITE_GRAIN_DIMS:
+    if period in ("month", "week") and "site" in keep and set(keep) <= SITE_GRAIN_DIMS:
         summary = "site" if "service_line" in keep else "pm"
         t = report_medians
+        at = t.c[span.unit]
         out: dict[Key, dict[str, float]] = defaultdict(dict)
-        for row in conn.execute(sa.select(t).where(t.c.grain == summary, t.c.month >= span.lo,
-                                                   t.c.month <= span.hi)):
-            key = (*[getattr(row, DIMENSIONS[d]) for d in keep], row.month)
+        for row in conn.execute(sa.select(t).where(t.c.grain == summary, at >= span.lo, at <= span.hi)):
+            key = (*[getattr(row, DIMENSIONS[d]) for d in keep],
+                   week_name(row.week) if period == "week" else row.month)
             out[key][row.metric] = row.median
         return out
     exprs = [DIMENSIONS[d] for d in keep]

@@ -128,16 +128,19 @@ report_visits = sa.Table(
     sa.Index("ix_report_visits_patient_key", "patient_key"),
 )
 
-# medians of the most asked-for slicings (by month, alone or with site and/or service line)
+# medians of the most asked-for slicings (by site and month or week, with or without service line): a
+# month's row has the week '', a week's row the month ''
 report_medians = sa.Table(
     "report_medians", metadata,
     sa.Column("grain", sa.String(8), nullable=False),
     sa.Column("practice", sa.String(64), nullable=False),
     sa.Column("service_line", sa.String(255), nullable=False),
     sa.Column("month", sa.String(7), nullable=False),
+    _week(),
     sa.Column("metric", sa.String(40), nullable=False),
     sa.Column("median", sa.Float(), nullable=False),
-    sa.PrimaryKeyConstraint("grain", "practice", "service_line", "month", "metric", name="pk_report_medians"),
+    sa.PrimaryKeyConstraint("grain", "practice", "service_line", "month", "week", "metric",
+                            name="pk_report_medians"),
 )
 
 report_costs = sa.Table(
