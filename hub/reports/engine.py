@@ -32,6 +32,7 @@ from hub.reports.medians import medians
 from hub.reports.rollups import refresh_dirty
 from hub.reports.tables import (
     MEASURES,
+    SITE_WEEK_GRAIN,
     WEEKLY_THIRD_AVAILABLE,
     report_cells,
     report_credits,
@@ -153,9 +154,9 @@ def compute_report(engine: sa.Engine, *, by: str | Sequence[str] = ("site", "mon
     dims = [d for d in by_dims if d in DIMENSIONS]
     period = next((p for p in by_dims if p in PERIODS), None)
     catalog = _catalog(plugins, kpis)
-    grain = "site" if set(dims) <= SITE_GRAIN_DIMS else "fine"
     site_level = set(dims) <= SITE_GRAIN_DIMS
     unit = "week" if period == "week" else "month"  # the rollup column the slices are made of
+    grain = ("site" if unit == "month" else SITE_WEEK_GRAIN) if site_level else "fine"
     refresh_dirty(engine)  # cells ingest touched since the last report: bounded by the changes, not the data
     with engine.connect() as conn:
         span = _span(conn, unit, date_from, date_to)

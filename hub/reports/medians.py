@@ -16,7 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from hub.reports.tables import WEEKLY_THIRD_AVAILABLE, report_medians
+from hub.reports.tables import SITE_WEEK_GRAIN, WEEKLY_THIRD_AVAILABLE, report_medians
 
 MONTHLY_THIRD_AVAILABLE = "third_available_days"
 
@@ -75,7 +75,8 @@ def refresh_summaries(conn: sa.Connection, practice: str, months: list[str]) -> 
     conn.execute(sa.delete(t).where(grains, t.c.practice == practice, t.c.month == "", t.c.week.in_(weeks)))
     rows = []
     by_month = f"grain = 'site' AND practice = :p AND month IN :months AND metric <> '{WEEKLY_THIRD_AVAILABLE}'"
-    by_week = f"grain = 'site' AND practice = :p AND week IN :weeks AND metric <> '{MONTHLY_THIRD_AVAILABLE}'"
+    by_week = (f"grain = '{SITE_WEEK_GRAIN}' AND practice = :p AND week IN :weeks AND "
+               f"metric <> '{MONTHLY_THIRD_AVAILABLE}'")
     for grain, dims in SUMMARY_GRAINS.items():
         for period, where in (("month", by_month), ("week", by_week)):
             found = medians(conn, [*dims, period], where, {"p": practice, "months": months, "weeks": weeks})

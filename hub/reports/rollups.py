@@ -27,6 +27,7 @@ from hub.reports.medians import refresh_summaries
 from hub.reports.tables import (
     DIMS,
     MEASURES,
+    SITE_WEEK_GRAIN,
     WEEKLY_THIRD_AVAILABLE,
     report_cells,
     report_credits,
@@ -384,19 +385,26 @@ def _refresh_practice(conn: sa.Connection, sql: Sql, practice: str, months: list
                            f"FROM ({select}) h"), params)
     _third_available(conn, sql, practice, months)
     conn.execute(_text(_credits_sql(sql)), params)
-    # the coarse grain the common "by site" reports read
-    conn.execute(_text(f"INSERT INTO report_cells (grain, {cols}) SELECT 'site', practice, '*', '*', service_line, "
-                       f"'*', month, week, {sums} FROM report_cells WHERE grain = 'fine' AND practice = :p AND "
-                       f"month IN :months GROUP BY practice, service_line, month, week"), params)
-    conn.execute(_text(f"INSERT INTO report_hist (grain, {hist_cols}, n) SELECT 'site', practice, '*', '*', "
-                       f"service_line, '*', month, week, metric, value, SUM(n) FROM report_hist WHERE grain = 'fine' "
-                       f"AND practice = :p AND month IN :months "
-                       f"GROUP BY practice, service_line, month, week, metric, value"), params)
-    conn.execute(_text("INSERT INTO report_credits (grain, practice, location, provider, service_line, "
-                       "financial_class, month, week, paid_month, paid_week, credits_cents) SELECT 'site', practice, "
-                       "'*', '*', service_line, '*', month, week, paid_month, paid_week, SUM(credits_cents) FROM "
-                       "report_credits WHERE grain = 'fine' AND practice = :p AND month IN :months "
-                       "GROUP BY practice, service_line, month, week, paid_month, paid_week"), params)
+    # the coarse grains the common "by site" reports read: by month (week '', so a month report reads one
+    # row per month, not one per week of it) and by week
+    for grain, week, paid_week, where in (("site", "''", "''", ""), (SITE_WEEK_GRAIN, "week", "paid_week",
+                                                                     " AND week <> ''")):
+        by_week = "" if week == "''" else ", week"
+        conn.execute(_text(f"INSERT INTO report_cells (grain, {cols}) SELECT '{grain}', practice, '*', '*', "
+                           f"service_line, '*', month, {week}, {sums} FROM report_cells WHERE grain = 'fine' AND "
+                           f"practice = :p AND month IN :months{where} "
+                           f"GROUP BY practice, service_line, month{by_week}"), params)
+        conn.execute(_text(f"INSERT INTO report_hist (grain, {hist_cols}, n) SELECT '{grain}', practice, '*', '*', "
+                           f"service_line, '*', month, {week}, metric, value, SUM(n) FROM report_hist WHERE "
+                           f"grain = 'fine' AND practice = :p AND month IN :months "
+                           f"GROUP BY practice, service_line, month{by_week}, metric, value"), params)
+        paid_by_week = "" if week == "''" else ", week, paid_week"
+        conn.execute(_text("INSERT INTO report_credits (grain, practice, location, provider, service_line, "
+                           f"financial_class, month, week, paid_month, paid_week, credits_cents) SELECT '{grain}', "
+                           f"practice, '*', '*', service_line, '*', month, {week}, paid_month, {paid_week}, "
+                           "SUM(credits_cents) FROM report_credits WHERE grain = 'fine' AND practice = :p AND "
+                           f"month IN :months GROUP BY practice, service_line, month, paid_month{paid_by_week}"),
+                     params)
     refresh_summaries(conn, practice, months)
 
 

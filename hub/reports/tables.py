@@ -6,11 +6,13 @@ consult-conversion and retention figures be recomputed exactly for the patients 
 batch touched. It holds an opaque patient key, never a name or identifier, and is
 never read by a report except through the aggregates.
 
-Two grains of ``report_cells`` and ``report_hist``: ``fine`` (practice × location ×
-provider × service line × financial class × month × week) and ``site`` (practice ×
-service line × month × week, the others ``*``). The engine reads the coarsest grain that
-answers a request, so the common "by site and month" query reads few rows whatever the
-data size. A dimension a record does not carry is stored as ``''`` (shown as null).
+Three grains of ``report_cells``, ``report_hist`` and ``report_credits``: ``fine``
+(practice × location × provider × service line × financial class × month × week),
+``site`` (practice × service line × month, the others ``*`` and the week ``''``) and
+``siteweek`` (practice × service line × month × week). The engine reads the coarsest
+grain that answers a request, so the common "by site and month" (or week) query reads
+few rows whatever the data size. A dimension a record does not carry is stored as ``''``
+(shown as null).
 
 ``week`` is the Monday (ISO week start, ``YYYY-MM-DD``) of the record's date; rows are
 still recomputed per (practice, month), so a week that straddles two months has rows in
@@ -25,6 +27,7 @@ import sqlalchemy as sa
 from hub.model.tables import RECORD_TABLES, BigId, metadata
 
 DIMS = ("practice", "location", "provider", "service_line", "financial_class")
+SITE_WEEK_GRAIN = "siteweek"  # the site grain by week (the "site" grain is by month only)
 
 # additive measures of one cell (integers: counts, cents, minutes, day sums)
 MEASURES = (
