@@ -15,6 +15,7 @@ from __future__ import annotations
 import bisect
 import calendar
 import datetime as dt
+import functools
 import itertools
 import statistics
 from collections import Counter, defaultdict
@@ -162,7 +163,8 @@ def compute_report(engine: sa.Engine, *, by: str | Sequence[str] = ("site", "mon
         span = _span(conn, unit, date_from, date_to)
         data = _fetch(conn, grain, dims, span)
         rest = [d for d in dims if d != "site"]
-        medians = {tuple(keep): _medians(conn, grain, keep, period, span) for keep in (dims, rest)}
+        medians = {tuple(keep): _medians(conn, grain, list(keep), period, span)
+                   for keep in {tuple(dims), tuple(rest)}}  # the same when there is no site to leave out
         retention = _fetch_retention(conn, period, span) if period and site_level else None
         sites = [{"slug": r.slug, "name": r.name, "status": r.status}
                  for r in conn.execute(sa.select(practices.c.slug, practices.c.name, practices.c.status)
@@ -305,9 +307,7 @@ class _Data:
         return groups.get(key, [])
 
     def _shift(self, unit: str, delta: int) -> str:
-        if self.unit == "week":
-            return (dt.date.fromisoformat(unit) + dt.timedelta(weeks=delta)).isoformat()
-        return _shift(unit, delta)
+        return _shift_unit(self.unit, unit, delta)
 
     def _ledger(self, idx: list[int], key: Key) -> _Ledger | None:
         """The slice's charges and credits as running totals, built once for all the slice's periods."""
@@ -344,6 +344,13 @@ class _Data:
         else:
             days = sum(calendar.monthrange(int(m[:4]), int(m[5:7]))[1] for m in (_shift(end, -k) for k in range(3)))
         return ArFigures(balance, aged, charged - charged_before, days)
+
+
+@functools.lru_cache(maxsize=1 << 14)  # a report shifts the same few hundred units over and over
+def _shift_unit(kind: str, unit: str, delta: int) -> str:
+    if kind == "week":
+        return (dt.date.fromisoformat(unit) + dt.timedelta(weeks=delta)).isoformat()
+    return _shift(unit, delta)
 
 
 RECENT_UNITS = {"month": 3, "week": 13}  # the units that make up "the last 90 days" of A/R
