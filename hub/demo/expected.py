@@ -206,6 +206,35 @@ def by_site_month(truth: Truth, kpis: tuple[str, ...] | None = None) -> dict[tup
             if any(r["kind"] == "appointment" for r in recs)}
 
 
+def _day_of(record: dict[str, Any], charges: dict[str, dict[str, Any]]) -> dt.date | None:
+    """The day a fact counts on; a remittance counts on its charge's service date."""
+    if record["kind"] == "remittance":
+        charge = charges.get(record["charge_source_id"])
+        return dt.date.fromisoformat(str(charge["service_date"])[:10]) if charge else None
+    value = {"appointment": "start", "slot": "start", "encounter": "start", "charge": "service_date",
+             "referral": "received_on"}.get(record["kind"])
+    return dt.date.fromisoformat(str(record[value])[:10]) if value and record.get(value) else None
+
+
+def by_site_week(truth: Truth, kpis: tuple[str, ...] | None = None) -> dict[tuple[str, str], dict[str, Any]]:
+    """{(site, ISO week "2026-W09"): {kpi: figure}} for the weeks wholly inside the generated history."""
+    groups: dict[tuple[str, str], Records] = defaultdict(list)
+    for site, records in truth.records.items():
+        _mark_new_patients(records)
+        charges = {c["source_id"]: c for c in _kind(records, "charge")}
+        for record in records:
+            day = _day_of(record, charges)
+            if day is None:
+                continue
+            monday = day - dt.timedelta(days=day.weekday())
+            if truth.start <= monday and monday + dt.timedelta(days=7) <= truth.end:
+                year, week, _ = day.isocalendar()
+                groups[(site, f"{year}-W{week:02d}")].append(record)
+    chosen = kpis or tuple(KPIS)
+    return {key: {k: KPIS[k][3](recs) for k in chosen} for key, recs in groups.items()
+            if any(r["kind"] == "appointment" for r in recs)}
+
+
 def total_by_month(truth: Truth) -> dict[str, dict[str, Any]]:
     months = set(truth.months())
     groups: dict[str, Records] = defaultdict(list)

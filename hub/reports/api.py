@@ -21,9 +21,10 @@ blp = Blueprint("reports", __name__, description="Consolidated KPIs (aggregates 
 class KpiQuerySchema(Schema):
     by = fields.String(load_default="site,month",
                        metadata={"description": "site, location, provider, service_line, financial_class, "
-                                                "and one of month, quarter, year; comma-separated"})
-    from_ = fields.Date(data_key="from", load_default=None, metadata={"description": "first day (whole months)"})
-    to = fields.Date(load_default=None, metadata={"description": "last day (whole months)"})
+                                                "and one of month, quarter, year, week (ISO); comma-separated"})
+    from_ = fields.Date(data_key="from", load_default=None,
+                        metadata={"description": "first day (whole months; whole ISO weeks by week)"})
+    to = fields.Date(load_default=None, metadata={"description": "last day (whole months; whole ISO weeks by week)"})
     kpi = fields.List(fields.String(), load_default=None, metadata={"description": "only these KPI ids"})
 
 

@@ -23,8 +23,9 @@ def report() -> None:
 
 @report.command("kpis")
 @click.option("--by", default="site,month", show_default=True,
-              help="Comma-separated: site, location, provider, service_line, financial_class, month|quarter|year.")
-@click.option("--from", "date_from", help="First day (YYYY-MM-DD); whole months are reported.")
+              help="Comma-separated: site, location, provider, service_line, financial_class, "
+                   "month|quarter|year|week (ISO weeks, Monday to Sunday).")
+@click.option("--from", "date_from", help="First day (YYYY-MM-DD); whole months (by week: whole weeks) are reported.")
 @click.option("--to", "date_to", help="Last day (YYYY-MM-DD).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="json", show_default=True)
 @click.option("--kpi", "kpi_ids", multiple=True, help="Only these KPI ids (repeatable).")

@@ -2,16 +2,21 @@
 
 ``by`` names any of the dimensions ``site``, ``location``, ``provider``,
 ``service_line``, ``financial_class`` and at most one period (``month``,
-``quarter``, ``year``). The engine reads the coarsest rollup grain that answers
-the request, folds months into the period in Python, then lets each KPI compute
-its value from the slice's aggregated figures. Dates ``from``/``to`` select whole
-months (the months that contain them).
+``quarter``, ``year``, ``week``). The engine reads the coarsest rollup grain that
+answers the request, grouped by month (or, for weeks, by the rollups' week column,
+which sums a straddling week's rows from both of its month cells), folds months into
+the period in Python, then lets each KPI compute its value from the slice's aggregated
+figures. Dates ``from``/``to`` select whole months (the months that contain them), or
+whole ISO weeks (Monday to Sunday) when the period is ``week``.
 """
 
 from __future__ import annotations
 
+import bisect
 import calendar
 import datetime as dt
+import functools
+import itertools
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
@@ -26,11 +31,19 @@ from hub.model.tables import practices
 from hub.reports.figures import ArFigures, Figures, money
 from hub.reports.medians import medians
 from hub.reports.rollups import refresh_dirty
-from hub.reports.tables import MEASURES, report_cells, report_credits, report_medians, report_retention
+from hub.reports.tables import (
+    MEASURES,
+    SITE_WEEK_GRAIN,
+    WEEKLY_THIRD_AVAILABLE,
+    report_cells,
+    report_credits,
+    report_medians,
+    report_retention,
+)
 
 DIMENSIONS = {"site": "practice", "location": "location", "provider": "provider",
               "service_line": "service_line", "financial_class": "financial_class"}
-PERIODS = ("month", "quarter", "year")
+PERIODS = ("month", "quarter", "year", "week")
 SITE_GRAIN_DIMS = {"site", "service_line"}
 Key = tuple[str, ...]
 
@@ -63,7 +76,7 @@ def parse_by(by: str | Sequence[str]) -> tuple[str, ...]:
     if len(set(parts)) != len(parts):
         raise ValidationError("--by: a dimension is named twice")
     if sum(p in PERIODS for p in parts) > 1:
-        raise ValidationError("--by: at most one of month, quarter, year")
+        raise ValidationError("--by: at most one period (month, quarter, year, week)")
     return tuple(parts)
 
 
@@ -78,14 +91,40 @@ def _month(value: str | dt.date | None) -> str | None:
     return text[:7]
 
 
+def _date(value: str | dt.date) -> dt.date:
+    text = value.isoformat() if isinstance(value, dt.date) else str(value)
+    try:
+        return dt.date.fromisoformat(text[:10])
+    except ValueError:
+        raise ValidationError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def _monday(day: dt.date) -> str:
+    return (day - dt.timedelta(days=day.weekday())).isoformat()
+
+
+def week_name(monday: str) -> str:
+    """The ISO name of the week that starts on ``monday`` (the rollups' week column): "2025-W09"."""
+    year, week, _ = dt.date.fromisoformat(monday).isocalendar()
+    return f"{year}-W{week:02d}"
+
+
 def _period(month: str, kind: str | None) -> str:
+    """The period a rollup unit (a month, or a week's Monday when ``kind`` is week) belongs to."""
     if kind == "month":
         return month
+    if kind == "week":
+        return week_name(month)
     if kind == "quarter":
         return f"{month[:4]}-Q{(int(month[5:7]) + 2) // 3}"
     if kind == "year":
         return month[:4]
     return ""
+
+
+def _stored_period(unit: str, kind: str) -> str:
+    """The name ``report_retention`` keeps a period under (weeks by their Monday)."""
+    return unit if kind == "week" else _period(unit, kind)
 
 
 def _shift(month: str, delta: int) -> str:
@@ -116,24 +155,21 @@ def compute_report(engine: sa.Engine, *, by: str | Sequence[str] = ("site", "mon
     dims = [d for d in by_dims if d in DIMENSIONS]
     period = next((p for p in by_dims if p in PERIODS), None)
     catalog = _catalog(plugins, kpis)
-    grain = "site" if set(dims) <= SITE_GRAIN_DIMS else "fine"
     site_level = set(dims) <= SITE_GRAIN_DIMS
+    unit = "week" if period == "week" else "month"  # the rollup column the slices are made of
+    grain = ("site" if unit == "month" else SITE_WEEK_GRAIN) if site_level else "fine"
     refresh_dirty(engine)  # cells ingest touched since the last report: bounded by the changes, not the data
     with engine.connect() as conn:
-        lo, hi = _month(date_from), _month(date_to)
-        if lo is None or hi is None:
-            first, last = conn.execute(sa.select(sa.func.min(report_cells.c.month),
-                                                 sa.func.max(report_cells.c.month))).one()
-            lo, hi = lo or first or dt.date.today().isoformat()[:7], hi or last or dt.date.today().isoformat()[:7]
-        if lo > hi:
-            raise ValidationError(f"from ({lo}) is after to ({hi})")
-        data = _fetch(conn, grain, dims, lo, hi)
+        span = _span(conn, unit, date_from, date_to)
+        data = _fetch(conn, grain, dims, span)
         rest = [d for d in dims if d != "site"]
-        medians = {tuple(keep): _medians(conn, grain, keep, period, lo, hi) for keep in (dims, rest)}
-        retention = _fetch_retention(conn, dims, lo, hi) if period == "month" and site_level else None
+        medians = {tuple(keep): _medians(conn, grain, list(keep), period, span)
+                   for keep in {tuple(dims), tuple(rest)}}  # the same when there is no site to leave out
+        retention = _fetch_retention(conn, period, span) if period and site_level else None
         sites = [{"slug": r.slug, "name": r.name, "status": r.status}
                  for r in conn.execute(sa.select(practices.c.slug, practices.c.name, practices.c.status)
                                        .order_by(practices.c.slug))]
+    lo, hi = span.lo, span.hi
 
     def build(keep: list[str]) -> list[tuple[dict[str, Any], Figures]]:
         idx = [dims.index(d) for d in keep]
@@ -147,12 +183,12 @@ def compute_report(engine: sa.Engine, *, by: str | Sequence[str] = ("site", "mon
         out = []
         for key in sorted(slices.sums, key=lambda k: tuple(str(x) for x in k)):
             fig = Figures(dict(slices.sums[key]), medians=medians[tuple(keep)].get(key, {}),
-                          costs_allowed=site_level)
+                          costs_allowed=site_level and unit == "month")  # costs are monthly figures
             if retention is not None:
                 site = key[keep.index("site")] if "site" in keep else "*"
                 line = key[keep.index("service_line")] if "service_line" in keep else "*"
                 fig.retention_counts = retention.get((site, line, key[-1]), (0, 0))
-            end = hi if period is None else min(slices.end_month[key] if period == "month" else
+            end = hi if period is None else min(slices.end_month[key] if period in ("month", "week") else
                                                 _period_end(key[-1], period), hi)
             fig.ar = data.ar(tuple(key[:-1]), idx, end)
             slice_ = {d: (key[i] or None) for i, d in enumerate(keep)}
@@ -168,9 +204,53 @@ def compute_report(engine: sa.Engine, *, by: str | Sequence[str] = ("site", "mon
     total = [{"slice": s, "values": values(f)} for s, f in build(rest)]
     site_median = _site_medians(rows, rest, period, catalog) if "site" in dims else []
     return Report(generated_at=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                  date_from=f"{lo}-01", date_to=_month_last_day(hi), by=list(by_dims),
+                  date_from=span.first_day, date_to=span.last_day, by=list(by_dims),
                   definitions=[k.definition() for k in catalog], rows=rows, total=total, site_median=site_median,
                   sites=sites, kpi_ids=[k.id for k in catalog])
+
+
+@dataclass
+class _Span:
+    """The units (months, or weeks by their Monday) a report covers, and the months that hold them."""
+
+    unit: str
+    lo: str
+    hi: str
+    month_lo: str
+    month_hi: str
+
+    @property
+    def first_day(self) -> str:
+        return self.lo if self.unit == "week" else f"{self.lo}-01"
+
+    @property
+    def last_day(self) -> str:
+        if self.unit == "week":
+            return (dt.date.fromisoformat(self.hi) + dt.timedelta(days=6)).isoformat()
+        return _month_last_day(self.hi)
+
+
+def _span(conn: sa.Connection, unit: str, date_from: str | dt.date | None, date_to: str | dt.date | None) -> _Span:
+    today = dt.date.today().isoformat()
+    if unit == "month":
+        lo, hi = _month(date_from), _month(date_to)
+        if lo is None or hi is None:
+            first, last = conn.execute(sa.select(sa.func.min(report_cells.c.month),
+                                                 sa.func.max(report_cells.c.month))).one()
+            lo, hi = lo or first or today[:7], hi or last or today[:7]
+        if lo > hi:
+            raise ValidationError(f"from ({lo}) is after to ({hi})")
+        return _Span(unit, lo, hi, lo, hi)
+    wlo = _monday(_date(date_from)) if date_from is not None else None
+    whi = _monday(_date(date_to)) if date_to is not None else None
+    if wlo is None or whi is None:
+        c = report_cells.c
+        first, last = conn.execute(sa.select(sa.func.min(c.week), sa.func.max(c.week)).where(c.week != "")).one()
+        wlo, whi = wlo or first or _monday(dt.date.today()), whi or last or _monday(dt.date.today())
+    if wlo > whi:
+        raise ValidationError(f"from (week of {wlo}) is after to (week of {whi})")
+    sunday = (dt.date.fromisoformat(whi) + dt.timedelta(days=6)).isoformat()
+    return _Span(unit, wlo, whi, wlo[:7], sunday[:7])
 
 
 def _month_last_day(month: str) -> str:
@@ -206,12 +286,16 @@ def _catalog(plugins: Any, ids: Iterable[str] | None) -> list[Any]:
 
 @dataclass
 class _Data:
+    """Figures by unit: a month ("YYYY-MM"), or a week by its Monday ("YYYY-MM-DD") for week reports."""
+
     dims: list[str]
+    unit: str
     cells: dict[tuple[Key, str], Counter[str]]
-    charges: dict[Key, dict[str, int]]  # full dims → month → charges cents (all history to `hi`)
-    credits: dict[Key, list[tuple[str, str, int]]]  # full dims → (service month, paid month, cents)
+    charges: dict[Key, dict[str, int]]  # full dims → unit → charges cents (all history to `hi`)
+    credits: dict[Key, list[tuple[str, str, int]]]  # full dims → (service unit, paid unit, cents)
 
     projections: dict[tuple[int, ...], dict[Key, list[Key]]] = field(default_factory=dict)
+    ledgers: dict[tuple[tuple[int, ...], Key], _Ledger] = field(default_factory=dict)
 
     def _members(self, idx: list[int], key: Key) -> list[Key]:
         groups = self.projections.get(tuple(idx))
@@ -222,59 +306,111 @@ class _Data:
             self.projections[tuple(idx)] = groups
         return groups.get(key, [])
 
+    def _shift(self, unit: str, delta: int) -> str:
+        return _shift_unit(self.unit, unit, delta)
+
+    def _ledger(self, idx: list[int], key: Key) -> _Ledger | None:
+        """The slice's charges and credits as running totals, built once for all the slice's periods."""
+        found = self.ledgers.get((tuple(idx), key))
+        if found is None:
+            members = self._members(idx, key)
+            if not members:
+                return None
+            charges: Counter[str] = Counter()
+            settled: Counter[str] = Counter()  # credits by the first unit whose end they count at
+            aged: Counter[str] = Counter()  # credits by the first unit whose aged A/R they count in
+            for dvals in members:
+                charges.update(self.charges[dvals])
+                for served, paid, cents in self.credits.get(dvals, ()):
+                    settled[max(served, paid)] += cents
+                    aged[max(self._shift(served, RECENT_UNITS[self.unit]), paid)] += cents
+            found = self.ledgers[(tuple(idx), key)] = _Ledger(_Running(charges), _Running(settled), _Running(aged))
+        return found
+
     def ar(self, key: Key, idx: list[int], end: str) -> ArFigures | None:
-        """A/R at the end of month ``end`` for the slice whose dimension values are ``key``."""
-        balance = aged = recent = 0
-        aged_before = _shift(end, -2)  # service months at least three months before `end`
-        recent_from = _shift(end, -2)
-        members = self._members(idx, key)
-        for dvals in members:
-            by_month = self.charges[dvals]
-            for month, cents in by_month.items():
-                if month <= end:
-                    balance += cents
-                    if month < aged_before:
-                        aged += cents
-                    if month >= recent_from:
-                        recent += cents
-            for month, paid, cents in self.credits.get(dvals, ()):
-                if month <= end and paid <= end:
-                    balance -= cents
-                    if month < aged_before:
-                        aged -= cents
-        if not members:
+        """A/R at the end of the unit ``end`` for the slice whose dimension values are ``key``.
+
+        The last 90 days are the month and the two before it, or for weeks the week and the
+        12 before it (91 days); older service units are the aged A/R."""
+        ledger = self._ledger(idx, key)
+        if ledger is None:
             return None
-        days = sum(calendar.monthrange(int(m[:4]), int(m[5:7]))[1] for m in (_shift(end, -k) for k in range(3)))
-        return ArFigures(balance, aged, recent, days)
+        recent_from = self._shift(end, 1 - RECENT_UNITS[self.unit])
+        charged, charged_before = ledger.charges.upto(end), ledger.charges.before(recent_from)
+        balance = charged - ledger.settled.upto(end)
+        aged = charged_before - ledger.aged.upto(end)
+        if self.unit == "week":
+            days = 91
+        else:
+            days = sum(calendar.monthrange(int(m[:4]), int(m[5:7]))[1] for m in (_shift(end, -k) for k in range(3)))
+        return ArFigures(balance, aged, charged - charged_before, days)
 
 
-def _fetch(conn: sa.Connection, grain: str, dims: list[str], lo: str, hi: str) -> _Data:
-    cols = [report_cells.c[DIMENSIONS[d]] for d in dims]
-    measure_cols = [sa.func.sum(report_cells.c[m]).label(m) for m in MEASURES]
-    q = (sa.select(*cols, report_cells.c.month, *measure_cols)
-         .where(report_cells.c.grain == grain, report_cells.c.month <= hi)
-         .group_by(*cols, report_cells.c.month))
+@functools.lru_cache(maxsize=1 << 14)  # a report shifts the same few hundred units over and over
+def _shift_unit(kind: str, unit: str, delta: int) -> str:
+    if kind == "week":
+        return (dt.date.fromisoformat(unit) + dt.timedelta(weeks=delta)).isoformat()
+    return _shift(unit, delta)
+
+
+RECENT_UNITS = {"month": 3, "week": 13}  # the units that make up "the last 90 days" of A/R
+
+
+class _Running:
+    """Cents by unit, summed up to any unit by a binary search."""
+
+    def __init__(self, cents: Counter[str]) -> None:
+        self.units = sorted(cents)
+        self.sums = list(itertools.accumulate(cents[u] for u in self.units))
+
+    def upto(self, unit: str) -> int:
+        i = bisect.bisect_right(self.units, unit)
+        return self.sums[i - 1] if i else 0
+
+    def before(self, unit: str) -> int:
+        i = bisect.bisect_left(self.units, unit)
+        return self.sums[i - 1] if i else 0
+
+
+@dataclass
+class _Ledger:
+    charges: _Running
+    settled: _Running
+    aged: _Running
+
+
+def _fetch(conn: sa.Connection, grain: str, dims: list[str], span: _Span) -> _Data:
+    t = report_cells
+    cols = [t.c[DIMENSIONS[d]] for d in dims]
+    unit = t.c[span.unit]
+    measure_cols = [sa.func.sum(t.c[m]).label(m) for m in MEASURES]
+    where = [t.c.grain == grain, t.c.month <= span.month_hi]
+    if span.unit == "week":
+        where.append(t.c.week != "")  # monthly-only rows (costs) belong to no week
+    q = sa.select(*cols, unit, *measure_cols).where(*where).group_by(*cols, unit)
     cells: dict[tuple[Key, str], Counter[str]] = {}
     charges: dict[Key, dict[str, int]] = defaultdict(dict)
     n = len(dims)
     for row in conn.execute(q):
-        dvals, month = tuple(row[:n]), row[n]
+        dvals, at = tuple(row[:n]), row[n]
         sums = Counter({m: _num(v) for m, v in zip(MEASURES, row[n + 1:], strict=True) if v})
-        charges[dvals][month] = sums.get("charges_cents", 0)
-        if month >= lo:
-            cells[(dvals, month)] = sums
+        charges[dvals][at] = sums.get("charges_cents", 0)
+        if at >= span.lo:
+            cells[(dvals, at)] = sums
     c = report_credits
     ccols = [c.c[DIMENSIONS[d]] for d in dims]
+    served, paid = (c.c.week, c.c.paid_week) if span.unit == "week" else (c.c.month, c.c.paid_month)
     credits: dict[Key, list[tuple[str, str, int]]] = defaultdict(list)
-    for row in conn.execute(sa.select(*ccols, c.c.month, c.c.paid_month, sa.func.sum(c.c.credits_cents))
-                            .where(c.c.grain == grain, c.c.month <= hi).group_by(*ccols, c.c.month, c.c.paid_month)):
+    for row in conn.execute(sa.select(*ccols, served, paid, sa.func.sum(c.c.credits_cents))
+                            .where(c.c.grain == grain, c.c.month <= span.month_hi)
+                            .group_by(*ccols, served, paid)):
         credits[tuple(row[:n])].append((row[n], row[n + 1], _num(row[n + 2])))
-    return _Data(dims, cells, dict(charges), dict(credits))
+    return _Data(dims, span.unit, cells, dict(charges), dict(credits))
 
 
 def _period_sql(kind: str | None) -> str | None:
-    if kind == "month":
-        return "month"
+    if kind in ("month", "week"):
+        return kind
     if kind == "quarter":
         return "substr(month, 1, 4) || '-Q' || CAST((CAST(substr(month, 6, 2) AS INTEGER) + 2) / 3 AS VARCHAR(1))"
     if kind == "year":
@@ -282,31 +418,46 @@ def _period_sql(kind: str | None) -> str | None:
     return None
 
 
-def _medians(conn: sa.Connection, grain: str, keep: list[str], period: str | None, lo: str, hi: str
+def _medians(conn: sa.Connection, grain: str, keep: list[str], period: str | None, span: _Span
              ) -> dict[Key, dict[str, float]]:
     """Exact medians of every histogram metric per slice: kept ones where they exist, else from the histograms."""
-    if period == "month" and "site" in keep and set(keep) <= SITE_GRAIN_DIMS:
+    if period in ("month", "week") and "site" in keep and set(keep) <= SITE_GRAIN_DIMS:
         summary = "site" if "service_line" in keep else "pm"
         t = report_medians
+        at = t.c[span.unit]
         out: dict[Key, dict[str, float]] = defaultdict(dict)
-        for row in conn.execute(sa.select(t).where(t.c.grain == summary, t.c.month >= lo, t.c.month <= hi)):
-            key = (*[getattr(row, DIMENSIONS[d]) for d in keep], row.month)
+        for row in conn.execute(sa.select(t).where(t.c.grain == summary, at >= span.lo, at <= span.hi)):
+            key = (*[getattr(row, DIMENSIONS[d]) for d in keep],
+                   week_name(row.week) if period == "week" else row.month)
             out[key][row.metric] = row.median
         return out
     exprs = [DIMENSIONS[d] for d in keep]
     period_sql = _period_sql(period)
     if period_sql:
         exprs.append(period_sql)
-    found = medians(conn, exprs, "grain = :g AND month >= :lo AND month <= :hi", {"g": grain, "lo": lo, "hi": hi})
+    where = "grain = :g AND month >= :mlo AND month <= :mhi AND metric <> :skip"
+    params = {"g": grain, "mlo": span.month_lo, "mhi": span.month_hi, "lo": span.lo, "hi": span.hi}
+    if period == "week":  # a week's third next available is measured from its Monday
+        where += " AND week >= :lo AND week <= :hi"
+        params["skip"] = "third_available_days"
+    else:
+        params["skip"] = WEEKLY_THIRD_AVAILABLE
+    found = medians(conn, exprs, where, params)
+    if period == "week":
+        return {(*key[:-1], week_name(key[-1])): {("third_available_days" if m == WEEKLY_THIRD_AVAILABLE else m): v
+                                                  for m, v in values.items()} for key, values in found.items()}
     return {(key if period_sql else (*key, "")): values for key, values in found.items()}
 
 
-def _fetch_retention(conn: sa.Connection, dims: list[str], lo: str, hi: str) -> dict[tuple[str, str, str], Any]:
+def _fetch_retention(conn: sa.Connection, period: str, span: _Span) -> dict[tuple[str, str, str], Any]:
+    """(cohort, retained) by (practice, service line, period name as the report shows it)."""
     t = report_retention
+    lo, hi = _stored_period(span.lo, period), _stored_period(span.hi, period)
     out: dict[tuple[str, str, str], Any] = {}
-    for row in conn.execute(sa.select(t.c.practice, t.c.service_line, t.c.month, t.c.cohort, t.c.retained)
-                            .where(t.c.month >= lo, t.c.month <= hi)):
-        out[(row.practice, row.service_line, row.month)] = (int(row.cohort), int(row.retained))
+    for row in conn.execute(sa.select(t.c.practice, t.c.service_line, t.c.period, t.c.cohort, t.c.retained)
+                            .where(t.c.period_kind == period, t.c.period >= lo, t.c.period <= hi)):
+        name = week_name(row.period) if period == "week" else row.period
+        out[(row.practice, row.service_line, name)] = (int(row.cohort), int(row.retained))
     return out
 
 

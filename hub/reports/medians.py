@@ -10,12 +10,15 @@ reports read one row per figure.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import defaultdict
 from typing import Any
 
 import sqlalchemy as sa
 
-from hub.reports.tables import report_medians
+from hub.reports.tables import SITE_WEEK_GRAIN, WEEKLY_THIRD_AVAILABLE, report_medians
+
+MONTHLY_THIRD_AVAILABLE = "third_available_days"
 
 # report_medians grain → the dimensions it is sliced by (besides month)
 # (the MSO-wide ones are computed when asked: keeping them would re-read every practice on each batch)
@@ -42,26 +45,51 @@ def medians(conn: sa.Connection, exprs: list[str], where: str, params: dict[str,
     out: dict[tuple[Any, ...], dict[str, float]] = defaultdict(dict)
     n = len(exprs)
     stmt = sa.text(median_query(exprs, where))
-    if "months" in params:
-        stmt = stmt.bindparams(sa.bindparam("months", expanding=True))
+    for name in ("months", "weeks"):
+        if name in params and f":{name}" in where:
+            stmt = stmt.bindparams(sa.bindparam(name, expanding=True))
     for row in conn.execute(stmt, params):
         out[tuple(row[:n])][row[n]] = round((int(row[n + 1]) + int(row[n + 2])) / 2, 2)
     return out
 
 
+def weeks_of(months: list[str]) -> list[str]:
+    """The Mondays of the ISO weeks that overlap these months (a week across two months is in both)."""
+    out: set[str] = set()
+    for month in months:
+        first = dt.date.fromisoformat(f"{month}-01")
+        day = first - dt.timedelta(days=first.weekday())
+        while day.strftime("%Y-%m") <= month:
+            out.add(day.isoformat())
+            day += dt.timedelta(days=7)
+    return sorted(out)
+
+
 def refresh_summaries(conn: sa.Connection, practice: str, months: list[str]) -> None:
-    """Recompute the kept medians touched by a change to ``practice`` in ``months``."""
+    """Recompute the kept medians touched by a change to ``practice`` in ``months``: those of the months,
+    and those of the weeks that overlap them (read from every month cell the week spans)."""
     t = report_medians
-    conn.execute(sa.delete(t).where(t.c.grain.in_(tuple(SUMMARY_GRAINS)), t.c.practice == practice,
-                                    t.c.month.in_(months)))
+    weeks = weeks_of(months)
+    grains = t.c.grain.in_(tuple(SUMMARY_GRAINS))
+    conn.execute(sa.delete(t).where(grains, t.c.practice == practice, t.c.month.in_(months)))
+    conn.execute(sa.delete(t).where(grains, t.c.practice == practice, t.c.month == "", t.c.week.in_(weeks)))
     rows = []
+    by_month = f"grain = 'site' AND practice = :p AND month IN :months AND metric <> '{WEEKLY_THIRD_AVAILABLE}'"
+    by_week = (f"grain = '{SITE_WEEK_GRAIN}' AND practice = :p AND week IN :weeks AND "
+               f"metric <> '{MONTHLY_THIRD_AVAILABLE}'")
     for grain, dims in SUMMARY_GRAINS.items():
-        where = "grain = 'site' AND practice = :p AND month IN :months"
-        for key, values in medians(conn, [*dims, "month"], where, {"p": practice, "months": months}).items():
-            named = dict(zip([*dims, "month"], key, strict=True))
-            for metric, value in values.items():
-                rows.append({"grain": grain, "practice": named.get("practice", "*"),
-                             "service_line": named.get("service_line", "*"), "month": named["month"],
-                             "metric": metric, "median": value})
+        for period, where in (("month", by_month), ("week", by_week)):
+            found = medians(conn, [*dims, period], where, {"p": practice, "months": months, "weeks": weeks})
+            for key, values in found.items():
+                named = dict(zip([*dims, period], key, strict=True))
+                for metric, value in values.items():
+                    rows.append({"grain": grain, "practice": named.get("practice", "*"),
+                                 "service_line": named.get("service_line", "*"), "month": named.get("month", ""),
+                                 "week": named.get("week", ""), "metric": _as_reported(metric), "median": value})
     if rows:
         conn.execute(sa.insert(t), rows)
+
+
+def _as_reported(metric: str) -> str:
+    """A week's third next available is the catalog's third_available_days of that week."""
+    return MONTHLY_THIRD_AVAILABLE if metric == WEEKLY_THIRD_AVAILABLE else metric

@@ -12,6 +12,7 @@ per-patient figures (new patients, consult conversion, retention) are handled by
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
@@ -23,7 +24,16 @@ import sqlalchemy as sa
 from hub.model.kinds import FINANCIAL_CLASS
 from hub.reports import visits as visit_rollup
 from hub.reports.medians import refresh_summaries
-from hub.reports.tables import DIMS, MEASURES, report_cells, report_credits, report_dirty, report_hist
+from hub.reports.tables import (
+    DIMS,
+    MEASURES,
+    SITE_WEEK_GRAIN,
+    WEEKLY_THIRD_AVAILABLE,
+    report_cells,
+    report_credits,
+    report_dirty,
+    report_hist,
+)
 
 Cell = tuple[str, str]
 SCHEDULED = ("booked", "arrived", "checked-in", "fulfilled", "noshow", "cancelled")
@@ -57,6 +67,13 @@ class Sql:
 
     def month(self, column: str) -> str:
         return f"substr(CAST({column} AS VARCHAR), 1, 7)" if self.pg else f"substr({column}, 1, 7)"
+
+    def week(self, column: str) -> str:
+        """The Monday (ISO week start) of the date in ``column``, as ``YYYY-MM-DD``."""
+        if self.pg:
+            return (f"to_char(date_trunc('week', CAST(substr(CAST({column} AS VARCHAR), 1, 10) AS DATE)), "
+                    f"'YYYY-MM-DD')")
+        return f"date(substr({column}, 1, 10), '-6 days', 'weekday 1')"
 
     def date_param(self, name: str) -> str:
         return f"CAST(:{name} AS DATE)" if self.pg else f":{name}"
@@ -223,11 +240,11 @@ def _text(sql: str) -> sa.TextClause:
     return sa.text(sql).bindparams(sa.bindparam("months", expanding=True))
 
 
-def _select(dims: dict[str, str], month: str, measures: dict[str, str], source: str) -> str:
+def _select(dims: dict[str, str], month: str, week: str, measures: dict[str, str], source: str) -> str:
     dim_sql = ", ".join(f"{expr} AS {name}" for name, expr in dims.items())
     meas = ", ".join(f"{measures.get(m, '0')} AS {m}" for m in MEASURES)
-    groups = ", ".join(_grouping([*dims.values(), month]))
-    return f"SELECT {dim_sql}, {month} AS month, {meas} FROM {source} GROUP BY {groups}"
+    groups = ", ".join(_grouping([*dims.values(), month, week]))
+    return f"SELECT {dim_sql}, {month} AS month, {week} AS week, {meas} FROM {source} GROUP BY {groups}"
 
 
 def _grouping(exprs: list[str]) -> list[str]:
@@ -252,7 +269,7 @@ def _cell_sources(sql: Sql) -> list[str]:
         return in_range.format(a=a, col=col, lo=lo, hi=hi, month=sql.month(f"{a}.{col}"))
 
     visits = _select({"practice": "v.practice", "location": "v.location", "provider": "v.provider",
-                      "service_line": "v.service_line", "financial_class": "''"}, "v.month", {
+                      "service_line": "v.service_line", "financial_class": "''"}, "v.month", sql.week("v.visit_date"), {
         "visits": "COUNT(*)",
         "new_visits": "SUM(CASE WHEN v.is_new THEN 1 ELSE 0 END)",
         "consults_cosmetic": "SUM(CASE WHEN v.service_line = 'cosmetic' AND v.visit_category = 'consult' "
@@ -260,7 +277,7 @@ def _cell_sources(sql: Sql) -> list[str]:
         "consults_cosmetic_converted": "SUM(CASE WHEN v.service_line = 'cosmetic' AND v.visit_category = 'consult' "
                                        "AND v.converted THEN 1 ELSE 0 END)",
     }, "report_visits v WHERE v.practice = :p AND v.month IN :months")
-    appts = _select(_dims("a"), sql.month("a.start"), {
+    appts = _select(_dims("a"), sql.month("a.start"), sql.week("a.start"), {
         "appts_scheduled": f"SUM(CASE WHEN a.status IN ({_q(SCHEDULED)}) THEN 1 ELSE 0 END)",
         "appts_noshow": "SUM(CASE WHEN a.status = 'noshow' THEN 1 ELSE 0 END)",
         "appts_cancelled": "SUM(CASE WHEN a.status = 'cancelled' THEN 1 ELSE 0 END)",
@@ -271,14 +288,14 @@ def _cell_sources(sql: Sql) -> list[str]:
         "booked_minutes": f"SUM(CASE WHEN a.status IN ({_q(OCCUPYING)}) AND EXISTS (SELECT 1 FROM slots s2 "
                           "WHERE s2.practice = a.practice) THEN COALESCE(a.duration_min, 0) ELSE 0 END)",
     }, f"appointments a WHERE {where('a', 'start')}")
-    slots = _select(_dims("s"), sql.month("s.start"), {
+    slots = _select(_dims("s"), sql.month("s.start"), sql.week("s.start"), {
         "available_minutes": "SUM(COALESCE(s.duration_min, 0))",
     }, f"slots s WHERE {where('s', 'start')} AND s.status IN ({_q(AVAILABLE_SLOTS)})")
     mix = {f"charges_{fc}_cents": f"SUM(CASE WHEN c.financial_class = '{fc}' THEN c.amount ELSE 0 END)"
            for fc in FINANCIAL_CLASS}
     mix["charges_unknown_cents"] = (f"SUM(CASE WHEN c.financial_class IS NULL OR c.financial_class NOT IN "
                                     f"({_q(FINANCIAL_CLASS)}) THEN c.amount ELSE 0 END)")
-    charges = _select(_dims("c", fc=True), sql.month("c.service_date"), {
+    charges = _select(_dims("c", fc=True), sql.month("c.service_date"), sql.week("c.service_date"), {
         "charge_lines": "COUNT(*)",
         "charges_cents": "SUM(COALESCE(c.amount, 0))",
         "charges_posted": "SUM(CASE WHEN c.posted_on IS NOT NULL THEN 1 ELSE 0 END)",
@@ -286,7 +303,7 @@ def _cell_sources(sql: Sql) -> list[str]:
                            "ELSE 0 END)",
         **mix,
     }, f"charges c WHERE {where('c', 'service_date', dated=True)}")
-    remits = _select(_dims("c", fc=True), sql.month("c.service_date"), {
+    remits = _select(_dims("c", fc=True), sql.month("c.service_date"), sql.week("c.service_date"), {
         "payments_cents": "SUM(COALESCE(r.paid_amount, 0))",
         "adjustments_cents": "SUM(COALESCE(r.adjustment_amount, 0))",
         "contractual_cents": f"SUM({sql.contractual_cents('r.adjustments')})",
@@ -296,13 +313,14 @@ def _cell_sources(sql: Sql) -> list[str]:
         "denied_cents": "SUM(CASE WHEN r.denied THEN COALESCE(c.amount, 0) ELSE 0 END)",
     }, "charges c JOIN remittances r ON r.practice = c.practice AND r.charge_source_id = c.source_id "
        f"WHERE {where('c', 'service_date', dated=True)}")
-    referrals = _select(_dims("f", location=False, provider=False), sql.month("f.received_on"), {
+    referrals = _select(_dims("f", location=False, provider=False), sql.month("f.received_on"),
+                        sql.week("f.received_on"), {
         "referrals_received": "COUNT(*)",
         "referrals_scheduled": "SUM(CASE WHEN f.first_scheduled IS NOT NULL THEN 1 ELSE 0 END)",
         "referrals_attended": "SUM(CASE WHEN f.first_attended IS NOT NULL THEN 1 ELSE 0 END)",
     }, f"({_referrals_sql(sql)}) f")
     costs = _select({"practice": "k.practice", "location": "''", "provider": "''",
-                     "service_line": "k.service_line", "financial_class": "''"}, "k.month", {
+                     "service_line": "k.service_line", "financial_class": "''"}, "k.month", "''", {
         "costs_cents": "SUM(k.cost_cents)", "cost_cells": "COUNT(*)",
     }, "report_costs k WHERE k.practice = :p AND k.month IN :months")
     return [visits, appts, slots, charges, remits, referrals, costs]
@@ -320,33 +338,36 @@ def _referrals_sql(sql: Sql) -> str:
 
 def _hist_sources(sql: Sql) -> list[tuple[str, str]]:
     lead = sql.days("a.start", "a.booked_at")
-    appts = (f"SELECT {', '.join(f'{e} AS {n}' for n, e in _dims('a').items())}, {sql.month('a.start')} AS month, "
-             f"'lead_days' AS metric, {lead} AS value, COUNT(*) AS n FROM appointments a "
-             f"WHERE a.practice = :p AND a.start >= :lo AND a.start < :hi AND {sql.month('a.start')} IN :months "
+    month, week = sql.month("a.start"), sql.week("a.start")
+    appts = (f"SELECT {', '.join(f'{e} AS {n}' for n, e in _dims('a').items())}, {month} AS month, "
+             f"{week} AS week, 'lead_days' AS metric, {lead} AS value, COUNT(*) AS n FROM appointments a "
+             f"WHERE a.practice = :p AND a.start >= :lo AND a.start < :hi AND {month} IN :months "
              f"AND a.status IN ({_q(SCHEDULED)}) AND a.booked_at IS NOT NULL AND a.booked_at <= a.start "
-             f"GROUP BY {', '.join(_grouping([*_dims('a').values(), sql.month('a.start'), lead]))}")
+             f"GROUP BY {', '.join(_grouping([*_dims('a').values(), month, week, lead]))}")
     out = [("lead_days", appts)]
+    month, week = sql.month("f.received_on"), sql.week("f.received_on")
     for metric, column in (("referral_to_scheduled_days", "first_scheduled"),
                            ("referral_to_attended_days", "first_attended")):
         days = sql.days(f"f.{column}", "f.received_on")
         dims = _dims("f", location=False, provider=False)
         out.append((metric, f"SELECT {', '.join(f'{e} AS {n}' for n, e in dims.items())}, "
-                            f"{sql.month('f.received_on')} AS month, '{metric}' AS metric, {days} AS value, "
+                            f"{month} AS month, {week} AS week, '{metric}' AS metric, {days} AS value, "
                             f"COUNT(*) AS n FROM ({_referrals_sql(sql)}) f WHERE f.{column} IS NOT NULL "
-                            f"GROUP BY {', '.join(_grouping([*dims.values(), sql.month('f.received_on'), days]))}"))
+                            f"GROUP BY {', '.join(_grouping([*dims.values(), month, week, days]))}"))
     return out
 
 
 def _credits_sql(sql: Sql) -> str:
     dims = _dims("c", fc=True)
-    paid = f"COALESCE({sql.month('r.paid_on')}, {sql.month('c.service_date')})"
-    return (f"INSERT INTO report_credits (grain, {', '.join(DIMS)}, month, paid_month, credits_cents) "
-            f"SELECT 'fine', {', '.join(dims.values())}, {sql.month('c.service_date')}, {paid}, "
+    paid_on = "COALESCE(r.paid_on, c.service_date)"
+    keys = [sql.month("c.service_date"), sql.week("c.service_date"), sql.month(paid_on), sql.week(paid_on)]
+    return (f"INSERT INTO report_credits (grain, {', '.join(DIMS)}, month, week, paid_month, paid_week, "
+            f"credits_cents) SELECT 'fine', {', '.join([*dims.values(), *keys])}, "
             f"SUM(COALESCE(r.paid_amount, 0) + COALESCE(r.adjustment_amount, 0)) FROM charges c JOIN remittances r "
             f"ON r.practice = c.practice AND r.charge_source_id = c.source_id WHERE c.practice = :p AND "
             f"c.service_date >= {sql.date_param('dlo')} AND c.service_date < {sql.date_param('dhi')} AND "
             f"{sql.month('c.service_date')} IN :months "
-            f"GROUP BY {', '.join(dims.values())}, {sql.month('c.service_date')}, {paid}")
+            f"GROUP BY {', '.join([*dims.values(), *keys])}")
 
 
 def _refresh_practice(conn: sa.Connection, sql: Sql, practice: str, months: list[str]) -> None:
@@ -355,35 +376,54 @@ def _refresh_practice(conn: sa.Connection, sql: Sql, practice: str, months: list
         conn.execute(sa.delete(table).where(table.c.practice == practice, table.c.month.in_(months)))
     conn.execute(sa.delete(report_credits).where(report_credits.c.practice == practice,
                                                  report_credits.c.month.in_(months)))
-    cols = ", ".join([*DIMS, "month", *MEASURES])
+    cols = ", ".join([*DIMS, "month", "week", *MEASURES])
     sums = ", ".join(f"SUM({m})" for m in MEASURES)
     union = " UNION ALL ".join(_cell_sources(sql))
-    conn.execute(_text(f"INSERT INTO report_cells (grain, {cols}) SELECT 'fine', {', '.join(DIMS)}, month, {sums} "
-                       f"FROM ({union}) u GROUP BY {', '.join(DIMS)}, month"), params)
-    hist_cols = f"{', '.join(DIMS)}, month, metric, value"
+    conn.execute(_text(f"INSERT INTO report_cells (grain, {cols}) SELECT 'fine', {', '.join(DIMS)}, month, week, "
+                       f"{sums} FROM ({union}) u GROUP BY {', '.join(DIMS)}, month, week"), params)
+    hist_cols = f"{', '.join(DIMS)}, month, week, metric, value"
     for _, select in _hist_sources(sql):
         conn.execute(_text(f"INSERT INTO report_hist (grain, {hist_cols}, n) SELECT 'fine', {hist_cols}, n "
                            f"FROM ({select}) h"), params)
     _third_available(conn, sql, practice, months)
     conn.execute(_text(_credits_sql(sql)), params)
-    # the coarse grain the common "by site" reports read
-    conn.execute(_text(f"INSERT INTO report_cells (grain, {cols}) SELECT 'site', practice, '*', '*', service_line, "
-                       f"'*', month, {sums} FROM report_cells WHERE grain = 'fine' AND practice = :p AND "
-                       f"month IN :months GROUP BY practice, service_line, month"), params)
-    conn.execute(_text(f"INSERT INTO report_hist (grain, {hist_cols}, n) SELECT 'site', practice, '*', '*', "
-                       f"service_line, '*', month, metric, value, SUM(n) FROM report_hist WHERE grain = 'fine' AND "
-                       f"practice = :p AND month IN :months GROUP BY practice, service_line, month, metric, value"),
-                 params)
-    conn.execute(_text("INSERT INTO report_credits (grain, practice, location, provider, service_line, "
-                       "financial_class, month, paid_month, credits_cents) SELECT 'site', practice, '*', '*', "
-                       "service_line, '*', month, paid_month, SUM(credits_cents) FROM report_credits WHERE "
-                       "grain = 'fine' AND practice = :p AND month IN :months "
-                       "GROUP BY practice, service_line, month, paid_month"), params)
+    # the coarse grains the common "by site" reports read: by month (week '', so a month report reads one
+    # row per month, not one per week of it) and by week
+    for grain, week, paid_week, where in (("site", "''", "''", ""), (SITE_WEEK_GRAIN, "week", "paid_week",
+                                                                     " AND week <> ''")):
+        by_week = "" if week == "''" else ", week"
+        conn.execute(_text(f"INSERT INTO report_cells (grain, {cols}) SELECT '{grain}', practice, '*', '*', "
+                           f"service_line, '*', month, {week}, {sums} FROM report_cells WHERE grain = 'fine' AND "
+                           f"practice = :p AND month IN :months{where} "
+                           f"GROUP BY practice, service_line, month{by_week}"), params)
+        conn.execute(_text(f"INSERT INTO report_hist (grain, {hist_cols}, n) SELECT '{grain}', practice, '*', '*', "
+                           f"service_line, '*', month, {week}, metric, value, SUM(n) FROM report_hist WHERE "
+                           f"grain = 'fine' AND practice = :p AND month IN :months "
+                           f"GROUP BY practice, service_line, month{by_week}, metric, value"), params)
+        paid_by_week = "" if week == "''" else ", week, paid_week"
+        conn.execute(_text("INSERT INTO report_credits (grain, practice, location, provider, service_line, "
+                           f"financial_class, month, week, paid_month, paid_week, credits_cents) SELECT '{grain}', "
+                           f"practice, '*', '*', service_line, '*', month, {week}, paid_month, {paid_week}, "
+                           "SUM(credits_cents) FROM report_credits WHERE grain = 'fine' AND practice = :p AND "
+                           f"month IN :months GROUP BY practice, service_line, month, paid_month{paid_by_week}"),
+                     params)
     refresh_summaries(conn, practice, months)
 
 
+def _anchors(month: str) -> Iterator[tuple[dt.date, str]]:
+    """The days "third next available" is measured from in a month: its first day, and each Monday in it
+    (a week's figure is its Monday's, kept apart as WEEKLY_THIRD_AVAILABLE)."""
+    first = dt.date.fromisoformat(f"{month}-01")
+    yield first, "third_available_days"
+    day = first + dt.timedelta(days=-first.weekday() % 7)
+    while day.strftime("%Y-%m") == month:
+        yield day, WEEKLY_THIRD_AVAILABLE
+        day += dt.timedelta(days=7)
+
+
 def _third_available(conn: sa.Connection, sql: Sql, practice: str, months: list[str]) -> None:
-    """Days from each month's first day to the third free slot (per location, provider, service line)."""
+    """Days from each month's first day (and each Monday) to the third free slot (per location, provider,
+    service line)."""
     first = dt.date.fromisoformat(f"{months[0]}-01")
     until = dt.date.fromisoformat(f"{months[-1]}-01") + dt.timedelta(days=31 + THIRD_AVAILABLE_HORIZON)
     rows = conn.execute(sa.text(
@@ -393,19 +433,20 @@ def _third_available(conn: sa.Connection, sql: Sql, practice: str, months: list[
     free: dict[tuple[str, str, str], list[dt.date]] = defaultdict(list)
     for loc, prov, line, day in rows:
         free[(loc, prov, line)].append(dt.date.fromisoformat(day))
-    hist: Counter[tuple[str, str, str, str, int]] = Counter()
+    hist: Counter[tuple[str, str, str, str, str, str, int]] = Counter()
     for (loc, prov, line), days in free.items():
         days.sort()
         for month in months:
-            start = dt.date.fromisoformat(f"{month}-01")
-            upcoming = [d for d in days if d >= start]
-            if len(upcoming) >= 3 and (upcoming[2] - start).days <= THIRD_AVAILABLE_HORIZON:
-                hist[(loc, prov, line, month, (upcoming[2] - start).days)] += 1
+            for start, metric in _anchors(month):
+                i = bisect.bisect_left(days, start)  # days[i + 2] is the third free day on or after start
+                if i + 2 < len(days) and (days[i + 2] - start).days <= THIRD_AVAILABLE_HORIZON:
+                    week = (start - dt.timedelta(days=start.weekday())).isoformat()
+                    hist[(loc, prov, line, month, week, metric, (days[i + 2] - start).days)] += 1
     if hist:
         conn.execute(sa.insert(report_hist), [
             {"grain": "fine", "practice": practice, "location": loc, "provider": prov, "service_line": line,
-             "financial_class": "", "month": month, "metric": "third_available_days", "value": value, "n": n}
-            for (loc, prov, line, month, value), n in hist.items()])
+             "financial_class": "", "month": month, "week": week, "metric": metric, "value": value, "n": n}
+            for (loc, prov, line, month, week, metric, value), n in hist.items()])
 
 
 def rebuild_all(conn: sa.Connection) -> int:

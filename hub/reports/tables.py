@@ -6,11 +6,18 @@ consult-conversion and retention figures be recomputed exactly for the patients 
 batch touched. It holds an opaque patient key, never a name or identifier, and is
 never read by a report except through the aggregates.
 
-Two grains of ``report_cells`` and ``report_hist``: ``fine`` (practice × location ×
-provider × service line × financial class × month) and ``site`` (practice × service
-line × month, the others ``*``). The engine reads the coarsest grain that answers a
-request, so the common "by site and month" query reads few rows whatever the data size.
-A dimension a record does not carry is stored as ``''`` (shown as null).
+Three grains of ``report_cells``, ``report_hist`` and ``report_credits``: ``fine``
+(practice × location × provider × service line × financial class × month × week),
+``site`` (practice × service line × month, the others ``*`` and the week ``''``) and
+``siteweek`` (practice × service line × month × week). The engine reads the coarsest
+grain that answers a request, so the common "by site and month" (or week) query reads
+few rows whatever the data size. A dimension a record does not carry is stored as ``''``
+(shown as null).
+
+``week`` is the Monday (ISO week start, ``YYYY-MM-DD``) of the record's date; rows are
+still recomputed per (practice, month), so a week that straddles two months has rows in
+both month cells: a month's figure sums its rows over weeks, a week's sums its rows over
+months. Rows tied to a month but to no day (imported costs) have the week ``''``.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import sqlalchemy as sa
 from hub.model.tables import RECORD_TABLES, BigId, metadata
 
 DIMS = ("practice", "location", "provider", "service_line", "financial_class")
+SITE_WEEK_GRAIN = "siteweek"  # the site grain by week (the "site" grain is by month only)
 
 # additive measures of one cell (integers: counts, cents, minutes, day sums)
 MEASURES = (
@@ -37,10 +45,17 @@ MEASURES = (
 
 # histograms of whole days, for exact medians over any combination of cells
 HIST_METRICS = ("lead_days", "referral_to_scheduled_days", "referral_to_attended_days", "third_available_days")
+# third next available measured from each Monday (a week's figure) rather than from the first of the month:
+# only week reports read it, the others leave it out
+WEEKLY_THIRD_AVAILABLE = "third_available_days_weekly"
 
 
 def _dims() -> list[sa.Column[str]]:
     return [sa.Column(d, sa.String(255), nullable=False) for d in DIMS]
+
+
+def _week(name: str = "week") -> sa.Column[str]:
+    return sa.Column(name, sa.String(10), nullable=False, doc="Monday of the ISO week, or '' for none")
 
 
 report_cells = sa.Table(
@@ -48,8 +63,9 @@ report_cells = sa.Table(
     sa.Column("grain", sa.String(8), nullable=False),
     *_dims(),
     sa.Column("month", sa.String(7), nullable=False),
+    _week(),
     *[sa.Column(m, sa.BigInteger(), nullable=False, server_default="0") for m in MEASURES],
-    sa.PrimaryKeyConstraint("grain", *DIMS, "month", name="pk_report_cells"),
+    sa.PrimaryKeyConstraint("grain", *DIMS, "month", "week", name="pk_report_cells"),
     sa.Index("ix_report_cells_practice_month", "practice", "month"),  # a batch recomputes one practice's months
 )
 
@@ -58,35 +74,41 @@ report_hist = sa.Table(
     sa.Column("grain", sa.String(8), nullable=False),
     *_dims(),
     sa.Column("month", sa.String(7), nullable=False),
+    _week(),
     sa.Column("metric", sa.String(40), nullable=False),
     sa.Column("value", sa.Integer(), nullable=False),
     sa.Column("n", sa.BigInteger(), nullable=False),
-    sa.PrimaryKeyConstraint("grain", *DIMS, "month", "metric", "value", name="pk_report_hist"),
+    sa.PrimaryKeyConstraint("grain", *DIMS, "month", "week", "metric", "value", name="pk_report_hist"),
     sa.Index("ix_report_hist_practice_month", "practice", "month"),
 )
 
-# credits (payments + adjustments) posted, by the charge's cell and the month they were posted:
-# the A/R balance at any month end, and its age, come from here and the charges.
+# credits (payments + adjustments) posted, by the charge's cell and the month and week they were posted:
+# the A/R balance at any month or week end, and its age, come from here and the charges.
 report_credits = sa.Table(
     "report_credits", metadata,
     sa.Column("grain", sa.String(8), nullable=False),
     *_dims(),
     sa.Column("month", sa.String(7), nullable=False, doc="service month of the charge"),
+    _week(),
     sa.Column("paid_month", sa.String(7), nullable=False),
+    _week("paid_week"),
     sa.Column("credits_cents", sa.BigInteger(), nullable=False),
-    sa.PrimaryKeyConstraint("grain", *DIMS, "month", "paid_month", name="pk_report_credits"),
+    sa.PrimaryKeyConstraint("grain", *DIMS, "month", "week", "paid_month", "paid_week", name="pk_report_credits"),
     sa.Index("ix_report_credits_practice_month", "practice", "month"),
 )
 
-# distinct-patient retention, kept by exact deltas for each scope ('*' = every practice / line)
+# distinct-patient retention, kept by exact deltas for each scope ('*' = every practice / line) and each
+# kind of period: period_kind 'month' (period "2025-03"), 'quarter' ("2025-Q1"), 'year' ("2025"), 'week'
+# (the Monday, "2025-02-24")
 report_retention = sa.Table(
     "report_retention", metadata,
     sa.Column("practice", sa.String(64), nullable=False),
     sa.Column("service_line", sa.String(255), nullable=False),
-    sa.Column("month", sa.String(7), nullable=False),
+    sa.Column("period_kind", sa.String(8), nullable=False),
+    sa.Column("period", sa.String(10), nullable=False),
     sa.Column("cohort", sa.BigInteger(), nullable=False, server_default="0"),
     sa.Column("retained", sa.BigInteger(), nullable=False, server_default="0"),
-    sa.PrimaryKeyConstraint("practice", "service_line", "month", name="pk_report_retention"),
+    sa.PrimaryKeyConstraint("practice", "service_line", "period_kind", "period", name="pk_report_retention"),
 )
 
 report_visits = sa.Table(
@@ -109,16 +131,19 @@ report_visits = sa.Table(
     sa.Index("ix_report_visits_patient_key", "patient_key"),
 )
 
-# medians of the most asked-for slicings (by month, alone or with site and/or service line)
+# medians of the most asked-for slicings (by site and month or week, with or without service line): a
+# month's row has the week '', a week's row the month ''
 report_medians = sa.Table(
     "report_medians", metadata,
     sa.Column("grain", sa.String(8), nullable=False),
     sa.Column("practice", sa.String(64), nullable=False),
     sa.Column("service_line", sa.String(255), nullable=False),
     sa.Column("month", sa.String(7), nullable=False),
+    _week(),
     sa.Column("metric", sa.String(40), nullable=False),
     sa.Column("median", sa.Float(), nullable=False),
-    sa.PrimaryKeyConstraint("grain", "practice", "service_line", "month", "metric", name="pk_report_medians"),
+    sa.PrimaryKeyConstraint("grain", "practice", "service_line", "month", "week", "metric",
+                            name="pk_report_medians"),
 )
 
 report_costs = sa.Table(

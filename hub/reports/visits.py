@@ -11,7 +11,8 @@ involved, the patient's whole visit history is re-read so that:
   before) is right even when an older visit arrives late, and
 - ``converted`` (a consult followed by a procedure in the same service line within
   90 days) is right when the procedure arrives after the consult, and
-- retention counts change by exact deltas (old history's contribution out, new in),
+- retention counts change by exact deltas (old history's contribution out, new in), for
+  every kind of period: month, quarter, year and ISO week,
 
 so distinct-patient figures stay exact without rescanning the store.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import functools
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -33,6 +35,9 @@ COMPLETED = ("fulfilled", "arrived", "checked-in")
 NEW_PATIENT_YEARS = 3
 CONVERSION_DAYS = 90
 RETENTION_MONTHS = 12
+# each kind of period: how many of its units make up the look-back window ("the 12 months before the period"
+# are exactly 12 months, 4 quarters or 1 year; for weeks, the 52 weeks before)
+RETENTION_WINDOW = {"month": RETENTION_MONTHS, "quarter": 4, "year": 1, "week": 52}
 COUNTED_CONVERSIONS = "cosmetic"  # the service line whose consult conversion the catalog reports
 Cell = tuple[str, str]  # (practice, "YYYY-MM")
 
@@ -96,50 +101,103 @@ def _month_name(index: int) -> str:
     return f"{index // 12:04d}-{index % 12 + 1:02d}"
 
 
-def _scope_months(visits: Iterable[Visit]) -> dict[tuple[str, str], set[int]]:
-    scopes: dict[tuple[str, str], set[int]] = defaultdict(set)
+@functools.lru_cache(maxsize=1 << 16)  # a batch's patients share few distinct days
+def period_index(kind: str, day: str) -> int:
+    """The number of the ``kind`` period a date ("YYYY-MM-DD") falls in; consecutive periods differ by 1."""
+    if kind == "month":
+        return _month_index(day)
+    if kind == "quarter":
+        return int(day[:4]) * 4 + (int(day[5:7]) - 1) // 3
+    if kind == "year":
+        return int(day[:4])
+    return (dt.date.fromisoformat(day).toordinal() - 1) // 7  # day 1 (0001-01-01) is a Monday
+
+
+def period_name(kind: str, index: int) -> str:
+    """As the rollups store it: "2025-03", "2025-Q1", "2025", or a week's Monday "2025-02-24"."""
+    if kind == "month":
+        return _month_name(index)
+    if kind == "quarter":
+        return f"{index // 4:04d}-Q{index % 4 + 1}"
+    if kind == "year":
+        return f"{index:04d}"
+    return dt.date.fromordinal(index * 7 + 1).isoformat()
+
+
+Scope = tuple[str, str, str]  # (practice or '*', service line or '*', period kind)
+
+
+def _scope_periods(visits: Iterable[Visit]) -> dict[Scope, set[int]]:
+    scopes: dict[Scope, set[int]] = defaultdict(set)
     for v in visits:
-        m, p, line = _month_index(v.visit_date), v.practice, v.service_line
-        for scope in ((p, line), (p, "*"), ("*", line), ("*", "*")):
-            scopes[scope].add(m)
+        p, line = v.practice, v.service_line
+        for kind in RETENTION_WINDOW:
+            i = period_index(kind, v.visit_date)
+            for scope in ((p, line), (p, "*"), ("*", line), ("*", "*")):
+                scopes[(*scope, kind)].add(i)
     return scopes
 
 
-def _contribution(months: set[int]) -> tuple[Counter[int], Counter[int]]:
-    """(cohort, retained) counts by month index for one patient's visit months in one scope.
+def _contribution(periods: set[int], window: int) -> tuple[Counter[int], Counter[int]]:
+    """(cohort steps, retained counts) by period index for one patient's visit periods in one scope.
 
-    The patient is in month m's cohort when their last visit before m is at most 12
-    months before it, and retained when that visit is followed by one in m itself.
+    The patient is in period m's cohort when their last visit before m is at most ``window``
+    periods before it, and retained when that visit is followed by one in m itself. The cohort
+    is given as steps (+1 where a stretch of cohort periods starts, -1 after it ends), so a
+    patient seen every week costs a few entries, not 52 per visit.
     """
-    cohort: Counter[int] = Counter()
+    steps: Counter[int] = Counter()
     retained: Counter[int] = Counter()
-    ordered = sorted(months)
+    ordered = sorted(periods)
     for i, x in enumerate(ordered):
         nxt = ordered[i + 1] if i + 1 < len(ordered) else None
-        last = x + RETENTION_MONTHS if nxt is None else min(nxt, x + RETENTION_MONTHS)
-        cohort.update(range(x + 1, last + 1))
-        if nxt is not None and nxt <= x + RETENTION_MONTHS:
+        last = x + window if nxt is None else min(nxt, x + window)
+        steps[x + 1] += 1
+        steps[last + 1] -= 1
+        if nxt is not None and nxt <= x + window:
             retained[nxt] += 1
-    return cohort, retained
+    return steps, retained
 
 
-def retention_delta(old: list[Visit], new: list[Visit]) -> Counter[tuple[str, str, str, str]]:
-    """How one patient's change of history moves the retention counts of every scope."""
-    delta: Counter[tuple[str, str, str, str]] = Counter()
-    before, after = _scope_months(old), _scope_months(new)
+RetentionDelta = Counter[tuple[Scope, str, int]]  # (scope, "steps" | "retained", period index) → change
+
+
+def retention_delta(old: list[Visit], new: list[Visit], delta: RetentionDelta) -> None:
+    """Add to ``delta`` how one patient's change of history moves the retention counts of every scope
+    and kind of period."""
+    before, after = _scope_periods(old), _scope_periods(new)
     for scope in before.keys() | after.keys():
         was, now = before.get(scope, set()), after.get(scope, set())
         if was == now:
             continue
-        old_cohort, old_retained = _contribution(was)
-        cohort, retained = _contribution(now)
-        cohort.subtract(old_cohort)
-        retained.subtract(old_retained)
-        for name, moved in (("cohort", cohort), ("retained", retained)):
-            for month, n in moved.items():
-                if n:
-                    delta[(scope[0], scope[1], _month_name(month), name)] += n
-    return delta
+        window = RETENTION_WINDOW[scope[2]]
+        for sign, periods in ((-1, was), (1, now)):
+            steps, retained = _contribution(periods, window)
+            for name, moved in (("steps", steps), ("retained", retained)):
+                for index, n in moved.items():
+                    delta[(scope, name, index)] += sign * n
+
+
+def _retention_rows(delta: RetentionDelta) -> dict[tuple[Scope, int], list[int]]:
+    """[cohort, retained] changes by (scope, period index): the cohort steps summed up period by period."""
+    steps: dict[Scope, dict[int, int]] = defaultdict(dict)
+    out: dict[tuple[Scope, int], list[int]] = defaultdict(lambda: [0, 0])
+    for (scope, name, index), n in delta.items():
+        if not n:
+            continue
+        if name == "retained":
+            out[(scope, index)][1] += n
+        else:
+            steps[scope][index] = n
+    for scope, by_index in steps.items():
+        ordered = sorted(by_index)
+        running = 0
+        for here, there in zip(ordered, ordered[1:], strict=False):
+            running += by_index[here]
+            if running:
+                for index in range(here, there):
+                    out[(scope, index)][0] += running
+    return out
 
 
 def _select_new_visits(conn: sa.Connection, practice: str, months: list[str]) -> list[Visit]:
@@ -202,9 +260,9 @@ def rebuild(conn: sa.Connection, cells: set[Cell]) -> set[Cell]:
     new_by_patient = {k: with_flags(vs) for k, vs in _by_patient([*kept, *fresh]).items()}
     old_by_patient = _by_patient(old)
 
-    delta: Counter[tuple[str, str, str, str]] = Counter()
+    delta: RetentionDelta = Counter()
     for k in keys:
-        delta.update(retention_delta(old_by_patient.get(k, []), new_by_patient.get(k, [])))
+        retention_delta(old_by_patient.get(k, []), new_by_patient.get(k, []), delta)
     _apply_retention(conn, delta)
 
     for practice, months in months_by_practice.items():
@@ -235,17 +293,14 @@ def _row(v: Visit) -> dict[str, object]:
             "is_new": v.is_new, "converted": v.converted}
 
 
-def _apply_retention(conn: sa.Connection, delta: Counter[tuple[str, str, str, str]]) -> None:
-    cells: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])
-    for (p, line, month, what), n in delta.items():
-        if n:
-            cells[(p, line, month)][0 if what == "cohort" else 1] += n
-    rows = [{"practice": p, "service_line": line, "month": month, "cohort": c, "retained": r}
-            for (p, line, month), (c, r) in cells.items() if c or r]
+def _apply_retention(conn: sa.Connection, delta: RetentionDelta) -> None:
+    rows = [{"practice": p, "service_line": line, "period_kind": kind, "period": period_name(kind, index),
+             "cohort": c, "retained": r} for ((p, line, kind), index), (c, r) in _retention_rows(delta).items()
+            if c or r]
     if not rows:
         return
     t = report_retention
     insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(t)
-    stmt = insert.on_conflict_do_update(index_elements=["practice", "service_line", "month"], set_={
+    stmt = insert.on_conflict_do_update(index_elements=["practice", "service_line", "period_kind", "period"], set_={
         "cohort": t.c.cohort + insert.excluded.cohort, "retained": t.c.retained + insert.excluded.retained})
     conn.execute(stmt, rows)

@@ -129,8 +129,37 @@ def _date(value: Any) -> dt.date:
     return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value)[:10])
 
 
-def expected(state: dict[tuple[str, str, str], dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
-    """KPI values by (site, month), computed straight from the records."""
+def period_of(day: dt.date, kind: str = "month") -> str:
+    """The name of the period a day falls in, as the report names it."""
+    if kind == "quarter":
+        return f"{day.year}-Q{(day.month - 1) // 3 + 1}"
+    if kind == "year":
+        return str(day.year)
+    if kind == "week":
+        year, week, _ = day.isocalendar()
+        return f"{year}-W{week:02d}"
+    return day.isoformat()[:7]
+
+
+def period_bounds(name: str, kind: str) -> tuple[dt.date, dt.date, dt.date]:
+    """(start of the look-back window, first day, day after the last day) of a named period: the window is
+    the 12 months before the period (for a week, the 52 weeks before it)."""
+    if kind == "week":
+        first = dt.date.fromisocalendar(int(name[:4]), int(name[6:]), 1)
+        return first - dt.timedelta(weeks=52), first, first + dt.timedelta(weeks=1)
+    if kind == "year":
+        first, months = dt.date(int(name), 1, 1), 12
+    elif kind == "quarter":
+        first, months = dt.date(int(name[:4]), 3 * int(name[-1]) - 2, 1), 3
+    else:
+        first, months = dt.date(int(name[:4]), int(name[5:7]), 1), 1
+    i = first.year * 12 + first.month - 1 + months
+    return first.replace(year=first.year - 1), first, dt.date(i // 12, i % 12 + 1, 1)
+
+
+def expected(state: dict[tuple[str, str, str], dict[str, Any]], period: str = "month"
+             ) -> dict[tuple[str, str], dict[str, Any]]:
+    """KPI values by (site, period), computed straight from the records."""
     by_kind: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for (kind, _, _), r in state.items():
         by_kind[kind].append(r)
@@ -148,7 +177,7 @@ def expected(state: dict[tuple[str, str, str], dict[str, Any]]) -> dict[tuple[st
     per: dict[tuple[str, str], dict[str, Any]] = defaultdict(lambda: defaultdict(int))
     lead: dict[tuple[str, str], list[int]] = defaultdict(list)
     for v, key, day in vdays:
-        cell = per[(v["practice"], day.isoformat()[:7])]
+        cell = per[(v["practice"], period_of(day, period))]
         cell["visits"] += 1
         prior = [d for w, k, d in vdays if k == key and w.get("service_line") == v.get("service_line") and d < day]
         limit = dt.date(day.year - 3, day.month, 28 if (day.month, day.day) == (2, 29) else day.day)
@@ -160,11 +189,12 @@ def expected(state: dict[tuple[str, str, str], dict[str, Any]]) -> dict[tuple[st
                    and day <= d <= day + dt.timedelta(days=90) for w, k, d in vdays):
                 cell["converted"] += 1
     for a in by_kind["appointment"]:
-        cell = per[(a["practice"], a["start"][:7])]
+        cell = per[(a["practice"], period_of(_date(a["start"]), period))]
         if a["status"] in SCHEDULED:
             cell["scheduled"] += 1
             if a.get("booked_at") and a["booked_at"] <= a["start"]:
-                lead[(a["practice"], a["start"][:7])].append((_date(a["start"]) - _date(a["booked_at"])).days)
+                lead[(a["practice"], period_of(_date(a["start"]), period))].append(
+                    (_date(a["start"]) - _date(a["booked_at"])).days)
         cell["noshow"] += a["status"] == "noshow"
         cell["cancelled"] += a["status"] == "cancelled"
         if a["status"] == "cancelled" and a.get("cancelled_at"):
@@ -174,10 +204,10 @@ def expected(state: dict[tuple[str, str, str], dict[str, Any]]) -> dict[tuple[st
             cell["booked_min"] += a.get("duration_min") or 0
     for s in by_kind["slot"]:
         if s.get("status") in ("free", "busy"):
-            per[(s["practice"], s["start"][:7])]["avail_min"] += s["duration_min"]
+            per[(s["practice"], period_of(_date(s["start"]), period))]["avail_min"] += s["duration_min"]
     charges = {(c["practice"], c["source_id"]): c for c in by_kind["charge"]}
     for c in by_kind["charge"]:
-        cell = per[(c["practice"], _date(c["service_date"]).isoformat()[:7])]
+        cell = per[(c["practice"], period_of(_date(c["service_date"]), period))]
         cents = int(Decimal(c["amount"]) * 100)
         cell["charges"] += cents
         cell[f"fc_{c.get('financial_class') or 'unknown'}"] += cents
@@ -186,7 +216,7 @@ def expected(state: dict[tuple[str, str, str], dict[str, Any]]) -> dict[tuple[st
             cell["lag"] += (_date(c["posted_on"]) - _date(c["service_date"])).days
     for r in by_kind["remittance"]:
         c = charges[(r["practice"], r["charge_source_id"])]
-        cell = per[(c["practice"], _date(c["service_date"]).isoformat()[:7])]
+        cell = per[(c["practice"], period_of(_date(c["service_date"]), period))]
         cell["payments"] += int(Decimal(r["paid_amount"]) * 100)
         cell["adjustments"] += int(Decimal(r["adjustment_amount"]) * 100)
         cell["contractual"] += sum(int(Decimal(a["amount"]) * 100) for a in r["adjustments"] if a["group"] == "CO")
@@ -195,7 +225,7 @@ def expected(state: dict[tuple[str, str, str], dict[str, Any]]) -> dict[tuple[st
         cell["adj_cents"] += int(Decimal(c["amount"]) * 100)
         cell["denied_cents"] += int(Decimal(c["amount"]) * 100) if r["denied"] else 0
     for f in by_kind["referral"]:
-        cell = per[(f["practice"], _date(f["received_on"]).isoformat()[:7])]
+        cell = per[(f["practice"], period_of(_date(f["received_on"]), period))]
         cell["referrals"] += 1
         linked = [a for a in by_kind["appointment"]
                   if a["practice"] == f["practice"] and a.get("referral_source_id") == f["source_id"]]
@@ -235,9 +265,9 @@ def expected(state: dict[tuple[str, str, str], dict[str, Any]]) -> dict[tuple[st
     return out
 
 
-def expected_retention(state: dict[tuple[str, str, str], dict[str, Any]], site: str | None, month: str
-                       ) -> float | None:
-    """Patients seen (at the site, or anywhere) in the 12 months before ``month`` and seen again in it."""
+def expected_retention(state: dict[tuple[str, str, str], dict[str, Any]], site: str | None, period: str,
+                       period_kind: str = "month") -> float | None:
+    """Patients seen (at the site, or anywhere) in the 12 months before ``period`` and seen again in it."""
     by_kind: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for (kind, _, _), r in state.items():
         by_kind[kind].append(r)
@@ -246,17 +276,57 @@ def expected_retention(state: dict[tuple[str, str, str], dict[str, Any]], site: 
     visits = [r for r in by_kind["appointment"] if r["status"] in COMPLETED]
     visits += [e for e in by_kind["encounter"] if e.get("status") == "finished" and
                appts.get((e["practice"], e.get("appointment_source_id")), {}).get("status") not in COMPLETED]
-    y, m = int(month[:4]), int(month[5:7])
-    start_index = y * 12 + m - 1
+    since, first, after = period_bounds(period, period_kind)
     before, during = set(), set()
     for v in visits:
         if site and v["practice"] != site:
             continue
         p = patients.get((v["practice"], v.get("patient_source_id")))
         key = (p or {}).get("enterprise_id") or f"{v['practice']}:{v.get('patient_source_id')}"
-        idx = int(v["start"][:4]) * 12 + int(v["start"][5:7]) - 1
-        if start_index - 12 <= idx < start_index:
+        day = _date(v["start"])
+        if since <= day < first:
             before.add(key)
-        elif idx == start_index:
+        elif first <= day < after:
             during.add(key)
     return None if not before else round(len(before & during) / len(before), 6)
+
+
+def expected_week_extras(state: dict[tuple[str, str, str], dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Third next available (from each Monday) and A/R at each Sunday, by (site, ISO week)."""
+    by_kind: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for (kind, _, _), r in state.items():
+        by_kind[kind].append(r)
+    out: dict[tuple[str, str], dict[str, Any]] = defaultdict(dict)
+    mondays = [dt.date(2023, 12, 25) + dt.timedelta(weeks=k) for k in range(24)]
+    for site in SITES:
+        free: dict[tuple[Any, ...], list[dt.date]] = defaultdict(list)
+        for s in by_kind["slot"]:
+            if s["practice"] == site and s.get("status") == "free":
+                free[(s.get("location_source_id"), s.get("provider_source_id"), s.get("service_line"))].append(
+                    _date(s["start"]))
+        charges = [c for c in by_kind["charge"] if c["practice"] == site]
+        served = {c["source_id"]: _date(c["service_date"]) for c in charges}
+        credits = [(served[r["charge_source_id"]], _date(r.get("paid_on") or served[r["charge_source_id"]]),
+                    int((Decimal(r["paid_amount"]) + Decimal(r["adjustment_amount"])) * 100))
+                   for r in by_kind["remittance"] if r["practice"] == site]
+        for monday in mondays:
+            waits = []
+            for days in free.values():
+                later = sorted(d for d in days if d >= monday)
+                if len(later) >= 3 and (later[2] - monday).days <= 90:
+                    waits.append((later[2] - monday).days)
+            sunday = monday + dt.timedelta(days=6)
+            recent_from = monday - dt.timedelta(weeks=12)  # the week and the 12 before: 91 days
+            balance = sum(int(Decimal(c["amount"]) * 100) for c in charges if _date(c["service_date"]) <= sunday)
+            aged = sum(int(Decimal(c["amount"]) * 100) for c in charges if _date(c["service_date"]) < recent_from)
+            recent = balance - aged
+            for day, paid, cents in credits:
+                if day <= sunday and paid <= sunday:
+                    balance -= cents
+                    aged -= cents if day < recent_from else 0
+            out[(site, period_of(monday, "week"))] = {
+                "third_next_available_days": round(float(statistics.median(waits)), 2) if waits else None,
+                "days_in_ar": round(balance / (recent / 91), 2) if recent > 0 else None,
+                "ar_over_90_share": round(aged / balance, 6) if balance > 0 else None,
+            }
+    return out

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from hub.reports import compute_report, rollups
 from hub.store import canonical
@@ -84,6 +86,53 @@ def test_retention_is_exact_for_sites_and_the_mso(loaded: Any) -> None:
         assert row["values"]["patient_retention"] == synthetic.expected_retention(state, None, month), month
 
 
+PERIOD_RANGES = {"week": ("2024-01-03", "2024-05-29"), "quarter": ("2024-01-01", "2024-06-30"),
+                 "year": ("2024-01-01", "2024-12-31")}
+
+
+@pytest.mark.parametrize("kind", list(PERIOD_RANGES))
+def test_every_kpi_by_site_and_week_quarter_year_matches_plain_python(loaded: Any, kind: str) -> None:
+    engine, state = loaded
+    want = synthetic.expected(state, kind)
+    first, last = PERIOD_RANGES[kind]
+    report = compute_report(engine, by=f"site,{kind}", date_from=first, date_to=last).to_dict()
+    got = {(r["slice"]["site"], r["slice"][kind]): r["values"] for r in report["rows"]}
+    lo, hi = (synthetic.period_of(dt.date.fromisoformat(day), kind) for day in (first, last))
+    wanted = {key: values for key, values in want.items() if lo <= key[1] <= hi}
+    assert set(got) == set(wanted)  # whole weeks: the one of Wednesday 3 January to the one of 29 May
+    checked = 0
+    for key, values in wanted.items():
+        for kpi in CHECKED:
+            assert got[key][kpi] == values[kpi], (key, kpi)
+            checked += 1
+        assert got[key]["patient_retention"] == synthetic.expected_retention(state, key[0], key[1], kind), key
+    assert checked > {"week": 1000, "quarter": 100, "year": 50}[kind]
+    for row in report["total"]:
+        period = row["slice"][kind]
+        assert row["values"]["patient_retention"] == synthetic.expected_retention(state, None, period, kind)
+    if kind == "week":
+        assert report["from"] == "2024-01-01" and report["to"] == "2024-06-02"
+        extras = synthetic.expected_week_extras(state)
+        for key, values in got.items():
+            for kpi, figure in extras[key].items():
+                assert values[kpi] == figure, (key, kpi)
+
+
+def test_weeks_add_up_to_months_and_a_straddling_week_takes_both_months(loaded: Any) -> None:
+    engine, state = loaded
+    straddling = compute_report(engine, by="site,week", date_from="2024-01-29", date_to="2024-02-04").to_dict()
+    assert {r["slice"]["week"] for r in straddling["rows"]} == {"2024-W05"}  # Monday 29 January to Sunday 4 February
+    want = synthetic.expected(state, "week")
+    for row in straddling["rows"]:
+        assert row["values"]["visit_volume"] == want[(row["slice"]["site"], "2024-W05")]["visit_volume"]
+    weeks = compute_report(engine, by="week").to_dict()
+    months = compute_report(engine, by="month").to_dict()
+    for kpi in ("visit_volume", "referrals_received"):
+        assert sum(r["values"][kpi] for r in weeks["rows"]) == sum(r["values"][kpi] for r in months["rows"])
+    cents = [sum(int(r["values"]["gross_charges"].replace(".", "")) for r in doc["rows"]) for doc in (weeks, months)]
+    assert cents[0] == cents[1]
+
+
 def test_fine_slicing_adds_up_to_the_site(loaded: Any) -> None:
     engine, _ = loaded
     fine = compute_report(engine, by="site,provider,location,month", date_from="2024-03-01", date_to="2024-03-31")
@@ -114,12 +163,41 @@ def test_quarter_folds_months_and_rebuild_gives_the_same(loaded: Any) -> None:
 
 def test_kept_medians_equal_medians_from_the_fine_histograms(loaded: Any) -> None:
     from hub.reports.medians import medians
+    from hub.reports.tables import WEEKLY_THIRD_AVAILABLE
 
     engine, _ = loaded
     rollups.refresh_dirty(engine)  # ingest only marks cells; a report (or this) recomputes them
+    monthly, weekly = "third_available_days", WEEKLY_THIRD_AVAILABLE
     with engine.connect() as conn:
-        fine = medians(conn, ["practice", "month"], "grain = 'fine'", {})
-        kept = {(r.practice, r.month, r.metric): r.median
-                for r in conn.exec_driver_sql("SELECT practice, month, metric, median FROM report_medians "
+        fine = medians(conn, ["practice", "month"], "grain = 'fine' AND metric <> :skip", {"skip": weekly})
+        fine_weeks = medians(conn, ["practice", "week"], "grain = 'fine' AND metric <> :skip", {"skip": monthly})
+        kept = {(r.practice, r.month or r.week, r.metric): r.median
+                for r in conn.exec_driver_sql("SELECT practice, month, week, metric, median FROM report_medians "
                                               "WHERE grain = 'pm'")}
-    assert kept and {(p, m, metric): v for (p, m), values in fine.items() for metric, v in values.items()} == kept
+    want = {(p, m, metric): v for (p, m), values in fine.items() for metric, v in values.items()}
+    want.update({(p, w, monthly if metric == weekly else metric): v
+                 for (p, w), values in fine_weeks.items() for metric, v in values.items()})
+    assert kept and any(len(k[1]) == 10 for k in kept) and want == kept
+
+
+def test_migration_0007_reshapes_and_refills_the_rollups_of_a_store_with_records(database_url: str) -> None:
+    from alembic import command
+
+    from hub.store.engine import alembic_config, current_revision, head_revision
+
+    engine, _ = _load(database_url)
+    before = compute_report(engine, by="site,week").to_dict()
+    by_month = compute_report(engine, by="site,month").to_dict()
+    for target, command_ in (("0006", command.downgrade), ("head", command.upgrade)):
+        cfg = alembic_config(engine)
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command_(cfg, target)
+        if target == "0006":  # the 0004 shape: no week columns, retention by month
+            with engine.connect() as conn:
+                columns = {c["name"] for c in sa.inspect(conn).get_columns("report_cells")}
+            assert "week" not in columns and "month" in columns
+    assert current_revision(engine) == head_revision(engine)
+    after = compute_report(engine, by="site,week").to_dict()
+    assert before["rows"] and before["rows"] == after["rows"] and before["total"] == after["total"]
+    assert by_month["rows"] == compute_report(engine, by="site,month").to_dict()["rows"]

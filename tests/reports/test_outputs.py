@@ -83,6 +83,36 @@ def test_report_kpis_in_every_format(tmp_path: Path) -> None:
     assert book["definitions"]["A2"].value == "visit_volume"
 
 
+def test_report_kpis_by_site_and_week_in_every_format(tmp_path: Path) -> None:
+    _seed(os.environ["HUB_DATABASE_URL"])
+    runner = CliRunner()
+    # 2025-02-12 is a Wednesday: the whole ISO week 2025-W07, Monday 10 to Sunday 16 February, is reported
+    done = runner.invoke(cli, ["report", "kpis", "--by", "site,week", "--from", "2025-02-12", "--to", "2025-02-12"])
+    assert done.exit_code == 0, done.output
+    data = json.loads(done.stdout)
+    assert data["by"] == ["site", "week"] and data["from"] == "2025-02-10" and data["to"] == "2025-02-16"
+    assert [r["slice"] for r in data["rows"]] == [{"site": "east", "week": "2025-W07"},
+                                                 {"site": "west", "week": "2025-W07"}]
+    east = data["rows"][0]["values"]
+    assert east["visit_volume"] == 2 and east["gross_charges"] == "500.00" and east["costs"] is None
+    # A/R at Sunday 16 February: 100 + 500 charged, 100 credited on 1 February; charges of the last 91 days
+    assert east["days_in_ar"] == round(50000 / (60000 / 91), 2)
+
+    done = runner.invoke(cli, ["report", "kpis", "--format", "csv", "--by", "site,week"])
+    assert done.exit_code == 0, done.output
+    rows = list(csv.DictReader(io.StringIO(done.stdout)))
+    assert {r["week"] for r in rows if r["section"] == "total"} == {"2025-W02", "2025-W07", "2025-W11"}
+    assert [r["visit_volume"] for r in rows if r["section"] == "total"] == ["2", "4", "2"]
+
+    out = tmp_path / "weeks.xlsx"
+    done = runner.invoke(cli, ["report", "kpis", "--format", "xlsx", "--by", "site,week", "--out", str(out)])
+    assert done.exit_code == 0, done.output
+    from openpyxl import load_workbook
+
+    book = load_workbook(out)
+    assert book.sheetnames == ["by site x week", "MSO total", "site median", "definitions"]
+
+
 def test_report_rebuild_recomputes_the_same_figures() -> None:
     _seed(os.environ["HUB_DATABASE_URL"])
     runner = CliRunner()
@@ -95,7 +125,8 @@ def test_report_rebuild_recomputes_the_same_figures() -> None:
 
 @pytest.mark.parametrize("args, message", [
     (["--by", "site,galaxy"], "unknown dimension 'galaxy'"),
-    (["--by", "month,quarter"], "at most one of month, quarter, year"),
+    (["--by", "month,quarter"], "at most one period (month, quarter, year, week)"),
+    (["--by", "site,week", "--from", "2025-03-01", "--to", "2025-02-01"], "is after to"),
     (["--from", "2025-13-01"], "not a date"),
     (["--kpi", "nope"], "unknown KPI id(s): nope"),
 ])
@@ -193,6 +224,10 @@ def test_http_api_serves_kpis_to_analysts_only(database_url: str) -> None:
         assert {r["slice"]["site"] for r in body["rows"]} == {"east", "west"}
         assert body["total"][0]["values"]["visit_volume"] == 4
         assert _get(f"{base}/reports/kpis?by=galaxy", analyst)[0] == 400
+        status, body = _get(f"{base}/reports/kpis?by=week&from=2025-02-10&to=2025-02-16", analyst)
+        assert status == 200, body
+        assert body["from"] == "2025-02-10" and body["to"] == "2025-02-16"
+        assert body["rows"][0]["slice"] == {"week": "2025-W07"} and body["rows"][0]["values"]["visit_volume"] == 4
         status, spec = _get(f"{base}/openapi.json", None)
         assert "/api/v1/reports/kpis" in spec["paths"] and "KpiReport" in spec["components"]["schemas"]
     finally:
