@@ -135,15 +135,23 @@ def _lookups(sql: Sql) -> dict[str, str]:
 
 def _query_cells(conn: sa.Connection, wanted: dict[tuple[str, str], set[str]]) -> set[Cell]:
     """Run the lookup named by each (lookup, practice) for its source ids; the months found, as cells."""
+    pg = conn.dialect.name == "postgresql"
     lookups = _lookups(Sql(conn.dialect.name))
     cells: set[Cell] = set()
     for (name, practice), ids in wanted.items():
-        stmt = sa.text(lookups[name]).bindparams(sa.bindparam("ids", expanding=True))
-        for chunk in _chunks(sorted(ids)):
+        if pg:  # one array parameter: one statement and one round trip however many ids
+            stmt = sa.text(lookups[name].replace(" IN :ids", " = ANY(:ids)"))
+            chunks: Iterator[list[str]] = iter([sorted(ids)])
+        else:
+            stmt = sa.text(lookups[name]).bindparams(sa.bindparam("ids", expanding=True))
+            chunks = _chunks(sorted(ids))
+        months: set[str] = set()
+        for chunk in chunks:
             for row in conn.execute(stmt, {"p": practice, "ids": chunk}):
-                for month in row:
-                    if month:
-                        cells |= _month_cells(practice, name, month)
+                months.update(row)
+        for month in months:
+            if month:
+                cells |= _month_cells(practice, name, month)
     return cells
 
 
