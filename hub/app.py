@@ -51,10 +51,9 @@ def create_app(runtime: Any = None, config: dict[str, Any] | None = None) -> Fla
 
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore[method-assign]
     runtime = runtime or Runtime.create()
-    if runtime.dispatcher.name == "rq" and os.environ.get("HUB_DISPATCH_DELAY_MS", "20") != "0":
-        from hub.api.dispatch_buffer import BufferedDispatcher
+    from hub.pipeline.dispatch_buffer import buffer_dispatcher
 
-        runtime.dispatcher = BufferedDispatcher(runtime.dispatcher)
+    buffer_dispatcher(runtime)
     app.extensions["hub"] = runtime
     api = Api(app, spec_kwargs={"components": {"securitySchemes": {
         "bearer": {"type": "http", "scheme": "bearer"}}}, "security": [{"bearer": []}]})

@@ -19,8 +19,8 @@ import marshmallow as ma
 from flask import Response, current_app, g, request
 from flask_smorest import Blueprint, abort
 
-from hub.api.committer import GroupCommitter, Pending
 from hub.errors import NotFound
+from hub.pipeline.group_commit import GroupCommitter, Pending
 from hub.pipeline.intake import Arrival, Receipt
 from hub.security.audit import AuditEntry
 from hub.security.auth import client_address, require_roles

@@ -1,5 +1,5 @@
-"""Queue batching for the web server: message ids from many small group commits become jobs
-of about ``HUB_BATCH_SIZE`` ids.
+"""Queue batching for the servers (web, MLLP): message ids from many small group commits become
+jobs of about ``HUB_BATCH_SIZE`` ids.
 
 A busy server commits a group every few milliseconds; an rq job per group would
 carry a handful of messages and cost a worker as much as a job of a hundred. So
@@ -20,6 +20,12 @@ from collections.abc import Sequence
 from typing import Any
 
 log = logging.getLogger("hub.intake")
+
+
+def buffer_dispatcher(runtime: Any) -> None:
+    """Give a server's runtime the buffered rq dispatcher (``HUB_DISPATCH_DELAY_MS=0``: one job per commit)."""
+    if runtime.dispatcher.name == "rq" and os.environ.get("HUB_DISPATCH_DELAY_MS", "20") != "0":
+        runtime.dispatcher = BufferedDispatcher(runtime.dispatcher)
 
 
 class BufferedDispatcher:
