@@ -9,8 +9,9 @@ the reason, and answered with a rejection; nothing is silently dropped.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
@@ -33,7 +34,13 @@ UNKNOWN = "unknown"  # the connector name of a payload no installed connector re
 class Receipt:
     envelope: Envelope
     outcome: Outcome
-    ack: bytes | None
+    connector: Connector | None = field(default=None, repr=False)
+
+    @functools.cached_property
+    def ack(self) -> bytes | None:
+        """The connector's answer to this message, built when asked for (servers answer a whole
+        payload with ``connector.answer`` instead)."""
+        return self.connector.acknowledge(self.envelope, self.outcome) if self.connector else None
 
     @property
     def status(self) -> str:
@@ -138,6 +145,6 @@ def receive_many(runtime: Runtime, practice: str, arrivals: Sequence[Arrival], *
                 outcome = Outcome(accepted=False, error=outcome_now.errors[s.id], message_id=s.id)
             else:
                 outcome = Outcome(accepted=True, message_id=s.id)
-            batch.append(Receipt(env, outcome, chosen.acknowledge(env, outcome) if chosen else None))
+            batch.append(Receipt(env, outcome, chosen))
         receipts.append(batch)
     return receipts
