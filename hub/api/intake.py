@@ -119,21 +119,28 @@ def push_messages(slug: str) -> Any:
 
 
 def answer(connector: Any, receipts: list[Receipt]) -> Response:
+    status, body, media_type, ids = answer_parts(connector, receipts)
+    response = Response(body, status=status, content_type=media_type)
+    response.headers["X-Hub-Message-Ids"] = ids
+    return response
+
+
+def answer_parts(connector: Any, receipts: list[Receipt]) -> tuple[int, bytes, str, str]:
+    """The answer as (status, body, content type, ``X-Hub-Message-Ids``): the connector's own,
+    or a JSON summary of each message's fate."""
     rejected = bool(receipts) and all(r.outcome.rejected for r in receipts)
     status = 400 if rejected else 200
+    ids = ",".join(str(r.outcome.message_id) for r in receipts)
     body = connector.answer([(r.envelope, r.outcome) for r in receipts])
-    if body is None:
-        summary: dict[str, Any] = {"messages": [{"id": r.outcome.message_id, "status": r.status,
-                                 **({"error": r.outcome.error} if r.outcome.error else {})} for r in receipts]}
-        if rejected:  # the API's error shape, with each message's fate under "errors"
-            summary = {"code": 400, "status": "Bad Request",
-                       "message": receipts[0].outcome.error or "the payload cannot be read", "errors": summary}
-        response = Response(json.dumps(summary), status=status, mimetype="application/json")
-    else:
+    if body is not None:
         content, media_type = body
-        response = Response(content, status=status, content_type=media_type)
-    response.headers["X-Hub-Message-Ids"] = ",".join(str(r.outcome.message_id) for r in receipts)
-    return response
+        return status, content, media_type, ids
+    summary: dict[str, Any] = {"messages": [{"id": r.outcome.message_id, "status": r.status,
+                               **({"error": r.outcome.error} if r.outcome.error else {})} for r in receipts]}
+    if rejected:  # the API's error shape, with each message's fate under "errors"
+        summary = {"code": 400, "status": "Bad Request",
+                   "message": receipts[0].outcome.error or "the payload cannot be read", "errors": summary}
+    return status, json.dumps(summary).encode(), "application/json", ids
 
 
 _INTAKE_PATH = re.compile(r"/api/v1/practices/([^/]+)/messages")
@@ -154,6 +161,7 @@ class IntakeFastPath:
         self.app = app
         self.runtime = app.extensions["hub"]
         self.max_payload = app.config.get("MAX_CONTENT_LENGTH")
+        self.commit_timeout = commit_timeout()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         taken = self._take(environ) if environ.get("REQUEST_METHOD") == "POST" else None
@@ -170,16 +178,14 @@ class IntakeFastPath:
                 raise _Refusal(400, "the request body ended before its Content-Length")
             item = Pending(slug, media_type, Arrival(data, f"http {key.key_id}"), entry)
             try:
-                receipts = committer(self.app).submit(item, commit_timeout())
+                receipts = committer(self.app).submit(item, self.commit_timeout)
             except NotFound as exc:
                 raise _Refusal(404, exc.message) from None
             except Exception as exc:  # the store is down or too slow: the sender retries
                 headers.append(("Retry-After", "5"))
                 raise _Refusal(503, store_unavailable(exc)) from None
-            response = answer(connector, receipts)
-            status, body = response.status_code, response.get_data()
-            headers += [("Content-Type", response.headers["Content-Type"]),
-                        ("X-Hub-Message-Ids", response.headers["X-Hub-Message-Ids"])]
+            status, body, content_type, ids = answer_parts(connector, receipts)
+            headers += [("Content-Type", content_type), ("X-Hub-Message-Ids", ids)]
         except _Refusal as refusal:  # the answers the Flask view gives, in the API's error shape
             status = refusal.status
             body = json.dumps({"code": status, "status": HTTPStatus(status).phrase,
