@@ -153,6 +153,25 @@ def backend_cpu(url: str, since: dict[int, float] | None = None) -> Any:
     return sum(cpu - since.get(pid, 0.0) for pid, cpu in now.items())
 
 
+def commit_latency(url: str, n: int = 200) -> float:
+    """Median seconds of a one-row INSERT + COMMIT on this database: the floor under one MLLP
+    connection, which waits for each ACK (so for each commit) before it sends the next."""
+    import psycopg
+
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        conn.execute("CREATE TABLE bench_commit_probe (x int)")
+        conn.commit()
+        times = []
+        for i in range(n):
+            t0 = time.perf_counter()
+            conn.execute("INSERT INTO bench_commit_probe VALUES (%s)", (i,))
+            conn.commit()
+            times.append(time.perf_counter() - t0)
+        conn.execute("DROP TABLE bench_commit_probe")
+        conn.commit()
+    return statistics.median(times)
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -438,6 +457,9 @@ def bench_servers(env: dict[str, str], args: argparse.Namespace, kind: str, medi
             wait_port(mport, procs[-1])
             m = args.mllp_messages
             time.sleep(1.0)
+            floor = commit_latency(url)
+            print(f"MLLP      commit latency (INSERT + COMMIT, median): {floor * 1e3:.2f} ms, so one connection "
+                  f"that waits for each ACK can reach at most {1 / floor:.0f} messages/s on this disk now")
             for conns, target in ((1, 500), (16, 1500)):
                 cpu0, load0 = tree_cpu_s([procs[-1].pid]), os.getloadavg()[0]
                 secs, lat, acked, cpu_clients = mllp_run(mport, m, conns, offset=n + (0 if conns == 1 else m),
