@@ -459,7 +459,7 @@ def bench_servers(env: dict[str, str], args: argparse.Namespace, kind: str, medi
             time.sleep(1.0)
             floor = commit_latency(url)
             print(f"MLLP      commit latency (INSERT + COMMIT, median): {floor * 1e3:.2f} ms, so one connection "
-                  f"that waits for each ACK can reach at most {1 / floor:.0f} messages/s on this disk now")
+                  f"that waits for each ACK gets roughly {1 / floor:.0f} messages/s at best (disk load varies)")
             for conns, target in ((1, 500), (16, 1500)):
                 cpu0, load0 = tree_cpu_s([procs[-1].pid]), os.getloadavg()[0]
                 secs, lat, acked, cpu_clients = mllp_run(mport, m, conns, offset=n + (0 if conns == 1 else m),
