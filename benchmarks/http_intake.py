@@ -19,9 +19,9 @@ runs when ``hub mllp`` exists (one connection, then 16), and is skipped otherwis
 from __future__ import annotations
 
 import argparse
-import http.client
 import multiprocessing as mp
 import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -31,6 +31,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -136,30 +137,97 @@ def tree_cpu_s(pids: list[int]) -> float:
     return total
 
 
+def backend_cpu(url: str, since: dict[int, float] | None = None) -> Any:
+    """CPU seconds of the PostgreSQL backends serving this database: per pid, or (given ``since``)
+    the total used since then. Other databases' backends (other tenants) are not counted."""
+    name = url.rsplit("/", 1)[1]
+    engine = sa.create_engine(PG_ADMIN)
+    try:
+        with engine.connect() as conn:
+            pids = conn.execute(sa.text("SELECT pid FROM pg_stat_activity WHERE datname = :d"), {"d": name})
+            now = {pid: tree_cpu_s([pid]) for (pid,) in pids}
+    finally:
+        engine.dispose()
+    if since is None:
+        return now
+    return sum(cpu - since.get(pid, 0.0) for pid, cpu in now.items())
+
+
+def commit_latency(url: str, n: int = 200) -> float:
+    """Median seconds of a one-row INSERT + COMMIT on this database: the floor under one MLLP
+    connection, which waits for each ACK (so for each commit) before it sends the next."""
+    import psycopg
+
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        conn.execute("CREATE TABLE bench_commit_probe (x int)")
+        conn.commit()
+        times = []
+        for i in range(n):
+            t0 = time.perf_counter()
+            conn.execute("INSERT INTO bench_commit_probe VALUES (%s)", (i,))
+            conn.commit()
+            times.append(time.perf_counter() - t0)
+        conn.execute("DROP TABLE bench_commit_probe")
+        conn.commit()
+    return statistics.median(times)
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 # ------------------------------------------------------------------ HTTP clients
+def _read_response(sock: socket.socket, buf: bytearray) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 response off a keep-alive socket (a raw client: http.client costs the
+    client more CPU than the server spends on some requests); ``buf`` keeps what follows."""
+    while (end := buf.find(b"\r\n\r\n")) < 0:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("the server closed the connection")
+        buf += chunk
+    head = bytes(buf[:end]).decode("latin-1").split("\r\n")
+    del buf[:end + 4]
+    headers = {}
+    for line in head[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", "0"))
+    while len(buf) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("the server closed the connection")
+        buf += chunk
+    body = bytes(buf[:length])
+    del buf[:length]
+    return int(head[0].split(" ", 2)[1]), headers, body
+
+
 def _client_process(port: int, key: str, media_type: str, kind: str, indexes: list[list[int]],
                     out: mp.Queue) -> None:  # type: ignore[type-arg]
     make = hl7_message if kind == "hl7" else feedline_message
     results: list[tuple[float, int, str]] = []
     lock = threading.Lock()
+    head = (f"POST /api/v1/practices/alpha/messages HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Bearer {key}\r\nContent-Type: {media_type}\r\nContent-Length: ")
 
     def run(chunk: list[int]) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        buf = bytearray()
         mine = []
         for i in chunk:
             body = make(i)
+            request = f"{head}{len(body)}\r\n\r\n".encode() + body
             t0 = time.perf_counter()
-            conn.request("POST", "/api/v1/practices/alpha/messages", body=body,
-                         headers={"Authorization": f"Bearer {key}", "Content-Type": media_type})
-            response = conn.getresponse()
-            response.read()
-            mine.append((time.perf_counter() - t0, response.status, response.getheader("X-Hub-Message-Ids", "")))
-        conn.close()
+            sock.sendall(request)
+            status, headers, _ = _read_response(sock, buf)
+            mine.append((time.perf_counter() - t0, status, headers.get("x-hub-message-ids", "")))
+            if headers.get("connection", "").lower() == "close":
+                sock.close()
+                sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+                buf.clear()
+        sock.close()
         with lock:
             results.extend(mine)
 
@@ -168,11 +236,12 @@ def _client_process(port: int, key: str, media_type: str, kind: str, indexes: li
         t.start()
     for t in threads:
         t.join()
-    out.put(results)
+    out.put((results, time.process_time()))
 
 
 def http_run(port: int, key: str, media_type: str, kind: str, n: int, clients: int,
-             processes: int, offset: int = 0) -> tuple[float, list[tuple[float, int, str]]]:
+             processes: int, offset: int = 0) -> tuple[float, list[tuple[float, int, str]], float]:
+    """Elapsed seconds, (latency, status, message ids) per request, and the clients' CPU seconds."""
     per_client = [list(range(offset + c, offset + n, clients)) for c in range(clients)]
     groups = [per_client[p::processes] for p in range(processes)]
     out: mp.Queue = mp.Queue()  # type: ignore[type-arg]
@@ -181,19 +250,21 @@ def http_run(port: int, key: str, media_type: str, kind: str, n: int, clients: i
     for p in procs:
         p.start()
     results: list[tuple[float, int, str]] = []
+    cpu = 0.0
     for _ in procs:
-        results.extend(out.get())
+        part, used = out.get()
+        results.extend(part)
+        cpu += used
     elapsed = time.perf_counter() - t0
     for p in procs:
         p.join()
-    return elapsed, results
+    return elapsed, results, cpu
 
 
 # ------------------------------------------------------------------ MLLP clients
-def mllp_run(port: int, kind: str, n: int, connections: int, offset: int) -> tuple[float, list[float], int]:
+def _mllp_process(port: int, chunks: list[range], offset: int, out: mp.Queue) -> None:  # type: ignore[type-arg]
     from hub.mllp.framing import frame, read_answer
 
-    make = hl7_message
     latencies: list[float] = []
     acked = 0
     lock = threading.Lock()
@@ -202,9 +273,11 @@ def mllp_run(port: int, kind: str, n: int, connections: int, offset: int) -> tup
         nonlocal acked
         mine, ok = [], 0
         with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             for i in chunk:
+                data = frame(hl7_message(offset + i))
                 t0 = time.perf_counter()
-                s.sendall(frame(make(offset + i)))
+                s.sendall(data)
                 buf = read_answer(s)
                 mine.append(time.perf_counter() - t0)
                 ok += b"MSA|AA" in buf
@@ -212,14 +285,36 @@ def mllp_run(port: int, kind: str, n: int, connections: int, offset: int) -> tup
             latencies.extend(mine)
             acked += ok
 
-    per = n // connections
-    threads = [threading.Thread(target=run, args=(range(c * per, (c + 1) * per),)) for c in range(connections)]
-    t0 = time.perf_counter()
+    threads = [threading.Thread(target=run, args=(chunk,)) for chunk in chunks]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return time.perf_counter() - t0, latencies, acked
+    out.put((latencies, acked, time.process_time()))
+
+
+def mllp_run(port: int, n: int, connections: int, offset: int,
+             processes: int) -> tuple[float, list[float], int, float]:
+    """Elapsed seconds, latencies, answers that were AA, and the clients' CPU seconds."""
+    per = n // connections
+    chunks = [range(c * per, (c + 1) * per) for c in range(connections)]
+    groups = [g for g in (chunks[p::processes] for p in range(min(processes, connections))) if g]
+    out: mp.Queue = mp.Queue()  # type: ignore[type-arg]
+    procs = [mp.Process(target=_mllp_process, args=(port, g, offset, out)) for g in groups]
+    t0 = time.perf_counter()
+    for p in procs:
+        p.start()
+    latencies: list[float] = []
+    acked, cpu = 0, 0.0
+    for _ in procs:
+        part, ok, used = out.get()
+        latencies.extend(part)
+        acked += ok
+        cpu += used
+    elapsed = time.perf_counter() - t0
+    for p in procs:
+        p.join()
+    return elapsed, latencies, acked, cpu
 
 
 # ------------------------------------------------------------------ main
@@ -233,8 +328,11 @@ def main() -> int:
     ap.add_argument("--rq-workers", type=int, default=2)
     ap.add_argument("--mllp-messages", type=int, default=10_000)
     ap.add_argument("--format", choices=["auto", "hl7", "feedline"], default="auto")
+    ap.add_argument("--skip", action="append", default=[], choices=["baseline", "mllp"],
+                    help="leave out a part while iterating (repeatable)")
     args = ap.parse_args()
     n = args.messages
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the servers, drop the databases
 
     env = os.environ.copy()
     env.update({"HUB_REDIS_URL": REDIS, "HUB_QUEUE": f"hub-bench-{uuid.uuid4().hex[:8]}", "HUB_RATE_LIMIT": "0",
@@ -256,7 +354,15 @@ def main() -> int:
           f"{args.clients} clients; {args.web_workers}x{args.web_threads} web, {args.rq_workers} rq workers; "
           f"{os.cpu_count()} cores")
 
-    # -- baseline: hub ingest in-process (inline processing) on its own database
+    if "baseline" not in args.skip:
+        baseline(env, make, n)
+    else:
+        print("baseline  skipped")
+    return bench_servers(env, args, kind, media_type)
+
+
+def baseline(env: dict[str, str], make: Any, n: int) -> None:
+    """hub ingest in-process (inline processing) on its own database."""
     base_url = create_database()
     with tempfile.TemporaryDirectory() as folder:
         for i in range(n):
@@ -270,14 +376,17 @@ def main() -> int:
         from hub.runtime import Runtime
 
         runtime = Runtime.create(database_url=base_url, dispatcher="inline")
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         counts = ingest_paths(runtime, "alpha", (folder,), connector=None)
-        base_s = time.perf_counter() - t0
+        base_s, base_cpu = time.perf_counter() - t0, time.process_time() - cpu0
     drop_database(base_url)
     print(f"baseline  hub ingest in-process: {n / base_s:8.0f} messages/s stored and processed "
-          f"({base_s:.1f} s; {counts})")
+          f"({base_s:.1f} s, CPU {base_cpu / n * 1e3:.2f} ms per message; {counts})")
 
-    # -- HTTP: gunicorn + rq workers
+
+def bench_servers(env: dict[str, str], args: argparse.Namespace, kind: str, media_type: str) -> int:
+    """HTTP: gunicorn + rq workers, then the MLLP listener beside them."""
+    n = args.messages
     url = create_database()
     env["HUB_DATABASE_URL"] = url
     run_hub(env, "practice", "add", "alpha", "--name", "Alpha")
@@ -293,8 +402,12 @@ def main() -> int:
             procs.append(subprocess.Popen([HUB, "worker"], env=env))
         time.sleep(1.0)
         cpu_web0, cpu_rq0 = tree_cpu_s([procs[0].pid]), tree_cpu_s([p.pid for p in procs[1:]])
+        cpu_pg0 = backend_cpu(url)
         load0 = os.getloadavg()[0]
-        elapsed, results = http_run(port, key, media_type, kind, n, args.clients, args.client_processes)
+        elapsed, results, cpu_clients = http_run(port, key, media_type, kind, n, args.clients,
+                                                 args.client_processes)
+        cpu_pg_ack = backend_cpu(url, cpu_pg0)
+        cpu_web = tree_cpu_s([procs[0].pid]) - cpu_web0
         last_ack = time.perf_counter()
         statuses: dict[int, int] = {}
         for _, status, _ in results:
@@ -307,16 +420,18 @@ def main() -> int:
                 break
             time.sleep(0.25)
         drain_s = time.perf_counter() - last_ack
-        cpu_web = tree_cpu_s([procs[0].pid]) - cpu_web0
         cpu_rq = tree_cpu_s([p.pid for p in procs[1:]]) - cpu_rq0
+        cpu_pg = backend_cpu(url, cpu_pg0)
         rate = len(latencies) / elapsed
         print(f"HTTP      gunicorn + rq workers:  {rate:8.0f} acknowledged messages/s "
               f"({elapsed:.1f} s; statuses {statuses})")
         print(f"          acknowledgement latency p50 {statistics.median(latencies) * 1e3:.1f} ms, "
               f"p99 {pct(latencies, 0.99) * 1e3:.1f} ms")
         print(f"          all processed {drain_s:.1f} s after the last acknowledgement; store: {counts}")
-        print(f"          CPU per message: web {cpu_web / n * 1e3:.2f} ms, rq workers {cpu_rq / n * 1e3:.2f} ms; "
-              f"machine load average {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end "
+        print(f"          CPU per message: web {cpu_web / n * 1e3:.2f} ms, rq workers {cpu_rq / n * 1e3:.2f} ms, "
+              f"PostgreSQL {cpu_pg / n * 1e3:.2f} ms ({cpu_pg_ack / n * 1e3:.2f} until the last ack), "
+              f"clients {cpu_clients / n * 1e3:.2f} ms")
+        print(f"          machine load average {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end "
               f"({os.cpu_count()} cores; other tenants included)")
         total = sum(counts.values())
         ok_counts = (total == n and counts.get("duplicate", 0) == 0 and counts.get("received", 0) == 0
@@ -330,7 +445,9 @@ def main() -> int:
 
         # -- MLLP
         mllp = subprocess.run([HUB, "mllp", "--help"], env=env, capture_output=True)
-        if mllp.returncode != 0 or kind != "hl7":
+        if "mllp" in args.skip:
+            print("MLLP      skipped")
+        elif mllp.returncode != 0 or kind != "hl7":
             print("MLLP      skipped: " + ("`hub mllp` is not installed in this build" if mllp.returncode != 0
                                           else "needs the HL7 v2 connector"))
         else:
@@ -339,12 +456,22 @@ def main() -> int:
                                            str(mport)], env=env))
             wait_port(mport, procs[-1])
             m = args.mllp_messages
+            time.sleep(1.0)
+            floor = commit_latency(url)
+            print(f"MLLP      commit latency (INSERT + COMMIT, median): {floor * 1e3:.2f} ms, so one connection "
+                  f"that waits for each ACK gets roughly {1 / floor:.0f} messages/s at best (disk load varies)")
             for conns, target in ((1, 500), (16, 1500)):
-                secs, lat, acked = mllp_run(mport, kind, m, conns, offset=n + (0 if conns == 1 else m))
+                cpu0, load0 = tree_cpu_s([procs[-1].pid]), os.getloadavg()[0]
+                secs, lat, acked, cpu_clients = mllp_run(mport, m, conns, offset=n + (0 if conns == 1 else m),
+                                                         processes=args.client_processes)
+                cpu_mllp = tree_cpu_s([procs[-1].pid]) - cpu0
                 r = len(lat) / secs
                 print(f"MLLP      {conns:2d} connection(s): {r:8.0f} messages/s (target ≥{target}: "
                       f"{'met' if r >= target else 'MISSED'}), p50 {statistics.median(lat) * 1e3:.1f} ms, "
                       f"p99 {pct(lat, 0.99) * 1e3:.1f} ms, {acked}/{len(lat)} AA")
+                print(f"          CPU per message: listener {cpu_mllp / len(lat) * 1e3:.2f} ms, clients "
+                      f"{cpu_clients / len(lat) * 1e3:.2f} ms; load average {load0:.1f} at the start, "
+                      f"{os.getloadavg()[0]:.1f} at the end")
     finally:
         for p in reversed(procs):
             p.terminate()

@@ -21,6 +21,8 @@ class Runtime:
     plugins: Plugins
     database_url: str
     dispatcher: Dispatcher = field(init=False)
+    # slugs seen registered (practices are never removed): intake checks each once per process
+    known_practices: set[str] = field(default_factory=set, init=False, repr=False)
 
     @classmethod
     def create(cls, *, database_url: str | None = None, plugins: Plugins | None = None,

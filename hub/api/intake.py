@@ -7,23 +7,34 @@ ACKs, a FHIR response Bundle) or, for a connector without one, a JSON summary.
 Every message of the payload is stored: an unreadable payload is kept as
 ``error`` with its reason and answered 400 (with the connector's rejection when it
 has one); otherwise 200, each message's fate in the answer.
+
+``IntakeFastPath`` serves the common case of this call (a valid key, within its
+rate, a known media type, a body within the size limit) as plain WSGI, without
+Flask's request and response machinery, which costs as much CPU as the store
+itself; every other request, and every refusal, goes through the Flask view, which
+answers and audits it as documented.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
+import time
+from collections.abc import Callable, Iterable
+from http import HTTPStatus
 from typing import Any
 
 import marshmallow as ma
-from flask import Response, current_app, g, request
+from flask import Flask, Response, current_app, g, request
 from flask_smorest import Blueprint, abort
 
-from hub.api.committer import GroupCommitter, Pending
 from hub.errors import NotFound
+from hub.pipeline.group_commit import GroupCommitter, Pending
 from hub.pipeline.intake import Arrival, Receipt
 from hub.security.audit import AuditEntry
-from hub.security.auth import client_address, require_roles
+from hub.security.auth import auth_state, bearer_token, client_address, key_for_token, require_roles
 
 blp = Blueprint("intake", __name__, description="Practice feeds pushed to the hub")
 
@@ -52,11 +63,19 @@ class IntakeSummarySchema(ma.Schema):
     message = ma.fields.String()
 
 
-def committer() -> GroupCommitter:
-    ext = current_app.extensions
+def committer(app: Flask | None = None) -> GroupCommitter:
+    ext = (app or current_app).extensions
     if "hub_committer" not in ext:
-        ext["hub_committer"] = GroupCommitter(ext["hub"])
+        ext.setdefault("hub_committer", GroupCommitter(ext["hub"]))
     return ext["hub_committer"]
+
+
+def commit_timeout() -> float:
+    return float(os.environ.get("HUB_COMMIT_TIMEOUT", "30"))
+
+
+def store_unavailable(exc: Exception) -> str:
+    return f"the message store cannot take the payload now ({type(exc).__name__}); retry"
 
 
 @blp.route("/practices/<string:slug>/messages", methods=["POST"])
@@ -88,32 +107,126 @@ def push_messages(slug: str) -> Any:
     key = g.api_key
     entry = AuditEntry(key_id=key.key_id, action="intake", target=slug, practice=slug, address=client_address())
     origin = f"http {key.key_id}"
-    timeout = float(os.environ.get("HUB_COMMIT_TIMEOUT", "30"))
     try:
-        receipts = committer().submit(Pending(slug, media_type, Arrival(data, origin), entry), timeout)
+        receipts = committer().submit(Pending(slug, media_type, Arrival(data, origin), entry), commit_timeout())
     except NotFound as exc:
         abort(404, message=exc.message)
     except Exception as exc:  # the store is down or too slow: the sender retries, nothing was answered
         g.audited = True  # the committer wrote the audit row, or could not
-        abort(503, message=f"the message store cannot take the payload now ({type(exc).__name__}); retry",
-              headers={"Retry-After": "5"})
+        abort(503, message=store_unavailable(exc), headers={"Retry-After": "5"})
     g.audited = True
     return answer(connector, receipts)
 
 
 def answer(connector: Any, receipts: list[Receipt]) -> Response:
+    status, body, media_type, ids = answer_parts(connector, receipts)
+    response = Response(body, status=status, content_type=media_type)
+    response.headers["X-Hub-Message-Ids"] = ids
+    return response
+
+
+def answer_parts(connector: Any, receipts: list[Receipt]) -> tuple[int, bytes, str, str]:
+    """The answer as (status, body, content type, ``X-Hub-Message-Ids``): the connector's own,
+    or a JSON summary of each message's fate."""
     rejected = bool(receipts) and all(r.outcome.rejected for r in receipts)
     status = 400 if rejected else 200
+    ids = ",".join(str(r.outcome.message_id) for r in receipts)
     body = connector.answer([(r.envelope, r.outcome) for r in receipts])
-    if body is None:
-        summary: dict[str, Any] = {"messages": [{"id": r.outcome.message_id, "status": r.status,
-                                 **({"error": r.outcome.error} if r.outcome.error else {})} for r in receipts]}
-        if rejected:  # the API's error shape, with each message's fate under "errors"
-            summary = {"code": 400, "status": "Bad Request",
-                       "message": receipts[0].outcome.error or "the payload cannot be read", "errors": summary}
-        response = Response(json.dumps(summary), status=status, mimetype="application/json")
-    else:
+    if body is not None:
         content, media_type = body
-        response = Response(content, status=status, content_type=media_type)
-    response.headers["X-Hub-Message-Ids"] = ",".join(str(r.outcome.message_id) for r in receipts)
-    return response
+        return status, content, media_type, ids
+    summary: dict[str, Any] = {"messages": [{"id": r.outcome.message_id, "status": r.status,
+                               **({"error": r.outcome.error} if r.outcome.error else {})} for r in receipts]}
+    if rejected:  # the API's error shape, with each message's fate under "errors"
+        summary = {"code": 400, "status": "Bad Request",
+                   "message": receipts[0].outcome.error or "the payload cannot be read", "errors": summary}
+    return status, json.dumps(summary).encode(), "application/json", ids
+
+
+_INTAKE_PATH = re.compile(r"/api/v1/practices/([^/]+)/messages")
+_ROUTE = "/api/v1/practices/<string:slug>/messages"  # what the request log names, as the Flask view does
+_http_log = logging.getLogger("hub.http")
+
+StartResponse = Callable[..., Any]
+
+
+class IntakeFastPath:
+    """WSGI middleware: the push call's common case without Flask (see the module's docstring).
+
+    It stores exactly as the view does (the same committer, audit entry and answer); it only
+    skips the framework. A request it does not take is passed on untouched, body unread."""
+
+    def __init__(self, wsgi_app: Callable[[dict[str, Any], StartResponse], Iterable[bytes]], app: Flask) -> None:
+        self.wsgi_app = wsgi_app
+        self.app = app
+        self.runtime = app.extensions["hub"]
+        self.max_payload = app.config.get("MAX_CONTENT_LENGTH")
+        self.commit_timeout = commit_timeout()
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        taken = self._take(environ) if environ.get("REQUEST_METHOD") == "POST" else None
+        if taken is None:
+            return self.wsgi_app(environ, start_response)
+        started = time.perf_counter()
+        slug, key, connector, media_type, length = taken
+        data = environ["wsgi.input"].read(length)
+        address = environ.get("REMOTE_ADDR")
+        entry = AuditEntry(key_id=key.key_id, action="intake", target=slug, practice=slug, address=address)
+        headers: list[tuple[str, str]] = []
+        try:
+            if len(data) != length:  # the client went away mid-body: nothing to store
+                raise _Refusal(400, "the request body ended before its Content-Length")
+            item = Pending(slug, media_type, Arrival(data, f"http {key.key_id}"), entry)
+            try:
+                receipts = committer(self.app).submit(item, self.commit_timeout)
+            except NotFound as exc:
+                raise _Refusal(404, exc.message) from None
+            except Exception as exc:  # the store is down or too slow: the sender retries
+                headers.append(("Retry-After", "5"))
+                raise _Refusal(503, store_unavailable(exc)) from None
+            status, body, content_type, ids = answer_parts(connector, receipts)
+            headers += [("Content-Type", content_type), ("X-Hub-Message-Ids", ids)]
+        except _Refusal as refusal:  # the answers the Flask view gives, in the API's error shape
+            status = refusal.status
+            body = json.dumps({"code": status, "status": HTTPStatus(status).phrase,
+                               "message": refusal.message}).encode()
+            headers.append(("Content-Type", "application/json"))
+        headers.append(("Content-Length", str(len(body))))
+        start_response(f"{status} {HTTPStatus(status).phrase}", headers)
+        if _http_log.isEnabledFor(logging.INFO):
+            _http_log.info("POST %s %s", _ROUTE, status, extra={
+                "key_id": key.key_id, "status": status, "address": address,
+                "duration_ms": round((time.perf_counter() - started) * 1e3, 2)})
+        return [body]
+
+    def _take(self, environ: dict[str, Any]) -> tuple[str, Any, Any, str, int] | None:
+        """What the fast path needs, or None when the Flask view is to answer the request."""
+        match = _INTAKE_PATH.fullmatch(environ.get("PATH_INFO", ""))
+        if match is None:
+            return None
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return None
+        if length <= 0 or (self.max_payload is not None and length > self.max_payload):
+            return None
+        token = bearer_token(environ.get("HTTP_AUTHORIZATION", ""))
+        key = key_for_token(self.app, token) if token else None
+        slug = match.group(1)
+        if key is None or key.role not in ("feed", "admin") or (key.role == "feed" and key.practice != slug):
+            return None
+        if slug not in self.runtime.known_practices:
+            return None  # the view finds out whether it exists (404) the first time
+        media_type = environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
+        connector = self.runtime.plugins.connectors.for_media_type(media_type) if media_type else None
+        if connector is None:
+            return None
+        if auth_state(self.app)["limiter"].take(key.key_id) > 0:
+            return None  # over its rate: the view answers 429 (and counts the request again)
+        return slug, key, connector, media_type, length
+
+
+class _Refusal(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message

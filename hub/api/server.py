@@ -2,7 +2,7 @@
 
 Gunicorn runs ``HUB_WEB_WORKERS`` processes (default 2) of ``HUB_WEB_THREADS``
 threads each (default 16): requests mostly wait on a commit, so threads are cheap
-concurrency, and each process has one group-commit thread (hub.api.committer).
+concurrency, and each process has one group-commit thread (hub.pipeline.group_commit).
 The app is built in each worker after the fork (no shared connections).
 ``HUB_REQUEST_TIMEOUT`` (default 60 s) is the gunicorn worker timeout: a request
 stuck longer than that has its worker restarted. Keep-alive is on (5 s) so a feed

@@ -28,6 +28,7 @@ def mllp(ctx: click.Context, practice: str | None, host: str, port: int, connect
     """The MLLP listener: stores each message, then answers it (ACK) on the same connection."""
     from hub.logging import configure_logging
     from hub.mllp.server import Limits, MllpServer
+    from hub.pipeline.dispatch_buffer import buffer_dispatcher
     from hub.store.practices import get_practice
 
     configure_logging()
@@ -36,5 +37,6 @@ def mllp(ctx: click.Context, practice: str | None, host: str, port: int, connect
     if practice:
         with runtime.engine.connect() as conn:
             get_practice(conn, practice)  # an unknown practice is a start-up error, not a stream of rejections
+    buffer_dispatcher(runtime)  # the ids of many small group commits go to the queue in batches
     limits = Limits(max_size=max_size, idle_timeout=idle_timeout, frame_timeout=frame_timeout)
     MllpServer(runtime, connector, practice=practice, host=host, port=port, limits=limits).run()

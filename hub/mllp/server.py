@@ -8,13 +8,17 @@ when the port is not bound to one.
 
 Promises:
 
-- an answer is written only after ``receive`` has committed the message, so an
+- an answer is written only after the message's commit has returned, so an
   acknowledged message is never lost; every frame gets an answer, also when the
   practice is unknown (a rejection), the store fails (an application error) or the
   frame is larger than the size limit (a rejection, the rest of it discarded);
 - many messages per connection, one after the other, and many connections at once
-  (asyncio); storage runs on a small thread pool (one thread on SQLite, whose
-  writes are serial anyway);
+  (asyncio). The frames of all connections go to one group committer
+  (hub.pipeline.group_commit): the frames that arrive while a commit runs are
+  stored together in the next transaction, so sixteen busy connections cost about
+  one commit per round, not sixteen; and the stored ids reach the queue in batches
+  (hub.pipeline.dispatch_buffer). Finding a frame's practice by its sending
+  facility may read the database, so that runs on a small thread pool;
 - a connection idle longer than ``idle_timeout`` or a frame not complete within
   ``frame_timeout`` is closed, without touching other connections;
 - SIGTERM / SIGINT: stop accepting, let frames being stored finish and their
@@ -38,6 +42,8 @@ from hub.connector import Connector, Envelope, Outcome
 from hub.errors import HubError, NotFound
 from hub.mllp import framing
 from hub.mllp.framing import END_BLOCK, START_BLOCK
+from hub.pipeline.group_commit import GroupCommitter, Pending
+from hub.pipeline.intake import Arrival, Receipt
 
 if TYPE_CHECKING:
     from hub.runtime import Runtime
@@ -62,6 +68,11 @@ class Frame:
     oversize: bool = False
 
 
+# what a frame becomes before storage: an answer already known (a refusal), or per message either the
+# answer (a message no practice takes) or the payload to store
+Plan = bytes | None | list[bytes | Pending]
+
+
 class MllpServer:
     def __init__(self, runtime: Runtime, connector: Connector, *, practice: str | None = None,
                  host: str = "127.0.0.1", port: int = 2575, limits: Limits | None = None) -> None:
@@ -70,8 +81,8 @@ class MllpServer:
         self.practice = practice
         self.host, self.port = host, port
         self.limits = limits or Limits()
-        workers = 1 if runtime.database_url.startswith("sqlite") else 4
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mllp-store")
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="mllp-route")
+        self._committer = GroupCommitter(runtime)
         self._clients: dict[asyncio.Task[Any], bool] = {}  # task → busy storing a frame
         self._facilities = FacilityDirectory(runtime, connector.name)
         self._stopping = asyncio.Event()
@@ -95,6 +106,9 @@ class MllpServer:
             server.close()
             await self._drain()
         self._pool.shutdown(wait=True)
+        flush = getattr(self.runtime.dispatcher, "flush", None)
+        if flush is not None:  # ids still buffered for the queue go out before the process ends
+            flush()
         print("hub mllp: stopped", flush=True)
 
     async def _drain(self) -> None:
@@ -116,11 +130,10 @@ class MllpServer:
         task = asyncio.current_task()
         assert task is not None
         self._clients[task] = False
-        loop = asyncio.get_running_loop()
         try:
             async for frame in self._frames(reader):
                 self._clients[task] = True
-                answer = await asyncio.shield(loop.run_in_executor(self._pool, self.handle, frame))
+                answer = await asyncio.shield(self._handle(frame))
                 if answer:
                     writer.write(framing.frame(answer))
                     await writer.drain()
@@ -174,21 +187,42 @@ class MllpServer:
                 yield Frame(bytes(buf), oversize)
                 buf.clear()
 
-    # -- one frame (on the storage thread) ------------------------------------------------
+    # -- one frame ----------------------------------------------------------------------
+    async def _handle(self, frame: Frame) -> bytes | None:
+        """Store the frame's messages (with the other connections' frames), then return the answer."""
+        if self.practice or frame.oversize:
+            plan = self._plan(frame)
+        else:  # the facility directory may read the database: not on the event loop
+            plan = await asyncio.get_running_loop().run_in_executor(self._pool, self._plan, frame)
+        if not isinstance(plan, list):
+            return plan
+        futures = [asyncio.wrap_future(self._committer.enqueue(part)) for part in plan if isinstance(part, Pending)]
+        await asyncio.gather(*futures, return_exceptions=True)
+        return self._finish(frame, plan)
+
     def handle(self, frame: Frame) -> bytes | None:
-        """Store the frame's messages, then return the answer. Never raises: every frame is answered."""
+        """The same, blocking (for a caller on a thread of its own). Never raises: every frame is answered."""
+        plan = self._plan(frame)
+        if not isinstance(plan, list):
+            return plan
+        for part in plan:
+            if isinstance(part, Pending):
+                concurrent.futures.wait([self._committer.enqueue(part)])
+        return self._finish(frame, plan)
+
+    def _plan(self, frame: Frame) -> Plan:
         connector = self.connector
         if frame.oversize:
             return self._refuse(frame.data, f"message larger than the limit of {self.limits.max_size} bytes; "
                                 "it was not stored")
+        if self.practice:  # the whole frame is the practice's: receive_many splits it
+            return [Pending(self.practice, None, Arrival(frame.data, self.origin), connector=connector.name)]
         try:
-            if self.practice:
-                return self._receive(self.practice, frame.data)
-            try:
-                envelopes = connector.split(frame.data, origin=self.origin)
-            except HubError as exc:
-                return self._refuse(frame.data, exc.message, exc.location)
-            answers = []
+            envelopes = connector.split(frame.data, origin=self.origin)
+        except HubError as exc:
+            return self._refuse(frame.data, exc.message, exc.location)
+        try:
+            parts: list[bytes | Pending] = []
             for envelope in envelopes:
                 facility = str((envelope.meta or {}).get("facility") or "")
                 practice = self._facilities.practice_for(facility)
@@ -196,23 +230,35 @@ class MllpServer:
                     outcome = Outcome(accepted=False, rejected=True, error="sending facility (MSH-4) "
                                       f"{facility or '(empty)'} belongs to no registered practice",
                                       error_location="MSH-4")
-                    answers.append(connector.acknowledge(envelope, outcome) or b"")
+                    parts.append(connector.acknowledge(envelope, outcome) or b"")
                 else:
-                    answers.append(self._receive(practice, envelope.raw) or b"")
-            return b"".join(answers)
-        except NotFound as exc:
-            return self._refuse(frame.data, exc.message)
-        except Exception as exc:  # the store failed: answer so the sender retries later
-            log.error("could not store a message received over MLLP (%s)", type(exc).__name__)
-            outcome = Outcome(accepted=False, error="the hub could not store the message; send it again later")
-            return self._answer_each(frame.data, outcome)
+                    parts.append(Pending(practice, None, Arrival(envelope.raw, self.origin), connector=connector.name))
+            return parts
+        except Exception as exc:  # the practice directory could not be read: the sender retries later
+            return self._store_failed(frame, exc)
 
-    def _receive(self, practice: str, data: bytes) -> bytes | None:
-        from hub.pipeline.intake import receive
+    def _finish(self, frame: Frame, plan: list[bytes | Pending]) -> bytes | None:
+        answers: list[bytes] = []
+        for part in plan:
+            if not isinstance(part, Pending):
+                answers.append(part)
+                continue
+            exc = part.future.exception()
+            if isinstance(exc, NotFound):
+                return self._refuse(frame.data, exc.message)
+            if exc is not None:
+                return self._store_failed(frame, exc)
+            answers.append(self._answer(part.future.result()) or b"")
+        return b"".join(answers) if self.practice is None else (answers[0] or None)
 
-        receipts = receive(self.runtime, practice, data, connector=self.connector.name, origin=self.origin)
+    def _answer(self, receipts: list[Receipt]) -> bytes | None:
         answer = self.connector.answer([(r.envelope, r.outcome) for r in receipts])
         return answer[0] if answer else None
+
+    def _store_failed(self, frame: Frame, exc: BaseException) -> bytes | None:
+        log.error("could not store a message received over MLLP (%s)", type(exc).__name__)
+        outcome = Outcome(accepted=False, error="the hub could not store the message; send it again later")
+        return self._answer_each(frame.data, outcome)
 
     def _refuse(self, data: bytes, reason: str, location: str | None = None) -> bytes | None:
         outcome = Outcome(accepted=False, rejected=True, error=reason, error_location=location)

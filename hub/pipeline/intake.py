@@ -8,8 +8,10 @@ the reason, and answered with a rejection; nothing is silently dropped.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
@@ -32,7 +34,13 @@ UNKNOWN = "unknown"  # the connector name of a payload no installed connector re
 class Receipt:
     envelope: Envelope
     outcome: Outcome
-    ack: bytes | None
+    connector: Connector | None = field(default=None, repr=False)
+
+    @functools.cached_property
+    def ack(self) -> bytes | None:
+        """The connector's answer to this message, built when asked for (servers answer a whole
+        payload with ``connector.answer`` instead)."""
+        return self.connector.acknowledge(self.envelope, self.outcome) if self.connector else None
 
     @property
     def status(self) -> str:
@@ -57,16 +65,15 @@ def receive(runtime: Runtime, practice: str, data: bytes, *, connector: str | No
 
 def receive_many(runtime: Runtime, practice: str, arrivals: Sequence[Arrival], *, connector: str | None = None,
                  media_type: str | None = None,
-                 in_transaction: Callable[[sa.Connection, list[list[str]]], None] | None = None
-                 ) -> list[list[Receipt]]:
+                 in_transaction: Callable[[sa.Connection, list[list[str]]], None] | None = None,
+                 connection: sa.Connection | None = None) -> list[list[Receipt]]:
     """Take in several payloads with one commit (group commit); a receipt list per payload.
 
     ``in_transaction(conn, fates)``, when given, runs inside the same transaction once the
     payloads are saved (``fates``: per payload, ``stored``, ``duplicate`` or ``refused`` per
-    message), so that, for example, the audit rows commit atomically with the messages."""
-    with runtime.engine.connect() as conn:
-        get_practice(conn, practice)  # unknown practice: NotFound, nothing stored
-
+    message), so that, for example, the audit rows commit atomically with the messages.
+    ``connection``: an open connection (not in a transaction) to commit on, instead of one
+    from the pool (the group committer keeps its own)."""
     plan: list[tuple[Connector | None, list[Envelope], HubError | None, str | None]] = []
     for arrival in arrivals:
         try:
@@ -91,7 +98,15 @@ def receive_many(runtime: Runtime, practice: str, arrivals: Sequence[Arrival], *
                                     sender=env.sender, control_id=env.control_id, message_type=env.message_type,
                                     origin=origin)
            for chosen, envelopes, _, origin in plan for env in envelopes]
-    with writer(runtime.engine).begin() as conn:
+    with contextlib.ExitStack() as stack:
+        if connection is None:
+            conn = stack.enter_context(writer(runtime.engine).begin())
+        else:
+            conn = connection
+            stack.enter_context(connection.begin())
+        if practice not in runtime.known_practices:  # practices are never removed: one look-up suffices
+            get_practice(conn, practice)  # unknown practice: NotFound, nothing stored
+            runtime.known_practices.add(practice)
         saved = message_store.save_messages(conn, new)
         refused = {}
         i = 0
@@ -130,6 +145,6 @@ def receive_many(runtime: Runtime, practice: str, arrivals: Sequence[Arrival], *
                 outcome = Outcome(accepted=False, error=outcome_now.errors[s.id], message_id=s.id)
             else:
                 outcome = Outcome(accepted=True, message_id=s.id)
-            batch.append(Receipt(env, outcome, chosen.acknowledge(env, outcome) if chosen else None))
+            batch.append(Receipt(env, outcome, chosen))
         receipts.append(batch)
     return receipts

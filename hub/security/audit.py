@@ -34,10 +34,24 @@ class AuditEntry:
                 "address": (self.address or "")[:64] or None, "outcome": (self.outcome or "")[:64] or None}
 
 
+# PostgreSQL: a group's entries as one statement of a fixed text (arrays), converted and prepared once
+_PG_INSERT = (
+    "INSERT INTO audit_log (at, key_id, action, target, practice, address, outcome) "
+    "SELECT * FROM unnest(%(at)s::timestamp[], %(key_id)s::text[], %(action)s::text[], %(target)s::text[], "
+    "%(practice)s::text[], %(address)s::text[], %(outcome)s::text[])")
+
+
 def record(conn: sa.Connection, entries: Sequence[AuditEntry]) -> None:
     """Write entries in the caller's transaction (many at once for a group of requests)."""
-    if entries:
-        conn.execute(sa.insert(audit_log), [e.row() for e in entries])
+    if not entries:
+        return
+    rows = [e.row() for e in entries]
+    if conn.dialect.name != "postgresql":
+        conn.execute(sa.insert(audit_log), rows)
+        return
+    columns: dict[str, list[Any]] = {name: [row[name] for row in rows] for name in rows[0]}
+    columns["at"] = [at.astimezone(dt.UTC).replace(tzinfo=None) for at in columns["at"]]  # the column holds naive UTC
+    conn.exec_driver_sql(_PG_INSERT, columns)
 
 
 def list_entries(conn: sa.Connection, *, key_id: str | None = None, action: str | None = None,

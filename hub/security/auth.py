@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import current_app, g, request
+from flask import Flask, current_app, g, request
 from flask_smorest import abort
 
 from hub.security.keys import ApiKey, authenticate
@@ -53,27 +53,44 @@ class KeyCache:
         return key
 
 
-def _state() -> dict[str, Any]:
-    ext = current_app.extensions.setdefault("hub_auth", {})
+def auth_state(app: Flask | None = None) -> dict[str, Any]:
+    """The app's key cache and rate limiter (``keys``, ``limiter``)."""
+    extensions = (app or current_app).extensions
+    ext = extensions.get("hub_auth")
     if not ext:
-        ext["keys"] = KeyCache(float(os.environ.get("HUB_KEY_CACHE_SECONDS", "5")))
-        ext["limiter"] = RateLimiter.from_env()
+        with _state_lock:
+            ext = extensions.get("hub_auth")
+            if not ext:  # built whole before it is seen: other threads read it without the lock
+                ext = {"keys": KeyCache(float(os.environ.get("HUB_KEY_CACHE_SECONDS", "5"))),
+                       "limiter": RateLimiter.from_env()}
+                extensions["hub_auth"] = ext
     return ext
 
 
-def current_key() -> ApiKey | None:
-    header = request.headers.get("Authorization", "")
+_state = auth_state
+_state_lock = threading.Lock()
+
+
+def bearer_token(header: str) -> str | None:
     scheme, _, token = header.partition(" ")
     token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        return None
-    runtime = current_app.extensions["hub"]
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def key_for_token(app: Flask, token: str) -> ApiKey | None:
+    """The key behind a bearer token (cached, see above), or None."""
+    runtime = app.extensions["hub"]
 
     def load() -> ApiKey | None:
         with runtime.engine.connect() as conn:
             return authenticate(conn, token)
 
-    return _state()["keys"].lookup(token, load)
+    return auth_state(app)["keys"].lookup(token, load)
+
+
+def current_key() -> ApiKey | None:
+    token = bearer_token(request.headers.get("Authorization", ""))
+    return key_for_token(current_app._get_current_object(), token) if token else None  # type: ignore[attr-defined]
 
 
 def require_roles(*roles: str, practice_arg: str | None = None) -> Callable[[F], F]:

@@ -60,6 +60,10 @@ def utcnow() -> dt.datetime:
 
 def save_messages(conn: sa.Connection, items: Sequence[NewMessage]) -> list[SavedMessage]:
     """Store a group of arrivals in the caller's transaction (one commit for the group)."""
+    if not items:
+        return []
+    if conn.dialect.name == "postgresql":
+        return _save_postgresql(conn, items)
     now = utcnow()
     digests = [content_hash(m.raw) for m in items]
     keys = [_dedup_key(m.practice, d) for m, d in zip(items, digests, strict=True)]
@@ -104,12 +108,72 @@ def save_messages(conn: sa.Connection, items: Sequence[NewMessage]) -> list[Save
                                        "control_id": m.control_id, "message_type": m.message_type,
                                        "origin": (m.origin or "")[:255] or None, "status": "duplicate",
                                        "attempts": 0, "duplicate_of": known[key], "raw": None}))
+    _save_duplicates(conn, duplicate_rows, known_errors, results)
+    return [r for r in results if r is not None]
+
+
+def _save_duplicates(conn: sa.Connection, duplicate_rows: list[tuple[int, dict[str, Any]]],
+                     known_errors: dict[int, str], results: list[SavedMessage | None]) -> None:
     if duplicate_rows:
-        ids = conn.execute(sa.insert(messages).returning(messages.c.id, sort_by_parameter_order=True),
-                           [row for _, row in duplicate_rows]).scalars().all()
-        for (i, row), _dup_id in zip(duplicate_rows, ids, strict=True):
+        conn.execute(sa.insert(messages), [row for _, row in duplicate_rows])
+        for i, row in duplicate_rows:
             original = int(row["duplicate_of"])
             results[i] = SavedMessage(original, original, known_errors.get(original))
+
+
+# PostgreSQL: the group's new messages in one statement of a fixed text (arrays, not one set of
+# parameters per row), so the driver converts and prepares it once per connection instead of
+# once per group; a content already stored is skipped by the unique dedup key (also when another
+# process stores it at the same moment) and then recorded as a duplicate. Ids follow the order of
+# the group (ORDER BY the array position).
+_PG_INSERT = (
+    "INSERT INTO messages (practice, connector, received_at, content_hash, dedup_key, sender, control_id, "
+    "message_type, origin, status, attempts, queued_at, raw) "
+    "SELECT t.practice, t.connector, %(now)s, t.content_hash, t.dedup_key, t.sender, t.control_id, "
+    "t.message_type, t.origin, 'received', 0, %(now)s, t.raw "
+    "FROM unnest(%(practice)s::text[], %(connector)s::text[], %(content_hash)s::text[], %(dedup_key)s::text[], "
+    "%(sender)s::text[], %(control_id)s::text[], %(message_type)s::text[], %(origin)s::text[], "
+    "%(raw)s::bytea[]) WITH ORDINALITY "
+    "AS t(practice, connector, content_hash, dedup_key, sender, control_id, message_type, origin, raw, n) "
+    "ORDER BY t.n ON CONFLICT (dedup_key) DO NOTHING RETURNING id, dedup_key")
+_PG_KNOWN = "SELECT dedup_key, id, status, error FROM messages WHERE dedup_key = ANY(%(keys)s::text[])"
+
+
+def _save_postgresql(conn: sa.Connection, items: Sequence[NewMessage]) -> list[SavedMessage]:
+    now = utcnow()
+    digests = [content_hash(m.raw) for m in items]
+    keys = [_dedup_key(m.practice, d) for m, d in zip(items, digests, strict=True)]
+    first: dict[str, int] = {}  # dedup key → index of its first arrival in the group
+    for i, key in enumerate(keys):
+        first.setdefault(key, i)
+    new_index = list(first.values())
+    columns: dict[str, Any] = {"now": now.astimezone(dt.UTC).replace(tzinfo=None)}  # the columns hold naive UTC
+    for name in ("practice", "connector", "sender", "control_id", "message_type", "raw"):
+        columns[name] = [getattr(items[i], name) for i in new_index]
+    columns["origin"] = [(items[i].origin or "")[:255] or None for i in new_index]
+    columns["content_hash"] = [digests[i] for i in new_index]
+    columns["dedup_key"] = [keys[i] for i in new_index]
+    known: dict[str, int] = {key: int(new_id) for new_id, key in conn.exec_driver_sql(_PG_INSERT, columns)}
+    known_errors: dict[int, str] = {}
+    results: list[SavedMessage | None] = [None] * len(items)
+    for i in new_index:
+        if keys[i] in known:
+            results[i] = SavedMessage(known[keys[i]], None)
+    stored_before = [keys[i] for i in new_index if keys[i] not in known]
+    if stored_before:
+        for key, message_id, status, error in conn.exec_driver_sql(_PG_KNOWN, {"keys": stored_before}):
+            known[key] = int(message_id)
+            if status == "error":
+                known_errors[int(message_id)] = error or "the first copy of this message is in error"
+    duplicate_rows: list[tuple[int, dict[str, Any]]] = []
+    for i, (m, digest, key) in enumerate(zip(items, digests, keys, strict=True)):
+        if results[i] is None:
+            duplicate_rows.append((i, {"practice": m.practice, "connector": m.connector, "received_at": now,
+                                       "content_hash": digest, "dedup_key": None, "sender": m.sender,
+                                       "control_id": m.control_id, "message_type": m.message_type,
+                                       "origin": (m.origin or "")[:255] or None, "status": "duplicate",
+                                       "attempts": 0, "duplicate_of": known[key], "raw": None}))
+    _save_duplicates(conn, duplicate_rows, known_errors, results)
     return [r for r in results if r is not None]
 
 

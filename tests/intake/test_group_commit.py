@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from hub.api import committer as committer_module
-from hub.api.committer import GroupCommitter, Pending, fate_summary
+from hub.pipeline import group_commit as committer_module
+from hub.pipeline.group_commit import GroupCommitter, Pending, fate_summary
 from hub.pipeline.intake import Arrival
 from hub.security.audit import AuditEntry, list_entries
 from hub.store.engine import writer
