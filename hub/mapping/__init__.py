@@ -128,7 +128,10 @@ class Mapping:
         """The MSO target of a practice code, or None when the code is not mapped."""
         if code is None or code == "":
             return None
-        table = self.code_maps.get(map_name) or {}
+        table = self.code_maps.get(map_name)
+        if not table and not (map_name == "payer" and self.payer_patterns):
+            return None  # nothing mapped for this code list: the common case before onboarding
+        table = table or {}
         target = table.get(str(code)) or self._folded.get(map_name, {}).get(_key(code))
         if target is None and map_name == "payer":
             name = _key(code)
