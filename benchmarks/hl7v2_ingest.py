@@ -378,6 +378,9 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("HUB_LOG_LEVEL", "WARNING")
     os.environ.setdefault("HUB_SQLITE_SYNCHRONOUS", "NORMAL")
+    from hub.runtime import tune_garbage_collector
+
+    tune_garbage_collector()  # as every hub process runs (hub.runtime.Runtime.create), (a) included
 
     print(f"generating {args.count} messages ...", flush=True)
     messages = generate(args.count, args.seed)
