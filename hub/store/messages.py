@@ -100,6 +100,14 @@ def save_messages(conn: sa.Connection, items: Sequence[NewMessage]) -> list[Save
     for i in new_index:
         first_owner[keys[i]] = i
         results[i] = SavedMessage(known[keys[i]], None)
+    _save_duplicates(conn, items, digests, keys, now, known, known_errors, results)
+    return [r for r in results if r is not None]
+
+
+def _save_duplicates(conn: sa.Connection, items: Sequence[NewMessage], digests: list[str], keys: list[str],
+                     now: dt.datetime, known: dict[str, int], known_errors: dict[int, str],
+                     results: list[SavedMessage | None]) -> None:
+    """Each arrival not stored as new (``results`` still None) becomes a ``duplicate`` row of its original."""
     duplicate_rows: list[tuple[int, dict[str, Any]]] = []
     for i, (m, digest, key) in enumerate(zip(items, digests, keys, strict=True)):
         if results[i] is None:
@@ -108,12 +116,6 @@ def save_messages(conn: sa.Connection, items: Sequence[NewMessage]) -> list[Save
                                        "control_id": m.control_id, "message_type": m.message_type,
                                        "origin": (m.origin or "")[:255] or None, "status": "duplicate",
                                        "attempts": 0, "duplicate_of": known[key], "raw": None}))
-    _save_duplicates(conn, duplicate_rows, known_errors, results)
-    return [r for r in results if r is not None]
-
-
-def _save_duplicates(conn: sa.Connection, duplicate_rows: list[tuple[int, dict[str, Any]]],
-                     known_errors: dict[int, str], results: list[SavedMessage | None]) -> None:
     if duplicate_rows:
         conn.execute(sa.insert(messages), [row for _, row in duplicate_rows])
         for i, row in duplicate_rows:
@@ -165,15 +167,7 @@ def _save_postgresql(conn: sa.Connection, items: Sequence[NewMessage]) -> list[S
             known[key] = int(message_id)
             if status == "error":
                 known_errors[int(message_id)] = error or "the first copy of this message is in error"
-    duplicate_rows: list[tuple[int, dict[str, Any]]] = []
-    for i, (m, digest, key) in enumerate(zip(items, digests, keys, strict=True)):
-        if results[i] is None:
-            duplicate_rows.append((i, {"practice": m.practice, "connector": m.connector, "received_at": now,
-                                       "content_hash": digest, "dedup_key": None, "sender": m.sender,
-                                       "control_id": m.control_id, "message_type": m.message_type,
-                                       "origin": (m.origin or "")[:255] or None, "status": "duplicate",
-                                       "attempts": 0, "duplicate_of": known[key], "raw": None}))
-    _save_duplicates(conn, duplicate_rows, known_errors, results)
+    _save_duplicates(conn, items, digests, keys, now, known, known_errors, results)
     return [r for r in results if r is not None]
 
 
