@@ -190,20 +190,31 @@ KPIS: dict[str, tuple[str, str, bool, Callable[[Records], Any], str, str, tuple[
 }
 
 
-def by_site_month(truth: Truth, kpis: tuple[str, ...] | None = None) -> dict[tuple[str, str], dict[str, Any]]:
-    """{(site, month): {kpi: figure}} for every month of the generated history."""
-    months = truth.months()
+def _by_site(truth: Truth, period_of: Callable[[dict[str, Any], dict[str, dict[str, Any]]], str | None],
+             kpis: tuple[str, ...] | None) -> dict[tuple[str, str], dict[str, Any]]:
+    """{(site, period): {kpi: figure}}; ``period_of(record, charges)`` names a record's period, or None."""
     groups: dict[tuple[str, str], Records] = defaultdict(list)
     for site, records in truth.records.items():
         _mark_new_patients(records)
         charges = {c["source_id"]: c for c in _kind(records, "charge")}
         for record in records:
-            month = _month_of(record, charges)
-            if month in months:
-                groups[(site, month)].append(record)
+            period = period_of(record, charges)
+            if period is not None:
+                groups[(site, period)].append(record)
     chosen = kpis or tuple(KPIS)
     return {key: {k: KPIS[k][3](recs) for k in chosen} for key, recs in groups.items()
             if any(r["kind"] == "appointment" for r in recs)}
+
+
+def by_site_month(truth: Truth, kpis: tuple[str, ...] | None = None) -> dict[tuple[str, str], dict[str, Any]]:
+    """{(site, month): {kpi: figure}} for every month of the generated history."""
+    months = set(truth.months())
+
+    def month(record: dict[str, Any], charges: dict[str, dict[str, Any]]) -> str | None:
+        found = _month_of(record, charges)
+        return found if found in months else None
+
+    return _by_site(truth, month, kpis)
 
 
 def _day_of(record: dict[str, Any], charges: dict[str, dict[str, Any]]) -> dt.date | None:
@@ -218,21 +229,18 @@ def _day_of(record: dict[str, Any], charges: dict[str, dict[str, Any]]) -> dt.da
 
 def by_site_week(truth: Truth, kpis: tuple[str, ...] | None = None) -> dict[tuple[str, str], dict[str, Any]]:
     """{(site, ISO week "2026-W09"): {kpi: figure}} for the weeks wholly inside the generated history."""
-    groups: dict[tuple[str, str], Records] = defaultdict(list)
-    for site, records in truth.records.items():
-        _mark_new_patients(records)
-        charges = {c["source_id"]: c for c in _kind(records, "charge")}
-        for record in records:
-            day = _day_of(record, charges)
-            if day is None:
-                continue
-            monday = day - dt.timedelta(days=day.weekday())
-            if truth.start <= monday and monday + dt.timedelta(days=7) <= truth.end:
-                year, week, _ = day.isocalendar()
-                groups[(site, f"{year}-W{week:02d}")].append(record)
-    chosen = kpis or tuple(KPIS)
-    return {key: {k: KPIS[k][3](recs) for k in chosen} for key, recs in groups.items()
-            if any(r["kind"] == "appointment" for r in recs)}
+
+    def week(record: dict[str, Any], charges: dict[str, dict[str, Any]]) -> str | None:
+        day = _day_of(record, charges)
+        if day is None:
+            return None
+        monday = day - dt.timedelta(days=day.weekday())
+        if not (truth.start <= monday and monday + dt.timedelta(days=7) <= truth.end):
+            return None
+        year, number, _ = day.isocalendar()
+        return f"{year}-W{number:02d}"
+
+    return _by_site(truth, week, kpis)
 
 
 def total_by_month(truth: Truth) -> dict[str, dict[str, Any]]:
