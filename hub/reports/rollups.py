@@ -214,14 +214,21 @@ def mark_dirty(conn: sa.Connection, cells: set[Cell]) -> None:
 
 
 def refresh_dirty(engine: sa.Engine) -> int:
-    """Recompute every dirty cell, in one transaction; returns how many there were."""
+    """Recompute every dirty cell, in one transaction; returns how many there were.
+
+    The cells are claimed by deleting their marks first: an ingest that lands meanwhile
+    marks its cells again (on PostgreSQL it waits for this transaction on a mark being
+    deleted), so its change is recomputed by the next refresh instead of being lost. One
+    refresh runs at a time: two at once would both rewrite a cell."""
     from hub.store.engine import writer
 
     with writer(engine).begin() as conn:
-        cells = {(p, m) for p, m in conn.execute(sa.select(report_dirty.c.practice, report_dirty.c.month))}
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(7305532)"))
+        claimed = conn.execute(sa.delete(report_dirty).returning(report_dirty.c.practice, report_dirty.c.month))
+        cells = {(p, m) for p, m in claimed}
         if cells:
             refresh(conn, cells)
-            conn.execute(sa.delete(report_dirty))
     return len(cells)
 
 
@@ -230,13 +237,22 @@ def refresh(conn: sa.Connection, cells: set[Cell]) -> None:
     """Recompute the rollups of these (practice, month) cells from the base tables."""
     if not cells:
         return
-    cells = set(cells) | visit_rollup.rebuild(conn, set(cells))
-    by_practice: dict[str, list[str]] = defaultdict(list)
-    for practice, month in cells:
-        by_practice[practice].append(month)
+    by_practice = _months_by_practice(cells)
+    changed: set[Cell] = set()
+    for practice, months in by_practice.items():
+        # a practice at a time: the visit history held in memory stays one practice's patients
+        changed |= visit_rollup.rebuild(conn, {(practice, month) for month in months})
+    by_practice = _months_by_practice(set(cells) | changed)
     sql = Sql(conn.dialect.name)
     for practice, months in by_practice.items():
         _refresh_practice(conn, sql, practice, sorted(months))
+
+
+def _months_by_practice(cells: set[Cell]) -> dict[str, list[str]]:
+    by_practice: dict[str, list[str]] = defaultdict(list)
+    for practice, month in cells:
+        by_practice[practice].append(month)
+    return by_practice
 
 
 def _params(practice: str, months: list[str]) -> dict[str, Any]:
