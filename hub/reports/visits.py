@@ -130,74 +130,75 @@ Scope = tuple[str, str, str]  # (practice or '*', service line or '*', period ki
 def _scope_periods(visits: Iterable[Visit]) -> dict[Scope, set[int]]:
     scopes: dict[Scope, set[int]] = defaultdict(set)
     for v in visits:
-        p, line = v.practice, v.service_line
+        p, line, day = v.practice, v.service_line, v.visit_date
         for kind in RETENTION_WINDOW:
-            i = period_index(kind, v.visit_date)
-            for scope in ((p, line), (p, "*"), ("*", line), ("*", "*")):
-                scopes[(*scope, kind)].add(i)
+            i = period_index(kind, day)
+            scopes[(p, line, kind)].add(i)
+            scopes[(p, "*", kind)].add(i)
+            scopes[("*", line, kind)].add(i)
+            scopes[("*", "*", kind)].add(i)
     return scopes
 
 
-def _contribution(periods: set[int], window: int) -> tuple[Counter[int], Counter[int]]:
-    """(cohort steps, retained counts) by period index for one patient's visit periods in one scope.
+def _links(periods: set[int], window: int) -> set[tuple[int, int | None]]:
+    """One patient's visit periods in one scope as (period, the next visit period, or None for none
+    within ``window``): each link is what one visit period adds to the counts, whatever the other links."""
+    ordered = sorted(periods)
+    links: set[tuple[int, int | None]] = {(x, nxt if nxt - x <= window else None)
+                                          for x, nxt in zip(ordered, ordered[1:], strict=False)}
+    links.add((ordered[-1], None))
+    return links
+
+
+class RetentionDelta:
+    """How a set of patients' changes of history move the retention counts, by scope and period index.
 
     The patient is in period m's cohort when their last visit before m is at most ``window``
-    periods before it, and retained when that visit is followed by one in m itself. The cohort
-    is given as steps (+1 where a stretch of cohort periods starts, -1 after it ends), so a
-    patient seen every week costs a few entries, not 52 per visit.
-    """
-    steps: Counter[int] = Counter()
-    retained: Counter[int] = Counter()
-    ordered = sorted(periods)
-    for i, x in enumerate(ordered):
-        nxt = ordered[i + 1] if i + 1 < len(ordered) else None
-        last = x + window if nxt is None else min(nxt, x + window)
-        steps[x + 1] += 1
-        steps[last + 1] -= 1
-        if nxt is not None and nxt <= x + window:
-            retained[nxt] += 1
-    return steps, retained
+    periods before it, and retained when that visit is followed by one in m itself. So each
+    visit period x, with the next visit period n, adds the cohort periods x+1 .. min(n, x+window)
+    and, when n is within the window, one retained patient in n. The cohort is kept as steps
+    (+1 where a stretch of cohort periods starts, -1 after it ends), so a patient seen every
+    week costs a few entries, not 52 per visit; a link that is in both the old and the new
+    history moves nothing and is skipped."""
 
+    def __init__(self) -> None:
+        self.steps: dict[Scope, Counter[int]] = defaultdict(Counter)
+        self.retained: dict[Scope, Counter[int]] = defaultdict(Counter)
 
-RetentionDelta = Counter[tuple[Scope, str, int]]  # (scope, "steps" | "retained", period index) → change
+    def add(self, old: list[Visit], new: list[Visit]) -> None:
+        """One patient's history changed from ``old`` to ``new`` (every scope and kind of period)."""
+        before, after = _scope_periods(old), _scope_periods(new)
+        for scope in before.keys() | after.keys():
+            was, now = before.get(scope), after.get(scope)
+            if was == now:
+                continue
+            window = RETENTION_WINDOW[scope[2]]
+            old_links = _links(was, window) if was else set()
+            new_links = _links(now, window) if now else set()
+            steps, retained = self.steps[scope], self.retained[scope]
+            for sign, links in ((-1, old_links - new_links), (1, new_links - old_links)):
+                for x, nxt in links:
+                    steps[x + 1] += sign
+                    steps[(x + window if nxt is None else nxt) + 1] -= sign
+                    if nxt is not None:
+                        retained[nxt] += sign
 
-
-def retention_delta(old: list[Visit], new: list[Visit], delta: RetentionDelta) -> None:
-    """Add to ``delta`` how one patient's change of history moves the retention counts of every scope
-    and kind of period."""
-    before, after = _scope_periods(old), _scope_periods(new)
-    for scope in before.keys() | after.keys():
-        was, now = before.get(scope, set()), after.get(scope, set())
-        if was == now:
-            continue
-        window = RETENTION_WINDOW[scope[2]]
-        for sign, periods in ((-1, was), (1, now)):
-            steps, retained = _contribution(periods, window)
-            for name, moved in (("steps", steps), ("retained", retained)):
-                for index, n in moved.items():
-                    delta[(scope, name, index)] += sign * n
-
-
-def _retention_rows(delta: RetentionDelta) -> dict[tuple[Scope, int], list[int]]:
-    """[cohort, retained] changes by (scope, period index): the cohort steps summed up period by period."""
-    steps: dict[Scope, dict[int, int]] = defaultdict(dict)
-    out: dict[tuple[Scope, int], list[int]] = defaultdict(lambda: [0, 0])
-    for (scope, name, index), n in delta.items():
-        if not n:
-            continue
-        if name == "retained":
-            out[(scope, index)][1] += n
-        else:
-            steps[scope][index] = n
-    for scope, by_index in steps.items():
-        ordered = sorted(by_index)
-        running = 0
-        for here, there in zip(ordered, ordered[1:], strict=False):
-            running += by_index[here]
-            if running:
-                for index in range(here, there):
-                    out[(scope, index)][0] += running
-    return out
+    def rows(self) -> dict[tuple[Scope, int], list[int]]:
+        """[cohort, retained] changes by (scope, period index): the cohort steps summed up period by period."""
+        out: dict[tuple[Scope, int], list[int]] = defaultdict(lambda: [0, 0])
+        for scope, by_index in self.retained.items():
+            for index, n in by_index.items():
+                if n:
+                    out[(scope, index)][1] += n
+        for scope, by_index in self.steps.items():
+            ordered = sorted(i for i, n in by_index.items() if n)
+            running = 0
+            for here, there in zip(ordered, ordered[1:], strict=False):
+                running += by_index[here]
+                if running:
+                    for index in range(here, there):
+                        out[(scope, index)][0] += running
+        return out
 
 
 def _select_new_visits(conn: sa.Connection, practice: str, months: list[str]) -> list[Visit]:
@@ -260,9 +261,9 @@ def rebuild(conn: sa.Connection, cells: set[Cell]) -> set[Cell]:
     new_by_patient = {k: with_flags(vs) for k, vs in _by_patient([*kept, *fresh]).items()}
     old_by_patient = _by_patient(old)
 
-    delta: RetentionDelta = Counter()
+    delta = RetentionDelta()
     for k in keys:
-        retention_delta(old_by_patient.get(k, []), new_by_patient.get(k, []), delta)
+        delta.add(old_by_patient.get(k, []), new_by_patient.get(k, []))
     _apply_retention(conn, delta)
 
     for practice, months in months_by_practice.items():
@@ -295,7 +296,7 @@ def _row(v: Visit) -> dict[str, object]:
 
 def _apply_retention(conn: sa.Connection, delta: RetentionDelta) -> None:
     rows = [{"practice": p, "service_line": line, "period_kind": kind, "period": period_name(kind, index),
-             "cohort": c, "retained": r} for ((p, line, kind), index), (c, r) in _retention_rows(delta).items()
+             "cohort": c, "retained": r} for ((p, line, kind), index), (c, r) in delta.rows().items()
             if c or r]
     if not rows:
         return
