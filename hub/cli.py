@@ -191,7 +191,7 @@ def ingest(state: State, practice: str, connector: str | None, jobs: int, paths:
 
 
 def ingest_paths(runtime: Any, practice: str, paths: tuple[str, ...], *, connector: str | None = None,
-                 group: int = 200, jobs: int = 1) -> dict[str, int]:
+                 group: int = 500, jobs: int = 1) -> dict[str, int]:
     from hub.pipeline.dispatch import PoolDispatcher
     from hub.pipeline.intake import Arrival, receive_many
 
