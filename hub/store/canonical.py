@@ -122,12 +122,20 @@ def _converter(column_type: Any, dialect_name: str) -> Any:
 def _merge_map(conn: sa.Connection, practice: str, ids: set[str]) -> dict[str, str]:
     merges = RECORD_TABLES["patient_merge"]
     mapping: dict[str, str] = {}
+    # most practices have no merges at all: one index probe answers for the whole batch
+    if not ids or conn.execute(sa.select(sa.literal(1)).where(merges.c.practice == practice).limit(1)).first() is None:
+        return mapping
+    pg = conn.dialect.name == "postgresql"
     frontier = set(ids)
     for _ in range(10):  # merge chains are short; the bound guards against a cycle in bad data
         if not frontier:
             break
+        # PostgreSQL: one array parameter, so the statement text (and its plan) is the same for any batch
+        wanted = merges.c.prior_source_id == sa.any_(sa.bindparam("ids", sorted(frontier),
+                                                                  type_=postgresql.ARRAY(sa.String))) if pg \
+            else merges.c.prior_source_id.in_(frontier)
         rows = conn.execute(sa.select(merges.c.prior_source_id, merges.c.surviving_source_id)
-                            .where(merges.c.practice == practice, merges.c.prior_source_id.in_(frontier))).all()
+                            .where(merges.c.practice == practice, wanted)).all()
         frontier = set()
         for prior, surviving in rows:
             if surviving != prior and mapping.get(prior) != surviving:
