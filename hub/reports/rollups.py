@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import functools
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -133,21 +134,25 @@ def _lookups(sql: Sql) -> dict[str, str]:
     }
 
 
+@functools.cache
+def _lookup_statements(dialect: str) -> dict[str, sa.TextClause]:
+    """The look-ups as statements, made once per dialect (a batch runs a few of them)."""
+    if dialect == "postgresql":  # one array parameter: one statement and one round trip however many ids
+        return {name: sa.text(sql.replace(" IN :ids", " = ANY(:ids)")) for name, sql in _lookups(Sql(dialect)).items()}
+    return {name: sa.text(sql).bindparams(sa.bindparam("ids", expanding=True))
+            for name, sql in _lookups(Sql(dialect)).items()}
+
+
 def _query_cells(conn: sa.Connection, wanted: dict[tuple[str, str], set[str]]) -> set[Cell]:
     """Run the lookup named by each (lookup, practice) for its source ids; the months found, as cells."""
     pg = conn.dialect.name == "postgresql"
-    lookups = _lookups(Sql(conn.dialect.name))
+    statements = _lookup_statements(conn.dialect.name)
     cells: set[Cell] = set()
     for (name, practice), ids in wanted.items():
-        if pg:  # one array parameter: one statement and one round trip however many ids
-            stmt = sa.text(lookups[name].replace(" IN :ids", " = ANY(:ids)"))
-            chunks: Iterator[list[str]] = iter([sorted(ids)])
-        else:
-            stmt = sa.text(lookups[name]).bindparams(sa.bindparam("ids", expanding=True))
-            chunks = _chunks(sorted(ids))
+        chunks: Iterator[list[str]] = iter([list(ids)]) if pg else _chunks(sorted(ids))
         months: set[str] = set()
         for chunk in chunks:
-            for row in conn.execute(stmt, {"p": practice, "ids": chunk}):
+            for row in conn.execute(statements[name], {"p": practice, "ids": chunk}):
                 months.update(row)
         for month in months:
             if month:
