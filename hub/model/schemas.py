@@ -167,28 +167,36 @@ _MONEY = re.compile(r"^-?\d{1,12}(\.\d{1,4})?$")
 _NOT_FAST = object()
 
 
-def _fast_value(f: Field, value: Any) -> Any:
-    """The Python value for a canonical-form value, or _NOT_FAST to let marshmallow decide."""
-    t = type(value)
+def _converter(f: Field) -> Any:
+    """For one field: canonical-form value → Python value, or _NOT_FAST to let marshmallow decide.
+
+    Made once per field (a check per value, not a look-up of the field's type per value)."""
     if f.type in ("str", "text"):
-        return value if t is str and value else _NOT_FAST
+        return lambda v: v if type(v) is str and v else _NOT_FAST
     if f.type == "enum":
-        return value if t is str and value in f.choices else _NOT_FAST
+        choices = frozenset(f.choices)
+        return lambda v: v if type(v) is str and v in choices else _NOT_FAST
     if f.type == "date":
-        return dt.date.fromisoformat(value) if t is str and _DATE.match(value) else _NOT_FAST
+        return lambda v: dt.date.fromisoformat(v) if type(v) is str and _DATE.match(v) else _NOT_FAST
     if f.type == "datetime":
-        return dt.datetime.fromisoformat(value) if t is str and _DATETIME.match(value) else _NOT_FAST
+        return lambda v: dt.datetime.fromisoformat(v) if type(v) is str and _DATETIME.match(v) else _NOT_FAST
     if f.type == "int":
-        return value if t is int else _NOT_FAST
+        return lambda v: v if type(v) is int else _NOT_FAST
     if f.type == "money":
-        if t is Decimal:
-            return value if value.is_finite() else _NOT_FAST
-        return Decimal(value) if t is str and _MONEY.match(value) else _NOT_FAST
+        return _money
     if f.type == "bool":
-        return value if t is bool else _NOT_FAST
+        return lambda v: v if type(v) is bool else _NOT_FAST
     if f.type == "list":
-        return list(value) if t is list and all(type(v) is str for v in value) else _NOT_FAST
-    return _NOT_FAST  # nested json: marshmallow
+        return lambda v: list(v) if type(v) is list and all(type(x) is str for x in v) else _NOT_FAST
+    if f.type == "json":
+        return lambda v: _fast_nested(f.name, v)
+    return lambda v: _NOT_FAST
+
+
+def _money(value: Any) -> Any:
+    if type(value) is Decimal:
+        return value if value.is_finite() else _NOT_FAST
+    return Decimal(value) if type(value) is str and _MONEY.match(value) else _NOT_FAST
 
 
 _NESTED_KEYS = {"identifiers": ({"system", "value", "type"}, {"value"}, ()),
@@ -206,7 +214,7 @@ def _fast_nested(name: str, value: Any) -> Any:
         entry = {}
         for key, v in item.items():
             if key in money:
-                v = _fast_value(Field(key, "money"), v)
+                v = _money(v)
             elif v is not None and (type(v) is not str or (key in required and not v)):
                 return _NOT_FAST
             if v is _NOT_FAST or (v is None and key in required):
@@ -220,17 +228,18 @@ def _fast_nested(name: str, value: Any) -> Any:
 def _fast_validator(kind: str) -> Any:
     declared = {f.name: f for f in (*COMMON_FIELDS, *KINDS[kind])}
     required = [f.name for f in declared.values() if f.required]
+    converters = {name: _converter(f) for name, f in declared.items()}
 
     def check(record: dict[str, Any]) -> dict[str, Any] | None:
         out: dict[str, Any] = {}
         for name, value in record.items():
-            f = declared.get(name)
-            if f is None:
+            convert = converters.get(name)
+            if convert is None:
                 return None
             if value is None:
                 out[name] = None
                 continue
-            converted = _fast_nested(name, value) if f.type == "json" else _fast_value(f, value)
+            converted = convert(value)
             if converted is _NOT_FAST:
                 return None
             out[name] = converted
