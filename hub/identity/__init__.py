@@ -8,7 +8,7 @@ demographics behind it; ``HUB_IDENTITY_KEY`` sets the key per deployment.
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import hmac
 import os
 import unicodedata
@@ -18,16 +18,21 @@ _DEFAULT_KEY = "mso-hub-identity"
 
 
 def _norm(text: str) -> str:
-    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    return "".join(ch for ch in text.lower() if ch.isalnum())
+    if not text.isascii():
+        text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return "".join(filter(str.isalnum, text.lower()))
 
 
 def enterprise_id(family_name: str | None, given_name: str | None, birth_date: Any) -> str | None:
     if not (family_name and given_name and birth_date):
         return None
-    key = os.environ.get("HUB_IDENTITY_KEY", _DEFAULT_KEY).encode()
-    basis = "|".join((_norm(family_name), _norm(given_name), str(birth_date)))
-    return "E" + hmac.new(key, basis.encode(), hashlib.sha256).hexdigest()[:24]
+    return _keyed_id(os.environ.get("HUB_IDENTITY_KEY", _DEFAULT_KEY), family_name, given_name, str(birth_date))
+
+
+@functools.lru_cache(maxsize=1 << 14)  # a feed names the same patients again and again (ADT, SIU, DFT)
+def _keyed_id(key: str, family_name: str, given_name: str, birth_date: str) -> str:
+    basis = "|".join((_norm(family_name), _norm(given_name), birth_date))
+    return "E" + hmac.digest(key.encode(), basis.encode(), "sha256").hex()[:24]
 
 
 def link(record: dict[str, Any]) -> dict[str, Any]:
