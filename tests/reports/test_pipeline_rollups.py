@@ -8,6 +8,7 @@ import types
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from hub import hookimpl
 from hub.connector import Connector, Context, Envelope
@@ -121,3 +122,31 @@ def test_rows_that_hang_on_another_row_move_its_month(hub_runtime: Runtime) -> N
     _send(hub_runtime, [{"kind": "charge", "source_id": "C1", "service_date": "2025-02-03", "amount": "100.00"}])
     assert _values(hub_runtime, "2025-01").get("payments") in (None, "0.00")
     assert _values(hub_runtime, "2025-02")["payments"] == "60.00"
+
+
+def test_a_cell_marked_while_a_refresh_runs_is_kept_for_the_next(database_url: str,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refresh deletes only the marks it claimed: a mark made after its claim (an ingest landing
+    meanwhile) survives it, so that change is recomputed by the next refresh."""
+    from hub.reports import rollups
+    from hub.reports.tables import report_dirty
+    from hub.store.engine import get_engine
+
+    engine = get_engine(database_url)
+    with writer(engine).begin() as conn:
+        add_practice(conn, "alpha", "Alpha")
+        rollups.mark_dirty(conn, {("alpha", "2025-01"), ("alpha", "2025-02")})
+    real_refresh = rollups.refresh
+    seen: list[set[Any]] = []
+
+    def refresh_while_an_ingest_lands(conn: Any, cells: set[Any]) -> None:
+        seen.append(set(cells))
+        rollups.mark_dirty(conn, {("alpha", "2025-01"), ("alpha", "2025-03")})
+        real_refresh(conn, cells)
+
+    monkeypatch.setattr(rollups, "refresh", refresh_while_an_ingest_lands)
+    assert rollups.refresh_dirty(engine) == 2
+    assert seen == [{("alpha", "2025-01"), ("alpha", "2025-02")}]
+    with engine.connect() as conn:
+        left = {tuple(r) for r in conn.execute(sa.select(report_dirty.c.practice, report_dirty.c.month))}
+    assert left == {("alpha", "2025-01"), ("alpha", "2025-03")}
