@@ -235,8 +235,11 @@ def _span(conn: sa.Connection, unit: str, date_from: str | dt.date | None, date_
     if unit == "month":
         lo, hi = _month(date_from), _month(date_to)
         if lo is None or hi is None:
-            first, last = conn.execute(sa.select(sa.func.min(report_cells.c.month),
-                                                 sa.func.max(report_cells.c.month))).one()
+            # the coarse grain holds a row for every month the fine grain does, and its rows are few
+            # (the primary key leads with the grain): the fine rows grow with the data
+            c = report_cells.c
+            first, last = conn.execute(sa.select(sa.func.min(c.month), sa.func.max(c.month))
+                                       .where(c.grain == "site")).one()
             lo, hi = lo or first or today[:7], hi or last or today[:7]
         if lo > hi:
             raise ValidationError(f"from ({lo}) is after to ({hi})")
@@ -245,7 +248,8 @@ def _span(conn: sa.Connection, unit: str, date_from: str | dt.date | None, date_
     whi = _monday(_date(date_to)) if date_to is not None else None
     if wlo is None or whi is None:
         c = report_cells.c
-        first, last = conn.execute(sa.select(sa.func.min(c.week), sa.func.max(c.week)).where(c.week != "")).one()
+        first, last = conn.execute(sa.select(sa.func.min(c.week), sa.func.max(c.week))
+                                   .where(c.grain == SITE_WEEK_GRAIN, c.week != "")).one()
         wlo, whi = wlo or first or _monday(dt.date.today()), whi or last or _monday(dt.date.today())
     if wlo > whi:
         raise ValidationError(f"from (week of {wlo}) is after to (week of {whi})")

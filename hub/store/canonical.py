@@ -57,12 +57,16 @@ def upsert_records(conn: sa.Connection, items: Sequence[tuple[dict[str, Any], in
         by_kind[kind][key] = row
         if message_id is not None:
             lineage_rows[(kind, record["practice"], record["source_id"], message_id)] = None
-    for kind, rows in by_kind.items():
-        _upsert_kind(conn, kind, list(rows.values()))
+    # rows are written in one order (kind, then key) whatever the batch's order: two workers
+    # writing batches that share rows (a patient in both) then wait for each other instead of
+    # deadlocking on PostgreSQL
+    for kind in sorted(by_kind):
+        rows = by_kind[kind]
+        _upsert_kind(conn, kind, [rows[key] for key in sorted(rows)])
     if lineage_rows:
         placeholders = ", ".join(["?" if conn.dialect.name == "sqlite" else "%s"] * 4)
         conn.exec_driver_sql(f"INSERT INTO {lineage.name} (kind, practice, source_id, message_id) "
-                             f"VALUES ({placeholders}) ON CONFLICT DO NOTHING", list(lineage_rows))
+                             f"VALUES ({placeholders}) ON CONFLICT DO NOTHING", sorted(lineage_rows))
     for record, _ in merges:
         apply_patient_merge(conn, record["practice"], record["prior_source_id"], record["surviving_source_id"])
     return len(items)
