@@ -91,3 +91,31 @@ def test_the_same_record_twice_in_one_batch(database_url):
                    (rec("appointment", "A1", start="2025-03-04T09:00:00-05:00", status="arrived"), 2)])
     (row,) = rows(engine, "appointment")
     assert row["status"] == "arrived"
+
+
+def test_two_writers_sharing_patients_wait_for_each_other_instead_of_deadlocking(pg_url):
+    """Batches name their records in any order; the upsert writes them in one order, so a second
+    transaction wanting rows the first holds waits (PostgreSQL would otherwise detect a deadlock
+    and fail one of the batches)."""
+    import threading
+
+    engine = get_engine(pg_url)
+    write(engine, [(rec("patient", "M1", family_name="One"), 1), (rec("patient", "M2", family_name="Two"), 1)])
+    failures: list[BaseException] = []
+
+    def second_writer() -> None:
+        try:
+            write(engine, [(rec("patient", "M2", family_name="B"), 3), (rec("patient", "M1", family_name="B"), 3)])
+        except BaseException as exc:  # the test reports it
+            failures.append(exc)
+
+    with writer(engine).connect() as first:
+        with first.begin():
+            canonical.upsert_records(first, [(rec("patient", "M1", family_name="A"), 2)])  # holds M1
+            thread = threading.Thread(target=second_writer)
+            thread.start()
+            thread.join(0.5)  # the second writer now waits for M1 (before this change: it held M2 first)
+            canonical.upsert_records(first, [(rec("patient", "M2", family_name="A"), 2)])
+        thread.join(30)
+    assert not thread.is_alive() and failures == []
+    assert {r["source_id"]: r["family_name"] for r in rows(engine, "patient")} == {"M1": "B", "M2": "B"}
