@@ -149,7 +149,7 @@ def _query_cells(conn: sa.Connection, wanted: dict[tuple[str, str], set[str]]) -
     statements = _lookup_statements(conn.dialect.name)
     cells: set[Cell] = set()
     for (name, practice), ids in wanted.items():
-        chunks: Iterator[list[str]] = iter([list(ids)]) if pg else _chunks(sorted(ids))
+        chunks: Iterator[list[str]] = iter([sorted(ids)]) if pg else _chunks(sorted(ids))  # key order: index locality
         months: set[str] = set()
         for chunk in chunks:
             for row in conn.execute(statements[name], {"p": practice, "ids": chunk}):
