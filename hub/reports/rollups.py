@@ -135,10 +135,11 @@ def _lookups(sql: Sql) -> dict[str, str]:
 
 
 @functools.cache
-def _lookup_statements(dialect: str) -> dict[str, sa.TextClause]:
-    """The look-ups as statements, made once per dialect (a batch runs a few of them)."""
+def _lookup_statements(dialect: str) -> dict[str, Any]:
+    """The look-ups, made once per dialect (a batch runs a few of them)."""
     if dialect == "postgresql":  # one array parameter: one statement and one round trip however many ids
-        return {name: sa.text(sql.replace(" IN :ids", " = ANY(:ids)")) for name, sql in _lookups(Sql(dialect)).items()}
+        return {name: sql.replace(":p", "%(p)s").replace(" IN :ids", " = ANY(%(ids)s)")
+                for name, sql in _lookups(Sql(dialect)).items()}
     return {name: sa.text(sql).bindparams(sa.bindparam("ids", expanding=True))
             for name, sql in _lookups(Sql(dialect)).items()}
 
@@ -149,11 +150,19 @@ def _query_cells(conn: sa.Connection, wanted: dict[tuple[str, str], set[str]]) -
     statements = _lookup_statements(conn.dialect.name)
     cells: set[Cell] = set()
     for (name, practice), ids in wanted.items():
-        chunks: Iterator[list[str]] = iter([sorted(ids)]) if pg else _chunks(sorted(ids))  # key order: index locality
         months: set[str] = set()
-        for chunk in chunks:
-            for row in conn.execute(statements[name], {"p": practice, "ids": chunk}):
-                months.update(row)
+        if pg:
+            # not a prepared statement: after a few runs PostgreSQL would plan it once for any array
+            # and practice, and that generic plan scans where a plan for the actual ids probes the
+            # index (upkeep -31 % at 300k appointments)
+            with conn.connection.driver_connection.cursor() as cur:  # type: ignore[union-attr]
+                cur.execute(statements[name], {"p": practice, "ids": sorted(ids)}, prepare=False)
+                for row in cur.fetchall():
+                    months.update(row)
+        else:
+            for chunk in _chunks(sorted(ids)):
+                for row in conn.execute(statements[name], {"p": practice, "ids": chunk}):
+                    months.update(row)
         for month in months:
             if month:
                 cells |= _month_cells(practice, name, month)
