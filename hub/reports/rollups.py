@@ -35,6 +35,7 @@ from hub.reports.tables import (
     report_dirty,
     report_hist,
 )
+from hub.store.engine import fetch_unprepared
 
 Cell = tuple[str, str]
 SCHEDULED = ("booked", "arrived", "checked-in", "fulfilled", "noshow", "cancelled")
@@ -155,15 +156,8 @@ def _query_cells(conn: sa.Connection, wanted: dict[tuple[str, str], set[str]]) -
             # not a prepared statement: after a few runs PostgreSQL would plan it once for any array
             # and practice, and that generic plan scans where a plan for the actual ids probes the
             # index (upkeep -31 % at 300k appointments)
-            params = {"p": practice, "ids": sorted(ids)}
-            driver_error = conn.dialect.loaded_dbapi.Error
-            try:
-                with conn.connection.driver_connection.cursor() as cur:  # type: ignore[union-attr]
-                    cur.execute(statements[name], params, prepare=False)
-                    for row in cur.fetchall():
-                        months.update(row)
-            except driver_error as exc:  # as SQLAlchemy would raise it: callers handle store failures
-                raise sa.exc.DBAPIError.instance(statements[name], params, exc, driver_error) from exc
+            for row in fetch_unprepared(conn, statements[name], {"p": practice, "ids": sorted(ids)}):
+                months.update(row)
         else:
             for chunk in _chunks(sorted(ids)):
                 for row in conn.execute(statements[name], {"p": practice, "ids": chunk}):

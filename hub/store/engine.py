@@ -107,6 +107,22 @@ def forget_engines_after_fork() -> None:
     _engines.clear()
 
 
+def fetch_unprepared(conn: sa.Connection, sql: str, params: dict[str, Any]) -> list[Any]:
+    """Run a PostgreSQL query (driver placeholders, ``%(name)s``) as a one-off statement.
+
+    psycopg prepares a statement after a few runs, and PostgreSQL then plans it once,
+    generically, for any parameters: for a look-up by an array of ids that generic plan
+    scans a table where a plan for the actual ids probes an index. A driver error is
+    raised as SQLAlchemy raises it, so callers handle store failures as usual."""
+    driver_error = conn.dialect.loaded_dbapi.Error
+    try:
+        with conn.connection.driver_connection.cursor() as cur:  # type: ignore[union-attr]
+            cur.execute(sql, params, prepare=False)
+            return cur.fetchall()
+    except driver_error as exc:
+        raise sa.exc.DBAPIError.instance(sql, params, exc, driver_error) from exc
+
+
 def alembic_config(engine: sa.Engine) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
