@@ -87,11 +87,25 @@ def backfill(ctx: click.Context, practice: str, connector: str | None, batch: in
     for path in result.refused:
         click.echo(f"hub: {path}: refused whole (on_bad_row: refuse): see hub onboard check --practice "
                    f"{practice} {path}", err=True)
+    _refresh_reports(state.runtime)
     if c["error"]:
         click.echo(f"hub: {c['error']} message(s) in error: hub messages list --practice {practice} --status error",
                    err=True)
     if c["error"] or result.refused:
         sys.exit(1)
+
+
+def _refresh_reports(runtime: Any) -> None:
+    """Processed inline, the backfill's records are stored by now: bring the report rollups up to date, so
+    that the first dashboard view after a large backfill does not pay the catch-up. Queued to workers,
+    they are not yet: ``hub report refresh`` (or the next report) does it once the workers are done."""
+    from hub.pipeline.dispatch import InlineDispatcher
+    from hub.reports.rollups import refresh_dirty
+
+    if isinstance(runtime.dispatcher, InlineDispatcher):
+        click.echo(f"report rollups refreshed ({refresh_dirty(runtime.engine)} practice-month cells)")
+    else:
+        click.echo("messages queued for the workers: run hub report refresh once they are processed")
 
 
 @click.command("go-live")

@@ -1,4 +1,4 @@
-"""``hub report kpis`` and ``hub costs import``."""
+"""``hub report kpis|refresh|rebuild`` and ``hub costs import``."""
 
 from __future__ import annotations
 
@@ -52,6 +52,19 @@ def report_kpis(ctx: click.Context, by: str, date_from: str | None, date_to: str
     else:
         exporter(result, sys.stdout.buffer)
         sys.stdout.flush()
+
+
+@report.command("refresh")
+@click.pass_context
+def report_refresh(ctx: click.Context) -> None:
+    """Recompute the rollup cells ingest marked since the last refresh (else the next report does)."""
+    import time
+
+    from hub.reports.rollups import refresh_dirty
+
+    started = time.perf_counter()
+    cells = refresh_dirty(ctx.obj.runtime.engine)
+    click.echo(f"report rollups refreshed ({cells} practice-month cells, {time.perf_counter() - started:.1f} s)")
 
 
 @report.command("rebuild")

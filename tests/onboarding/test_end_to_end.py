@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from hub.cli import cli
 from hub.model.tables import messages, onboarding_files
 from hub.onboarding.backfill import Backfill
+from hub.reports.tables import report_dirty
 
 from .feeds import Expected, build
 
@@ -111,6 +112,9 @@ def test_practice_onboarded_from_raw_files_to_live(runtime, tmp_path: Path) -> N
     assert done_first == 2
     out = run("onboard", "backfill", "--practice", SLUG, "--batch", "2", str(feed), code=None)
     assert "already done 2" in out
+    assert "report rollups refreshed (" in out  # processed inline: the first report pays no catch-up
+    with runtime.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(report_dirty)).scalar_one() == 0
     with runtime.engine.connect() as conn:
         stored = Counter(dict(conn.execute(sa.select(messages.c.status, sa.func.count())
                                            .group_by(messages.c.status)).all()))

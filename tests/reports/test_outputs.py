@@ -19,12 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
 
 from hub import hookimpl
 from hub.cli import cli
 from hub.plugins import load_plugins
 from hub.reports import Kpi, compute_report, rollups
+from hub.reports.tables import report_dirty
 from hub.store import canonical
 from hub.store.engine import get_engine, writer
 from hub.store.practices import add_practice
@@ -121,6 +123,22 @@ def test_report_rebuild_recomputes_the_same_figures() -> None:
     assert done.exit_code == 0 and "rebuilt" in done.stdout
     after = json.loads(runner.invoke(cli, ["report", "kpis"]).stdout)
     assert before["rows"] == after["rows"] and before["total"] == after["total"]
+
+
+def test_report_refresh_recomputes_the_marked_months_once() -> None:
+    engine = _seed(os.environ["HUB_DATABASE_URL"])
+    with engine.connect() as conn:
+        marked = conn.execute(sa.select(sa.func.count()).select_from(report_dirty)).scalar_one()
+    assert marked == 6  # two sites, three months
+    runner = CliRunner()
+    done = runner.invoke(cli, ["report", "refresh"])
+    assert done.exit_code == 0, done.output
+    assert "report rollups refreshed (6 practice-month cells" in done.stdout
+    assert "(0 practice-month cells" in runner.invoke(cli, ["report", "refresh"]).stdout
+    report = json.loads(runner.invoke(cli, ["report", "kpis"]).stdout)
+    assert {(r["slice"]["site"], r["slice"]["month"]): r["values"]["visit_volume"] for r in report["rows"]} == {
+        (site, month): n for site in ("east", "west") for month, n in (("2025-01", 1), ("2025-02", 2),
+                                                                       ("2025-03", 1))}
 
 
 @pytest.mark.parametrize("args, message", [
