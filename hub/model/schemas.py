@@ -177,9 +177,10 @@ def _converter(f: Field) -> Any:
         choices = frozenset(f.choices)
         return lambda v: v if type(v) is str and v in choices else _NOT_FAST
     if f.type == "date":
-        return lambda v: dt.date.fromisoformat(v) if type(v) is str and _DATE.match(v) else _NOT_FAST
+        return lambda v: _parsed(dt.date.fromisoformat, v) if type(v) is str and _DATE.match(v) else _NOT_FAST
     if f.type == "datetime":
-        return lambda v: dt.datetime.fromisoformat(v) if type(v) is str and _DATETIME.match(v) else _NOT_FAST
+        return lambda v: _parsed(dt.datetime.fromisoformat, v) if type(v) is str and _DATETIME.match(v) \
+            else _NOT_FAST
     if f.type == "int":
         return lambda v: v if type(v) is int else _NOT_FAST
     if f.type == "money":
@@ -191,6 +192,13 @@ def _converter(f: Field) -> Any:
     if f.type == "json":
         return lambda v: _fast_nested(f.name, v)
     return lambda v: _NOT_FAST
+
+
+def _parsed(parse: Any, value: str) -> Any:
+    try:
+        return parse(value)
+    except ValueError:  # shaped like a date but none ("0000-00-00", "2025-02-30"): marshmallow names the error
+        return _NOT_FAST
 
 
 def _money(value: Any) -> Any:

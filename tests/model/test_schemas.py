@@ -38,6 +38,10 @@ def test_every_kind_has_a_schema_and_a_table():
     ({"kind": "charge", "practice": "p", "source_id": "C", "service_date": "2025-01-01", "amount": 12.5}, "amount"),
     ({"kind": "patient", "practice": "p", "source_id": "M", "sex": "F"}, "sex"),
     ({"kind": "coverage", "practice": "p", "source_id": "C", "financial_class": "gold"}, "financial_class"),
+    # shaped like a date or date-time, but none: a field error, not a crash of the fast path
+    ({"kind": "charge", "practice": "p", "source_id": "C", "service_date": "0000-00-00"}, "service_date"),
+    ({"kind": "charge", "practice": "p", "source_id": "C", "service_date": "2025-02-30"}, "service_date"),
+    (appointment(start="2025-13-04T09:00:00-05:00"), "start"),
 ])
 def test_invalid_records_name_the_field(record, field):
     with pytest.raises(ValidationError) as caught:
