@@ -35,7 +35,7 @@ from hub.reports.tables import (
     report_dirty,
     report_hist,
 )
-from hub.store.engine import fetch_unprepared
+from hub.store.engine import fetch_by_keys
 
 Cell = tuple[str, str]
 SCHEDULED = ("booked", "arrived", "checked-in", "fulfilled", "noshow", "cancelled")
@@ -96,11 +96,6 @@ def _month_shift(month: str, delta: int) -> str:
     return f"{i // 12:04d}-{i % 12 + 1:02d}"
 
 
-def _chunks(values: list[str], size: int = 500) -> Iterator[list[str]]:
-    for i in range(0, len(values), size):
-        yield values[i:i + size]
-
-
 _OWN_MONTH = {"appointment": "start", "encounter": "start", "charge": "service_date", "slot": "start",
               "referral": "received_on"}
 
@@ -116,52 +111,36 @@ def _month_cells(practice: str, kind: str, month: str) -> set[Cell]:
     return cells
 
 
-def _lookups(sql: Sql) -> dict[str, str]:
+@functools.cache
+def _lookups(dialect: str) -> dict[str, str]:
+    """The look-ups by source id (``IN :keys``), made once per dialect: a batch runs a few of them."""
+    sql = Sql(dialect)
     return {
         # an appointment's own month, and its referral's: a linked appointment moves the funnel figures
         "appointment": f"SELECT {sql.month('a.start')}, {sql.month('f.received_on')} FROM appointments a "
                        f"LEFT JOIN referrals f ON f.practice = a.practice AND f.source_id = a.referral_source_id "
-                       f"WHERE a.practice = :p AND a.source_id IN :ids",
-        "encounter": f"SELECT {sql.month('start')} FROM encounters WHERE practice = :p AND source_id IN :ids",
-        "charge": f"SELECT {sql.month('service_date')} FROM charges WHERE practice = :p AND source_id IN :ids",
-        "slot": f"SELECT {sql.month('start')} FROM slots WHERE practice = :p AND source_id IN :ids",
-        "referral": f"SELECT {sql.month('received_on')} FROM referrals WHERE practice = :p AND source_id IN :ids",
+                       f"WHERE a.practice = :p AND a.source_id IN :keys",
+        "encounter": f"SELECT {sql.month('start')} FROM encounters WHERE practice = :p AND source_id IN :keys",
+        "charge": f"SELECT {sql.month('service_date')} FROM charges WHERE practice = :p AND source_id IN :keys",
+        "slot": f"SELECT {sql.month('start')} FROM slots WHERE practice = :p AND source_id IN :keys",
+        "referral": f"SELECT {sql.month('received_on')} FROM referrals WHERE practice = :p AND source_id IN :keys",
         "remittance": f"SELECT {sql.month('c.service_date')} FROM remittances r JOIN charges c ON c.practice = "
-                      f"r.practice AND c.source_id = r.charge_source_id WHERE r.practice = :p AND r.source_id IN :ids",
+                      f"r.practice AND c.source_id = r.charge_source_id WHERE r.practice = :p AND r.source_id IN :keys",
         # a patient's visits: its enterprise link decides whether they count as new (hub.reports.visits)
         "patient": f"SELECT {sql.month('start')} FROM appointments WHERE practice = :p AND patient_source_id IN "
-                   f":ids UNION SELECT {sql.month('start')} FROM encounters WHERE practice = :p AND "
-                   f"patient_source_id IN :ids",
+                   f":keys UNION SELECT {sql.month('start')} FROM encounters WHERE practice = :p AND "
+                   f"patient_source_id IN :keys",
     }
-
-
-@functools.cache
-def _lookup_statements(dialect: str) -> dict[str, Any]:
-    """The look-ups, made once per dialect (a batch runs a few of them)."""
-    if dialect == "postgresql":  # one array parameter: one statement and one round trip however many ids
-        return {name: sql.replace(":p", "%(p)s").replace(" IN :ids", " = ANY(%(ids)s)")
-                for name, sql in _lookups(Sql(dialect)).items()}
-    return {name: sa.text(sql).bindparams(sa.bindparam("ids", expanding=True))
-            for name, sql in _lookups(Sql(dialect)).items()}
 
 
 def _query_cells(conn: sa.Connection, wanted: dict[tuple[str, str], set[str]]) -> set[Cell]:
     """Run the lookup named by each (lookup, practice) for its source ids; the months found, as cells."""
-    pg = conn.dialect.name == "postgresql"
-    statements = _lookup_statements(conn.dialect.name)
+    statements = _lookups(conn.dialect.name)
     cells: set[Cell] = set()
     for (name, practice), ids in wanted.items():
         months: set[str] = set()
-        if pg:
-            # not a prepared statement: after a few runs PostgreSQL would plan it once for any array
-            # and practice, and that generic plan scans where a plan for the actual ids probes the
-            # index (upkeep -31 % at 300k appointments)
-            for row in fetch_unprepared(conn, statements[name], {"p": practice, "ids": sorted(ids)}):
-                months.update(row)
-        else:
-            for chunk in _chunks(sorted(ids)):
-                for row in conn.execute(statements[name], {"p": practice, "ids": chunk}):
-                    months.update(row)
+        for row in fetch_by_keys(conn, statements[name], ids, p=practice):
+            months.update(row)
         for month in months:
             if month:
                 cells |= _month_cells(practice, name, month)

@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from hub.reports.tables import report_retention, report_visits
-from hub.store.engine import fetch_unprepared
+from hub.store.engine import fetch_by_keys
 
 COMPLETED = ("fulfilled", "arrived", "checked-in")
 NEW_PATIENT_YEARS = 3
@@ -230,20 +230,8 @@ _HISTORY_COLUMNS = ("kind, practice, source_id, patient_key, location, provider,
 
 
 def _load_history(conn: sa.Connection, keys: set[str]) -> list[Visit]:
-    out: list[Visit] = []
-    key_list = sorted(keys)
-    if conn.dialect.name == "postgresql":
-        # one array parameter, planned for its actual keys: prepared, the look-up is planned once for any
-        # keys, and that plan scanned the whole table (60 of 100 s of a 200k-appointment catch-up)
-        rows: Any = fetch_unprepared(conn, f"SELECT {_HISTORY_COLUMNS} FROM report_visits "
-                                           "WHERE patient_key = ANY(%(keys)s)", {"keys": key_list})
-        return [_history_visit(r) for r in rows]
-    stmt = sa.text(f"SELECT {_HISTORY_COLUMNS} FROM report_visits WHERE patient_key IN :keys").bindparams(
-        sa.bindparam("keys", expanding=True))
-    for i in range(0, len(key_list), 500):
-        rows = conn.execute(stmt, {"keys": key_list[i:i + 500]})
-        out.extend(_history_visit(r) for r in rows)
-    return out
+    rows = fetch_by_keys(conn, f"SELECT {_HISTORY_COLUMNS} FROM report_visits WHERE patient_key IN :keys", keys)
+    return [_history_visit(r) for r in rows]
 
 
 def _history_visit(r: Sequence[Any]) -> Visit:
