@@ -147,20 +147,25 @@ def dumps(value: Any) -> str:
 @click.option("--connector", help="Connector name; found from the content when not given.")
 @click.option("--mapping", "mapping_file", type=click.Path(exists=True, dir_okay=False),
               help="A practice mapping file to apply.")
+@click.option("--timezone", help="The practice's IANA zone: times sent without an offset are read in it "
+                                 "(default: UTC), and every date-time is shown in it.")
 @click.argument("files", nargs=-1, required=True, type=click.Path())
 @pass_state
 def normalize(state: State, practice: str, connector: str | None, mapping_file: str | None,
-              files: tuple[str, ...]) -> None:
+              timezone: str | None, files: tuple[str, ...]) -> None:
     """Dry run: print each file's canonical records as JSON lines. Stores nothing."""
     from hub.mapping import EMPTY, load_mapping
     from hub.model.schemas import to_json_ready
     from hub.pipeline.normalize import normalize_payload
 
+    from hub.store.practices import check_timezone
+
+    check_timezone(timezone)
     mapping = load_mapping(Path(mapping_file).read_text(), source=mapping_file) if mapping_file else EMPTY
     failed = 0
     for path in iter_files(files):
         results = normalize_payload(state.plugins, path.read_bytes(), practice=practice, connector=connector,
-                                    mapping=mapping, origin=str(path))
+                                    mapping=mapping, origin=str(path), timezone=timezone)
         for result in results:
             if result.error is not None:
                 failed += 1
@@ -231,7 +236,9 @@ def practice() -> None:
 @click.option("--name", required=True)
 @click.option("--mapping", "mapping_file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--acquired-on", type=click.DateTime(formats=["%Y-%m-%d"]))
-@click.option("--timezone")
+@click.option("--timezone", help="The practice's IANA zone (America/Chicago): times sent without an offset are "
+                                 "read in it, and every KPI's day, week and month is its local date. "
+                                 "Needed to go live.")
 @pass_state
 def practice_add(state: State, slug: str, name: str, mapping_file: str | None, acquired_on: dt.datetime | None,
                  timezone: str | None) -> None:
@@ -247,6 +254,28 @@ def practice_add(state: State, slug: str, name: str, mapping_file: str | None, a
         add_practice(conn, slug, name, mapping=text, acquired_on=acquired_on.date() if acquired_on else None,
                      timezone=timezone)
     click.echo(f"practice {slug} registered (onboarding)")
+
+
+@practice.command("set")
+@click.argument("slug")
+@click.option("--timezone", required=True, help="The practice's IANA zone, such as America/Chicago.")
+@pass_state
+def practice_set(state: State, slug: str, timezone: str) -> None:
+    """Change a practice's time zone: its stored messages are read again in the new zone and its
+    report months recomputed by the next report (or hub report refresh)."""
+    from hub.pipeline.replay import reread_practice
+    from hub.store.engine import writer
+    from hub.store.practices import set_timezone
+
+    with writer(state.runtime.engine).begin() as conn:
+        previous = set_timezone(conn, slug, timezone)
+    if previous == timezone:
+        click.echo(f"practice {slug} is already in {timezone}")
+        return
+    counts = reread_practice(state.runtime, slug)
+    click.echo(f"practice {slug}: time zone {timezone} (was {previous or 'none'}); "
+               f"{counts['submitted']} stored message(s) read again: {counts['processed']} processed, "
+               f"{counts['error']} error" + (", queued for the workers" if counts["queued"] else ""))
 
 
 @practice.command("list")
@@ -413,8 +442,9 @@ def messages_list(state: State, practice: str | None, status: str | None, limit:
         click.echo(dumps(rows))
         return
     for r in rows:
+        flag = f"[{r['flag']}] " if r.get("flag") else ""
         click.echo(f"{r['id']:>8} {r['practice']:<14} {r['connector']:<8} {r['status']:<10} "
-                   f"{r['message_type'] or '-':<10} {r['origin'] or '-'}  {r['error'] or ''}")
+                   f"{r['message_type'] or '-':<10} {r['origin'] or '-'}  {flag}{r['error'] or ''}")
 
 
 @messages_group.command("reprocess")

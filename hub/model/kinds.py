@@ -13,6 +13,7 @@ field of its own beside it (``visit_type`` → ``service_line``/``visit_category
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from typing import Literal
 
 FieldType = Literal["str", "text", "date", "datetime", "int", "money", "bool", "list", "json", "enum"]
@@ -174,6 +175,9 @@ COMMON_FIELDS = (
     Field("kind", "str", required=True),
     Field("practice", "str", required=True),
     Field("source_id", "str", required=True),
+    # when the event the record reports happened (HL7 EVN, FHIR meta.lastUpdated, a CSV column);
+    # the store keeps, field by field, the value of the latest event, whatever the arrival order
+    Field("event_time", "datetime", doc="time of the event the message reports; arrival when none is sent"),
 )
 
 PRACTICE_FIELDS = (
@@ -184,6 +188,12 @@ PRACTICE_FIELDS = (
     Field("status", "enum", choices=PRACTICE_STATUS),
     Field("timezone"),
 )
+
+
+@cache
+def datetime_fields(kind: str) -> tuple[str, ...]:
+    """The date-time fields of a kind, ``event_time`` included: read and shown in the practice's zone."""
+    return ("event_time", *(f.name for f in KINDS[kind] if f.type == "datetime"))
 
 
 def fields_of(kind: str) -> tuple[Field, ...]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import cache
 from typing import Any
 
@@ -17,14 +17,30 @@ from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
 from marshmallow import ValidationError as MarshmallowError
 
 from hub.errors import ValidationError
-from hub.model.kinds import COMMON_FIELDS, KINDS, PRACTICE_FIELDS, Field
+from hub.model.kinds import COMMON_FIELDS, KINDS, PRACTICE_FIELDS, Field, datetime_fields
+
+CENT = Decimal("0.01")
+MONEY_LIMIT = Decimal(10) ** 12  # dollars: twelve digits before the point, as the fast path reads them
+
+
+def round_money(amount: Decimal) -> Decimal:
+    """The one rounding rule for money: half-up to the cent, a half cent going away from zero
+    (0.285 → 0.29, -0.285 → -0.29: ``Decimal``'s ROUND_HALF_UP).
+
+    Applied once, at validation, so every stored amount (a column, or an amount inside a JSON
+    column such as ``adjustments``) is whole cents, and every sum a report makes of them is an
+    exact integer sum on any database. ``amount`` must be finite and below ``MONEY_LIMIT``."""
+    rounded = amount.quantize(CENT, rounding=ROUND_HALF_UP)
+    return rounded if rounded else rounded.copy_abs()  # -0.001 is 0.00, not "-0.00"
 
 
 class Money(fields.Field):
-    """A decimal amount. Floats are refused: binary fractions do not add up to cents."""
+    """A decimal amount, rounded half-up to the cent (``round_money``). Floats are refused: binary
+    fractions do not add up to cents. Negative amounts (reversals, credits) are allowed."""
 
     default_error_messages = {"invalid": "Not a valid amount (a decimal string such as '125.00').",
-                              "float": "Money must be a decimal string or Decimal, not a float."}
+                              "float": "Money must be a decimal string or Decimal, not a float.",
+                              "range": "Amount out of range (at most 12 digits before the decimal point)."}
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Decimal:
         if isinstance(value, float):
@@ -35,22 +51,17 @@ class Money(fields.Field):
             raise self.make_error("invalid") from None
         if not amount.is_finite():
             raise self.make_error("invalid")
-        return amount
+        if abs(amount) >= MONEY_LIMIT:  # far above any real amount: cents, and sums of them, stay inside BIGINT
+            raise self.make_error("range")
+        return round_money(amount)
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
         return None if value is None else str(value)
 
 
 class OffsetDateTime(fields.DateTime):
-    """An ISO 8601 date-time that carries its UTC offset (local time is kept as sent)."""
-
-    default_error_messages = {"naive": "Date-time needs a UTC offset (for example 2025-03-01T09:30:00-05:00)."}
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> dt.datetime:
-        parsed = super()._deserialize(value, attr, data, **kwargs)
-        if parsed.tzinfo is None:
-            raise self.make_error("naive")
-        return parsed
+    """An ISO 8601 date-time. One sent without an offset is a wall-clock time of the practice:
+    ``validate_record`` reads it in the practice's zone (see ``localize``)."""
 
 
 class IdentifierSchema(Schema):
@@ -115,8 +126,10 @@ def practice_schema() -> Schema:
     return Schema.from_dict(declared, name="PracticeSchema")(unknown=RAISE)
 
 
-def validate_record(record: dict[str, Any]) -> dict[str, Any]:
+def validate_record(record: dict[str, Any], zone: dt.tzinfo | None = None) -> dict[str, Any]:
     """Check one record against the common model; return it with Python values.
+
+    Date-times come back aware and in ``zone``, the practice's time zone (see ``localize``).
 
     Records in the model's canonical form (what connectors emit) take a compiled fast
     path, about five times quicker than marshmallow; anything else — a value to coerce,
@@ -127,9 +140,9 @@ def validate_record(record: dict[str, Any]) -> dict[str, Any]:
         raise ValidationError(f"unknown record kind {kind!r}", errors={"kind": ["Unknown kind."]})
     fast = _fast_validator(kind)(record)
     if fast is not None:
-        return fast
+        return localize(fast, zone)
     try:
-        return schema_for(kind).load(record)
+        return localize(schema_for(kind).load(record), zone)
     except MarshmallowError as exc:
         messages = exc.normalized_messages()
         fields_named = ", ".join(f"{kind}.{name}" for name in sorted(messages))
@@ -137,6 +150,33 @@ def validate_record(record: dict[str, Any]) -> dict[str, Any]:
         raise ValidationError(f"record does not fit the common model: {fields_named}: "
                               + "; ".join(f"{k}: {_flat(v)}" for k, v in sorted(messages.items())),
                               errors=messages) from None
+
+
+def localize(record: dict[str, Any], zone: dt.tzinfo | None) -> dict[str, Any]:
+    """Every date-time of a validated record as an aware time in the practice's zone.
+
+    A time sent without an offset is a wall-clock time where the practice is, so it is read in
+    ``zone`` (UTC for a practice that has none yet: the onboarding scorecard flags such times).
+    A time sent with an offset is an instant and stays that instant, shown in ``zone``: the
+    stored text then starts with the practice-local date, which every KPI's day, week and month
+    is. A wall-clock time that does not exist (the hour skipped when DST starts) or that happens
+    twice (when it ends) is read with the offset in force before the change (PEP 495 ``fold=0``)."""
+    for name in datetime_fields(record["kind"]):
+        value = record.get(name)
+        if value is None:
+            continue
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=zone or dt.UTC)
+        elif zone is not None:
+            value = value.astimezone(zone)
+        record[name] = value
+    return record
+
+
+def sent_without_offset(record: dict[str, Any]) -> list[str]:
+    """The date-time fields of a record as a connector made it (strings) that carry no offset."""
+    return [name for name in datetime_fields(record.get("kind", "")) if type(record.get(name)) is str
+            and _NAIVE_DATETIME.match(record[name])] if record.get("kind") in KINDS else []
 
 
 def _flat(messages: Any) -> str:
@@ -162,7 +202,8 @@ def to_json_ready(value: Any) -> Any:
 
 # ---------------------------------------------------------------- fast path
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})$")
+_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})?$")
+_NAIVE_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?$")
 _MONEY = re.compile(r"^-?\d{1,12}(\.\d{1,4})?$")
 _NOT_FAST = object()
 
@@ -203,8 +244,8 @@ def _parsed(parse: Any, value: str) -> Any:
 
 def _money(value: Any) -> Any:
     if type(value) is Decimal:
-        return value if value.is_finite() else _NOT_FAST
-    return Decimal(value) if type(value) is str and _MONEY.match(value) else _NOT_FAST
+        return round_money(value) if value.is_finite() and abs(value) < MONEY_LIMIT else _NOT_FAST
+    return round_money(Decimal(value)) if type(value) is str and _MONEY.match(value) else _NOT_FAST
 
 
 _NESTED_KEYS = {"identifiers": ({"system", "value", "type"}, {"value"}, ()),

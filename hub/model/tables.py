@@ -10,7 +10,7 @@ Storage decisions, the same on SQLite and PostgreSQL so reports agree to the cen
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -33,10 +33,15 @@ class MoneyCents(TypeDecorator[Decimal]):
     impl = sa.BigInteger
     cache_ok = True
 
+    @staticmethod
+    def cents(value: Any) -> int:
+        """Whole cents, half-up like validation (``round_money``): never Decimal's default half-even."""
+        return int((Decimal(value) * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
     def process_bind_param(self, value: Any, dialect: sa.Dialect) -> int | None:
         if value is None:
             return None
-        return int((Decimal(value) * 100).to_integral_value())
+        return self.cents(value)
 
     def process_result_value(self, value: Any, dialect: sa.Dialect) -> Decimal | None:
         return None if value is None else Decimal(int(value)) / 100
@@ -89,6 +94,15 @@ TABLE_NAMES = {
 }
 
 
+STAMP_SUFFIX = "__stamp"
+STAMP_LENGTH = 32  # 20 digits of UTC event time (to the microsecond) + 12 of message id
+
+
+def stamp_column(field: str) -> str:
+    """The column holding the stamp of the event that gave ``field`` its value."""
+    return field + STAMP_SUFFIX
+
+
 def _record_table(kind: str) -> sa.Table:
     columns: list[Any] = [
         sa.Column("id", BigId, primary_key=True, autoincrement=True),
@@ -97,10 +111,14 @@ def _record_table(kind: str) -> sa.Table:
     ]
     columns += [sa.Column(f.name, _column_type(f), nullable=True, index=f.indexed) for f in KINDS[kind]]
     columns += [
-        # the newest message that wrote this row: an older message replayed later never overwrites it
+        # the latest event the record has seen, and the message that reported it
+        sa.Column("event_time", sa.String(40), nullable=True),
         sa.Column("message_id", sa.BigInteger(), nullable=True),
         sa.Column("updated_at", UTCDateTime(), nullable=False),
+        # stamps (see hub.store.canonical): the row's latest, then one per field, NULL while unset
+        sa.Column("stamp", sa.String(STAMP_LENGTH), nullable=True),
     ]
+    columns += [sa.Column(stamp_column(f.name), sa.String(STAMP_LENGTH), nullable=True) for f in KINDS[kind]]
     return sa.Table(TABLE_NAMES[kind], metadata, *columns, sa.UniqueConstraint("practice", "source_id"))
 
 
@@ -125,7 +143,8 @@ messages = sa.Table(
     sa.Column("connector", sa.String(64), nullable=False),
     sa.Column("received_at", UTCDateTime(), nullable=False),
     sa.Column("content_hash", sa.String(64), nullable=False),
-    # unique while the row holds the content; NULL on rows that record a repeat arrival
+    # practice:connector's dedup key, unique while the row holds the content; NULL on rows that
+    # record a repeat arrival
     sa.Column("dedup_key", sa.String(140), unique=True),
     sa.Column("sender", sa.String(255)),
     sa.Column("control_id", sa.String(255)),
@@ -139,8 +158,11 @@ messages = sa.Table(
     sa.Column("queued_at", UTCDateTime()),
     sa.Column("processed_at", UTCDateTime()),
     sa.Column("raw", sa.LargeBinary()),
+    # a note on a stored message, e.g. "control-id-reused" (see hub.store.messages)
+    sa.Column("flag", sa.String(64)),
     sa.Index("ix_messages_status_practice", "status", "practice"),
     sa.Index("ix_messages_practice_received", "practice", "received_at"),
+    sa.Index("ix_messages_practice_control", "practice", "control_id"),  # control id reuse look-up
 )
 
 lineage = sa.Table(

@@ -5,7 +5,7 @@ in batches, and a checkpoint table (``onboarding_files``) remembers every file t
 in, keyed by its absolute path, size and modification time. A rerun after an
 interruption skips what is done and continues; a file whose messages were saved but
 whose checkpoint was not (an interruption between the two) is recognised by its
-messages' content in the message store and not sent again. A large export whose
+messages' dedup keys in the message store and not sent again. A large export whose
 connector can stream (``iter_chunks``, the CSV connector) is read in chunks of rows,
 never whole, and its checkpoint counts the chunks done.
 
@@ -31,7 +31,7 @@ from hub.onboarding.sources import pick_connector
 from hub.pipeline.intake import Arrival, receive_many
 from hub.pipeline.normalize import normalize_payload
 from hub.store.engine import writer
-from hub.store.messages import content_hash
+from hub.store.messages import store_key
 from hub.store.practices import get_practice
 
 if TYPE_CHECKING:
@@ -156,7 +156,7 @@ class Backfill:
             return None
         if not envelopes:
             return 0
-        keys = [f"{self.practice}:{content_hash(e.raw)}" for e in envelopes]
+        keys = [store_key(self.practice, chosen.store_key(e)) for e in envelopes]  # as intake keys them
         found = 0
         with self.runtime.engine.connect() as conn:
             for start in range(0, len(keys), 500):

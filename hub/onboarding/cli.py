@@ -29,10 +29,11 @@ def onboard() -> None:
 @click.option("--connector", help="Connector name; found from the content or file extension when not given.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @click.option("--no-findings", is_flag=True, help="Skip the connectors' deep structural validation.")
+@click.option("--timezone", help="The practice's IANA zone (default: the registered practice's).")
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.pass_context
 def check(ctx: click.Context, practice: str, mapping_file: str | None, connector: str | None, fmt: str,
-          no_findings: bool, paths: tuple[str, ...]) -> None:
+          no_findings: bool, timezone: str | None, paths: tuple[str, ...]) -> None:
     """Dry-run a sample feed and print its scorecard. Stores nothing.
 
     Exit status 1 when the scorecard is below the go-live thresholds of the mapping."""
@@ -41,7 +42,7 @@ def check(ctx: click.Context, practice: str, mapping_file: str | None, connector
     from hub.onboarding.sources import check_files
 
     state = ctx.obj
-    if mapping_file:
+    if mapping_file:  # a sample tried before the practice is registered: nothing is read from the store
         mapping = load_mapping(Path(mapping_file).read_text(encoding="utf-8"), source=mapping_file)
     else:
         from hub.store.practices import get_practice
@@ -49,7 +50,9 @@ def check(ctx: click.Context, practice: str, mapping_file: str | None, connector
         with state.runtime.engine.connect() as conn:
             row = get_practice(conn, practice)
         mapping = load_mapping(row["mapping"], source=f"mapping of practice {practice}")
-    card = check_files(state.plugins, practice, mapping, paths, connector=connector, findings=not no_findings)
+        timezone = timezone or row["timezone"]
+    card = check_files(state.plugins, practice, mapping, paths, connector=connector, findings=not no_findings,
+                       timezone=timezone)
     click.echo(_dumps(card) if fmt == "json" else render_text(card))
     if not card["passed"]:
         click.echo("hub: the sample is below the go-live thresholds of the mapping", err=True)

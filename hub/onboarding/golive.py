@@ -24,11 +24,14 @@ def go_live(runtime: Runtime, slug: str) -> dict[str, Any]:
     if row["status"] != "onboarding":
         raise HubError(f"practice {slug} is {row['status']}, not onboarding")
     card = check_stored(runtime, slug)
-    if not card["passed"]:
+    # without a zone a time sent without an offset is no instant, and no KPI has a local calendar date
+    no_zone = [] if row["timezone"] else [f"no time zone (hub practice set {slug} --timezone America/Chicago, say)"]
+    if no_zone or not card["passed"]:
         failed = [c["name"] for c in card["checks"] if not c["ok"]]
-        raise NotReady(f"practice {slug} stays onboarding: the scorecard fails {len(failed)} check(s): "
-                       f"{'; '.join(failed[:8])}{' ...' if len(failed) > 8 else ''} "
-                       f"(hub onboard check, or GET /api/v1/practices/{slug}/scorecard)")
+        scorecard = (f"the scorecard fails {len(failed)} check(s): {'; '.join(failed[:8])}"
+                     f"{' ...' if len(failed) > 8 else ''} (hub onboard check, or GET "
+                     f"/api/v1/practices/{slug}/scorecard)") if failed else ""
+        raise NotReady(f"practice {slug} stays onboarding: " + "; ".join([*no_zone, *([scorecard] if failed else [])]))
     with writer(runtime.engine).begin() as conn:
         set_status(conn, slug, "live")
     return card

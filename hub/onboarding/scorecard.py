@@ -3,7 +3,8 @@
 Fed message by message (a dry run over sample files, or the messages stored for a
 practice), it counts what was read and refused, records by kind, the completeness
 of each required field, the share of codes each code map resolves, the unmapped
-codes, repeated messages, the dates covered, and providers and locations that are
+codes, repeated messages (by the connector's dedup key) and control ids reused with
+other content, the dates covered, and providers and locations that are
 not on the MSO rosters; then it checks those figures against the go-live
 thresholds of the practice's mapping file. It names codes, fields, files and line
 numbers, never patient values.
@@ -53,6 +54,7 @@ class ScorecardBuilder:
     read: int = 0
     refused: int = 0
     duplicates: int = 0
+    control_id_reuses: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
     reason_examples: dict[str, str | None] = field(default_factory=dict)
     kinds: Counter[str] = field(default_factory=Counter)
@@ -68,7 +70,11 @@ class ScorecardBuilder:
     locations: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     findings: list[str] = field(default_factory=list)
     finding_count: int = 0
+    timezone: str | None = None  # the practice's zone, in which times sent without an offset are read
+    naive_messages: int = 0
+    naive_fields: Counter[str] = field(default_factory=Counter)
     _hashes: set[str] = field(default_factory=set)
+    _claims: dict[tuple[str | None, str], str] = field(default_factory=dict)  # (sender, control id) → content
 
     # ------------------------------------------------------------------ feeding
     def add_duplicate(self, count: int = 1) -> None:
@@ -77,14 +83,28 @@ class ScorecardBuilder:
         self.duplicates += count
 
     def add(self, envelope: Envelope, records: list[dict[str, Any]], error: Exception | None, *,
-            label: str | None) -> bool:
-        """One message's outcome; False when it repeats a message already counted."""
+            label: str | None, without_offset: dict[str, int] | None = None, key: str | None = None,
+            unique_control_ids: bool = False) -> bool:
+        """One message's outcome; False when it repeats a message already counted.
+
+        ``without_offset`` counts, by field, the date-times the connector found sent without an
+        offset (``Normalized.without_offset``). ``key``: the message's dedup key (the connector's, as
+        the message store uses it; default: its bytes). ``unique_control_ids``: the connector promises
+        unique control ids, so one reused with other content is counted (``add_control_id_reuse``
+        counts those the message store flagged)."""
         digest = hashlib.sha256(envelope.raw).hexdigest()
+        key = key or digest
         self.read += 1
-        if digest in self._hashes:
+        if key in self._hashes:
             self.duplicates += 1
             return False
-        self._hashes.add(digest)
+        self._hashes.add(key)
+        claim = (envelope.sender, envelope.control_id) if unique_control_ids and envelope.control_id else None
+        if claim is not None and self._claims.setdefault(claim, digest) != digest:
+            self.control_id_reuses += 1
+        if without_offset:
+            self.naive_messages += 1
+            self.naive_fields.update(without_offset)
         if error is not None:
             self.refused += 1
             reason = getattr(error, "message", None) or str(error)
@@ -94,6 +114,10 @@ class ScorecardBuilder:
         for record in records:
             self._record(record, label)
         return True
+
+    def add_control_id_reuse(self, count: int = 1) -> None:
+        """Stored messages the message store flagged as reusing a control id."""
+        self.control_id_reuses += count
 
     def add_findings(self, findings: list[str], *, limit: int = 50) -> None:
         self.finding_count += len(findings)
@@ -181,6 +205,7 @@ class ScorecardBuilder:
             "mapping_version": self.mapping.version,
             "source": self.source,
             "messages": {"read": self.read, "refused": self.refused, "duplicates": self.duplicates,
+                         "control_id_reuses": self.control_id_reuses,
                          "refusal_reasons": [{"reason": r, "count": n, "example": self.reason_examples.get(r)}
                                              for r, n in self.reasons.most_common(20)]},
             "records": dict(sorted(self.kinds.items())),
@@ -190,6 +215,10 @@ class ScorecardBuilder:
             "date_range": {"from": self.first_date, "to": self.last_date},
             "unrostered": unrostered,
             "findings": {"count": self.finding_count, "first": list(self.findings)},
+            # times sent without an offset are read in the practice's zone: flagged, since a wrong
+            # or missing zone moves visits across days and months
+            "times_without_offset": {"messages": self.naive_messages, "fields": dict(sorted(self.naive_fields.items())),
+                                     "read_in": self.timezone or "UTC (the practice has no time zone)"},
         }
         card["checks"] = self.checks(card)
         card["passed"] = all(c["ok"] for c in card["checks"])
@@ -228,7 +257,8 @@ def render_text(card: dict[str, Any]) -> str:
     m = card["messages"]
     lines = [f"Onboarding scorecard: {card['practice']} (mapping version {card['mapping_version']}, "
              f"from {card['source']})", "",
-             f"messages   read {m['read']}   refused {m['refused']}   duplicates {m['duplicates']}"]
+             f"messages   read {m['read']}   refused {m['refused']}   duplicates {m['duplicates']}"
+             + (f"   control ids reused {m['control_id_reuses']}" if m.get("control_id_reuses") else "")]
     for reason in m["refusal_reasons"][:10]:
         lines.append(f"  refused x{reason['count']}: {reason['reason']} (e.g. {reason['example'] or '-'})")
     records = "   ".join(f"{k} {n}" for k, n in card["records"].items()) or "none"
@@ -244,6 +274,11 @@ def render_text(card: dict[str, Any]) -> str:
         lines.append(f"  {name:<36} {f['mapped']:>7}/{f['codes_seen']:<7} {_pct(f['share']):>8}  {f['band']}")
         for u in f["unmapped"][:15]:
             lines.append(f"      unmapped {u['code']!r} x{u['count']} (e.g. {u['example'] or '-'})")
+    naive = card["times_without_offset"]
+    if naive["messages"]:
+        fields = ", ".join(f"{name} x{n}" for name, n in naive["fields"].items())
+        lines += ["", f"times sent without an offset: {naive['messages']} message(s) ({fields}), "
+                      f"read in {naive['read_in']}"]
     lines += ["", "not on the MSO rosters"]
     rows = sorted([("provider", p) for p in card["unrostered"]["providers"]] + [
         ("location", loc) for loc in card["unrostered"]["locations"]], key=lambda r: (r[0], -r[1]["count"]))

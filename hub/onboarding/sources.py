@@ -16,6 +16,7 @@ from hub.model.tables import messages
 from hub.onboarding.scorecard import ScorecardBuilder
 from hub.pipeline.normalize import choose_connector, normalize_envelope
 from hub.plugins import Plugins
+from hub.store.messages import CONTROL_ID_REUSED
 from hub.store.practices import get_practice
 
 if TYPE_CHECKING:
@@ -43,9 +44,10 @@ def _label(envelope: Envelope, origin: str) -> str:
 
 def check_files(plugins: Plugins, practice: str, mapping: Mapping, paths: Sequence[str], *,
                 connector: str | None = None, findings: bool = True,
-                stream_above: int = 64 * 1024 * 1024) -> dict[str, Any]:
-    """Dry-run sample files through the real connectors and mapping; nothing is stored."""
-    card = ScorecardBuilder(practice, mapping, source="files")
+                stream_above: int = 64 * 1024 * 1024, timezone: str | None = None) -> dict[str, Any]:
+    """Dry-run sample files through the real connectors and mapping; nothing is stored.
+    ``timezone``: the practice's, in which times sent without an offset are read."""
+    card = ScorecardBuilder(practice, mapping, source="files", timezone=timezone)
     for path in iter_files(paths):
         for data, origin in _payloads(plugins, path, connector, mapping, stream_above):
             try:
@@ -53,13 +55,15 @@ def check_files(plugins: Plugins, practice: str, mapping: Mapping, paths: Sequen
                 envelopes = chosen.split(data, origin=origin)
             except HubError as exc:
                 exc.source = exc.source or str(path)
-                card.add(Envelope(raw=data), [], exc, label=str(path))
+                card.add(Envelope(raw=data), [], exc, label=str(path))  # keyed by its bytes, as intake does
                 continue
             context = Context(practice=practice, config=mapping.connector_config(chosen.name), origin=origin)
             for envelope in envelopes:
                 done = normalize_envelope(plugins, chosen, envelope, practice=practice, mapping=mapping,
-                                          origin=origin)
-                fresh = card.add(envelope, done.records, done.error, label=_label(envelope, str(path)))
+                                          origin=origin, timezone=timezone)
+                fresh = card.add(envelope, done.records, done.error, label=_label(envelope, str(path)),
+                                 without_offset=done.without_offset, key=chosen.store_key(envelope),
+                                 unique_control_ids=chosen.unique_control_ids)
                 if findings and fresh:
                     card.add_findings(_findings(chosen, envelope, context, str(path)))
     return card.result()
@@ -99,12 +103,15 @@ def check_stored(runtime: Runtime, practice: str, *, mapping: Mapping | None = N
         row = get_practice(conn, practice)
         duplicates = conn.execute(sa.select(sa.func.count()).select_from(messages).where(
             messages.c.practice == practice, messages.c.status == "duplicate")).scalar_one()
+        reuses = conn.execute(sa.select(sa.func.count()).select_from(messages).where(
+            messages.c.practice == practice, messages.c.flag == CONTROL_ID_REUSED)).scalar_one()
     mapping = mapping or load_mapping(row["mapping"], source=f"mapping of practice {practice}")
-    card = ScorecardBuilder(practice, mapping, source="stored messages")
+    card = ScorecardBuilder(practice, mapping, source="stored messages", timezone=row["timezone"])
     card.add_duplicate(duplicates)
+    card.add_control_id_reuse(reuses)
     last_id = 0
     cols = [messages.c.id, messages.c.connector, messages.c.raw, messages.c.sender, messages.c.control_id,
-            messages.c.message_type, messages.c.origin]
+            messages.c.message_type, messages.c.origin, messages.c.received_at, messages.c.dedup_key]
     while True:
         with runtime.engine.connect() as conn:
             rows = conn.execute(sa.select(*cols).where(messages.c.practice == practice, messages.c.raw.is_not(None),
@@ -118,9 +125,12 @@ def check_stored(runtime: Runtime, practice: str, *, mapping: Mapping | None = N
             try:
                 connector = runtime.plugins.connectors.get(r.connector)
             except HubError as exc:
-                card.add(envelope, [], exc, label=f"message {r.id}")
+                card.add(envelope, [], exc, label=f"message {r.id}", key=r.dedup_key or f"#{r.id}")
                 continue
             done = normalize_envelope(runtime.plugins, connector, envelope, practice=practice, mapping=mapping,
-                                      message_id=r.id, origin=r.origin)
-            card.add(envelope, done.records, done.error, label=f"message {r.id}")
+                                      message_id=r.id, origin=r.origin, timezone=row["timezone"],
+                                      arrival=r.received_at)
+            # the store told its duplicates apart already: each stored message counts once
+            card.add(envelope, done.records, done.error, label=f"message {r.id}",
+                     without_offset=done.without_offset, key=r.dedup_key or f"#{r.id}")
     return card.result()

@@ -7,15 +7,18 @@ check or ingest: connector.normalize → mapping → identity link → plugins'
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from hub.connector import Connector, Context, Envelope
-from hub.errors import HubError, ParseError
+from hub.errors import ConfigError, HubError, ParseError
 from hub.identity import link
 from hub.mapping import EMPTY, Mapping
-from hub.model.schemas import validate_record
+from hub.model.schemas import sent_without_offset, validate_record
 from hub.plugins import Plugins
 
 
@@ -26,6 +29,19 @@ class Normalized:
     envelope: Envelope
     records: list[dict[str, Any]] = field(default_factory=list)
     error: HubError | None = None
+    # date-time fields the connector gave without an offset (read in the practice's zone), by name
+    without_offset: dict[str, int] = field(default_factory=dict)
+
+
+@lru_cache(maxsize=256)
+def practice_zone(name: str | None) -> dt.tzinfo | None:
+    """The practice's IANA zone (None: the practice has none yet, and times without offset are UTC)."""
+    if not name:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"unknown time zone {name!r} (an IANA name such as America/Chicago)") from None
 
 
 def choose_connector(plugins: Plugins, data: bytes, *, name: str | None = None, media_type: str | None = None,
@@ -39,31 +55,45 @@ def choose_connector(plugins: Plugins, data: bytes, *, name: str | None = None, 
     return plugins.connectors.detect(data, origin=origin)
 
 
-def record_pipeline(plugins: Plugins, mapping: Mapping, message_id: int | None
-                    ) -> Callable[[dict[str, Any]], dict[str, Any]]:
+def record_pipeline(plugins: Plugins, mapping: Mapping, message_id: int | None, *,
+                    zone: dt.tzinfo | None = None, arrival: dt.datetime | None = None,
+                    without_offset: dict[str, int] | None = None) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """Map, link, transform and validate one record; date-times end in the practice's ``zone``.
+
+    A record whose connector gave no ``event_time`` reports an event of its message's ``arrival``."""
     transform = plugins.hook.hub_transform_record
     transforming = bool(transform.get_hookimpls())  # calling a hook with no implementation still costs
+    arrived = (arrival or dt.datetime.now(dt.UTC)).isoformat()
 
     def run(record: dict[str, Any]) -> dict[str, Any]:
+        if without_offset is not None:
+            for name in sent_without_offset(record):
+                without_offset[name] = without_offset.get(name, 0) + 1
+        if record.get("event_time") is None:
+            record["event_time"] = arrived
         record = link(mapping.apply(record))
         if transforming:
             for result in transform(record=record, practice=record["practice"], message_id=message_id):
                 if result is not None:
                     record = result
-        return validate_record(record)
+        return validate_record(record, zone)
 
     return run
 
 
 def normalize_envelope(plugins: Plugins, connector: Connector, envelope: Envelope, *, practice: str,
                        mapping: Mapping = EMPTY, message_id: int | None = None,
-                       origin: str | None = None) -> Normalized:
+                       origin: str | None = None, timezone: str | None = None,
+                       arrival: dt.datetime | None = None) -> Normalized:
+    """One message's records; ``timezone`` is the practice's (date-times are read and kept in it)
+    and ``arrival`` when the message was received (the event time of records that carry none)."""
     context = Context(practice=practice, config=mapping.connector_config(connector.name),
                       message_id=message_id, origin=origin)
     out = Normalized(envelope)
     try:
         raw_records = connector.normalize(envelope, context)
-        finish = record_pipeline(plugins, mapping, message_id)
+        finish = record_pipeline(plugins, mapping, message_id, zone=practice_zone(timezone), arrival=arrival,
+                                 without_offset=out.without_offset)
         out.records = [finish(r) for r in raw_records]
     except HubError as exc:
         if exc.source is None:
@@ -77,7 +107,7 @@ def normalize_envelope(plugins: Plugins, connector: Connector, envelope: Envelop
 
 def normalize_payload(plugins: Plugins, data: bytes, *, practice: str, connector: str | None = None,
                       media_type: str | None = None, mapping: Mapping = EMPTY,
-                      origin: str | None = None) -> list[Normalized]:
+                      origin: str | None = None, timezone: str | None = None) -> list[Normalized]:
     """Split a payload into its messages and normalize each (``hub normalize``)."""
     chosen = choose_connector(plugins, data, name=connector, media_type=media_type, origin=origin)
     try:
@@ -88,5 +118,6 @@ def normalize_payload(plugins: Plugins, data: bytes, *, practice: str, connector
     except Exception as exc:
         return [Normalized(Envelope(raw=data), error=ParseError(
             f"{chosen.name} connector could not split the payload ({type(exc).__name__})", source=origin))]
-    return [normalize_envelope(plugins, chosen, env, practice=practice, mapping=mapping, origin=origin)
-            for env in envelopes]
+    arrival = dt.datetime.now(dt.UTC)
+    return [normalize_envelope(plugins, chosen, env, practice=practice, mapping=mapping, origin=origin,
+                               timezone=timezone, arrival=arrival) for env in envelopes]

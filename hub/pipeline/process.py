@@ -44,11 +44,12 @@ class BatchResult:
         self.errors.update(other.errors)
 
 
-def _mappings(conn: sa.Connection, practices: set[str]) -> dict[str, Mapping]:
+def _mappings(conn: sa.Connection, practices: set[str]) -> dict[str, tuple[Mapping, str | None]]:
+    """Each practice's mapping and time zone."""
     out = {}
     for slug in practices:
         row = get_practice(conn, slug)
-        out[slug] = load_mapping(row["mapping"], source=f"mapping of practice {slug}")
+        out[slug] = (load_mapping(row["mapping"], source=f"mapping of practice {slug}"), row["timezone"])
     return out
 
 
@@ -78,8 +79,10 @@ def process_messages(runtime: Runtime, ids: Sequence[int], *, statuses: tuple[st
             continue
         envelope = Envelope(raw=row.raw, sender=row.sender, control_id=row.control_id,
                             message_type=row.message_type)
-        done = normalize_envelope(runtime.plugins, connector, envelope, practice=row.practice,
-                                  mapping=mappings[row.practice], message_id=row.id, origin=row.origin)
+        mapping, timezone = mappings[row.practice]
+        done = normalize_envelope(runtime.plugins, connector, envelope, practice=row.practice, mapping=mapping,
+                                  message_id=row.id, origin=row.origin, timezone=timezone,
+                                  arrival=row.received_at)
         if done.error is not None:
             result.errors[row.id] = str(done.error)
             continue

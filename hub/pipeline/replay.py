@@ -26,3 +26,27 @@ def reprocess(runtime: Runtime, *, practice: str | None = None, status: str | No
             "processed": len(result.processed) if result else 0,
             "error": len(result.errors) if result else 0,
             "queued": int(result is None and bool(chosen))}
+
+
+def reread_practice(runtime: Runtime, practice: str) -> dict[str, int]:
+    """Read every stored message of a practice again from a clean slate (after its time zone
+    changed: a time sent without an offset now means another instant).
+
+    The practice's canonical rows and lineage are cleared and its messages dispatched again in
+    one transaction's wake; since the store keeps each field's latest event whatever the order,
+    the rows come back as an incremental load would have left them. The practice's report cells
+    are marked before the clear (their records may move to other days and months) and again
+    by the writes."""
+    from hub.reports.rollups import mark_dirty, stored_cells
+    from hub.store import canonical
+
+    with writer(runtime.engine).begin() as conn:
+        mark_dirty(conn, stored_cells(conn, practice))
+        canonical.delete_practice(conn, practice)
+        chosen = message_store.ids_for_reprocess(conn, practice=practice, status=None)
+        message_store.requeue(conn, chosen)
+    result = runtime.dispatcher.submit(chosen) if chosen else None
+    return {"submitted": len(chosen),
+            "processed": len(result.processed) if result else 0,
+            "error": len(result.errors) if result else 0,
+            "queued": int(result is None and bool(chosen))}

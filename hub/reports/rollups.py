@@ -81,13 +81,26 @@ class Sql:
         return f"CAST(:{name} AS DATE)" if self.pg else f":{name}"
 
     def contractual_cents(self, column: str) -> str:
+        """Integer cents of the CARC group CO amounts in a remittance's ``adjustments`` JSON.
+
+        Validation stores those amounts as whole-cent decimal strings; each is still turned into
+        cents exactly, half-up (a half cent away from zero), so both stores give the same integer
+        even for an amount stored before that rule: PostgreSQL by NUMERIC, whose ROUND is half away
+        from zero; SQLite, which has no decimal type (a REAL makes 0.285 * 100 = 28.4999...), by
+        reading the digits of the text."""
         if self.pg:
-            return (f"(SELECT COALESCE(SUM(ROUND(CAST(j->>'amount' AS NUMERIC) * 100)), 0) FROM "
+            return (f"(SELECT COALESCE(SUM(CAST(ROUND(CAST(j->>'amount' AS NUMERIC) * 100) AS BIGINT)), 0) FROM "
                     f"json_array_elements(CASE WHEN json_typeof({column}) = 'array' THEN {column} "
                     f"ELSE '[]'::json END) j WHERE j->>'group' = 'CO')")
-        return (f"(SELECT COALESCE(SUM(ROUND(CAST(json_extract(j.value, '$.amount') AS REAL) * 100)), 0) "
+        # a = the amount's text; s its sign, u its digits, d where its point is (or would be)
+        fraction = "substr(u, d + 1) || '000'"
+        cents = (f"s * (CAST(substr(u, 1, d - 1) AS INTEGER) * 100 + CAST(substr({fraction}, 1, 2) AS INTEGER) "
+                 f"+ (substr({fraction}, 3, 1) >= '5'))")
+        return (f"(SELECT COALESCE(SUM({cents}), 0) FROM (SELECT CASE WHEN a LIKE '-%' THEN -1 ELSE 1 END AS s, "
+                f"ltrim(a, '-+') AS u, instr(ltrim(a, '-+') || '.', '.') AS d FROM (SELECT "
+                f"trim(CAST(json_extract(j.value, '$.amount') AS TEXT)) AS a "
                 f"FROM json_each(CASE WHEN json_type({column}) = 'array' THEN {column} ELSE '[]' END) j "
-                f"WHERE json_extract(j.value, '$.group') = 'CO')")
+                f"WHERE json_extract(j.value, '$.group') = 'CO' AND json_extract(j.value, '$.amount') IS NOT NULL)))")
 
 
 # ------------------------------------------------------------------ which cells a batch touches
@@ -465,18 +478,27 @@ def _third_available(conn: sa.Connection, sql: Sql, practice: str, months: list[
             for (loc, prov, line, month, week, metric, value), n in hist.items()])
 
 
+def stored_cells(conn: sa.Connection, practice: str | None = None) -> set[Cell]:
+    """Every cell the base tables hold records in (of one practice, or of all)."""
+    sql = Sql(conn.dialect.name)
+    where = "WHERE practice = :p" if practice else ""
+    cells: set[Cell] = set()
+    for query in (f"SELECT DISTINCT practice, {sql.month('start')} FROM appointments {where}",
+                  f"SELECT DISTINCT practice, {sql.month('start')} FROM encounters {where}",
+                  f"SELECT DISTINCT practice, {sql.month('service_date')} FROM charges {where}",
+                  f"SELECT DISTINCT practice, {sql.month('received_on')} FROM referrals {where}",
+                  f"SELECT DISTINCT practice, month FROM report_costs {where}"):
+        cells.update((p, m) for p, m in conn.execute(sa.text(query), {"p": practice}) if m)
+    for p, m in conn.execute(sa.text(f"SELECT DISTINCT practice, {sql.month('start')} FROM slots {where}"),
+                             {"p": practice}):
+        if m:
+            cells.update((p, _month_shift(m, -k)) for k in range(_LOOKAHEAD_MONTHS + 1))
+    return cells
+
+
 def rebuild_all(conn: sa.Connection) -> int:
     """Recompute every cell from scratch (after a bulk load that bypassed the pipeline). Returns cells."""
     conn.execute(sa.delete(report_dirty))  # everything is recomputed below
-    sql = Sql(conn.dialect.name)
-    cells: set[Cell] = set()
-    for query in (f"SELECT DISTINCT practice, {sql.month('start')} FROM appointments",
-                  f"SELECT DISTINCT practice, {sql.month('start')} FROM encounters",
-                  f"SELECT DISTINCT practice, {sql.month('service_date')} FROM charges",
-                  f"SELECT DISTINCT practice, {sql.month('received_on')} FROM referrals",
-                  "SELECT DISTINCT practice, month FROM report_costs"):
-        cells.update((p, m) for p, m in conn.execute(sa.text(query)) if m)
-    for p, m in conn.execute(sa.text(f"SELECT DISTINCT practice, {sql.month('start')} FROM slots")):
-        cells.update((p, _month_shift(m, -k)) for k in range(_LOOKAHEAD_MONTHS + 1))
+    cells = stored_cells(conn)
     refresh(conn, cells)
     return len(cells)

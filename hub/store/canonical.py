@@ -1,13 +1,19 @@
 """The canonical store: idempotent, batched upserts on ``(practice, kind, source_id)``.
 
-Rules, chosen so that replaying any message any number of times, in any order,
-leaves the same store:
-- a field a message does not carry (None) keeps the value already stored, so a
-  record seen in several feeds is completed, not erased, by each of them;
-- a row remembers the newest message that wrote it; an older message replayed
-  later does not overwrite it (a reprocess of the same message does);
+Rules, chosen so that any set of messages, replayed any number of times, in any
+arrival order and any split into batches, leaves the same store:
+- every record carries the time of the event it reports (``event_time``); a
+  record's *stamp* is that time in UTC followed by its message's id, so of two
+  events at the same time the later message wins;
+- each field keeps the value of the latest stamp that carried one (a per-field
+  stamp column beside it): a message without a provider NPI, or an older message
+  processed later, never erases or overwrites what a later event said; a field a
+  message does not carry (None) keeps its stored value;
+- a reprocess of the same message has the same stamp and rewrites its values
+  (after a mapping fix, say);
+- the row's ``event_time`` and ``message_id`` are those of its latest event;
 - every (record, message) pair is kept in ``lineage``, so any figure can be traced
-  back to the messages behind it;
+  back to every message behind it;
 - a patient merge re-points the prior patient's records to the surviving one,
   now and for records of the prior id that arrive later; the merge row is kept.
 """
@@ -18,20 +24,49 @@ import datetime as dt
 import functools
 from collections import defaultdict
 from collections.abc import Sequence
-from decimal import Decimal
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from hub.model.kinds import PATIENT_REFERENCES
-from hub.model.tables import RECORD_TABLES, MoneyCents, UTCDateTime, lineage
+from hub.model.kinds import KINDS, PATIENT_REFERENCES
+from hub.model.tables import RECORD_TABLES, STAMP_LENGTH, MoneyCents, UTCDateTime, lineage, stamp_column
+
+_NO_TIME = "0" * (STAMP_LENGTH - 12)  # a record without an event time: its message's id alone orders it
 
 
 def _storable(value: Any) -> Any:
     # date-times of the model are stored as ISO text with their offset (see tables.py)
     return value.isoformat() if isinstance(value, dt.datetime) else value
+
+
+def event_stamp(event_time: dt.datetime | None, message_id: int | None) -> str:
+    """Fixed-width digits that sort as (event time in UTC, message id): compared as text alike on
+    SQLite and PostgreSQL."""
+    if event_time is None:
+        moment = _NO_TIME
+    else:
+        u = event_time.astimezone(dt.UTC)
+        moment = f"{u.year:04d}{u.month:02d}{u.day:02d}{u.hour:02d}{u.minute:02d}{u.second:02d}{u.microsecond:06d}"
+    return f"{moment}{message_id or 0:012d}"
+
+
+@functools.cache
+def _stamped(kind: str) -> tuple[tuple[str, str], ...]:
+    return tuple((f.name, stamp_column(f.name)) for f in KINDS[kind])
+
+
+def _fold(previous: dict[str, Any], row: dict[str, Any], kind: str) -> dict[str, Any]:
+    """Two writes of one record in one batch, folded as the database would apply them in turn."""
+    merged = dict(previous)
+    for name, stamp in _stamped(kind):
+        if row.get(stamp) is not None and row[stamp] >= (previous.get(stamp) or ""):
+            merged[name], merged[stamp] = row[name], row[stamp]
+    if row["stamp"] >= previous["stamp"]:
+        for name in ("event_time", "message_id", "stamp"):
+            merged[name] = row.get(name)
+    return merged
 
 
 def upsert_records(conn: sa.Connection, items: Sequence[tuple[dict[str, Any], int | None]]) -> int:
@@ -46,15 +81,15 @@ def upsert_records(conn: sa.Connection, items: Sequence[tuple[dict[str, Any], in
     for record, message_id in items:
         kind = record["kind"]
         row = {k: _storable(v) for k, v in record.items() if k != "kind"}
+        stamp = event_stamp(record.get("event_time"), message_id)
+        for name, stamp_name in _stamped(kind):
+            row[stamp_name] = None if row.get(name) is None else stamp
+        row["stamp"] = stamp
         row["message_id"] = message_id
         row["updated_at"] = now
         key = (record["practice"], record["source_id"])
         previous = by_kind[kind].get(key)
-        if previous is not None:  # the same record twice in one batch: fold, newest message wins
-            merged = dict(previous)
-            merged.update({k: v for k, v in row.items() if v is not None})
-            row = merged
-        by_kind[kind][key] = row
+        by_kind[kind][key] = row if previous is None else _fold(previous, row, kind)
         if message_id is not None:
             lineage_rows[(kind, record["practice"], record["source_id"], message_id)] = None
     # rows are written in one order (kind, then key) whatever the batch's order: two workers
@@ -84,8 +119,9 @@ def _upsert_kind(conn: sa.Connection, kind: str, rows: list[dict[str, Any]]) -> 
 def _upsert_statement(dialect_name: str, kind: str) -> tuple[str, tuple[tuple[str, Any], ...]]:
     """INSERT … ON CONFLICT DO UPDATE in the syntax SQLite (3.24+) and PostgreSQL share.
 
-    A field left empty (NULL) keeps the stored value; an older message does not overwrite a
-    row written by a newer one (see the module docstring)."""
+    Each field takes the incoming value when the incoming stamp of that field is at least the
+    stored one (a field the message left empty has no stamp, so it keeps the stored value); the
+    row's event time and message follow its latest stamp. See the module docstring."""
     dialect = {"sqlite": sqlite.dialect, "postgresql": postgresql.dialect}[dialect_name]()
     quote = dialect.identifier_preparer.quote
     table = RECORD_TABLES[kind]
@@ -94,14 +130,22 @@ def _upsert_statement(dialect_name: str, kind: str) -> tuple[str, tuple[tuple[st
     placeholder = "?" if dialect_name == "sqlite" else "%s"
     values = [f"{placeholder}::json" if dialect_name == "postgresql" and isinstance(c.type, sa.JSON) else placeholder
               for c in columns]
-    updates = [f"{quote(c.name)} = COALESCE(excluded.{quote(c.name)}, {name}.{quote(c.name)})"
-               for c in columns if c.name not in ("practice", "source_id", "updated_at")]
-    updates.append('"updated_at" = excluded."updated_at"' if dialect_name == "postgresql"
-                   else "updated_at = excluded.updated_at")
+    # stamps are digits of one width: byte order is their order (and C collation is the fast one)
+    collate = ' COLLATE "C"' if dialect_name == "postgresql" else ""
+
+    def newer(stamp: str) -> str:
+        return f"excluded.{quote(stamp)}{collate} >= COALESCE({name}.{quote(stamp)}, ''){collate}"
+
+    def take_if(condition: str, column: str) -> str:
+        return f"{quote(column)} = CASE WHEN {condition} THEN excluded.{quote(column)} ELSE {name}.{quote(column)} END"
+
+    updates = []
+    for field, stamp in _stamped(kind):
+        updates += [take_if(newer(stamp), field), take_if(newer(stamp), stamp)]
+    updates += [take_if(newer("stamp"), column) for column in ("event_time", "message_id", "stamp")]
+    updates.append(f"{quote('updated_at')} = excluded.{quote('updated_at')}")
     sql = (f"INSERT INTO {name} ({', '.join(quote(c.name) for c in columns)}) VALUES ({', '.join(values)}) "
-           f"ON CONFLICT (practice, source_id) DO UPDATE SET {', '.join(updates)} "
-           f"WHERE {name}.message_id IS NULL OR excluded.message_id IS NULL "
-           f"OR {name}.message_id <= excluded.message_id")
+           f"ON CONFLICT (practice, source_id) DO UPDATE SET {', '.join(updates)}")
     return sql, tuple((c.name, _converter(c.type, dialect_name)) for c in columns)
 
 
@@ -109,7 +153,7 @@ def _converter(column_type: Any, dialect_name: str) -> Any:
     """Python value → DBAPI parameter, as the column's SQLAlchemy type would bind it."""
     sqlite_ = dialect_name == "sqlite"
     if isinstance(column_type, MoneyCents):
-        return lambda v: None if v is None else int((Decimal(v) * 100).to_integral_value())
+        return lambda v: None if v is None else MoneyCents.cents(v)
     if isinstance(column_type, UTCDateTime):
         # SQLAlchemy's SQLite DateTime text format, so rows read back the same whichever path wrote them
         return (lambda v: None if v is None else v.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")) if sqlite_ \
@@ -179,6 +223,13 @@ def apply_patient_merge(conn: sa.Connection, practice: str, prior: str, survivin
         table = RECORD_TABLES[kind]
         conn.execute(sa.update(table).where(table.c.practice == practice, table.c[column] == prior)
                      .values({column: surviving}))
+
+
+def delete_practice(conn: sa.Connection, practice: str) -> None:
+    """Remove every canonical row and lineage entry of a practice (its messages stay)."""
+    for table in RECORD_TABLES.values():
+        conn.execute(sa.delete(table).where(table.c.practice == practice))
+    conn.execute(sa.delete(lineage).where(lineage.c.practice == practice))
 
 
 def fetch_records(conn: sa.Connection, kind: str, practice: str | None = None) -> list[dict[str, Any]]:

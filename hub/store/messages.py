@@ -1,11 +1,21 @@
 """The message store: every message as it arrived, saved before it is acknowledged.
 
-A message's content is stored once. The same bytes arriving again for the same
-practice are recorded as a row of status ``duplicate`` pointing at the original
-(so the arrival is visible and auditable) but carry no copy and yield no records.
-A different message that reuses a control id has other content, so it is not a
-duplicate. Statuses: ``received`` (stored, not yet processed), ``processed``,
-``error`` (with a reason; reprocessable), ``duplicate``.
+A message is stored once. What makes two arrivals the same message is the
+connector's to say (``Connector.dedup_key``; default: identical bytes): a repeat
+for the same practice is recorded as a row of status ``duplicate`` pointing at the
+original (so the arrival is visible and auditable) but carries no copy and yields
+no records. The ``dedup_key`` column holds ``practice:key`` (unique while the row
+holds the content); ``content_hash`` is always the sha256 of the bytes.
+
+Where the connector promises unique control ids (``Connector.unique_control_ids``,
+HL7 v2 MSH-10), a new message that repeats a stored message's sender and control
+id with other content is not a duplicate: it is stored, processed, and flagged
+``control-id-reused`` (column ``flag``), so the sender's reuse is visible. Two
+arrivals saved at the same moment by different processes do not see each other
+for this check (the flag is advice; the message itself is never lost).
+
+Statuses: ``received`` (stored, not yet processed), ``processed``, ``error`` (with
+a reason; reprocessable), ``duplicate``.
 """
 
 from __future__ import annotations
@@ -18,9 +28,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from hub.connector import DEDUP_KEY_MAX, content_key
 from hub.model.tables import messages
+from hub.store.engine import fetch_by_keys
 
 STATUSES = ("received", "processed", "error", "duplicate")
+CONTROL_ID_REUSED = "control-id-reused"  # the flag of a message reusing a stored message's control id
 
 
 @dataclass(frozen=True)
@@ -32,6 +45,10 @@ class NewMessage:
     control_id: str | None = None
     message_type: str | None = None
     origin: str | None = None
+    # the connector's dedup key (``Connector.store_key``); None: the content hash
+    dedup_key: str | None = None
+    # the connector promises unique control ids per sender: a reuse with other content is flagged
+    unique_control_id: bool = False
 
 
 @dataclass(frozen=True)
@@ -47,11 +64,19 @@ class SavedMessage:
 
 
 def content_hash(raw: bytes) -> str:
-    return hashlib.sha256(raw).hexdigest()
+    return content_key(raw)
 
 
-def _dedup_key(practice: str, digest: str) -> str:
-    return f"{practice}:{digest}"
+def store_key(practice: str, key: str) -> str:
+    """The ``dedup_key`` column of a connector's key: one message per practice and key (at most
+    64 + 1 + 64 characters; the content key of earlier versions gives the same column)."""
+    if len(key) > DEDUP_KEY_MAX:
+        key = hashlib.sha256(key.encode("utf-8")).hexdigest()
+    return f"{practice}:{key}"
+
+
+def _keys(items: Sequence[NewMessage], digests: list[str]) -> list[str]:
+    return [store_key(m.practice, m.dedup_key or digest) for m, digest in zip(items, digests, strict=True)]
 
 
 def utcnow() -> dt.datetime:
@@ -66,7 +91,7 @@ def save_messages(conn: sa.Connection, items: Sequence[NewMessage]) -> list[Save
         return _save_postgresql(conn, items)
     now = utcnow()
     digests = [content_hash(m.raw) for m in items]
-    keys = [_dedup_key(m.practice, d) for m, d in zip(items, digests, strict=True)]
+    keys = _keys(items, digests)
     known: dict[str, int] = {}
     known_errors: dict[int, str] = {}
     for chunk_start in range(0, len(keys), 500):
@@ -96,10 +121,9 @@ def save_messages(conn: sa.Connection, items: Sequence[NewMessage]) -> list[Save
         for i, new_id in zip(new_index, ids, strict=True):
             known[keys[i]] = new_id
     results: list[SavedMessage | None] = [None] * len(items)
-    first_owner: dict[str, int] = {}
     for i in new_index:
-        first_owner[keys[i]] = i
         results[i] = SavedMessage(known[keys[i]], None)
+    _flag_reused_control_ids(conn, items, digests, {i: known[keys[i]] for i in new_index})
     _save_duplicates(conn, items, digests, keys, now, known, known_errors, results)
     return [r for r in results if r is not None]
 
@@ -123,6 +147,34 @@ def _save_duplicates(conn: sa.Connection, items: Sequence[NewMessage], digests: 
             results[i] = SavedMessage(original, original, known_errors.get(original))
 
 
+_REUSE_LOOKUP = ("SELECT id, connector, sender, control_id, content_hash FROM messages "
+                 "WHERE practice = :practice AND dedup_key IS NOT NULL AND control_id IN :keys")
+
+
+def _flag_reused_control_ids(conn: sa.Connection, items: Sequence[NewMessage], digests: list[str],
+                             stored: dict[int, int]) -> None:
+    """Flag each message just stored (``stored``: index in ``items`` → id) that reuses the sender and
+    control id of an earlier message (stored before, or earlier in this group) with other content.
+    Called after the insert, in the same transaction, so the look-up sees the group's own rows."""
+    candidates = {i: new_id for i, new_id in stored.items()
+                  if items[i].unique_control_id and items[i].control_id}
+    if not candidates:
+        return
+    wanted: dict[str, set[str]] = {}
+    for i in candidates:
+        wanted.setdefault(items[i].practice, set()).add(str(items[i].control_id))
+    seen: dict[tuple[str, str, str | None, str], list[tuple[int, str]]] = {}
+    for practice, control_ids in wanted.items():
+        for row in fetch_by_keys(conn, _REUSE_LOOKUP, control_ids, practice=practice):
+            seen.setdefault((practice, row[1], row[2], row[3]), []).append((int(row[0]), row[4]))
+    flagged = [new_id for i, new_id in candidates.items()
+               if any(other < new_id and digest != digests[i] for other, digest in
+                      seen.get((items[i].practice, items[i].connector, items[i].sender, str(items[i].control_id)),
+                               ()))]
+    if flagged:
+        conn.execute(sa.update(messages).where(messages.c.id.in_(flagged)).values(flag=CONTROL_ID_REUSED))
+
+
 # PostgreSQL: the group's new messages in one statement of a fixed text (arrays, not one set of
 # parameters per row), so the driver converts and prepares it once per connection instead of
 # once per group; a content already stored is skipped by the unique dedup key (also when another
@@ -144,7 +196,7 @@ _PG_KNOWN = "SELECT dedup_key, id, status, error FROM messages WHERE dedup_key =
 def _save_postgresql(conn: sa.Connection, items: Sequence[NewMessage]) -> list[SavedMessage]:
     now = utcnow()
     digests = [content_hash(m.raw) for m in items]
-    keys = [_dedup_key(m.practice, d) for m, d in zip(items, digests, strict=True)]
+    keys = _keys(items, digests)
     first: dict[str, int] = {}  # dedup key → index of its first arrival in the group
     for i, key in enumerate(keys):
         first.setdefault(key, i)
@@ -161,6 +213,7 @@ def _save_postgresql(conn: sa.Connection, items: Sequence[NewMessage]) -> list[S
     for i in new_index:
         if keys[i] in known:
             results[i] = SavedMessage(known[keys[i]], None)
+    _flag_reused_control_ids(conn, items, digests, {i: known[keys[i]] for i in new_index if keys[i] in known})
     stored_before = [keys[i] for i in new_index if keys[i] not in known]
     if stored_before:
         for key, message_id, status, error in conn.exec_driver_sql(_PG_KNOWN, {"keys": stored_before}):
@@ -176,7 +229,8 @@ def load_for_processing(conn: sa.Connection, ids: Iterable[int], *, statuses: tu
     if not ids:
         return []
     cols = [messages.c.id, messages.c.practice, messages.c.connector, messages.c.raw, messages.c.sender,
-            messages.c.control_id, messages.c.message_type, messages.c.origin, messages.c.attempts]
+            messages.c.control_id, messages.c.message_type, messages.c.origin, messages.c.attempts,
+            messages.c.received_at]
     rows = conn.execute(sa.select(*cols).where(messages.c.id.in_(ids), messages.c.status.in_(statuses))
                         .order_by(messages.c.id)).all()
     return list(rows)

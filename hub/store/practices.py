@@ -24,11 +24,34 @@ def add_practice(conn: sa.Connection, slug: str, name: str, *, mapping: str | No
     except MarshmallowError as exc:
         raise ValidationError(f"practice {slug!r}: " + "; ".join(
             f"{k}: {' '.join(v)}" for k, v in exc.normalized_messages().items())) from None
+    check_timezone(timezone)
     if conn.execute(sa.select(practices.c.slug).where(practices.c.slug == slug)).first():
         raise HubError(f"practice {slug!r} is already registered")
     conn.execute(sa.insert(practices).values(slug=slug, name=name, mapping=mapping, acquired_on=acquired_on,
                                              timezone=timezone, status="onboarding",
                                              created_at=dt.datetime.now(dt.UTC)))
+
+
+def check_timezone(name: str | None) -> None:
+    """Refuse a zone that is not an IANA name (``America/Chicago``); None is no zone."""
+    if name is None:
+        return
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from hub.errors import ValidationError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValidationError(f"unknown time zone {name!r}: give an IANA name such as America/Chicago") from None
+
+
+def set_timezone(conn: sa.Connection, slug: str, timezone: str) -> str | None:
+    """Set the practice's zone; returns the zone it had."""
+    check_timezone(timezone)
+    previous = get_practice(conn, slug)["timezone"]
+    conn.execute(sa.update(practices).where(practices.c.slug == slug).values(timezone=timezone))
+    return previous  # type: ignore[no-any-return]
 
 
 def get_practice(conn: sa.Connection, slug: str) -> dict[str, Any]:

@@ -32,7 +32,6 @@ def test_every_kind_has_a_schema_and_a_table():
 
 @pytest.mark.parametrize(("record", "field"), [
     (appointment(status="maybe"), "status"),
-    (appointment(start="2025-03-04T09:00:00"), "start"),  # a date-time needs its offset
     (appointment(start=None), "start"),
     (appointment(unknown_field="x"), "unknown_field"),
     ({"kind": "charge", "practice": "p", "source_id": "C", "service_date": "2025-01-01", "amount": 12.5}, "amount"),
@@ -90,3 +89,25 @@ def test_fast_path_agrees_with_marshmallow(kind, data):
     if fast is None:
         return
     assert fast == schema_for(kind).load(record)
+
+
+def test_a_time_without_offset_is_read_in_the_practice_zone():
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    chicago = ZoneInfo("America/Chicago")
+    # 22:30 on 28 February where the practice is: the same wall clock, at Chicago's winter offset
+    out = validate_record(appointment(start="2025-02-28T22:30:00"), chicago)
+    assert out["start"].isoformat() == "2025-02-28T22:30:00-06:00"
+    # without a zone (a practice still onboarding without one) it is UTC
+    assert validate_record(appointment(start="2025-02-28T22:30:00"))["start"].utcoffset() == dt.timedelta(0)
+
+
+def test_an_instant_keeps_its_moment_and_shows_the_practice_local_date():
+    from zoneinfo import ZoneInfo
+
+    out = validate_record(appointment(start="2025-03-01T04:30:00+00:00"), ZoneInfo("America/Chicago"))
+    assert out["start"].isoformat() == "2025-02-28T22:30:00-06:00"  # February where the visit happened
+    # no zone: kept as sent
+    assert validate_record(appointment(start="2025-03-01T04:30:00+00:00"))["start"].isoformat() \
+        == "2025-03-01T04:30:00+00:00"

@@ -119,3 +119,50 @@ def test_two_writers_sharing_patients_wait_for_each_other_instead_of_deadlocking
         thread.join(30)
     assert not thread.is_alive() and failures == []
     assert {r["source_id"]: r["family_name"] for r in rows(engine, "patient")} == {"M1": "B", "M2": "B"}
+
+
+def test_the_latest_event_wins_whatever_the_arrival_order(database_url):
+    """A completion (event at 10:00) that arrives before its booking (event at 08:00, a later
+    message id): the appointment stays fulfilled, and its start comes from the latest event."""
+    engine = get_engine(database_url)
+    write(engine, [(rec("appointment", "A1", start="2025-03-04T09:30:00-06:00", status="fulfilled",
+                        event_time="2025-03-04T10:00:00-06:00"), 5)])
+    write(engine, [(rec("appointment", "A1", start="2025-03-04T09:00:00-06:00", status="booked",
+                        visit_type="NEW", event_time="2025-03-01T08:00:00-06:00"), 9)])
+    (row,) = rows(engine, "appointment")
+    assert (row["status"], row["start"]) == ("fulfilled", "2025-03-04T09:30:00-06:00")
+    assert row["visit_type"] == "NEW"  # only the booking carried it: the value is kept
+    assert (row["event_time"], row["message_id"]) == ("2025-03-04T10:00:00-06:00", 5)
+    with engine.connect() as conn:
+        assert canonical.lineage_of(conn, "appointment", "derm", "A1") == [5, 9]
+
+
+def test_a_newer_event_without_a_field_keeps_the_older_events_value(database_url):
+    engine = get_engine(database_url)
+    # the newer message (no NPI) is processed first, the older one (with the NPI) after it
+    write(engine, [(rec("provider", "P1", family_name="Okafor-Lee", event_time="2025-05-02T10:00:00+00:00"), 1)])
+    write(engine, [(rec("provider", "P1", family_name="Okafor", npi="1234567893",
+                        event_time="2025-05-01T10:00:00+00:00"), 2)])
+    (row,) = rows(engine, "provider")
+    assert (row["npi"], row["family_name"]) == ("1234567893", "Okafor-Lee")
+
+
+def test_events_at_the_same_time_are_ordered_by_message(database_url):
+    engine = get_engine(database_url)
+    at = "2025-03-01T00:00:00-06:00"  # two rows of one export, both dated by the export
+    write(engine, [(rec("appointment", "A1", start="2025-03-04T09:00:00-06:00", status="cancelled", event_time=at), 8)])
+    write(engine, [(rec("appointment", "A1", start="2025-03-04T09:00:00-06:00", status="booked", event_time=at), 7)])
+    assert rows(engine, "appointment")[0]["status"] == "cancelled"
+    # the same message reprocessed (a mapping fixed since) rewrites its own values
+    write(engine, [(rec("appointment", "A1", start="2025-03-04T09:00:00-06:00", status="noshow", event_time=at), 8)])
+    assert rows(engine, "appointment")[0]["status"] == "noshow"
+
+
+def test_one_batch_folds_by_event_not_by_position(database_url):
+    engine = get_engine(database_url)
+    write(engine, [(rec("appointment", "A1", start="2025-03-04T09:00:00-06:00", status="cancelled",
+                        cancel_reason="PT", event_time="2025-03-03T12:00:00-06:00"), 1),
+                   (rec("appointment", "A1", start="2025-03-04T09:00:00-06:00", status="booked",
+                        event_time="2025-02-20T12:00:00-06:00"), 2)])
+    (row,) = rows(engine, "appointment")
+    assert (row["status"], row["cancel_reason"], row["message_id"]) == ("cancelled", "PT", 1)
