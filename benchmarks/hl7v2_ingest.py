@@ -16,7 +16,8 @@ P03 with 1–5 FT1; about 1 KB each, synthetic patients) is measured as:
 - baseline: read, ``str.split``, pick the fields the connector maps (identifiers, names, dates,
   codes, amounts, providers, locations: no unescaping, typing or checks), batch-insert the raw
   messages and one row per record into SQLite; and the narrower loop of earlier runs, which
-  picks a handful of key fields per record.
+  picks a handful of key fields per record. The baselines run at the hub's SQLite ``synchronous``
+  level (NORMAL here, as HUB_SQLITE_SYNCHRONOUS sets it for the hub), so both pay the same syncs.
 
 Figures are messages per second on one process (one core), but for ``--jobs``.
 """
@@ -303,10 +304,16 @@ def _bare_records(i: int, data: bytes) -> tuple[tuple[object, ...], list[tuple[o
     return raw, recs
 
 
+def _synchronous() -> str:
+    """The SQLite ``synchronous`` level the hub runs at in this benchmark (HUB_SQLITE_SYNCHRONOUS)."""
+    return os.environ.get("HUB_SQLITE_SYNCHRONOUS", "FULL").upper()
+
+
 def baseline(messages: list[bytes], folder: Path, batch: int) -> tuple[int, float]:
     """Bare: decode, str.split, pick the fields the connector maps, batch-insert raw messages and records."""
     db = sqlite3.connect(folder / "bare.db")
     db.execute("PRAGMA journal_mode=WAL")
+    db.execute(f"PRAGMA synchronous={_synchronous()}")  # the hub's own setting: durability alike
     db.execute("CREATE TABLE raw (id INTEGER PRIMARY KEY, body BLOB, control_id TEXT, type TEXT, app TEXT, fac TEXT)")
     db.execute("CREATE TABLE rec (msg INTEGER, kind TEXT, source_id TEXT, patient TEXT, "
                + ", ".join(f"c{n} TEXT" for n in range(10)) + ")")
@@ -333,6 +340,7 @@ def baseline_key_fields(messages: list[bytes], folder: Path, batch: int) -> tupl
     """The narrower bare loop: a handful of key fields per record (kept to compare with earlier runs)."""
     db = sqlite3.connect(folder / "bare_keys.db")
     db.execute("PRAGMA journal_mode=WAL")
+    db.execute(f"PRAGMA synchronous={_synchronous()}")
     db.execute("CREATE TABLE raw (id INTEGER PRIMARY KEY, body BLOB, control_id TEXT, type TEXT)")
     db.execute("CREATE TABLE rec (msg INTEGER, kind TEXT, source_id TEXT, patient TEXT, a TEXT, b TEXT)")
 
@@ -385,7 +393,8 @@ def main() -> None:
     print(f"generating {args.count} messages ...", flush=True)
     messages = generate(args.count, args.seed)
     size = sum(len(m) for m in messages) / len(messages)
-    print(f"  mean size {size:.0f} bytes; python {sys.version.split()[0]}; cpu cores {os.cpu_count()}")
+    print(f"  mean size {size:.0f} bytes; python {sys.version.split()[0]}; cpu cores {os.cpu_count()}; "
+          f"SQLite synchronous={_synchronous()} for the hub and the baselines alike")
 
     print("\nparsers alone (sample), messages/s:")
     for name, value in parsers_alone(messages).items():
