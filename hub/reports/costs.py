@@ -15,7 +15,7 @@ from decimal import Decimal, InvalidOperation
 import sqlalchemy as sa
 
 from hub.errors import ValidationError
-from hub.model.tables import practices
+from hub.model.tables import MoneyCents, practices
 from hub.reports import rollups
 from hub.reports.tables import report_costs
 
@@ -42,7 +42,7 @@ def parse_costs(text: str, *, source: str) -> list[dict[str, object]]:
             raise ValidationError(f"{source}: line {line}: cost is not a number: {row['cost']!r}") from None
         if not cost.is_finite() or cost < 0:
             raise ValidationError(f"{source}: line {line}: cost must be zero or more")
-        rows[(practice, line_name, month)] = int((cost * 100).to_integral_value())
+        rows[(practice, line_name, month)] = MoneyCents.cents(cost)  # half-up, as every amount
     return [{"practice": p, "service_line": s, "month": m, "cost_cents": c} for (p, s, m), c in rows.items()]
 
 

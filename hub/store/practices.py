@@ -51,7 +51,7 @@ def set_timezone(conn: sa.Connection, slug: str, timezone: str) -> str | None:
     check_timezone(timezone)
     previous = get_practice(conn, slug)["timezone"]
     conn.execute(sa.update(practices).where(practices.c.slug == slug).values(timezone=timezone))
-    return previous  # type: ignore[no-any-return]
+    return previous
 
 
 def get_practice(conn: sa.Connection, slug: str) -> dict[str, Any]:
