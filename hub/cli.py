@@ -157,7 +157,6 @@ def normalize(state: State, practice: str, connector: str | None, mapping_file: 
     from hub.mapping import EMPTY, load_mapping
     from hub.model.schemas import to_json_ready
     from hub.pipeline.normalize import normalize_payload
-
     from hub.store.practices import check_timezone
 
     check_timezone(timezone)
@@ -165,7 +164,7 @@ def normalize(state: State, practice: str, connector: str | None, mapping_file: 
     failed = 0
     for path in iter_files(files):
         results = normalize_payload(state.plugins, path.read_bytes(), practice=practice, connector=connector,
-                                    mapping=mapping, origin=str(path), timezone=timezone)
+                                    mapping=mapping, origin=str(path), timezone=mapping.practice_zone(timezone))
         for result in results:
             if result.error is not None:
                 failed += 1
@@ -249,7 +248,8 @@ def practice_add(state: State, slug: str, name: str, mapping_file: str | None, a
 
     text = Path(mapping_file).read_text() if mapping_file else None
     if text:
-        load_mapping(text, source=mapping_file or "mapping")  # refuse a bad mapping before storing anything
+        # refuse a bad mapping before storing anything; its top-level zone is the practice's unless given
+        timezone = load_mapping(text, source=mapping_file or "mapping").practice_zone(timezone)
     with writer(state.runtime.engine).begin() as conn:
         add_practice(conn, slug, name, mapping=text, acquired_on=acquired_on.date() if acquired_on else None,
                      timezone=timezone)

@@ -26,10 +26,18 @@ register the class from a plugin::
 ``normalize`` (given) runs the two steps, stamps ``practice`` on every record and
 turns any unexpected exception into the hub's ``ParseError``, so a connector bug
 shows as a clear error on that message rather than a crash of the pipeline.
+
+Duplicates: the connector says what makes two arrivals the same message
+(``dedup_key``, default: identical bytes); the message store keeps one message per
+practice and key and records a repeat as a ``duplicate`` row. ``unique_control_ids``
+says the sender promises a message's ``control_id`` is unique (HL7 v2 MSH-10): a
+stored message that repeats another's sender and control id with other content is
+then processed and flagged ``control-id-reused``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
@@ -38,14 +46,33 @@ from typing import Any, ClassVar
 
 from hub.errors import HubError, ParseError
 
+DEDUP_KEY_MAX = 64  # characters of a connector's dedup key; the store prefixes the practice
+
+
+def content_key(raw: bytes) -> str:
+    """The default dedup key: the sha256 of the message's bytes (identical content is one message)."""
+    return hashlib.sha256(raw).hexdigest()
+
+
+def digest_key(*parts: str | bytes) -> str:
+    """A dedup key made of several parts (sha256, 64 hex characters). Start with the connector's name so
+    that keys of different connectors never meet; each part is length-prefixed, so ("ab", "c") and
+    ("a", "bc") differ."""
+    digest = hashlib.sha256()
+    for part in parts:
+        data = part.encode("utf-8") if isinstance(part, str) else part
+        digest.update(b"%d:" % len(data))
+        digest.update(data)
+    return digest.hexdigest()
+
 
 @dataclass(frozen=True)
 class Envelope:
     """One message as it arrived, before parsing.
 
-    ``sender`` and ``control_id`` identify it for duplicate detection and
-    acknowledgement (for HL7 v2: MSH-3^MSH-4 and MSH-10); ``meta`` carries what
-    the connector needs to answer (for example the acknowledgement mode).
+    ``sender`` and ``control_id`` name it in the store and in acknowledgements (for
+    HL7 v2: MSH-3^MSH-4 and MSH-10); ``meta`` carries what the connector needs to
+    answer (for example the acknowledgement mode) and to compute its ``dedup_key``.
     """
 
     raw: bytes
@@ -69,8 +96,9 @@ class Context:
 class Outcome:
     """How the hub handled a message, for the connector's acknowledgement.
 
-    ``duplicate``: the same content arrived before and is stored once; ``accepted`` then
-    tells how the first copy fared, so a resend of a failed message is not answered as a success.
+    ``duplicate``: the same message (by the connector's ``dedup_key``) arrived before and is stored
+    once; ``accepted`` then tells how the first copy fared, so a resend of a failed message is not
+    answered as a success.
     """
 
     accepted: bool
@@ -92,6 +120,9 @@ class Connector(ABC):
     # metadata says {"secret": True} or {"phi": True} are redacted wherever they are shown
     config_schema: ClassVar[type | None] = None
     description: ClassVar[str] = ""
+    # the sender promises that Envelope.control_id is unique per Envelope.sender (HL7 v2 MSH-10):
+    # a message repeating a stored one's sender and control id with other content is flagged
+    unique_control_ids: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.log = logging.getLogger(f"hub.connector.{self.name}")
@@ -105,6 +136,18 @@ class Connector(ABC):
     def split(self, data: bytes, *, origin: str | None = None) -> list[Envelope]:
         """One payload may carry several messages (an HL7 batch); the default is one."""
         return [Envelope(raw=data)]
+
+    def dedup_key(self, envelope: Envelope) -> str:
+        """What makes two arrivals the same message. Two envelopes of one practice with the same key
+        are one message: the later is stored as a ``duplicate`` row pointing at the first and is not
+        processed. Default: the sha256 of the raw bytes (identical content).
+
+        Called for every envelope ``split`` returns, on the intake path (so cheap, and from the
+        envelope alone: put what the key needs into ``meta`` in ``split``); also for a payload
+        ``split`` refused (an ``Envelope`` of the raw payload only). The same envelope must give the
+        same key in any process. At most ``DEDUP_KEY_MAX`` (64) characters: hash a longer identity
+        with ``digest_key(self.name, ...)``."""
+        return content_key(envelope.raw)
 
     @abstractmethod
     def parse(self, envelope: Envelope, context: Context) -> Any:
@@ -146,6 +189,21 @@ class Connector(ABC):
         for record in records:
             record["practice"] = context.practice
         return records
+
+    def store_key(self, envelope: Envelope) -> str:
+        """``dedup_key`` as the store uses it: a key that is not a non-empty str, or a failing
+        ``dedup_key``, falls back to the content (a connector bug must not lose a message);
+        a key longer than ``DEDUP_KEY_MAX`` is hashed."""
+        try:
+            key = self.dedup_key(envelope)
+        except Exception:
+            self.log.exception("connector %s could not compute a dedup key; the content is used", self.name)
+            return content_key(envelope.raw)
+        if not isinstance(key, str) or not key:
+            self.log.error("connector %s gave a dedup key that is not a non-empty str; the content is used",
+                           self.name)
+            return content_key(envelope.raw)
+        return key if len(key) <= DEDUP_KEY_MAX else digest_key(self.name, key)
 
     @classmethod
     def describe(cls) -> dict[str, Any]:

@@ -13,12 +13,31 @@ line, and the rest of the file loads. ``on_bad_row: refuse`` refuses the whole
 file instead, for the onboarding commands, which read the file dry before storing
 anything (``refuse_reason``). A file whose quoting is broken cannot be cut into
 rows and is refused whole, naming the line.
+
+Duplicates (``dedup_key``): a row is the same message as another when it comes
+from the same export file (the sha256 of the file's bytes, whatever its name) at
+the same line. The same file sent twice is therefore all duplicates, while a later
+export repeating a row byte for byte (booked, cancelled, booked again) is a new
+message. An export identical byte for byte to an earlier one is taken for a
+resend. A large export streamed in chunks (``iter_chunks``, backfill) is keyed by
+each chunk's bytes and the absolute line numbers, so a rerun with the same chunk
+size finds the same keys.
+
+Times: a date-time without an offset (what exports hold) is emitted without one
+(``2025-03-01T09:30:00``) and the hub reads it in the practice's zone; the
+``timezone`` setting of the csv section, when set, overrides that zone for this
+feed. Every record of a row carries ``event_time``: the row's ``event_time_column``
+when the map names one and the cell is filled, else the export's date
+(``export_date`` in the map, else a date in the file name such as
+``appointments_2025-03-01.csv`` or ``20250301``; midnight of that day), else none
+(the hub uses the arrival time).
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
 import io
 import re
 import zoneinfo
@@ -27,7 +46,7 @@ from decimal import Decimal, InvalidOperation
 from typing import IO, Any
 
 from hub import hookimpl
-from hub.connector import Connector, Context, Envelope
+from hub.connector import Connector, Context, Envelope, digest_key
 from hub.errors import ConfigError, ParseError
 from hub.mapping.transforms import apply_transforms, transform_names
 from hub.model.kinds import KINDS
@@ -41,6 +60,8 @@ RELATED_KEY = {"patient": "patient_source_id", "provider": "provider_source_id",
 TRUE = {"y", "yes", "true", "t", "1", "x"}
 FALSE = {"n", "no", "false", "f", "0"}
 _LINE_SUFFIX = re.compile(r"#line=(\d+)$")
+# a date in a file name: 2025-03-01, 2025_03_01 or 20250301, not inside a longer run of digits
+_NAME_DATE = re.compile(r"(?<!\d)((?:19|20)\d\d)([-_]?)(\d\d)\2(\d\d)(?!\d)")
 _HEADER_LABEL = re.compile(r"^[A-Za-z][\w .#/()&%?'-]{0,79}$")
 _FIELD_TYPES = {kind: {f.name: f.type for f in fields} for kind, fields in KINDS.items()}
 
@@ -66,6 +87,18 @@ def first_line(origin: str | None) -> int:
 def file_of(origin: str | None) -> str | None:
     """The file name of an origin, without a backfill chunk's #line=N."""
     return _LINE_SUFFIX.sub("", origin) if origin else origin
+
+
+def date_in_name(origin: str | None) -> dt.date | None:
+    """The export date a file name carries (the last valid one, as in ``from_to`` names), or None."""
+    name = re.split(r"[\\/]", file_of(origin) or "")[-1]
+    found = None
+    for match in _NAME_DATE.finditer(name):
+        try:
+            found = dt.date(int(match.group(1)), int(match.group(3)), int(match.group(4)))
+        except ValueError:
+            continue
+    return found
 
 
 def _row_text(header: list[str], row: list[str], delimiter: str) -> bytes:
@@ -114,15 +147,16 @@ class CsvConnector(Connector):
 
     # ------------------------------------------------------------------ split
     def split(self, data: bytes, *, origin: str | None = None) -> list[Envelope]:
-        envelopes = list(self.iter_envelopes(decode(data), origin=origin))
+        envelopes = list(self.iter_envelopes(decode(data), origin=origin,
+                                             file_sha256=hashlib.sha256(data).hexdigest()))
         if not envelopes:
             # an empty export is refused with its reason rather than taken in as nothing at all
             raise ParseError("the CSV has no data rows (a header row and at least one row are needed)",
                              source=file_of(origin))
         return envelopes
 
-    def iter_envelopes(self, text: str, *, origin: str | None = None, delimiter: str = ","
-                       ) -> Iterator[Envelope]:
+    def iter_envelopes(self, text: str, *, origin: str | None = None, delimiter: str = ",",
+                       file_sha256: str | None = None) -> Iterator[Envelope]:
         offset = first_line(origin) - 2
         header: list[str] | None = None
         for line, row in iter_rows(text, delimiter, source=file_of(origin)):
@@ -131,7 +165,7 @@ class CsvConnector(Connector):
                 continue
             number = line + offset
             yield Envelope(raw=_row_text(header, row, delimiter), control_id=f"line {number}",
-                           message_type="CSV", meta={"line": number})
+                           message_type="CSV", meta={"line": number, "file_sha256": file_sha256})
 
     def iter_chunks(self, stream: IO[bytes], *, rows: int = 5000, encoding: str | None = None
                     ) -> Iterator[tuple[bytes, int]]:
@@ -181,6 +215,13 @@ class CsvConnector(Connector):
         writer.writerow(header)
         writer.writerows(rows)
         return out.getvalue().encode("utf-8")
+
+    def dedup_key(self, envelope: Envelope) -> str:
+        """The export file and the row's line in it; a row without them (not cut by ``split``): its bytes."""
+        file_sha256, line = envelope.meta.get("file_sha256"), envelope.meta.get("line")
+        if not file_sha256 or not line:
+            return super().dedup_key(envelope)
+        return digest_key(self.name, str(file_sha256), str(line))
 
     # ------------------------------------------------------------------ parse
     def parse(self, envelope: Envelope, context: Context) -> Any:
@@ -269,6 +310,41 @@ class RowReader:
         self.values = {field: {str(k): v for k, v in table.items()}
                        for field, table in (export.get("values") or {}).items()}
         self.origin = file_of(context.origin)
+        config = context.config or {}
+        self.event_column = export.get("event_time_column") or config.get("event_time_column")
+        self.export_date = self._export_date(export.get("export_date") or config.get("export_date"),
+                                             context.origin)
+
+    def _export_date(self, configured: Any, origin: str | None) -> str | None:
+        """Midnight of the export's day (the map's export_date, else the file name's date), as a time
+        without offset: the export holds the state of that day at the latest."""
+        day = None
+        if isinstance(configured, dt.datetime):
+            day = configured.date()
+        elif isinstance(configured, dt.date):  # YAML reads 2025-03-01 as a date
+            day = configured
+        elif configured:
+            try:
+                day = dt.date.fromisoformat(str(configured).strip())
+            except ValueError:
+                raise ConfigError("connectors.csv.export_date is not a date (YYYY-MM-DD)", source=self.origin
+                                  ) from None
+        day = day or date_in_name(origin)
+        if day is None:
+            return None
+        midnight = dt.datetime.combine(day, dt.time())
+        return (midnight.replace(tzinfo=self.zone) if self.zone else midnight).isoformat()
+
+    def event_time(self, row: dict[str, str], where: str) -> str | None:
+        if self.event_column:
+            raw = (row.get(self.event_column) or "").strip()
+            if raw:
+                try:
+                    return str(self.datetime(raw))
+                except ValueError:
+                    raise ParseError(f"column {self.event_column!r} (event_time) is not a date-time in the "
+                                     "export's date_formats", source=self.origin, location=where) from None
+        return self.export_date
 
     def records(self, row: dict[str, str], where: str) -> list[dict[str, Any]]:
         by_kind: dict[str, dict[str, Any]] = {self.kind: {"kind": self.kind}}
@@ -284,6 +360,10 @@ class RowReader:
         if not main.get("source_id"):
             raise ParseError(f"column {_column(self.export['columns']['source_id'])!r} (source_id) is empty",
                              source=self.origin, location=where)
+        when = self.event_time(row, where)
+        if when is not None:
+            for record in by_kind.values():
+                record["event_time"] = when
         out = []
         for kind, record in by_kind.items():
             if kind == self.kind:
@@ -295,7 +375,7 @@ class RowReader:
             elif not record.get("source_id"):
                 record["source_id"] = main.get(RELATED_KEY[kind])
             if record.get("source_id") and any(v not in (None, "") for k, v in record.items()
-                                               if k not in ("kind", "source_id")):
+                                               if k not in ("kind", "source_id", "event_time")):
                 out.append(record)
         return [*out, main]
 
@@ -334,26 +414,22 @@ class RowReader:
         return value
 
     def datetime(self, value: str, *, date_only: bool = False) -> Any:
+        """A date (``date_only``) or a date-time: with its offset when it has one, else in the
+        ``timezone`` override when set, else without offset (the hub reads it in the practice's zone)."""
         for fmt in self.formats:
             try:
                 parsed = dt.datetime.strptime(value, fmt)
             except ValueError:
                 continue
-            if date_only:
-                return parsed.date().isoformat()
-            if self.zone is None:
-                raise ConfigError("CSV date-times carry no offset: set connectors.csv.timezone (or the "
-                                  "mapping's timezone) to the practice's IANA zone", source=self.origin)
-            return parsed.replace(tzinfo=self.zone).isoformat()
-        try:  # ISO 8601 with an offset needs no zone
-            parsed = dt.datetime.fromisoformat(value)
-        except ValueError:
-            raise ValueError(value) from None
+            break
+        else:
+            try:  # ISO 8601, with or without an offset
+                parsed = dt.datetime.fromisoformat(value)
+            except ValueError:
+                raise ValueError(value) from None
         if date_only:
             return parsed.date().isoformat()
-        if parsed.tzinfo is None:
-            if self.zone is None:
-                raise ValueError(value)
+        if parsed.tzinfo is None and self.zone is not None:
             parsed = parsed.replace(tzinfo=self.zone)
         return parsed.isoformat()
 

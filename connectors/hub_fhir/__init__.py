@@ -6,7 +6,9 @@ Settings (the ``connectors: {fhir: {...}}`` section of a practice mapping, see
 - ``validate`` (default true; ``HUB_FHIR_VALIDATE=0`` turns it off everywhere): validate every
   resource against the R4 models at intake. ``false`` is the backfill mode for trusted history:
   records are mapped straight from the JSON, about eight times faster in the connector.
-- ``timezone``: IANA zone given to date-times sent without an offset.
+- ``timezone``: IANA zone given to date-times sent without an offset, overriding the practice's
+  zone for this feed. Unset (the usual case), such times are emitted without an offset and the
+  hub reads them in the practice's zone.
 - pull: ``base_url``, ``token`` (``HUB_FHIR_TOKEN``), SMART backend services ``client_id``
   (``HUB_FHIR_CLIENT_ID``), ``token_url`` (``HUB_FHIR_TOKEN_URL``), ``private_key``
   (``HUB_FHIR_PRIVATE_KEY``, PEM text or a file path), ``scope``, ``page_size``, ``resource_types``.
@@ -15,6 +17,9 @@ Unsupported resource types (valid FHIR the hub does not map, such as Observation
 message that is nothing but such a resource is kept in the message store as ``error`` with
 the reason ``unsupported resource type X`` (reprocessable once a mapping exists); inside a
 Bundle they are skipped, logged by type and named in the answer, and the rest is mapped.
+
+Event time: every record carries the ``meta.lastUpdated`` of the resource it comes from, else
+the enclosing Bundle's ``timestamp``, else none (the hub then uses the arrival time).
 """
 
 from __future__ import annotations
@@ -28,12 +33,12 @@ import orjson
 from marshmallow import Schema, fields
 
 from hub import hookimpl
-from hub.connector import Connector, Context, Envelope, Outcome
+from hub.connector import Connector, Context, Envelope, Outcome, digest_key
 from hub.errors import HubError, ValidationError
 
 from . import bundle, outcome
 from .bundle import Payload, References
-from .mapping import MAPPERS, MapContext, merge, timezone_of
+from .mapping import MAPPERS, MapContext, event_time, merge, timezone_of
 from .validate import validate_resource
 
 __version__ = "1.0.0"
@@ -46,7 +51,8 @@ class FhirConfigSchema(Schema):
     # data_key: a field named "validate" would hide Schema.validate()
     validate_resources = fields.Boolean(data_key="validate", load_default=True,
                                         metadata={"doc": "validate each resource against the R4 models"})
-    timezone = fields.String(metadata={"doc": "IANA zone for date-times sent without an offset"})
+    timezone = fields.String(metadata={"doc": "IANA zone for date-times sent without an offset; overrides the "
+                                              "practice's zone for this feed"})
     base_url = fields.String(metadata={"doc": "the practice's FHIR server, for hub fhir pull"})
     token = fields.String(metadata={"secret": True, "doc": "bearer token (or HUB_FHIR_TOKEN)"})
     client_id = fields.String(metadata={"doc": "SMART backend services client id (or HUB_FHIR_CLIENT_ID)"})
@@ -82,6 +88,11 @@ class FhirConnector(Connector):
     def split(self, data: bytes, *, origin: str | None = None) -> list[Envelope]:
         return bundle.split(data)
 
+    def dedup_key(self, envelope: Envelope) -> str:
+        """The resource versions the message carries (see ``bundle.versions_of``), else its bytes."""
+        versions = envelope.meta.get("versions")
+        return digest_key(self.name, versions) if isinstance(versions, str) else super().dedup_key(envelope)
+
     def parse(self, envelope: Envelope, context: Context) -> Payload:
         payload = bundle.items_of(bundle.read(envelope.raw))
         if validation_enabled(context.config):
@@ -99,7 +110,12 @@ class FhirConnector(Connector):
             if mapper is None:
                 skipped[item.type[:60]] += 1
                 continue
-            records += mapper(item.resource, MapContext(refs, item, tz))
+            ctx = MapContext(refs, item, tz)
+            when = event_time(item.resource, ctx, parsed.timestamp)
+            for record in mapper(item.resource, ctx):
+                if when is not None:
+                    record["event_time"] = when
+                records.append(record)
         if skipped:
             listed = ", ".join(sorted(skipped))
             if sum(skipped.values()) == len(parsed.items):
@@ -122,8 +138,8 @@ class FhirConnector(Connector):
             return [str(exc)]
         found = []
         for item in payload.items:
-            try:
-                validate_resource(item.resource, item.path)
+            try:  # strict: a time sent without an offset is worth asking the practice about
+                validate_resource(item.resource, item.path, strict=True)
             except HubError as exc:
                 found.append(str(exc))
         return found

@@ -7,6 +7,15 @@ How a payload becomes messages (``split``):
 - a batch Bundle becomes one message per entry (each a one-entry batch Bundle, so the
   entry's ``fullUrl`` and ``request`` are kept), so each entry gets its own outcome.
 
+Duplicates are told at that level (``versions_of``, the connector's ``dedup_key``): a
+message is the same as another when it carries the same resource versions (type, id
+and ``meta.versionId`` with the ``meta.lastUpdated`` sent beside it, or
+``meta.lastUpdated`` alone when there is no versionId; for a
+Bundle, the set of its resources' versions, whatever the Bundle's own id, type or
+timestamp), so a page pulled again or an entry resent in another batch is a
+duplicate and a new version is a new message. A message with any resource lacking
+an id or both version elements (or an entry without a resource) is keyed by its bytes.
+
 The payload is read once: ``split`` keeps the documents it parsed for ``parse`` to take
 (``read``), since the pipeline stores the message between the two. The keep is bounded
 (``KEPT_BYTES`` of payload, ``KEPT_MESSAGES`` messages, ``KEPT_SECONDS``; the oldest go
@@ -122,24 +131,59 @@ def split(data: bytes) -> list[Envelope]:
     rtype = doc["resourceType"]
     if rtype != "Bundle":
         _PARSED.keep(data, doc)
-        return [Envelope(raw=data, message_type=rtype, meta={"bundle_type": None, "entries": [rtype]})]
+        return [Envelope(raw=data, message_type=rtype, meta={"bundle_type": None, "entries": [rtype],
+                                                             "versions": versions_of([doc])})]
     kind = bundle_type(doc)
     entries = entries_of(doc)
     if kind != "batch":
         types = [_entry_type(e) for e in entries]
         _PARSED.keep(data, doc)
-        return [Envelope(raw=data, message_type=f"Bundle-{kind}", meta={"bundle_type": kind, "entries": types})]
+        return [Envelope(raw=data, message_type=f"Bundle-{kind}",
+                         meta={"bundle_type": kind, "entries": types,
+                               "versions": versions_of([_entry_resource(e) for e in entries])})]
     if not entries:
         raise ParseError("the batch Bundle has no entries", location="Bundle.entry")
     out = []
+    timestamp = doc.get("timestamp")
     for index, entry in enumerate(entries):
-        one = {"resourceType": "Bundle", "type": "batch", "entry": [entry]}
+        one: dict[str, Any] = {"resourceType": "Bundle", "type": "batch", "entry": [entry]}
+        if timestamp is not None:  # each entry's message keeps the batch's time (its event time)
+            one["timestamp"] = timestamp
         raw = orjson.dumps(one)
         _PARSED.keep(raw, one)
         etype = _entry_type(entry)
         out.append(Envelope(raw=raw, message_type=etype or "Bundle-batch-entry",
-                            meta={"bundle_type": "batch", "index": index, "entries": [etype]}))
+                            meta={"bundle_type": "batch", "index": index, "entries": [etype],
+                                  "versions": versions_of([_entry_resource(entry)])}))
     return out
+
+
+def versions_of(resources: list[Any]) -> str | None:
+    """What names the resource versions a message carries, for duplicate detection: each resource's
+    type, id and ``meta.versionId`` (else ``meta.lastUpdated``), sorted; None when any resource lacks
+    an id or both (or there is none): the message is then keyed by its bytes. A ``lastUpdated`` sent
+    beside the ``versionId`` counts too: a server changes both together, and a sender that keeps one
+    versionId across changes must not have its changes dropped as duplicates."""
+    names = []
+    for resource in resources:
+        if not isinstance(resource, dict):
+            return None
+        rtype, rid, meta = resource.get("resourceType"), resource.get("id"), resource.get("meta")
+        meta = meta if isinstance(meta, dict) else {}
+        version, updated = meta.get("versionId"), meta.get("lastUpdated")
+        if not (isinstance(rtype, str) and isinstance(rid, str) and rid):
+            return None
+        if isinstance(version, str) and version:
+            names.append(f"{rtype}/{rid}/_history/{version}@{updated if isinstance(updated, str) else ''}")
+        elif isinstance(updated, str) and updated:
+            names.append(f"{rtype}/{rid}@{updated}")
+        else:
+            return None
+    return "\n".join(sorted(names)) if names else None
+
+
+def _entry_resource(entry: Any) -> Any:
+    return entry.get("resource") if isinstance(entry, dict) else None
 
 
 def _entry_type(entry: Any) -> str | None:
@@ -180,6 +224,7 @@ class Payload:
     bundle_type: str | None
     items: list[Item]
     skipped_entries: int = 0  # history/searchset entries without a resource (deletions, outcomes)
+    timestamp: str | None = None  # Bundle.timestamp: when the Bundle was assembled
 
 
 def items_of(doc: dict[str, Any]) -> Payload:
@@ -190,7 +235,8 @@ def items_of(doc: dict[str, Any]) -> Payload:
     entries = entries_of(doc)
     # each batch entry is its own message: paths start at the resource, as for a single resource
     entry_rooted = not (kind == "batch" and len(entries) == 1)
-    payload = Payload(kind, [])
+    timestamp = doc.get("timestamp")
+    payload = Payload(kind, [], timestamp=timestamp if isinstance(timestamp, str) else None)
     for i, entry in enumerate(entries):
         where = f"Bundle.entry[{i}]"
         if not isinstance(entry, dict):

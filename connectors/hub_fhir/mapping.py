@@ -13,8 +13,13 @@ One function per resource type; each yields records. Decisions where the model i
   provider and location.
 - PractitionerRole gives the ``provider`` of the practitioner it names (specialty from the
   role); references to a role resolve to that practitioner.
-- A date-time without an offset takes the practice's ``timezone`` from the connector
-  config when one is set; otherwise it is left out (the model keeps offsets only).
+- A date-time with an offset is kept as sent. One with a time but no offset (invalid in strict
+  FHIR, sent by real systems) is a wall-clock time of the practice: it is emitted without an
+  offset (``2025-03-01T09:30:00``) for the hub to read in the practice's zone, or in the
+  connector's ``timezone`` setting when one is set (an override for this feed).
+- ``event_time`` of every record: its resource's ``meta.lastUpdated``, else the Bundle's
+  ``timestamp``, else none (the hub uses the arrival time). A provider merged from a
+  Practitioner and its PractitionerRole takes the later of the two.
 - Money comes as JSON numbers; they are read through their shortest decimal text, so
   ``135.57`` stays ``"135.57"``.
 """
@@ -86,16 +91,19 @@ class MapContext:
         return target.source_id, npi
 
     def datetime(self, value: Any) -> str | None:
+        """A FHIR dateTime/instant with its time: as sent when it has an offset, else naive (or in the
+        connector's ``timezone`` override)."""
         if not isinstance(value, str) or len(value) <= 10 or "T" not in value:
             return None  # a date alone is not a point in time
         if _OFFSET.search(value):
             return value
-        if self.timezone is None:
-            return None
         try:
-            return dt.datetime.fromisoformat(value).replace(tzinfo=self.timezone).isoformat()
+            moment = dt.datetime.fromisoformat(value)
         except ValueError:
             return None
+        if moment.tzinfo is None and self.timezone is not None:
+            moment = moment.replace(tzinfo=self.timezone)
+        return moment.isoformat()
 
     def payer_name(self, ref: Any) -> str | None:
         target = self.resolve(ref)
@@ -107,6 +115,13 @@ class MapContext:
         if isinstance(display, str) and display:
             return display
         return target.source_id if target is not None else None
+
+
+def event_time(resource: dict[str, Any], ctx: MapContext, bundle_timestamp: str | None) -> str | None:
+    """When the resource was last changed (``meta.lastUpdated``), else when its Bundle was made."""
+    meta = resource.get("meta")
+    updated = ctx.datetime(meta.get("lastUpdated")) if isinstance(meta, dict) else None
+    return updated or ctx.datetime(bundle_timestamp)
 
 
 def timezone_of(name: Any) -> ZoneInfo | None:
@@ -479,7 +494,20 @@ def merge(records: list[Record]) -> list[Record]:
         key = (record["kind"], record["source_id"])
         clean = {k: v for k, v in record.items() if v is not None}
         if key in merged:
+            before = merged[key].get("event_time")
             merged[key].update(clean)
+            if before is not None:
+                merged[key]["event_time"] = _later(before, clean.get("event_time"))
         else:
             merged[key] = clean
     return list(merged.values())
+
+
+def _later(first: str, second: str | None) -> str:
+    """The later of two event times; the second when they cannot be compared (one naive, one not)."""
+    if second is None:
+        return first
+    try:
+        return first if dt.datetime.fromisoformat(first) > dt.datetime.fromisoformat(second) else second
+    except (TypeError, ValueError):
+        return second

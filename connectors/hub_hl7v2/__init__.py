@@ -6,7 +6,10 @@ check of a practice's sample feed (``findings``, see ``structure.py``).
 
 Settings (the ``connectors: {hl7v2: {...}}`` section of a practice mapping):
 
-- ``timezone``: IANA time zone of date-times sent without an offset (default UTC);
+- ``timezone``: IANA time zone of date-times sent without an offset, for a feed whose clock
+  differs from the practice's own zone: it wins over the practice's zone. Unset (the usual
+  case), such times are emitted without an offset and the hub reads them in the practice's
+  zone;
 - ``facilities``: sending facility ids (MSH-4) that belong to this practice, for an
   MLLP listener without ``--practice``.
 
@@ -17,9 +20,17 @@ Decisions where the standard is silent:
   payload is stored whole or refused whole; FHS/BHS/BTS/FTS batch envelopes are
   dropped, the messages inside are kept one by one;
 - an envelope's raw bytes are the message as sent with surrounding whitespace
-  removed, so the same message resent (by file, HTTP or MLLP) is a duplicate;
+  removed;
+- duplicates (``dedup_key``): the sending application and facility (MSH-3, MSH-4),
+  MSH-10 and the content, read with any segment terminator (CR, LF or CRLF) and no
+  empty lines, so the same message resent by file, HTTP or MLLP is a duplicate. The
+  same control id with other content is a new message, stored, processed and
+  flagged ``control-id-reused`` (``unique_control_ids``). A message without MSH-10
+  (refused anyway) is keyed by its bytes;
 - message types other than ADT, SIU and DFT yield the patient, visit, providers
-  and location they carry; one without a patient is refused naming MSH-9.
+  and location they carry; one without a patient is refused naming MSH-9;
+- every record of a message carries the message's ``event_time``: EVN-6 (event
+  occurred), else EVN-2 (recorded), else MSH-7.
 """
 
 from __future__ import annotations
@@ -31,7 +42,7 @@ from typing import Any
 from marshmallow import Schema, fields
 
 from hub import hookimpl
-from hub.connector import Connector, Context, Envelope, Outcome
+from hub.connector import Connector, Context, Envelope, Outcome, digest_key
 from hub.errors import ParseError
 
 from . import er7
@@ -48,7 +59,8 @@ _BATCH_LINE = re.compile(rb"(?<![^\r\n])(?:FHS|BHS|BTS|FTS)[^\r\n]*[\r\n]*")
 
 
 class HL7v2Settings(Schema):
-    timezone = fields.String(load_default=None, metadata={"doc": "IANA zone of date-times without an offset"})
+    timezone = fields.String(load_default=None, metadata={
+        "doc": "IANA zone of date-times without an offset; overrides the practice's zone for this feed"})
     facilities = fields.List(fields.String(), load_default=list,
                              metadata={"doc": "MSH-4 sending facility ids that belong to this practice"})
 
@@ -60,6 +72,7 @@ class HL7v2Connector(Connector):
     file_extensions = (".hl7", ".er7")
     config_schema = HL7v2Settings
     description = "HL7 v2.3–2.8 ER7: ADT, SIU, DFT (other types: the patient and visit they carry)"
+    unique_control_ids = True  # MSH-10 names one message of its sender
 
     @classmethod
     def detect(cls, data: bytes) -> bool:
@@ -107,6 +120,17 @@ class HL7v2Connector(Connector):
             header["message_code"]
         return Envelope(raw=raw, sender=sender, control_id=header["control_id"], message_type=message_type,
                         meta=header)
+
+    def dedup_key(self, envelope: Envelope) -> str:
+        if not envelope.control_id:
+            return super().dedup_key(envelope)
+        # the segments, not their terminators: a file saved with LF is the message sent over MLLP with CR
+        segments = envelope.raw
+        if b"\n" in segments:
+            segments = segments.replace(b"\r\n", b"\r").replace(b"\n", b"\r")
+        while b"\r\r" in segments:  # blank lines
+            segments = segments.replace(b"\r\r", b"\r")
+        return digest_key(self.name, envelope.sender or "", envelope.control_id, segments)
 
     # -- parse and map ------------------------------------------------------------
     def parse(self, envelope: Envelope, context: Context) -> er7.Message:

@@ -39,9 +39,12 @@ ADJUSTMENT_TYPES = frozenset({"AJ", "ADJ", "CR", "WO"})
 
 
 class Reader:
-    """A parsed message plus what mapping needs around it (time zone, who sent it)."""
+    """A parsed message plus what mapping needs around it (time zone, who sent it).
 
-    def __init__(self, msg: Message, tz: dt.tzinfo) -> None:
+    ``tz`` is the connector's ``timezone`` override; None leaves times sent without an offset
+    naive, for the hub to read in the practice's zone."""
+
+    def __init__(self, msg: Message, tz: dt.tzinfo | None) -> None:
         self.msg = msg
         self.tz = tz
         self.get = msg.get
@@ -50,8 +53,16 @@ class Reader:
         return to_datetime(self.get(seg, field, component), self.tz)
 
     @property
-    def event_time(self) -> str | None:
+    def recorded_at(self) -> str | None:
+        """When the sending system recorded the event: EVN-2, else MSH-7 (merged_at, booked_at,
+        cancelled_at keep this meaning)."""
         return self.dtm(self.msg.first("EVN"), 2) or self.dtm(self.msg.msh, 7)
+
+    @property
+    def event_time(self) -> str | None:
+        """The time of the event the message reports, given to every record it yields: EVN-6
+        (event occurred), else EVN-2 (recorded), else MSH-7 (message created)."""
+        return self.dtm(self.msg.first("EVN"), 6) or self.recorded_at
 
 
 # ------------------------------------------------------------------ shared pieces
@@ -202,7 +213,7 @@ def map_adt(r: Reader, event: str) -> Iterator[Record]:
 def map_merge(r: Reader, event: str) -> Iterator[Record]:
     """A40 (and A34, A39, A47): each PID/MRG pair merges MRG-1's patient into PID's; the merge is kept."""
     msg = r.msg
-    merged_at = r.event_time
+    merged_at = r.recorded_at
     pairs = 0
     current: Record | None = None
     for seg in msg.segments:
@@ -275,8 +286,8 @@ def map_siu(r: Reader, event: str) -> Iterator[Record]:
         "start": start, "duration_min": _duration(r, sch, ais),
         "visit_type": r.get(sch, 7, 1) or r.get(sch, 8, 1) or r.get(ais, 3, 1),
         "status": status, "cancel_reason": r.get(sch, 6, 1) if status in ("cancelled", "noshow") else None,
-        "cancelled_at": r.event_time if event == "S15" else None,
-        "booked_at": r.event_time if event == "S12" else None,
+        "cancelled_at": r.recorded_at if event == "S15" else None,
+        "booked_at": r.recorded_at if event == "S12" else None,
     }
     yield _compact(appointment)
 
@@ -410,14 +421,19 @@ def family_of(code: str, event: str) -> Callable[[Reader, str], Iterator[Record]
     return map_other
 
 
-def to_records(msg: Message, tz: dt.tzinfo) -> list[Record]:
+def to_records(msg: Message, tz: dt.tzinfo | None = None) -> list[Record]:
     code, event, _ = msg.message_type
     code, event = code.upper(), event.upper()
     if not event:
         evn = msg.first("EVN")
         event = (msg.get(evn, 1) or "").upper()
-    records = list(family_of(code, event)(Reader(msg, tz), event))
-    return _deduplicated(records)
+    reader = Reader(msg, tz)
+    records = _deduplicated(list(family_of(code, event)(reader, event)))
+    event_time = reader.event_time
+    if event_time:  # none readable (MSH-7 is required, but may be garbled): the hub uses arrival
+        for record in records:
+            record["event_time"] = event_time
+    return records
 
 
 def _deduplicated(records: list[Record]) -> list[Record]:

@@ -2,8 +2,11 @@
 
 Decisions where the standard leaves room:
 
-- a DTM without an offset is local time of the practice: the ``timezone`` setting
-  of the connector section in the practice mapping (an IANA name), UTC when unset;
+- a DTM without an offset is a wall-clock time of the practice: it is emitted without an
+  offset (``2025-03-01T09:30:00``) and the hub reads it in the practice's time zone. The
+  ``timezone`` setting of the connector section (an IANA name), when set, overrides that
+  zone for this feed: the time is then emitted with that zone's offset;
+- a DTM with an offset is an instant and keeps its offset as sent;
 - a DTM with only a date becomes midnight; a date with only year or month is no
   date (the model wants whole dates), and an impossible date is no date;
 - money (MO, CP, or a bare number) keeps its decimal text, never a float.
@@ -22,9 +25,10 @@ _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)\Z")
 
 
 @lru_cache(maxsize=64)
-def zone(name: str | None) -> dt.tzinfo:
+def zone(name: str | None) -> dt.tzinfo | None:
+    """The connector's own ``timezone`` setting; None when unset (times stay naive for the hub)."""
     if not name:
-        return dt.UTC
+        return None
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
@@ -45,8 +49,9 @@ def to_date(value: str | None) -> str | None:
 
 
 @lru_cache(maxsize=4096)
-def to_datetime(value: str | None, tz: dt.tzinfo = dt.UTC) -> str | None:
-    """HL7 DTM → ISO 8601 with offset (None when unreadable or without a day)."""
+def to_datetime(value: str | None, tz: dt.tzinfo | None = None) -> str | None:
+    """HL7 DTM → ISO 8601 (None when unreadable or without a day): with the offset sent, else in
+    ``tz`` when given, else naive (``YYYY-MM-DDTHH:MM:SS``, a wall-clock time of the practice)."""
     if not value:
         return None
     m = _DTM.match(value.strip())
@@ -63,7 +68,7 @@ def to_datetime(value: str | None, tz: dt.tzinfo = dt.UTC) -> str | None:
         if hours > 14 or minutes > 59:
             return None
         moment = moment.replace(tzinfo=dt.timezone(sign * dt.timedelta(hours=hours, minutes=minutes)))
-    else:
+    elif tz is not None:
         moment = moment.replace(tzinfo=tz)
     return moment.isoformat()
 

@@ -48,6 +48,9 @@ class MessageSchema(ma.Schema):
     record_count = ma.fields.Integer(allow_none=True)
     duplicate_of = ma.fields.Integer(allow_none=True)
     content_hash = ma.fields.String()
+    flag = ma.fields.String(allow_none=True, metadata={
+        "description": "a note on the message: control-id-reused (the sender reused a stored message's control "
+                       "id for other content; the message is stored and processed)"})
 
 
 class ReprocessResultSchema(ma.Schema):

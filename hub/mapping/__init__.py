@@ -119,10 +119,14 @@ class Mapping:
                         for name, table in self.code_maps.items()}
 
     def connector_config(self, connector: str) -> dict[str, Any]:
-        config = dict(self.connectors.get(connector) or {})
-        if self.timezone and "timezone" not in config:
-            config["timezone"] = self.timezone  # the practice's zone, for feeds whose times carry no offset
-        return config
+        # the top-level ``timezone`` is the practice's zone (``practice_zone``), applied by the core; a
+        # ``timezone`` in a connector's own section is that feed's override, for a feed sent from elsewhere
+        return dict(self.connectors.get(connector) or {})
+
+    def practice_zone(self, registered: str | None) -> str | None:
+        """The zone times without an offset are read in: the practice's registered zone, else the
+        mapping's top-level ``timezone`` (a practice not yet registered, or registered without one)."""
+        return registered or self.timezone
 
     def lookup(self, map_name: str, code: Any) -> dict[str, Any] | None:
         """The MSO target of a practice code, or None when the code is not mapped."""

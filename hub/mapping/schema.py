@@ -7,6 +7,7 @@ problem are the mapping's own codes, never patient data.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import zoneinfo
 from collections.abc import Iterator
@@ -47,7 +48,8 @@ HL7V2_OVERRIDES: dict[str, tuple[str, str]] = {
 }
 HL7_PATH = re.compile(r"^[A-Z][A-Z0-9]{2}\.\d{1,3}(\.\d{1,3}){0,2}$")
 
-CSV_KINDS = ("appointment", "charge", "remittance", "encounter", "coverage", "patient", "provider", "location")
+CSV_KINDS = ("appointment", "charge", "remittance", "encounter", "coverage", "patient", "provider", "location",
+             "referral")
 CSV_RELATED = ("patient", "provider", "location", "coverage")
 ON_BAD_ROW = ("skip", "refuse")
 
@@ -363,7 +365,8 @@ def _hl7v2(c: Checker, section: dict[str, Any], path: Path) -> None:
 
 
 def _csv(c: Checker, section: dict[str, Any], path: Path) -> None:
-    c.keys(section, path, {"timezone", "on_bad_row", "delimiter", "encoding", "exports"})
+    c.keys(section, path, {"timezone", "on_bad_row", "delimiter", "encoding", "exports", *CSV_EVENT_TIME})
+    _csv_event_time(c, section, path)
     if section.get("on_bad_row", "skip") not in ON_BAD_ROW:
         c.add((*path, "on_bad_row"), f"on_bad_row is one of {', '.join(ON_BAD_ROW)}")
     delimiter = section.get("delimiter", ",")
@@ -380,10 +383,27 @@ def _csv(c: Checker, section: dict[str, Any], path: Path) -> None:
         _csv_export(c, export, (*path, "exports", i))
 
 
+CSV_EVENT_TIME = ("event_time_column", "export_date")  # where a row's event time comes from (hub_csv)
+
+
+def _csv_event_time(c: Checker, section: dict[str, Any], path: Path) -> None:
+    if "event_time_column" in section:
+        c.text(section["event_time_column"], (*path, "event_time_column"), "event_time_column (a column header)")
+    if "export_date" in section:
+        value = section["export_date"]
+        try:  # YAML reads 2025-03-01 as a date; a quoted one is text
+            ok = isinstance(value, dt.date) or bool(dt.date.fromisoformat(str(value)))
+        except ValueError:
+            ok = False
+        if not ok:
+            c.add((*path, "export_date"), "export_date is a date, YYYY-MM-DD")
+
+
 def _csv_export(c: Checker, export: Any, path: Path) -> None:
     if not c.mapping(export, path, "an export"):
         return
-    c.keys(export, path, {"kind", "columns", "date_formats", "values", "name"})
+    c.keys(export, path, {"kind", "columns", "date_formats", "values", "name", *CSV_EVENT_TIME})
+    _csv_event_time(c, export, path)
     kind = export.get("kind")
     if kind not in CSV_KINDS:
         c.add((*path, "kind"), f"kind is one of {', '.join(CSV_KINDS)}")

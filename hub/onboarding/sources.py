@@ -47,6 +47,7 @@ def check_files(plugins: Plugins, practice: str, mapping: Mapping, paths: Sequen
                 stream_above: int = 64 * 1024 * 1024, timezone: str | None = None) -> dict[str, Any]:
     """Dry-run sample files through the real connectors and mapping; nothing is stored.
     ``timezone``: the practice's, in which times sent without an offset are read."""
+    timezone = mapping.practice_zone(timezone)
     card = ScorecardBuilder(practice, mapping, source="files", timezone=timezone)
     for path in iter_files(paths):
         for data, origin in _payloads(plugins, path, connector, mapping, stream_above):
@@ -106,7 +107,8 @@ def check_stored(runtime: Runtime, practice: str, *, mapping: Mapping | None = N
         reuses = conn.execute(sa.select(sa.func.count()).select_from(messages).where(
             messages.c.practice == practice, messages.c.flag == CONTROL_ID_REUSED)).scalar_one()
     mapping = mapping or load_mapping(row["mapping"], source=f"mapping of practice {practice}")
-    card = ScorecardBuilder(practice, mapping, source="stored messages", timezone=row["timezone"])
+    zone = mapping.practice_zone(row["timezone"])
+    card = ScorecardBuilder(practice, mapping, source="stored messages", timezone=zone)
     card.add_duplicate(duplicates)
     card.add_control_id_reuse(reuses)
     last_id = 0
@@ -128,7 +130,7 @@ def check_stored(runtime: Runtime, practice: str, *, mapping: Mapping | None = N
                 card.add(envelope, [], exc, label=f"message {r.id}", key=r.dedup_key or f"#{r.id}")
                 continue
             done = normalize_envelope(runtime.plugins, connector, envelope, practice=practice, mapping=mapping,
-                                      message_id=r.id, origin=r.origin, timezone=row["timezone"],
+                                      message_id=r.id, origin=r.origin, timezone=zone,
                                       arrival=r.received_at)
             # the store told its duplicates apart already: each stored message counts once
             card.add(envelope, done.records, done.error, label=f"message {r.id}",

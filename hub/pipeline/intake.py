@@ -94,9 +94,12 @@ def receive_many(runtime: Runtime, practice: str, arrivals: Sequence[Arrival], *
             error.source = arrival.origin
         plan.append((chosen, envelopes, error, arrival.origin))
 
+    # the connector's dedup key (content for a payload no connector reads); a payload split refused is
+    # keyed by the connector too, from an envelope of its raw bytes only (content, for the built-ins)
     new = [message_store.NewMessage(practice=practice, connector=chosen.name if chosen else UNKNOWN, raw=env.raw,
                                     sender=env.sender, control_id=env.control_id, message_type=env.message_type,
-                                    origin=origin)
+                                    origin=origin, dedup_key=chosen.store_key(env) if chosen else None,
+                                    unique_control_id=bool(chosen and chosen.unique_control_ids))
            for chosen, envelopes, _, origin in plan for env in envelopes]
     with contextlib.ExitStack() as stack:
         if connection is None:

@@ -49,7 +49,8 @@ def _mappings(conn: sa.Connection, practices: set[str]) -> dict[str, tuple[Mappi
     out = {}
     for slug in practices:
         row = get_practice(conn, slug)
-        out[slug] = (load_mapping(row["mapping"], source=f"mapping of practice {slug}"), row["timezone"])
+        mapping = load_mapping(row["mapping"], source=f"mapping of practice {slug}")
+        out[slug] = (mapping, mapping.practice_zone(row["timezone"]))
     return out
 
 

@@ -177,7 +177,7 @@ def _flag_reused_control_ids(conn: sa.Connection, items: Sequence[NewMessage], d
 
 # PostgreSQL: the group's new messages in one statement of a fixed text (arrays, not one set of
 # parameters per row), so the driver converts and prepares it once per connection instead of
-# once per group; a content already stored is skipped by the unique dedup key (also when another
+# once per group; a message already stored is skipped by the unique dedup key (also when another
 # process stores it at the same moment) and then recorded as a duplicate. Ids follow the order of
 # the group (ORDER BY the array position).
 _PG_INSERT = (

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from hub.connector import Connector, Context
+from hub.connector import DEDUP_KEY_MAX, Connector, Context, Envelope
 from hub.errors import HubError
 from hub.model import phi_fields, to_json_ready, validate_record
 
@@ -91,6 +91,42 @@ def connector_test_class(connector: type[Connector], *, samples: Sequence[str | 
             text = "\n".join(r.getMessage() for r in caplog.records)
             leaked = sorted(v for v in _phi_values(records) if v in text)
             assert not leaked, f"{len(leaked)} patient data value(s) appear in the logs"
+
+        # -- duplicates: Connector.dedup_key ------------------------------------------------
+        @pytest.mark.parametrize("path", sample_paths, ids=[p.name for p in sample_paths])
+        def test_dedup_key_is_a_short_str_and_the_same_on_every_read(self, path: Path) -> None:
+            data = path.read_bytes()
+            reads = []
+            for _ in range(2):  # a fresh instance each time: the key may not depend on the instance
+                instance = connector()
+                reads.append([(env.raw, instance.dedup_key(env)) for env in instance.split(data, origin=str(path))])
+            assert [k for _, k in reads[0]] == [k for _, k in reads[1]], "the same message gave two dedup keys"
+            for _, key in reads[0]:
+                assert isinstance(key, str) and key, "dedup_key must be a non-empty str"
+                assert len(key) <= DEDUP_KEY_MAX, f"dedup_key is {len(key)} characters (at most {DEDUP_KEY_MAX})"
+
+        @pytest.mark.parametrize("path", sample_paths, ids=[p.name for p in sample_paths])
+        def test_distinct_messages_of_a_sample_have_distinct_dedup_keys(self, path: Path) -> None:
+            instance = connector()
+            envelopes = instance.split(path.read_bytes(), origin=str(path))
+            by_key: dict[str, bytes] = {}
+            for env in envelopes:
+                seen = by_key.setdefault(instance.dedup_key(env), env.raw)
+                assert seen == env.raw, (f"two different messages of {path.name} share a dedup key: the second "
+                                         "would be dropped as a duplicate")
+
+        @pytest.mark.parametrize("path", sample_paths, ids=[p.name for p in sample_paths])
+        def test_dedup_key_carries_no_patient_data(self, path: Path) -> None:
+            instance = connector()
+            keys = " ".join(instance.dedup_key(env) for env in instance.split(path.read_bytes(), origin=str(path)))
+            leaked = sorted(v for v in _phi_values(normalize(path)) if v in keys)
+            assert not leaked, f"{len(leaked)} patient data value(s) appear in dedup keys (hash them)"
+
+        @pytest.mark.parametrize("data", bad_inputs, ids=[f"malformed{i}" for i in range(len(bad_inputs))])
+        def test_dedup_key_of_a_refused_payload(self, data: bytes) -> None:
+            # a payload split refuses is stored as an error, keyed from an envelope of its bytes alone
+            key = connector().dedup_key(Envelope(raw=data))
+            assert isinstance(key, str) and key and len(key) <= DEDUP_KEY_MAX
 
     ConnectorContract.__name__ = ConnectorContract.__qualname__ = f"Test{connector.__name__}Contract"
     return ConnectorContract

@@ -85,17 +85,42 @@ def test_a_reference_that_cannot_be_resolved_keeps_its_source_id() -> None:
     assert References.of([item]).resolve({"reference": "Patient/x"}).resource is item.resource
 
 
-def test_date_times_without_an_offset_take_the_configured_timezone() -> None:
+def test_date_times_without_an_offset_come_out_naive_unless_a_timezone_is_configured() -> None:
     enc = {"resourceType": "Encounter", "id": "e1", "status": "finished", "class": {"code": "AMB"},
            "period": {"start": "2025-01-10T08:30:00", "end": "2025-01-10"}}
-    with pytest.raises(ValidationError, match="period.start"):
-        normalize(enc)  # R4 wants an offset on a dateTime with a time: only trusted backfills get here
-    [without] = normalize(enc, validate=False)
-    assert "start" not in without and "end" not in without  # no offset, no zone: left out, not guessed
-    [with_zone] = normalize(enc, timezone="America/Chicago", validate=False)
+    # strict R4 wants an offset on a dateTime with a time; intake lets that one rule pass (the hub reads
+    # the time in the practice's zone), with validation on or off
+    for validate in (True, False):
+        [without] = normalize(enc, validate=validate)
+        assert without["start"] == "2025-01-10T08:30:00"  # wall-clock time, no offset guessed
+        assert "end" not in without  # a date alone is not a point in time
+    [with_zone] = normalize(enc, timezone="America/Chicago")  # the connector's override zone
     assert with_zone["start"] == "2025-01-10T08:30:00-06:00"
     with pytest.raises(ValidationError, match="timezone"):
         normalize(enc, timezone="Mars/Olympus", validate=False)
+
+
+def test_a_time_with_an_offset_is_kept_as_sent_even_with_a_timezone_configured() -> None:
+    enc = {"resourceType": "Encounter", "id": "e1", "status": "finished", "class": {"code": "AMB"},
+           "period": {"start": "2025-01-10T08:30:00+02:00", "end": "2025-01-10T09:00:00Z"}}
+    [record] = normalize(enc, timezone="America/Chicago")
+    assert (record["start"], record["end"]) == ("2025-01-10T08:30:00+02:00", "2025-01-10T09:00:00Z")
+
+
+def test_only_the_missing_offset_is_let_through_and_the_onboarding_check_still_names_it() -> None:
+    appt = appointment({"reference": "Patient/p1"}, start="2025-05-01T09:00:00", end="2025-05-01T09:20:00",
+                       created="2025-04-20T16:45:10.250")
+    [record] = normalize(appt)
+    assert (record["start"], record["booked_at"]) == ("2025-05-01T09:00:00", "2025-04-20T16:45:10.250000")
+    findings = FhirConnector().findings(FhirConnector().split(orjson.dumps(appt))[0], Context(practice="p"))
+    assert len(findings) == 1 and "(and 2 more problem(s))" in findings[0]  # created, end, start
+    # a time without seconds is not a whole FHIR time: refused, as is any other problem beside a naive time
+    with pytest.raises(ValidationError, match="start"):
+        normalize(appointment({"reference": "Patient/p1"}, start="2025-05-01T09:00"))
+    bad = appointment({"reference": "Patient/p1"}, start="2025-05-01T09:00:00")
+    bad["participant"][0]["status"] = 7
+    with pytest.raises(ValidationError, match=r"participant\[0\]\.status"):
+        normalize(bad)
 
 
 def test_invalid_resource_names_the_element_path() -> None:

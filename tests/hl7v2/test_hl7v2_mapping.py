@@ -135,6 +135,7 @@ def test_batch_with_quirks_v23_latin1_custom_separators() -> None:
     patient = by_kind(records, "patient")[0]
     assert patient["family_name"] == "Müller-Exampl!e" and patient["given_name"] == "Renée"
     assert "birth_date" not in patient  # 30 February is no date
+    # sent without an offset and read by the hub for a practice without a zone: UTC
     assert by_kind(records, "appointment")[0]["start"] == "2008-04-15T08:30:00+00:00"
 
 

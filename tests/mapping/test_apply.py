@@ -70,6 +70,9 @@ def test_defaults_fill_what_the_practice_never_sends() -> None:
     assert kept["location_source_id"] == "OB" and "mso_location" not in kept
 
 
-def test_the_practice_timezone_reaches_connector_config() -> None:
-    assert MAPPING.connector_config("csv")["timezone"] == "America/Chicago"
+def test_the_mapping_timezone_is_the_practice_zone_not_a_connector_override() -> None:
+    # the core reads times without an offset in the practice's zone; connector sections keep only their own
+    assert "timezone" not in MAPPING.connector_config("csv")
+    assert MAPPING.practice_zone(None) == "America/Chicago"  # the mapping's zone, for a practice without one
+    assert MAPPING.practice_zone("America/Denver") == "America/Denver"  # the registered zone wins
     assert MAPPING.connector_config("hl7v2")["overrides"]["visit_type"] == "AIS.3.1"

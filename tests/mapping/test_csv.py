@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 from pathlib import Path
 
@@ -49,10 +50,19 @@ def test_date_formats_timezone_and_quoted_newlines() -> None:
     data = (HEADER + ',Notes\r\nA1,M1,DRALV,LP,07/04/2025 01:05 PM,15,NP,Scheduled,,2025-06-01 08:00,,"a\r\nb, c"\r\n'
             "A2,M2,DRALV,LP,2025-01-15 09:00,30,NP,Completed,,,,\r\n").encode()
     first, second = normalize(data)
-    assert first[0]["start"] == "2025-07-04T13:05:00-05:00"  # daylight time in Chicago
-    assert first[0]["booked_at"] == "2025-06-01T08:00:00-05:00"
-    assert second[0]["start"] == "2025-01-15T09:00:00-06:00"
+    # the export's times carry no offset: the connector leaves them so, the core reads them in the practice's zone
+    assert first[0]["start"] == "2025-07-04T13:05:00"
+    assert first[0]["booked_at"] == "2025-06-01T08:00:00"
+    assert second[0]["start"] == "2025-01-15T09:00:00"
     assert first[0]["status"] == "booked"
+    from zoneinfo import ZoneInfo
+
+    from hub.model.schemas import validate_record
+
+    chicago = ZoneInfo(MAPPING.practice_zone(None) or "")
+    summer = validate_record({**first[0], "practice": "p"}, chicago)
+    assert summer["start"].isoformat() == "2025-07-04T13:05:00-05:00"  # daylight time in Chicago
+    assert validate_record({**second[0], "practice": "p"}, chicago)["start"].isoformat() == "2025-01-15T09:00:00-06:00"
 
 
 def test_a_bad_row_names_its_line_and_the_rest_loads() -> None:
@@ -132,3 +142,90 @@ def test_findings_name_unused_columns_and_unknown_values() -> None:
     found = CsvConnector().findings(envelope, Context(practice="p", config=CONFIG, origin="f.csv"))
     assert any("'Notes' is not in the column map" in f for f in found)
     assert any("'Status' has a value the values table of status does not know" in f for f in found)
+
+
+# ------------------------------------------------------------------ event time and times without offset
+EVENT_HEADER = "Id,MRN,When,Status,Last,Modified"
+
+
+def event_config(export: dict | None = None, **section: object) -> dict:
+    """A column map without a timezone setting (times without offset stay naive for the hub);
+    ``export`` adds settings to the export, keywords to the csv section."""
+    spec = {"kind": "appointment", "columns": {"source_id": "Id", "patient_source_id": "MRN", "start": "When",
+                                               "status": "Status", "patient.family_name": "Last"},
+            "date_formats": ["%m/%d/%Y %I:%M %p", "%m/%d/%Y"], **(export or {})}
+    return {"exports": [spec], **section}
+
+
+def rows(*cells: str) -> bytes:
+    return (EVENT_HEADER + "\r\n" + "\r\n".join(cells) + "\r\n").encode()
+
+
+def test_times_without_an_offset_come_out_naive_when_no_timezone_is_set() -> None:
+    [records] = normalize(rows("A1,M1,07/04/2025 01:05 PM,booked,Doe,"), config=event_config())
+    appointment = records[-1]
+    assert appointment["start"] == "2025-07-04T13:05:00"
+    assert all("event_time" not in r for r in records)  # f.csv: no date in the name, none configured
+    iso = normalize(b"Id,MRN,When,Status,Last,Modified\r\nA1,M1,2025-07-04T13:05:00+02:00,booked,Doe,\r\n",
+                    config=event_config())
+    assert iso[0][-1]["start"] == "2025-07-04T13:05:00+02:00"  # an offset sent is kept
+
+
+def test_the_event_time_column_gives_every_record_of_the_row_its_time() -> None:
+    config = event_config({"event_time_column": "Modified"})
+    [records] = normalize(rows("A1,M1,07/04/2025 01:05 PM,booked,Doe,06/30/2025 04:45 PM"), config=config)
+    assert {r["kind"]: r["event_time"] for r in records} == {"patient": "2025-06-30T16:45:00",
+                                                             "appointment": "2025-06-30T16:45:00"}
+    with_zone = normalize(rows("A1,M1,07/04/2025 01:05 PM,booked,Doe,06/30/2025 04:45 PM"),
+                          config={**config, "timezone": "America/Chicago"})
+    assert with_zone[0][-1]["event_time"] == "2025-06-30T16:45:00-05:00"
+
+
+def test_an_empty_event_cell_falls_back_to_the_export_date_and_a_bad_one_names_the_column() -> None:
+    config = event_config(event_time_column="Modified", export_date=dt.date(2025, 2, 28))  # as YAML reads it
+    first, second = normalize(rows("A1,M1,07/04/2025 01:05 PM,booked,Doe,",
+                                   "A2,M2,07/04/2025 01:05 PM,booked,Doe,someday"), config=config)
+    assert first[-1]["event_time"] == "2025-02-28T00:00:00"
+    assert isinstance(second, ParseError)
+    assert str(second).startswith("f.csv, line 3: column 'Modified' (event_time)") and "someday" not in str(second)
+
+
+def test_the_export_date_of_the_mapping_wins_over_the_file_name() -> None:
+    [records] = normalize(rows("A1,M1,07/04/2025 01:05 PM,booked,Doe,"), origin="appts_2025-03-01.csv",
+                          config=event_config(export_date="2025-02-27"))
+    assert {r["event_time"] for r in records} == {"2025-02-27T00:00:00"}
+
+
+@pytest.mark.parametrize(("origin", "expected"), [
+    ("appointments_2025-03-01.csv", "2025-03-01T00:00:00"),
+    ("/exports/2024-01-01/PM_EXPORT_20250301.csv", "2025-03-01T00:00:00"),  # the file's name, not its folder
+    ("appts_2025_03_01.csv#line=5002", "2025-03-01T00:00:00"),  # a backfill chunk
+    ("appts_20250101_20250131.csv", "2025-01-31T00:00:00"),  # a range: its end
+    ("appts_2025-13-01.csv", None),  # no such date
+    ("appts_2025-0301.csv", None),  # separators that do not match
+    ("export_12025030199.csv", None),  # digits of something else
+    ("appointments.csv", None),
+])
+def test_the_export_date_from_the_file_name(origin: str, expected: str | None) -> None:
+    [records] = normalize(rows("A1,M1,07/04/2025 01:05 PM,booked,Doe,"), origin=origin, config=event_config())
+    assert {r.get("event_time") for r in records} == {expected}
+
+
+def test_the_mapping_schema_knows_the_event_time_settings() -> None:
+    from hub.errors import MappingError
+
+    text = """
+connectors:
+  csv:
+    export_date: 2025-03-01
+    exports:
+      - kind: appointment
+        event_time_column: Modified
+        columns: {source_id: Id, start: When, status: Status}
+"""
+    mapping = load_mapping(text)
+    [records] = normalize(b"Id,When,Status,Modified\r\nA1,03/04/2025,booked,\r\n",
+                          config=mapping.connector_config("csv"))
+    assert records[-1]["event_time"] == "2025-03-01T00:00:00"
+    with pytest.raises(MappingError, match="export_date"):
+        load_mapping(text.replace("2025-03-01", "March 1st"))

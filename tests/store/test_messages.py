@@ -52,3 +52,88 @@ def test_status_transitions(database_url):
         assert ms.counts_by_status(conn) == {"processed": 1, "error": 1}
         (err,) = ms.list_messages(conn, status="error")
     assert err["error"] == "PID-3: missing" and err["attempts"] == 1
+
+
+# ------------------------------------------------------------------ the connector's dedup key
+def test_the_connectors_key_decides_what_is_a_duplicate(database_url):
+    engine = get_engine(database_url)
+    first, same_key, other_key = save(engine, ms.NewMessage("derm", "x", b"one", dedup_key="k1"),
+                                      ms.NewMessage("derm", "x", b"other bytes", dedup_key="k1"),
+                                      ms.NewMessage("derm", "x", b"one", dedup_key="k2"))
+    assert not first.duplicate and same_key.duplicate_of == first.id  # other bytes, same key: a duplicate
+    assert not other_key.duplicate  # the same bytes under another key: a message of its own
+    (later,) = save(engine, ms.NewMessage("derm", "x", b"third bytes", dedup_key="k1"))
+    assert later.duplicate_of == first.id
+    (elsewhere,) = save(engine, ms.NewMessage("ortho", "x", b"one", dedup_key="k1"))
+    assert not elsewhere.duplicate  # keys are per practice
+    with engine.connect() as conn:
+        rows = {r["id"]: r for r in ms.list_messages(conn, practice="derm")}
+    assert rows[other_key.id]["content_hash"] == rows[first.id]["content_hash"] == ms.content_hash(b"one")
+
+
+def test_the_default_key_is_the_content_as_before(database_url):
+    """A message stored without a connector key (as every message was before) is found again by the
+    default key of a connector that keeps it."""
+    from hub.connector import content_key
+
+    engine = get_engine(database_url)
+    (old,) = save(engine, ms.NewMessage("derm", "x", b"payload"))
+    (again,) = save(engine, ms.NewMessage("derm", "x", b"payload", dedup_key=content_key(b"payload")))
+    assert again.duplicate_of == old.id
+
+
+def test_store_keys_fit_the_column_whatever_the_connector_gives(database_url):
+    engine = get_engine(database_url)
+    practice = "p" * 64  # the longest slug the practices table holds
+    long_key = "k" * 500
+    assert len(ms.store_key(practice, long_key)) <= 140
+    assert ms.store_key(practice, long_key) == ms.store_key(practice, long_key)
+    assert ms.store_key(practice, long_key) != ms.store_key(practice, long_key + "x")
+    first, again = save(engine, ms.NewMessage(practice, "x", b"a", dedup_key=long_key),
+                        ms.NewMessage(practice, "x", b"b", dedup_key=long_key))
+    assert again.duplicate_of == first.id
+
+
+def _flags(engine, practice="derm"):
+    with engine.connect() as conn:
+        return {r["id"]: r["flag"] for r in ms.list_messages(conn, practice=practice)}
+
+
+def hl7(content: bytes, control_id: str = "42", sender: str = "EHR^NORTH") -> ms.NewMessage:
+    return ms.NewMessage("derm", "hl7v2", content, sender=sender, control_id=control_id,
+                         dedup_key=ms.content_hash(sender.encode() + control_id.encode() + content),
+                         unique_control_id=True)
+
+
+def test_a_control_id_reused_for_other_content_is_stored_and_flagged(database_url):
+    engine = get_engine(database_url)
+    (first,) = save(engine, hl7(b"content one"))
+    (reused,) = save(engine, hl7(b"content two"))
+    (resent,) = save(engine, hl7(b"content two"))  # the reuse resent: a duplicate, not a second flag
+    (other_sender,) = save(engine, hl7(b"content three", sender="LAB^NORTH"))
+    assert not first.duplicate and not reused.duplicate and resent.duplicate_of == reused.id
+    assert not other_sender.duplicate
+    flags = _flags(engine)
+    assert flags[first.id] is None and flags[other_sender.id] is None  # the first of each sender stands
+    assert flags[reused.id] == ms.CONTROL_ID_REUSED
+    assert sum(1 for f in flags.values() if f) == 1
+
+
+def test_a_reuse_inside_one_group_is_flagged_and_other_practices_do_not_count(database_url):
+    engine = get_engine(database_url)
+    elsewhere = ms.NewMessage("ortho", "hl7v2", b"content zero", sender="EHR^NORTH", control_id="7",
+                              dedup_key="o7", unique_control_id=True)
+    save(engine, elsewhere)
+    one, two, three = save(engine, hl7(b"content one", "7"), hl7(b"content two", "7"), hl7(b"content x", "8"))
+    flags = _flags(engine)
+    assert flags[one.id] is None  # ortho's message 7 is another practice's
+    assert flags[two.id] == ms.CONTROL_ID_REUSED and flags[three.id] is None
+
+
+def test_control_ids_are_not_checked_where_the_connector_does_not_promise_them_unique(database_url):
+    engine = get_engine(database_url)
+    rows = [ms.NewMessage("derm", "csv", f"row {i}".encode(), control_id="line 2", dedup_key=f"file{i}:2")
+            for i in range(3)]
+    saved = save(engine, *rows)
+    assert not any(s.duplicate for s in saved)
+    assert set(_flags(engine).values()) == {None}
