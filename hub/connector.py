@@ -33,6 +33,12 @@ practice and key and records a repeat as a ``duplicate`` row. ``unique_control_i
 says the sender promises a message's ``control_id`` is unique (HL7 v2 MSH-10): a
 stored message that repeats another's sender and control id with other content is
 then processed and flagged ``control-id-reused``.
+
+Time: each record should carry ``event_time``, when the event it reports happened
+(the store keeps, field by field, the value of the latest event, whatever the arrival
+order; a record without one takes its message's arrival). A date-time sent without an
+offset is emitted without one (``2025-02-28T22:30:00``): the hub reads it in the
+practice's time zone.
 """
 
 from __future__ import annotations
@@ -155,7 +161,8 @@ class Connector(ABC):
 
     @abstractmethod
     def to_canonical(self, parsed: Any, context: Context) -> Iterable[dict[str, Any]]:
-        """Yield common-model records (dicts with ``kind`` and ``source_id``)."""
+        """Yield common-model records (dicts with ``kind``, ``source_id`` and, where the format says,
+        ``event_time``)."""
 
     def acknowledge(self, envelope: Envelope, outcome: Outcome) -> bytes | None:
         """The answer to one message (an HL7 ACK, a FHIR entry response), or None."""
