@@ -16,6 +16,10 @@ arrival order and any split into batches, leaves the same store:
   back to every message behind it;
 - a patient merge re-points the prior patient's records to the surviving one,
   now and for records of the prior id that arrive later; the merge row is kept.
+  On PostgreSQL a batch that merges holds off the other batches of its practice
+  (and waits for those under way): at READ COMMITTED neither the merge's re-pointing
+  nor a concurrent batch's merge look-up sees the other's uncommitted rows, so a record
+  of the prior id written meanwhile would otherwise keep it (``_lock_practices``).
 """
 
 from __future__ import annotations
@@ -75,6 +79,7 @@ def upsert_records(conn: sa.Connection, items: Sequence[tuple[dict[str, Any], in
         return 0
     now = dt.datetime.now(dt.UTC)
     merges = [(r, m) for r, m in items if r["kind"] == "patient_merge"]
+    _lock_practices(conn, items, {r["practice"] for r, _ in merges})
     items = _apply_known_merges(conn, items)
     by_kind: dict[str, dict[tuple[str, str], dict[str, Any]]] = defaultdict(dict)
     lineage_rows: dict[tuple[str, str, str, int], None] = {}
@@ -105,6 +110,21 @@ def upsert_records(conn: sa.Connection, items: Sequence[tuple[dict[str, Any], in
     for record, _ in merges:
         apply_patient_merge(conn, record["practice"], record["prior_source_id"], record["surviving_source_id"])
     return len(items)
+
+
+_MERGE_LOCK = 7305532  # advisory lock namespace (7305531: the migrator's)
+
+
+def _lock_practices(conn: sa.Connection, items: Sequence[tuple[dict[str, Any], int | None]],
+                    merging: set[str]) -> None:
+    """PostgreSQL: a per-practice lock for the transaction, exclusive for a batch that merges
+    patients of the practice, shared (batches do not wait for each other) otherwise. Taken before
+    any write, in one order, so it cannot deadlock with row locks. SQLite writers take turns anyway."""
+    if conn.dialect.name != "postgresql":
+        return
+    for practice in sorted({r["practice"] for r, _ in items}):
+        lock = "pg_advisory_xact_lock" if practice in merging else "pg_advisory_xact_lock_shared"
+        conn.exec_driver_sql(f"SELECT {lock}(%s, hashtext(%s))", (_MERGE_LOCK, practice))
 
 
 def _upsert_kind(conn: sa.Connection, kind: str, rows: list[dict[str, Any]]) -> None:
