@@ -4,7 +4,8 @@
    under ``OUT/feeds/<practice>/<month>/``;
 2. register the practices with their mapping files from ``mappings/examples/``;
 3. ingest every file through ``hub.pipeline.intake.receive_many`` (what ``hub ingest``
-   does), into a SQLite store of its own, ``OUT/hub-demo.db``;
+   does), into a SQLite store of its own, ``OUT/hub-demo.db``, and import the MSO's costs
+   (``OUT/costs.csv``, as ``hub costs import`` does);
 4. compute the consolidated KPIs and write the dashboard (HTML), the XLSX, the JSON and
    the onboarding scorecard beside it.
 
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hub.demo.feeds import render
+from hub.demo.feeds import costs_csv, render
 from hub.demo.generator import Truth, generate
 from hub.errors import ConfigError
 
@@ -75,6 +76,8 @@ def build_demo(out: Path, *, seed: int = 7, months: int = 13, scale: float = 1.0
         runtime = Runtime.create(database_url=url, plugins=plugins, dispatcher="inline")
         try:
             _register(runtime, truth)
+            # before the feeds: the import recomputes its months at once, cheap while they hold no records
+            _import_costs(runtime, truth, out / "costs.csv")
             for spec in truth.practices:
                 folder = out / "feeds" / spec.slug
                 for feed_file in render(truth, spec):
@@ -126,6 +129,17 @@ def _register(runtime: Any, truth: Truth) -> None:
                          acquired_on=acquired, timezone=spec.timezone)
             if spec.status == "live":
                 set_status(conn, spec.slug, "live")
+
+
+def _import_costs(runtime: Any, truth: Truth, path: Path) -> None:
+    """The MSO's costs by practice, service line and month, as ``hub costs import FILE`` takes them."""
+    from hub.reports.costs import import_costs, parse_costs
+    from hub.store.engine import writer
+
+    path.write_text(costs_csv(truth))
+    rows = parse_costs(path.read_text(), source=str(path))
+    with writer(runtime.engine).begin() as conn:
+        import_costs(conn, rows, source=str(path))
 
 
 def _month_before(day: dt.date) -> dt.date:
@@ -191,7 +205,7 @@ def _scorecard(runtime: Any, result: DemoResult) -> Path | None:
             mapping = load_mapping(source.read_text(), source=str(source))
             # without the connectors' deep structural validation (--no-findings): seconds, not a minute
             card = check_files(runtime.plugins, spec.slug, mapping, [str(result.out / "feeds" / spec.slug)],
-                               findings=False)
+                               findings=False, timezone=spec.timezone)
             parts.append(render_text(card))
             unmapped = [f"{u['code']} ({name})" for name, m in card.get("code_maps", {}).items()
                         for u in m.get("unmapped", [])]

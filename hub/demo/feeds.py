@@ -8,8 +8,8 @@
 - FHIR R4 (``fhir`` practices): one transaction Bundle per working day with the day's
   Schedule/Slots, Patients, Coverage, Appointments, Encounters, ServiceRequests (referrals),
   Claims (charges) and ExplanationOfBenefits (remittances).
-- CSV (``csv`` practices): monthly exports of appointments, charges and payments with the
-  column names of the practice mapping (``mappings/examples/fishers-pt.yaml``).
+- CSV (``csv`` practices): monthly exports of appointments, charges, payments and referrals
+  with the column names of the practice mapping (``mappings/examples/fishers-pt.yaml``).
 
 A feed carries what the source system knows: the source codes, never the MSO's mapped
 values, which come from the practice mapping at ingestion.
@@ -21,6 +21,7 @@ import csv
 import datetime as dt
 import io
 import json
+import random
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -52,9 +53,12 @@ def _when(value: str) -> dt.datetime:
 
 
 # ==================================================================== HL7 v2.5.1
-def _ts(value: dt.datetime | str) -> str:
+def _ts(value: dt.datetime | str, times: str = "local") -> str:
+    """An HL7 DTM: local time with its offset, the UTC instant (+0000), or local time with no offset."""
     moment = _when(value) if isinstance(value, str) else value
-    return moment.strftime("%Y%m%d%H%M%z")
+    if times == "utc":
+        return moment.astimezone(dt.UTC).strftime("%Y%m%d%H%M+0000")
+    return moment.strftime("%Y%m%d%H%M" if times == "naive" else "%Y%m%d%H%M%z")
 
 
 def _segment(name: str, *fields: str) -> str:
@@ -80,9 +84,12 @@ class _Hl7Writer:
         self.providers = _index(self.records, "provider")
         self.control = 0
 
+    def ts(self, value: dt.datetime | str) -> str:
+        return _ts(value, self.spec.feed_times)
+
     def msh(self, moment: dt.datetime | str, message_type: str) -> str:
         self.control += 1
-        return _segment("MSH", "^~\\&", self.app, self.facility, "MSOHUB", "MSO", _ts(moment), "", message_type,
+        return _segment("MSH", "^~\\&", self.app, self.facility, "MSOHUB", "MSO", self.ts(moment), "", message_type,
                         f"{self.facility[:6]}{self.control:08d}", "P", "2.5.1")
 
     def pid(self, mrn: str) -> str:
@@ -106,9 +113,9 @@ class _Hl7Writer:
         values = {1: f"{a['source_id']}^{self.app}", 2: f"{a['source_id']}^{self.app}",
                   6: event_reason, 7: f"{a['visit_type']}^{a['_visit_name']}^L",
                   8: f"{a['visit_type']}^{a['_visit_name']}^L", 9: str(minutes), 10: "min",
-                  11: f"^^{minutes}^{_ts(start)}^{_ts(end)}", 25: filler_status}
+                  11: f"^^{minutes}^{self.ts(start)}^{self.ts(end)}", 25: filler_status}
         segments = [_segment("SCH", *_fields(values)),
-                    _segment("TQ1", "1", "", "", "", "", "", _ts(start), _ts(end)),
+                    _segment("TQ1", "1", "", "", "", "", "", self.ts(start), self.ts(end)),
                     self.pid(a["patient_source_id"]),
                     _segment("PV1", "1", "O", f"{a['location_source_id']}^^^{self.facility}", "", "", "",
                              self.xcn(a["provider_source_id"]))]
@@ -116,11 +123,11 @@ class _Hl7Writer:
             segments.append(_segment("PV2", "", "", "", "", "", "", "", "", "", "", "", "", "",
                                      a["referral_source_id"]))
         segments += [_segment("RGS", "1", "A"),
-                     _segment("AIS", "1", "A", f"{a['visit_type']}^{a['_visit_name']}^L", _ts(start), "", "",
+                     _segment("AIS", "1", "A", f"{a['visit_type']}^{a['_visit_name']}^L", self.ts(start), "", "",
                               str(minutes), "min", "", filler_status),
-                     _segment("AIL", "1", "A", f"{a['location_source_id']}^^^{self.facility}", "", _ts(start), "", "",
-                              str(minutes), "min", "", filler_status),
-                     _segment("AIP", "1", "A", self.xcn(a["provider_source_id"]), "", _ts(start), "", "",
+                     _segment("AIL", "1", "A", f"{a['location_source_id']}^^^{self.facility}", "", self.ts(start),
+                              "", "", str(minutes), "min", "", filler_status),
+                     _segment("AIP", "1", "A", self.xcn(a["provider_source_id"]), "", self.ts(start), "", "",
                               str(minutes), "min", "", filler_status)]
         return segments
 
@@ -154,7 +161,7 @@ class _Hl7Writer:
         posted = dt.datetime.combine(dt.date.fromisoformat(lines[0]["posted_on"]), dt.time(18, 0),
                                      tzinfo=self.spec.tz)
         mrn = encounter["patient_source_id"]
-        segments = [self.msh(posted, "DFT^P03^DFT_P03"), _segment("EVN", "P03", _ts(posted)), self.pid(mrn),
+        segments = [self.msh(posted, "DFT^P03^DFT_P03"), _segment("EVN", "P03", self.ts(posted)), self.pid(mrn),
                     self.pv1(encounter)]
         for n, c in enumerate(lines, start=1):
             service = c["service_date"].replace("-", "")
@@ -171,14 +178,14 @@ class _Hl7Writer:
     def pv1(self, encounter: dict[str, Any]) -> str:
         values = {1: "1", 2: "O", 3: f"{encounter['location_source_id']}^^^{self.facility}",
                   7: self.xcn(encounter["provider_source_id"]), 19: encounter["source_id"],
-                  44: _ts(encounter["start"]), 45: _ts(encounter["end"])}
+                  44: self.ts(encounter["start"]), 45: self.ts(encounter["end"])}
         return _segment("PV1", *_fields(values))
 
     def payments(self, encounter: dict[str, Any], paid_on: str, pays: list[tuple[dict[str, Any], dict[str, Any]]]
                  ) -> tuple[dt.datetime, str]:
         when = dt.datetime.combine(dt.date.fromisoformat(paid_on), dt.time(12, 0), tzinfo=self.spec.tz)
         mrn = encounter["patient_source_id"]
-        segments = [self.msh(when, "DFT^P03^DFT_P03"), _segment("EVN", "P03", _ts(when)), self.pid(mrn),
+        segments = [self.msh(when, "DFT^P03^DFT_P03"), _segment("EVN", "P03", self.ts(when)), self.pid(mrn),
                     self.pv1(encounter)]
         n = 0
         for remit, charge in pays:
@@ -221,6 +228,14 @@ def _hl7_files(truth: Truth, spec: PracticeSpec) -> Iterator[FeedFile]:
     for (encounter_id, paid_on), pays in paid.items():
         families["pay"].append(w.payments(encounters[encounter_id], paid_on, pays))
     for family, messages in families.items():
+        if spec.backfill_shuffled:
+            # a history backfill written in no particular order: a visit's completion, cancellation or
+            # no-show can come before its booking, and a payment before its charge; each message says
+            # when its event happened (MSH-7, EVN-2), and the latest event is the one that stands
+            texts = [text for _, text in sorted(messages, key=lambda m: m[0])]
+            random.Random(f"{spec.slug}:{family}").shuffle(texts)
+            yield FeedFile(f"{spec.slug}/backfill/{family}.hl7", ("\r\n".join(texts) + "\r\n").encode())
+            continue
         by_month: dict[str, list[str]] = defaultdict(list)
         for when, text in sorted(messages, key=lambda m: m[0]):
             by_month[f"{when:%Y-%m}"].append(text)
@@ -246,8 +261,32 @@ CARC = "https://x12.org/codes/claim-adjustment-reason-codes"
 LOCAL = "urn:demo:carmel-aesthetics:codes"
 
 
+def _iso(value: dt.datetime | str, times: str) -> str:
+    """A FHIR dateTime: local time with its offset, or (``utc``) the instant in UTC, as many servers send it."""
+    moment = _when(value) if isinstance(value, str) else value
+    if times == "utc":
+        return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.replace(tzinfo=None).isoformat() if times == "naive" else moment.isoformat()
+
+
+def _at(spec: PracticeSpec, day: str, hour: int) -> dt.datetime:
+    return dt.datetime.combine(dt.date.fromisoformat(day[:10]), dt.time(hour), tzinfo=spec.tz)
+
+
+def _instant(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _updated(resource: dict[str, Any], moment: dt.datetime) -> dict[str, Any]:
+    """meta.lastUpdated: when the resource took the state it is sent in (the record's event time). Only an
+    Appointment has a history of states; every other resource takes its Bundle's timestamp as event time."""
+    resource["meta"] = {"lastUpdated": _instant(moment)}
+    return resource
+
+
 def _fhir_resources(spec: PracticeSpec, records: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
     """(day, resource) for each fact, the day being when the practice's system would send it."""
+    times = spec.feed_times
     patients = _index(records, "patient")
     coverage = {r["patient_source_id"]: r for r in records if r["kind"] == "coverage"}
     sent_patients: set[str] = set()
@@ -260,8 +299,6 @@ def _fhir_resources(spec: PracticeSpec, records: list[dict[str, Any]]) -> Iterat
             yield first_day, {"resourceType": "Practitioner", "id": r["source_id"],
                               "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": r["npi"]}],
                               "name": [{"family": r["family_name"], "given": [r["given_name"]]}]}
-            yield first_day, {"resourceType": "Schedule", "id": f"sched-{r['source_id']}", "active": True,
-                              "actor": [_ref("Practitioner", r["source_id"])]}
     for r in records:
         kind = r["kind"]
         if kind in ("appointment", "referral") and r["patient_source_id"] not in sent_patients:
@@ -279,11 +316,16 @@ def _fhir_resources(spec: PracticeSpec, records: list[dict[str, Any]]) -> Iterat
                         "payor": [{"display": c["payer_name"]}]}
         if kind == "slot":
             end = _when(r["start"]) + dt.timedelta(minutes=r["duration_min"])
+            schedule = f"sched-{r['provider_source_id']}-{r['location_source_id']}"
+            # the Schedule travels with its Slots: a transaction Bundle resolves its references inside itself
+            yield r["start"][:10], {"resourceType": "Schedule", "id": schedule, "active": True,
+                                    "actor": [_ref("Practitioner", r["provider_source_id"]),
+                                              _ref("Location", r["location_source_id"])]}
             yield r["start"][:10], {"resourceType": "Slot", "id": r["source_id"], "status": r["status"],
-                                    "schedule": _ref("Schedule", f"sched-{r['provider_source_id']}"),
-                                    "start": r["start"], "end": end.isoformat()}
+                                    "schedule": _ref("Schedule", schedule), "start": _iso(r["start"], times),
+                                    "end": _iso(end, times)}
         elif kind == "appointment":
-            yield _appointment_day(r), _fhir_appointment(r)
+            yield _appointment_day(r), _fhir_appointment(r, times)
         elif kind == "encounter":
             yield r["start"][:10], {
                 "resourceType": "Encounter", "id": r["source_id"], "status": r["status"],
@@ -291,7 +333,7 @@ def _fhir_resources(spec: PracticeSpec, records: list[dict[str, Any]]) -> Iterat
                 "type": [_coding(LOCAL, r["visit_type"])], "subject": _ref("Patient", r["patient_source_id"]),
                 "participant": [{"individual": _ref("Practitioner", r["provider_source_id"])}],
                 "appointment": [_ref("Appointment", r["appointment_source_id"])],
-                "period": {"start": r["start"], "end": r["end"]},
+                "period": {"start": _iso(r["start"], times), "end": _iso(r["end"], times)},
                 "location": [{"location": _ref("Location", r["location_source_id"])}]}
         elif kind == "referral":
             yield r["received_on"], {
@@ -311,14 +353,23 @@ def _appointment_day(a: dict[str, Any]) -> str:
     return str(a["start"])[:10]
 
 
-def _fhir_appointment(a: dict[str, Any]) -> dict[str, Any]:
+def _final_event(a: dict[str, Any]) -> dt.datetime:
+    """When an appointment took its final status: booked, cancelled, or marked done or missed after the visit."""
+    if a["status"] == "cancelled":
+        return _when(a["cancelled_at"])
+    if a["status"] in ("fulfilled", "noshow"):
+        return _when(a["start"]) + dt.timedelta(minutes=a["duration_min"] + 30)
+    return _when(a["booked_at"])
+
+
+def _fhir_appointment(a: dict[str, Any], times: str) -> dict[str, Any]:
     end = _when(a["start"]) + dt.timedelta(minutes=a["duration_min"])
     resource: dict[str, Any] = {
         "resourceType": "Appointment", "id": a["source_id"], "status": a["status"],
         "appointmentType": _coding(LOCAL, a["visit_type"], a["_visit_name"]),
         "serviceType": [_coding(LOCAL, a["visit_type"], a["_visit_name"])],
-        "start": a["start"], "end": end.isoformat(), "minutesDuration": a["duration_min"],
-        "created": a["booked_at"], "slot": [_ref("Slot", s) for s in a["_slots"]],
+        "start": _iso(a["start"], times), "end": _iso(end, times), "minutesDuration": a["duration_min"],
+        "created": _iso(a["booked_at"], times), "slot": [_ref("Slot", s) for s in a["_slots"]],
         "participant": [{"actor": _ref("Patient", a["patient_source_id"]), "status": "accepted"},
                         {"actor": _ref("Practitioner", a["provider_source_id"]), "status": "accepted"},
                         {"actor": _ref("Location", a["location_source_id"]), "status": "accepted"}]}
@@ -328,8 +379,8 @@ def _fhir_appointment(a: dict[str, Any]) -> dict[str, Any]:
         resource["cancelationReason"] = _coding(LOCAL, a["cancel_reason"])
         resource["extension"] = [{
             "url": "http://hl7.org/fhir/5.0/StructureDefinition/extension-Appointment.cancellationDate",
-            "valueDateTime": a["cancelled_at"]}]
-    return resource
+            "valueDateTime": _iso(a["cancelled_at"], times)}]
+    return _updated(resource, _final_event(a))
 
 
 def _fhir_claims(records: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -405,30 +456,38 @@ def _adjudication(submitted: Decimal, remit: dict[str, Any]) -> list[dict[str, A
 
 
 def _fhir_files(truth: Truth, spec: PracticeSpec) -> Iterator[FeedFile]:
-    by_day: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    by_day: dict[str, dict[tuple[str, str], dict[str, Any]]] = defaultdict(dict)
     for day, resource in _fhir_resources(spec, truth.records[spec.slug]):
-        by_day[day].append(resource)
+        by_day[day].setdefault((resource["resourceType"], resource["id"]), resource)  # once per Bundle
     for day, resources in sorted(by_day.items()):
+        # the day's Bundle is assembled in the evening: its timestamp is the event time of what has no meta
         bundle = {"resourceType": "Bundle", "id": f"{spec.slug}-{day}", "type": "transaction",
+                  "timestamp": _instant(_at(spec, day, 23)),
                   "entry": [{"fullUrl": f"urn:demo:{spec.slug}:{r['resourceType']}/{r['id']}", "resource": r,
                              "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}}
-                            for r in resources]}
+                            for r in resources.values()]}
         yield FeedFile(f"{spec.slug}/{day[:7]}/{day}.json", json.dumps(bundle, separators=(",", ":")).encode())
 
 
 # ==================================================================== CSV exports
 APPOINTMENT_COLUMNS = ("Appt ID", "MRN", "Patient Name", "DOB", "Provider", "Location", "Appt Date/Time",
                        "Minutes", "Appt Type", "Status", "Cancel Reason", "Created", "Cancelled On", "Referral ID",
-                       "New Patient")
+                       "New Patient", "Modified")
 CHARGE_COLUMNS = ("Charge ID", "Visit ID", "MRN", "Provider", "Location", "DOS", "Post Date", "CPT", "Modifiers",
-                  "Units", "Charge Amount", "Dx", "Payer", "Appt Type")
+                  "Units", "Charge Amount", "Dx", "Payer", "Appt Type", "Modified")
 PAYMENT_COLUMNS = ("Payment ID", "Charge ID", "Claim ID", "Payer", "Paid", "Adjustment", "Adj Codes", "Denied",
-                   "Paid Date")
+                   "Paid Date", "Modified")
+REFERRAL_COLUMNS = ("Referral ID", "MRN", "Referring Provider", "Received", "Referral Status", "Modified")
 CSV_STATUS = {"fulfilled": "Completed", "noshow": "No Show", "cancelled": "Cancelled", "booked": "Scheduled"}
 
 
 def _us_time(value: str | None) -> str:
     return _when(value).strftime("%m/%d/%Y %I:%M %p") if value else ""
+
+
+def _modified(moment: dt.datetime) -> str:
+    """The row's last change (the mapping's event_time_column): local wall-clock time, as exports write it."""
+    return moment.strftime("%Y-%m-%d %H:%M")
 
 
 def _csv_text(columns: tuple[str, ...], rows: list[list[Any]]) -> bytes:
@@ -451,18 +510,32 @@ def _csv_files(truth: Truth, spec: PracticeSpec) -> Iterator[FeedFile]:
                 dt.date.fromisoformat(p["birth_date"]).strftime("%m/%d/%Y"), r["provider_source_id"],
                 r["location_source_id"], _us_time(r["start"]), r["duration_min"], r["visit_type"],
                 CSV_STATUS[r["status"]], r["cancel_reason"] or "", _us_time(r["booked_at"]),
-                _us_time(r["cancelled_at"]), r["referral_source_id"] or "", "Y" if r["new_patient"] else "N"])
+                _us_time(r["cancelled_at"]), r["referral_source_id"] or "", "Y" if r["new_patient"] else "N",
+                _modified(_final_event(r))])
         elif r["kind"] == "charge":
             months[("charges", r["posted_on"][:7])].append([
                 r["source_id"], r["encounter_source_id"], r["patient_source_id"], r["provider_source_id"],
                 r["location_source_id"], r["service_date"], r["posted_on"], r["procedure_code"],
                 " ".join(r["modifiers"]), r["units"], r["amount"], ";".join(r["diagnosis_codes"]), r["payer_name"],
-                r["visit_type"]])
+                r["visit_type"], _modified(_at(spec, r["posted_on"], 18))])
+        elif r["kind"] == "referral":
+            months[("referrals", r["received_on"][:7])].append([
+                r["source_id"], r["patient_source_id"], r["referring_provider"], r["received_on"],
+                {"active": "Open", "completed": "Closed"}[r["status"]], _modified(_at(spec, r["received_on"], 9))])
         elif r["kind"] == "remittance":
             months[("payments", r["paid_on"][:7])].append([
                 r["source_id"], r["charge_source_id"], r["claim_id"], r["payer_name"], r["paid_amount"],
                 r["adjustment_amount"], ";".join(f"{a['group']}-{a['reason']}" for a in r["adjustments"]),
-                "Y" if r["denied"] else "N", r["paid_on"]])
-    columns = {"appointments": APPOINTMENT_COLUMNS, "charges": CHARGE_COLUMNS, "payments": PAYMENT_COLUMNS}
+                "Y" if r["denied"] else "N", r["paid_on"], _modified(_at(spec, r["paid_on"], 12))])
+    columns = {"appointments": APPOINTMENT_COLUMNS, "charges": CHARGE_COLUMNS, "payments": PAYMENT_COLUMNS,
+               "referrals": REFERRAL_COLUMNS}
     for (export, month), rows in sorted(months.items()):
         yield FeedFile(f"{spec.slug}/{month}/{export}_{month}.csv", _csv_text(columns[export], rows))
+
+
+# ==================================================================== the MSO's costs
+def costs_csv(truth: Truth) -> str:
+    """The costs the MSO's finance team imports (``hub costs import``), as that command's CSV."""
+    lines = ["practice,service_line,month,cost"]
+    lines += [f"{c['practice']},{c['service_line']},{c['month']},{c['cost']}" for c in truth.costs]
+    return "\n".join(lines) + "\n"

@@ -46,6 +46,15 @@ class Payer:
     allowed: float  # allowed / billed
     denial: float  # probability a claim line is denied
     days: tuple[int, int]  # days from service to payment
+    mapped: bool = True  # False: the practice's mapping does not know this payer yet (no MSO payer, no class)
+
+    @property
+    def mso_payer(self) -> str | None:
+        return self.payer if self.mapped else None
+
+    @property
+    def mso_class(self) -> str | None:
+        return self.financial_class if self.mapped else None
 
 
 @dataclass(frozen=True)
@@ -71,6 +80,14 @@ class PracticeSpec:
     months: int = 0  # > 0: only this many months of history (a newly acquired practice)
     unmapped_visit_types: tuple[str, ...] = ()  # codes the practice's mapping does not know yet
     new_categories: tuple[str, ...] = ("new",)  # visit categories that bring a new patient
+    # a share of the new patients are people already seen at another practice of the MSO (same name and
+    # birth date, the practice's own MRN): the enterprise id links them, and a visit in a service line
+    # they were seen in elsewhere is not a new-patient visit
+    shares_patients_with: str = ""
+    shared_patient_share: float = 0.0
+    evening_clinic: bool = False  # visits 20:00-23:00 local on each month's last day (in UTC: the next month)
+    feed_times: str = "local"  # how the feed writes date-times: local (with the offset), utc, naive (no offset)
+    backfill_shuffled: bool = False  # the history arrives as a backfill written in no particular order
 
     @property
     def tz(self) -> ZoneInfo:
@@ -129,6 +146,7 @@ PRACTICES: tuple[PracticeSpec, ...] = (
         daily_visits=6.0, seasons=(0.85, 0.95, 1.05, 1.15, 1.2, 1.0, 0.85, 0.85, 0.95, 1.05, 1.25, 1.3),
         no_show=0.035, cancel=0.12, late_cancel_share=0.45, referral_share=0.15, slot_minutes=30,
         new_categories=("consult",),
+        evening_clinic=True, feed_times="utc",
     ),
     PracticeSpec(
         slug="fishers-pt", name="Fishers Physical Therapy", feed="csv", timezone="America/Indiana/Indianapolis",
@@ -162,11 +180,14 @@ PRACTICES: tuple[PracticeSpec, ...] = (
                       0.10)),
         payers=(Payer("AETNA", "aetna", COMMERCIAL, 0.45, 0.60, 0.07, (18, 40)),
                 Payer("MEDICARE", "medicare", "medicare", 0.40, 0.48, 0.04, (14, 28)),
-                Payer("HUMANA GOLD PLUS", "medicare_advantage", "medicare", 0.15, 0.50, 0.09, (20, 45))),
+                Payer("HUMANA GOLD PLUS", "medicare_advantage", "medicare", 0.15, 0.50, 0.09, (20, 45)),
+                Payer("TRICARE EAST", "tricare", "other", 0.06, 0.62, 0.05, (20, 40), mapped=False)),
         cancel_reasons=(("CXL-PT", "patient", 0.7), ("CXL-DR", "provider", 0.3)),
         daily_visits=6.0, seasons=(1.05, 1.0, 1.1, 1.15, 1.1, 0.95, 0.85, 0.9, 1.0, 1.05, 1.0, 0.85),
         no_show=0.08, cancel=0.10, late_cancel_share=0.3, referral_share=0.4,
         months=2, unmapped_visit_types=("MOHS1", "COSM"),
+        shares_patients_with="lakeshore-derm", shared_patient_share=0.25,
+        feed_times="naive", backfill_shuffled=True,
     ),
 )
 
@@ -179,6 +200,8 @@ class Truth:
     end: dt.date  # exclusive: the first day after the generated history
     practices: tuple[PracticeSpec, ...]
     records: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # what the MSO's finance team imports (``hub costs import``): {practice, service_line, month, cost}
+    costs: list[dict[str, str]] = field(default_factory=list)
 
     def of(self, practice: str, kind: str) -> list[dict[str, Any]]:
         return [r for r in self.records[practice] if r["kind"] == kind]
@@ -214,6 +237,7 @@ def generate(*, seed: int = 7, end: dt.date | None = None, months: int = 13, sca
     for _ in range(months):
         first = (first - dt.timedelta(days=1)).replace(day=1)
     truth = Truth(start=first, end=end, practices=practices)
+    people: dict[tuple[str, str, str], str] = {}  # (family, given, birth date) → person: one person each
     for index, spec in enumerate(practices):
         rng = random.Random(f"{seed}:{index}:{spec.slug}")
         start = first
@@ -221,13 +245,34 @@ def generate(*, seed: int = 7, end: dt.date | None = None, months: int = 13, sca
             start = end
             for _ in range(spec.months):
                 start = (start - dt.timedelta(days=1)).replace(day=1)
-        truth.records[spec.slug] = _PracticeHistory(spec, rng, start, end, scale).build()
+        known = [r for r in truth.records.get(spec.shares_patients_with, ()) if r["kind"] == "patient"]
+        truth.records[spec.slug] = _PracticeHistory(spec, rng, start, end, scale, people, known).build()
+        truth.costs += _costs(spec, random.Random(f"{seed}:{index}:{spec.slug}:costs"), start, end, scale)
     return truth
 
 
+def _costs(spec: PracticeSpec, rng: random.Random, start: dt.date, end: dt.date, scale: float
+           ) -> list[dict[str, str]]:
+    """A month's cost of each mapped service line: a third to a half of what a usual month bills."""
+    billed: dict[str, float] = {}
+    for vt, share in spec.visit_types:
+        if vt.code not in spec.unmapped_visit_types:
+            price = sum(float(p) for _, p in vt.procedures)
+            billed[vt.service_line] = billed.get(vt.service_line, 0.0) + share * price
+    out = []
+    for month in _month_starts(start, end):
+        visits = spec.daily_visits * spec.seasons[month.month - 1] * scale * len(spec.providers) * 21
+        for line, per_visit in sorted(billed.items()):
+            out.append({"practice": spec.slug, "service_line": line, "month": f"{month:%Y-%m}",
+                        "cost": _money(visits * per_visit * rng.uniform(0.33, 0.5))})
+    return out
+
+
 class _PracticeHistory:
-    def __init__(self, spec: PracticeSpec, rng: random.Random, start: dt.date, end: dt.date, scale: float) -> None:
+    def __init__(self, spec: PracticeSpec, rng: random.Random, start: dt.date, end: dt.date, scale: float,
+                 people: dict[tuple[str, str, str], str], known: list[dict[str, Any]]) -> None:
         self.spec, self.rng, self.start, self.end, self.scale = spec, rng, start, end, scale
+        self.people, self.known = people, known
         self.records: list[dict[str, Any]] = []
         self.patients: list[dict[str, Any]] = []
         self.seen: set[str] = set()
@@ -253,6 +298,8 @@ class _PracticeHistory:
         while day < self.end:
             if day.weekday() < 5:
                 self.working_day(day)
+            if spec.evening_clinic and (day + dt.timedelta(days=1)).day == 1:
+                self.evening(day)
             day += dt.timedelta(days=1)
         # Referrals received before the end for visits after it: still open when the history stops.
         while day < self.end + dt.timedelta(days=LOOK_AHEAD_DAYS):
@@ -267,7 +314,7 @@ class _PracticeHistory:
         new_share = sum(w for v, w in spec.visit_types if v.category in spec.new_categories)
         for _ in range(int(rng.gauss(expected * new_share * spec.referral_share, 1.0))):
             received = day - dt.timedelta(days=rng.randint(3, LOOK_AHEAD_DAYS))
-            if received >= self.end:
+            if not self.start <= received < self.end:  # the history is what was received in it
                 continue
             patient = self.new_patient()
             line = rng.choices([v for v, _ in spec.visit_types], weights=[w for _, w in spec.visit_types])[0]
@@ -280,17 +327,38 @@ class _PracticeHistory:
     def new_patient(self) -> dict[str, Any]:
         rng, spec = self.rng, self.spec
         mrn = self.next_id("".join(word[0] for word in spec.slug.split("-")).upper())
+        if self.known and rng.random() < spec.shared_patient_share:
+            return self.shared_patient(mrn, rng.choice(self.known))
         birth = dt.date(1940, 1, 1) + dt.timedelta(days=rng.randrange(0, 365 * 65))
         payer = rng.choices(spec.payers, weights=[p.share for p in spec.payers])[0]
         if payer.financial_class == "medicare" and birth.year > 1958:
             birth = dt.date(rng.randrange(1940, 1958), birth.month, min(birth.day, 28))
+        family, given = rng.choice(FAMILY_NAMES), rng.choice(FIRST_NAMES)
+        while (family, given, birth.isoformat()) in self.people:  # another person: the hub would link them
+            birth += dt.timedelta(days=1)
+        person = f"{spec.slug}:{mrn}"
+        self.people[(family, given, birth.isoformat())] = person
         patient = self.add("patient", mrn, identifiers=[{"system": f"urn:demo:{spec.slug}:mrn", "value": mrn,
                                                          "type": "MR"}],
-                           family_name=rng.choice(FAMILY_NAMES), given_name=rng.choice(FIRST_NAMES),
+                           family_name=family, given_name=given,
                            birth_date=birth.isoformat(), sex=rng.choice(("female", "male")),
-                           postal_code=f"{rng.randrange(10000, 99999)}")
-        self.add("coverage", f"{mrn}-1", patient_source_id=mrn, payer_name=payer.name, payer=payer.payer,
-                 financial_class=payer.financial_class, member_id=f"MBR{rng.randrange(10**8, 10**9)}", rank=1)
+                           postal_code=f"{rng.randrange(10000, 99999)}", _person=person)
+        return self.insured(patient, payer)
+
+    def shared_patient(self, mrn: str, seen: dict[str, Any]) -> dict[str, Any]:
+        """A person another practice of the MSO has seen, under this practice's MRN."""
+        spec = self.spec
+        payer = self.rng.choices(spec.payers, weights=[p.share for p in spec.payers])[0]
+        patient = self.add("patient", mrn, identifiers=[{"system": f"urn:demo:{spec.slug}:mrn", "value": mrn,
+                                                         "type": "MR"}],
+                           **{k: seen[k] for k in ("family_name", "given_name", "birth_date", "sex", "postal_code",
+                                                   "_person")})
+        return self.insured(patient, payer)
+
+    def insured(self, patient: dict[str, Any], payer: Payer) -> dict[str, Any]:
+        rng, mrn = self.rng, patient["source_id"]
+        self.add("coverage", f"{mrn}-1", patient_source_id=mrn, payer_name=payer.name, payer=payer.mso_payer,
+                 financial_class=payer.mso_class, member_id=f"MBR{rng.randrange(10**8, 10**9)}", rank=1)
         patient["_payer"] = payer
         self.patients.append(patient)
         return patient
@@ -316,6 +384,24 @@ class _PracticeHistory:
                 closing = min(closing, clock + dt.timedelta(minutes=spec.slot_minutes * max(1, round(planned))))
                 self.slots(npi, location, clock, closing)
             for _ in range(count):
+                visit_type = rng.choices([v for v, _ in spec.visit_types], weights=[w for _, w in spec.visit_types])[0]
+                if clock + dt.timedelta(minutes=visit_type.minutes) > closing:
+                    break
+                self.appointment(day, npi, location, visit_type, clock)
+                step = spec.slot_minutes or 15
+                clock += dt.timedelta(minutes=math.ceil(visit_type.minutes / step) * step)
+
+    def evening(self, day: dt.date) -> None:
+        """An evening clinic on the last day of a month, 20:00 to 23:00 local: in UTC, these visits fall on
+        the first day of the next month (the local calendar is the one that counts)."""
+        spec, rng = self.spec, self.rng
+        for npi, _family, _given in spec.providers:
+            location = spec.locations[0][0]
+            clock = dt.datetime.combine(day, dt.time(20, 0), tzinfo=spec.tz)
+            closing = clock.replace(hour=23)
+            if spec.slot_minutes:
+                self.slots(npi, location, clock, closing)
+            for _ in range(rng.randint(1, 3)):
                 visit_type = rng.choices([v for v, _ in spec.visit_types], weights=[w for _, w in spec.visit_types])[0]
                 if clock + dt.timedelta(minutes=visit_type.minutes) > closing:
                     break
@@ -410,8 +496,8 @@ class _PracticeHistory:
                      provider_source_id=npi, location_source_id=location, service_date=day.isoformat(),
                      posted_on=posted.isoformat(), procedure_code=cpt, modifiers=["25"] if line == 1 and
                      len(vt.procedures) > 1 and cpt.startswith("992") else [], units=units, amount=_money(amount),
-                     diagnosis_codes=diagnosis, payer_name=payer.name, payer=payer.payer,
-                     financial_class=payer.financial_class, visit_type=vt.code,
+                     diagnosis_codes=diagnosis, payer_name=payer.name, payer=payer.mso_payer,
+                     financial_class=payer.mso_class, visit_type=vt.code,
                      service_line=vt.service_line if mapped else None)
             self.remittance(charge_id, day, payer, amount)
 
@@ -429,7 +515,7 @@ class _PracticeHistory:
             adjustments = [] if paid == amount else [{"group": "CO", "reason": "45", "amount": _money(amount - paid)}]
         adjustment = sum((Decimal(a["amount"]) for a in adjustments), Decimal("0.00"))
         self.add("remittance", f"P{charge_id[1:]}", charge_source_id=charge_id, claim_id=charge_id.rsplit("-", 1)[0],
-                 payer_name=payer.name, payer=payer.payer, paid_amount=_money(paid),
+                 payer_name=payer.name, payer=payer.mso_payer, paid_amount=_money(paid),
                  adjustment_amount=_money(adjustment), adjustments=adjustments, denied=denied,
                  paid_on=paid_on.isoformat())
 

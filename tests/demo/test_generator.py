@@ -109,7 +109,7 @@ def test_csv_exports_carry_the_columns_the_mapping_names(truth) -> None:  # type
     mapping = yaml.safe_load((ROOT / "mappings" / "examples" / "fishers-pt.yaml").read_text())
     exports = {e["kind"]: e for e in mapping["connectors"]["csv"]["exports"]}
     files = render(truth, truth.practice("fishers-pt"))
-    kind_of = {"appointments": "appointment", "charges": "charge", "payments": "remittance"}
+    kind_of = {"appointments": "appointment", "charges": "charge", "payments": "remittance", "referrals": "referral"}
     seen = set()
     for f in files:
         export = f.name.rsplit("/", 1)[1].split("_")[0]
@@ -128,4 +128,5 @@ def test_example_mappings_load_and_cover_the_live_practices_codes(truth) -> None
         codes = {v.code for v, _ in spec.visit_types}
         assert codes - known == set(spec.unmapped_visit_types), spec.slug
         assert {c for c, _, _ in spec.locations} <= set(mapping.code_maps["location"])
-        assert {p.name for p in spec.payers} <= set(mapping.code_maps["payer"])
+        assert {p.name for p in spec.payers if p.mapped} <= set(mapping.code_maps["payer"])
+        assert not {p.name for p in spec.payers if not p.mapped} & set(mapping.code_maps["payer"])
