@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
@@ -166,17 +166,24 @@ def localize(record: dict[str, Any], zone: dt.tzinfo | None) -> dict[str, Any]:
         if value is None:
             continue
         if value.tzinfo is None:
-            value = value.replace(tzinfo=zone or dt.UTC)
+            record[name] = value.replace(tzinfo=zone or dt.UTC)
         elif zone is not None:
-            value = value.astimezone(zone)
-        record[name] = value
+            record[name] = value.astimezone(zone)
     return record
 
 
 def sent_without_offset(record: dict[str, Any]) -> list[str]:
     """The date-time fields of a record as a connector made it (strings) that carry no offset."""
-    return [name for name in datetime_fields(record.get("kind", "")) if type(record.get(name)) is str
-            and _NAIVE_DATETIME.match(record[name])] if record.get("kind") in KINDS else []
+    if record.get("kind") not in KINDS:
+        return []
+    found = []
+    for name in datetime_fields(record["kind"]):
+        value = record.get(name)
+        # an offset ends the text (Z or ±HH:MM): a cheap test first, the pattern only for what may be naive
+        if type(value) is str and not (value[-1:] == "Z" or value[-6:-5] in ("+", "-")) \
+                and _NAIVE_DATETIME.match(value):
+            found.append(name)
+    return found
 
 
 def _flat(messages: Any) -> str:
@@ -220,8 +227,7 @@ def _converter(f: Field) -> Any:
     if f.type == "date":
         return lambda v: _parsed(dt.date.fromisoformat, v) if type(v) is str and _DATE.match(v) else _NOT_FAST
     if f.type == "datetime":
-        return lambda v: _parsed(dt.datetime.fromisoformat, v) if type(v) is str and _DATETIME.match(v) \
-            else _NOT_FAST
+        return lambda v: _datetime(v) if type(v) is str else _NOT_FAST
     if f.type == "int":
         return lambda v: v if type(v) is int else _NOT_FAST
     if f.type == "money":
@@ -233,6 +239,12 @@ def _converter(f: Field) -> Any:
     if f.type == "json":
         return lambda v: _fast_nested(f.name, v)
     return lambda v: _NOT_FAST
+
+
+@lru_cache(maxsize=16384)
+def _datetime(value: str) -> Any:
+    # a message's records share its event time, and a feed repeats its slot times: parsed once each
+    return _parsed(dt.datetime.fromisoformat, value) if _DATETIME.match(value) else _NOT_FAST
 
 
 def _parsed(parse: Any, value: str) -> Any:

@@ -61,7 +61,7 @@ def check_files(plugins: Plugins, practice: str, mapping: Mapping, paths: Sequen
             context = Context(practice=practice, config=mapping.connector_config(chosen.name), origin=origin)
             for envelope in envelopes:
                 done = normalize_envelope(plugins, chosen, envelope, practice=practice, mapping=mapping,
-                                          origin=origin, timezone=timezone)
+                                          origin=origin, timezone=timezone, count_offsets=True)
                 fresh = card.add(envelope, done.records, done.error, label=_label(envelope, str(path)),
                                  without_offset=done.without_offset, key=chosen.store_key(envelope),
                                  unique_control_ids=chosen.unique_control_ids)
@@ -131,7 +131,7 @@ def check_stored(runtime: Runtime, practice: str, *, mapping: Mapping | None = N
                 continue
             done = normalize_envelope(runtime.plugins, connector, envelope, practice=practice, mapping=mapping,
                                       message_id=r.id, origin=r.origin, timezone=zone,
-                                      arrival=r.received_at)
+                                      arrival=r.received_at, count_offsets=True)
             # the store told its duplicates apart already: each stored message counts once
             card.add(envelope, done.records, done.error, label=f"message {r.id}",
                      without_offset=done.without_offset, key=r.dedup_key or f"#{r.id}")

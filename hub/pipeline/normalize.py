@@ -84,16 +84,17 @@ def record_pipeline(plugins: Plugins, mapping: Mapping, message_id: int | None, 
 def normalize_envelope(plugins: Plugins, connector: Connector, envelope: Envelope, *, practice: str,
                        mapping: Mapping = EMPTY, message_id: int | None = None,
                        origin: str | None = None, timezone: str | None = None,
-                       arrival: dt.datetime | None = None) -> Normalized:
+                       arrival: dt.datetime | None = None, count_offsets: bool = False) -> Normalized:
     """One message's records; ``timezone`` is the practice's (date-times are read and kept in it)
-    and ``arrival`` when the message was received (the event time of records that carry none)."""
+    and ``arrival`` when the message was received (the event time of records that carry none).
+    ``count_offsets``: fill ``Normalized.without_offset`` (the onboarding scorecard; not ingest)."""
     context = Context(practice=practice, config=mapping.connector_config(connector.name),
                       message_id=message_id, origin=origin)
     out = Normalized(envelope)
     try:
         raw_records = connector.normalize(envelope, context)
         finish = record_pipeline(plugins, mapping, message_id, zone=practice_zone(timezone), arrival=arrival,
-                                 without_offset=out.without_offset)
+                                 without_offset=out.without_offset if count_offsets else None)
         out.records = [finish(r) for r in raw_records]
     except HubError as exc:
         if exc.source is None:

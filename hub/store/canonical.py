@@ -40,11 +40,6 @@ from hub.model.tables import RECORD_TABLES, STAMP_LENGTH, MoneyCents, UTCDateTim
 _NO_TIME = "0" * (STAMP_LENGTH - 12)  # a record without an event time: its message's id alone orders it
 
 
-def _storable(value: Any) -> Any:
-    # date-times of the model are stored as ISO text with their offset (see tables.py)
-    return value.isoformat() if isinstance(value, dt.datetime) else value
-
-
 def event_stamp(event_time: dt.datetime | None, message_id: int | None) -> str:
     """Fixed-width digits that sort as (event time in UTC, message id): compared as text alike on
     SQLite and PostgreSQL."""
@@ -73,23 +68,44 @@ def _fold(previous: dict[str, Any], row: dict[str, Any], kind: str) -> dict[str,
     return merged
 
 
+@functools.cache
+def _stamp_columns(kind: str) -> dict[str, str]:
+    return dict(_stamped(kind))
+
+
 def upsert_records(conn: sa.Connection, items: Sequence[tuple[dict[str, Any], int | None]]) -> int:
     """Write validated records (each with the id of its message) in the caller's transaction."""
     if not items:
         return 0
-    now = dt.datetime.now(dt.UTC)
+    # the batch's one timestamp, converted for the database once rather than once per row
+    now = _converter(UTCDateTime(), conn.dialect.name)(dt.datetime.now(dt.UTC))
     merges = [(r, m) for r, m in items if r["kind"] == "patient_merge"]
     _lock_practices(conn, items, {r["practice"] for r, _ in merges})
     items = _apply_known_merges(conn, items)
     by_kind: dict[str, dict[tuple[str, str], dict[str, Any]]] = defaultdict(dict)
     lineage_rows: dict[tuple[str, str, str, int], None] = {}
+    stamps: dict[tuple[Any, int | None], tuple[str, str | None]] = {}  # a message's records share its time
     for record, message_id in items:
         kind = record["kind"]
-        row = {k: _storable(v) for k, v in record.items() if k != "kind"}
-        stamp = event_stamp(record.get("event_time"), message_id)
-        for name, stamp_name in _stamped(kind):
-            row[stamp_name] = None if row.get(name) is None else stamp
-        row["stamp"] = stamp
+        event_time = record.get("event_time")
+        when = (event_time, message_id)
+        known = stamps.get(when)
+        if known is None:
+            known = stamps[when] = (event_stamp(event_time, message_id),
+                                    None if event_time is None else event_time.isoformat())
+        stamp = known[0]
+        stamp_of = _stamp_columns(kind)
+        # a field left out (None) is NULL, and so is its stamp; date-times are stored as ISO text with
+        # their offset, the practice's (see tables.py)
+        row: dict[str, Any] = {"stamp": stamp}
+        for name, value in record.items():
+            if value is not None and name != "kind":
+                row[name] = value.isoformat() if type(value) is dt.datetime and name != "event_time" else value
+                stamp_name = stamp_of.get(name)
+                if stamp_name is not None:
+                    row[stamp_name] = stamp
+        if event_time is not None:
+            row["event_time"] = known[1]
         row["message_id"] = message_id
         row["updated_at"] = now
         key = (record["practice"], record["source_id"])
@@ -127,17 +143,43 @@ def _lock_practices(conn: sa.Connection, items: Sequence[tuple[dict[str, Any], i
         conn.exec_driver_sql(f"SELECT {lock}(%s, hashtext(%s))", (_MERGE_LOCK, practice))
 
 
+_ROW_COLUMNS = ("practice", "source_id", "event_time", "message_id", "updated_at", "stamp")
+
+
 def _upsert_kind(conn: sa.Connection, kind: str, rows: list[dict[str, Any]]) -> None:
-    # Hot path: a statement written once per (database, kind) and DBAPI parameter tuples made by
-    # the converters below; SQLAlchemy's per-row bind processing costs as much as the database.
-    sql, converters = _upsert_statement(conn.dialect.name, kind)
-    conn.exec_driver_sql(sql, [tuple([row.get(name) if convert is None else convert(row.get(name))
-                                      for name, convert in converters]) for row in rows])
+    # Hot path: statements written once per (database, kind, fields) and DBAPI parameter tuples made
+    # by the converters below; SQLAlchemy's per-row bind processing costs as much as the database.
+    dialect = conn.dialect.name
+    if dialect != "sqlite":
+        # every column, in key order: concurrent batches sharing rows lock them in one order
+        groups: dict[tuple[str, ...] | None, list[dict[str, Any]]] = {None: rows}
+    else:
+        # SQLite has one writer at a time, so rows can go by the fields they carry: a statement
+        # then binds and updates just those columns (a record carries a fraction of its kind's
+        # fields, and each field has its stamp beside it)
+        groups = defaultdict(list)
+        for row in rows:
+            groups[tuple(row)].append(row)
+    for fields, group in groups.items():
+        sql, converters = _upsert_statement(dialect, kind, _present(kind, fields))
+        conn.exec_driver_sql(sql, [tuple([row.get(name) if convert is None else convert(row.get(name))
+                                          for name, convert in converters]) for row in group])
 
 
 @functools.cache
-def _upsert_statement(dialect_name: str, kind: str) -> tuple[str, tuple[tuple[str, Any], ...]]:
-    """INSERT … ON CONFLICT DO UPDATE in the syntax SQLite (3.24+) and PostgreSQL share.
+def _present(kind: str, keys: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """The fields (of the kind's declaration) among a row's keys; None: all of them."""
+    if keys is None:
+        return None
+    given = set(keys)
+    return tuple(f.name for f in KINDS[kind] if f.name in given)
+
+
+@functools.cache
+def _upsert_statement(dialect_name: str, kind: str, fields: tuple[str, ...] | None = None
+                      ) -> tuple[str, tuple[tuple[str, Any], ...]]:
+    """INSERT … ON CONFLICT DO UPDATE in the syntax SQLite (3.24+) and PostgreSQL share, for the
+    given fields (None: all); a field not written keeps its stored value and stamp.
 
     Each field takes the incoming value when the incoming stamp of that field is at least the
     stored one (a field the message left empty has no stamp, so it keeps the stored value); the
@@ -146,7 +188,9 @@ def _upsert_statement(dialect_name: str, kind: str) -> tuple[str, tuple[tuple[st
     quote = dialect.identifier_preparer.quote
     table = RECORD_TABLES[kind]
     name = quote(table.name)
-    columns = [c for c in table.c if c.name != "id"]
+    chosen = {*_ROW_COLUMNS, *(f for f, _ in _stamped(kind) if fields is None or f in fields)}
+    chosen |= {stamp_column(f) for f in chosen if f in _stamp_columns(kind)}
+    columns = [c for c in table.c if c.name in chosen]
     placeholder = "?" if dialect_name == "sqlite" else "%s"
     values = [f"{placeholder}::json" if dialect_name == "postgresql" and isinstance(c.type, sa.JSON) else placeholder
               for c in columns]
@@ -161,12 +205,15 @@ def _upsert_statement(dialect_name: str, kind: str) -> tuple[str, tuple[tuple[st
 
     updates = []
     for field, stamp in _stamped(kind):
-        updates += [take_if(newer(stamp), field), take_if(newer(stamp), stamp)]
+        if field in chosen:
+            updates += [take_if(newer(stamp), field), take_if(newer(stamp), stamp)]
     updates += [take_if(newer("stamp"), column) for column in ("event_time", "message_id", "stamp")]
     updates.append(f"{quote('updated_at')} = excluded.{quote('updated_at')}")
     sql = (f"INSERT INTO {name} ({', '.join(quote(c.name) for c in columns)}) VALUES ({', '.join(values)}) "
            f"ON CONFLICT (practice, source_id) DO UPDATE SET {', '.join(updates)}")
-    return sql, tuple((c.name, _converter(c.type, dialect_name)) for c in columns)
+    # updated_at comes converted already (upsert_records)
+    return sql, tuple((c.name, None if c.name == "updated_at" else _converter(c.type, dialect_name))
+                      for c in columns)
 
 
 def _converter(column_type: Any, dialect_name: str) -> Any:

@@ -112,7 +112,7 @@ def forget_engines_after_fork() -> None:
 KEYS_PER_IN_LIST = 500  # SQLite: ids per IN list, well under its limit of bound parameters
 
 
-def fetch_by_keys(conn: sa.Connection, sql: str, keys: Iterable[str], **params: Any) -> list[Any]:
+def fetch_by_keys(conn: sa.Connection, sql: str, keys: Iterable[Any], **params: Any) -> list[Any]:
     """The rows of ``sql``, a text query with `` IN :keys``, for however many keys.
 
     On PostgreSQL: one statement with one array parameter, run unprepared. psycopg

@@ -116,10 +116,14 @@ def save_messages(conn: sa.Connection, items: Sequence[NewMessage]) -> list[Save
                          "origin": (m.origin or "")[:255] or None, "status": "received", "attempts": 0,
                          "queued_at": now, "raw": m.raw})
     if new_rows:
-        ids = conn.execute(sa.insert(messages).returning(messages.c.id, sort_by_parameter_order=True),
-                           new_rows).scalars().all()
-        for i, new_id in zip(new_index, ids, strict=True):
-            known[keys[i]] = new_id
+        # one executemany, then the ids by key: RETURNING in parameter order makes SQLAlchemy run one
+        # INSERT per row on SQLite. The keys are unique and this transaction is the only writer.
+        conn.execute(sa.insert(messages), new_rows)
+        new_keys = [keys[i] for i in new_index]
+        for chunk_start in range(0, len(new_keys), 500):
+            chunk = new_keys[chunk_start:chunk_start + 500]
+            known.update(conn.execute(sa.select(messages.c.dedup_key, messages.c.id)
+                                      .where(messages.c.dedup_key.in_(chunk))).all())
     results: list[SavedMessage | None] = [None] * len(items)
     for i in new_index:
         results[i] = SavedMessage(known[keys[i]], None)
@@ -147,8 +151,13 @@ def _save_duplicates(conn: sa.Connection, items: Sequence[NewMessage], digests: 
             results[i] = SavedMessage(original, original, known_errors.get(original))
 
 
-_REUSE_LOOKUP = ("SELECT id, connector, sender, control_id, content_hash FROM messages "
-                 "WHERE practice = :practice AND dedup_key IS NOT NULL AND control_id IN :keys")
+# the new messages (ids) that repeat an earlier message's sender and control id with other content;
+# through the (practice, control_id) index, and the answer is usually no row at all
+_REUSE_LOOKUP = ("SELECT DISTINCT n.id FROM messages n JOIN messages o ON o.practice = n.practice "
+                 "AND o.control_id = n.control_id AND o.connector = n.connector "
+                 "AND (o.sender = n.sender OR (o.sender IS NULL AND n.sender IS NULL)) "
+                 "AND o.id < n.id AND o.content_hash <> n.content_hash AND o.dedup_key IS NOT NULL "
+                 "WHERE n.id IN :keys")
 
 
 def _flag_reused_control_ids(conn: sa.Connection, items: Sequence[NewMessage], digests: list[str],
@@ -156,21 +165,10 @@ def _flag_reused_control_ids(conn: sa.Connection, items: Sequence[NewMessage], d
     """Flag each message just stored (``stored``: index in ``items`` → id) that reuses the sender and
     control id of an earlier message (stored before, or earlier in this group) with other content.
     Called after the insert, in the same transaction, so the look-up sees the group's own rows."""
-    candidates = {i: new_id for i, new_id in stored.items()
-                  if items[i].unique_control_id and items[i].control_id}
+    candidates = [new_id for i, new_id in stored.items() if items[i].unique_control_id and items[i].control_id]
     if not candidates:
         return
-    wanted: dict[str, set[str]] = {}
-    for i in candidates:
-        wanted.setdefault(items[i].practice, set()).add(str(items[i].control_id))
-    seen: dict[tuple[str, str, str | None, str], list[tuple[int, str]]] = {}
-    for practice, control_ids in wanted.items():
-        for row in fetch_by_keys(conn, _REUSE_LOOKUP, control_ids, practice=practice):
-            seen.setdefault((practice, row[1], row[2], row[3]), []).append((int(row[0]), row[4]))
-    flagged = [new_id for i, new_id in candidates.items()
-               if any(other < new_id and digest != digests[i] for other, digest in
-                      seen.get((items[i].practice, items[i].connector, items[i].sender, str(items[i].control_id)),
-                               ()))]
+    flagged = [int(row[0]) for row in fetch_by_keys(conn, _REUSE_LOOKUP, candidates)]
     if flagged:
         conn.execute(sa.update(messages).where(messages.c.id.in_(flagged)).values(flag=CONTROL_ID_REUSED))
 
@@ -241,10 +239,15 @@ def mark_processed(conn: sa.Connection, done: dict[int, int]) -> None:
     if not done:
         return
     now = utcnow()
-    stmt = (sa.update(messages).where(messages.c.id == sa.bindparam("mid"))
-            .values(status="processed", error=None, processed_at=now, record_count=sa.bindparam("n"),
-                    attempts=messages.c.attempts + 1))
-    conn.execute(stmt, [{"mid": mid, "n": n} for mid, n in done.items()])
+    by_count: dict[int, list[int]] = {}
+    for mid, n in done.items():
+        by_count.setdefault(n, []).append(mid)
+    # one statement per record count (a batch has a handful), not one parameter set per message
+    for n, ids in sorted(by_count.items()):
+        for start in range(0, len(ids), 500):
+            conn.execute(sa.update(messages).where(messages.c.id.in_(sorted(ids[start:start + 500])))
+                         .values(status="processed", error=None, processed_at=now, record_count=n,
+                                 attempts=messages.c.attempts + 1))
 
 
 def mark_error(conn: sa.Connection, failed: dict[int, str]) -> None:
