@@ -112,7 +112,7 @@ def _builtin() -> list[Kpi]:
             "cosmetic consult visits followed by a cosmetic procedure visit of the same patient within 90 days",
             "cosmetic consult visits", "converted / consults", ("appointment", "encounter"),
             lambda f: f.ratio("consults_cosmetic_converted", "consults_cosmetic"), None, True,
-            "visit_category consult / procedure, service_line cosmetic"),
+            "visit_category consult / procedure, service_line cosmetic_aesthetics"),
         Kpi("patient_retention", "Patient retention", "ratio",
             "patients seen in the 12 months before the period who were seen again in it",
             "patients seen in the 12 months before the period (before a week: the 52 weeks before it)",

@@ -40,7 +40,9 @@ RETENTION_MONTHS = 12
 # each kind of period: how many of its units make up the look-back window ("the 12 months before the period"
 # are exactly 12 months, 4 quarters or 1 year; for weeks, the 52 weeks before)
 RETENTION_WINDOW = {"month": RETENTION_MONTHS, "quarter": 4, "year": 1, "week": 52}
-COUNTED_CONVERSIONS = "cosmetic"  # the service line whose consult conversion the catalog reports
+# the service line whose consult conversion the catalog reports: the MSO vocabulary's code
+# (mappings/mso/service_lines.yaml)
+COUNTED_CONVERSIONS = "cosmetic_aesthetics"
 Cell = tuple[str, str]  # (practice, "YYYY-MM")
 
 

@@ -36,8 +36,6 @@ KNOWN: dict[tuple[str, str], str] = {
                                            "referral_to_scheduled_days", "referral_to_attended_days")},
     ("fhir", "late_cancellation_rate"): "connector gap: R4 Appointment has no cancellation time and the FHIR "
                                         "connector does not read the R5 cancellationDate extension the feed sends",
-    ("fhir", "cosmetic_consult_conversion"): "engine gap: the engine counts the service line 'cosmetic', a code the "
-                                             "MSO vocabulary does not have (its cosmetic line is cosmetic_aesthetics)",
 }
 
 

@@ -10,7 +10,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 SITES = ("derm-east", "derm-west", "skin-spa")
-LINES = ("dermatology", "cosmetic")
+LINES = ("dermatology", "cosmetic_aesthetics")
 MONTHS = ("2024-01", "2024-02", "2024-03", "2024-04", "2024-05")
 TZ = "-05:00"
 
@@ -183,9 +183,9 @@ def expected(state: dict[tuple[str, str, str], dict[str, Any]], period: str = "m
         limit = dt.date(day.year - 3, day.month, 28 if (day.month, day.day) == (2, 29) else day.day)
         if not prior or max(prior) < limit:
             cell["new"] += 1
-        if v.get("service_line") == "cosmetic" and v.get("visit_category") == "consult":
+        if v.get("service_line") == "cosmetic_aesthetics" and v.get("visit_category") == "consult":
             cell["consults"] += 1
-            if any(k == key and w.get("visit_category") == "procedure" and w.get("service_line") == "cosmetic"
+            if any(k == key and w.get("visit_category") == "procedure" and w.get("service_line") == "cosmetic_aesthetics"
                    and day <= d <= day + dt.timedelta(days=90) for w, k, d in vdays):
                 cell["converted"] += 1
     for a in by_kind["appointment"]:
