@@ -303,8 +303,8 @@ def _cell_sources(sql: Sql) -> list[str]:
         "new_visits": "SUM(CASE WHEN v.is_new THEN 1 ELSE 0 END)",
         "consults_cosmetic": "SUM(CASE WHEN v.service_line = 'cosmetic_aesthetics' AND v.visit_category = 'consult' "
                              "THEN 1 ELSE 0 END)",
-        "consults_cosmetic_converted": "SUM(CASE WHEN v.service_line = 'cosmetic_aesthetics' AND v.visit_category = 'consult' "
-                                       "AND v.converted THEN 1 ELSE 0 END)",
+        "consults_cosmetic_converted": "SUM(CASE WHEN v.service_line = 'cosmetic_aesthetics' "
+                                       "AND v.visit_category = 'consult' AND v.converted THEN 1 ELSE 0 END)",
     }, "report_visits v WHERE v.practice = :p AND v.month IN :months")
     appts = _select(_dims("a"), sql.month("a.start"), sql.week("a.start"), {
         "appts_scheduled": f"SUM(CASE WHEN a.status IN ({_q(SCHEDULED)}) THEN 1 ELSE 0 END)",

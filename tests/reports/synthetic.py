@@ -185,7 +185,8 @@ def expected(state: dict[tuple[str, str, str], dict[str, Any]], period: str = "m
             cell["new"] += 1
         if v.get("service_line") == "cosmetic_aesthetics" and v.get("visit_category") == "consult":
             cell["consults"] += 1
-            if any(k == key and w.get("visit_category") == "procedure" and w.get("service_line") == "cosmetic_aesthetics"
+            if any(k == key and w.get("visit_category") == "procedure"
+                   and w.get("service_line") == "cosmetic_aesthetics"
                    and day <= d <= day + dt.timedelta(days=90) for w, k, d in vdays):
                 cell["converted"] += 1
     for a in by_kind["appointment"]:
