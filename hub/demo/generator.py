@@ -383,13 +383,7 @@ class _PracticeHistory:
                 planned = spec.daily_visits * self.scale * self.slots_per_visit() / rng.uniform(0.86, 0.97)
                 closing = min(closing, clock + dt.timedelta(minutes=spec.slot_minutes * max(1, round(planned))))
                 self.slots(npi, location, clock, closing)
-            for _ in range(count):
-                visit_type = rng.choices([v for v, _ in spec.visit_types], weights=[w for _, w in spec.visit_types])[0]
-                if clock + dt.timedelta(minutes=visit_type.minutes) > closing:
-                    break
-                self.appointment(day, npi, location, visit_type, clock)
-                step = spec.slot_minutes or 15
-                clock += dt.timedelta(minutes=math.ceil(visit_type.minutes / step) * step)
+            self.book_session(day, npi, location, clock, closing, count)
 
     def evening(self, day: dt.date) -> None:
         """An evening clinic on the last day of a month, 20:00 to 23:00 local: in UTC, these visits fall on
@@ -401,13 +395,19 @@ class _PracticeHistory:
             closing = clock.replace(hour=23)
             if spec.slot_minutes:
                 self.slots(npi, location, clock, closing)
-            for _ in range(rng.randint(1, 3)):
-                visit_type = rng.choices([v for v, _ in spec.visit_types], weights=[w for _, w in spec.visit_types])[0]
-                if clock + dt.timedelta(minutes=visit_type.minutes) > closing:
-                    break
-                self.appointment(day, npi, location, visit_type, clock)
-                step = spec.slot_minutes or 15
-                clock += dt.timedelta(minutes=math.ceil(visit_type.minutes / step) * step)
+            self.book_session(day, npi, location, clock, closing, rng.randint(1, 3))
+
+    def book_session(self, day: dt.date, npi: str, location: str, clock: dt.datetime, closing: dt.datetime,
+                     count: int) -> None:
+        """Up to ``count`` visits one after another from ``clock``, none running past ``closing``."""
+        spec, rng = self.spec, self.rng
+        for _ in range(count):
+            visit_type = rng.choices([v for v, _ in spec.visit_types], weights=[w for _, w in spec.visit_types])[0]
+            if clock + dt.timedelta(minutes=visit_type.minutes) > closing:
+                break
+            self.appointment(day, npi, location, visit_type, clock)
+            step = spec.slot_minutes or 15
+            clock += dt.timedelta(minutes=math.ceil(visit_type.minutes / step) * step)
 
     def slots_per_visit(self) -> float:
         step = self.spec.slot_minutes

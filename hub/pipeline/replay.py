@@ -21,6 +21,11 @@ def reprocess(runtime: Runtime, *, practice: str | None = None, status: str | No
     with writer(runtime.engine).begin() as conn:
         chosen = message_store.ids_for_reprocess(conn, practice=practice, status=status, ids=ids)
         message_store.requeue(conn, chosen)
+    return _dispatch(runtime, chosen)
+
+
+def _dispatch(runtime: Runtime, chosen: list[int]) -> dict[str, int]:
+    """Hand requeued messages to the dispatcher; the counts (``queued``: left to the workers)."""
     result = runtime.dispatcher.submit(chosen) if chosen else None
     return {"submitted": len(chosen),
             "processed": len(result.processed) if result else 0,
@@ -45,8 +50,4 @@ def reread_practice(runtime: Runtime, practice: str) -> dict[str, int]:
         canonical.delete_practice(conn, practice)
         chosen = message_store.ids_for_reprocess(conn, practice=practice, status=None)
         message_store.requeue(conn, chosen)
-    result = runtime.dispatcher.submit(chosen) if chosen else None
-    return {"submitted": len(chosen),
-            "processed": len(result.processed) if result else 0,
-            "error": len(result.errors) if result else 0,
-            "queued": int(result is None and bool(chosen))}
+    return _dispatch(runtime, chosen)
