@@ -1,10 +1,16 @@
-"""The migrations build exactly the tables the model declares."""
+"""The migrations build exactly the tables the model declares, each revision in its own shape."""
 
+import datetime as dt
+
+import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
+import hub.reports.tables  # noqa: F401  (the report rollups live on the same metadata)
 from hub.model.tables import metadata
-from hub.store.engine import current_revision, get_engine, head_revision
+from hub.store.engine import alembic_config, create_engine, current_revision, get_engine, head_revision
 
 
 def test_store_upgrades_itself_to_head_and_matches_the_model(database_url):
@@ -16,10 +22,182 @@ def test_store_upgrades_itself_to_head_and_matches_the_model(database_url):
 
 
 def test_upgrade_is_idempotent(database_url):
-    from hub.store.engine import create_engine, upgrade_schema
+    from hub.store.engine import upgrade_schema
 
     engine = create_engine(database_url)
     upgrade_schema(engine)
     upgrade_schema(engine)
     assert current_revision(engine) == head_revision(engine)
     engine.dispose()
+
+
+# ------------------------------------------------------------------ every revision, one at a time, with data
+NOW = dt.datetime(2025, 7, 1, 12, 0)
+# rows written at each revision, in that revision's own shape (plain SQL, no model)
+ROWS: dict[str, list[tuple[str, dict[str, object]]]] = {
+    "0001": [
+        ("INSERT INTO practices (slug, name, status, created_at) VALUES (:slug, :name, 'live', :at)",
+         {"slug": "p1", "name": "Practice One", "at": NOW}),
+        ("INSERT INTO appointments (practice, source_id, start, status, service_line, updated_at) "
+         "VALUES ('p1', 'a1', '2025-03-04T09:00:00-05:00', 'booked', 'derm', :at)", {"at": NOW}),
+        ("INSERT INTO charges (practice, source_id, service_date, amount, service_line, updated_at) "
+         "VALUES ('p1', 'c1', :d, 12345, 'derm', :at)", {"d": dt.date(2025, 2, 10), "at": NOW}),
+        ("INSERT INTO slots (practice, source_id, start, duration_min, status, updated_at) "
+         "VALUES ('p1', 's1', '2025-06-02T09:00:00-05:00', 15, 'free', :at)", {"at": NOW}),
+        ("INSERT INTO messages (practice, connector, received_at, content_hash, status, attempts) "
+         "VALUES ('p1', 'csv', :at, 'h1', 'processed', 1)", {"at": NOW}),
+    ],
+    "0003": [("INSERT INTO onboarding_files (practice, file_key, path, size, updated_at) "
+              "VALUES ('p1', 'k1', '/in/a.csv', 10, :at)", {"at": NOW})],
+    "0004": [("INSERT INTO report_costs (practice, service_line, month, cost_cents) "
+              "VALUES ('p1', 'derm', '2025-01', 5000)", {})],
+    "0005": [("INSERT INTO pull_state (practice, source, resource_type, high_water, updated_at) "
+              "VALUES ('p1', 'fhir', 'Appointment', '2025-06-30', :at)", {"at": NOW})],
+    "0008": [("INSERT INTO encounters (practice, source_id, start, status, event_time, stamp, start__stamp, "
+              "updated_at) VALUES ('p1', 'e1', '2025-04-07T10:00:00-05:00', 'finished', "
+              "'2025-04-07T11:00:00-05:00', 'st1', 'st1', :at)", {"at": NOW})],
+    "0009": [("INSERT INTO messages (practice, connector, received_at, content_hash, status, attempts, flag) "
+              "VALUES ('p1', 'hl7', :at, 'h2', 'processed', 1, 'control id reused')", {"at": NOW})],
+}
+
+
+def _upgrade(engine: sa.Engine, target: str, *, down: bool = False) -> None:
+    cfg = alembic_config(engine)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        (command.downgrade if down else command.upgrade)(cfg, target)
+
+
+def _columns(engine: sa.Engine, table: str) -> set[str]:
+    with engine.connect() as conn:
+        return {c["name"] for c in sa.inspect(conn).get_columns(table)}
+
+
+def _dirty(engine: sa.Engine) -> set[tuple[str, str]]:
+    with engine.connect() as conn:
+        return {(p, m) for p, m in conn.execute(sa.text("SELECT practice, month FROM report_dirty"))}
+
+
+def _survivors(engine: sa.Engine) -> dict[str, object]:
+    with engine.connect() as conn:
+        one = lambda sql: conn.execute(sa.text(sql)).all()  # noqa: E731
+        return {
+            "practices": one("SELECT slug, name FROM practices"),
+            "appointments": one("SELECT source_id, start FROM appointments"),
+            "charges": one("SELECT source_id, amount FROM charges"),
+            "slots": one("SELECT source_id FROM slots"),
+            "messages": one("SELECT content_hash, flag FROM messages ORDER BY content_hash"),
+            "onboarding": one("SELECT file_key, size FROM onboarding_files"),
+            "costs": one("SELECT month, cost_cents FROM report_costs"),
+            "pull_state": one("SELECT resource_type, high_water FROM pull_state"),
+            "encounters": one("SELECT source_id, event_time, stamp FROM encounters"),
+        }
+
+
+def test_every_revision_in_turn_keeps_the_data_and_its_own_shape(database_url):
+    engine = create_engine(database_url)
+    script = ScriptDirectory.from_config(alembic_config(engine))
+    revisions = [r.revision for r in reversed(list(script.walk_revisions()))]
+    assert revisions[0] == "0001" and revisions[-1] == head_revision(engine)
+    # the appointment (March), the charge (February) and the slot (June, and the three months before it,
+    # whose "third next available" looks ahead to it)
+    cells_0001 = {("p1", "2025-03"), ("p1", "2025-02"), ("p1", "2025-06"), ("p1", "2025-05"), ("p1", "2025-04")}
+    for rev in revisions:
+        _upgrade(engine, rev)
+        assert current_revision(engine) == rev
+        if rev == "0004":
+            # 0004's own shape, not the model's: weeks come with 0007
+            assert "week" not in _columns(engine, "report_cells")
+            assert "month" in _columns(engine, "report_retention")
+            assert "period_kind" not in _columns(engine, "report_retention")
+            assert "event_time" not in _columns(engine, "appointments")  # 0008
+            # the rollups are not built by the migration: every cell with records is marked for the next report
+            assert _dirty(engine) == cells_0001
+            with engine.connect() as conn:
+                assert conn.execute(sa.text("SELECT COUNT(*) FROM report_cells")).scalar() == 0
+        if rev == "0007":
+            assert {"week"} <= _columns(engine, "report_cells")
+            assert {"period_kind", "period"} <= _columns(engine, "report_retention")
+            assert _dirty(engine) == cells_0001 | {("p1", "2025-01")}  # the cost imported after 0004
+        with engine.begin() as conn:
+            for sql, params in ROWS.get(rev, []):
+                conn.execute(sa.text(sql), params)
+
+    expected = {
+        "practices": [("p1", "Practice One")],
+        "appointments": [("a1", "2025-03-04T09:00:00-05:00")],
+        "charges": [("c1", 12345)],
+        "slots": [("s1",)],
+        "messages": [("h1", None), ("h2", "control id reused")],
+        "onboarding": [("k1", 10)],
+        "costs": [("2025-01", 5000)],
+        "pull_state": [("Appointment", "2025-06-30")],
+        "encounters": [("e1", "2025-04-07T11:00:00-05:00", "st1")],
+    }
+    assert _survivors(engine) == expected
+    _assert_matches_model(engine)
+
+    # one step down and up again: the data stays, the schema is the model's again
+    _upgrade(engine, "-1", down=True)
+    assert current_revision(engine) == revisions[-2]
+    assert "flag" not in _columns(engine, "messages")
+    _upgrade(engine, "head")
+    assert current_revision(engine) == revisions[-1]
+    _assert_matches_model(engine)
+    # the flag went with 0009's downgrade
+    assert _survivors(engine) == {**expected, "messages": [("h1", None), ("h2", None)]}
+
+    # the rollups are rebuilt after the upgrade, from the records, by the report's own refresh
+    from hub.reports.rollups import refresh_dirty
+
+    refresh_dirty(engine)
+    with engine.connect() as conn:
+        site = dict(conn.execute(sa.text(
+            "SELECT month, SUM(charges_cents) + SUM(costs_cents) FROM report_cells "
+            "WHERE grain = 'site' AND practice = 'p1' GROUP BY month")).all())
+    assert site["2025-02"] == 12345 and site["2025-01"] == 5000
+    engine.dispose()
+
+
+def _assert_matches_model(engine: sa.Engine) -> None:
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": False}), metadata)
+    assert diff == [], f"the migrations and hub/model/tables.py disagree: {diff}"
+
+
+def test_reports_after_an_upgrade_from_before_the_rollups_equal_a_fresh_stores(database_url):
+    import random
+
+    from hub.reports import compute_report, rollups
+    from hub.store import canonical
+    from hub.store.engine import writer
+    from hub.store.practices import add_practice
+    from tests.reports import synthetic
+
+    engine = get_engine(database_url)
+    records = synthetic.build_records()
+    random.Random(3).shuffle(records)
+    with writer(engine).begin() as conn:
+        for slug in synthetic.SITES:
+            add_practice(conn, slug, slug)
+    for i in range(0, len(records), 400):
+        items = [(r, None) for r in records[i:i + 400]]
+        with writer(engine).begin() as conn, rollups.tracking(conn, items):
+            canonical.upsert_records(conn, items)
+
+    def reports() -> list[dict[str, object]]:
+        return [compute_report(engine, by=by, date_from="2024-01-01", date_to="2024-06-30").to_dict()["rows"]
+                for by in ("site,month", "site,week", "site,service_line,quarter", "provider,month")]
+
+    fresh = reports()
+    assert any(row["values"]["visit_volume"] for row in fresh[0])  # not a report of nothing
+
+    # back to before the report tables, then up again: the base tables keep the records
+    _upgrade(engine, "0003", down=True)
+    assert "report_cells" not in sa.inspect(engine).get_table_names()
+    _upgrade(engine, "head")
+    with engine.connect() as conn:
+        # the migrations leave the rollups to the next report
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM report_cells")).scalar() == 0
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM report_dirty")).scalar() > 0
+    assert reports() == fresh

@@ -1,13 +1,15 @@
-"""Alembic environment: the hub's tables, on the connection the hub hands over."""
+"""Alembic environment: the revisions, on the connection the hub hands over.
+
+The revisions declare their own shapes, so nothing of the live code is imported here. Whoever
+autogenerates a revision hands the model's metadata over as ``target_metadata``.
+"""
 
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
-import hub.reports.tables  # noqa: F401  (the report rollups live on the same metadata)
-from hub.model.tables import metadata
-
 config = context.config
 connection = config.attributes.get("connection")
+metadata = config.attributes.get("target_metadata")
 
 
 def run(conn):

@@ -3,12 +3,13 @@
 Revision ID: 0001
 Revises: 
 Create Date: 2026-11-24 12:31:20.244209
+
+Column types are written as stored (the model's UTCDateTime is a DateTime, MoneyCents a BigInteger
+of cents), so the migration does not import the model and does not change when it does.
 """
 
 import sqlalchemy as sa
 from alembic import op
-
-import hub.model.tables
 
 revision = '0001'
 down_revision = None
@@ -24,9 +25,9 @@ def upgrade() -> None:
     sa.Column('role', sa.String(length=16), nullable=False),
     sa.Column('practice', sa.String(length=64), nullable=True),
     sa.Column('label', sa.String(length=255), nullable=True),
-    sa.Column('created_at', hub.model.tables.UTCDateTime(), nullable=False),
-    sa.Column('expires_at', hub.model.tables.UTCDateTime(), nullable=True),
-    sa.Column('revoked_at', hub.model.tables.UTCDateTime(), nullable=True),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('expires_at', sa.DateTime(), nullable=True),
+    sa.Column('revoked_at', sa.DateTime(), nullable=True),
     sa.PrimaryKeyConstraint('key_id', name=op.f('pk_api_keys'))
     )
     op.create_table('appointments',
@@ -51,7 +52,7 @@ def upgrade() -> None:
     sa.Column('referral_source_id', sa.String(length=255), nullable=True),
     sa.Column('new_patient', sa.Boolean(), nullable=True),
     sa.Column('message_id', sa.BigInteger(), nullable=True),
-    sa.Column('updated_at', hub.model.tables.UTCDateTime(), nullable=False),
+    sa.Column('updated_at', sa.DateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_appointments')),
     sa.UniqueConstraint('practice', 'source_id', name=op.f('uq_appointments_practice_source_id'))
     )
@@ -60,7 +61,7 @@ def upgrade() -> None:
 
     op.create_table('audit_log',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
-    sa.Column('at', hub.model.tables.UTCDateTime(), nullable=False),
+    sa.Column('at', sa.DateTime(), nullable=False),
     sa.Column('key_id', sa.String(length=32), nullable=True),
     sa.Column('action', sa.String(length=64), nullable=False),
     sa.Column('target', sa.String(length=255), nullable=True),
@@ -85,7 +86,7 @@ def upgrade() -> None:
     sa.Column('procedure_code', sa.String(length=255), nullable=True),
     sa.Column('modifiers', sa.JSON(), nullable=True),
     sa.Column('units', sa.Integer(), nullable=True),
-    sa.Column('amount', hub.model.tables.MoneyCents(), nullable=True),
+    sa.Column('amount', sa.BigInteger(), nullable=True),
     sa.Column('diagnosis_codes', sa.JSON(), nullable=True),
     sa.Column('payer_name', sa.String(length=255), nullable=True),
     sa.Column('payer', sa.String(length=255), nullable=True),
@@ -93,7 +94,7 @@ def upgrade() -> None:
     sa.Column('visit_type', sa.String(length=255), nullable=True),
     sa.Column('service_line', sa.String(length=255), nullable=True),
     sa.Column('message_id', sa.BigInteger(), nullable=True),
-    sa.Column('updated_at', hub.model.tables.UTCDateTime(), nullable=False),
+    sa.Column('updated_at', sa.DateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_charges')),
     sa.UniqueConstraint('practice', 'source_id', name=op.f('uq_charges_practice_source_id'))
     )
@@ -111,7 +112,7 @@ def upgrade() -> None:
     sa.Column('member_id', sa.String(length=255), nullable=True),
     sa.Column('rank', sa.Integer(), nullable=True),
     sa.Column('message_id', sa.BigInteger(), nullable=True),
-    sa.Column('updated_at', hub.model.tables.UTCDateTime(), nullable=False),
+    sa.Column('updated_at', sa.DateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_coverages')),
     sa.UniqueConstraint('practice', 'source_id', name=op.f('uq_coverages_practice_source_id'))
     )
@@ -134,7 +135,7 @@ def upgrade() -> None:
     sa.Column('visit_category', sa.String(length=255), nullable=True),
     sa.Column('service_line', sa.String(length=255), nullable=True),
     sa.Column('message_id', sa.BigInteger(), nullable=True),
-    sa.Column('updated_at', hub.model.tables.UTCDateTime(), nullable=False),
+    sa.Column('updated_at', sa.DateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_encounters')),
     sa.UniqueConstraint('practice', 'source_id', name=op.f('uq_encounters_practice_source_id'))
     )
@@ -158,7 +159,7 @@ def upgrade() -> None:
     sa.Column('name', sa.String(length=255), nullable=True),
     sa.Column('mso_location', sa.String(length=255), nullable=True),
     sa.Column('message_id', sa.BigInteger(), nullable=True),
-    sa.Column('updated_at', hub.model.tables.UTCDateTime(), nullable=False),
+    sa.Column('updated_at', sa.DateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_locations')),
     sa.UniqueConstraint('practice', 'source_id', name=op.f('uq_locations_practice_source_id'))
     )
@@ -166,7 +167,7 @@ def upgrade() -> None:
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('practice', sa.String(length=64), nullable=False),
     sa.Column('connector', sa.String(length=64), nullable=False),
-    sa.Column('received_at', hub.model.tables.UTCDateTime(), nullable=False),
+    sa.Column('received_at', sa.DateTime(), nullable=False),
     sa.Column('content_hash', sa.String(length=64), nullable=False),
     sa.Column('dedup_key', sa.String(length=140), nullable=True),
     sa.Column('sender', sa.String(length=255), nullable=True),
@@ -178,8 +179,8 @@ def upgrade() -> None:
     sa.Column('attempts', sa.Integer(), server_default='0', nullable=False),
     sa.Column('record_count', sa.Integer(), nullable=True),
     sa.Column('duplicate_of', sa.BigInteger(), nullable=True),
-    sa.Column('queued_at', hub.model.tables.UTCDateTime(), nullable=True),
-    sa.Column('processed_at', hub.model.tables.UTCDateTime(), nullable=True),
+    sa.Column('queued_at', sa.DateTime(), nullable=True),
+    sa.Column('processed_at', sa.DateTime(), nullable=True),
     sa.Column('raw', sa.LargeBinary(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_messages')),
     sa.UniqueConstraint('dedup_key', name=op.f('uq_messages_dedup_key'))
@@ -196,7 +197,7 @@ def upgrade() -> None:
     sa.Column('surviving_source_id', sa.String(length=255), nullable=True),
     sa.Column('merged_at', sa.String(length=40), nullable=True),
     sa.Column('message_id', sa.BigInteger(), nullable=True),
-    sa.Column('updated_at', hub.model.tables.UTCDateTime(), nullable=False),
+    sa.Column('updated_at', sa.DateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_patient_merges')),
     sa.UniqueConstraint('practice', 'source_id', name=op.f('uq_patient_merges_practice_source_id'))
     )
@@ -213,7 +214,7 @@ def upgrade() -> None:
     sa.Column('phone', sa.String(length=255), nullable=True),
     sa.Column('enterprise_id', sa.String(length=255), nullable=True),
     sa.Column('message_id', sa.BigInteger(), nullable=True),
-    sa.Column('updated_at', hub.model.tables.UTCDateTime(), nullable=False),
+    sa.Column('updated_at', sa.DateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_patients')),
     sa.UniqueConstraint('practice', 'source_id', name=op.f('uq_patients_practice_source_id'))
     )
@@ -228,7 +229,7 @@ def upgrade() -> None:
     sa.Column('status', sa.String(length=16), server_default='onboarding', nullable=False),
     sa.Column('timezone', sa.String(length=64), nullable=True),
     sa.Column('mapping', sa.Text(), nullable=True),
-    sa.Column('created_at', hub.model.tables.UTCDateTime(), nullable=False),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.PrimaryKeyConstraint('slug', name=op.f('pk_practices'))
     )
     op.create_table('providers',
@@ -240,7 +241,7 @@ def upgrade() -> None:
     sa.Column('given_name', sa.String(length=255), nullable=True),
     sa.Column('specialty', sa.String(length=255), nullable=True),
     sa.Column('message_id', sa.BigInteger(), nullable=True),
-    sa.Column('updated_at', hub.model.tables.UTCDateTime(), nullable=False),
+    sa.Column('updated_at', sa.DateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_providers')),
     sa.UniqueConstraint('practice', 'source_id', name=op.f('uq_providers_practice_source_id'))
     )
@@ -258,7 +259,7 @@ def upgrade() -> None:
     sa.Column('received_on', sa.Date(), nullable=True),
     sa.Column('status', sa.String(length=32), nullable=True),
     sa.Column('message_id', sa.BigInteger(), nullable=True),
-    sa.Column('updated_at', hub.model.tables.UTCDateTime(), nullable=False),
+    sa.Column('updated_at', sa.DateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_referrals')),
     sa.UniqueConstraint('practice', 'source_id', name=op.f('uq_referrals_practice_source_id'))
     )
@@ -273,13 +274,13 @@ def upgrade() -> None:
     sa.Column('claim_id', sa.String(length=255), nullable=True),
     sa.Column('payer_name', sa.String(length=255), nullable=True),
     sa.Column('payer', sa.String(length=255), nullable=True),
-    sa.Column('paid_amount', hub.model.tables.MoneyCents(), nullable=True),
-    sa.Column('adjustment_amount', hub.model.tables.MoneyCents(), nullable=True),
+    sa.Column('paid_amount', sa.BigInteger(), nullable=True),
+    sa.Column('adjustment_amount', sa.BigInteger(), nullable=True),
     sa.Column('adjustments', sa.JSON(), nullable=True),
     sa.Column('denied', sa.Boolean(), nullable=True),
     sa.Column('paid_on', sa.Date(), nullable=True),
     sa.Column('message_id', sa.BigInteger(), nullable=True),
-    sa.Column('updated_at', hub.model.tables.UTCDateTime(), nullable=False),
+    sa.Column('updated_at', sa.DateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_remittances')),
     sa.UniqueConstraint('practice', 'source_id', name=op.f('uq_remittances_practice_source_id'))
     )
@@ -297,7 +298,7 @@ def upgrade() -> None:
     sa.Column('status', sa.String(length=32), nullable=True),
     sa.Column('service_line', sa.String(length=255), nullable=True),
     sa.Column('message_id', sa.BigInteger(), nullable=True),
-    sa.Column('updated_at', hub.model.tables.UTCDateTime(), nullable=False),
+    sa.Column('updated_at', sa.DateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_slots')),
     sa.UniqueConstraint('practice', 'source_id', name=op.f('uq_slots_practice_source_id'))
     )

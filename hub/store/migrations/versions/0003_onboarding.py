@@ -7,8 +7,6 @@ Revises: 0001
 import sqlalchemy as sa
 from alembic import op
 
-import hub.model.tables
-
 revision = '0003'
 down_revision = '0001'
 branch_labels = None
@@ -24,7 +22,7 @@ def upgrade() -> None:
     sa.Column('chunks_done', sa.Integer(), server_default='0', nullable=False),
     sa.Column('messages', sa.Integer(), server_default='0', nullable=False),
     sa.Column('done', sa.Boolean(), server_default=sa.false(), nullable=False),
-    sa.Column('updated_at', hub.model.tables.UTCDateTime(), nullable=False),
+    sa.Column('updated_at', sa.DateTime(), nullable=False),
     sa.PrimaryKeyConstraint('practice', 'file_key', name=op.f('pk_onboarding_files'))
     )
 

@@ -7,8 +7,6 @@ Revises: 0004
 import sqlalchemy as sa
 from alembic import op
 
-import hub.model.tables
-
 revision = '0005'
 down_revision = '0004'
 branch_labels = None
@@ -21,7 +19,7 @@ def upgrade() -> None:
     sa.Column('source', sa.String(length=255), nullable=False),
     sa.Column('resource_type', sa.String(length=64), nullable=False),
     sa.Column('high_water', sa.String(length=40), nullable=False),
-    sa.Column('updated_at', hub.model.tables.UTCDateTime(), nullable=False),
+    sa.Column('updated_at', sa.DateTime(), nullable=False),
     sa.PrimaryKeyConstraint('practice', 'source', 'resource_type', name='pk_pull_state')
     )
 
