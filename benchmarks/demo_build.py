@@ -11,7 +11,8 @@ For each practice it prints the messages its feed files hold and two rates:
   lineage and the report rollups), messages per second, and its time as a multiple of the
   baseline's.
 
-Then the time to generate and render the feeds, to write the outputs, and the whole command.
+Then the time to generate the facts and render the feeds (each connector's ``render``), to write the
+outputs, and the whole command.
 Target: the whole demo under 60 s on a 2-core machine.
 """
 
@@ -26,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hub.demo.build import build_demo, mapping_file
-from hub.demo.feeds import render
+from hub.demo.feeds import feed_files
 from hub.demo.generator import generate
 from hub.mapping import load_mapping
 from hub.pipeline.normalize import normalize_payload
@@ -43,7 +44,7 @@ def main() -> None:
 
     began = time.perf_counter()
     truth = generate(seed=args.seed, months=args.months, scale=args.scale)
-    files = {spec.slug: render(truth, spec) for spec in truth.practices}
+    files = {spec.slug: feed_files(truth, spec, plugins.connectors) for spec in truth.practices}
     made = time.perf_counter() - began
 
     baseline: dict[str, tuple[int, float]] = {}

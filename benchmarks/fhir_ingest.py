@@ -139,6 +139,7 @@ def instrument() -> Callable[[], None]:
     import hub_fhir
     from hub_fhir import bundle
 
+    import hub.identity.plugin as identity_plugin
     import hub.pipeline.normalize as normalize
     import hub.pipeline.process as process
     import hub.reports.rollups as rollups
@@ -164,31 +165,6 @@ def instrument() -> Callable[[], None]:
         undo.append((owner, name, owner.__dict__.get(name) if isinstance(owner, type) else original))
         setattr(owner, name, timed)
 
-    def wrap_context(owner: object, name: str, label: str) -> None:
-        """A context manager: its entry and exit are timed, not the block it encloses."""
-        original = getattr(owner, name, None)
-        if original is None:
-            print(f"  (not timed: {getattr(owner, '__name__', owner)}.{name} is gone; it counts under rest)")
-            return
-
-        @contextlib.contextmanager
-        def timed(*args: Any, **kwargs: Any) -> Iterator[Any]:
-            manager = original(*args, **kwargs)
-            with stage(label):
-                value = manager.__enter__()
-            try:
-                yield value
-            except BaseException as exc:
-                with stage(label):
-                    if not manager.__exit__(type(exc), exc, exc.__traceback__):
-                        raise
-            else:
-                with stage(label):
-                    manager.__exit__(None, None, None)
-
-        undo.append((owner, name, original))
-        setattr(owner, name, timed)
-
     connector_class = hub_fhir.FhirConnector
     wrap(bundle, "load", "fhir: json parse (orjson)")
     wrap(hub_fhir, "validate_resource", "fhir: validation (R4B models)")
@@ -196,12 +172,13 @@ def instrument() -> Callable[[], None]:
         wrap(connector_class, method, "fhir: split, entries, mapping")
     wrap(process, "normalize_envelope", "core: normalize (hooks, records)")
     wrap(Mapping, "apply", "core: practice mapping apply")
-    wrap(normalize, "link", "core: identity link")
+    wrap(identity_plugin, "link", "core: identity link")
     wrap(normalize, "validate_record", "core: validate_record (marshmallow)")
     wrap(canonical, "upsert_records", "core: canonical upsert + lineage")
     for name in ("save_messages", "load_for_processing", "mark_processed", "mark_error"):
         wrap(messages, name, "core: message store")
-    wrap_context(rollups, "tracking", "core: rollup marking")
+    for name in ("cells_of", "cells_written", "mark_dirty"):  # called by the report upkeep's store hooks
+        wrap(rollups, name, "core: rollup marking")
 
     def restore() -> None:
         for owner, name, original in reversed(undo):

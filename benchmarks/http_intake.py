@@ -372,7 +372,7 @@ def baseline(env: dict[str, str], make: Any, n: int) -> None:
         run_hub(benv, "practice", "add", "alpha", "--name", "Alpha")
         os.environ.update({"HUB_DATABASE_URL": base_url})
         os.environ.pop("HUB_REDIS_URL", None)
-        from hub.cli import ingest_paths
+        from hub.pipeline.ingest import ingest_paths
         from hub.runtime import Runtime
 
         runtime = Runtime.create(database_url=base_url, dispatcher="inline")

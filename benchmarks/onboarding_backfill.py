@@ -62,10 +62,10 @@ def main() -> None:
 
     from hub_csv import CsvConnector
 
-    from hub.cli import ingest_paths
     from hub.mapping import load_mapping
     from hub.onboarding.backfill import Backfill
     from hub.onboarding.sources import check_files
+    from hub.pipeline.ingest import ingest_paths
     from hub.plugins import load_plugins
     from hub.runtime import Runtime
     from hub.store.engine import writer

@@ -1,29 +1,36 @@
 """The web app factory: the API under /api/v1 (OpenAPI at /api/v1/openapi.json) and the dashboard.
 
-Each API area is a module exposing ``blp`` (a ``flask_smorest.Blueprint``); the
-factory registers every area module that is present, then the plugins' blueprints.
+Each API area is a module of ``hub.api`` exposing ``blp`` (a ``flask_smorest.Blueprint``); the
+factory registers every area, then the plugins' blueprints.
 
-Settings (environment): ``HUB_MAX_PAYLOAD`` (bytes, default 5 MiB; larger → 413),
+Settings (the runtime's, ``hub.settings``): ``HUB_MAX_PAYLOAD`` (bytes, default 5 MiB; larger → 413),
 ``HUB_RATE_LIMIT`` / ``HUB_RATE_BURST`` (per key, see hub.security.ratelimit),
 ``HUB_TRUSTED_PROXIES`` (how many reverse proxies set X-Forwarded-For; default 0).
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
-import os
 import time
 from typing import Any
 
-from flask import Flask, Response, g, jsonify, request
+import sqlalchemy as sa
+from flask import Flask, Response, current_app, g, jsonify, request
 from flask_smorest import Api
 from sqlalchemy import exc as sa_exc
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from hub import __version__
+from hub.api import audit, dashboard, intake, messages, onboarding, reports
+from hub.api.metrics import bp as metrics_bp
+from hub.pipeline.dispatch_buffer import buffer_dispatcher
+from hub.runtime import Runtime
+from hub.security.audit import AuditEntry, record
+from hub.security.auth import client_address
+from hub.store.engine import writer
 
-API_AREAS = ("hub.api.intake", "hub.api.messages", "hub.api.audit", "hub.reports.api", "hub.onboarding.api")
-PAGE_AREAS = ("hub.reports.dashboard",)  # plain Flask blueprints (not in the OpenAPI document)
+API_AREAS = (intake, messages, audit, reports, onboarding)
+PAGE_AREAS = (dashboard,)  # plain Flask blueprints (not in the OpenAPI document)
 # endpoints that touch patient-level data: a refused request to them is audited too
 AUDITED = {"intake.push_messages": "intake", "messages.list_messages": "messages.list",
            "messages.reprocess_message": "messages.reprocess", "messages.reprocess_messages": "messages.reprocess"}
@@ -33,8 +40,7 @@ log = logging.getLogger("hub.http")
 
 
 def create_app(runtime: Any = None, config: dict[str, Any] | None = None) -> Flask:
-    from hub.runtime import Runtime
-
+    runtime = runtime or Runtime.create()
     app = Flask("hub")
     app.config.update(
         API_TITLE="MSO Hub",
@@ -42,28 +48,20 @@ def create_app(runtime: Any = None, config: dict[str, Any] | None = None) -> Fla
         OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX="/api/v1",
         OPENAPI_JSON_PATH="openapi.json",
-        MAX_CONTENT_LENGTH=int(os.environ.get("HUB_MAX_PAYLOAD", str(5 * 1024 * 1024))),
+        MAX_CONTENT_LENGTH=runtime.settings.max_payload,
     )
     app.config.update(config or {})
-    runtime = runtime or Runtime.create()
-    from hub.pipeline.dispatch_buffer import buffer_dispatcher
 
     buffer_dispatcher(runtime)
     app.extensions["hub"] = runtime
     api = Api(app, spec_kwargs={"components": {"securitySchemes": {
         "bearer": {"type": "http", "scheme": "bearer"}}}, "security": [{"bearer": []}]})
-    for name in API_AREAS:
-        module = _optional(name)
-        if module is not None:
-            api.register_blueprint(module.blp, url_prefix="/api/v1")
-    for name in PAGE_AREAS:
-        module = _optional(name)
-        if module is not None:
-            app.register_blueprint(module.bp)
+    for module in API_AREAS:
+        api.register_blueprint(module.blp, url_prefix="/api/v1")
+    for page in PAGE_AREAS:
+        app.register_blueprint(page.bp)
     runtime.plugins.hook.hub_flask_blueprints(app=app)
     _document_payload_types(api, runtime)
-
-    from hub.api.metrics import bp as metrics_bp
 
     app.register_blueprint(metrics_bp)
     app.before_request(_refuse_oversized)
@@ -72,19 +70,15 @@ def create_app(runtime: Any = None, config: dict[str, Any] | None = None) -> Fla
     app.after_request(_log_request)
     app.register_error_handler(sa_exc.OperationalError, _store_unavailable)
     app.register_error_handler(sa_exc.InterfaceError, _store_unavailable)
-    intake = _optional("hub.api.intake")
-    if intake is not None:  # the push call's common case, without the framework (see hub.api.intake)
-        app.wsgi_app = intake.IntakeFastPath(app.wsgi_app, app)  # type: ignore[method-assign]
-    proxies = int(os.environ.get("HUB_TRUSTED_PROXIES", "0"))
+    # the push call's common case, without the framework (see hub.api.intake)
+    app.wsgi_app = intake.IntakeFastPath(app.wsgi_app, app)  # type: ignore[method-assign]
+    proxies = runtime.settings.trusted_proxies
     if proxies:  # outermost, so every path sees the real client address
-        from werkzeug.middleware.proxy_fix import ProxyFix
 
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore[method-assign]
 
     @app.get("/healthz")
     def healthz() -> Any:
-        import sqlalchemy as sa
-
         try:
             with runtime.engine.connect() as conn:
                 conn.execute(sa.text("SELECT 1"))
@@ -149,11 +143,6 @@ def _audit_refusal(response: Response) -> Response:
         action = "intake"
     if action is None or g.get("audited") or response.status_code == 429:
         return response
-    from flask import current_app
-
-    from hub.security.audit import AuditEntry, record
-    from hub.security.auth import client_address
-    from hub.store.engine import writer
 
     key = g.get("api_key")
     slug = (request.view_args or {}).get("slug")
@@ -179,12 +168,3 @@ def _log_request(response: Response) -> Response:
                     "duration_ms": round((time.perf_counter() - started) * 1e3, 2) if started else None,
                     "address": request.remote_addr})
     return response
-
-
-def _optional(module_name: str) -> Any:
-    try:
-        return importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
-            return None
-        raise

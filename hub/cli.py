@@ -7,89 +7,30 @@ stderr naming what is wrong and exit 1; usage errors exit 2. No tracebacks.
 from __future__ import annotations
 
 import datetime as dt
-import json
-import os
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
 from hub import __version__
-from hub.errors import ConfigError, HubError
+from hub.commands import audit, demo, mapping, mllp, onboarding, reports, serve, settings
+from hub.commands.base import HubGroup, State, dumps, pass_state
+from hub.errors import ConfigError
 from hub.files import iter_files
+from hub.logging import configure_logging
+from hub.mapping import EMPTY, load_mapping
+from hub.model.schemas import to_json_ready
+from hub.pipeline.ingest import ingest_paths
+from hub.pipeline.normalize import normalize_payload
+from hub.pipeline.replay import reprocess, reread_practice
+from hub.pipeline.worker import run_worker
+from hub.security.keys import create_key, list_keys, revoke_key
+from hub.settings import current
+from hub.store.engine import create_engine, current_revision, database_url, upgrade_schema, writer
+from hub.store.messages import list_messages
+from hub.store.practices import add_practice, check_timezone, list_practices, set_mapping, set_timezone
 
-
-class HubGroup(click.Group):
-    """Turns the hub's own errors into one clear line and a non-zero exit; adds the plugins'
-    commands the first time a command is looked up (not at import time)."""
-
-    _plugin_commands_added = False
-
-    def _add_plugin_commands(self) -> None:
-        if not self._plugin_commands_added:
-            self._plugin_commands_added = True
-            _add_plugin_commands(self)
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        found = super().get_command(ctx, cmd_name)
-        if found is None and not self._plugin_commands_added:
-            self._add_plugin_commands()
-            found = super().get_command(ctx, cmd_name)
-        return found
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        self._add_plugin_commands()
-        return super().list_commands(ctx)
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except HubError as exc:
-            click.echo(f"hub: error: {exc}", err=True)
-            ctx.exit(1)
-        except BrokenPipeError:  # output piped to head, say: not an error of ours
-            sys.stderr.close()
-            ctx.exit(0)
-        except OSError as exc:
-            name = f" {exc.filename}" if getattr(exc, "filename", None) else ""
-            click.echo(f"hub: error:{name}: {exc.strerror or exc}", err=True)
-            ctx.exit(1)
-        except Exception as exc:
-            import sqlalchemy as sa
-
-            if isinstance(exc, sa.exc.OperationalError):
-                click.echo(f"hub: error: the database cannot be reached: {str(exc.orig).splitlines()[0]}",
-                           err=True)
-                ctx.exit(1)
-            raise
-
-
-class State:
-    """Lazily built runtime: commands that need no database never open one."""
-
-    def __init__(self, plugins: Any = None) -> None:
-        self._runtime: Any = None
-        self._plugins: Any = plugins
-
-    @property
-    def plugins(self) -> Any:
-        if self._plugins is None:
-            from hub.plugins import load_plugins
-
-            self._plugins = load_plugins()
-        return self._plugins
-
-    @property
-    def runtime(self) -> Any:
-        if self._runtime is None:
-            from hub.runtime import Runtime
-
-            self._runtime = Runtime.create(plugins=self.plugins)
-        return self._runtime
-
-
-pass_state = click.make_pass_decorator(State, ensure=True)
+__all__ = ["State", "cli", "dumps", "main", "pass_state"]  # State, pass_state and dumps: for plugins' commands
 
 
 def _build_cli() -> click.Group:
@@ -102,43 +43,9 @@ def _build_cli() -> click.Group:
 
     for command in (normalize, ingest, practice, key, plugins_group, db, worker, messages_group):
         cli.add_command(command)
-    for module in ("hub.demo.cli", "hub.reports.cli", "hub.api.cli", "hub.mapping.cli", "hub.onboarding.cli",
-                   "hub.security.cli", "hub.mllp.cli"):
-        _add_optional(cli, module)
+    for module in (demo, reports, serve, mapping, onboarding, audit, mllp, settings):
+        module.register(cli)
     return cli
-
-
-def _add_plugin_commands(cli: click.Group) -> None:
-    """Plugins add commands (``hub fhir pull``) through the ``hub_cli_commands`` hook."""
-    from hub.plugins import load_plugins
-
-    try:
-        load_plugins().hook.hub_cli_commands(cli=cli)
-    except HubError as exc:  # a broken plugin must not take the whole command line down
-        click.echo(f"hub: warning: plugin commands not loaded: {exc}", err=True)
-
-
-def _add_optional(cli: click.Group, module_name: str) -> None:
-    """Command modules of other areas add themselves through ``register(cli)`` when present."""
-    import importlib
-
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
-            return
-        raise
-    module.register(cli)
-
-
-def _json_default(value: Any) -> Any:
-    from hub.model.schemas import to_json_ready
-
-    return to_json_ready(value) if not isinstance(value, bytes) else value.decode("utf-8", "replace")
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, default=_json_default, sort_keys=True)
 
 
 # ------------------------------------------------------------------ normalize / ingest
@@ -154,11 +61,6 @@ def dumps(value: Any) -> str:
 def normalize(state: State, practice: str, connector: str | None, mapping_file: str | None,
               timezone: str | None, files: tuple[str, ...]) -> None:
     """Dry run: print each file's canonical records as JSON lines. Stores nothing."""
-    from hub.mapping import EMPTY, load_mapping
-    from hub.model.schemas import to_json_ready
-    from hub.pipeline.normalize import normalize_payload
-    from hub.store.practices import check_timezone
-
     check_timezone(timezone)
     mapping = load_mapping(Path(mapping_file).read_text(), source=mapping_file) if mapping_file else EMPTY
     failed = 0
@@ -194,36 +96,6 @@ def ingest(state: State, practice: str, connector: str | None, jobs: int, paths:
         sys.exit(1)
 
 
-def ingest_paths(runtime: Any, practice: str, paths: tuple[str, ...], *, connector: str | None = None,
-                 group: int = 500, jobs: int = 1) -> dict[str, int]:
-    from hub.pipeline.dispatch import PoolDispatcher
-    from hub.pipeline.intake import Arrival, receive_many
-
-    if jobs > 1 and runtime.dispatcher.name == "inline":
-        runtime.dispatcher = PoolDispatcher(runtime, jobs)
-    counts = {"accepted": 0, "duplicate": 0, "error": 0}
-    pending: list[Arrival] = []
-
-    def flush() -> None:
-        for receipts in receive_many(runtime, practice, pending, connector=connector):
-            for receipt in receipts:
-                counts[receipt.status] += 1
-        pending.clear()
-
-    for path in iter_files(paths):
-        pending.append(Arrival(path.read_bytes(), str(path)))
-        if len(pending) >= group:
-            flush()
-    if pending:
-        flush()
-    if isinstance(runtime.dispatcher, PoolDispatcher):  # processing went on in the background: its outcome
-        late = runtime.dispatcher.drain()
-        counts["accepted"] -= len(late.errors)
-        counts["error"] += len(late.errors)
-        runtime.dispatcher.close()
-    return counts
-
-
 # ------------------------------------------------------------------ practices
 @click.group()
 def practice() -> None:
@@ -242,10 +114,6 @@ def practice() -> None:
 def practice_add(state: State, slug: str, name: str, mapping_file: str | None, acquired_on: dt.datetime | None,
                  timezone: str | None) -> None:
     """Register a practice (status: onboarding)."""
-    from hub.mapping import load_mapping
-    from hub.store.engine import writer
-    from hub.store.practices import add_practice
-
     text = Path(mapping_file).read_text() if mapping_file else None
     if text:
         # refuse a bad mapping before storing anything; its top-level zone is the practice's unless given
@@ -263,10 +131,6 @@ def practice_add(state: State, slug: str, name: str, mapping_file: str | None, a
 def practice_set(state: State, slug: str, timezone: str) -> None:
     """Change a practice's time zone: its stored messages are read again in the new zone and its
     report months recomputed by the next report (or hub report refresh)."""
-    from hub.pipeline.replay import reread_practice
-    from hub.store.engine import writer
-    from hub.store.practices import set_timezone
-
     with writer(state.runtime.engine).begin() as conn:
         previous = set_timezone(conn, slug, timezone)
     if previous == timezone:
@@ -283,8 +147,6 @@ def practice_set(state: State, slug: str, timezone: str) -> None:
 @pass_state
 def practice_list(state: State, fmt: str) -> None:
     """List registered practices."""
-    from hub.store.practices import list_practices
-
     with state.runtime.engine.connect() as conn:
         rows = list_practices(conn)
     for row in rows:
@@ -301,10 +163,6 @@ def practice_list(state: State, fmt: str) -> None:
 @pass_state
 def practice_mapping(state: State, slug: str, mapping_file: str) -> None:
     """Replace a practice's mapping file (then: hub messages reprocess --practice SLUG)."""
-    from hub.mapping import load_mapping
-    from hub.store.engine import writer
-    from hub.store.practices import set_mapping
-
     text = Path(mapping_file).read_text()
     load_mapping(text, source=mapping_file)
     with writer(state.runtime.engine).begin() as conn:
@@ -327,9 +185,6 @@ def key() -> None:
 def key_create(state: State, role: str, practice: str | None, label: str | None,
                expires_in_days: int | None) -> None:
     """Issue an API key. The secret is printed once; only its hash is stored."""
-    from hub.security.keys import create_key
-    from hub.store.engine import writer
-
     expires = dt.datetime.now(dt.UTC) + dt.timedelta(days=expires_in_days) if expires_in_days else None
     with writer(state.runtime.engine).begin() as conn:
         secret = create_key(conn, role, practice, label=label, expires_at=expires)
@@ -342,9 +197,6 @@ def key_create(state: State, role: str, practice: str | None, label: str | None,
 @pass_state
 def key_revoke(state: State, key_id: str) -> None:
     """Revoke a key by its id (the part after hub_)."""
-    from hub.security.keys import revoke_key
-    from hub.store.engine import writer
-
     with writer(state.runtime.engine).begin() as conn:
         revoke_key(conn, key_id)
     click.echo(f"key {key_id} revoked")
@@ -354,8 +206,6 @@ def key_revoke(state: State, key_id: str) -> None:
 @pass_state
 def key_list(state: State) -> None:
     """List keys (ids, roles, practices; never secrets)."""
-    from hub.security.keys import list_keys
-
     with state.runtime.engine.connect() as conn:
         for row in list_keys(conn):
             click.echo(dumps(row))
@@ -371,7 +221,7 @@ def plugins_group() -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @pass_state
 def plugins_list(state: State, fmt: str) -> None:
-    """The connectors and plugins found, with their versions."""
+    """The connectors and plugins found, with their versions; essential ones are always loaded."""
     loaded = state.plugins
     if fmt == "json":
         click.echo(dumps({"plugins": [vars(p) for p in loaded.info],
@@ -380,7 +230,8 @@ def plugins_list(state: State, fmt: str) -> None:
         return
     click.echo("plugins:")
     for p in loaded.info:
-        click.echo(f"  {p.name:<22} {p.distribution or '-'} {p.version or ''}  ({p.module})")
+        essential = "  essential" if p.essential else ""
+        click.echo(f"  {p.name:<22} {p.distribution or '-'} {p.version or ''}  ({p.module}){essential}")
     click.echo("connectors:")
     for c in loaded.connectors.classes():
         click.echo(f"  {c.name:<22} {c.version:<10} {', '.join(c.media_types)}")
@@ -398,8 +249,6 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Upgrade the database to the newest schema."""
-    from hub.store.engine import create_engine, current_revision, database_url, upgrade_schema
-
     engine = create_engine(database_url())
     upgrade_schema(engine)
     click.echo(f"database at revision {current_revision(engine)}")
@@ -408,14 +257,12 @@ def db_upgrade() -> None:
 @click.command()
 @click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
 @click.option("--fork", is_flag=True, help="Fork a process per job (isolation at ~4x the cost per job).")
-@click.option("--requeue-after", type=int, default=lambda: int(os.environ.get("HUB_REQUEUE_AFTER", "300")),
+@click.option("--requeue-after", type=int, default=lambda: current().requeue_after,
               help="Re-enqueue messages left 'received' longer than this many seconds (lost jobs).")
 @pass_state
 def worker(state: State, burst: bool, fork: bool, requeue_after: int) -> None:
     """Run an rq worker (needs HUB_REDIS_URL)."""
-    from hub.pipeline.worker import run_worker
-
-    if not os.environ.get("HUB_REDIS_URL"):
+    if not current().redis_url:
         raise ConfigError("hub worker needs HUB_REDIS_URL (for example redis://127.0.0.1:6379/0)")
     run_worker(state.runtime, burst=burst, fork=fork, requeue_after=requeue_after)
 
@@ -434,8 +281,6 @@ def messages_group() -> None:
 @pass_state
 def messages_list(state: State, practice: str | None, status: str | None, limit: int, fmt: str) -> None:
     """List messages, newest first."""
-    from hub.store.messages import list_messages
-
     with state.runtime.engine.connect() as conn:
         rows = list_messages(conn, practice=practice, status=status, limit=limit)
     if fmt == "json":
@@ -454,8 +299,6 @@ def messages_list(state: State, practice: str | None, status: str | None, limit:
 @pass_state
 def messages_reprocess(state: State, practice: str | None, status: str | None, ids: tuple[int, ...]) -> None:
     """Replay messages (given ids, a status, or all of a practice) through the current mapping."""
-    from hub.pipeline.replay import reprocess
-
     count = reprocess(state.runtime, practice=practice, status=status, ids=ids)
     click.echo(f"reprocessing {count['submitted']} message(s): processed {count['processed']}, "
                f"error {count['error']}" + (" (queued)" if count["queued"] else ""))
@@ -465,9 +308,12 @@ cli = _build_cli()
 
 
 def main() -> None:
-    if os.environ.get("HUB_LOG_LEVEL"):
-        from hub.logging import configure_logging
-
+    try:
+        log_level = current().log_level  # the settings are checked here, before any command runs
+    except ConfigError as exc:
+        click.echo(f"hub: error: {exc}", err=True)
+        sys.exit(1)
+    if log_level:
         configure_logging()
     cli(prog_name="hub")
 

@@ -39,6 +39,16 @@ Time: each record should carry ``event_time``, when the event it reports happene
 order; a record without one takes its message's arrival). A date-time sent without an
 offset is emitted without one (``2025-02-28T22:30:00``): the hub reads it in the
 practice's time zone.
+
+Samples: a connector may also write records in its format (``render``, optional), so the
+demo, the tests and the benchmarks get their payloads from the connector, never from the
+core.
+
+Pulling: a connector that reads from a practice's system (a FHIR server, an API) implements
+``poller(settings)``, returning a ``Poller`` whose ``poll(resource_type, cursor)`` yields
+``Page``s of payloads, each with the cursor to keep once it is stored. The core schedules it:
+it loads the settings, stores every page through the ordinary intake and only then moves the
+high-water mark, so a connector that pulls still never touches the database.
 """
 
 from __future__ import annotations
@@ -48,7 +58,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from hub.errors import HubError, ParseError
 
@@ -115,6 +125,106 @@ class Outcome:
     message_id: int | None = None
 
 
+@dataclass(frozen=True)
+class RenderOptions:
+    """How a connector writes sample payloads (``Connector.render``).
+
+    ``practice`` names the sender (its slug: file names, facility, identifiers); ``timezone`` is
+    the practice's clock; ``times`` is how its system writes date-times: ``local`` (local time with
+    its offset), ``utc`` (the UTC instant) or ``naive`` (local wall-clock time, no offset);
+    ``shuffled`` asks for a history backfill written in no particular (but deterministic) order;
+    ``settings`` holds what only some connectors understand (each connector's ``render`` lists its
+    own and ignores the rest), as ``Context.config`` does for reading.
+    """
+
+    practice: str
+    timezone: str = "UTC"
+    times: str = "local"
+    shuffled: bool = False
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One file a practice's system would send: a name relative to the practice's folder
+    (``2025-03/siu.hl7``) and its bytes."""
+
+    name: str
+    data: bytes
+
+
+CURSOR_MAX = 40  # characters of a poller's cursor (the store keeps it as the high-water mark)
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page a poller read from a practice's system (``Poller.poll``).
+
+    The core stores ``payloads`` through the ordinary intake, each as if it had been pushed (split,
+    deduplicated, processed, errors kept), all in one commit; only then does it keep ``cursor`` as
+    the resource type's high-water mark (``None``: the mark stays). ``resources`` is how many items
+    of the type the page carried, for the run's report. ``read=False`` marks a page that only moves
+    the mark (a poller that can set it only once the type is read to the end) and is not counted.
+    """
+
+    payloads: Sequence[bytes] = ()
+    cursor: str | None = None
+    resources: int = 0
+    read: bool = True
+
+
+class Poller(ABC):
+    """One pull from a practice's system (``Connector.poller``): the connector reads, the core stores.
+
+    ``source`` names where the pages come from (a base URL, an account); with the practice and
+    the resource type it keys the stored high-water marks, so two servers of one practice keep
+    their own. The core asks ``poll`` for one type at a time, stores each page it yields and keeps
+    the page's cursor before asking for the next: a failure leaves the mark at the last stored
+    page, and a rerun starts there.
+    """
+
+    source: str = ""
+
+    @abstractmethod
+    def resource_types(self) -> Sequence[str]:
+        """The resource types (streams) to read when the command names none, in order."""
+
+    @abstractmethod
+    def poll(self, resource_type: str, cursor: str | None) -> Iterable[Page]:
+        """The pages of ``resource_type`` changed since ``cursor`` (the stored mark, or the one the user
+        gave; ``None``: from the beginning), read lazily (a generator), each with the cursor to keep
+        once it is stored: a str of at most ``CURSOR_MAX`` characters the source understands (a
+        timestamp, a sequence number), free of patient data. Give a cursor at which a rerun misses
+        nothing (re-reading a little is fine: duplicates are detected). Raise ``HubError`` naming what
+        failed, without patient data (no query strings), when the source cannot be read."""
+
+
+@dataclass
+class PullReport:
+    """What a pull did for one resource type: pages read, resources on them, what intake made of
+    the stored messages, and the high-water mark at the end (the start mark if none was kept)."""
+
+    resource_type: str
+    pages: int = 0
+    resources: int = 0
+    accepted: int = 0
+    duplicate: int = 0
+    error: int = 0
+    high_water: str | None = None
+
+
+class PullService(Protocol):
+    """The core's pull, given to plugin commands as the ``pull`` argument of ``hub_cli_commands``.
+
+    Loads the practice's settings of ``connector`` (its section of the practice's mapping), lays
+    ``options`` (the command's, e.g. a base URL given on the command line) over them, asks the
+    connector for a ``Poller`` with them and runs it: per resource type (``resource_types``, else
+    the poller's), from ``since`` or the stored mark, each page stored, then the mark moved."""
+
+    def __call__(self, practice: str, connector: str, *, options: Mapping[str, Any] | None = None,
+                 since: str | None = None, resource_types: Sequence[str] | None = None) -> list[PullReport]: ...
+
+
 class Connector(ABC):
     """Base class of every connector plugin."""
 
@@ -122,8 +232,10 @@ class Connector(ABC):
     version: ClassVar[str] = "0.0.0"
     media_types: ClassVar[tuple[str, ...]] = ()
     file_extensions: ClassVar[tuple[str, ...]] = ()
-    # marshmallow schema of the connector's section in a practice mapping; fields whose
-    # metadata says {"secret": True} or {"phi": True} are redacted wherever they are shown
+    # marshmallow schema of the connector's section in a practice mapping, run by the hub on the
+    # section whenever a mapping is loaded; fields whose metadata says {"secret": True} or
+    # {"phi": True} are redacted wherever they are shown (hub.settings.redact), and an "env" entry
+    # names a variable that stands in for the field for every practice (hub.settings.connector_env)
     config_schema: ClassVar[type | None] = None
     description: ClassVar[str] = ""
     # the sender promises that Envelope.control_id is unique per Envelope.sender (HL7 v2 MSH-10):
@@ -179,6 +291,35 @@ class Connector(ABC):
         """Deep structural validation for the onboarding check (slow; never on the ingest path).
         Each finding names where (segment/field, element path, line) and what, without values."""
         return []
+
+    def render(self, records: Sequence[Mapping[str, Any]], *, options: RenderOptions) -> list[Rendered]:
+        """Optional: write common-model records of one practice as the files its system would send in
+        this connector's format, the inverse of ``split`` + ``normalize`` (samples for the demo, tests
+        and benchmarks; never on the ingest path). ``records`` holds every record the payloads refer
+        to (an appointment's patient, provider and location); keys starting with ``_`` are rendering
+        hints a connector documents (a display name, say). The same records and options give the same
+        bytes. A connector that cannot render raises ``NotImplementedError`` (the default), as it does
+        for an option it does not support; ``can_render()`` says which connectors render at all."""
+        raise NotImplementedError(f"the {self.name} connector does not render payloads")
+
+    @classmethod
+    def can_render(cls) -> bool:
+        """True when the connector implements ``render``."""
+        return cls.render is not Connector.render
+
+    def poller(self, settings: Mapping[str, Any]) -> Poller:
+        """Optional: a connector that pulls from a practice's system (a poll connector) returns a
+        ``Poller`` for one run. ``settings`` is the connector's section of the practice's mapping with
+        the command's options laid over it, a plain dict; raise ``ConfigError`` when one it needs is
+        missing. The poller reads and never stores: the core stores its pages through intake and
+        keeps its cursors. The default raises ``NotImplementedError``; ``can_poll()`` says which
+        connectors pull at all."""
+        raise NotImplementedError(f"the {self.name} connector does not pull")
+
+    @classmethod
+    def can_poll(cls) -> bool:
+        """True when the connector implements ``poller``."""
+        return cls.poller is not Connector.poller
 
     # -- given ---------------------------------------------------------------
     def normalize(self, envelope: Envelope, context: Context) -> list[dict[str, Any]]:

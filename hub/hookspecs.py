@@ -1,13 +1,16 @@
 """Every hook a plugin can implement: the plugin contract.
 
 Plugins implement these with ``from hub import hookimpl``. Built-in connectors
-and plugins use exactly the same hooks, registered through the ``hub`` entry
-point group. Hooks are called with keyword arguments; an implementation may
-accept any subset of the arguments named here.
+and plugins use exactly the same hooks, as do the core's own features (the KPI
+catalog, the json and csv formats, the report upkeep, the identity link: the
+essential plugins of ``hub.plugins``). Hooks are called with keyword arguments;
+an implementation may accept any subset of the arguments named here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -17,10 +20,41 @@ from hub import PROJECT_NAME
 if TYPE_CHECKING:
     import click
     import flask
+    import sqlalchemy as sa
 
+    from hub.connector import PullService
     from hub.plugins import ConnectorRegistry, ExporterRegistry, KpiRegistry
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+
+
+@dataclass
+class RecordBatch:
+    """The records one transaction stores, as ``hub_records_storing`` and ``hub_records_stored`` see them.
+
+    ``items``: ``(record, message_id)`` pairs, validated common-model records (Python values) and
+    the id of the stored message each came from. ``stash``: the same dict in both calls for one
+    batch, where an implementation keeps what it read before the write for after it (key it by
+    something of its own, as pytest's ``Stash`` is keyed)."""
+
+    items: Sequence[tuple[dict[str, Any], int | None]]
+    stash: dict[object, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MessageFailure:
+    """One message that went to ``error``: ids, names and the reason only, never the payload.
+
+    ``stage``: ``intake`` (the payload could not be read or split), ``process`` (connector,
+    mapping, validation or a plugin refused it) or ``store`` (the write failed on its last
+    attempt). ``reason`` is the text stored as the message's error, which names fields and
+    codes but carries no patient data."""
+
+    message_id: int
+    practice: str
+    connector: str
+    reason: str
+    stage: str
 
 
 # ---------------------------------------------------------------- registration
@@ -64,10 +98,77 @@ def hub_transform_record(record: dict[str, Any], practice: str, message_id: int 
     """
 
 
+@hookspec
+def hub_link_identity(records: list[dict[str, Any]], practice: str) -> None:
+    """Set ``enterprise_id`` on the patient records of one message: the cross-site patient link.
+
+    Called once per message, after mapping and before ``hub_transform_record`` and validation,
+    with that message's records (any kinds) in a list the implementation may change in place
+    (replace ``records[i]``; do not add or remove items). The built-in implementation
+    (``hub.identity.plugin``, essential) runs last (``trylast``) and sets the deterministic
+    keyed id on every patient record that has none yet, so a master patient index plugin can set
+    its own ids first. Returns nothing. A hook that raises puts the message in ``error``.
+    """
+
+
+# ---------------------------------------------------------------- store
+@hookspec
+def hub_records_storing(conn: sa.Connection, batch: RecordBatch) -> None:
+    """Called inside the write transaction just before a batch's records are upserted.
+
+    ``conn`` is the transaction's connection (write with it: what an implementation writes
+    commits or rolls back with the records); ``batch`` is a ``hub.hookspecs.RecordBatch``.
+    Reads here see the rows as they were before this batch. Called once per batch that has
+    records, never per record. A hook that raises rolls the batch back (the dispatcher retries
+    it; on the last attempt its messages go to ``error``). Returns nothing.
+    """
+
+
+@hookspec
+def hub_records_stored(conn: sa.Connection, batch: RecordBatch) -> None:
+    """Called inside the write transaction right after a batch's records are upserted.
+
+    The same ``conn`` and ``batch`` (and ``batch.stash``) as ``hub_records_storing``; reads now see
+    the rows as the batch left them. The built-in report upkeep (``hub.reports.upkeep``,
+    essential) marks here the report cells the batch moved records out of or into. Once per batch;
+    raising rolls the batch back. Returns nothing.
+    """
+
+
+@hookspec
+def hub_records_clearing(conn: sa.Connection, practice: str) -> None:
+    """Called inside the transaction that is about to delete every canonical record of ``practice``.
+
+    That happens when a practice's messages are read again from a clean slate (its time zone
+    changed); the records come back through ``hub_records_storing`` / ``hub_records_stored``.
+    Reads see the rows about to go. Raising rolls the clear back. Returns nothing.
+    """
+
+
+@hookspec
+def hub_messages_failed(failures: Sequence[MessageFailure]) -> None:
+    """Called when messages went to ``error``, once per batch of them, after that was committed.
+
+    ``failures`` are ``hub.hookspecs.MessageFailure`` items (message id, practice, connector,
+    reason, stage), all of them safe to log: no payload, no patient data. Called for payloads
+    refused at intake, for messages that failed processing, and for a batch whose write failed on
+    its last attempt; a message that waits for a retry is not reported. It runs on the ingest
+    path (an inline sender waits for it): keep it quick, and queue any slow notification. An
+    implementation that raises is logged (the exception's type only) and the pipeline goes on:
+    the messages are in ``error`` already. Returns nothing.
+    """
+
+
 # ---------------------------------------------------------------- CLI and API
 @hookspec
-def hub_cli_commands(cli: click.Group) -> None:
-    """Add commands or groups to the ``hub`` command line with ``cli.add_command``. Returns nothing."""
+def hub_cli_commands(cli: click.Group, pull: PullService) -> None:
+    """Add commands or groups to the ``hub`` command line with ``cli.add_command``. Returns nothing.
+
+    ``pull`` is the core's pull (``hub.connector.PullService``) for a poll connector's command
+    (``hub fhir pull``): ``pull(practice, connector, options=..., since=..., resource_types=...)``
+    runs the connector's ``Poller`` on the invoked command's runtime, storing every page through
+    intake before moving the high-water mark, and returns one ``PullReport`` per resource type.
+    """
 
 
 @hookspec

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import time
+
+from hub.settings import current
 
 
 class JsonFormatter(logging.Formatter):
@@ -23,9 +24,10 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(level: str | None = None) -> None:
+    """JSON logs on stderr at ``level``, else HUB_LOG_LEVEL, else INFO."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger("hub")
     root.handlers[:] = [handler]
-    root.setLevel((level or os.environ.get("HUB_LOG_LEVEL") or "INFO").upper())
+    root.setLevel((level or current().log_level or "INFO").upper())
     root.propagate = False

@@ -1,19 +1,29 @@
 """The plugin manager and the registries the registration hooks fill.
 
 Built by the CLI and the app factory (``load_plugins()``), never at import time.
-Plugins come from the ``hub`` entry point group (built-ins included, so there is
-one discovery path) and from modules named in ``HUB_PLUGINS``. Settings:
+As pytest builds its own features on its own hooks, so does the hub, in three kinds:
+
+- *essential* plugins (``ESSENTIAL_PLUGINS``): features of the core written as hook
+  implementations (the KPI catalog, the json and csv exporters, the report upkeep,
+  the identity link). Always registered: the figures and the report contract depend
+  on them, so no setting can remove them;
+- *default* plugins: the built-in ones an operator may leave out (``DEFAULT_PLUGINS``,
+  and the built-in connectors and dashboard, found by their entry points);
+- outside plugins, from the ``hub`` entry point group and from ``HUB_PLUGINS``.
+
+Settings:
 
 - ``HUB_PLUGINS``: extra plugin modules by dotted path, comma-separated;
-- ``HUB_PLUGINS_ALLOW``: if set, only these entry-point names are loaded;
-- ``HUB_PLUGINS_BLOCK``: entry-point names never loaded.
+- ``HUB_PLUGINS_ALLOW``: if set, only these default and entry-point plugins are loaded
+  (the essential ones always are);
+- ``HUB_PLUGINS_BLOCK``: default and entry-point plugins never loaded. Naming an essential
+  plugin here is refused with a ``ConfigError``: it would break the figures, not slim the hub.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
-import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,11 +32,26 @@ from typing import Any
 
 import pluggy
 
-from hub import PROJECT_NAME, hookspecs
+from hub import PROJECT_NAME, __version__, hookspecs
 from hub.connector import Connector
-from hub.errors import ConfigError, PluginError
+from hub.errors import ConfigError, ParseError, PluginError
+from hub.settings import Settings, current
 
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{1,40}$")
+_DISTRIBUTION = "mso-hub"  # the distribution the built-in plugins ship in
+
+# plugin name → module: registered first and always (pytest's ``essential_plugins``)
+ESSENTIAL_PLUGINS: dict[str, str] = {
+    "kpis": "hub.reports.catalog",  # the KPI catalog
+    "report-exporters": "hub.reports.exporters",  # the json and csv formats
+    "report-upkeep": "hub.reports.upkeep",  # marks the report cells each stored batch moves
+    "identity": "hub.identity.plugin",  # the enterprise id on patient records, before they are stored
+}
+# built in and loaded unless an allow or block list leaves them out (pytest's ``default_plugins``); the
+# built-in connectors and the dashboard are default plugins as well, registered by their entry points
+DEFAULT_PLUGINS: dict[str, str] = {
+    "xlsx": "hub.reports.xlsx",  # the xlsx format
+}
 
 
 class ConnectorRegistry:
@@ -68,7 +93,6 @@ class ConnectorRegistry:
         for name in self.names():
             if self._classes[name].detect(data):
                 return self.get(name)
-        from hub.errors import ParseError
 
         raise ParseError("no installed connector recognises this content (give --connector to choose one)",
                          source=origin)
@@ -131,6 +155,7 @@ class PluginInfo:
     module: str
     distribution: str | None
     version: str | None
+    essential: bool = False  # always registered, whatever HUB_PLUGINS_ALLOW / HUB_PLUGINS_BLOCK say
 
 
 @dataclass
@@ -142,22 +167,66 @@ class Plugins:
     kpis: KpiRegistry
     exporters: ExporterRegistry
     info: list[PluginInfo] = field(default_factory=list)
+    _hot: dict[str, Callable[..., list[Any]] | None] = field(default_factory=dict, repr=False)
 
     @property
     def hook(self) -> Any:
         return self.manager.hook
 
+    def hot_caller(self, name: str) -> Callable[..., list[Any]] | None:
+        """The hook ``name`` for a path that calls it per message or record; None: no plugin implements it.
 
-def _env_list(name: str) -> list[str]:
-    return [part.strip() for part in os.environ.get(name, "").split(",") if part.strip()]
+        The implementations are resolved once (the plugins are complete when ``load_plugins``
+        returns) and called as pluggy calls them: last registered first, ``tryfirst`` and
+        ``trylast`` honoured, keyword arguments, the results that are not None in a list, an
+        exception passed on as it is. What it saves is pluggy's per-call checks, a few
+        microseconds a call. A hook with a wrapper implementation is called through pluggy."""
+        if name not in self._hot:
+            self._hot[name] = _hot_caller(getattr(self.manager.hook, name))
+        return self._hot[name]
 
 
-def load_plugins(extra: list[object] | None = None) -> Plugins:
+def _hot_caller(caller: Any) -> Callable[..., list[Any]] | None:
+    impls = caller.get_hookimpls()
+    if not impls:
+        return None
+    if any(impl.hookwrapper or impl.wrapper for impl in impls):
+        return caller
+    ordered = [(impl.function, tuple(impl.argnames)) for impl in reversed(impls)]
+
+    def call(**kwargs: Any) -> list[Any]:
+        results = []
+        for function, names in ordered:
+            result = function(*[kwargs[n] for n in names])
+            if result is not None:
+                results.append(result)
+        return results
+
+    return call
+
+
+def _register_builtin(pm: pluggy.PluginManager, info: list[PluginInfo], name: str, module_name: str, *,
+                      essential: bool) -> None:
+    pm.register(importlib.import_module(module_name), name=name)
+    info.append(PluginInfo(name, module_name, _DISTRIBUTION, __version__, essential=essential))
+
+
+def load_plugins(extra: list[object] | None = None, *, settings: Settings | None = None) -> Plugins:
     """Build the plugin manager, load every allowed plugin and fill the registries."""
     pm = pluggy.PluginManager(PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
-    allow, block = set(_env_list("HUB_PLUGINS_ALLOW")), set(_env_list("HUB_PLUGINS_BLOCK"))
+    settings = settings or current()
+    allow, block = set(settings.plugins_allow), set(settings.plugins_block)
+    refused = sorted(block & ESSENTIAL_PLUGINS.keys())
+    if refused:
+        raise ConfigError(f"HUB_PLUGINS_BLOCK names the essential plugin(s) {', '.join(refused)}, which the hub "
+                          f"cannot work without (essential: {', '.join(ESSENTIAL_PLUGINS)}); remove them from it")
     info: list[PluginInfo] = []
+    for name, module_name in ESSENTIAL_PLUGINS.items():
+        _register_builtin(pm, info, name, module_name, essential=True)
+    for name, module_name in DEFAULT_PLUGINS.items():
+        if name not in block and (not allow or name in allow):
+            _register_builtin(pm, info, name, module_name, essential=False)
     for ep in sorted(entry_points(group=PROJECT_NAME), key=lambda e: e.name):
         if ep.name in block or (allow and ep.name not in allow) or pm.has_plugin(ep.name):
             continue
@@ -168,7 +237,7 @@ def load_plugins(extra: list[object] | None = None) -> Plugins:
         pm.register(plugin, name=ep.name)
         dist = ep.dist
         info.append(PluginInfo(ep.name, ep.value, dist.name if dist else None, dist.version if dist else None))
-    for dotted in _env_list("HUB_PLUGINS"):
+    for dotted in settings.plugins:
         try:
             module = importlib.import_module(dotted)
         except ImportError as exc:

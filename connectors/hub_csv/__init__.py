@@ -41,15 +41,18 @@ import hashlib
 import io
 import re
 import zoneinfo
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import IO, Any
 
 from hub import hookimpl
-from hub.connector import Connector, Context, Envelope, digest_key
+from hub.connector import Connector, Context, Envelope, Rendered, RenderOptions, digest_key
 from hub.errors import ConfigError, ParseError
 from hub.mapping.transforms import apply_transforms, transform_names
 from hub.model.kinds import KINDS
+
+from .render import render_files
+from .settings import CsvSettings
 
 __version__ = "1.0.0"
 
@@ -129,6 +132,7 @@ class CsvConnector(Connector):
     version = __version__
     media_types = ("text/csv",)
     file_extensions = (".csv",)
+    config_schema = CsvSettings  # checked by the hub whenever a mapping is loaded
     description = "CSV exports of practice-management systems (appointments, charges, payments)"
 
     @classmethod
@@ -265,6 +269,10 @@ class CsvConnector(Connector):
             if value and value not in table and value.lower() not in (str(v).lower() for v in table.values()):
                 out.append(f"{where}: column {column!r} has a value the values table of {field} does not know")
         return out
+
+    def render(self, records: Sequence[Mapping[str, Any]], *, options: RenderOptions) -> list[Rendered]:
+        """Sample monthly exports (appointments, charges, payments, referrals): see ``hub_csv.render``."""
+        return render_files(records, options)
 
 
 def _line_of(control_id: str | None) -> int | None:

@@ -1,7 +1,8 @@
 """FHIR R4 connector: single resources and Bundles, pushed (HTTP, files) or pulled (``hub fhir pull``).
 
 Settings (the ``connectors: {fhir: {...}}`` section of a practice mapping, see
-``FhirConfigSchema``; environment variables where noted):
+``FhirConfigSchema``, checked by the hub when a mapping is loaded; environment variables where
+noted, declared as the fields' ``env`` and read through ``hub.settings``; secrets never shown):
 
 - ``validate`` (default true; ``HUB_FHIR_VALIDATE=0`` turns it off everywhere): validate every
   resource against the R4 models at intake. ``false`` is the backfill mode for trusted history:
@@ -24,21 +25,24 @@ the enclosing Bundle's ``timestamp``, else none (the hub then uses the arrival t
 
 from __future__ import annotations
 
-import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import orjson
 from marshmallow import Schema, fields
 
 from hub import hookimpl
-from hub.connector import Connector, Context, Envelope, Outcome, digest_key
-from hub.errors import HubError, ValidationError
+from hub.connector import Connector, Context, Envelope, Outcome, PullService, Rendered, RenderOptions, digest_key
+from hub.errors import ConfigError, HubError, ValidationError
+from hub.settings import connector_env
 
 from . import bundle, outcome
 from .bundle import Payload, References
+from .cli import fhir_group
 from .mapping import MAPPERS, MapContext, event_time, merge, timezone_of
+from .pull import FhirPoller
+from .render import render_files
 from .validate import validate_resource
 
 __version__ = "1.0.0"
@@ -49,22 +53,31 @@ class FhirConfigSchema(Schema):
     """The ``connectors: {fhir: ...}`` section of a practice mapping."""
 
     # data_key: a field named "validate" would hide Schema.validate()
-    validate_resources = fields.Boolean(data_key="validate", load_default=True,
-                                        metadata={"doc": "validate each resource against the R4 models"})
+    validate_resources = fields.Boolean(data_key="validate", load_default=True, metadata={
+        "doc": "validate each resource against the R4 models", "env": "HUB_FHIR_VALIDATE",
+        "env_doc": "`0` skips the R4 model validation (trusted backfills) for every practice; see [fhir.md](fhir.md)"})
     timezone = fields.String(metadata={"doc": "IANA zone for date-times sent without an offset; overrides the "
                                               "practice's zone for this feed"})
     base_url = fields.String(metadata={"doc": "the practice's FHIR server, for hub fhir pull"})
-    token = fields.String(metadata={"secret": True, "doc": "bearer token (or HUB_FHIR_TOKEN)"})
-    client_id = fields.String(metadata={"doc": "SMART backend services client id (or HUB_FHIR_CLIENT_ID)"})
-    token_url = fields.String(metadata={"doc": "SMART token endpoint (or HUB_FHIR_TOKEN_URL)"})
-    private_key = fields.String(metadata={"secret": True, "doc": "PEM key or its path (or HUB_FHIR_PRIVATE_KEY)"})
+    token = fields.String(metadata={"secret": True, "doc": "bearer token (or HUB_FHIR_TOKEN)", "env": "HUB_FHIR_TOKEN",
+                                    "env_doc": "bearer token for `hub fhir pull`"})
+    client_id = fields.String(metadata={"doc": "SMART backend services client id (or HUB_FHIR_CLIENT_ID)",
+                                        "env": "HUB_FHIR_CLIENT_ID", "env_doc": "SMART backend services client id"})
+    token_url = fields.String(metadata={
+        "doc": "SMART token endpoint (or HUB_FHIR_TOKEN_URL)", "env": "HUB_FHIR_TOKEN_URL",
+        "env_doc": "SMART backend services token endpoint"})
+    private_key = fields.String(metadata={
+        "secret": True, "doc": "PEM key or its path (or HUB_FHIR_PRIVATE_KEY)", "env": "HUB_FHIR_PRIVATE_KEY",
+        "env_doc": "SMART backend services signing key, PEM text or a path"})
     scope = fields.String(metadata={"doc": "SMART scope, default system/*.read"})
     page_size = fields.Integer(metadata={"doc": "_count asked of the server, default 100"})
     resource_types = fields.List(fields.String(), metadata={"doc": "types to pull, default all mapped types"})
 
 
-def validation_enabled(config: Any) -> bool:
-    if os.environ.get("HUB_FHIR_VALIDATE", "").strip().lower() in ("0", "false", "no", "off"):
+def validation_enabled(config: Any, env: Mapping[str, Any] | None = None) -> bool:
+    """False when HUB_FHIR_VALIDATE turns validation off, or the practice's section does. ``env``: the
+    values the environment gives (``connector_env``), taken once by the caller; else read now."""
+    if (env if env is not None else connector_env(FhirConfigSchema)).get("validate") is False:
         return False
     value = (config or {}).get("validate", True)
     return not (value is False or str(value).strip().lower() in ("0", "false", "no", "off"))
@@ -77,6 +90,10 @@ class FhirConnector(Connector):
     file_extensions = (".json",)
     config_schema: ClassVar[type | None] = FhirConfigSchema
     description = "FHIR R4 JSON: a resource or a Bundle (transaction, batch, collection, searchset, message, history)"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.env = connector_env(FhirConfigSchema)  # HUB_FHIR_*: read once per connector, not per message
 
     @classmethod
     def detect(cls, data: bytes) -> bool:
@@ -95,7 +112,7 @@ class FhirConnector(Connector):
 
     def parse(self, envelope: Envelope, context: Context) -> Payload:
         payload = bundle.items_of(bundle.read(envelope.raw))
-        if validation_enabled(context.config):
+        if validation_enabled(context.config, self.env):
             for item in payload.items:
                 validate_resource(item.resource, item.path)
         return payload
@@ -144,6 +161,17 @@ class FhirConnector(Connector):
                 found.append(str(exc))
         return found
 
+    def render(self, records: Sequence[Mapping[str, Any]], *, options: RenderOptions) -> list[Rendered]:
+        """Sample transaction Bundles, one per day, of the records: see ``hub_fhir.render``."""
+        return render_files(records, options)
+
+    def poller(self, settings: Mapping[str, Any]) -> FhirPoller:
+        """``hub fhir pull``: reads the practice's FHIR server at ``base_url`` (``--base`` over the setting)."""
+        base = settings.get("base_url")
+        if not base or not str(base).startswith(("http://", "https://")):
+            raise ConfigError("give --base URL (http or https), or base_url in the practice's fhir connector settings")
+        return FhirPoller(str(base), settings)
+
 
 @hookimpl
 def hub_register_connectors(registry: Any) -> None:
@@ -151,7 +179,5 @@ def hub_register_connectors(registry: Any) -> None:
 
 
 @hookimpl
-def hub_cli_commands(cli: Any) -> None:
-    from .cli import fhir_group
-
-    cli.add_command(fhir_group)
+def hub_cli_commands(cli: Any, pull: PullService) -> None:
+    cli.add_command(fhir_group(pull))

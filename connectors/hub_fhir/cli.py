@@ -7,15 +7,26 @@ import json
 
 import click
 
+from hub.connector import PullService
 from hub.errors import ConfigError
 
-
-@click.group("fhir")
-def fhir_group() -> None:
-    """FHIR R4: pull from a practice's FHIR server."""
+_PULL = "hub_fhir.pull"  # where the group leaves the core's pull service for its commands (click's ctx.meta)
 
 
-@fhir_group.command("pull")
+def fhir_group(pull: PullService) -> click.Group:
+    """The ``hub fhir`` commands, pulling through the core's ``pull`` service (``hub_cli_commands``)."""
+
+    @click.group("fhir")
+    @click.pass_context
+    def group(ctx: click.Context) -> None:
+        """FHIR R4: pull from a practice's FHIR server."""
+        ctx.meta[_PULL] = pull
+
+    group.add_command(pull_command)
+    return group
+
+
+@click.command("pull")
 @click.option("--practice", "practice", required=True, help="the registered practice the data belongs to")
 @click.option("--base", "base", default=None,
               help="the FHIR server's base URL (default: base_url of the practice's fhir connector settings)")
@@ -28,33 +39,17 @@ def pull_command(ctx: click.Context, practice: str, base: str | None, since: str
                  fmt: str) -> None:
     """Search the server for each mapped type changed since the last run, page by page;
     every page is stored before the practice's high-water mark moves past it."""
-    from hub.pull import connector_config
-
-    from .pull import pull
-
-    runtime = _runtime(ctx)
-    config = connector_config(runtime.engine, practice, "fhir")
-    base = base or config.get("base_url")  # type: ignore[assignment]
-    if not base or not str(base).startswith(("http://", "https://")):
-        raise ConfigError("give --base URL (http or https), or base_url in the practice's fhir connector settings")
+    pull: PullService = ctx.meta[_PULL]
     if since is not None:
         since = _checked_since(since)
-    reports = pull(runtime, practice, str(base), since=since, types=types or None, config=config)
+    reports = pull(practice, "fhir", options={"base_url": base} if base else None, since=since,
+                   resource_types=types or None)
     if fmt == "json":
         click.echo(json.dumps([r.__dict__ for r in reports], indent=2))
         return
     for r in reports:
         click.echo(f"{r.resource_type}: {r.pages} page(s), {r.resources} resource(s); messages accepted "
                    f"{r.accepted}, duplicate {r.duplicate}, error {r.error}; high-water {r.high_water or '-'}")
-
-
-def _runtime(ctx: click.Context):  # type: ignore[no-untyped-def]
-    state = ctx.obj
-    if state is not None and hasattr(state, "runtime"):
-        return state.runtime
-    from hub.runtime import Runtime
-
-    return Runtime.create()
 
 
 def _checked_since(value: str) -> str:

@@ -1,13 +1,14 @@
 """Pulling from a practice's FHIR server: searches by ``_lastUpdated``, paging, retries, auth.
 
-For each resource type the client searches ``<base>/<Type>?_lastUpdated=ge<mark>&_sort=_lastUpdated``
-and follows ``Bundle.link`` ``next``. Each page is stored through the ordinary intake
-(``hub.pipeline.intake.receive``) as one searchset message; only after it is stored is the
-type's high-water mark (``hub.pull``) moved to the newest ``meta.lastUpdated`` on the page,
-so a rerun, or a run after a crash, resumes where the stored data ends. ``ge`` (not ``gt``)
-re-reads the resources stamped with the mark itself: a few repeats, never a gap; the
-canonical upsert is idempotent. A server that ignores ``_sort`` is noticed (a page older
-than the one before) and the mark is then set only once the whole type has been read.
+``FhirPoller`` is the connector's poller (``hub.connector.Poller``): it reads, the core stores.
+For each resource type it searches ``<base>/<Type>?_lastUpdated=ge<mark>&_sort=_lastUpdated``
+and follows ``Bundle.link`` ``next``, yielding each page (one searchset message) with the
+newest ``meta.lastUpdated`` on it as the cursor. The core (``hub.pipeline.pull``) stores the
+page through the ordinary intake and only then moves the type's high-water mark to that
+cursor, so a rerun, or a run after a crash, resumes where the stored data ends. ``ge`` (not
+``gt``) re-reads the resources stamped with the mark itself: a few repeats, never a gap; the
+canonical upsert is idempotent. A server that ignores ``_sort`` is noticed (a page older than
+the one before) and the mark is then given only once the whole type has been read.
 
 429 answers wait for ``Retry-After`` (seconds or an HTTP date); 5xx answers and network
 errors are retried with exponential backoff. Authentication: a bearer token, or SMART
@@ -18,20 +19,21 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
-import os
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from hub.connector import Page, Poller
 from hub.errors import ConfigError, HubError
+from hub.settings import current
 
 PULL_TYPES = ("Organization", "Patient", "Practitioner", "PractitionerRole", "Location", "Schedule", "Slot",
               "Appointment", "Encounter", "ServiceRequest", "Coverage", "Claim", "ChargeItem", "ClaimResponse",
@@ -47,7 +49,7 @@ class PullError(HubError):
 
 
 def _setting(config: Mapping[str, Any], key: str, env: str) -> str | None:
-    value = config.get(key) or os.environ.get(env)
+    value = config.get(key) or current().env(env)
     return str(value) if value else None
 
 
@@ -81,6 +83,7 @@ class SmartBackendAuth:
         self._expires = 0.0
 
     def _algorithm(self) -> str:
+        # the signing libraries only for SMART backend services, not for every pull or the ingest path
         from cryptography.hazmat.primitives.asymmetric import ec
         from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
@@ -91,7 +94,7 @@ class SmartBackendAuth:
         return "ES384" if isinstance(key, ec.EllipticCurvePrivateKey) else "RS384"
 
     def assertion(self) -> str:
-        import jwt
+        import jwt  # as above: only when a client assertion is signed
 
         now = int(time.time())
         claims = {"iss": self.client_id, "sub": self.client_id, "aud": self.token_url, "exp": now + 300,
@@ -225,65 +228,52 @@ def next_link(doc: dict[str, Any]) -> str | None:
     return None
 
 
-@dataclass
-class TypeReport:
-    resource_type: str
-    pages: int = 0
-    resources: int = 0
-    accepted: int = 0
-    duplicate: int = 0
-    error: int = 0
-    high_water: str | None = None
+class FhirPoller(Poller):
+    """Reads a practice's FHIR server at ``base``, type by type, page by page (see the module's docstring).
 
+    ``config`` is the practice's fhir settings (``token`` or the SMART ones, ``page_size``,
+    ``resource_types``); ``client`` replaces the HTTP client made from them (tests give one that
+    does not sleep)."""
 
-def pull(runtime: Any, practice: str, base: str, *, since: str | None = None,
-         types: Iterable[str] | None = None, config: Mapping[str, Any] | None = None,
-         client: FhirClient | None = None, max_pages: int = 100_000) -> list[TypeReport]:
-    """Pull every type from ``base`` into ``practice``; one report per type."""
-    from hub.pipeline.intake import receive
-    from hub.pull import get_watermark, set_watermark
+    def __init__(self, base: str, config: Mapping[str, Any] | None = None, *,
+                 client: FhirClient | None = None) -> None:
+        config = config or {}
+        self.source = base
+        self.client = client or FhirClient(auth=auth_from(config))
+        self.page_size = int(config.get("page_size") or 100)
+        self.types: Sequence[str] = tuple(config.get("resource_types") or PULL_TYPES)
 
-    config = config or {}
-    client = client or FhirClient(auth=auth_from(config))
-    page_size = int(config.get("page_size") or 100)
-    reports = []
-    for rtype in types or config.get("resource_types") or PULL_TYPES:
-        report = TypeReport(rtype)
-        reports.append(report)
-        mark = since or get_watermark(runtime.engine, practice, base, rtype)
-        url: str | None = search_url(base, rtype, mark, page_size)
+    def resource_types(self) -> Sequence[str]:
+        return self.types
+
+    def poll(self, resource_type: str, cursor: str | None) -> Iterator[Page]:
+        url: str | None = search_url(self.source, resource_type, cursor, self.page_size)
         newest: dt.datetime | None = None
         newest_text: str | None = None
         in_order = True
-        while url and report.pages < max_pages:
-            body = client.get(url)
+        while url:
+            body = self.client.get(url)
             try:
                 doc = orjson.loads(body)
             except orjson.JSONDecodeError:
                 raise PullError(f"the FHIR server sent a page that is not JSON from {_shown(url)}") from None
             if not isinstance(doc, dict) or doc.get("resourceType") != "Bundle":
                 raise PullError(f"the FHIR server sent something other than a Bundle from {_shown(url)}")
-            report.pages += 1
             matches = [e["resource"] for e in doc.get("entry") or () if isinstance(e, dict)
-                       and isinstance(e.get("resource"), dict) and e["resource"].get("resourceType") == rtype]
-            if doc.get("entry"):
-                for receipt in receive(runtime, practice, body, connector="fhir",
-                                       origin=f"fhir pull {rtype} page {report.pages}"):
-                    setattr(report, receipt.status, getattr(report, receipt.status) + 1)
-            report.resources += len(matches)
+                       and isinstance(e.get("resource"), dict) and e["resource"].get("resourceType") == resource_type]
             stamps = [(t, r["meta"]["lastUpdated"]) for r in matches if isinstance(r.get("meta"), dict)
                       and (t := _instant(r["meta"].get("lastUpdated"))) is not None]
+            mark = None
             if stamps:
                 oldest_on_page = min(s[0] for s in stamps)
                 if newest is not None and oldest_on_page < newest:
-                    in_order = False  # the server ignores _sort: set the mark once the type is done
+                    in_order = False  # the server ignores _sort: give the mark once the type is done
                 page_newest = max(stamps, key=lambda s: s[0])
                 if newest is None or page_newest[0] > newest:
                     newest, newest_text = page_newest
-                if in_order and newest_text:  # the page is stored: the mark may move past it
-                    set_watermark(runtime.engine, practice, base, rtype, newest_text)
+                if in_order:
+                    mark = newest_text
+            yield Page(payloads=(body,) if doc.get("entry") else (), cursor=mark, resources=len(matches))
             url = next_link(doc)
         if newest_text and not in_order:
-            set_watermark(runtime.engine, practice, base, rtype, newest_text)
-        report.high_water = newest_text or mark
-    return reports
+            yield Page(cursor=newest_text, read=False)  # the whole type is stored: the mark may move

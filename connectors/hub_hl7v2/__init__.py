@@ -36,19 +36,20 @@ Decisions where the standard is silent:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from marshmallow import Schema, fields
 
 from hub import hookimpl
-from hub.connector import Connector, Context, Envelope, Outcome, digest_key
+from hub.connector import Connector, Context, Envelope, Outcome, Rendered, RenderOptions, digest_key
 from hub.errors import ParseError
 
 from . import er7
 from .ack import build_ack, header_of
 from .mapping import to_records
-from .overrides import apply_overrides
+from .overrides import OverridesField, apply_overrides
+from .render import render_files
 from .values import zone
 
 __version__ = "1.0.0"
@@ -63,6 +64,8 @@ class HL7v2Settings(Schema):
         "doc": "IANA zone of date-times without an offset; overrides the practice's zone for this feed"})
     facilities = fields.List(fields.String(), load_default=list,
                              metadata={"doc": "MSH-4 sending facility ids that belong to this practice"})
+    overrides = OverridesField(load_default=dict, metadata={
+        "doc": "where this practice sends a field the standard places elsewhere (hub mapping names)"})
 
 
 class HL7v2Connector(Connector):
@@ -146,9 +149,13 @@ class HL7v2Connector(Connector):
         return build_ack(envelope, outcome)
 
     def findings(self, envelope: Envelope, context: Context) -> list[str]:
-        from .structure import structural_findings
+        from .structure import structural_findings  # hl7apy (a heavy import) only for onboarding checks
 
         return structural_findings(envelope.raw)
+
+    def render(self, records: Sequence[Mapping[str, Any]], *, options: RenderOptions) -> list[Rendered]:
+        """Sample v2.5.1 batch files (SIU, REF, DFT) of the records: see ``hub_hl7v2.render``."""
+        return render_files(records, options)
 
 
 def _message_starts(body: bytes) -> list[int]:

@@ -13,6 +13,10 @@ import os
 import re
 import tempfile
 
+from hl7apy.consts import VALIDATION_LEVEL
+from hl7apy.parser import parse_message
+from hl7apy.validation import Validator
+
 from hub.errors import HubError
 
 from . import er7
@@ -46,10 +50,6 @@ def structural_findings(raw: bytes) -> list[str]:
         findings.append(f"MSH-9.3: message structure is empty (checked as {structure})")
     text = _as_standard_er7(message, version, structure)
     try:
-        from hl7apy.consts import VALIDATION_LEVEL
-        from hl7apy.parser import parse_message
-        from hl7apy.validation import Validator
-
         parsed = parse_message(text, validation_level=VALIDATION_LEVEL.TOLERANT, find_groups=True)
     except Exception as exc:  # hl7apy refuses structures it cannot place: that is itself the finding
         findings.append(f"message structure: hl7apy cannot read it ({type(exc).__name__})")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -34,9 +33,18 @@ from hub.errors import NotFound
 from hub.pipeline.group_commit import GroupCommitter, Pending
 from hub.pipeline.intake import Arrival, Receipt
 from hub.security.audit import AuditEntry
-from hub.security.auth import auth_state, bearer_token, client_address, key_for_token, require_roles
+from hub.security.auth import (
+    auth_state,
+    authorize,
+    bearer_token,
+    client_address,
+    hand_to_view,
+    key_for_token,
+    require_roles,
+)
 
 blp = Blueprint("intake", __name__, description="Practice feeds pushed to the hub")
+INTAKE_ROLES = ("feed", "admin")  # a feed key of the practice named in the URL, or an admin key
 
 _ERROR_RESPONSES = {
     "400": "the payload cannot be read at all (stored as error; the reason is in the answer)",
@@ -70,10 +78,6 @@ def committer(app: Flask | None = None) -> GroupCommitter:
     return ext["hub_committer"]
 
 
-def commit_timeout() -> float:
-    return float(os.environ.get("HUB_COMMIT_TIMEOUT", "30"))
-
-
 def store_unavailable(exc: Exception) -> str:
     return f"the message store cannot take the payload now ({type(exc).__name__}); retry"
 
@@ -91,7 +95,7 @@ def store_unavailable(exc: Exception) -> str:
 @blp.alt_response(200, schema=IntakeSummarySchema, content_type="application/json",
                   description="stored; the body is the connector's answer (ACKs, response Bundle) "
                               "or a JSON summary of each message")
-@require_roles("feed", "admin", practice_arg="slug")
+@require_roles(*INTAKE_ROLES, practice_arg="slug")
 def push_messages(slug: str) -> Any:
     runtime = current_app.extensions["hub"]
     media_type = (request.mimetype or "").lower()
@@ -108,7 +112,8 @@ def push_messages(slug: str) -> Any:
     entry = AuditEntry(key_id=key.key_id, action="intake", target=slug, practice=slug, address=client_address())
     origin = f"http {key.key_id}"
     try:
-        receipts = committer().submit(Pending(slug, media_type, Arrival(data, origin), entry), commit_timeout())
+        receipts = committer().submit(Pending(slug, media_type, Arrival(data, origin), entry),
+                                     runtime.settings.commit_timeout)
     except NotFound as exc:
         abort(404, message=exc.message)
     except Exception as exc:  # the store is down or too slow: the sender retries, nothing was answered
@@ -161,7 +166,7 @@ class IntakeFastPath:
         self.app = app
         self.runtime = app.extensions["hub"]
         self.max_payload = app.config.get("MAX_CONTENT_LENGTH")
-        self.commit_timeout = commit_timeout()
+        self.commit_timeout = self.runtime.settings.commit_timeout
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         taken = self._take(environ) if environ.get("REQUEST_METHOD") == "POST" else None
@@ -210,19 +215,19 @@ class IntakeFastPath:
             return None
         if length <= 0 or (self.max_payload is not None and length > self.max_payload):
             return None
-        token = bearer_token(environ.get("HTTP_AUTHORIZATION", ""))
-        key = key_for_token(self.app, token) if token else None
         slug = match.group(1)
-        if key is None or key.role not in ("feed", "admin") or (key.role == "feed" and key.practice != slug):
-            return None
         if slug not in self.runtime.known_practices:
             return None  # the view finds out whether it exists (404) the first time
         media_type = environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
         connector = self.runtime.plugins.connectors.for_media_type(media_type) if media_type else None
         if connector is None:
             return None
-        if auth_state(self.app)["limiter"].take(key.key_id) > 0:
-            return None  # over its rate: the view answers 429 (and counts the request again)
+        token = bearer_token(environ.get("HTTP_AUTHORIZATION", ""))
+        key = key_for_token(self.app, token) if token else None
+        decision = authorize(key, roles=INTAKE_ROLES, practice=slug, limiter=auth_state(self.app)["limiter"])
+        if not decision.allowed:  # the view answers (and audits) the refusal, without checking again
+            hand_to_view(environ, key, INTAKE_ROLES, slug, decision)
+            return None
         return slug, key, connector, media_type, length
 
 

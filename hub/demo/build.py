@@ -1,7 +1,7 @@
 """``hub demo``: build the synthetic MSO end to end, through the same parts a real one uses.
 
-1. generate the facts (``generator``) and write each practice's feed files (``feeds``)
-   under ``OUT/feeds/<practice>/<month>/``;
+1. generate the facts (``generator``) and write each practice's feed files, as the connector
+   of its feed renders them (``feeds``), under ``OUT/feeds/<practice>/<month>/``;
 2. register the practices with their mapping files from ``mappings/examples/``;
 3. ingest every file through ``hub.pipeline.intake.receive_many`` (what ``hub ingest``
    does), into a SQLite store of its own, ``OUT/hub-demo.db``, and import the MSO's costs
@@ -15,18 +15,27 @@ A re-run starts over: the demo store and feed folder in ``OUT`` are replaced.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hub.demo.feeds import costs_csv, render
+from hub.demo.feeds import costs_csv, feed_files
 from hub.demo.generator import Truth, generate
 from hub.errors import ConfigError
+from hub.mapping import load_mapping
+from hub.onboarding.scorecard import render_text
+from hub.onboarding.sources import check_files
+from hub.pipeline.ingest import ingest_paths
+from hub.reports import compute_report  # type: ignore[attr-defined,unused-ignore]
+from hub.reports.costs import import_costs, parse_costs
+from hub.runtime import Runtime
+from hub.security.keys import create_key
+from hub.settings import current
+from hub.store.engine import dispose_engines, writer
+from hub.store.practices import add_practice, set_status
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_MAPPINGS = REPO_ROOT / "mappings" / "examples"
@@ -58,9 +67,6 @@ def build_demo(out: Path, *, seed: int = 7, months: int = 13, scale: float = 1.0
                plugins: Any = None, say: Callable[[str], None] = lambda _: None,
                database_url: str | None = None) -> DemoResult:
     """Build the demo into ``out``; its store is ``out/hub-demo.db`` unless ``database_url`` names an empty one."""
-    from hub.runtime import Runtime
-    from hub.store.engine import dispose_engines
-
     began = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     store = out / STORE_NAME
@@ -72,56 +78,41 @@ def build_demo(out: Path, *, seed: int = 7, months: int = 13, scale: float = 1.0
     say(f"generated {len(truth.practices)} practices, {truth.start:%Y-%m} to "
         f"{truth.end - dt.timedelta(days=1):%Y-%m}")
     result = DemoResult(out=out, database_url=url, truth=truth)
-    with _demo_settings():
-        runtime = Runtime.create(database_url=url, plugins=plugins, dispatcher="inline")
-        try:
-            _register(runtime, truth)
-            # before the feeds: the import recomputes its months at once, cheap while they hold no records
-            _import_costs(runtime, truth, out / "costs.csv")
-            for spec in truth.practices:
-                folder = out / "feeds" / spec.slug
-                for feed_file in render(truth, spec):
-                    path = out / "feeds" / feed_file.name
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    path.write_bytes(feed_file.data)
-                began_practice = time.perf_counter()
-                result.counts[spec.slug] = _ingest(runtime, spec.slug, folder, spec.feed)
-                c = result.counts[spec.slug]
-                say(f"{spec.slug:<18} {spec.feed:<6} accepted {c['accepted']:>6}  duplicate {c['duplicate']}  "
-                    f"error {c['error']}  ({time.perf_counter() - began_practice:.1f} s)")
-            result.analyst_key = _analyst_key(runtime)
-            began_outputs = time.perf_counter()
-            write_outputs(runtime, result)
-            say(f"reports and scorecard written ({time.perf_counter() - began_outputs:.1f} s)")
-        finally:
-            runtime.engine.dispose()
-            dispose_engines()
+    settings = current().with_defaults(**DEMO_DEFAULTS)
+    runtime = Runtime.create(database_url=url, plugins=plugins, dispatcher="inline", settings=settings)
+    try:
+        _register(runtime, truth)
+        # before the feeds: the import recomputes its months at once, cheap while they hold no records
+        _import_costs(runtime, truth, out / "costs.csv")
+        for spec in truth.practices:
+            folder = out / "feeds" / spec.slug
+            for feed_file in feed_files(truth, spec, runtime.plugins.connectors):
+                path = out / "feeds" / feed_file.name
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(feed_file.data)
+            began_practice = time.perf_counter()
+            result.counts[spec.slug] = _ingest(runtime, spec.slug, folder, spec.feed)
+            c = result.counts[spec.slug]
+            say(f"{spec.slug:<18} {spec.feed:<6} accepted {c['accepted']:>6}  duplicate {c['duplicate']}  "
+                f"error {c['error']}  ({time.perf_counter() - began_practice:.1f} s)")
+        result.analyst_key = _analyst_key(runtime)
+        began_outputs = time.perf_counter()
+        write_outputs(runtime, result)
+        say(f"reports and scorecard written ({time.perf_counter() - began_outputs:.1f} s)")
+    finally:
+        runtime.engine.dispose()
+        dispose_engines()
     result.seconds = time.perf_counter() - began
     return result
 
 
 # Demo data can be rebuilt in seconds: no fsync on every group commit. And it is a bulk load, like a
-# backfill: bigger processing batches mean fewer refreshes of the report rollups. Settings already
-# in the environment win; the environment is left as it was found.
-DEMO_SETTINGS = {"HUB_SQLITE_SYNCHRONOUS": "NORMAL", "HUB_BATCH_SIZE": "1000"}
-
-
-@contextmanager
-def _demo_settings() -> Iterator[None]:
-    added = [name for name in DEMO_SETTINGS if name not in os.environ]
-    for name in added:
-        os.environ[name] = DEMO_SETTINGS[name]
-    try:
-        yield
-    finally:
-        for name in added:
-            os.environ.pop(name, None)
+# backfill: bigger processing batches mean fewer refreshes of the report rollups. Settings set in the
+# environment win (``Settings.with_defaults``).
+DEMO_DEFAULTS: dict[str, Any] = {"sqlite_synchronous": "NORMAL", "batch_size": 1000}
 
 
 def _register(runtime: Any, truth: Truth) -> None:
-    from hub.store.engine import writer
-    from hub.store.practices import add_practice, set_status
-
     with writer(runtime.engine).begin() as conn:
         for spec in truth.practices:
             acquired = truth.start if spec.status == "live" else _month_before(truth.end)
@@ -133,9 +124,6 @@ def _register(runtime: Any, truth: Truth) -> None:
 
 def _import_costs(runtime: Any, truth: Truth, path: Path) -> None:
     """The MSO's costs by practice, service line and month, as ``hub costs import FILE`` takes them."""
-    from hub.reports.costs import import_costs, parse_costs
-    from hub.store.engine import writer
-
     path.write_text(costs_csv(truth))
     rows = parse_costs(path.read_text(), source=str(path))
     with writer(runtime.engine).begin() as conn:
@@ -147,27 +135,17 @@ def _month_before(day: dt.date) -> dt.date:
 
 
 def _ingest(runtime: Any, slug: str, folder: Path, feed: str) -> dict[str, int]:
-    from hub.cli import ingest_paths
-
     connector = feed if feed in runtime.plugins.connectors.names() else None
     return ingest_paths(runtime, slug, (str(folder),), connector=connector)
 
 
 def _analyst_key(runtime: Any) -> str:
-    from hub.security.keys import create_key
-    from hub.store.engine import writer
-
     with writer(runtime.engine).begin() as conn:
         return create_key(conn, "analyst", label="demo dashboard")
 
 
 def write_outputs(runtime: Any, result: DemoResult) -> None:
     """The dashboard, the XLSX, the JSON and the onboarding scorecard, each a file in ``result.out``."""
-    try:
-        from hub.reports import compute_report  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        result.notes.append("the reports engine is not installed: no dashboard or XLSX written")
-        return
     truth = result.truth
     report = compute_report(runtime.engine, by=["site", "month"], date_from=truth.start,
                             date_to=truth.end - dt.timedelta(days=1), plugins=runtime.plugins)
@@ -189,13 +167,6 @@ def write_outputs(runtime: Any, result: DemoResult) -> None:
 
 def _scorecard(runtime: Any, result: DemoResult) -> Path | None:
     """The onboarding scorecard of the practices still onboarding: ``hub onboard check`` on their feed files."""
-    try:
-        from hub.onboarding.scorecard import render_text
-        from hub.onboarding.sources import check_files
-    except ImportError:
-        result.notes.append("the onboarding scorecard is not installed: no scorecard written")
-        return None
-    from hub.mapping import load_mapping
 
     path = result.out / "onboarding-scorecard.txt"
     parts = []

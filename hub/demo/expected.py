@@ -60,6 +60,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from hub.demo.generator import Truth
+from hub.plugins import load_plugins
 
 Record = dict[str, Any]
 Records = list[Record]
@@ -704,8 +705,6 @@ def report_from_truth(truth: Truth) -> dict[str, Any]:
     """A document of the report contract's shape (by site and month), figures taken from the facts.
 
     The definitions are the catalog's own words (the shape of the contract); every value is an oracle's."""
-    from hub.plugins import load_plugins
-
     definitions = [k.definition() for k in load_plugins().kpis]
     per_site = by_site_month(truth)
     rows = [{"slice": {"site": site, "month": month}, "values": values}

@@ -3,8 +3,9 @@
 Everything here is invented (names, MRNs, NPIs); nothing is drawn from real people.
 The generator is deterministic for a given seed and end month, and returns the
 ground truth: every record it made, in the common model, before any feed format
-is applied. ``hub.demo.feeds`` renders those facts as HL7 v2, FHIR R4 and CSV;
-the tests recompute each KPI from these facts and compare with the report engine.
+is applied. The connectors render those facts as HL7 v2, FHIR R4 and CSV
+(``hub.demo.feeds`` asks the connector of each practice's feed); the tests
+recompute each KPI from these facts and compare with the report engine.
 
 The practices differ on purpose, the way real affiliates do: volume and its
 seasons, no-show and cancellation habits, payer mix, prices and denial rates.
@@ -88,6 +89,7 @@ class PracticeSpec:
     evening_clinic: bool = False  # visits 20:00-23:00 local on each month's last day (in UTC: the next month)
     feed_times: str = "local"  # how the feed writes date-times: local (with the offset), utc, naive (no offset)
     backfill_shuffled: bool = False  # the history arrives as a backfill written in no particular order
+    system: str = ""  # the practice's sending system as its feed names it (HL7 v2 MSH-3), if the feed does
 
     @property
     def tz(self) -> ZoneInfo:
@@ -103,7 +105,7 @@ LOOK_AHEAD_DAYS = 70
 PRACTICES: tuple[PracticeSpec, ...] = (
     PracticeSpec(
         slug="lakeshore-derm", name="Lakeshore Dermatology", feed="hl7v2", timezone="America/Chicago",
-        specialty="dermatology", status="live",
+        specialty="dermatology", status="live", system="DERMEHR",
         providers=(("1526018159", "Alvarez", "Maria"), ("1131860912", "Chen", "Lily"),
                    ("1518190933", "Greer", "Hannah"), ("1432319485", "Iyer", "Priya")),
         locations=(("LP", "Lakeshore Lincoln Park", "chi-lincoln-park"), ("OB", "Lakeshore Oak Brook",
@@ -167,7 +169,7 @@ PRACTICES: tuple[PracticeSpec, ...] = (
     ),
     PracticeSpec(
         slug="mke-skin", name="Milwaukee Skin and Mohs", feed="hl7v2", timezone="America/Chicago",
-        specialty="dermatology", status="onboarding",
+        specialty="dermatology", status="onboarding", system="SKINPM",
         providers=(("1908301660", "Brennan", "Thomas"), ("1757491182", "Jensen", "Karl"),
                    ("1895559791", "Lindqvist", "Erik")),
         locations=(("DT", "Milwaukee Downtown", "mke-downtown"), ("BRK", "Brookfield Mohs Center", "mke-brookfield")),

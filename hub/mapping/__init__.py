@@ -29,7 +29,8 @@ change)::
 Codes match exactly first, then ignoring case and surrounding spaces. An unmapped
 code never drops a record: the source code stays and the mapped fields stay empty,
 for ``hub mapping unmapped`` and the onboarding scorecard to find. The schema
-(``hub.mapping.schema``) is checked whenever a mapping is loaded.
+(``hub.mapping.schema``) is checked whenever a mapping is loaded; each connector section by
+that connector's ``config_schema``.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from hub.errors import MappingError
 from hub.mapping.schema import SHORTHAND, check_text
 from hub.mapping.vocabulary import Vocabulary, load_vocabulary, vocabulary_folder
 from hub.model.kinds import KINDS
+from hub.settings import current
 
 # code map → kind → (field holding the source code, {target key in the map: record field})
 CODE_FIELDS: dict[str, dict[str, tuple[str, dict[str, str]]]] = {
@@ -185,12 +187,14 @@ def load_mapping(text: str | None, *, source: str = "mapping", vocabulary: Vocab
     if not text:
         return EMPTY
     if vocabulary is None:  # the usual case: processing loads the same stored mapping batch after batch
-        return _load_cached(text, source, str(vocabulary_folder()))
+        settings = current()  # the connectors that check their sections depend on the plugin selection
+        selection = (settings.plugins, settings.plugins_allow, settings.plugins_block)
+        return _load_cached(text, source, str(vocabulary_folder()), selection)
     return _load(text, source, vocabulary)
 
 
 @lru_cache(maxsize=64)
-def _load_cached(text: str, source: str, folder: str) -> Mapping:
+def _load_cached(text: str, source: str, folder: str, selection: tuple[tuple[str, ...], ...]) -> Mapping:
     return _load(text, source, load_vocabulary(Path(folder)))
 
 

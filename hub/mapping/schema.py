@@ -7,18 +7,20 @@ problem are the mapping's own codes, never patient data.
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 import zoneinfo
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
+from types import MappingProxyType
 from typing import Any
 
 import yaml
 
-from hub.mapping.transforms import TRANSFORMS
+from hub.mapping.transforms import TRANSFORMS, transform_names
 from hub.mapping.vocabulary import Vocabulary
 from hub.model.kinds import FINANCIAL_CLASS, KINDS
+from hub.settings import current
 
 Path = tuple[str | int, ...]
 
@@ -36,7 +38,9 @@ VOCABULARY_LABELS = {"service_lines": "service line", "visit_categories": "visit
 # a code map whose entries may be written as a bare value: `PT: patient`
 SHORTHAND = {"location": "mso_location", "provider": "npi", "payer": "payer", "cancel_reason": "cancel_category"}
 
-# Wire-format overrides the HL7 v2 connector honours (connectors.hl7v2.overrides): name → (default, meaning)
+# Wire-format overrides the HL7 v2 connector honours (connectors.hl7v2.overrides): name → (default, meaning).
+# Part of the mapping language (``hub mapping names`` lists them); the connector's schema checks them
+# with ``check_hl7v2_overrides`` and applies them with ``iter_overrides``.
 HL7V2_OVERRIDES: dict[str, tuple[str, str]] = {
     "patient_id": ("PID.3.1", "where the patient's MRN is (patient.source_id and every patient_source_id)"),
     "appointment_id": ("SCH.2.1", "the appointment's source_id"),
@@ -47,11 +51,6 @@ HL7V2_OVERRIDES: dict[str, tuple[str, str]] = {
     "payer_name": ("IN1.4.1", "the payer's name (coverage payer_name)"),
 }
 HL7_PATH = re.compile(r"^[A-Z][A-Z0-9]{2}\.\d{1,3}(\.\d{1,3}){0,2}$")
-
-CSV_KINDS = ("appointment", "charge", "remittance", "encounter", "coverage", "patient", "provider", "location",
-             "referral")
-CSV_RELATED = ("patient", "provider", "location", "coverage")
-ON_BAD_ROW = ("skip", "refuse")
 
 TOP_KEYS = {"version", "practice", "name", "description", "timezone", "connectors", "code_maps",
             "payer_patterns", "defaults", "go_live"}
@@ -157,23 +156,33 @@ class Checker:
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
             self.add(path, "must be a share between 0 and 1 (0.95 is 95 %)")
 
-    def transforms(self, value: Any, path: Path) -> None:
-        names = [value] if isinstance(value, str) else value
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            self.add(path, "transform is a name or a list of names")
-            return
-        for name in names:
-            if name not in TRANSFORMS:
-                self.add(path, f"unknown transform {name!r} (known: {', '.join(TRANSFORMS)})")
-
     def in_vocabulary(self, vocabulary: str, code: Any, path: Path, what: str) -> None:
         if self.vocabulary.has(vocabulary) and str(code) not in self.vocabulary.codes(vocabulary):
             known = ", ".join(sorted(self.vocabulary.codes(vocabulary)))
             self.add(path, f"{code!r} is not an MSO {what} (known: {known})")
 
 
-def check_text(text: str, vocabulary: Vocabulary) -> tuple[dict[str, Any], list[Problem]]:
-    """Parse and check a mapping file; the data (when it parsed) and every problem found."""
+def installed_connectors() -> Mapping[str, Any]:
+    """The connector classes the environment's plugin selection loads now, by name (loaded once per
+    selection: HUB_PLUGINS, HUB_PLUGINS_ALLOW, HUB_PLUGINS_BLOCK)."""
+    settings = current()
+    return _installed(settings.plugins, settings.plugins_allow, settings.plugins_block)
+
+
+@lru_cache(maxsize=8)
+def _installed(*selection: tuple[str, ...]) -> Mapping[str, Any]:
+    # imported here, not at the top: connectors import this module's helpers, and must not import
+    # the plugin manager (which loads them)
+    from hub.plugins import load_plugins
+
+    return MappingProxyType({cls.name: cls for cls in load_plugins().connectors.classes()})
+
+
+def check_text(text: str, vocabulary: Vocabulary,
+               connectors: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], list[Problem]]:
+    """Parse and check a mapping file; the data (when it parsed) and every problem found. Each
+    connector section is checked by that connector's ``config_schema``: ``connectors`` (name →
+    connector class), by default the installed ones (``installed_connectors``)."""
     try:
         index = LineIndex(text)
         data = yaml.safe_load(text)
@@ -195,7 +204,7 @@ def check_text(text: str, vocabulary: Vocabulary) -> tuple[dict[str, Any], list[
         c.add(("practice",), "practice must be a slug (lower-case letters, digits, '-' or '_')")
     if "timezone" in data:
         _zone(c, data["timezone"], ("timezone",))
-    _connectors(c, data.get("connectors"))
+    _connectors(c, data.get("connectors"), connectors)
     _code_maps(c, data.get("code_maps"))
     _payer_patterns(c, data.get("payer_patterns"))
     _defaults(c, data.get("defaults"))
@@ -322,122 +331,142 @@ def _go_live(c: Checker, go_live: Any) -> None:
 
 
 # ------------------------------------------------------------------ connector sections
-def _connectors(c: Checker, connectors: Any) -> None:
+# Each connector checks its own section: its ``config_schema`` (a marshmallow schema) is run on it
+# here, and every error it reports becomes a problem with the line and key. The core checks only
+# what it applies itself: that a section is a mapping, and a feed's ``timezone``.
+def _connectors(c: Checker, connectors: Any, classes: Mapping[str, Any] | None) -> None:
     if connectors is None or not c.mapping(connectors, ("connectors",), "connectors"):
         return
+    if classes is None and connectors:
+        classes = installed_connectors()
     for name, section in connectors.items():
         path: Path = ("connectors", name)
         if section is None:
             continue
         if not c.mapping(section, path, f"the {name} connector's settings"):
             continue
-        if name == "hl7v2":
-            _hl7v2(c, section, path)
-        elif name == "csv":
-            _csv(c, section, path)
         if "timezone" in section:
             _zone(c, section["timezone"], (*path, "timezone"))
+        schema = getattr((classes or {}).get(str(name)), "config_schema", None)
+        if schema is not None:
+            for where, message in schema_problems(schema, section):
+                c.add((*path, *where), message)
 
 
-def _hl7v2(c: Checker, section: dict[str, Any], path: Path) -> None:
-    overrides = section.get("overrides")
-    if overrides is None:
-        return
-    opath = (*path, "overrides")
-    if not c.mapping(overrides, opath, "overrides"):
-        return
-    c.keys(overrides, opath, HL7V2_OVERRIDES)
+def schema_problems(schema: Any, section: Mapping[str, Any]) -> list[tuple[Path, str]]:
+    """(key path within the section, message) of each error a connector's ``config_schema`` finds.
+    marshmallow's "Unknown field." becomes "unknown key 'x' (allowed: ...)". Messages name keys,
+    never values (a section may hold secrets)."""
+    instance = schema() if isinstance(schema, type) else schema
+    return list(_flatten(instance.validate(dict(section)), (), instance))
+
+
+def _allowed(schema: Any) -> list[str]:
+    return sorted(f.data_key or name for name, f in schema.fields.items()) if schema is not None else []
+
+
+def _inner_schema(schema: Any, key: str | int) -> Any:
+    """The schema a nested key's errors belong to (a Nested field, or the items of a List of one)."""
+    if schema is None or not isinstance(key, str):
+        return None
+    for name, f in schema.fields.items():
+        if (f.data_key or name) == key:
+            inner = getattr(f, "inner", None) or f  # List(Nested(...)): its items
+            nested = getattr(inner, "schema", None)
+            return nested if nested is not None and hasattr(nested, "fields") else None
+    return None
+
+
+def _flatten(errors: Any, path: Path, schema: Any) -> Iterator[tuple[Path, str]]:
+    if isinstance(errors, dict):
+        for key, value in errors.items():
+            if key == "_schema":
+                yield from _flatten(value, path, schema)
+            elif isinstance(key, int):  # an item of a list: same schema (its items')
+                yield from _flatten(value, (*path, key), schema)
+            elif value == ["Unknown field."]:
+                yield (*path, key), f"unknown key {key!r} (allowed: {', '.join(_allowed(schema))})"
+            else:
+                yield from _flatten(value, (*path, key), _inner_schema(schema, key) or schema)
+    elif isinstance(errors, list):
+        for item in errors:
+            yield from _flatten(item, path, schema)
+    else:
+        yield path, str(errors)
+
+
+class SectionErrors:
+    """Errors of a connector's section gathered by key path, as marshmallow reports them: raise
+    ``marshmallow.ValidationError(errors.tree)`` from a schema validator when ``errors.tree``."""
+
+    def __init__(self) -> None:
+        self.tree: dict[Any, Any] = {}
+
+    def add(self, path: Path, message: str) -> None:
+        node = self.tree
+        for key in path[:-1]:
+            child = node.get(key)
+            if not isinstance(child, dict):
+                child = node[key] = {"_schema": child} if child else {}
+            node = child
+        key = path[-1] if path else "_schema"
+        if isinstance(node.get(key), dict):
+            node[key].setdefault("_schema", []).append(message)
+        else:
+            node.setdefault(key, []).append(message)
+
+    def text(self, value: Any, path: Path, what: str) -> bool:
+        """A non-empty text (a column header, a code): True when it is one."""
+        if not isinstance(value, str | int) or isinstance(value, bool) or str(value) == "":
+            self.add(path, f"{what} must be a non-empty text")
+            return False
+        return True
+
+    def mapping(self, value: Any, path: Path, what: str) -> bool:
+        if not isinstance(value, dict):
+            self.add(path, f"{what} must be a mapping (key: value)")
+            return False
+        return True
+
+    def keys(self, value: Mapping[str, Any], path: Path, allowed: Iterable[str]) -> None:
+        allowed = set(allowed)
+        for key in value:
+            if key not in allowed:
+                self.add((*path, key), f"unknown key {key!r} (allowed: {', '.join(sorted(allowed))})")
+
+    def transforms(self, value: Any, path: Path) -> None:
+        names = [value] if isinstance(value, str) else value
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            self.add(path, "transform is a name or a list of names")
+            return
+        for name in names:
+            if name not in TRANSFORMS:
+                self.add(path, f"unknown transform {name!r} (known: {', '.join(TRANSFORMS)})")
+
+
+def check_hl7v2_overrides(overrides: Any) -> SectionErrors:
+    """The ``overrides`` of an hl7v2 section (names and defaults: ``HL7V2_OVERRIDES``), for the
+    connector's schema; paths are within ``overrides``."""
+    errors = SectionErrors()
+    if not errors.mapping(overrides, (), "overrides"):
+        return errors
+    errors.keys(overrides, (), HL7V2_OVERRIDES)
     for name, spec in overrides.items():
         if name not in HL7V2_OVERRIDES:
             continue
-        npath = (*opath, name)
+        npath: Path = (name,)
         if isinstance(spec, str):
             spec = {"from": spec}
-        if not c.mapping(spec, npath, f"override {name}"):
+        if not errors.mapping(spec, npath, f"override {name}"):
             continue
-        c.keys(spec, npath, {"from", "transform"})
+        errors.keys(spec, npath, {"from", "transform"})
         if "from" not in spec and "transform" not in spec:
-            c.add(npath, "give from (an HL7 path such as PID.2.1) and/or transform")
+            errors.add(npath, "give from (an HL7 path such as PID.2.1) and/or transform")
         if "from" in spec and not (isinstance(spec["from"], str) and HL7_PATH.match(spec["from"])):
-            c.add((*npath, "from"), "an HL7 path is SEGMENT.field[.component[.subcomponent]], 1-based: PID.2.1")
+            errors.add((*npath, "from"), "an HL7 path is SEGMENT.field[.component[.subcomponent]], 1-based: PID.2.1")
         if "transform" in spec:
-            c.transforms(spec["transform"], (*npath, "transform"))
-
-
-def _csv(c: Checker, section: dict[str, Any], path: Path) -> None:
-    c.keys(section, path, {"timezone", "on_bad_row", "delimiter", "encoding", "exports", *CSV_EVENT_TIME})
-    _csv_event_time(c, section, path)
-    if section.get("on_bad_row", "skip") not in ON_BAD_ROW:
-        c.add((*path, "on_bad_row"), f"on_bad_row is one of {', '.join(ON_BAD_ROW)}")
-    delimiter = section.get("delimiter", ",")
-    if not (isinstance(delimiter, str) and len(delimiter) == 1):
-        c.add((*path, "delimiter"), "delimiter is one character")
-    exports = section.get("exports")
-    if exports is None:
-        c.add(path, "exports is required: a list of {kind, columns, date_formats, values}")
-        return
-    if not isinstance(exports, list) or not exports:
-        c.add((*path, "exports"), "exports is a non-empty list")
-        return
-    for i, export in enumerate(exports):
-        _csv_export(c, export, (*path, "exports", i))
-
-
-CSV_EVENT_TIME = ("event_time_column", "export_date")  # where a row's event time comes from (hub_csv)
-
-
-def _csv_event_time(c: Checker, section: dict[str, Any], path: Path) -> None:
-    if "event_time_column" in section:
-        c.text(section["event_time_column"], (*path, "event_time_column"), "event_time_column (a column header)")
-    if "export_date" in section:
-        value = section["export_date"]
-        try:  # YAML reads 2025-03-01 as a date; a quoted one is text
-            ok = isinstance(value, dt.date) or bool(dt.date.fromisoformat(str(value)))
-        except ValueError:
-            ok = False
-        if not ok:
-            c.add((*path, "export_date"), "export_date is a date, YYYY-MM-DD")
-
-
-def _csv_export(c: Checker, export: Any, path: Path) -> None:
-    if not c.mapping(export, path, "an export"):
-        return
-    c.keys(export, path, {"kind", "columns", "date_formats", "values", "name", *CSV_EVENT_TIME})
-    _csv_event_time(c, export, path)
-    kind = export.get("kind")
-    if kind not in CSV_KINDS:
-        c.add((*path, "kind"), f"kind is one of {', '.join(CSV_KINDS)}")
-        return
-    columns = export.get("columns")
-    if not c.mapping(columns, (*path, "columns"), "columns (model field: column header)"):
-        return
-    if "source_id" not in columns:
-        c.add((*path, "columns"), "columns needs source_id (the row's own id)")
-    for key, spec in columns.items():
-        kpath = (*path, "columns", key)
-        target_kind, _, field = key.rpartition(".")
-        target_kind = target_kind or kind
-        if target_kind != kind and target_kind not in CSV_RELATED:
-            c.add(kpath, f"a related record is one of {', '.join(CSV_RELATED)} (patient.family_name)")
-            continue
-        fields = {f.name for f in KINDS[target_kind]} | {"source_id"}
-        if field not in fields:
-            c.add(kpath, f"{target_kind} has no field {field!r}")
-        if isinstance(spec, dict):
-            c.keys(spec, kpath, {"column", "transform"})
-            c.text(spec.get("column"), (*kpath, "column"), "column")
-            if "transform" in spec:
-                c.transforms(spec["transform"], (*kpath, "transform"))
-        else:
-            c.text(spec, kpath, "a column header")
-    formats = export.get("date_formats")
-    if formats is not None and not (isinstance(formats, list) and all(isinstance(f, str) and "%" in f
-                                                                       for f in formats)):
-        c.add((*path, "date_formats"), "date_formats is a list of strptime formats such as '%m/%d/%Y %I:%M %p'")
-    values = export.get("values")
-    if values is not None and c.mapping(values, (*path, "values"), "values (field: {source value: model value})"):
-        for field, table in values.items():
-            c.mapping(table, (*path, "values", field), f"values of {field}")
+            errors.transforms(spec["transform"], (*npath, "transform"))
+    return errors
 
 
 def parse_hl7_path(path: str) -> tuple[str, int, int | None, int | None]:
@@ -451,8 +480,6 @@ def parse_hl7_path(path: str) -> tuple[str, int, int | None, int | None]:
 
 def iter_overrides(section: dict[str, Any]) -> Iterator[tuple[str, str, list[str]]]:
     """(name, HL7 path, transforms) of each override in an hl7v2 section, defaults filled in."""
-    from hub.mapping.transforms import transform_names
-
     for name, spec in (section.get("overrides") or {}).items():
         spec = {"from": spec} if isinstance(spec, str) else dict(spec)
         yield name, spec.get("from") or HL7V2_OVERRIDES[name][0], transform_names(spec.get("transform"))

@@ -12,7 +12,6 @@ provider is keyed by NPI). ``HUB_MSO_VOCABULARIES`` names another folder.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -22,6 +21,7 @@ import yaml
 
 from hub.errors import MappingError
 from hub.model.kinds import FINANCIAL_CLASS
+from hub.settings import current
 
 VOCABULARIES = ("service_lines", "visit_categories", "payers", "cancel_categories", "locations", "providers")
 DEFAULT_FOLDER = Path(__file__).resolve().parents[2] / "mappings" / "mso"
@@ -45,7 +45,7 @@ class Vocabulary:
 
 
 def vocabulary_folder() -> Path:
-    return Path(os.environ.get("HUB_MSO_VOCABULARIES") or DEFAULT_FOLDER)
+    return Path(current().mso_vocabularies or DEFAULT_FOLDER)
 
 
 def load_vocabulary(folder: Path | None = None) -> Vocabulary:

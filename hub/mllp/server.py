@@ -40,10 +40,12 @@ from typing import TYPE_CHECKING, Any
 
 from hub.connector import Connector, Envelope, Outcome
 from hub.errors import HubError, NotFound
+from hub.mapping import load_mapping
 from hub.mllp import framing
 from hub.mllp.framing import END_BLOCK, START_BLOCK
 from hub.pipeline.group_commit import GroupCommitter, Pending
 from hub.pipeline.intake import Arrival, Receipt
+from hub.store.practices import list_practices
 
 if TYPE_CHECKING:
     from hub.runtime import Runtime
@@ -293,9 +295,6 @@ class FacilityDirectory:
         return self._table.get(key)
 
     def _load(self) -> None:
-        from hub.mapping import load_mapping
-        from hub.store.practices import list_practices
-
         table: dict[str, str] = {}
         with self.runtime.engine.connect() as conn:
             rows = list_practices(conn)

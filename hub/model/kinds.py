@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Literal
 
+from hub.errors import ValidationError
+
 FieldType = Literal["str", "text", "date", "datetime", "int", "money", "bool", "list", "json", "enum"]
 
 SEX = ("female", "male", "other", "unknown")
@@ -84,7 +86,7 @@ KINDS: dict[str, tuple[Field, ...]] = {
         _f("rank", "int"),
     ),
     "appointment": (
-        _f("patient_source_id"),  # indexed with practice: hub.reports.tables.PATIENT_VISIT_INDEXES
+        _f("patient_source_id"),  # indexed with practice: hub.model.tables.PATIENT_VISIT_INDEXES
         _f("provider_source_id"),
         _f("provider_npi"),
         _f("location_source_id"),
@@ -103,7 +105,7 @@ KINDS: dict[str, tuple[Field, ...]] = {
         _f("new_patient", "bool"),
     ),
     "encounter": (
-        _f("patient_source_id"),  # indexed with practice: hub.reports.tables.PATIENT_VISIT_INDEXES
+        _f("patient_source_id"),  # indexed with practice: hub.model.tables.PATIENT_VISIT_INDEXES
         _f("provider_source_id"),
         _f("appointment_source_id"),
         _f("location_source_id"),
@@ -197,8 +199,6 @@ def datetime_fields(kind: str) -> tuple[str, ...]:
 
 
 def fields_of(kind: str) -> tuple[Field, ...]:
-    from hub.errors import ValidationError
-
     try:
         return KINDS[kind]
     except KeyError:

@@ -124,6 +124,28 @@ def _record_table(kind: str) -> sa.Table:
 
 RECORD_TABLES: dict[str, sa.Table] = {kind: _record_table(kind) for kind in KINDS}
 
+# Indexes on the record tables by practice and date, or by practice and a reference: the reports
+# recompute one (practice, month) from a range scan, and find the rows a batch's records hang on
+# (a remittance's charge, an appointment's referral) by look-up. Created by migration 0004.
+_t = RECORD_TABLES
+BASE_INDEXES = (
+    sa.Index("ix_appointments_practice_start", _t["appointment"].c.practice, _t["appointment"].c.start),
+    sa.Index("ix_appointments_practice_referral", _t["appointment"].c.practice,
+             _t["appointment"].c.referral_source_id),
+    sa.Index("ix_encounters_practice_start", _t["encounter"].c.practice, _t["encounter"].c.start),
+    sa.Index("ix_charges_practice_service_date", _t["charge"].c.practice, _t["charge"].c.service_date),
+    sa.Index("ix_remittances_practice_charge", _t["remittance"].c.practice, _t["remittance"].c.charge_source_id),
+    sa.Index("ix_slots_practice_start", _t["slot"].c.practice, _t["slot"].c.start),
+    sa.Index("ix_referrals_practice_received", _t["referral"].c.practice, _t["referral"].c.received_on),
+)
+
+# A patient's visits by the patient (a patient record or merge marks its visits' months): a look-up,
+# not a scan of the practice's appointments. Created by migration 0006.
+PATIENT_VISIT_INDEXES = (
+    sa.Index("ix_appointments_practice_patient", _t["appointment"].c.practice, _t["appointment"].c.patient_source_id),
+    sa.Index("ix_encounters_practice_patient", _t["encounter"].c.practice, _t["encounter"].c.patient_source_id),
+)
+
 practices = sa.Table(
     "practices", metadata,
     sa.Column("slug", sa.String(64), primary_key=True),
@@ -200,7 +222,7 @@ audit_log = sa.Table(
     sa.Index("ix_audit_log_at", "at"),
 )
 
-# high-water marks of pulling connectors (``hub.pull``): how far each practice's source has been read
+# high-water marks of pulling connectors (``hub.store.pull_state``): how far each practice's source has been read
 pull_state = sa.Table(
     "pull_state", metadata,
     sa.Column("practice", sa.String(64), nullable=False),

@@ -15,30 +15,23 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import multiprocessing
-import os
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Protocol
 
 from hub.errors import ConfigError
 from hub.pipeline.process import BatchResult, process_messages
+from hub.store.engine import forget_engines_after_fork
 
 if TYPE_CHECKING:
     from hub.runtime import Runtime
 
 RETRY_INTERVALS = (2, 10, 60)  # seconds between attempts after a store failure
-
-
-def queue_name() -> str:
-    return os.environ.get("HUB_QUEUE", "hub")  # deployments sharing one Redis may set their own
-
-
-def batch_size() -> int:
-    return max(1, int(os.environ.get("HUB_BATCH_SIZE", "100")))
 
 
 # Inline processing takes what one intake transaction stored (a group of ``hub ingest`` files, a
@@ -66,7 +59,7 @@ class InlineDispatcher:
 
     def submit(self, message_ids: Sequence[int]) -> BatchResult:
         result = BatchResult()
-        size = max(batch_size(), INLINE_BATCH)
+        size = max(self.runtime.settings.batch_size, INLINE_BATCH)
         for start in range(0, len(message_ids), size):
             result.merge(process_messages(self.runtime, message_ids[start:start + size]))
         return result
@@ -75,16 +68,25 @@ class InlineDispatcher:
         return {"kind": "inline", "ok": True}
 
 
+# How a process that works for another (a pool worker, an rq worker's job) builds its runtime:
+# ``factory(database_url=URL)``, an inline runtime of the same class and settings as the one given.
+# It is handed down by the composition root's runtime itself (picklable: a class's own method
+# and its settings), so the pipeline needs no import of hub.runtime to build one.
+RuntimeFactory = Callable[..., "Runtime"]
+
+
+def child_factory(runtime: Runtime) -> RuntimeFactory:
+    """What builds ``runtime``'s like in another process, processing inline."""
+    return functools.partial(type(runtime).create, dispatcher="inline", settings=runtime.settings)
+
+
 _CHILD: Runtime | None = None  # the runtime of a pool worker process
 
 
-def _start_child(database_url: str) -> None:
+def _start_child(factory: RuntimeFactory, database_url: str) -> None:
     global _CHILD
-    from hub.runtime import Runtime
-    from hub.store.engine import forget_engines_after_fork
-
     forget_engines_after_fork()
-    _CHILD = Runtime.create(database_url=database_url, dispatcher="inline")
+    _CHILD = factory(database_url=database_url)
 
 
 def _process_in_child(message_ids: list[int]) -> BatchResult:
@@ -109,11 +111,11 @@ class PoolDispatcher:
             methods = multiprocessing.get_all_start_methods()
             context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
             self._pool = ProcessPoolExecutor(self.jobs, mp_context=context, initializer=_start_child,
-                                             initargs=(self.runtime.database_url,))
+                                             initargs=(child_factory(self.runtime), self.runtime.database_url))
         return self._pool
 
     def submit(self, message_ids: Sequence[int]) -> None:
-        size = batch_size()
+        size = self.runtime.settings.batch_size
         for start in range(0, len(message_ids), size):
             batch = list(message_ids[start:start + size])
             self._pending.append((batch, self._executor().submit(_process_in_child, batch)))
@@ -150,20 +152,21 @@ class RqDispatcher:
     name = "rq"
 
     def __init__(self, runtime: Runtime, redis_url: str | None = None) -> None:
+        # rq and redis (0.1 s to import) only where the production queue is used, not in the embedded hub
         from redis import Redis
         from rq import Queue
 
-        self.redis_url = redis_url or os.environ.get("HUB_REDIS_URL") or ""
+        self.redis_url = redis_url or runtime.settings.redis_url or ""
         if not self.redis_url:
             raise ConfigError("the rq dispatcher needs HUB_REDIS_URL")
         self.redis = Redis.from_url(self.redis_url)
-        self.queue = Queue(queue_name(), connection=self.redis)
+        self.queue = Queue(runtime.settings.queue, connection=self.redis)
         self.runtime = runtime
 
     def submit(self, message_ids: Sequence[int]) -> None:
-        from rq import Retry
+        from rq import Retry  # as above: the production queue's import
 
-        size = batch_size()
+        size = self.runtime.settings.batch_size
         url = self.runtime.database_url
         for start in range(0, len(message_ids), size):
             self.queue.enqueue("hub.pipeline.jobs.process_batch", list(message_ids[start:start + size]), url,
@@ -183,7 +186,8 @@ ALIASES = {"inline": InlineDispatcher, "rq": RqDispatcher}  # the pool is hub in
 
 
 def resolve_dispatcher(runtime: Runtime, spec: str | None = None) -> Dispatcher:
-    spec = spec or os.environ.get("HUB_DISPATCHER") or ("rq" if os.environ.get("HUB_REDIS_URL") else "inline")
+    settings = runtime.settings
+    spec = spec or settings.dispatcher or ("rq" if settings.redis_url else "inline")
     cls = ALIASES.get(spec)
     if cls is None:
         module_name, _, attr = spec.rpartition(".")

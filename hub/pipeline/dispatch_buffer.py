@@ -28,18 +28,18 @@ log = logging.getLogger("hub.intake")
 
 def buffer_dispatcher(runtime: Any) -> None:
     """Give a server's runtime the buffered rq dispatcher (``HUB_DISPATCH_DELAY_MS=0``: one job per commit)."""
-    if runtime.dispatcher.name == "rq" and os.environ.get("HUB_DISPATCH_DELAY_MS", "200") != "0":
-        runtime.dispatcher = BufferedDispatcher(runtime.dispatcher)
+    delay_ms = runtime.settings.dispatch_delay_ms
+    if runtime.dispatcher.name == "rq" and delay_ms:
+        runtime.dispatcher = BufferedDispatcher(runtime.dispatcher, delay_s=delay_ms / 1e3,
+                                                batch=runtime.settings.batch_size)
 
 
 class BufferedDispatcher:
     def __init__(self, inner: Any, *, delay_s: float | None = None, batch: int | None = None) -> None:
-        from hub.pipeline.dispatch import batch_size
-
         self.inner = inner
         self.name = inner.name
-        self.delay_s = delay_s if delay_s is not None else float(os.environ.get("HUB_DISPATCH_DELAY_MS", "200")) / 1e3
-        self.batch = batch or batch_size()
+        self.delay_s = delay_s if delay_s is not None else inner.runtime.settings.dispatch_delay_ms / 1e3
+        self.batch = batch or inner.runtime.settings.batch_size
         self._ids: list[int] = []
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None

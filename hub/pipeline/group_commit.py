@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
+from hub.errors import NotFound
 from hub.pipeline.intake import Arrival, Receipt, receive_many
 from hub.security.audit import AuditEntry, record
 from hub.store.engine import writer
@@ -67,8 +68,8 @@ def fate_summary(fates: list[str]) -> str:
 class GroupCommitter:
     def __init__(self, runtime: Runtime, *, window_s: float | None = None, max_group: int | None = None) -> None:
         self.runtime = runtime
-        self.window_s = window_s if window_s is not None else float(os.environ.get("HUB_GROUP_WINDOW_MS", "2")) / 1e3
-        self.max_group = max_group or int(os.environ.get("HUB_GROUP_MAX", "200"))
+        self.window_s = window_s if window_s is not None else runtime.settings.group_window_ms / 1e3
+        self.max_group = max_group or runtime.settings.group_max
         self._queue: queue.Queue[Pending] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._pid = 0
@@ -188,8 +189,6 @@ def _with_outcome(entry: AuditEntry | None, outcome: str) -> AuditEntry:
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
-    from hub.errors import NotFound
-
     return (NotFound,)
 
 

@@ -18,7 +18,9 @@ import sqlalchemy as sa
 
 from hub.connector import Connector, Envelope, Outcome
 from hub.errors import HubError, ParseError
+from hub.hookspecs import MessageFailure
 from hub.pipeline.normalize import choose_connector
+from hub.pipeline.process import announce_failures
 from hub.store import messages as message_store
 from hub.store.engine import writer
 from hub.store.practices import get_practice
@@ -127,6 +129,10 @@ def receive_many(runtime: Runtime, practice: str, arrivals: Sequence[Arrival], *
                 i += len(envelopes)
             in_transaction(conn, fates)
 
+    if refused:  # committed: the plugins hear of them (alerting); new[i] is the message saved[i]
+        announce_failures(runtime.plugins, [MessageFailure(s.id, practice, n.connector, refused[s.id], "intake")
+                                            for s, n in zip(saved, new, strict=True)
+                                            if s.id in refused and not s.duplicate])
     to_process = [s.id for s in saved if not s.duplicate and s.id not in refused]
     outcome_now = runtime.dispatcher.submit(to_process) if to_process else None
 

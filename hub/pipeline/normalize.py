@@ -1,14 +1,15 @@
 """Bytes → common-model records, with nothing stored.
 
 The one path every message takes, whether dry-run (``hub normalize``), onboarding
-check or ingest: connector.normalize → mapping → identity link → plugins'
-``hub_transform_record`` → validation against the common model.
+check or ingest: connector.normalize → mapping → identity link (``hub_link_identity``,
+once per message; the built-in link is an essential plugin, ``hub.identity.plugin``) →
+plugins' ``hub_transform_record`` → validation against the common model.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -16,7 +17,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from hub.connector import Connector, Context, Envelope
 from hub.errors import ConfigError, HubError, ParseError
-from hub.identity import link
 from hub.mapping import EMPTY, Mapping
 from hub.model.schemas import sent_without_offset, validate_record
 from hub.plugins import Plugins
@@ -55,28 +55,42 @@ def choose_connector(plugins: Plugins, data: bytes, *, name: str | None = None, 
     return plugins.connectors.detect(data, origin=origin)
 
 
-def record_pipeline(plugins: Plugins, mapping: Mapping, message_id: int | None, *,
+def record_pipeline(plugins: Plugins, mapping: Mapping, message_id: int | None, *, practice: str,
                     zone: dt.tzinfo | None = None, arrival: dt.datetime | None = None,
-                    without_offset: dict[str, int] | None = None) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """Map, link, transform and validate one record; date-times end in the practice's ``zone``.
+                    without_offset: dict[str, int] | None = None,
+                    ) -> Callable[[Iterable[dict[str, Any]]], list[dict[str, Any]]]:
+    """Map, link, transform and validate one message's records; date-times end in the practice's ``zone``.
 
-    A record whose connector gave no ``event_time`` reports an event of its message's ``arrival``."""
-    transform = plugins.hook.hub_transform_record
-    transforming = bool(transform.get_hookimpls())  # calling a hook with no implementation still costs
+    A record whose connector gave no ``event_time`` reports an event of its message's ``arrival``.
+    The identity hook is called once for the message's records, ``hub_transform_record`` per record
+    when a plugin implements it; both through ``Plugins.hot_caller`` (pluggy's per-call checks would
+    cost more than the link itself)."""
+    transform = plugins.hot_caller("hub_transform_record")
+    link_identity = plugins.hot_caller("hub_link_identity")
     arrived = (arrival or dt.datetime.now(dt.UTC)).isoformat()
 
-    def run(record: dict[str, Any]) -> dict[str, Any]:
-        if without_offset is not None:
-            for name in sent_without_offset(record):
-                without_offset[name] = without_offset.get(name, 0) + 1
-        if record.get("event_time") is None:
-            record["event_time"] = arrived
-        record = link(mapping.apply(record))
-        if transforming:
-            for result in transform(record=record, practice=record["practice"], message_id=message_id):
-                if result is not None:
-                    record = result
-        return validate_record(record, zone)
+    def run(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        mapped = []
+        naive: list[list[str]] = []  # per record, as the connector sent it (counted below, as far as it gets)
+        for record in records:
+            if without_offset is not None:
+                naive.append(sent_without_offset(record))
+            if record.get("event_time") is None:
+                record["event_time"] = arrived
+            mapped.append(mapping.apply(record))
+        if mapped and link_identity is not None:
+            link_identity(records=mapped, practice=practice)
+        out = []
+        for i, record in enumerate(mapped):
+            if without_offset is not None:
+                for name in naive[i]:
+                    without_offset[name] = without_offset.get(name, 0) + 1
+            if transform is not None:
+                for result in transform(record=record, practice=record["practice"], message_id=message_id):
+                    if result is not None:
+                        record = result
+            out.append(validate_record(record, zone))
+        return out
 
     return run
 
@@ -93,14 +107,14 @@ def normalize_envelope(plugins: Plugins, connector: Connector, envelope: Envelop
     out = Normalized(envelope)
     try:
         raw_records = connector.normalize(envelope, context)
-        finish = record_pipeline(plugins, mapping, message_id, zone=practice_zone(timezone), arrival=arrival,
-                                 without_offset=out.without_offset if count_offsets else None)
-        out.records = [finish(r) for r in raw_records]
+        finish = record_pipeline(plugins, mapping, message_id, practice=practice, zone=practice_zone(timezone),
+                                 arrival=arrival, without_offset=out.without_offset if count_offsets else None)
+        out.records = finish(raw_records)
     except HubError as exc:
         if exc.source is None:
             exc.source = origin
         out.error, out.records = exc, []
-    except Exception as exc:  # a plugin's hub_transform_record failed: the message errs, the batch goes on
+    except Exception as exc:  # a plugin's hub_link_identity or hub_transform_record failed: the message errs
         out.error = HubError(f"a plugin failed on a record ({type(exc).__name__}: {exc})"[:500], source=origin)
         out.records = []
     return out

@@ -7,6 +7,11 @@ reason at once (retrying would not change the answer). A store failure rolls
 the whole batch back and leaves the messages ``received`` for the dispatcher's
 retry; on the last attempt they go to ``error`` with the failure as reason.
 Either way the message itself stays in the message store, never lost.
+
+What else must move with the records (the report rollups) is done by the plugins of the
+store hooks, ``hub_records_storing`` and ``hub_records_stored``, inside the transaction,
+once per batch; messages that went to ``error`` are announced once per batch, after the
+commit, through ``hub_messages_failed`` (``announce_failures``).
 """
 
 from __future__ import annotations
@@ -20,15 +25,16 @@ import sqlalchemy as sa
 
 from hub.connector import Envelope
 from hub.errors import HubError, StoreError
+from hub.hookspecs import MessageFailure, RecordBatch
 from hub.mapping import Mapping, load_mapping
 from hub.pipeline.normalize import normalize_envelope
-from hub.reports import rollups as report_rollups
 from hub.store import canonical
 from hub.store import messages as message_store
 from hub.store.engine import writer
 from hub.store.practices import get_practice
 
 if TYPE_CHECKING:
+    from hub.plugins import Plugins
     from hub.runtime import Runtime
 
 log = logging.getLogger("hub.pipeline")
@@ -52,6 +58,36 @@ def _mappings(conn: sa.Connection, practices: set[str]) -> dict[str, tuple[Mappi
         mapping = load_mapping(row["mapping"], source=f"mapping of practice {slug}")
         out[slug] = (mapping, mapping.practice_zone(row["timezone"]))
     return out
+
+
+class _PluginFailed(Exception):
+    """A store hook raised: handled as a store failure (the batch rolls back, to be retried)."""
+
+
+def _store_hook(caller: Any, conn: sa.Connection, batch: RecordBatch) -> None:
+    try:
+        caller(conn=conn, batch=batch)
+    except sa.exc.SQLAlchemyError:
+        raise
+    except Exception as exc:  # the type only: a plugin's message may quote the records
+        raise _PluginFailed(f"a {caller.name} plugin raised {type(exc).__name__}") from exc
+
+
+def announce_failures(plugins: Plugins, failures: Sequence[MessageFailure]) -> None:
+    """Tell the ``hub_messages_failed`` plugins of messages now in ``error`` (committed already).
+
+    A plugin that raises is logged, by the exception's type only, and ingest goes on."""
+    if not failures:
+        return
+    try:
+        plugins.hook.hub_messages_failed(failures=failures)
+    except Exception as exc:
+        log.warning("a hub_messages_failed plugin raised %s on %d failure(s); the messages are in error",
+                    type(exc).__name__, len(failures))
+
+
+def _failures(rows: Sequence[Any], errors: dict[int, str], stage: str) -> list[MessageFailure]:
+    return [MessageFailure(r.id, r.practice, r.connector, errors[r.id], stage) for r in rows if r.id in errors]
 
 
 def process_messages(runtime: Runtime, ids: Sequence[int], *, statuses: tuple[str, ...] = ("received",),
@@ -90,28 +126,40 @@ def process_messages(runtime: Runtime, ids: Sequence[int], *, statuses: tuple[st
         to_store.extend((rec, row.id) for rec in done.records)
         result.processed[row.id] = len(done.records)
 
+    hook = runtime.plugins.hook
     try:
         with writer(engine).begin() as conn:
-            with report_rollups.tracking(conn, to_store):  # the KPI rollups move with the records
+            if to_store:
+                batch = RecordBatch(to_store)
+                _store_hook(hook.hub_records_storing, conn, batch)  # e.g. the report cells the rows sit in now
                 canonical.upsert_records(conn, to_store)
+                _store_hook(hook.hub_records_stored, conn, batch)  # ... and the cells they moved to
             message_store.mark_processed(conn, result.processed)
             message_store.mark_error(conn, result.errors)
-    except sa.exc.SQLAlchemyError as exc:
-        cause = getattr(exc, "orig", None) or exc
-        reason = f"store failure: {type(cause).__name__}: {str(cause).splitlines()[0][:300]}"
+    except (sa.exc.SQLAlchemyError, _PluginFailed) as exc:
+        if isinstance(exc, _PluginFailed):
+            reason = f"store failure: {exc}"
+        else:
+            cause = getattr(exc, "orig", None) or exc
+            reason = f"store failure: {type(cause).__name__}: {str(cause).splitlines()[0][:300]}"
         batch_ids = [r.id for r in rows]
         log.warning("batch of %d messages not stored (%s)", len(batch_ids), reason)
+        failed = dict.fromkeys(batch_ids, reason)
         try:
             with writer(engine).begin() as conn:
                 if final_attempt:
-                    message_store.mark_error(conn, dict.fromkeys(batch_ids, reason))
+                    message_store.mark_error(conn, failed)
                 else:
                     message_store.note_attempt(conn, batch_ids, reason)
         except sa.exc.SQLAlchemyError:
             log.error("could not record the failure either; messages stay received for a retry")
+        else:
+            if final_attempt:
+                announce_failures(runtime.plugins, _failures(rows, failed, "store"))
         if final_attempt:
-            return BatchResult(errors=dict.fromkeys(batch_ids, reason))
+            return BatchResult(errors=failed)
         raise StoreError(reason) from exc
     if result.errors:
         log.info("%d of %d messages in error", len(result.errors), len(rows))
+        announce_failures(runtime.plugins, _failures(rows, result.errors, "process"))
     return result

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from hub.store import canonical
 from hub.store import messages as message_store
 from hub.store.engine import writer
 
@@ -39,14 +40,11 @@ def reread_practice(runtime: Runtime, practice: str) -> dict[str, int]:
 
     The practice's canonical rows and lineage are cleared and its messages dispatched again in
     one transaction's wake; since the store keeps each field's latest event whatever the order,
-    the rows come back as an incremental load would have left them. The practice's report cells
-    are marked before the clear (their records may move to other days and months) and again
-    by the writes."""
-    from hub.reports.rollups import mark_dirty, stored_cells
-    from hub.store import canonical
-
+    the rows come back as an incremental load would have left them. The ``hub_records_clearing``
+    plugins hear of the clear first (the report upkeep marks the practice's cells: its records may
+    move to other days and months), and the store hooks of the writes after it."""
     with writer(runtime.engine).begin() as conn:
-        mark_dirty(conn, stored_cells(conn, practice))
+        runtime.plugins.hook.hub_records_clearing(conn=conn, practice=practice)
         canonical.delete_practice(conn, practice)
         chosen = message_store.ids_for_reprocess(conn, practice=practice, status=None)
         message_store.requeue(conn, chosen)

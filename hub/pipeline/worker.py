@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 from typing import TYPE_CHECKING
 
-from hub.pipeline.dispatch import RqDispatcher, queue_name
+from hub.pipeline import jobs
+from hub.pipeline.dispatch import RqDispatcher, child_factory
 from hub.store import messages as message_store
 
 if TYPE_CHECKING:
@@ -33,11 +33,14 @@ def requeue_stale(runtime: Runtime, older_than_s: int) -> int:
 
 
 def run_worker(runtime: Runtime, *, burst: bool = False, fork: bool = False, requeue_after: int = 300) -> None:
+    # rq and redis (0.1 s to import) only where the production queue is used, not in the embedded hub
     from redis import Redis
     from rq import Queue, SimpleWorker, Worker
 
-    redis = Redis.from_url(os.environ["HUB_REDIS_URL"])
+    settings = runtime.settings
+    redis = Redis.from_url(settings.redis_url or "")
+    jobs.use_runtime_factory(child_factory(runtime))  # the jobs' runtimes, like this one (a fork inherits it)
     requeue_stale(runtime, requeue_after)
     cls = Worker if fork else SimpleWorker
-    w = cls([Queue(queue_name(), connection=redis)], connection=redis)
-    w.work(burst=burst, with_scheduler=True, logging_level=os.environ.get("HUB_LOG_LEVEL", "WARNING"))
+    w = cls([Queue(settings.queue, connection=redis)], connection=redis)
+    w.work(burst=burst, with_scheduler=True, logging_level=settings.log_level or "WARNING")

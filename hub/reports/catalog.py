@@ -4,7 +4,7 @@ Each KPI is data (id, name, unit, numerator and denominator in words, formula, t
 record kinds it reads, its published source where one exists) plus ``compute``, a
 function of one slice's aggregated figures (``hub.reports.figures.Figures``). The
 built-in catalog registers through the ``hub_register_kpis`` hook like any plugin
-KPI does (entry point ``kpis`` → ``hub.reports.catalog``); a plugin KPI is one more
+KPI does (the essential plugin ``kpis``, always registered); a plugin KPI is one more
 ``Kpi`` whose ``compute`` combines the same rollup measures.
 """
 

@@ -5,7 +5,7 @@ no CDN, nothing but itself. Two ways to get one:
 
 - ``hub report kpis --format html --out F`` (the ``html`` exporter): the report is inlined in
   the page, which then works from a file, offline, for anyone it is sent to;
-- ``hub serve`` at ``/`` (``bp``): the page ships with no figures. It asks for an analyst
+- ``hub serve`` at ``/`` (``hub.api.dashboard``): the page ships with no figures. It asks for an analyst
   key, keeps it in the tab's ``sessionStorage`` and calls ``/api/v1/reports/kpis`` with it,
   so the page obeys exactly the API's role checks and audit log; the server keeps no
   session of its own and the unauthenticated page holds nothing but code.
@@ -18,11 +18,7 @@ from functools import cache
 from pathlib import Path
 from typing import IO, Any
 
-from flask import Blueprint, Response
-
 ASSETS = Path(__file__).parent / "dashboard_assets"
-
-bp = Blueprint("dashboard", __name__)
 
 
 @cache
@@ -53,14 +49,3 @@ def render_html(report: Any = None) -> str:
 def write_html(report: Any, out: IO[bytes]) -> None:
     """The ``html`` exporter: the self-contained dashboard with the report inlined."""
     out.write(render_html(report).encode("utf-8"))
-
-
-@bp.get("/")
-def dashboard() -> Response:
-    response = Response(render_html(None), mimetype="text/html")
-    # the page's own script and style only; the report comes from this origin's API
-    response.headers["Content-Security-Policy"] = (
-        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-        "connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'")
-    response.headers["Cache-Control"] = "no-store"
-    return response

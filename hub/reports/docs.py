@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from hub.reports.catalog import BUILTIN_KPIS
+
 START, END = "<!-- kpi-table:start -->", "<!-- kpi-table:end -->"
 
 
@@ -37,8 +39,6 @@ def render(text: str, kpis: Iterable[Any]) -> str:
 
 
 def main() -> None:
-    from hub.reports.catalog import BUILTIN_KPIS
-
     path = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/reports.md")
     path.write_text(render(path.read_text(), BUILTIN_KPIS))
 

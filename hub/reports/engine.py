@@ -28,6 +28,8 @@ import sqlalchemy as sa
 
 from hub.errors import ValidationError
 from hub.model.tables import practices
+from hub.plugins import load_plugins
+from hub.reports.catalog import BUILTIN_KPIS
 from hub.reports.figures import ArFigures, Figures, money
 from hub.reports.medians import medians
 from hub.reports.rollups import refresh_dirty
@@ -270,13 +272,9 @@ def _period_end(period_value: str, kind: str) -> str:
 
 def _catalog(plugins: Any, ids: Iterable[str] | None) -> list[Any]:
     if plugins is None:
-        from hub.plugins import load_plugins
-
         plugins = load_plugins()
     registry = list(plugins.kpis)
     if not registry:
-        from hub.reports.catalog import BUILTIN_KPIS
-
         registry = list(BUILTIN_KPIS)
     if ids is None:
         return registry

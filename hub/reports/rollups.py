@@ -1,13 +1,14 @@
 """Keeping the report rollups up to date, inside each ingest batch's transaction.
 
-The pipeline calls ``tracking(conn, items)`` around the canonical upsert. It notes
-the (practice, month) cells the batch's records sat in before the write and sit in
-after it (a rescheduled appointment leaves one month for another; a remittance
-belongs to its charge's service month), then ``refresh`` recomputes exactly those
-cells from the base tables. Recomputing whole cells, rather than adding deltas,
-keeps status changes, reprocessed messages and late corrections exactly right; the
-per-patient figures (new patients, consult conversion, retention) are handled by
-``hub.reports.visits``.
+Around each canonical upsert the store hooks (implemented by ``hub.reports.upkeep``; the
+pipeline itself knows nothing of reports) note the (practice, month) cells the batch's
+records sat in before the write and sit in after it (a rescheduled appointment leaves one
+month for another; a remittance belongs to its charge's service month) and mark them dirty;
+``tracking(conn, items)`` does the same around a write of one's own (a bulk load, a test).
+``refresh`` recomputes exactly the marked cells from the base tables. Recomputing whole
+cells, rather than adding deltas, keeps status changes, reprocessed messages and late
+corrections exactly right; the per-patient figures (new patients, consult conversion,
+retention) are handled by ``hub.reports.visits``.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from hub.reports.tables import (
     report_dirty,
     report_hist,
 )
-from hub.store.engine import fetch_by_keys
+from hub.store.engine import fetch_by_keys, writer
 
 Cell = tuple[str, str]
 SCHEDULED = ("booked", "arrived", "checked-in", "fulfilled", "noshow", "cancelled")
@@ -225,8 +226,6 @@ def refresh_dirty(engine: sa.Engine) -> int:
     marks its cells again (on PostgreSQL it waits for this transaction on a mark being
     deleted), so its change is recomputed by the next refresh instead of being lost. One
     refresh runs at a time: two at once would both rewrite a cell."""
-    from hub.store.engine import writer
-
     with writer(engine).begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(7305532)"))

@@ -4,7 +4,8 @@ Every table here holds aggregates only (counts, sums of cents, histograms of who
 days), except ``report_visits``, the one derived row per visit that lets new-patient,
 consult-conversion and retention figures be recomputed exactly for the patients a
 batch touched. It holds an opaque patient key, never a name or identifier, and is
-never read by a report except through the aggregates.
+never read by a report except through the aggregates. (The indexes the recomputing reads the
+base tables by live with those tables, in ``hub.model.tables``.)
 
 Three grains of ``report_cells``, ``report_hist`` and ``report_credits``: ``fine``
 (practice × location × provider × service line × financial class × month × week),
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from hub.model.tables import RECORD_TABLES, BigId, metadata
+from hub.model.tables import BigId, metadata
 
 DIMS = ("practice", "location", "provider", "service_line", "financial_class")
 SITE_WEEK_GRAIN = "siteweek"  # the site grain by week (the "site" grain is by month only)
@@ -161,26 +162,6 @@ report_dirty = sa.Table(
     sa.Column("practice", sa.String(64), nullable=False),
     sa.Column("month", sa.String(7), nullable=False),
     sa.PrimaryKeyConstraint("practice", "month", name="pk_report_dirty"),
-)
-
-# Recomputing one (practice, month) reads the base tables by practice and date: these make it a range scan.
-_t = RECORD_TABLES
-BASE_INDEXES = (
-    sa.Index("ix_appointments_practice_start", _t["appointment"].c.practice, _t["appointment"].c.start),
-    sa.Index("ix_appointments_practice_referral", _t["appointment"].c.practice,
-             _t["appointment"].c.referral_source_id),
-    sa.Index("ix_encounters_practice_start", _t["encounter"].c.practice, _t["encounter"].c.start),
-    sa.Index("ix_charges_practice_service_date", _t["charge"].c.practice, _t["charge"].c.service_date),
-    sa.Index("ix_remittances_practice_charge", _t["remittance"].c.practice, _t["remittance"].c.charge_source_id),
-    sa.Index("ix_slots_practice_start", _t["slot"].c.practice, _t["slot"].c.start),
-    sa.Index("ix_referrals_practice_received", _t["referral"].c.practice, _t["referral"].c.received_on),
-)
-
-# A patient record or merge marks its visits' months (rollups.cells_of): this keeps that a lookup, not a
-# scan of the practice's appointments (migration 0006).
-PATIENT_VISIT_INDEXES = (
-    sa.Index("ix_appointments_practice_patient", _t["appointment"].c.practice, _t["appointment"].c.patient_source_id),
-    sa.Index("ix_encounters_practice_patient", _t["encounter"].c.practice, _t["encounter"].c.patient_source_id),
 )
 
 REPORT_TABLES = (report_dirty, report_cells, report_hist, report_credits, report_retention, report_visits, report_costs,

@@ -10,9 +10,10 @@ round trip to Redis on every request.
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
+
+from hub.settings import Settings
 
 
 class RateLimiter:
@@ -23,10 +24,8 @@ class RateLimiter:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_env(cls) -> RateLimiter:
-        rate = float(os.environ.get("HUB_RATE_LIMIT", "200"))
-        burst = os.environ.get("HUB_RATE_BURST")
-        return cls(rate, float(burst) if burst else None)
+    def from_settings(cls, settings: Settings) -> RateLimiter:
+        return cls(settings.rate_limit, settings.rate_burst)
 
     def take(self, key: str) -> float:
         """0 when the request may go ahead, else the seconds to wait before the next one."""

@@ -11,7 +11,6 @@ once migrate only once.
 from __future__ import annotations
 
 import functools
-import os
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -24,6 +23,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from hub.errors import ConfigError, StoreError
+from hub.settings import Settings, current, redact_url
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _engines: dict[str, sa.Engine] = {}
@@ -31,7 +31,7 @@ _lock = threading.Lock()
 
 
 def database_url(url: str | None = None) -> str:
-    url = url or os.environ.get("HUB_DATABASE_URL") or "sqlite:///hub.db"
+    url = url or current().database_url
     # psycopg 3 is the driver the hub ships with; plain postgresql:// would ask for psycopg2
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
@@ -39,21 +39,23 @@ def database_url(url: str | None = None) -> str:
     return url
 
 
-def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
-    dbapi_conn.isolation_level = None  # SQLAlchemy's begin event below issues BEGIN itself
-    synchronous = os.environ.get("HUB_SQLITE_SYNCHRONOUS", "FULL").upper()
-    if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
-        synchronous = "FULL"
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute(f"PRAGMA synchronous={synchronous}")
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA cache_size=-65536")  # 64 MiB: a batch's index pages stay cached between batches
-    # checkpoint the WAL every ~40 MB rather than SQLite's 4 MB: each checkpoint writes pages back and
-    # syncs the database file, and a busy ingest hit one every few batches (HL7 ingest +15 % by wall clock)
-    cur.execute("PRAGMA wal_autocheckpoint=10000")
-    cur.close()
+def _sqlite_connect(synchronous: str) -> Any:
+    """The connect listener of a SQLite engine; ``synchronous`` is HUB_SQLITE_SYNCHRONOUS, checked by the settings."""
+
+    def connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # SQLAlchemy's begin event below issues BEGIN itself
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA synchronous={synchronous}")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA cache_size=-65536")  # 64 MiB: a batch's index pages stay cached between batches
+        # checkpoint the WAL every ~40 MB rather than SQLite's 4 MB: each checkpoint writes pages back and
+        # syncs the database file, and a busy ingest hit one every few batches (HL7 ingest +15 % by wall clock)
+        cur.execute("PRAGMA wal_autocheckpoint=10000")
+        cur.close()
+
+    return connect
 
 
 def _sqlite_begin(conn: sa.Connection) -> None:
@@ -68,29 +70,33 @@ def writer(engine: sa.Engine) -> sa.Engine:
     return engine.execution_options(hub_write=True)
 
 
-def get_engine(url: str | None = None, *, upgrade: bool = True) -> sa.Engine:
-    """One engine per URL per process, upgraded to the newest schema on first use."""
+def get_engine(url: str | None = None, *, upgrade: bool = True, settings: Settings | None = None) -> sa.Engine:
+    """One engine per URL per process, upgraded to the newest schema on first use; a new engine takes
+    its settings (HUB_SQLITE_SYNCHRONOUS) from ``settings``, else from the environment now."""
     url = database_url(url)
     with _lock:
         engine = _engines.get(url)
         if engine is None:
-            engine = create_engine(url)
+            engine = create_engine(url, settings=settings)
             if upgrade:
                 upgrade_schema(engine)
             _engines[url] = engine
     return engine
 
 
-def create_engine(url: str) -> sa.Engine:
+def create_engine(url: str, *, settings: Settings | None = None) -> sa.Engine:
     try:
         if url.startswith("sqlite"):
             engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-            sa.event.listen(engine, "connect", _sqlite_connect)
+            synchronous = (settings or current()).sqlite_synchronous
+            sa.event.listen(engine, "connect", _sqlite_connect(synchronous))
             sa.event.listen(engine, "begin", _sqlite_begin)
         else:
             engine = sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
-    except (sa.exc.ArgumentError, ImportError) as exc:
-        raise ConfigError(f"HUB_DATABASE_URL is not a usable database URL: {exc}") from None
+    except (sa.exc.ArgumentError, ImportError, ValueError) as exc:
+        # the message may quote the URL: never its password
+        raise ConfigError(f"HUB_DATABASE_URL is not a usable database URL: {str(exc).replace(url, redact_url(url))}"
+                          ) from None
     return engine
 
 

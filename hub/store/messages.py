@@ -84,71 +84,120 @@ def utcnow() -> dt.datetime:
 
 
 def save_messages(conn: sa.Connection, items: Sequence[NewMessage]) -> list[SavedMessage]:
-    """Store a group of arrivals in the caller's transaction (one commit for the group)."""
+    """Store a group of arrivals in the caller's transaction (one commit for the group).
+
+    The first arrival of each dedup key not stored yet becomes a new message (``received``);
+    every other arrival, a ``duplicate`` row of its original. Only the insert of the new messages
+    is the dialect's own (``_INSERT_NEW``); the rest is the same on every store."""
     if not items:
         return []
-    if conn.dialect.name == "postgresql":
-        return _save_postgresql(conn, items)
     now = utcnow()
     digests = [content_hash(m.raw) for m in items]
     keys = _keys(items, digests)
-    known: dict[str, int] = {}
-    known_errors: dict[int, str] = {}
-    for chunk_start in range(0, len(keys), 500):
-        chunk = keys[chunk_start:chunk_start + 500]
-        rows = conn.execute(sa.select(messages.c.dedup_key, messages.c.id, messages.c.status, messages.c.error)
-                            .where(messages.c.dedup_key.in_(chunk)))
-        for key, message_id, status, error in rows:
-            known[key] = message_id
-            if status == "error":
-                known_errors[message_id] = error or "the first copy of this message is in error"
-    new_rows: list[dict[str, Any]] = []
-    new_index: list[int] = []
-    seen_in_batch: set[str] = set()
-    for i, (m, digest, key) in enumerate(zip(items, digests, keys, strict=True)):
-        if key in known or key in seen_in_batch:
-            continue
-        seen_in_batch.add(key)
-        new_index.append(i)
-        new_rows.append({"practice": m.practice, "connector": m.connector, "received_at": now,
-                         "content_hash": digest, "dedup_key": key, "sender": m.sender,
-                         "control_id": m.control_id, "message_type": m.message_type,
-                         "origin": (m.origin or "")[:255] or None, "status": "received", "attempts": 0,
-                         "queued_at": now, "raw": m.raw})
-    if new_rows:
-        # one executemany, then the ids by key: RETURNING in parameter order makes SQLAlchemy run one
-        # INSERT per row on SQLite. The keys are unique and this transaction is the only writer.
-        conn.execute(sa.insert(messages), new_rows)
-        new_keys = [keys[i] for i in new_index]
-        for chunk_start in range(0, len(new_keys), 500):
-            chunk = new_keys[chunk_start:chunk_start + 500]
-            known.update(conn.execute(sa.select(messages.c.dedup_key, messages.c.id)
-                                      .where(messages.c.dedup_key.in_(chunk))).all())
+    first: dict[str, int] = {}  # dedup key → index of its first arrival in the group
+    for i, key in enumerate(keys):
+        first.setdefault(key, i)
+    insert_new = _INSERT_NEW.get(conn.dialect.name, _insert_new_sqlite)
+    stored, originals = insert_new(conn, items, digests, keys, list(first.values()), now)
     results: list[SavedMessage | None] = [None] * len(items)
-    for i in new_index:
-        results[i] = SavedMessage(known[keys[i]], None)
-    _flag_reused_control_ids(conn, items, digests, {i: known[keys[i]] for i in new_index})
-    _save_duplicates(conn, items, digests, keys, now, known, known_errors, results)
+    new: dict[int, int] = {}  # index in ``items`` → id of the message just stored
+    for key, i in first.items():
+        message_id = stored.get(key)
+        if message_id is not None:
+            new[i] = message_id
+            results[i] = SavedMessage(message_id, None)
+    _flag_reused_control_ids(conn, items, digests, new)
+    if len(new) < len(items):
+        _save_duplicates(conn, items, digests, keys, now, stored, originals, results)
     return [r for r in results if r is not None]
 
 
+# A stored message by dedup key, as a repeat of it needs it: (id, its error when it is in error)
+Originals = dict[str, tuple[int, str | None]]
+_ORIGINALS = "SELECT dedup_key, id, status, error FROM messages WHERE dedup_key IN :keys"
+
+
+def _originals(conn: sa.Connection, keys: Iterable[str]) -> Originals:
+    return {key: (int(message_id), (error or "the first copy of this message is in error")
+                  if status == "error" else None)
+            for key, message_id, status, error in fetch_by_keys(conn, _ORIGINALS, keys)}
+
+
+def _row(m: NewMessage, digest: str, now: dt.datetime, key: str | None, status: str, raw: bytes | None,
+         extra: str, value: Any) -> dict[str, Any]:
+    """An arrival's row (``extra``: the column of a new row, ``queued_at``, or of a duplicate, ``duplicate_of``)."""
+    return {"practice": m.practice, "connector": m.connector, "received_at": now, "content_hash": digest,
+            "dedup_key": key, "sender": m.sender, "control_id": m.control_id, "message_type": m.message_type,
+            "origin": (m.origin or "")[:255] or None, "status": status, "attempts": 0, "raw": raw, extra: value}
+
+
+def _insert_new_sqlite(conn: sa.Connection, items: Sequence[NewMessage], digests: list[str], keys: list[str],
+                       new_index: list[int], now: dt.datetime) -> tuple[dict[str, int], Originals]:
+    """Store ``items[i]`` for each i of ``new_index`` unless its dedup key is stored already: the ids
+    stored, by key, and the originals found. Elsewhere than on PostgreSQL the keys are looked up
+    first (the writer's transaction, BEGIN IMMEDIATE, is the only one writing meanwhile), the new
+    messages inserted in one executemany, then their ids read by key (RETURNING in parameter order
+    makes SQLAlchemy run one INSERT per row on SQLite)."""
+    originals = _originals(conn, [keys[i] for i in new_index])
+    rows = [_row(items[i], digests[i], now, keys[i], "received", items[i].raw, "queued_at", now)
+            for i in new_index if keys[i] not in originals]
+    if not rows:
+        return {}, originals
+    conn.execute(sa.insert(messages), rows)
+    stored = fetch_by_keys(conn, _IDS_BY_KEY, [row["dedup_key"] for row in rows])
+    return {key: int(message_id) for key, message_id in stored}, originals
+
+
+_IDS_BY_KEY = "SELECT dedup_key, id FROM messages WHERE dedup_key IN :keys"
+
+
+def _insert_new_postgresql(conn: sa.Connection, items: Sequence[NewMessage], digests: list[str], keys: list[str],
+                           new_index: list[int], now: dt.datetime) -> tuple[dict[str, int], Originals]:
+    """Store ``items[i]`` for each i of ``new_index`` unless its dedup key is stored already: the ids
+    stored, by key (the originals of the others are looked up after). On PostgreSQL in one statement
+    of a fixed text (arrays, not one set of parameters per row), so the driver converts and prepares
+    it once per connection instead of once per group; a key stored already, also by another process
+    at the same moment, is skipped by the unique dedup key."""
+    columns: dict[str, Any] = {"now": now.astimezone(dt.UTC).replace(tzinfo=None)}  # the columns hold naive UTC
+    for name in ("practice", "connector", "sender", "control_id", "message_type", "raw"):
+        columns[name] = [getattr(items[i], name) for i in new_index]
+    columns["origin"] = [(items[i].origin or "")[:255] or None for i in new_index]
+    columns["content_hash"] = [digests[i] for i in new_index]
+    columns["dedup_key"] = [keys[i] for i in new_index]
+    return {key: int(new_id) for new_id, key in conn.exec_driver_sql(_PG_INSERT, columns)}, {}
+
+
+# ids follow the order of the group (ORDER BY the array position)
+_PG_INSERT = (
+    "INSERT INTO messages (practice, connector, received_at, content_hash, dedup_key, sender, control_id, "
+    "message_type, origin, status, attempts, queued_at, raw) "
+    "SELECT t.practice, t.connector, %(now)s, t.content_hash, t.dedup_key, t.sender, t.control_id, "
+    "t.message_type, t.origin, 'received', 0, %(now)s, t.raw "
+    "FROM unnest(%(practice)s::text[], %(connector)s::text[], %(content_hash)s::text[], %(dedup_key)s::text[], "
+    "%(sender)s::text[], %(control_id)s::text[], %(message_type)s::text[], %(origin)s::text[], "
+    "%(raw)s::bytea[]) WITH ORDINALITY "
+    "AS t(practice, connector, content_hash, dedup_key, sender, control_id, message_type, origin, raw, n) "
+    "ORDER BY t.n ON CONFLICT (dedup_key) DO NOTHING RETURNING id, dedup_key")
+_INSERT_NEW = {"postgresql": _insert_new_postgresql}  # any other dialect: _insert_new_sqlite
+
+
 def _save_duplicates(conn: sa.Connection, items: Sequence[NewMessage], digests: list[str], keys: list[str],
-                     now: dt.datetime, known: dict[str, int], known_errors: dict[int, str],
+                     now: dt.datetime, stored: dict[str, int], originals: Originals,
                      results: list[SavedMessage | None]) -> None:
-    """Each arrival not stored as new (``results`` still None) becomes a ``duplicate`` row of its original."""
-    duplicate_rows: list[tuple[int, dict[str, Any]]] = []
+    """Each arrival not stored as new (``results`` still None) becomes a ``duplicate`` row of its
+    original: one stored in this group (``stored``) or before it (``originals``, looked up here
+    for the keys the insert did not look up)."""
+    unknown = {key for key, result in zip(keys, results, strict=True)
+               if result is None and key not in stored and key not in originals}
+    if unknown:
+        originals = {**originals, **_originals(conn, unknown)}
+    duplicate_rows: list[dict[str, Any]] = []
     for i, (m, digest, key) in enumerate(zip(items, digests, keys, strict=True)):
         if results[i] is None:
-            duplicate_rows.append((i, {"practice": m.practice, "connector": m.connector, "received_at": now,
-                                       "content_hash": digest, "dedup_key": None, "sender": m.sender,
-                                       "control_id": m.control_id, "message_type": m.message_type,
-                                       "origin": (m.origin or "")[:255] or None, "status": "duplicate",
-                                       "attempts": 0, "duplicate_of": known[key], "raw": None}))
-    if duplicate_rows:
-        conn.execute(sa.insert(messages), [row for _, row in duplicate_rows])
-        for i, row in duplicate_rows:
-            original = int(row["duplicate_of"])
-            results[i] = SavedMessage(original, original, known_errors.get(original))
+            original, error = (stored[key], None) if key in stored else originals[key]
+            duplicate_rows.append(_row(m, digest, now, None, "duplicate", None, "duplicate_of", original))
+            results[i] = SavedMessage(original, original, error)
+    conn.execute(sa.insert(messages), duplicate_rows)
 
 
 # the new messages (ids) that repeat an earlier message's sender and control id with other content;
@@ -171,55 +220,6 @@ def _flag_reused_control_ids(conn: sa.Connection, items: Sequence[NewMessage], d
     flagged = [int(row[0]) for row in fetch_by_keys(conn, _REUSE_LOOKUP, candidates)]
     if flagged:
         conn.execute(sa.update(messages).where(messages.c.id.in_(flagged)).values(flag=CONTROL_ID_REUSED))
-
-
-# PostgreSQL: the group's new messages in one statement of a fixed text (arrays, not one set of
-# parameters per row), so the driver converts and prepares it once per connection instead of
-# once per group; a message already stored is skipped by the unique dedup key (also when another
-# process stores it at the same moment) and then recorded as a duplicate. Ids follow the order of
-# the group (ORDER BY the array position).
-_PG_INSERT = (
-    "INSERT INTO messages (practice, connector, received_at, content_hash, dedup_key, sender, control_id, "
-    "message_type, origin, status, attempts, queued_at, raw) "
-    "SELECT t.practice, t.connector, %(now)s, t.content_hash, t.dedup_key, t.sender, t.control_id, "
-    "t.message_type, t.origin, 'received', 0, %(now)s, t.raw "
-    "FROM unnest(%(practice)s::text[], %(connector)s::text[], %(content_hash)s::text[], %(dedup_key)s::text[], "
-    "%(sender)s::text[], %(control_id)s::text[], %(message_type)s::text[], %(origin)s::text[], "
-    "%(raw)s::bytea[]) WITH ORDINALITY "
-    "AS t(practice, connector, content_hash, dedup_key, sender, control_id, message_type, origin, raw, n) "
-    "ORDER BY t.n ON CONFLICT (dedup_key) DO NOTHING RETURNING id, dedup_key")
-_PG_KNOWN = "SELECT dedup_key, id, status, error FROM messages WHERE dedup_key = ANY(%(keys)s::text[])"
-
-
-def _save_postgresql(conn: sa.Connection, items: Sequence[NewMessage]) -> list[SavedMessage]:
-    now = utcnow()
-    digests = [content_hash(m.raw) for m in items]
-    keys = _keys(items, digests)
-    first: dict[str, int] = {}  # dedup key → index of its first arrival in the group
-    for i, key in enumerate(keys):
-        first.setdefault(key, i)
-    new_index = list(first.values())
-    columns: dict[str, Any] = {"now": now.astimezone(dt.UTC).replace(tzinfo=None)}  # the columns hold naive UTC
-    for name in ("practice", "connector", "sender", "control_id", "message_type", "raw"):
-        columns[name] = [getattr(items[i], name) for i in new_index]
-    columns["origin"] = [(items[i].origin or "")[:255] or None for i in new_index]
-    columns["content_hash"] = [digests[i] for i in new_index]
-    columns["dedup_key"] = [keys[i] for i in new_index]
-    known: dict[str, int] = {key: int(new_id) for new_id, key in conn.exec_driver_sql(_PG_INSERT, columns)}
-    known_errors: dict[int, str] = {}
-    results: list[SavedMessage | None] = [None] * len(items)
-    for i in new_index:
-        if keys[i] in known:
-            results[i] = SavedMessage(known[keys[i]], None)
-    _flag_reused_control_ids(conn, items, digests, {i: known[keys[i]] for i in new_index if keys[i] in known})
-    stored_before = [keys[i] for i in new_index if keys[i] not in known]
-    if stored_before:
-        for key, message_id, status, error in conn.exec_driver_sql(_PG_KNOWN, {"keys": stored_before}):
-            known[key] = int(message_id)
-            if status == "error":
-                known_errors[int(message_id)] = error or "the first copy of this message is in error"
-    _save_duplicates(conn, items, digests, keys, now, known, known_errors, results)
-    return [r for r in results if r is not None]
 
 
 def load_for_processing(conn: sa.Connection, ids: Iterable[int], *, statuses: tuple[str, ...]) -> list[Any]:

@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
+from marshmallow import ValidationError as MarshmallowError
 
-from hub.errors import HubError, NotFound
+from hub.errors import HubError, NotFound, ValidationError
 from hub.model.kinds import PRACTICE_STATUS
+from hub.model.schemas import practice_schema
 from hub.model.tables import practices
 
 
 def add_practice(conn: sa.Connection, slug: str, name: str, *, mapping: str | None = None,
                  acquired_on: dt.date | None = None, timezone: str | None = None) -> None:
-    from marshmallow import ValidationError as MarshmallowError
-
-    from hub.errors import ValidationError
-    from hub.model.schemas import practice_schema
-
     try:
         practice_schema().load({"slug": slug, "name": name})
     except MarshmallowError as exc:
@@ -36,10 +34,6 @@ def check_timezone(name: str | None) -> None:
     """Refuse a zone that is not an IANA name (``America/Chicago``); None is no zone."""
     if name is None:
         return
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    from hub.errors import ValidationError
-
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):

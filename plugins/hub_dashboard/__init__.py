@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from hub import hookimpl
+from hub.reports.dashboard import write_html
 
 
 @hookimpl
 def hub_register_exporters(registry: Any) -> None:
-    from hub.reports.dashboard import write_html
-
     registry.add("html", write_html)

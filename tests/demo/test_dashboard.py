@@ -54,7 +54,7 @@ def test_the_html_exporter_comes_from_the_built_in_plugin(report: dict) -> None:
 def test_the_served_page_carries_no_figures() -> None:
     from flask import Flask
 
-    from hub.reports.dashboard import bp
+    from hub.api.dashboard import bp
 
     app = Flask("t")
     app.register_blueprint(bp)

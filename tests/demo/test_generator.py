@@ -11,11 +11,13 @@ from collections import Counter
 import pytest
 import yaml
 
+from hub.connector import Rendered
 from hub.demo.expected import by_site_month
-from hub.demo.feeds import render
-from hub.demo.generator import FAMILY_NAMES, FIRST_NAMES, generate, public
+from hub.demo.feeds import render_options
+from hub.demo.generator import FAMILY_NAMES, FIRST_NAMES, Truth, generate, public
 from hub.mapping import load_mapping
 from hub.model.schemas import validate_record
+from hub.plugins import load_plugins
 from tests.conftest import ROOT
 
 END = dt.date(2026, 11, 1)
@@ -24,6 +26,12 @@ END = dt.date(2026, 11, 1)
 @pytest.fixture(scope="module")
 def truth():  # type: ignore[no-untyped-def]
     return generate(seed=7, end=END, scale=0.3)
+
+
+def render(truth: Truth, slug: str) -> list[Rendered]:
+    """The practice's feed files, as the connector of its feed writes them."""
+    spec = truth.practice(slug)
+    return load_plugins().connectors.get(spec.feed).render(truth.records[slug], options=render_options(spec))
 
 
 def test_same_seed_same_mso_and_another_seed_another(truth) -> None:  # type: ignore[no-untyped-def]
@@ -76,7 +84,7 @@ def test_sites_differ_and_seasons_show(truth) -> None:  # type: ignore[no-untype
 
 
 def test_hl7_files_are_v251_batches_of_siu_ref_and_dft(truth) -> None:  # type: ignore[no-untyped-def]
-    files = render(truth, truth.practice("lakeshore-derm"))
+    files = render(truth, "lakeshore-derm")
     types: Counter[str] = Counter()
     for f in files:
         for message in f.data.decode().split("\r\n"):
@@ -91,7 +99,7 @@ def test_hl7_files_are_v251_batches_of_siu_ref_and_dft(truth) -> None:  # type: 
 
 
 def test_fhir_files_are_transaction_bundles(truth) -> None:  # type: ignore[no-untyped-def]
-    files = render(truth, truth.practice("carmel-aesthetics"))
+    files = render(truth, "carmel-aesthetics")
     kinds: Counter[str] = Counter()
     for f in files:
         bundle = json.loads(f.data)
@@ -108,7 +116,7 @@ def test_fhir_files_are_transaction_bundles(truth) -> None:  # type: ignore[no-u
 def test_csv_exports_carry_the_columns_the_mapping_names(truth) -> None:  # type: ignore[no-untyped-def]
     mapping = yaml.safe_load((ROOT / "mappings" / "examples" / "fishers-pt.yaml").read_text())
     exports = {e["kind"]: e for e in mapping["connectors"]["csv"]["exports"]}
-    files = render(truth, truth.practice("fishers-pt"))
+    files = render(truth, "fishers-pt")
     kind_of = {"appointments": "appointment", "charges": "charge", "payments": "remittance", "referrals": "referral"}
     seen = set()
     for f in files:

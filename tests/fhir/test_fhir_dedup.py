@@ -117,8 +117,9 @@ def test_a_version_resent_is_a_duplicate_and_a_new_version_a_new_message(hub) ->
 
 
 def test_a_page_pulled_again_is_a_duplicate(hub, corpus: Path) -> None:  # type: ignore[no-untyped-def]
-    from hub_fhir.pull import FhirClient, auth_from, pull
+    from hub_fhir.pull import FhirClient, auth_from
 
+    from tests.fhir.fhir_pull import pull
     from tests.fhir.fhir_test_server import corpus_resources, running
 
     config = {"token": "test-token", "page_size": 1}

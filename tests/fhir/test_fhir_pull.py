@@ -6,14 +6,15 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from hub_fhir.pull import FhirClient, PullError, SmartBackendAuth, pull, retry_after
+from hub_fhir.pull import FhirClient, PullError, SmartBackendAuth, retry_after
 
-from hub.pull import get_watermark, list_watermarks
 from hub.runtime import Runtime
 from hub.store.canonical import count_records
 from hub.store.engine import writer
 from hub.store.messages import list_messages
 from hub.store.practices import add_practice
+from hub.store.pull_state import get_watermark, list_watermarks
+from tests.fhir.fhir_pull import pull
 from tests.fhir.fhir_test_server import corpus_resources, running
 
 TOKEN = {"token": "test-token", "page_size": 2}

@@ -1,7 +1,7 @@
-"""The high-water marks of pulls (hub.pull), on SQLite and PostgreSQL."""
+"""The high-water marks of pulls (hub.store.pull_state), on SQLite and PostgreSQL."""
 
-from hub.pull import get_watermark, list_watermarks, set_watermark
 from hub.store.engine import get_engine
+from hub.store.pull_state import get_watermark, list_watermarks, set_watermark
 
 
 def test_marks_are_kept_per_practice_source_and_type(database_url: str) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from hub_hl7v2 import HL7v2Connector
 
-from hub.mllp.cli import mllp
+from hub.commands.mllp import mllp
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "hl7v2.md").read_text(encoding="utf-8")
 

@@ -95,7 +95,7 @@ def three_exports(folder: Path) -> list[Path]:
 
 
 def test_booked_cancelled_booked_across_three_exports_none_dropped(hub, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from hub.cli import ingest_paths
+    from hub.pipeline.ingest import ingest_paths
 
     counts = [ingest_paths(hub, SLUG, (str(path),)) for path in three_exports(tmp_path / "feed")]
     assert counts == [{"accepted": 1, "duplicate": 0, "error": 0}, {"accepted": 1, "duplicate": 0, "error": 0},
@@ -110,7 +110,7 @@ def test_booked_cancelled_booked_across_three_exports_none_dropped(hub, tmp_path
 
 
 def test_the_same_file_sent_twice_is_all_duplicates(hub, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from hub.cli import ingest_paths
+    from hub.pipeline.ingest import ingest_paths
     from hub.pipeline.intake import receive
 
     first, _, third = three_exports(tmp_path / "feed")

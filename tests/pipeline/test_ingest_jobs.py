@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.cli import ingest_paths
+from hub.pipeline.ingest import ingest_paths
 from hub.store import canonical
 from hub.store.engine import writer
 from hub.store.practices import add_practice

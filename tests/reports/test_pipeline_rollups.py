@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
-import types
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from hub import hookimpl
-from hub.connector import Connector, Context, Envelope
-from hub.errors import ParseError
 from hub.pipeline.intake import receive
 from hub.pipeline.replay import reprocess
 from hub.plugins import load_plugins
@@ -20,32 +15,7 @@ from hub.reports import compute_report
 from hub.runtime import Runtime
 from hub.store.engine import writer
 from hub.store.practices import add_practice
-
-
-class JsonRecords(Connector):
-    """Test feed: a JSON list of common-model records."""
-
-    name = "json-records"
-    version = "1.0.0"
-    media_types = ("application/x-test-records",)
-
-    @classmethod
-    def detect(cls, data: bytes) -> bool:
-        return data.lstrip().startswith(b"[")
-
-    def parse(self, envelope: Envelope, context: Context) -> list[dict[str, Any]]:
-        try:
-            return list(json.loads(envelope.raw))
-        except ValueError as exc:
-            raise ParseError(f"not JSON: {exc}") from None
-
-    def to_canonical(self, parsed: list[dict[str, Any]], context: Context) -> Any:
-        yield from parsed
-
-
-plugin = types.ModuleType("json_records_plugin")
-plugin.hub_register_connectors = hookimpl(lambda registry: registry.add(JsonRecords))  # type: ignore[attr-defined]
-sys.modules[plugin.__name__] = plugin
+from tests.support.json_records import plugin
 
 
 @pytest.fixture

@@ -1,5 +1,8 @@
 """The message store: durable save, duplicates, statuses."""
 
+import sqlalchemy as sa
+
+from hub.model.tables import messages
 from hub.store import get_engine, writer
 from hub.store import messages as ms
 
@@ -137,3 +140,27 @@ def test_control_ids_are_not_checked_where_the_connector_does_not_promise_them_u
     saved = save(engine, *rows)
     assert not any(s.duplicate for s in saved)
     assert set(_flags(engine).values()) == {None}
+
+
+def test_a_group_of_new_messages_repeats_and_resends_of_stored_ones(database_url):
+    """One group: a new message, a resend of a stored message in error, the new one again, and a
+    resend of a stored message without error; each repeat is a duplicate row of its original."""
+    engine = get_engine(database_url)
+    bad, good = save(engine, ms.NewMessage("derm", "x", b"bad"), ms.NewMessage("derm", "x", b"good"))
+    with writer(engine).begin() as conn:
+        ms.mark_error(conn, {bad.id: "PID-3: missing"})
+    saved = save(engine, ms.NewMessage("derm", "x", b"new", origin="o" * 300), ms.NewMessage("derm", "x", b"bad"),
+                 ms.NewMessage("derm", "x", b"new"), ms.NewMessage("derm", "x", b"good"))
+    new = saved[0]
+    assert [s.duplicate_of for s in saved] == [None, bad.id, new.id, good.id]
+    assert [s.id for s in saved] == [new.id, bad.id, new.id, good.id]  # a duplicate answers with its original
+    assert [s.original_error for s in saved] == [None, "PID-3: missing", None, None]  # as the first copy fared
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(messages.c.status, messages.c.duplicate_of, messages.c.dedup_key,
+                                      messages.c.raw, messages.c.origin)
+                            .where(messages.c.id > good.id).order_by(messages.c.id)).all()
+    assert [(r.status, r.duplicate_of) for r in rows] == [("received", None), ("duplicate", bad.id),
+                                                         ("duplicate", new.id), ("duplicate", good.id)]
+    assert rows[0].raw == b"new" and rows[0].dedup_key == ms.store_key("derm", ms.content_hash(b"new"))
+    assert rows[0].origin == "o" * 255  # origins are cut to the column
+    assert all(r.raw is None and r.dedup_key is None for r in rows[1:])  # duplicates carry no copy

@@ -13,6 +13,7 @@ from flask_smorest import Blueprint, abort
 from marshmallow import Schema, fields
 
 from hub.errors import HubError
+from hub.reports.engine import compute_report
 from hub.security.auth import require_roles
 
 blp = Blueprint("reports", __name__, description="Consolidated KPIs (aggregates only)")
@@ -74,8 +75,6 @@ class Kpis(MethodView):
     @blp.response(200, KpiReportSchema)
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """The consolidated KPIs by the requested slicing, with the MSO total and the site median."""
-        from hub.reports.engine import compute_report
-
         runtime = current_app.extensions["hub"]
         try:
             report = compute_report(runtime.engine, by=args["by"], date_from=args["from_"], date_to=args["to"],

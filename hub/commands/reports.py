@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import click
+
+from hub.errors import ConfigError
+from hub.reports.costs import import_costs, parse_costs
+from hub.reports.engine import compute_report, parse_by
+from hub.reports.rollups import rebuild_all, refresh_dirty
+from hub.store.engine import writer
 
 FORMATS = ("json", "csv", "xlsx", "html")
 
@@ -35,9 +42,6 @@ def report() -> None:
 def report_kpis(ctx: click.Context, by: str, date_from: str | None, date_to: str | None, fmt: str,
                 kpi_ids: tuple[str, ...], out_path: str | None) -> None:
     """The consolidated KPIs by site, month and any other slicing; the MSO total and site median beside them."""
-    from hub.errors import ConfigError
-    from hub.reports.engine import compute_report, parse_by
-
     state: Any = ctx.obj
     plugins = state.plugins
     exporter = plugins.exporters.get(fmt)  # a missing format fails before any work
@@ -58,10 +62,6 @@ def report_kpis(ctx: click.Context, by: str, date_from: str | None, date_to: str
 @click.pass_context
 def report_refresh(ctx: click.Context) -> None:
     """Recompute the rollup cells ingest marked since the last refresh (else the next report does)."""
-    import time
-
-    from hub.reports.rollups import refresh_dirty
-
     started = time.perf_counter()
     cells = refresh_dirty(ctx.obj.runtime.engine)
     click.echo(f"report rollups refreshed ({cells} practice-month cells, {time.perf_counter() - started:.1f} s)")
@@ -71,9 +71,6 @@ def report_refresh(ctx: click.Context) -> None:
 @click.pass_context
 def report_rebuild(ctx: click.Context) -> None:
     """Recompute every report rollup from the stored records (after a bulk load outside the pipeline)."""
-    from hub.reports.rollups import rebuild_all
-    from hub.store.engine import writer
-
     with writer(ctx.obj.runtime.engine).begin() as conn:
         cells = rebuild_all(conn)
     click.echo(f"report rollups rebuilt ({cells} practice-month cells)")
@@ -89,9 +86,6 @@ def costs() -> None:
 @click.pass_context
 def costs_import(ctx: click.Context, file: str) -> None:
     """Import a CSV of practice, service_line, month (YYYY-MM), cost."""
-    from hub.reports.costs import import_costs, parse_costs
-    from hub.store.engine import writer
-
     state: Any = ctx.obj
     rows = parse_costs(Path(file).read_text(encoding="utf-8-sig"), source=file)
     with writer(state.runtime.engine).begin() as conn:

@@ -1,8 +1,9 @@
-"""High-water marks for connectors that pull from a practice's system (``hub fhir pull``).
+"""High-water marks of pulls (table ``pull_state``): how far each practice's source has been read.
 
-A mark is the newest ``lastUpdated`` (as the source wrote it) among the records already
-stored durably, per practice, source and resource type; a rerun asks only for what
-changed since. Connectors never touch the database: they call these functions.
+A mark is the cursor a poller gave with the newest page already stored durably (for FHIR the
+newest ``meta.lastUpdated``, as the server wrote it), per practice, source and resource type;
+a rerun asks only for what changed since. The core's pull (``hub.pipeline.pull``) reads and
+moves them; connectors never do.
 """
 
 from __future__ import annotations
@@ -14,16 +15,18 @@ import sqlalchemy as sa
 from hub.model.tables import pull_state
 from hub.store.engine import writer
 
+SOURCE_MAX = 255  # characters of a source kept in the key (the column's width)
+
 
 def get_watermark(engine: sa.Engine, practice: str, source: str, resource_type: str) -> str | None:
     with engine.connect() as conn:
         return conn.execute(sa.select(pull_state.c.high_water).where(
-            pull_state.c.practice == practice, pull_state.c.source == source[:255],
+            pull_state.c.practice == practice, pull_state.c.source == source[:SOURCE_MAX],
             pull_state.c.resource_type == resource_type)).scalar_one_or_none()
 
 
 def set_watermark(engine: sa.Engine, practice: str, source: str, resource_type: str, high_water: str) -> None:
-    key = {"practice": practice, "source": source[:255], "resource_type": resource_type}
+    key = {"practice": practice, "source": source[:SOURCE_MAX], "resource_type": resource_type}
     now = dt.datetime.now(dt.UTC)
     with writer(engine).begin() as conn:
         done = conn.execute(sa.update(pull_state).where(
@@ -38,14 +41,3 @@ def list_watermarks(engine: sa.Engine, practice: str | None = None) -> list[dict
         query = query.where(pull_state.c.practice == practice)
     with engine.connect() as conn:
         return [dict(row._mapping) for row in conn.execute(query)]
-
-
-def connector_config(engine: sa.Engine, practice: str, connector: str) -> dict[str, object]:
-    """The ``connectors: {<connector>: ...}`` section of a registered practice's mapping
-    (``NotFound`` for an unknown practice)."""
-    from hub.mapping import load_mapping
-    from hub.store.practices import get_practice
-
-    with engine.connect() as conn:
-        row = get_practice(conn, practice)
-    return load_mapping(row["mapping"], source=f"mapping of practice {practice}").connector_config(connector)

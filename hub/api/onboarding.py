@@ -9,6 +9,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 
 from hub.errors import HubError, NotFound
+from hub.onboarding.sources import check_stored
 from hub.security.auth import require_roles
 
 blp = Blueprint("onboarding", __name__, description="Onboarding scorecard of a practice")
@@ -22,8 +23,6 @@ class Scorecard(MethodView):
         """The scorecard of the messages stored for a practice, read through its current mapping.
 
         Aggregates, codes and file names only; no patient data."""
-        from hub.onboarding.sources import check_stored
-
         try:
             return check_stored(current_app.extensions["hub"], slug)
         except NotFound as exc:

@@ -9,6 +9,15 @@ from pathlib import Path
 import click
 
 from hub.errors import MappingError
+from hub.mapping import load_mapping
+from hub.mapping.diff import describe_changes
+from hub.mapping.schema import HL7V2_OVERRIDES, check_text
+from hub.mapping.transforms import TRANSFORMS
+from hub.mapping.unmapped import unmapped_codes
+from hub.mapping.vocabulary import load_vocabulary
+from hub.pipeline.replay import reprocess as replay
+from hub.store.engine import writer
+from hub.store.practices import get_practice, set_mapping
 
 
 @click.group("mapping")
@@ -20,9 +29,6 @@ def mapping_group() -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 def validate(files: tuple[str, ...]) -> None:
     """Check mapping files against the schema and the MSO vocabularies; every problem with its line and key."""
-    from hub.mapping.schema import check_text
-    from hub.mapping.vocabulary import load_vocabulary
-
     vocabulary = load_vocabulary()
     bad = 0
     for name in files:
@@ -51,9 +57,6 @@ def validate(files: tuple[str, ...]) -> None:
 @click.pass_context
 def unmapped(ctx: click.Context, practice: str, fmt: str) -> None:
     """Codes the practice sent that its mapping does not know: counts and an example message id."""
-    from hub.mapping.unmapped import unmapped_codes
-    from hub.store.practices import get_practice
-
     with ctx.obj.runtime.engine.connect() as conn:
         get_practice(conn, practice)
         rows = unmapped_codes(conn, practice)
@@ -78,11 +81,6 @@ def unmapped(ctx: click.Context, practice: str, fmt: str) -> None:
 @click.pass_context
 def update(ctx: click.Context, slug: str, mapping_file: str, reprocess: bool) -> None:
     """Replace a practice's stored mapping with a newer version; show what changed."""
-    from hub.mapping import load_mapping
-    from hub.mapping.diff import describe_changes
-    from hub.store.engine import writer
-    from hub.store.practices import get_practice, set_mapping
-
     text = Path(mapping_file).read_text(encoding="utf-8")
     new = load_mapping(text, source=mapping_file)
     runtime = ctx.obj.runtime
@@ -99,8 +97,6 @@ def update(ctx: click.Context, slug: str, mapping_file: str, reprocess: bool) ->
     for line in changes:
         click.echo(f"  {line}")
     if reprocess:
-        from hub.pipeline.replay import reprocess as replay
-
         count = replay(runtime, practice=slug)
         click.echo(f"reprocessing {count['submitted']} message(s): processed {count['processed']}, "
                    f"error {count['error']}" + (" (queued)" if count["queued"] else ""))
@@ -111,9 +107,6 @@ def update(ctx: click.Context, slug: str, mapping_file: str, reprocess: bool) ->
 @mapping_group.command("names")
 def names() -> None:
     """The named transforms and HL7 v2 overrides a mapping file may use."""
-    from hub.mapping.schema import HL7V2_OVERRIDES
-    from hub.mapping.transforms import TRANSFORMS
-
     click.echo("transforms:")
     for name, (_, doc) in TRANSFORMS.items():
         click.echo(f"  {name:<22} {doc}")

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import click
 
+from hub.logging import configure_logging
+from hub.mllp.server import Limits, MllpServer
+from hub.pipeline.dispatch_buffer import buffer_dispatcher
+from hub.store.practices import get_practice
+
 
 def register(cli: click.Group) -> None:
     cli.add_command(mllp)
@@ -26,11 +31,6 @@ def register(cli: click.Group) -> None:
 def mllp(ctx: click.Context, practice: str | None, host: str, port: int, connector_name: str, max_size: int,
          idle_timeout: float, frame_timeout: float) -> None:
     """The MLLP listener: stores each message, then answers it (ACK) on the same connection."""
-    from hub.logging import configure_logging
-    from hub.mllp.server import Limits, MllpServer
-    from hub.pipeline.dispatch_buffer import buffer_dispatcher
-    from hub.store.practices import get_practice
-
     configure_logging()
     runtime = ctx.obj.runtime
     connector = runtime.plugins.connectors.get(connector_name)

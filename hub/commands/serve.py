@@ -11,10 +11,16 @@ reuses its connection.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
+import click
 from gunicorn.app.base import BaseApplication
+
+from hub.app import create_app
+from hub.logging import configure_logging
+from hub.runtime import Runtime
+from hub.settings import current
+from hub.store.engine import dispose_engines
 
 
 class HubServer(BaseApplication):
@@ -28,31 +34,47 @@ class HubServer(BaseApplication):
                 self.cfg.set(key, value)
 
     def load(self) -> Any:
-        from hub.app import create_app
-        from hub.logging import configure_logging
-
         configure_logging()
         return create_app()
 
 
 def server_options(host: str, port: int, workers: int | None = None, threads: int | None = None) -> dict[str, Any]:
+    settings = current()
     return {
         "bind": f"{host}:{port}",
-        "workers": workers or int(os.environ.get("HUB_WEB_WORKERS", "2")),
-        "threads": threads or int(os.environ.get("HUB_WEB_THREADS", "16")),
+        "workers": workers or settings.web_workers,
+        "threads": threads or settings.web_threads,
         "worker_class": "gthread",
-        "timeout": int(os.environ.get("HUB_REQUEST_TIMEOUT", "60")),
+        "timeout": settings.request_timeout,
         "graceful_timeout": 30,
         "keepalive": 5,
         "backlog": 2048,
         "accesslog": None,  # the app logs each request as JSON (hub.http), without query values
         "errorlog": "-",
-        "loglevel": os.environ.get("HUB_LOG_LEVEL", "info").lower(),
+        "loglevel": (settings.log_level or "info").lower(),
         "proc_name": "hub-web",
         "limit_request_line": 8190,
         "limit_request_fields": 100,
     }
 
 
-def serve(host: str, port: int, workers: int | None = None, threads: int | None = None) -> None:
+def run_server(host: str, port: int, workers: int | None = None, threads: int | None = None) -> None:
     HubServer(server_options(host, port, workers, threads)).run()
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(serve)
+
+
+@click.command()
+@click.option("--host", default=lambda: current().host, show_default="127.0.0.1",
+              help="Address to listen on (0.0.0.0 in a container).")
+@click.option("--port", type=click.IntRange(1, 65535), default=lambda: current().port,
+              show_default="8000")
+@click.option("--workers", type=click.IntRange(1, 64), help="Server processes (HUB_WEB_WORKERS, default 2).")
+@click.option("--threads", type=click.IntRange(1, 256), help="Threads per process (HUB_WEB_THREADS, default 16).")
+def serve(host: str, port: int, workers: int | None, threads: int | None) -> None:
+    """Run the web API and dashboard (gunicorn, threaded workers)."""
+    Runtime.create()  # open and upgrade the store once, before any worker starts; fail here if it cannot
+    dispose_engines()  # no pooled connection may cross the fork into the workers
+    run_server(host, port, workers, threads)

@@ -1,0 +1,103 @@
+"""What every command shares: the root group's error handling, the lazily built runtime, JSON output."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+import sqlalchemy as sa
+
+from hub.errors import HubError
+from hub.model.schemas import to_json_ready
+from hub.pipeline.pull import pull
+from hub.plugins import load_plugins
+from hub.runtime import Runtime
+
+
+class HubGroup(click.Group):
+    """Turns the hub's own errors into one clear line and a non-zero exit; adds the plugins'
+    commands the first time a command is looked up (not at import time)."""
+
+    _plugin_commands_added = False
+
+    def _add_plugin_commands(self) -> None:
+        if not self._plugin_commands_added:
+            self._plugin_commands_added = True
+            _add_plugin_commands(self)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        found = super().get_command(ctx, cmd_name)
+        if found is None and not self._plugin_commands_added:
+            self._add_plugin_commands()
+            found = super().get_command(ctx, cmd_name)
+        return found
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._add_plugin_commands()
+        return super().list_commands(ctx)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except HubError as exc:
+            click.echo(f"hub: error: {exc}", err=True)
+            ctx.exit(1)
+        except BrokenPipeError:  # output piped to head, say: not an error of ours
+            sys.stderr.close()
+            ctx.exit(0)
+        except OSError as exc:
+            name = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+            click.echo(f"hub: error:{name}: {exc.strerror or exc}", err=True)
+            ctx.exit(1)
+        except Exception as exc:
+            if isinstance(exc, sa.exc.OperationalError):
+                click.echo(f"hub: error: the database cannot be reached: {str(exc.orig).splitlines()[0]}",
+                           err=True)
+                ctx.exit(1)
+            raise
+
+
+class State:
+    """Lazily built runtime: commands that need no database never open one."""
+
+    def __init__(self, plugins: Any = None) -> None:
+        self._runtime: Any = None
+        self._plugins: Any = plugins
+
+    @property
+    def plugins(self) -> Any:
+        if self._plugins is None:
+            self._plugins = load_plugins()
+        return self._plugins
+
+    @property
+    def runtime(self) -> Any:
+        if self._runtime is None:
+            self._runtime = Runtime.create(plugins=self.plugins)
+        return self._runtime
+
+
+pass_state = click.make_pass_decorator(State, ensure=True)
+
+
+def _add_plugin_commands(cli: click.Group) -> None:
+    """Plugins add commands (``hub fhir pull``) through the ``hub_cli_commands`` hook."""
+    try:
+        load_plugins().hook.hub_cli_commands(cli=cli, pull=_pull)
+    except HubError as exc:  # a broken plugin must not take the whole command line down
+        click.echo(f"hub: warning: plugin commands not loaded: {exc}", err=True)
+
+
+def _pull(practice: str, connector: str, **kwargs: Any) -> Any:
+    """The core's pull (``hub.connector.PullService``) given to plugin commands, on this command's runtime."""
+    return pull(click.get_current_context().ensure_object(State).runtime, practice, connector, **kwargs)
+
+
+def _json_default(value: Any) -> Any:
+    return to_json_ready(value) if not isinstance(value, bytes) else value.decode("utf-8", "replace")
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, default=_json_default, sort_keys=True)

@@ -1,0 +1,72 @@
+"""The xlsx report format: a default plugin (``hub.plugins.DEFAULT_PLUGINS``), so an allow or block
+list may leave it out; json and csv (``hub.reports.exporters``) stay whatever the lists say.
+
+One sheet per section (by slice, MSO total, site median), laid out as the csv is, plus the KPI
+definitions.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import IO, TYPE_CHECKING, Any
+
+from hub import hookimpl
+from hub.reports.exporters import SECTIONS
+
+if TYPE_CHECKING:
+    from hub.plugins import ExporterRegistry
+    from hub.reports.engine import Report
+
+DEFINITION_COLUMNS = ("id", "name", "unit", "numerator", "denominator", "formula", "source_kinds", "source",
+                      "higher_is_better", "note")
+
+def _cell(value: Any, unit: str | None) -> Any:
+    if unit == "usd" and isinstance(value, str):
+        return Decimal(value)
+    return value
+
+
+def write_xlsx(report: Report, out: IO[bytes]) -> None:
+    # openpyxl is a heavy import: paid only when an xlsx is written
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+
+    book = Workbook()
+    first = book.active
+    assert first is not None
+    book.remove(first)
+    columns = list(report.by)
+    units = [d["unit"] for d in report.definitions]
+    ids = [d["id"] for d in report.definitions]
+    data = report.to_dict()
+    titles = {"rows": "by " + " x ".join(report.by) if report.by else "all", "total": "MSO total",
+              "site_median": "site median"}
+    for key, _ in SECTIONS:
+        if key == "site_median" and "site" not in report.by:
+            continue
+        sheet = book.create_sheet(titles[key][:31])
+        head = [c for c in columns if key == "rows" or c != "site"]
+        sheet.append([*head, *ids])
+        for cell in sheet[1]:
+            cell.font = Font(bold=True)
+        for row in data[key]:
+            sheet.append([row["slice"].get(c) for c in head]
+                         + [_cell(row["values"].get(i), u) for i, u in zip(ids, units, strict=True)])
+        for col, unit in enumerate(units, start=len(head) + 1):
+            fmt = {"usd": "#,##0.00", "ratio": "0.0%", "days": "0.0"}.get(unit)
+            if fmt:
+                for (cell,) in sheet.iter_rows(min_row=2, min_col=col, max_col=col):
+                    cell.number_format = fmt
+        sheet.freeze_panes = sheet.cell(row=2, column=len(head) + 1)
+    defs = book.create_sheet("definitions")
+    defs.append(list(DEFINITION_COLUMNS))
+    for cell in defs[1]:
+        cell.font = Font(bold=True)
+    for d in report.definitions:
+        defs.append([", ".join(d[c]) if c == "source_kinds" else d[c] for c in DEFINITION_COLUMNS])
+    book.save(out)
+
+
+@hookimpl
+def hub_register_exporters(registry: ExporterRegistry) -> None:
+    registry.add("xlsx", write_xlsx)
