@@ -7,6 +7,7 @@ stderr naming what is wrong and exit 1; usage errors exit 2. No tracebacks.
 from __future__ import annotations
 
 import datetime as dt
+import getpass
 import sys
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from hub.mapping import EMPTY, load_mapping
 from hub.model.schemas import to_json_ready
 from hub.pipeline.ingest import ingest_paths
 from hub.pipeline.normalize import normalize_payload
-from hub.pipeline.replay import reprocess, reread_practice
+from hub.pipeline.replay import reprocess, reread_practice, resolve
 from hub.pipeline.worker import run_worker
 from hub.security.keys import create_key, list_keys, revoke_key
 from hub.settings import current
@@ -275,7 +276,7 @@ def messages_group() -> None:
 
 @messages_group.command("list")
 @click.option("--practice")
-@click.option("--status", type=click.Choice(["received", "processed", "error", "duplicate"]))
+@click.option("--status", type=click.Choice(["received", "processed", "error", "duplicate", "resolved"]))
 @click.option("--limit", type=click.IntRange(1, 100_000), default=100)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @pass_state
@@ -298,10 +299,39 @@ def messages_list(state: State, practice: str | None, status: str | None, limit:
 @click.argument("ids", nargs=-1, type=int)
 @pass_state
 def messages_reprocess(state: State, practice: str | None, status: str | None, ids: tuple[int, ...]) -> None:
-    """Replay messages (given ids, a status, or all of a practice) through the current mapping."""
+    """Replay messages (given ids, a status, or all of a practice) through the current mapping.
+
+    Exit status 1 when a replayed message fails again."""
     count = reprocess(state.runtime, practice=practice, status=status, ids=ids)
     click.echo(f"reprocessing {count['submitted']} message(s): processed {count['processed']}, "
                f"error {count['error']}" + (" (queued)" if count["queued"] else ""))
+    if count["error"]:
+        where = f" --practice {practice}" if practice else ""
+        click.echo(f"hub: {count['error']} message(s) still in error: see hub messages list{where} --status error",
+                   err=True)
+        sys.exit(1)
+
+
+@messages_group.command("resolve")
+@click.option("--reason", required=True, help="Why no replay can fix them (kept in the audit log; no patient data).")
+@click.argument("ids", nargs=-1, type=int, required=True)
+@pass_state
+def messages_resolve(state: State, reason: str, ids: tuple[int, ...]) -> None:
+    """Mark messages in error resolved (superseded, or fixed at the source): reprocessing leaves them.
+
+    The audit log keeps who (the system user) and why. Exit status 1 when a given id is not in error."""
+    if not reason.strip():
+        raise ConfigError("--reason must say why the messages are resolved")
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no login name in the environment nor the password database
+        user = "unknown"
+    done = resolve(state.runtime, ids, reason=reason.strip(), who=f"cli:{user}")
+    click.echo(f"resolved {len(done)} message(s)")
+    left = sorted(set(ids) - set(done))
+    if left:
+        click.echo(f"hub: not in error, left as they are: {', '.join(map(str, left))}", err=True)
+        sys.exit(1)
 
 
 cli = _build_cli()

@@ -56,7 +56,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -89,6 +89,8 @@ class Envelope:
     ``sender`` and ``control_id`` name it in the store and in acknowledgements (for
     HL7 v2: MSH-3^MSH-4 and MSH-10); ``meta`` carries what the connector needs to
     answer (for example the acknowledgement mode) and to compute its ``dedup_key``.
+    ``error``: ``split`` found this one message of a payload unreadable (an HL7 batch
+    message without MSH-10); it is stored and refused alone, the others are kept.
     """
 
     raw: bytes
@@ -96,6 +98,7 @@ class Envelope:
     control_id: str | None = None
     message_type: str | None = None
     meta: Mapping[str, Any] = field(default_factory=dict)
+    error: HubError | None = None
 
 
 @dataclass(frozen=True)
@@ -219,10 +222,13 @@ class PullService(Protocol):
     Loads the practice's settings of ``connector`` (its section of the practice's mapping), lays
     ``options`` (the command's, e.g. a base URL given on the command line) over them, asks the
     connector for a ``Poller`` with them and runs it: per resource type (``resource_types``, else
-    the poller's), from ``since`` or the stored mark, each page stored, then the mark moved."""
+    the poller's), from ``since`` or the stored mark, each page stored, then the mark moved.
+    ``on_report`` is given each type's report as soon as the type is done, so that a command can
+    still say what the types before a failure stored."""
 
     def __call__(self, practice: str, connector: str, *, options: Mapping[str, Any] | None = None,
-                 since: str | None = None, resource_types: Sequence[str] | None = None) -> list[PullReport]: ...
+                 since: str | None = None, resource_types: Sequence[str] | None = None,
+                 on_report: Callable[[PullReport], None] | None = None) -> list[PullReport]: ...
 
 
 class Connector(ABC):

@@ -54,12 +54,24 @@ DEFAULT_PLUGINS: dict[str, str] = {
 }
 
 
-class ConnectorRegistry:
-    """Connector classes by name; checks each against the contract as it is added."""
+def _left_out_note(left_out: dict[str, str]) -> str:
+    """``; left out by HUB_PLUGINS_BLOCK: fhir``: the plugins the settings kept from loading, by setting."""
+    by_setting: dict[str, list[str]] = {}
+    for name, setting in sorted(left_out.items()):
+        by_setting.setdefault(setting, []).append(name)
+    return "".join(f"; left out by {setting}: {', '.join(names)}" for setting, names in by_setting.items())
 
-    def __init__(self) -> None:
+
+class ConnectorRegistry:
+    """Connector classes by name; checks each against the contract as it is added.
+
+    ``left_out``: the plugins HUB_PLUGINS_BLOCK or HUB_PLUGINS_ALLOW kept from loading (name → setting),
+    named when a connector asked for is missing."""
+
+    def __init__(self, left_out: dict[str, str] | None = None) -> None:
         self._classes: dict[str, type[Connector]] = {}
         self._instances: dict[str, Connector] = {}
+        self.left_out = left_out or {}
 
     def add(self, cls: type[Connector]) -> None:
         if not (inspect.isclass(cls) and issubclass(cls, Connector)):
@@ -84,7 +96,7 @@ class ConnectorRegistry:
     def get(self, name: str) -> Connector:
         if name not in self._classes:
             known = ", ".join(self.names()) or "none"
-            raise ConfigError(f"no connector named {name!r} (installed: {known})")
+            raise ConfigError(f"no connector named {name!r} (installed: {known}{_left_out_note(self.left_out)})")
         if name not in self._instances:
             self._instances[name] = self._classes[name]()
         return self._instances[name]
@@ -130,10 +142,11 @@ class KpiRegistry:
 
 
 class ExporterRegistry:
-    """Report writers by format name (json, csv, xlsx, html, ...)."""
+    """Report writers by format name (json, csv, xlsx, html, ...); ``left_out`` as the connectors'."""
 
-    def __init__(self) -> None:
+    def __init__(self, left_out: dict[str, str] | None = None) -> None:
         self._exporters: dict[str, Callable[..., None]] = {}
+        self.left_out = left_out or {}
 
     def add(self, format_name: str, exporter: Callable[..., None]) -> None:
         if format_name in self._exporters:
@@ -145,7 +158,8 @@ class ExporterRegistry:
 
     def get(self, format_name: str) -> Callable[..., None]:
         if format_name not in self._exporters:
-            raise ConfigError(f"no exporter for {format_name!r} (available: {', '.join(self.formats())})")
+            raise ConfigError(f"no exporter for {format_name!r} (available: {', '.join(self.formats())}"
+                              f"{_left_out_note(self.left_out)})")
         return self._exporters[format_name]
 
 
@@ -222,18 +236,30 @@ def load_plugins(extra: list[object] | None = None, *, settings: Settings | None
         raise ConfigError(f"HUB_PLUGINS_BLOCK names the essential plugin(s) {', '.join(refused)}, which the hub "
                           f"cannot work without (essential: {', '.join(ESSENTIAL_PLUGINS)}); remove them from it")
     info: list[PluginInfo] = []
+    left_out: dict[str, str] = {}  # plugin name → the setting that keeps it from loading
+
+    def allowed(name: str) -> bool:
+        if name in block:
+            left_out[name] = "HUB_PLUGINS_BLOCK"
+        elif allow and name not in allow:
+            left_out[name] = "HUB_PLUGINS_ALLOW"
+        return name not in left_out
+
     for name, module_name in ESSENTIAL_PLUGINS.items():
         _register_builtin(pm, info, name, module_name, essential=True)
     for name, module_name in DEFAULT_PLUGINS.items():
-        if name not in block and (not allow or name in allow):
+        if allowed(name):
             _register_builtin(pm, info, name, module_name, essential=False)
     for ep in sorted(entry_points(group=PROJECT_NAME), key=lambda e: e.name):
-        if ep.name in block or (allow and ep.name not in allow) or pm.has_plugin(ep.name):
+        if not allowed(ep.name) or pm.has_plugin(ep.name):
             continue
         try:
             plugin = ep.load()
         except Exception as exc:
-            raise PluginError(f"plugin {ep.name!r} ({ep.value}) failed to import: {exc}") from exc
+            remedy = ("remove it from HUB_PLUGINS_ALLOW" if allow else
+                      f"block it with HUB_PLUGINS_BLOCK={','.join([*settings.plugins_block, ep.name])}")
+            raise PluginError(f"plugin {ep.name!r} ({ep.value}) failed to import: {exc}; {remedy} to run "
+                              "without it") from exc
         pm.register(plugin, name=ep.name)
         dist = ep.dist
         info.append(PluginInfo(ep.name, ep.value, dist.name if dist else None, dist.version if dist else None))
@@ -252,7 +278,7 @@ def load_plugins(extra: list[object] | None = None, *, settings: Settings | None
     except pluggy.PluginValidationError as exc:
         raise PluginError(str(exc)) from exc
 
-    connectors, kpis, exporters = ConnectorRegistry(), KpiRegistry(), ExporterRegistry()
+    connectors, kpis, exporters = ConnectorRegistry(left_out), KpiRegistry(), ExporterRegistry(left_out)
     pm.hook.hub_register_connectors(registry=connectors)
     pm.hook.hub_register_kpis(registry=kpis)
     pm.hook.hub_register_exporters(registry=exporters)

@@ -111,17 +111,30 @@ def _fresh_engines() -> Iterator[None]:
     dispose_engines()
 
 
+EXAMPLE_CONNECTOR_INSTALLED_BEFORE: list[bool] = []  # the example_connector fixture's finding, once it ran
+
+
 @pytest.fixture(scope="session")
-def example_connector() -> str:
-    """The worked third-party connector of examples/, pip-installed into this environment."""
+def example_connector(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The worked third-party connector of examples/, pip-installed as an outside author's package is: into
+    a directory of this test session, never into the project's environment. The directory goes on
+    ``sys.path`` here and on ``PYTHONPATH`` for the ``hub`` processes the tests start (they find the plugin
+    by its entry point there). A copy of the example is built, so that its folder gets no build output.
+    Nothing is installed when the package is importable already (installed by its author, say)."""
     import importlib.util
+    import shutil
     import subprocess
     import sys
 
     package = ROOT / "examples" / "hub-example-connector"
-    if importlib.util.find_spec("hub_example_pipe") is None:
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-e", str(package)], check=True)
-        # the editable install's path hook is read at interpreter start; this process needs the path now
-        sys.path.insert(0, str(package))
+    EXAMPLE_CONNECTOR_INSTALLED_BEFORE[:] = [importlib.util.find_spec("hub_example_pipe") is not None]
+    if not EXAMPLE_CONNECTOR_INSTALLED_BEFORE[0]:
+        work = tmp_path_factory.mktemp("example-connector")
+        source, target = work / "source", work / "site"
+        shutil.copytree(package, source, ignore=shutil.ignore_patterns("*.egg-info", "build", "__pycache__"))
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target),
+                        str(source)], check=True)
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(target), os.environ.get("PYTHONPATH")) if p)
+        sys.path.insert(0, str(target))
         importlib.invalidate_caches()
     return "example-pipe"

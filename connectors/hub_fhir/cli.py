@@ -7,9 +7,10 @@ import json
 
 import click
 
-from hub.connector import PullService
-from hub.errors import ConfigError
+from hub.connector import PullReport, PullService
+from hub.errors import ConfigError, HubError
 
+MAX_PAGE_SIZE = 1000  # _count a server is asked for at most (servers cap it lower on their own)
 _PULL = "hub_fhir.pull"  # where the group leaves the core's pull service for its commands (click's ctx.meta)
 
 
@@ -33,17 +34,35 @@ def fhir_group(pull: PullService) -> click.Group:
 @click.option("--since", "since", default=None,
               help="read what changed since this date or instant, instead of since the stored high-water mark")
 @click.option("--type", "types", multiple=True, help="only this resource type (repeatable)")
+@click.option("--page-size", "page_size", type=click.IntRange(1, MAX_PAGE_SIZE), default=None,
+              help="resources per search page (_count; default: page_size of the practice's fhir settings, else 100)")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @click.pass_context
 def pull_command(ctx: click.Context, practice: str, base: str | None, since: str | None, types: tuple[str, ...],
-                 fmt: str) -> None:
+                 page_size: int | None, fmt: str) -> None:
     """Search the server for each mapped type changed since the last run, page by page;
-    every page is stored before the practice's high-water mark moves past it."""
+    every page is stored before the practice's high-water mark moves past it. When the server
+    or the store fails, the types done before are still reported, then the error (exit 1)."""
     pull: PullService = ctx.meta[_PULL]
     if since is not None:
         since = _checked_since(since)
-    reports = pull(practice, "fhir", options={"base_url": base} if base else None, since=since,
-                   resource_types=types or None)
+    options: dict[str, object] = {}
+    if base:
+        options["base_url"] = base
+    if page_size is not None:
+        options["page_size"] = page_size
+    done: list[PullReport] = []  # each type's report, given as soon as the type is read and stored
+    try:
+        pull(practice, "fhir", options=options or None, since=since, resource_types=types or None,
+             on_report=done.append)
+    except HubError:
+        if done:  # what the types before the failure stored, then the error (exit 1)
+            _summary(done, fmt)
+        raise
+    _summary(done, fmt)
+
+
+def _summary(reports: list[PullReport], fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps([r.__dict__ for r in reports], indent=2))
         return

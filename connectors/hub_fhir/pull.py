@@ -2,17 +2,20 @@
 
 ``FhirPoller`` is the connector's poller (``hub.connector.Poller``): it reads, the core stores.
 For each resource type it searches ``<base>/<Type>?_lastUpdated=ge<mark>&_sort=_lastUpdated``
-and follows ``Bundle.link`` ``next``, yielding each page (one searchset message) with the
-newest ``meta.lastUpdated`` on it as the cursor. The core (``hub.pipeline.pull``) stores the
-page through the ordinary intake and only then moves the type's high-water mark to that
-cursor, so a rerun, or a run after a crash, resumes where the stored data ends. ``ge`` (not
-``gt``) re-reads the resources stamped with the mark itself: a few repeats, never a gap; the
-canonical upsert is idempotent. A server that ignores ``_sort`` is noticed (a page older than
-the one before) and the mark is then given only once the whole type has been read.
+and follows ``Bundle.link`` ``next``, yielding each page (one searchset message per matched
+resource, with the included resources it refers to) with the newest ``meta.lastUpdated`` on it
+as the cursor. The core (``hub.pipeline.pull``) stores the page through the ordinary intake and
+only then moves the type's high-water mark to that cursor, so a rerun, or a run after a crash,
+resumes where the stored data ends. ``ge`` (not ``gt``) re-reads the resources stamped with the
+mark itself: a few repeats, never a gap; each repeat is the same resource version as a stored
+message, so it is a duplicate, not stored or counted as accepted again. A server that ignores
+``_sort`` is noticed (a page older than the one before) and the mark is then given only once
+the whole type has been read.
 
 429 answers wait for ``Retry-After`` (seconds or an HTTP date); 5xx answers and network
-errors are retried with exponential backoff. Authentication: a bearer token, or SMART
-backend services (client credentials with a signed JWT assertion, RS384 or ES384).
+errors are retried with exponential backoff; an answer that stops the run names what the
+server's OperationOutcome says. Authentication: a bearer token, or SMART backend services
+(client credentials with a signed JWT assertion, RS384 or ES384).
 """
 
 from __future__ import annotations
@@ -38,9 +41,18 @@ from hub.settings import current
 PULL_TYPES = ("Organization", "Patient", "Practitioner", "PractitionerRole", "Location", "Schedule", "Slot",
               "Appointment", "Encounter", "ServiceRequest", "Coverage", "Claim", "ChargeItem", "ClaimResponse",
               "ExplanationOfBenefit")
-# referenced resources asked for alongside, so that a page maps on its own (payer names, slot owners)
+# The R4 search parameters the pull sends, checked by the tests against the R4 search-parameter list
+# (https://hl7.org/fhir/R4/searchparameter-registry.html), which the test server enforces as real
+# servers do (400 + OperationOutcome for an unknown parameter or _include):
+# - on every type: the result parameters _count, _sort, _include and the common parameter _lastUpdated;
+SEARCH_PARAMS = ("_count", "_sort", "_lastUpdated", "_include")
+# - _include <Type>:<reference search parameter of Type>, so that a resource maps on its own (payer
+#   names, slot owners). ExplanationOfBenefit.insurer has no R4 search parameter, so an EOB's payer
+#   comes from its insurer reference's display (or id), as for a pushed EOB without its Organization.
 INCLUDES = {"Coverage": "Coverage:payor", "Slot": "Slot:schedule", "Claim": "Claim:insurer",
-            "ExplanationOfBenefit": "ExplanationOfBenefit:insurer", "PractitionerRole": "PractitionerRole:practitioner"}
+            "PractitionerRole": "PractitionerRole:practitioner"}
+OUTCOME_SHOWN = 300  # characters of a server's OperationOutcome shown in an error
+OUTCOME_READ = 65536  # bytes of an error answer read for its OperationOutcome
 MAX_WAIT = 300.0  # never sleep longer than this for one Retry-After
 
 
@@ -173,15 +185,20 @@ class FhirClient:
                 with urllib.request.urlopen(request, timeout=self.timeout) as resp:
                     return resp.read()  # type: ignore[no-any-return]
             except urllib.error.HTTPError as exc:
-                exc.close()
+                try:
+                    said = outcome_text(exc.read(OUTCOME_READ))
+                except (OSError, ValueError):
+                    said = ""
+                finally:
+                    exc.close()
                 if exc.code == 401 and not renewed and self.auth is not None and self.auth.invalidate():
                     renewed = True  # an expired access token: fetch a new one once
                     continue
                 if exc.code != 429 and exc.code < 500:
-                    raise PullError(f"the FHIR server answered {exc.code} to {_shown(url)}") from None
+                    raise PullError(f"the FHIR server answered {exc.code} to {_shown(url)}{said}") from None
                 if attempt == self.attempts:
                     raise PullError(f"the FHIR server still answered {exc.code} to {_shown(url)} "
-                                    f"after {self.attempts} attempts") from None
+                                    f"after {self.attempts} attempts{said}") from None
                 wait = retry_after(exc.headers.get("Retry-After")) if exc.code in (429, 503) else None
                 self._wait(wait if wait is not None else self.backoff * 2 ** (attempt - 1))
             except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
@@ -195,6 +212,34 @@ class FhirClient:
         seconds = min(max(seconds, 0.0), MAX_WAIT)
         self.waits.append(seconds)
         self.sleep(seconds)
+
+
+def outcome_text(body: bytes) -> str:
+    """What a server's OperationOutcome says, for an error message: each issue's ``code`` and
+    ``diagnostics`` (else ``details.text``), on one line, cut at ``OUTCOME_SHOWN`` characters;
+    "" when the body is not an OperationOutcome. The text is the server's word about the request
+    (an unknown parameter, a bad token), never a resource's content."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return ""
+    if not isinstance(doc, dict) or doc.get("resourceType") != "OperationOutcome":
+        return ""
+    said = []
+    for issue in doc.get("issue") or ():
+        if not isinstance(issue, dict):
+            continue
+        details = issue.get("details")
+        text = issue.get("diagnostics") or (details.get("text") if isinstance(details, dict) else None)
+        parts = [str(p) for p in (issue.get("code"), text) if isinstance(p, str) and p]
+        if parts:
+            said.append(": ".join(parts))
+    shown = " ".join("; ".join(said).split())  # one line, whatever the server's layout
+    if not shown:
+        return ""
+    if len(shown) > OUTCOME_SHOWN:
+        shown = shown[:OUTCOME_SHOWN - 3] + "..."
+    return f" (OperationOutcome: {shown})"
 
 
 def _shown(url: str) -> str:
@@ -228,6 +273,51 @@ def next_link(doc: dict[str, Any]) -> str | None:
     return None
 
 
+def per_resource(doc: dict[str, Any], resource_type: str) -> tuple[tuple[bytes, ...], list[dict[str, Any]]]:
+    """A searchset page as one message per matched resource (and the matched resources): a
+    searchset Bundle of the resource's entry and the included entries it refers to, in page order.
+    Each message is then deduplicated by its resources' versions and fails alone, whatever else
+    shares its page, so a page read again (the rerun at the mark) stores nothing new."""
+    entries = [e for e in doc.get("entry") or () if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
+    matches = [e for e in entries if e["resource"].get("resourceType") == resource_type]
+    included = [e for e in entries if e["resource"].get("resourceType") not in (resource_type, "OperationOutcome")]
+    keys: dict[str, list[int]] = {}
+    for n, entry in enumerate(included):
+        res = entry["resource"]
+        for key in (f"{res.get('resourceType')}/{res.get('id')}" if res.get("id") else None, entry.get("fullUrl")):
+            if isinstance(key, str):
+                keys.setdefault(key, []).append(n)
+    payloads = []
+    for entry in matches:
+        wanted: set[int] = set()
+        if keys:
+            for ref in _references(entry["resource"]):
+                wanted.update(keys.get(ref, ()) or keys.get(_relative(ref), ()))
+        bundle = {"resourceType": "Bundle", "type": "searchset",
+                  "entry": [entry, *(included[n] for n in sorted(wanted))]}
+        payloads.append(orjson.dumps(bundle))
+    return tuple(payloads), [e["resource"] for e in matches]
+
+
+def _references(value: Any) -> Iterator[str]:
+    """Every ``reference`` string inside a resource."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "reference" and isinstance(item, str):
+                yield item
+            elif isinstance(item, dict | list):
+                yield from _references(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _references(item)
+
+
+def _relative(reference: str) -> str:
+    """``Type/id`` of an absolute or versioned reference (``http://x/fhir/Type/id/_history/2``)."""
+    parts = reference.split("/_history/", 1)[0].rstrip("/").rsplit("/", 2)
+    return "/".join(parts[-2:]) if len(parts) >= 2 else reference
+
+
 class FhirPoller(Poller):
     """Reads a practice's FHIR server at ``base``, type by type, page by page (see the module's docstring).
 
@@ -259,8 +349,7 @@ class FhirPoller(Poller):
                 raise PullError(f"the FHIR server sent a page that is not JSON from {_shown(url)}") from None
             if not isinstance(doc, dict) or doc.get("resourceType") != "Bundle":
                 raise PullError(f"the FHIR server sent something other than a Bundle from {_shown(url)}")
-            matches = [e["resource"] for e in doc.get("entry") or () if isinstance(e, dict)
-                       and isinstance(e.get("resource"), dict) and e["resource"].get("resourceType") == resource_type]
+            payloads, matches = per_resource(doc, resource_type)
             stamps = [(t, r["meta"]["lastUpdated"]) for r in matches if isinstance(r.get("meta"), dict)
                       and (t := _instant(r["meta"].get("lastUpdated"))) is not None]
             mark = None
@@ -273,7 +362,7 @@ class FhirPoller(Poller):
                     newest, newest_text = page_newest
                 if in_order:
                     mark = newest_text
-            yield Page(payloads=(body,) if doc.get("entry") else (), cursor=mark, resources=len(matches))
+            yield Page(payloads=payloads, cursor=mark, resources=len(matches))
             url = next_link(doc)
         if newest_text and not in_order:
             yield Page(cursor=newest_text, read=False)  # the whole type is stored: the mark may move

@@ -15,10 +15,14 @@ Settings (the ``connectors: {hl7v2: {...}}`` section of a practice mapping):
 
 Decisions where the standard is silent:
 
-- ``split`` refuses the whole payload (``ParseError`` naming the MSH field) when any
-  message in it has an unreadable MSH or lacks MSH-9 or MSH-10, so an HTTP or MLLP
-  payload is stored whole or refused whole; FHS/BHS/BTS/FTS batch envelopes are
-  dropped, the messages inside are kept one by one;
+- ``split`` keeps every readable message of a payload of several (a file, a FHS/BHS
+  batch, an MLLP frame): one with an unreadable MSH, without MSH-9 or MSH-10, or with
+  its segments run together on one line, gets an ``Envelope.error`` naming it by
+  index (``message 7, MSH-10``) and is stored and refused alone; a payload of one
+  such message is refused whole (``ParseError``). FHS/BHS/BTS/FTS batch envelopes
+  are dropped, the messages inside are kept one by one. Text before the first MSH
+  (a comment, a vendor prefix such as ``[SOM]``) is skipped with a warning that
+  counts it;
 - an envelope's raw bytes are the message as sent with surrounding whitespace
   removed;
 - duplicates (``dedup_key``): the sending application and facility (MSH-3, MSH-4),
@@ -57,6 +61,10 @@ __version__ = "1.0.0"
 MEDIA_TYPES = ("x-application/hl7-v2+er7", "application/hl7-v2", "application/edi-hl7")
 _LINE = re.compile(rb"\r\n|\n|\r")
 _BATCH_LINE = re.compile(rb"(?<![^\r\n])(?:FHS|BHS|BTS|FTS)[^\r\n]*[\r\n]*")
+# MSH, its field separator, three to five encoding characters and the separator again, at the start of a
+# line or after at most 16 bytes of a vendor prefix (no quote, brace or angle bracket: not JSON or XML)
+_MSH_ANYWHERE = re.compile(rb"(?:^|[\r\n])([^\r\n\"{}<>]{0,16}?)(MSH)([^\w\s])[^\w\s]{3,5}?\3")
+_LOOK_AHEAD = 4096  # bytes detect() reads for an MSH after a comment or prefix
 
 
 class HL7v2Settings(Schema):
@@ -80,18 +88,27 @@ class HL7v2Connector(Connector):
     @classmethod
     def detect(cls, data: bytes) -> bool:
         head = data[:64].lstrip(b"\xef\xbb\xbf \t\r\n\x0b")
-        return head[:3] in (b"MSH", b"FHS", b"BHS") and len(head) > 3 and not head[3:4].isalnum()
+        if head[:3] in (b"MSH", b"FHS", b"BHS") and len(head) > 3 and not head[3:4].isalnum():
+            return True
+        # a comment, a vendor prefix or blank lines before the first MSH (split says what it skipped)
+        head = data[:_LOOK_AHEAD].lstrip(b"\xef\xbb\xbf \t\r\n\x0b")
+        return head[:1] not in (b"{", b"<") and _first_msh(head) is not None
 
     # -- split ------------------------------------------------------------------
     def split(self, data: bytes, *, origin: str | None = None) -> list[Envelope]:
         body = data[3:] if data.startswith(b"\xef\xbb\xbf") else data
         body = body.strip(b" \t\r\n\x0b\x1c")  # MLLP framing bytes left on a payload posted over HTTP
-        starts = _message_starts(body)
-        if not starts:
-            raise ParseError("no MSH segment: this is not an HL7 v2 message", source=origin, location="MSH")
-        before = _BATCH_LINE.sub(b"", body[:starts[0]]).strip()
-        if before:
-            raise ParseError("text before the first MSH segment", source=origin, location="MSH")
+        starts, note = _message_starts(body), ""
+        if not starts or (starts[0] and _BATCH_LINE.sub(b"", body[:starts[0]]).strip()):
+            first = _first_msh(body)  # after a comment line or a vendor prefix such as "[SOM]"
+            if first is None:
+                raise ParseError("no MSH segment: this is not an HL7 v2 message", source=origin, location="MSH")
+            starts = [first] + [s for s in starts if s > first]
+            skipped = _BATCH_LINE.sub(b"", body[:first]).strip()
+            if skipped:  # counts only: the text skipped may hold anything
+                note = (f"skipped {len(skipped)} bytes ({len(_LINE.split(skipped))} lines) before the first "
+                        "MSH segment (a comment or vendor prefix)")
+                self.log.warning("%s: %s", origin or "payload", note)
         envelopes = []
         many = len(starts) > 1
         for index, start in enumerate(starts):
@@ -99,30 +116,39 @@ class HL7v2Connector(Connector):
             chunk = body[start:end]
             if b"BTS" in chunk or b"FTS" in chunk or b"BHS" in chunk:
                 chunk = _BATCH_LINE.sub(b"", chunk)
-            chunk = chunk.strip()
-            where = f"message {index + 1}, " if many else ""
-            envelopes.append(self._envelope(chunk, where, origin))
+            envelope = self._envelope(chunk.strip(), f"message {index + 1}, " if many else "", origin,
+                                      note if index == 0 else "")
+            if envelope.error is not None and not many:
+                raise envelope.error  # a payload of one message: refused whole, as before
+            envelopes.append(envelope)  # in a batch, a bad message is refused alone (by its index)
         return envelopes
 
-    def _envelope(self, raw: bytes, where: str, origin: str | None) -> Envelope:
+    def _envelope(self, raw: bytes, where: str, origin: str | None, skipped: str = "") -> Envelope:
+        """The envelope of one message; an unreadable one carries its ``error`` (MSH field, by index).
+        ``skipped``: what was skipped before it (``meta["skipped"]``, reported by ``findings``)."""
         line = _LINE.split(raw, maxsplit=1)[0].decode("latin-1")
         try:
             sep = er7.read_separators(line)
         except ParseError as exc:
             exc.location = where + (exc.location or "MSH")
             exc.source = origin
-            raise
+            return Envelope(raw=raw, error=exc)
         header = header_of(line.split(sep.field), sep)
-        if not header["message_code"]:
-            raise ParseError("MSH-9 (message type) is missing", source=origin, location=f"{where}MSH-9")
-        if not header["control_id"]:
-            raise ParseError("MSH-10 (message control id) is missing", source=origin, location=f"{where}MSH-10")
         header["facility"] = header["sending_facility"].split(sep.component)[0]
+        if skipped:
+            header["skipped"] = skipped
         sender = f"{header['sending_app'].split(sep.component)[0]}^{header['facility']}"
         message_type = f"{header['message_code']}^{header['trigger']}" if header["trigger"] else \
             header["message_code"]
-        return Envelope(raw=raw, sender=sender, control_id=header["control_id"], message_type=message_type,
-                        meta=header)
+        error = None
+        if not header["message_code"]:
+            error = ParseError("MSH-9 (message type) is missing", source=origin, location=f"{where}MSH-9")
+        elif not header["control_id"]:
+            error = ParseError("MSH-10 (message control id) is missing", source=origin, location=f"{where}MSH-10")
+        elif len(line) == len(raw) and er7.run_together(line, sep.field):  # one line: no segment terminator
+            error = ParseError(er7.RUN_TOGETHER, source=origin, location=f"{where}MSH")
+        return Envelope(raw=raw, sender=sender, control_id=header["control_id"] or None,
+                        message_type=message_type or None, meta=header, error=error)
 
     def dedup_key(self, envelope: Envelope) -> str:
         if not envelope.control_id:
@@ -151,11 +177,19 @@ class HL7v2Connector(Connector):
     def findings(self, envelope: Envelope, context: Context) -> list[str]:
         from .structure import structural_findings  # hl7apy (a heavy import) only for onboarding checks
 
-        return structural_findings(envelope.raw)
+        skipped = (envelope.meta or {}).get("skipped")
+        return ([f"MSH: {skipped}"] if skipped else []) + structural_findings(envelope.raw)
 
     def render(self, records: Sequence[Mapping[str, Any]], *, options: RenderOptions) -> list[Rendered]:
         """Sample v2.5.1 batch files (SIU, REF, DFT) of the records: see ``hub_hl7v2.render``."""
         return render_files(records, options)
+
+
+def _first_msh(body: bytes) -> int | None:
+    """Offset of the first MSH segment that may follow other text: at the start of a line, or after a
+    short vendor prefix on its line (``[SOM]MSH|...``); None when there is none."""
+    found = _MSH_ANYWHERE.search(body)
+    return found.start(2) if found else None
 
 
 def _message_starts(body: bytes) -> list[int]:

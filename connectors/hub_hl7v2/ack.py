@@ -30,7 +30,7 @@ from .er7 import DEFAULT_SEPARATORS, Separators, decode_bytes, escape, read_sepa
 
 _counter = itertools.count(1)
 _PREFIX = f"{os.getpid() % 100000:05d}"
-_LOCATION = re.compile(r"([A-Z][A-Z0-9]{2})(?:[ -]#?(\d+))?(?:-(\d+))?")
+_LOCATION = re.compile(r"([A-Z][A-Z0-9]{2})(?: #?(\d+))?(?:-(\d+))?")
 
 
 def ack_code(envelope: Envelope, outcome: Outcome) -> str:
@@ -74,10 +74,10 @@ def build_ack(envelope: Envelope, outcome: Outcome, *, now: dt.datetime | None =
 
 
 def _err_location(location: str | None, sep: Separators) -> str:
-    """'PID-3' or 'FT1 #2-11' → ERR-2 'PID^1^3' (segment^sequence^field)."""
+    """'PID-3', 'FT1 #2-11' or 'message 7, MSH-10' (a batch) → ERR-2 'PID^1^3' (segment^sequence^field)."""
     if not location:
         return ""
-    m = _LOCATION.match(location)
+    m = _LOCATION.search(location)
     if not m:
         return ""
     segment, sequence, field = m.groups()

@@ -9,10 +9,10 @@ Tolerance (real feeds bend the standard):
 
 - segments end in CR, LF or CRLF; blank lines, a UTF-8 byte-order mark and
   whitespace before ``MSH`` are ignored;
-- encoding characters are read from MSH-2 whatever they are; a duplicated
-  character (``^~\\\\&`` from a badly escaped export) is skipped, a fifth one (the
+- encoding characters are read from MSH-2 whatever they are; a doubled escape
+  character (``^~\\\\&`` from a badly escaped export) is read once, a fifth one (the
   v2.7 truncation character) is ignored, a missing sub-component separator
-  defaults to ``&``;
+  defaults to ``&``; any other character given two roles (``^^\\&``) is refused;
 - the text is decoded as UTF-8 when it is valid UTF-8, otherwise by MSH-18
   (ISO 8859 parts, ASCII), falling back to Windows-1252, which reads any byte;
 - Z-segments, unknown segments, missing optional segments and trailing empty
@@ -23,7 +23,9 @@ Tolerance (real feeds bend the standard):
 
 Strict only where meaning depends on it: the message starts with ``MSH`` and a
 readable separator set, and MSH-9 (message type) and MSH-10 (control id) are
-present. Errors name the segment and field, never a value.
+present; a message whose segments are run together on one line with spaces
+(``MSH|...| PID|...``) is refused as such. Errors name the segment and field,
+never a value.
 
 Field numbering follows the standard: ``seg[n]`` is field n, and for MSH
 ``seg[1]`` is the field separator itself and ``seg[2]`` the encoding characters.
@@ -51,6 +53,13 @@ _CHARSETS = {
     "8859/9": "iso8859-9", "8859/15": "iso8859-15",
 }
 BATCH_SEGMENTS = frozenset({"FHS", "BHS", "BTS", "FTS"})
+RUN_TOGETHER = ("the segments are run together on one line, separated by spaces: each segment must end "
+                "in a segment terminator (CR, LF or CRLF)")
+
+
+def run_together(line: str, field: str) -> bool:
+    """True when one line holds several segments separated by whitespace (``MSH|...| PID|...``)."""
+    return re.search(r"\s[A-Z][A-Z0-9]{2}" + re.escape(field), line) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,11 +98,16 @@ def _separators_of(head: str, where: str) -> Separators:
     end = header.find(field, 4)
     raw = header[4:end if end >= 0 else len(header)]
     chars: list[str] = []
-    for ch in raw:
-        if ch in chars or ch == field:
-            continue
+    for i, ch in enumerate(raw):
         if ch.isalnum() or ch.isspace():
             break
+        if ch in chars:
+            if ch == raw[i - 1] == "\\":  # "^~\\&": an escape character doubled by a badly escaped export
+                continue
+            # one character in two roles: every field would be read wrongly
+            raise ParseError(f"MSH-2 (encoding characters) uses the character {ch!r} for two roles (encoding "
+                             "characters must differ from each other and from the field separator)",
+                             location=f"{where}-2")
         chars.append(ch)
     if len(chars) < 3:
         raise ParseError("MSH-2 (encoding characters) needs at least component, repetition and escape "
@@ -273,6 +287,8 @@ def parse(text: str) -> Message:
             last.extend(tail[1:])
         else:
             raise ParseError("text before the MSH segment", location=f"line {number}")
+    if len(segments) == 1 and run_together(text, fs):  # one segment: "MSH|...| PID|..." with no terminators
+        raise ParseError(RUN_TOGETHER, location="MSH")
     message = Message(segments, sep)
     msh = message.msh
     if not message.get(msh, 9, 1):

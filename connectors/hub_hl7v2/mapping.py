@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterator
+from functools import lru_cache
 from typing import Any
 
 from hub.errors import ParseError
+from hub.mapping.schema import npi_is_valid
 
 from .er7 import Message
 from .values import NPI_SYSTEMS, to_date, to_datetime, to_int, to_money, to_sex
 
 Record = dict[str, Any]
+_npi_check = lru_cache(maxsize=4096)(npi_is_valid)  # a feed names the same few providers again and again
 
 ADT_EVENTS = frozenset({"A01", "A02", "A03", "A04", "A05", "A06", "A07", "A08", "A11", "A12", "A13", "A28",
                         "A31"})
@@ -114,7 +117,8 @@ def _phone(r: Reader, pid: list[str]) -> str | None:
 
 
 def providers_from(r: Reader, seg: list[str] | None, field: int) -> list[Record]:
-    """XCN repetitions → providers. NPI when XCN-13 (identifier type) or XCN-9 (authority) says NPI."""
+    """XCN repetitions → providers. NPI when XCN-13 (identifier type) or XCN-9 (authority) says NPI, or,
+    when neither is sent, when the id is ten digits with a valid NPI check digit (Luhn over 80840)."""
     msg = r.msg
     found = []
     for raw in msg.repetitions(seg, field):
@@ -125,9 +129,11 @@ def providers_from(r: Reader, seg: list[str] | None, field: int) -> list[Record]
         id_type = msg.text(parts[12]) if len(parts) > 12 else None
         authority = [msg.text(parts[8], i) for i in (1, 2)] if len(parts) > 8 else []
         is_npi = id_type == "NPI" or any(a and (a.upper() in NPI_SYSTEMS or "NPI" in a.upper()) for a in authority)
+        if is_npi or (not id_type and not any(authority)):  # a bare id: an NPI when its check digit says so
+            is_npi = len(source_id) == 10 and source_id.isdigit() and (is_npi or _npi_check(source_id))
         found.append(_compact({
             "kind": "provider", "source_id": source_id,
-            "npi": source_id if is_npi and source_id.isdigit() and len(source_id) == 10 else None,
+            "npi": source_id if is_npi else None,
             "family_name": msg.text(parts[1]) if len(parts) > 1 else None,
             "given_name": msg.text(parts[2]) if len(parts) > 2 else None,
         }))

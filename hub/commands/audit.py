@@ -21,7 +21,7 @@ def audit() -> None:
 
 @audit.command("list")
 @click.option("--key", "key_id", help="Only this key id.")
-@click.option("--action", help="Only this action (intake, messages.list, messages.reprocess).")
+@click.option("--action", help="Only this action (intake, messages.list, messages.reprocess, messages.resolve).")
 @click.option("--practice")
 @click.option("--since", type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
               help="From this UTC date or date-time on.")

@@ -13,6 +13,7 @@ from hub.errors import HubError
 from hub.files import iter_files
 from hub.mapping import load_mapping
 from hub.onboarding.backfill import Backfill
+from hub.onboarding.golive import NotReady
 from hub.onboarding.golive import go_live as do_go_live
 from hub.onboarding.scorecard import render_text
 from hub.onboarding.sources import check_files
@@ -112,10 +113,18 @@ def _refresh_reports(runtime: Any) -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @click.pass_context
 def go_live(ctx: click.Context, slug: str, fmt: str) -> None:
-    """Move a practice from onboarding to live; refused while its scorecard fails."""
-    card = do_go_live(ctx.obj.runtime, slug)
+    """Move a practice from onboarding to live; refused while its scorecard fails.
+
+    With ``--format json`` the scorecard is printed whether the practice goes live or not, with ``live``
+    (true or false) and, on a refusal, ``refused`` (why); the exit status is 1 on a refusal."""
+    try:
+        card = do_go_live(ctx.obj.runtime, slug)
+    except NotReady as exc:
+        if fmt == "json":
+            click.echo(_dumps({**exc.card, "live": False, "refused": str(exc)}))
+        raise
     if fmt == "json":
-        click.echo(_dumps(card))
+        click.echo(_dumps({**card, "live": True}))
     else:
         click.echo(render_text(card))
         click.echo(f"practice {slug} is live")

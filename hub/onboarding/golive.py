@@ -14,7 +14,12 @@ if TYPE_CHECKING:
 
 
 class NotReady(HubError):
-    """The scorecard of the practice's stored messages is below its go-live thresholds."""
+    """The scorecard of the practice's stored messages is below its go-live thresholds (or the practice has
+    no time zone); ``card`` is the scorecard, for a caller that shows it with the refusal."""
+
+    def __init__(self, message: str, card: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.card = card
 
 
 def go_live(runtime: Runtime, slug: str) -> dict[str, Any]:
@@ -31,7 +36,8 @@ def go_live(runtime: Runtime, slug: str) -> dict[str, Any]:
         scorecard = (f"the scorecard fails {len(failed)} check(s): {'; '.join(failed[:8])}"
                      f"{' ...' if len(failed) > 8 else ''} (hub onboard check, or GET "
                      f"/api/v1/practices/{slug}/scorecard)") if failed else ""
-        raise NotReady(f"practice {slug} stays onboarding: " + "; ".join([*no_zone, *([scorecard] if failed else [])]))
+        raise NotReady(f"practice {slug} stays onboarding: " + "; ".join([*no_zone, *([scorecard] if failed else [])]),
+                       card)
     with writer(runtime.engine).begin() as conn:
         set_status(conn, slug, "live")
     return card

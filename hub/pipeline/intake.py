@@ -116,9 +116,10 @@ def receive_many(runtime: Runtime, practice: str, arrivals: Sequence[Arrival], *
         refused = {}
         i = 0
         for _, envelopes, error, _ in plan:
-            for _env in envelopes:
-                if error is not None and not saved[i].duplicate:
-                    refused[saved[i].id] = str(error)
+            for env in envelopes:
+                why = error if error is not None else env.error  # the payload, else this one message
+                if why is not None and not saved[i].duplicate:
+                    refused[saved[i].id] = str(why)
                 i += 1
         message_store.mark_error(conn, refused)
         if in_transaction is not None:
@@ -148,8 +149,9 @@ def receive_many(runtime: Runtime, practice: str, arrivals: Sequence[Arrival], *
             elif s.duplicate:
                 outcome = Outcome(accepted=True, duplicate=True, message_id=s.id)
             elif s.id in refused:
-                outcome = Outcome(accepted=False, rejected=True, error=error.message if error else None,
-                                  error_location=error.location if error else None, message_id=s.id)
+                why = error if error is not None else env.error
+                outcome = Outcome(accepted=False, rejected=True, error=why.message if why else None,
+                                  error_location=why.location if why else None, message_id=s.id)
             elif outcome_now is not None and s.id in outcome_now.errors:
                 outcome = Outcome(accepted=False, error=outcome_now.errors[s.id], message_id=s.id)
             else:

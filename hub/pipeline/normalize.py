@@ -105,6 +105,9 @@ def normalize_envelope(plugins: Plugins, connector: Connector, envelope: Envelop
     context = Context(practice=practice, config=mapping.connector_config(connector.name),
                       message_id=message_id, origin=origin)
     out = Normalized(envelope)
+    if envelope.error is not None:  # split refused this one message of its payload
+        out.error = envelope.error
+        return out
     try:
         raw_records = connector.normalize(envelope, context)
         finish = record_pipeline(plugins, mapping, message_id, practice=practice, zone=practice_zone(timezone),

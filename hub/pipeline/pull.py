@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Generator, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hub.connector import CURSOR_MAX, Page, Poller, PullReport
@@ -47,21 +47,25 @@ def connector_config(engine: sa.Engine, practice: str, connector: str) -> dict[s
 
 
 def pull(runtime: Runtime, practice: str, connector: str, *, options: Mapping[str, Any] | None = None,
-         since: str | None = None, resource_types: Sequence[str] | None = None) -> list[PullReport]:
+         since: str | None = None, resource_types: Sequence[str] | None = None,
+         on_report: Callable[[PullReport], None] | None = None) -> list[PullReport]:
     """Pull ``practice``'s data with ``connector``'s poller (``hub.connector.PullService``): its settings
-    in the practice's mapping with ``options`` over them; one report per resource type."""
+    in the practice's mapping with ``options`` over them; one report per resource type, each also
+    given to ``on_report`` as soon as its type is done (a failure later does not lose it)."""
     found = runtime.plugins.connectors.get(connector)
     if not found.can_poll():
         raise ConfigError(f"the {connector} connector does not pull (it takes pushed payloads only)")
     settings = {**connector_config(runtime.engine, practice, connector), **(options or {})}
     return run_poller(runtime, practice, connector, found.poller(settings), since=since,
-                      resource_types=resource_types)
+                      resource_types=resource_types, on_report=on_report)
 
 
 def run_poller(runtime: Runtime, practice: str, connector: str, poller: Poller, *, since: str | None = None,
-               resource_types: Sequence[str] | None = None, max_pages: int = MAX_PAGES) -> list[PullReport]:
+               resource_types: Sequence[str] | None = None, max_pages: int = MAX_PAGES,
+               on_report: Callable[[PullReport], None] | None = None) -> list[PullReport]:
     """Run ``poller`` for ``practice``, storing its pages as ``connector``'s messages; one report per
-    resource type, in order. ``since`` replaces the stored marks as the start of every type."""
+    resource type, in order, each given to ``on_report`` once its type is done. ``since`` replaces
+    the stored marks as the start of every type."""
     chosen = list(resource_types or poller.resource_types())
     for rtype in chosen:
         if not isinstance(rtype, str) or not 0 < len(rtype) <= RESOURCE_TYPE_MAX:
@@ -91,6 +95,8 @@ def run_poller(runtime: Runtime, practice: str, connector: str, poller: Poller, 
                     log.warning("pull of %s stopped after %d pages", rtype, report.pages,
                                 extra={"practice": practice, "connector": connector})
                     break
+        if on_report is not None:
+            on_report(report)
     return reports
 
 

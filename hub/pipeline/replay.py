@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from hub.security.audit import AuditEntry, record
 from hub.store import canonical
 from hub.store import messages as message_store
 from hub.store.engine import writer
@@ -23,6 +24,17 @@ def reprocess(runtime: Runtime, *, practice: str | None = None, status: str | No
         chosen = message_store.ids_for_reprocess(conn, practice=practice, status=status, ids=ids)
         message_store.requeue(conn, chosen)
     return _dispatch(runtime, chosen)
+
+
+def resolve(runtime: Runtime, ids: Sequence[int], *, reason: str, who: str) -> list[int]:
+    """Mark messages in error resolved (an error no replay can fix: superseded, or fixed at the source);
+    reprocessing leaves them. Each gets an audit entry: action ``messages.resolve``, the message id, ``who``
+    as the address and the reason (its first 64 characters) as the outcome. The ids marked."""
+    with writer(runtime.engine).begin() as conn:
+        done = message_store.resolve(conn, ids)
+        record(conn, [AuditEntry(None, "messages.resolve", str(message_id), practice, who, reason)
+                      for message_id, practice in done])
+    return [message_id for message_id, _ in done]
 
 
 def _dispatch(runtime: Runtime, chosen: list[int]) -> dict[str, int]:

@@ -1,6 +1,8 @@
 """The audit log: who touched patient-level data, what, when, from where, and the outcome.
 
-One row per request that pushes a feed, reads the message store or reprocesses.
+One row per request that pushes a feed, reads the message store or reprocesses, and one
+per message marked resolved (``hub messages resolve``: the address is ``cli:`` and the
+system user, the outcome the reason given).
 A row names the key (its public id), the action, the target (a practice slug or a
 message id), the client address and the outcome (an HTTP status or a word). It
 never carries patient data: no payload, no field of a message.

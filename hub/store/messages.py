@@ -32,7 +32,7 @@ from hub.connector import DEDUP_KEY_MAX, content_key
 from hub.model.tables import messages
 from hub.store.engine import fetch_by_keys
 
-STATUSES = ("received", "processed", "error", "duplicate")
+STATUSES = ("received", "processed", "error", "duplicate", "resolved")
 CONTROL_ID_REUSED = "control-id-reused"  # the flag of a message reusing a stored message's control id
 
 
@@ -282,8 +282,8 @@ def ids_for_reprocess(conn: sa.Connection, *, practice: str | None, status: str 
                       ids: Sequence[int] = ()) -> list[int]:
     """Messages to replay: given ids, or every message of a status (default: error and processed)."""
     q = sa.select(messages.c.id).where(messages.c.raw.is_not(None)).order_by(messages.c.id)
-    if ids:
-        q = q.where(messages.c.id.in_(list(ids)))
+    if ids:  # a resolved message stays as it is (see ``resolve``), even named
+        q = q.where(messages.c.id.in_(list(ids)), messages.c.status != "resolved")
     elif status:
         q = q.where(messages.c.status == status)
     else:
@@ -291,6 +291,18 @@ def ids_for_reprocess(conn: sa.Connection, *, practice: str | None, status: str 
     if practice:
         q = q.where(messages.c.practice == practice)
     return list(conn.execute(q).scalars())
+
+
+def resolve(conn: sa.Connection, ids: Sequence[int]) -> list[tuple[int, str]]:
+    """Mark messages in error ``resolved`` (superseded, or fixed at the source): reprocessing leaves them.
+    The (id, practice) of those marked; an id not in error is left as it is."""
+    found = [(r.id, r.practice) for r in conn.execute(
+        sa.select(messages.c.id, messages.c.practice)
+        .where(messages.c.id.in_(list(ids)), messages.c.status == "error").order_by(messages.c.id))]
+    if found:
+        conn.execute(sa.update(messages).where(messages.c.id.in_([i for i, _ in found]))
+                     .values(status="resolved"))
+    return found
 
 
 def requeue(conn: sa.Connection, ids: Sequence[int]) -> None:

@@ -71,6 +71,46 @@ def test_bad_input_gets_one_clear_line(tmp_path, example_connector, args, words)
     assert_one_clear_line(hub(*filled), *words)
 
 
+def test_reprocess_exits_non_zero_when_a_replayed_message_fails_again(tmp_path, example_connector):
+    (tmp_path / "garbage.bin").write_bytes(b"\x00\x01 not a feed")
+    hub("practice", "add", "derm", "--name", "Derm")
+    hub("ingest", "--practice", "derm", pipe_file(tmp_path, 1))
+    assert hub("ingest", "--practice", "derm", tmp_path / "garbage.bin").returncode == 1
+    again = hub("messages", "reprocess", "--practice", "derm")  # one good message, one that fails again
+    assert again.returncode == 1 and "Traceback" not in again.stderr
+    assert again.stdout.strip() == "reprocessing 2 message(s): processed 1, error 1"
+    assert "1 message(s) still in error: see hub messages list --practice derm --status error" in again.stderr
+    good = hub("messages", "reprocess", "--status", "processed")
+    assert good.returncode == 0 and good.stdout.strip() == "reprocessing 1 message(s): processed 1, error 0"
+
+
+def test_a_resolved_message_is_left_by_reprocess_and_audited(tmp_path, example_connector):
+    (tmp_path / "garbage.bin").write_bytes(b"\x00\x01 not a feed")
+    hub("practice", "add", "derm", "--name", "Derm")
+    hub("ingest", "--practice", "derm", pipe_file(tmp_path, 1))
+    hub("ingest", "--practice", "derm", tmp_path / "garbage.bin")
+    listed = json.loads(hub("messages", "list", "--practice", "derm", "--format", "json").stdout)
+    failed = [m["id"] for m in listed if m["status"] == "error"]
+    good = [m["id"] for m in listed if m["status"] == "processed"]
+    assert len(failed) == 1 and len(good) == 1
+    assert hub("messages", "resolve", failed[0]).returncode != 0  # --reason is required
+    done = hub("messages", "resolve", failed[0], "--reason", "resent by the sender as a new file")
+    assert done.returncode == 0 and done.stdout.strip() == "resolved 1 message(s)", done.stderr
+    resolved = json.loads(hub("messages", "list", "--status", "resolved", "--format", "json").stdout)
+    assert [m["id"] for m in resolved] == failed and resolved[0]["error"]  # the error it had stays readable
+    again = hub("messages", "reprocess", "--practice", "derm")
+    assert again.returncode == 0 and again.stdout.strip() == "reprocessing 1 message(s): processed 1, error 0"
+    named = hub("messages", "reprocess", failed[0])  # named, it is still left as it is
+    assert named.returncode == 0 and named.stdout.strip() == "reprocessing 0 message(s): processed 0, error 0"
+    audit = json.loads(hub("audit", "list", "--action", "messages.resolve", "--format", "json").stdout)
+    assert [(a["target"], a["practice"], a["outcome"]) for a in audit] == [
+        (str(failed[0]), "derm", "resent by the sender as a new file")]
+    assert audit[0]["address"].startswith("cli:")
+    twice = hub("messages", "resolve", failed[0], good[0], "--reason", "again")
+    assert twice.returncode == 1 and twice.stdout.strip() == "resolved 0 message(s)"
+    assert f"not in error, left as they are: {min(failed[0], good[0])}, {max(failed[0], good[0])}" in twice.stderr
+
+
 def test_bad_database_url_is_a_clear_error(tmp_path):
     result = hub("practice", "list", env={"HUB_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/none"})
     assert_one_clear_line(result, "database")

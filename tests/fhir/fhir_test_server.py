@@ -1,6 +1,8 @@
 """A small FHIR server on a loopback port for the pull tests: paged searchsets built from the corpus.
 
-It honours ``_count``, ``_lastUpdated=ge|gt``, pages by ``Bundle.link`` ``next``, asks for a
+It honours ``_count``, ``_lastUpdated=ge|gt`` and ``_include`` (the referenced resources, as
+``search.mode`` include entries), refuses unknown search parameters and ``_include``s with 400
+and an OperationOutcome as real R4 servers do, pages by ``Bundle.link`` ``next``, asks for a
 bearer token, offers a SMART backend-services token endpoint (``/token``) that checks the
 client's signed assertion, and can be told to fail (``faults``) to exercise retries.
 """
@@ -22,6 +24,58 @@ from hub_fhir.pull import PULL_TYPES
 from hub_fhir.validate import validate_resource
 
 START = dt.datetime(2025, 1, 1, 8, 0, tzinfo=dt.UTC)
+
+# The R4 search parameters a server knows (https://hl7.org/fhir/R4/searchparameter-registry.html),
+# enough of them for the pull: the result and common parameters of every type, and each pulled
+# type's reference search parameters (what an _include may name). A parameter or _include not
+# here is refused with 400 and an OperationOutcome, as real servers do ("page" is this server's
+# own paging parameter, which it writes into its next links).
+R4_RESULT_PARAMS = {"_count", "_sort", "_include", "_revinclude", "_summary", "_total", "_elements", "_contained",
+                    "_containedType"}
+R4_COMMON_PARAMS = {"_id", "_lastUpdated", "_tag", "_profile", "_security", "_source", "_text", "_content", "_list",
+                    "_has", "_type", "_query"}
+R4_REFERENCE_PARAMS = {
+    "Organization": {"endpoint", "partof"},
+    "Patient": {"general-practitioner", "link", "organization"},
+    "Practitioner": set(),
+    "PractitionerRole": {"endpoint", "location", "organization", "practitioner", "service"},
+    "Location": {"endpoint", "organization", "partof"},
+    "Schedule": {"actor"},
+    "Slot": {"schedule"},
+    "Appointment": {"actor", "based-on", "location", "patient", "practitioner", "reason-reference", "slot",
+                    "supporting-info"},
+    "Encounter": {"account", "appointment", "based-on", "diagnosis", "episode-of-care", "location", "part-of",
+                  "participant", "patient", "practitioner", "reason-reference", "service-provider", "subject"},
+    "ServiceRequest": {"based-on", "encounter", "patient", "performer", "replaces", "requester", "specimen",
+                       "subject"},
+    "Coverage": {"beneficiary", "patient", "payor", "policy-holder", "subscriber"},
+    "Claim": {"care-team", "encounter", "enterer", "facility", "insurer", "patient", "payee", "provider"},
+    "ChargeItem": {"account", "context", "enterer", "patient", "performer-actor", "performing-organization",
+                   "requesting-organization", "service", "subject"},
+    "ClaimResponse": {"insurer", "patient", "request", "requestor"},
+    # no "insurer": ExplanationOfBenefit.insurer has no search parameter in R4
+    "ExplanationOfBenefit": {"care-team", "claim", "coverage", "encounter", "enterer", "facility", "patient",
+                             "payee", "provider"},
+}
+# the elements the reference parameters above that this server can include read
+INCLUDE_ELEMENTS = {"Coverage:payor": "payor", "Slot:schedule": "schedule", "Claim:insurer": "insurer",
+                    "PractitionerRole:practitioner": "practitioner", "ExplanationOfBenefit:provider": "provider",
+                    "ExplanationOfBenefit:claim": "claim", "ExplanationOfBenefit:patient": "patient"}
+
+
+def refusal(rtype: str, query: dict[str, list[str]]) -> str | None:
+    """Why a real R4 server would refuse this search (None when it would not)."""
+    for name in query:
+        base_name = name.split(":", 1)[0]
+        if name == "page" or base_name in R4_RESULT_PARAMS | R4_COMMON_PARAMS \
+                or base_name in R4_REFERENCE_PARAMS.get(rtype, set()):
+            continue
+        return f"Unknown search parameter '{name}' for resource type '{rtype}'"
+    for include in query.get("_include", []):
+        target, _, param = include.partition(":")
+        if target != rtype or param.split(":", 1)[0] not in R4_REFERENCE_PARAMS.get(rtype, set()):
+            return f"Invalid _include parameter value: '{include}'"
+    return None
 
 
 def corpus_resources(folder: Path) -> list[dict[str, Any]]:
@@ -114,6 +168,10 @@ class Handler(BaseHTTPRequestHandler):
             if queue:
                 status = queue.pop(0)
                 return self._send(status, {}, {"Retry-After": "1"} if status == 429 else None)
+        refused = refusal(rtype, query)
+        if refused:
+            return self._send(400, {"resourceType": "OperationOutcome", "issue": [
+                {"severity": "error", "code": "invalid", "details": {"text": refused}}]})
         count = int(query.get("_count", ["100"])[0])
         matches = [r for r in self.server.resources if r["resourceType"] == rtype]
         for cond in query.get("_lastUpdated", []):
@@ -129,9 +187,28 @@ class Handler(BaseHTTPRequestHandler):
             nxt["page"] = [str(page + 1)]
             links.append({"relation": "next", "url": f"{self.server.base}/{rtype}?"
                                                      f"{urllib.parse.urlencode(nxt, doseq=True)}"})
+        entries = [{"fullUrl": f"{self.server.base}/{rtype}/{r['id']}", "resource": r, "search": {"mode": "match"}}
+                   for r in chunk]
+        entries += [{"fullUrl": f"{self.server.base}/{r['resourceType']}/{r['id']}", "resource": r,
+                     "search": {"mode": "include"}} for r in self._included(chunk, query.get("_include", []))]
         self._send(200, {"resourceType": "Bundle", "type": "searchset", "total": len(matches), "link": links,
-                         "entry": [{"fullUrl": f"{self.server.base}/{rtype}/{r['id']}", "resource": r,
-                                    "search": {"mode": "match"}} for r in chunk]})
+                         "entry": entries})
+
+    def _included(self, chunk: list[dict[str, Any]], includes: list[str]) -> list[dict[str, Any]]:
+        """The resources the page's matches refer to by the ``_include``d parameters, each once."""
+        wanted: list[str] = []
+        for include in includes:
+            element = INCLUDE_ELEMENTS.get(include)
+            if element is None:
+                continue
+            for res in chunk:
+                value = res.get(element)
+                for ref in value if isinstance(value, list) else [value]:
+                    target = ref.get("reference") if isinstance(ref, dict) else None
+                    if isinstance(target, str) and target not in wanted:
+                        wanted.append(target)
+        by_key = {f"{r['resourceType']}/{r['id']}": r for r in self.server.resources}
+        return [by_key[key] for key in wanted if key in by_key]
 
 
 @contextmanager

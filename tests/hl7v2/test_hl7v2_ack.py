@@ -78,8 +78,15 @@ def test_split_batch_and_metadata() -> None:
 
 def test_split_refuses_an_unreadable_msh() -> None:
     with pytest.raises(ParseError) as caught:
-        HL7v2Connector().split(MSG + b"MSH|^~\\&|A|B|C|D|2025||ADT^A01||P|2.5\r")
-    assert caught.value.location == "message 2, MSH-10"
+        HL7v2Connector().split(b"MSH|^~\\&|A|B|C|D|2025||ADT^A01||P|2.5\r")
+    assert caught.value.location == "MSH-10"
+
+
+def test_split_refuses_only_the_bad_message_of_a_batch() -> None:
+    first, bad = HL7v2Connector().split(MSG + b"MSH|^~\\&|A|B|C|D|2025||ADT^A01||P|2.5\r")
+    assert first.error is None and first.control_id
+    assert bad.error is not None and bad.error.location == "message 2, MSH-10"
+    assert bad.raw == b"MSH|^~\\&|A|B|C|D|2025||ADT^A01||P|2.5"
 
 
 def test_answer_over_several_messages_returns_each_ack() -> None:

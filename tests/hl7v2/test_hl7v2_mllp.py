@@ -165,6 +165,17 @@ def test_garbage_and_unreadable_get_ar_with_err(listener: Listener) -> None:
     assert msa(no_patient) == "AE" and b"MSA|AE|NOPID-1" in no_patient
 
 
+def test_a_frame_of_several_messages_refuses_only_the_bad_one(listener: Listener) -> None:
+    bad = b"MSH|^~\\&|DERMPM|NORTHDERM|HUB|MSO|20250301080000||SIU^S12||P|2.5.1\rPID|1||MRN-X^^^NORTHDERM^MR\r"
+    answer = listener.send(message("BATCH-1") + bad + message("BATCH-3"))
+    codes = [seg.split(b"|")[1] for seg in answer.strip(b"\x0b\x1c\r").split(b"\r") if seg.startswith(b"MSA|")]
+    assert codes == [b"AA", b"AR", b"AA"]
+    assert b"MSA|AA|BATCH-1" in answer and b"MSA|AA|BATCH-3" in answer
+    assert b"|MSH^1^10|" in answer and b"MSH-10 (message control id) is missing" in answer
+    stored = listener.stored_control_ids()
+    assert "BATCH-1" in stored and "BATCH-3" in stored
+
+
 def test_oversize_is_refused_and_the_connection_goes_on(listener: Listener) -> None:
     big = message("BIG-1", extra="NTE|1||" + "x" * 6000 + "\r")
     with listener.connect() as sock:

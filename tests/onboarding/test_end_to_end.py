@@ -137,10 +137,19 @@ def test_practice_onboarded_from_raw_files_to_live(runtime, tmp_path: Path) -> N
     refused = CliRunner().invoke(cli, ["practice", "go-live", SLUG])
     assert refused.exit_code == 1 and "stays onboarding" in refused.output and "mapped visit_type" in refused.output
     assert "no time zone" not in refused.output  # the mapping's zone became the practice's at registration
+    as_json = CliRunner().invoke(cli, ["practice", "go-live", SLUG, "--format", "json"])
+    assert as_json.exit_code == 1 and "stays onboarding" in as_json.stderr
+    card = json.loads(as_json.stdout)  # the scorecard, printed with the refusal
+    assert card["passed"] is False and card["live"] is False and "mapped visit_type" in card["refused"]
+    failed = [c["name"] for c in card["checks"] if not c["ok"]]
+    assert failed and all(name in refused.output for name in failed)
 
     # 4. fix the mapping, reprocess, go live
     run("practice", "mapping", SLUG, str(v2))
-    run("messages", "reprocess", "--practice", SLUG)
+    # the rows with a bad date fail again: counted, and the exit status says so
+    replayed = run("messages", "reprocess", "--practice", SLUG, code=1 if exp.refused else 0)
+    assert f"processed {exp.messages - exp.refused - exp.duplicates}, error {exp.refused}" in replayed
+    assert exp.refused == 0 or f"{exp.refused} message(s) still in error" in replayed
     assert "every code of lakeview is mapped" in run("mapping", "unmapped", "--practice", SLUG)
     live = run("practice", "go-live", SLUG)
     assert "PASSED" in live and f"practice {SLUG} is live" in live

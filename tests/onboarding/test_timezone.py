@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -38,6 +39,10 @@ def test_go_live_names_the_missing_zone_and_a_new_zone_reads_the_feed_again(runt
     assert "times sent without an offset: 1 message(s)" in card and "read in UTC" in card
     refused = run("practice", "go-live", "clinic", code=1)
     assert "no time zone (hub practice set clinic --timezone" in refused
+    as_json = CliRunner().invoke(cli, ["practice", "go-live", "clinic", "--format", "json"])
+    card = json.loads(as_json.stdout)  # the scorecard, printed with the refusal
+    assert as_json.exit_code == 1 and card["live"] is False and "no time zone" in card["refused"]
+    assert {"passed", "checks"} <= card.keys()
     changed = run("practice", "set", "clinic", "--timezone", "America/Chicago")
     assert "time zone America/Chicago (was none); 1 stored message(s) read again: 1 processed" in changed
     assert stored_start(runtime) == "2025-02-28T22:30:00-06:00"  # the same wall clock, in Chicago

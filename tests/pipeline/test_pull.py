@@ -175,6 +175,20 @@ def test_a_failure_mid_way_leaves_the_cursor_at_the_last_stored_page(
     assert patients(hub) == 5
 
 
+def test_each_type_is_reported_when_done_so_a_later_failure_does_not_lose_it(
+        hub: Runtime, source: FakeSource) -> None:
+    got: list[Any] = []
+    reports = core_pull.pull(hub, PRACTICE, "tiny-poll", on_report=got.append)
+    assert got == reports and (got[0].pages, got[0].resources) == (3, 5)
+    # the second type's first read fails (the first type took reads 1 to 3): the first is still reported
+    got.clear()
+    source.probe = lambda cursor: setattr(source, "fail_on", 1) if len(source.reads) == 6 else None
+    with pytest.raises(HubError, match="not answering"):
+        core_pull.pull(hub, PRACTICE, "tiny-poll", resource_types=["patients", "more-patients"],
+                       since="0000", on_report=got.append)
+    assert [(r.resource_type, r.pages, r.resources, r.duplicate) for r in got] == [("patients", 3, 5, 3)]
+
+
 def test_a_page_the_store_cannot_take_does_not_move_the_cursor(
         hub: Runtime, source: FakeSource, monkeypatch: pytest.MonkeyPatch) -> None:
     real = core_pull.receive_many

@@ -22,7 +22,9 @@ pytestmark = pytest.mark.redis
 
 def worker_env(database_url, redis_url, **extra):
     env = {**os.environ, "HUB_DATABASE_URL": database_url, "HUB_REDIS_URL": redis_url,
-           "PYTHONPATH": str(ROOT), "HUB_PLUGINS": "tests.support.slow_plugin", **extra}
+           # the session's install of the example connector, if any, stays on the path
+           "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
+           "HUB_PLUGINS": "tests.support.slow_plugin", **extra}
     return env
 
 

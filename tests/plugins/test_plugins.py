@@ -3,6 +3,8 @@
 import subprocess
 import sys
 import types
+from importlib.metadata import EntryPoint, distribution
+from pathlib import Path
 
 import pytest
 
@@ -10,7 +12,7 @@ from hub import hookimpl
 from hub.connector import Connector
 from hub.errors import ConfigError, PluginError
 from hub.plugins import ConnectorRegistry, load_plugins
-from tests.conftest import ROOT
+from tests.conftest import EXAMPLE_CONNECTOR_INSTALLED_BEFORE, ROOT
 
 
 def test_entry_point_plugins_are_found(example_connector):
@@ -20,12 +22,57 @@ def test_entry_point_plugins_are_found(example_connector):
     assert info["example-pipe"].distribution == "hub-example-connector" and info["example-pipe"].version == "1.0.0"
 
 
+def test_the_example_connector_is_not_installed_into_the_environment(example_connector):
+    """The tests install the example into a throwaway directory: the project's environment is left as it was."""
+    where = Path(distribution("hub-example-connector").locate_file("")).resolve()
+    inside = where.is_relative_to(Path(sys.prefix).resolve())
+    assert not inside or EXAMPLE_CONNECTOR_INSTALLED_BEFORE == [True], where
+
+
 def test_block_and_allow_lists(example_connector, monkeypatch):
     monkeypatch.setenv("HUB_PLUGINS_BLOCK", "example-pipe")
     assert "example-pipe" not in load_plugins().connectors.names()
     monkeypatch.delenv("HUB_PLUGINS_BLOCK")
     monkeypatch.setenv("HUB_PLUGINS_ALLOW", "nothing-else")
     assert load_plugins().connectors.names() == []
+
+
+def test_an_entry_point_that_fails_to_import_names_the_setting_to_run_without_it(monkeypatch):
+    broken = EntryPoint("broken", "hub_no_such_plugin_module", "hub")
+    monkeypatch.setattr("hub.plugins.entry_points", lambda group: [broken] if group == "hub" else [])
+    with pytest.raises(PluginError) as failed:
+        load_plugins()
+    assert str(failed.value) == ("plugin 'broken' (hub_no_such_plugin_module) failed to import: No module named "
+                                 "'hub_no_such_plugin_module'; block it with HUB_PLUGINS_BLOCK=broken to run "
+                                 "without it")
+    monkeypatch.setenv("HUB_PLUGINS_BLOCK", "xlsx")  # an existing block list is kept in the advice
+    with pytest.raises(PluginError, match="block it with HUB_PLUGINS_BLOCK=xlsx,broken to run without it$"):
+        load_plugins()
+    monkeypatch.setenv("HUB_PLUGINS_BLOCK", "xlsx,broken")  # as advised: the hub runs
+    assert load_plugins().connectors.names() == []
+    monkeypatch.delenv("HUB_PLUGINS_BLOCK")
+    monkeypatch.setenv("HUB_PLUGINS_ALLOW", "broken")
+    with pytest.raises(PluginError, match="remove it from HUB_PLUGINS_ALLOW to run without it$"):
+        load_plugins()
+
+
+def test_a_connector_left_out_by_a_setting_is_named_with_the_setting(monkeypatch):
+    monkeypatch.setenv("HUB_PLUGINS_BLOCK", "fhir")
+    plugins = load_plugins()
+    with pytest.raises(ConfigError, match=r"no connector named 'fhir' \(installed: .*csv.*; left out by "
+                                          r"HUB_PLUGINS_BLOCK: fhir\)$"):
+        plugins.connectors.get("fhir")
+    monkeypatch.delenv("HUB_PLUGINS_BLOCK")
+    monkeypatch.setenv("HUB_PLUGINS_ALLOW", "hl7v2")
+    plugins = load_plugins()
+    with pytest.raises(ConfigError, match=r"no connector named 'csv' \(installed: hl7v2; left out by "
+                                          r"HUB_PLUGINS_ALLOW: csv, dashboard, .*fhir.*\)$"):
+        plugins.connectors.get("csv")
+    with pytest.raises(ConfigError, match=r"no exporter for 'xlsx' .*left out by HUB_PLUGINS_ALLOW: .*xlsx\)$"):
+        plugins.exporters.get("xlsx")
+    monkeypatch.delenv("HUB_PLUGINS_ALLOW")
+    with pytest.raises(ConfigError, match=r"no connector named 'nosuch' \(installed: [a-z0-9, -]+\)$"):
+        load_plugins().connectors.get("nosuch")  # nothing left out: nothing more said
 
 
 def test_a_misspelt_hook_fails_loudly():
