@@ -6,11 +6,12 @@ Four exports, one file per month each (``2025-03/appointments_2025-03.csv``, ``c
 columns below; a practice mapping that reads them names these columns (see
 ``mappings/examples/fishers-pt.yaml``). Dates of visits and bookings are US-style
 (``03/04/2025 09:30 AM``, local wall-clock time, no offset); ``Modified`` is the row's last change
-(local ``YYYY-MM-DD HH:MM``): an appointment's final status (booked, cancelled, or done or missed
-30 minutes after the visit's end), a charge's posting (18:00), a payment (12:00), a referral's
+(local ``YYYY-MM-DD HH:MM``): when an appointment took its final status (its ``_final_at``), a
+charge's posting (18:00), a payment (12:00), a referral's
 receipt (09:00).
 
-Records read: ``patient``, ``appointment`` (with ``booked_at``, ``cancelled_at``), ``charge``
+Records read: ``patient``, ``appointment`` (with ``booked_at``, ``cancelled_at`` and the hint
+``_final_at``, when it took its final status), ``charge``
 (with ``location_source_id``, ``payer_name``, ``visit_type``), ``remittance`` (with ``claim_id``,
 ``payer_name``), ``referral``. No settings; ``shuffled`` is not supported.
 """
@@ -56,16 +57,6 @@ def _modified(moment: dt.datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M")
 
 
-def _final_event(a: Record) -> dt.datetime:
-    """When an appointment took its final status: booked, cancelled, or marked done or missed 30 minutes
-    after the visit's end."""
-    if a["status"] == "cancelled":
-        return _when(a["cancelled_at"])
-    if a["status"] in ("fulfilled", "noshow"):
-        return _when(a["start"]) + dt.timedelta(minutes=a["duration_min"] + 30)
-    return _when(a["booked_at"])
-
-
 def _csv_text(columns: tuple[str, ...], rows: list[list[Any]]) -> bytes:
     buffer = io.StringIO()
     out = csv.writer(buffer, lineterminator="\r\n")
@@ -93,7 +84,7 @@ def render_files(records: Sequence[Record], options: RenderOptions) -> list[Rend
                 r["location_source_id"], _us_time(r["start"]), r["duration_min"], r["visit_type"],
                 STATUS[r["status"]], r["cancel_reason"] or "", _us_time(r["booked_at"]),
                 _us_time(r["cancelled_at"]), r["referral_source_id"] or "", "Y" if r["new_patient"] else "N",
-                _modified(_final_event(r))])
+                _modified(_when(r["_final_at"]))])
         elif r["kind"] == "charge":
             months[("charges", r["posted_on"][:7])].append([
                 r["source_id"], r["encounter_source_id"], r["patient_source_id"], r["provider_source_id"],

@@ -12,7 +12,8 @@ Records read: ``location``, ``provider``, ``patient`` (its first identifier is t
 ``coverage``, ``slot``, ``appointment`` (with ``booked_at``, ``cancelled_at``), ``encounter``,
 ``referral``, ``charge`` (with ``posted_on``, ``payer_name``), ``remittance`` (with ``claim_id``,
 ``payer_name``). Hints on an appointment: ``_visit_name`` (the visit type's display text),
-``_slots`` (the ids of the slots it takes).
+``_slots`` (the ids of the slots it takes), ``_final_at`` (when it took its final status: the
+resource's ``meta.lastUpdated``).
 
 Settings (``RenderOptions.settings``): ``namespace``, the URI prefix of the practice's own names
 (``fullUrl`` ``{namespace}:Type/id``; local codes in the system ``{namespace}:codes``), default
@@ -90,16 +91,6 @@ def _appointment_day(a: Record) -> str:
     if a["status"] == "cancelled":
         return str(a["cancelled_at"])[:10]
     return str(a["start"])[:10]
-
-
-def _final_event(a: Record) -> dt.datetime:
-    """When an appointment took its final status: booked, cancelled, or marked done or missed 30 minutes
-    after the visit's end."""
-    if a["status"] == "cancelled":
-        return _when(a["cancelled_at"])
-    if a["status"] in ("fulfilled", "noshow"):
-        return _when(a["start"]) + dt.timedelta(minutes=a["duration_min"] + 30)
-    return _when(a["booked_at"])
 
 
 def _mrn_identifiers(patient: Record) -> list[dict[str, Any]]:
@@ -211,7 +202,7 @@ class _Writer:
             resource["extension"] = [{
                 "url": "http://hl7.org/fhir/5.0/StructureDefinition/extension-Appointment.cancellationDate",
                 "valueDateTime": _iso(a["cancelled_at"], times)}]
-        return _updated(resource, _final_event(a))
+        return _updated(resource, _when(a["_final_at"]))
 
     def claims(self) -> Iterator[tuple[str, Resource]]:
         lines: dict[str, list[Record]] = defaultdict(list)

@@ -471,6 +471,11 @@ class _PracticeHistory:
             referral_source_id=referral_id, new_patient=new_patient)
         appointment["_slots"] = slot_ids
         appointment["_visit_name"] = vt.name
+        # when the appointment took its final status (marked done or missed 30 minutes after the visit's end):
+        # the time a system writing one record per appointment stamps it with
+        final = cancelled_at if cancelled_at else (
+            start + dt.timedelta(minutes=vt.minutes + 30) if status in ("fulfilled", "noshow") else booked_at)
+        appointment["_final_at"] = final.isoformat()
         if status != "fulfilled":
             return
         self.seen.add(mrn)
