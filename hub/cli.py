@@ -16,6 +16,7 @@ import click
 from hub import __version__
 from hub.commands import audit, demo, mapping, mllp, onboarding, reports, serve, settings
 from hub.commands.base import HubGroup, State, dumps, pass_state
+from hub.connector import Tally
 from hub.errors import ConfigError
 from hub.files import iter_files
 from hub.logging import configure_logging
@@ -50,6 +51,15 @@ def _build_cli() -> click.Group:
 
 
 # ------------------------------------------------------------------ normalize / ingest
+def say_tally(origin: str, tally: Tally, records: int, read: bool) -> None:
+    """On stderr, what a file held besides its records, and that it yielded none (never silent)."""
+    line = tally.summary()
+    if read and records == 0:
+        click.echo(f"hub: {origin}: no record{' (' + line + ')' if line else ''}", err=True)
+    elif line:
+        click.echo(f"hub: {origin}: {records} record(s); {line}", err=True)
+
+
 @click.command()
 @click.option("--practice", required=True, help="The practice slug the records belong to.")
 @click.option("--connector", help="Connector name; found from the content when not given.")
@@ -68,13 +78,17 @@ def normalize(state: State, practice: str, connector: str | None, mapping_file: 
     for path in iter_files(files):
         results = normalize_payload(state.plugins, path.read_bytes(), practice=practice, connector=connector,
                                     mapping=mapping, origin=str(path), timezone=mapping.practice_zone(timezone))
+        tally, records = Tally(), 0
         for result in results:
             if result.error is not None:
                 failed += 1
                 click.echo(f"hub: error: {result.error}", err=True)
                 continue
+            tally.add(result.tally.as_dict())
+            records += len(result.records)
             for record in result.records:
                 click.echo(dumps(to_json_ready(record)))
+        say_tally(str(path), tally, records, any(r.error is None for r in results))
     if failed:
         sys.exit(1)
 
@@ -89,7 +103,10 @@ def normalize(state: State, practice: str, connector: str | None, mapping_file: 
 @pass_state
 def ingest(state: State, practice: str, connector: str | None, jobs: int, paths: tuple[str, ...]) -> None:
     """Store files or folders through the full pipeline; print accepted / duplicate / error counts."""
-    counts = ingest_paths(state.runtime, practice, paths, connector=connector, jobs=jobs)
+    tallies: dict[str, tuple[Tally, int]] = {}
+    counts = ingest_paths(state.runtime, practice, paths, connector=connector, jobs=jobs, tallies=tallies)
+    for origin, (tally, records) in tallies.items():
+        say_tally(origin, tally, records, True)
     click.echo(f"accepted {counts['accepted']}  duplicate {counts['duplicate']}  error {counts['error']}")
     if counts["error"]:
         click.echo(f"hub: {counts['error']} message(s) in error: see hub messages list --practice {practice} "
@@ -289,8 +306,11 @@ def messages_list(state: State, practice: str | None, status: str | None, limit:
         return
     for r in rows:
         flag = f"[{r['flag']}] " if r.get("flag") else ""
+        tally = Tally()
+        tally.add(r.get("tally") or {})
+        note = r["error"] or tally.summary()
         click.echo(f"{r['id']:>8} {r['practice']:<14} {r['connector']:<8} {r['status']:<10} "
-                   f"{r['message_type'] or '-':<10} {r['origin'] or '-'}  {flag}{r['error'] or ''}")
+                   f"{r['message_type'] or '-':<10} {r['origin'] or '-'}  {flag}{note or ''}")
 
 
 @messages_group.command("reprocess")

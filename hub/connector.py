@@ -101,14 +101,79 @@ class Envelope:
     error: HubError | None = None
 
 
+@dataclass
+class Tally:
+    """What a message held besides the records it gave (partial acceptance), filled by the connector.
+
+    ``not_mapped``: parts of kinds the hub does not map (resource types, segments), by type;
+    ``invalid``: optional elements left out because they failed validation, as (element path,
+    reason) with no values; ``notes``: anything else worth saying about the message (text skipped
+    before the first segment, resources used only as references), without patient data;
+    ``mapped``: records the message gave (set by the core). Kept with the message in the store
+    and printed by ``hub normalize`` / ``hub ingest``."""
+
+    not_mapped: dict[str, int] = field(default_factory=dict)
+    invalid: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    mapped: int = 0
+
+    def skip(self, what: str, count: int = 1) -> None:
+        """``count`` parts of type ``what`` (a resource type, a segment id) are not mapped."""
+        self.not_mapped[what] = self.not_mapped.get(what, 0) + count
+
+    def drop(self, path: str, reason: str) -> None:
+        """The optional element at ``path`` failed validation and is left out (lenient mappings)."""
+        self.invalid.append((path, reason))
+
+    def __bool__(self) -> bool:
+        return bool(self.not_mapped or self.invalid or self.notes)
+
+    def add(self, other: Mapping[str, Any]) -> None:
+        """Add a stored tally (``as_dict``) to this one: a file's or a run's total."""
+        self.mapped += int(other.get("mapped") or 0)
+        for what, count in (other.get("not_mapped") or {}).items():
+            self.skip(what, int(count))
+        self.invalid.extend((i.get("path", ""), i.get("reason", "")) for i in other.get("invalid") or ())
+        self.notes.extend(n for n in other.get("notes") or () if n not in self.notes)
+
+    def summary(self) -> str:
+        """One line for a person: ``not mapped: Observation 3, MessageHeader 1; left out as invalid: 2
+        (Claim.item[0].net: ...)``; empty when there is nothing to say."""
+        parts = []
+        if self.not_mapped:
+            parts.append("not mapped: " + ", ".join(f"{what} {n}" for what, n in sorted(self.not_mapped.items())))
+        if self.invalid:
+            first = "; ".join(f"{path}: {reason}" for path, reason in self.invalid[:3])
+            more = f"; and {len(self.invalid) - 3} more" if len(self.invalid) > 3 else ""
+            parts.append(f"left out as invalid: {len(self.invalid)} element(s) ({first}{more})")
+        parts.extend(self.notes[:5])
+        return "; ".join(parts)
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"mapped": self.mapped}
+        if self.not_mapped:
+            out["not_mapped"] = dict(sorted(self.not_mapped.items()))
+        if self.invalid:
+            out["invalid"] = [{"path": path, "reason": reason} for path, reason in self.invalid]
+        if self.notes:
+            out["notes"] = list(self.notes)
+        return out
+
+
 @dataclass(frozen=True)
 class Context:
-    """What a connector may know about where a message belongs."""
+    """What a connector may know about where a message belongs.
+
+    ``strict``: the practice's mapping asks for all or nothing (``acceptance: strict``): an element
+    that fails validation refuses the whole message. Otherwise (``lenient``, the default) a connector
+    leaves out what fails validation where it is optional, and records it in ``tally``."""
 
     practice: str
     config: Mapping[str, Any] = field(default_factory=dict)  # the connector section of the mapping file
     message_id: int | None = None
     origin: str | None = None  # file name or transport, for error messages
+    strict: bool = False
+    tally: Tally = field(default_factory=Tally)
 
 
 @dataclass(frozen=True)

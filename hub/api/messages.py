@@ -51,6 +51,9 @@ class MessageSchema(ma.Schema):
     flag = ma.fields.String(allow_none=True, metadata={
         "description": "a note on the message: control-id-reused (the sender reused a stored message's control "
                        "id for other content; the message is stored and processed)"})
+    tally = ma.fields.Dict(allow_none=True, metadata={
+        "description": "what the message held besides its records: mapped (records), not_mapped (parts by "
+                       "type), invalid ([{path, reason}] optional elements left out), notes; null when nothing"})
 
 
 class ReprocessResultSchema(ma.Schema):

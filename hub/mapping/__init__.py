@@ -112,6 +112,7 @@ class Mapping:
     go_live: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_GO_LIVE))
     required_fields: dict[str, list[str]] = field(default_factory=lambda: dict(DEFAULT_REQUIRED_FIELDS))
     timezone: str | None = None
+    strict: bool = False  # ``acceptance: strict``: an invalid element refuses the whole message
     raw: dict[str, Any] = field(default_factory=dict)
     vocabulary: Vocabulary = field(default_factory=Vocabulary)
     _folded: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict, repr=False)
@@ -218,5 +219,6 @@ def _load(text: str, source: str, vocabulary: Vocabulary) -> Mapping:
                    connectors={k: dict(v or {}) for k, v in (data.get("connectors") or {}).items()},
                    code_maps=code_maps, payer_patterns=list(data.get("payer_patterns") or []),
                    defaults={k: dict(v) for k, v in (data.get("defaults") or {}).items()},
-                   go_live=go_live, required_fields=required, timezone=data.get("timezone"), raw=data,
+                   go_live=go_live, required_fields=required, timezone=data.get("timezone"),
+                   strict=data.get("acceptance") == "strict", raw=data,
                    vocabulary=vocabulary)

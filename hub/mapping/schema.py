@@ -52,8 +52,11 @@ HL7V2_OVERRIDES: dict[str, tuple[str, str]] = {
 }
 HL7_PATH = re.compile(r"^[A-Z][A-Z0-9]{2}\.\d{1,3}(\.\d{1,3}){0,2}$")
 
-TOP_KEYS = {"version", "practice", "name", "description", "timezone", "connectors", "code_maps",
+TOP_KEYS = {"version", "practice", "name", "description", "timezone", "acceptance", "connectors", "code_maps",
             "payer_patterns", "defaults", "go_live"}
+# ``acceptance``: lenient keeps what maps and records what does not (the default); strict refuses the whole
+# message when any element fails validation
+ACCEPTANCE = ("lenient", "strict")
 GO_LIVE_KEYS = {"min_messages": int, "max_refused_share": float, "min_completeness": float,
                 "min_mapped_share": float, "max_duplicate_share": float, "max_unrostered": int}
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -204,6 +207,8 @@ def check_text(text: str, vocabulary: Vocabulary,
         c.add(("practice",), "practice must be a slug (lower-case letters, digits, '-' or '_')")
     if "timezone" in data:
         _zone(c, data["timezone"], ("timezone",))
+    if "acceptance" in data and data["acceptance"] not in ACCEPTANCE:
+        c.add(("acceptance",), f"acceptance must be one of {', '.join(ACCEPTANCE)}")
     _connectors(c, data.get("connectors"), connectors)
     _code_maps(c, data.get("code_maps"))
     _payer_patterns(c, data.get("payer_patterns"))

@@ -182,6 +182,8 @@ messages = sa.Table(
     sa.Column("raw", sa.LargeBinary()),
     # a note on a stored message, e.g. "control-id-reused" (see hub.store.messages)
     sa.Column("flag", sa.String(64)),
+    sa.Column("tally", sa.Text(), doc="JSON: what the message held besides its records (parts not mapped, "
+                                      "invalid elements left out); null when nothing"),
     sa.Index("ix_messages_status_practice", "status", "practice"),
     sa.Index("ix_messages_practice_received", "practice", "received_at"),
     sa.Index("ix_messages_practice_control", "practice", "control_id"),  # control id reuse look-up

@@ -12,18 +12,27 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import orjson
+
+from hub.connector import Tally
 from hub.files import iter_files
 from hub.pipeline.dispatch import PoolDispatcher
 from hub.pipeline.intake import Arrival, receive_many
+from hub.store.messages import processed_tallies
 
 if TYPE_CHECKING:
     from hub.runtime import Runtime
 
 
 def ingest_paths(runtime: Runtime, practice: str, paths: Sequence[str | Path], *, connector: str | None = None,
-                 group: int = 500, jobs: int = 1) -> dict[str, int]:
+                 group: int = 500, jobs: int = 1,
+                 tallies: dict[str, tuple[Tally, int]] | None = None) -> dict[str, int]:
     """Store the files (folders: their files) for ``practice``; the messages counted by fate: ``accepted``
-    (stored, and processed when inline), ``duplicate`` (a repeat of a stored message), ``error``."""
+    (stored, and processed when inline), ``duplicate`` (a repeat of a stored message), ``error``.
+
+    ``tallies``, when given, is filled per file with what its processed messages held besides their
+    records (``Tally``) and how many records they gave, for the files where either is worth saying
+    (something not mapped, or no record at all); messages still queued for a worker are not counted."""
     counts = {"accepted": 0, "duplicate": 0, "error": 0}
     previous = runtime.dispatcher
     own_pool = PoolDispatcher(runtime, jobs) if jobs > 1 and previous.name == "inline" else None
@@ -31,11 +40,15 @@ def ingest_paths(runtime: Runtime, practice: str, paths: Sequence[str | Path], *
         runtime.dispatcher = own_pool
     pool = own_pool or (previous if isinstance(previous, PoolDispatcher) else None)
     pending: list[Arrival] = []
+    origins: dict[int, str] = {}  # accepted message id → its file, when tallies are asked for
 
     def flush() -> None:
-        for receipts in receive_many(runtime, practice, pending, connector=connector):
+        for arrival, receipts in zip(pending, receive_many(runtime, practice, pending, connector=connector),
+                                     strict=True):
             for receipt in receipts:
                 counts[receipt.status] += 1
+                if tallies is not None and receipt.status == "accepted" and receipt.outcome.message_id:
+                    origins[receipt.outcome.message_id] = arrival.origin or "payload"
         pending.clear()
 
     try:
@@ -53,4 +66,19 @@ def ingest_paths(runtime: Runtime, practice: str, paths: Sequence[str | Path], *
         if own_pool is not None:
             own_pool.close()
             runtime.dispatcher = previous
+    if tallies is not None and origins:
+        _collect_tallies(runtime, origins, tallies)
     return counts
+
+
+def _collect_tallies(runtime: Runtime, origins: dict[int, str], tallies: dict[str, tuple[Tally, int]]) -> None:
+    per_file: dict[str, tuple[Tally, int]] = {}
+    with runtime.engine.connect() as conn:
+        for mid, tally_json, records in processed_tallies(conn, list(origins)):
+            tally, total = per_file.get(origins[mid], (Tally(), 0))
+            if tally_json:
+                tally.add(orjson.loads(tally_json))
+            per_file[origins[mid]] = (tally, total + (records or 0))
+    for origin, (tally, total) in per_file.items():
+        if tally or total == 0:
+            tallies[origin] = (tally, total)

@@ -15,8 +15,8 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from hub.connector import Connector, Context, Envelope
-from hub.errors import ConfigError, HubError, ParseError
+from hub.connector import Connector, Context, Envelope, Tally
+from hub.errors import ConfigError, HubError, ParseError, ValidationError
 from hub.mapping import EMPTY, Mapping
 from hub.model.schemas import sent_without_offset, validate_record
 from hub.plugins import Plugins
@@ -31,6 +31,8 @@ class Normalized:
     error: HubError | None = None
     # date-time fields the connector gave without an offset (read in the practice's zone), by name
     without_offset: dict[str, int] = field(default_factory=dict)
+    # what the message held besides its records: parts not mapped, invalid elements left out
+    tally: Tally = field(default_factory=Tally)
 
 
 @lru_cache(maxsize=256)
@@ -102,17 +104,22 @@ def normalize_envelope(plugins: Plugins, connector: Connector, envelope: Envelop
     """One message's records; ``timezone`` is the practice's (date-times are read and kept in it)
     and ``arrival`` when the message was received (the event time of records that carry none).
     ``count_offsets``: fill ``Normalized.without_offset`` (the onboarding scorecard; not ingest)."""
-    context = Context(practice=practice, config=mapping.connector_config(connector.name),
-                      message_id=message_id, origin=origin)
     out = Normalized(envelope)
+    context = Context(practice=practice, config=mapping.connector_config(connector.name),
+                      message_id=message_id, origin=origin, strict=mapping.strict, tally=out.tally)
     if envelope.error is not None:  # split refused this one message of its payload
         out.error = envelope.error
         return out
     try:
         raw_records = connector.normalize(envelope, context)
+        if context.strict and out.tally.invalid:  # all or nothing: the first invalid element refuses it
+            path, reason = out.tally.invalid[0]
+            raise ValidationError(f"{reason} (the practice's mapping is strict: the message is refused whole)",
+                                  location=path)
         finish = record_pipeline(plugins, mapping, message_id, practice=practice, zone=practice_zone(timezone),
                                  arrival=arrival, without_offset=out.without_offset if count_offsets else None)
         out.records = finish(raw_records)
+        out.tally.mapped = len(out.records)
     except HubError as exc:
         if exc.source is None:
             exc.source = origin

@@ -44,10 +44,12 @@ log = logging.getLogger("hub.pipeline")
 class BatchResult:
     processed: dict[int, int] = field(default_factory=dict)  # message id → records
     errors: dict[int, str] = field(default_factory=dict)  # message id → reason
+    tallies: dict[int, dict[str, Any]] = field(default_factory=dict)  # message id → what was not mapped
 
     def merge(self, other: BatchResult) -> None:
         self.processed.update(other.processed)
         self.errors.update(other.errors)
+        self.tallies.update(other.tallies)
 
 
 def _mappings(conn: sa.Connection, practices: set[str]) -> dict[str, tuple[Mapping, str | None]]:
@@ -125,6 +127,8 @@ def process_messages(runtime: Runtime, ids: Sequence[int], *, statuses: tuple[st
             continue
         to_store.extend((rec, row.id) for rec in done.records)
         result.processed[row.id] = len(done.records)
+        if done.tally:
+            result.tallies[row.id] = done.tally.as_dict()
 
     hook = runtime.plugins.hook
     try:
@@ -134,7 +138,7 @@ def process_messages(runtime: Runtime, ids: Sequence[int], *, statuses: tuple[st
                 _store_hook(hook.hub_records_storing, conn, batch)  # e.g. the report cells the rows sit in now
                 canonical.upsert_records(conn, to_store)
                 _store_hook(hook.hub_records_stored, conn, batch)  # ... and the cells they moved to
-            message_store.mark_processed(conn, result.processed)
+            message_store.mark_processed(conn, result.processed, result.tallies)
             message_store.mark_error(conn, result.errors)
     except (sa.exc.SQLAlchemyError, _PluginFailed) as exc:
         if isinstance(exc, _PluginFailed):

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 
 from hub.connector import DEDUP_KEY_MAX, content_key
@@ -234,20 +235,40 @@ def load_for_processing(conn: sa.Connection, ids: Iterable[int], *, statuses: tu
     return list(rows)
 
 
-def mark_processed(conn: sa.Connection, done: dict[int, int]) -> None:
-    """``done`` maps message id → number of records it yielded."""
+def mark_processed(conn: sa.Connection, done: dict[int, int], tallies: dict[int, dict[str, Any]] | None = None) -> None:
+    """``done`` maps message id → number of records it yielded; ``tallies`` message id → what else it
+    held (``Tally.as_dict``: parts not mapped, invalid elements left out), for the few that hold any."""
     if not done:
         return
     now = utcnow()
+    tallies = tallies or {}
     by_count: dict[int, list[int]] = {}
     for mid, n in done.items():
-        by_count.setdefault(n, []).append(mid)
+        if mid not in tallies:
+            by_count.setdefault(n, []).append(mid)
     # one statement per record count (a batch has a handful), not one parameter set per message
     for n, ids in sorted(by_count.items()):
         for start in range(0, len(ids), 500):
             conn.execute(sa.update(messages).where(messages.c.id.in_(sorted(ids[start:start + 500])))
-                         .values(status="processed", error=None, processed_at=now, record_count=n,
+                         .values(status="processed", error=None, processed_at=now, record_count=n, tally=None,
                                  attempts=messages.c.attempts + 1))
+    if tallies:
+        stmt = (sa.update(messages).where(messages.c.id == sa.bindparam("mid"))
+                .values(status="processed", error=None, processed_at=now, record_count=sa.bindparam("n"),
+                        tally=sa.bindparam("tally"), attempts=messages.c.attempts + 1))
+        conn.execute(stmt, [{"mid": mid, "n": done[mid], "tally": orjson.dumps(t).decode()}
+                            for mid, t in sorted(tallies.items()) if mid in done])
+
+
+def processed_tallies(conn: sa.Connection, ids: Sequence[int]) -> list[tuple[int, str | None, int | None]]:
+    """(id, tally JSON, record count) of the given messages that are processed."""
+    out: list[tuple[int, str | None, int | None]] = []
+    ordered = sorted(ids)
+    for start in range(0, len(ordered), 500):
+        out.extend(conn.execute(sa.select(messages.c.id, messages.c.tally, messages.c.record_count)
+                                .where(messages.c.id.in_(ordered[start:start + 500]),
+                                       messages.c.status == "processed")).all())
+    return out
 
 
 def mark_error(conn: sa.Connection, failed: dict[int, str]) -> None:
@@ -275,7 +296,11 @@ def list_messages(conn: sa.Connection, *, practice: str | None = None, status: s
         q = q.where(messages.c.practice == practice)
     if status:
         q = q.where(messages.c.status == status)
-    return [dict(r._mapping) for r in conn.execute(q)]
+    rows = [dict(r._mapping) for r in conn.execute(q)]
+    for row in rows:
+        if row.get("tally"):
+            row["tally"] = orjson.loads(row["tally"])
+    return rows
 
 
 def ids_for_reprocess(conn: sa.Connection, *, practice: str | None, status: str | None,

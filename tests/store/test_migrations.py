@@ -58,6 +58,8 @@ ROWS: dict[str, list[tuple[str, dict[str, object]]]] = {
               "'2025-04-07T11:00:00-05:00', 'st1', 'st1', :at)", {"at": NOW})],
     "0009": [("INSERT INTO messages (practice, connector, received_at, content_hash, status, attempts, flag) "
               "VALUES ('p1', 'hl7', :at, 'h2', 'processed', 1, 'control id reused')", {"at": NOW})],
+    "0010": [("INSERT INTO messages (practice, connector, received_at, content_hash, status, attempts, tally) "
+              "VALUES ('p1', 'fhir', :at, 'h3', 'processed', 1, '{\"mapped\": 1}')", {"at": NOW})],
 }
 
 
@@ -86,7 +88,9 @@ def _survivors(engine: sa.Engine) -> dict[str, object]:
             "appointments": one("SELECT source_id, start FROM appointments"),
             "charges": one("SELECT source_id, amount FROM charges"),
             "slots": one("SELECT source_id FROM slots"),
-            "messages": one("SELECT content_hash, flag FROM messages ORDER BY content_hash"),
+            "messages": one("SELECT content_hash, flag, tally FROM messages ORDER BY content_hash")
+            if "tally" in _columns(engine, "messages")
+            else [(*row, None) for row in one("SELECT content_hash, flag FROM messages ORDER BY content_hash")],
             "onboarding": one("SELECT file_key, size FROM onboarding_files"),
             "costs": one("SELECT month, cost_cents FROM report_costs"),
             "pull_state": one("SELECT resource_type, high_water FROM pull_state"),
@@ -128,7 +132,7 @@ def test_every_revision_in_turn_keeps_the_data_and_its_own_shape(database_url):
         "appointments": [("a1", "2025-03-04T09:00:00-05:00")],
         "charges": [("c1", 12345)],
         "slots": [("s1",)],
-        "messages": [("h1", None), ("h2", "control id reused")],
+        "messages": [("h1", None, None), ("h2", "control id reused", None), ("h3", None, '{"mapped": 1}')],
         "onboarding": [("k1", 10)],
         "costs": [("2025-01", 5000)],
         "pull_state": [("Appointment", "2025-06-30")],
@@ -140,12 +144,14 @@ def test_every_revision_in_turn_keeps_the_data_and_its_own_shape(database_url):
     # one step down and up again: the data stays, the schema is the model's again
     _upgrade(engine, "-1", down=True)
     assert current_revision(engine) == revisions[-2]
-    assert "flag" not in _columns(engine, "messages")
+    assert "tally" not in _columns(engine, "messages")
+    assert "encounter_class" not in _columns(engine, "encounters")
     _upgrade(engine, "head")
     assert current_revision(engine) == revisions[-1]
     _assert_matches_model(engine)
-    # the flag went with 0009's downgrade
-    assert _survivors(engine) == {**expected, "messages": [("h1", None), ("h2", None)]}
+    # the tally went with 0010's downgrade
+    assert _survivors(engine) == {**expected, "messages": [("h1", None, None), ("h2", "control id reused", None),
+                                                           ("h3", None, None)]}
 
     # the rollups are rebuilt after the upgrade, from the records, by the report's own refresh
     from hub.reports.rollups import refresh_dirty
