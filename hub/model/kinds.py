@@ -18,6 +18,7 @@ from typing import Literal
 
 from hub.errors import ValidationError
 
+STR_MAX = 255  # characters of a "str" field (its column); a longer value refuses its message, alone
 FieldType = Literal["str", "text", "date", "datetime", "int", "money", "bool", "list", "json", "enum"]
 
 SEX = ("female", "male", "other", "unknown")
@@ -144,6 +145,10 @@ KINDS: dict[str, tuple[Field, ...]] = {
         _f("financial_class", "enum", choices=FINANCIAL_CLASS),
         _f("visit_type"),
         _f("service_line"),
+        _f("claim_id", doc="the claim the line was billed on (X12 837 CLM-01, the patient control number)"),
+        _f("payer_id", doc="the payer's identifier as the claim names it (X12 837 NM1*PR NM1-09)"),
+        _f("rendering_npi", doc="NPI of the provider who rendered the service (X12 837 NM1*82)"),
+        _f("billing_npi", doc="NPI of the billing provider (X12 837 NM1*85)"),
     ),
     "remittance": (
         _f("charge_source_id", indexed=True),
@@ -155,6 +160,18 @@ KINDS: dict[str, tuple[Field, ...]] = {
         _f("adjustments", "json", doc="[{group, reason, amount}] CARC group and reason codes"),
         _f("denied", "bool"),
         _f("paid_on", "date"),
+        # from X12 835 electronic remittance advice (hub_x12)
+        _f("payer_claim_id", doc="the payer's claim control number (835 CLP-07)"),
+        _f("claim_status", doc="the claim status code (835 CLP-02: 1 paid, 4 denied, 22 reversal, ...)"),
+        _f("payer_id", doc="the payer's identifier (835 REF*2U, else N1*PR N1-04)"),
+        _f("payee_npi", doc="NPI of the payee (835 N1*PE N1-04 with qualifier XX)"),
+        _f("trace_number", doc="check or EFT trace number of the payment (835 TRN-02)"),
+        _f("procedure_code", doc="the adjudicated procedure (835 SVC-01-2)"),
+        _f("modifiers", "list", doc="procedure modifiers (835 SVC-01-3 to -6)"),
+        _f("charged_amount", "money", doc="the line's (or claim's) charge as billed (835 SVC-02, CLP-03)"),
+        _f("units", "int", doc="units paid (835 SVC-05; 1 when not sent)"),
+        _f("service_date", "date", doc="835 DTM*472 (or DTM*150) of the line, else the claim's DTM*232"),
+        _f("remark_codes", "list", doc="remittance advice remark codes (835 LQ*HE, MOA, MIA)"),
     ),
     "slot": (
         _f("provider_source_id"),

@@ -17,7 +17,7 @@ from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
 from marshmallow import ValidationError as MarshmallowError
 
 from hub.errors import ValidationError
-from hub.model.kinds import COMMON_FIELDS, KINDS, PRACTICE_FIELDS, Field, datetime_fields
+from hub.model.kinds import COMMON_FIELDS, KINDS, PRACTICE_FIELDS, STR_MAX, Field, datetime_fields
 
 CENT = Decimal("0.01")
 MONEY_LIMIT = Decimal(10) ** 12  # dollars: twelve digits before the point, as the fast path reads them
@@ -87,7 +87,9 @@ _NESTED = {"identifiers": IdentifierSchema, "adjustments": AdjustmentSchema}
 
 def _marshmallow_field(f: Field) -> fields.Field:
     kw: dict[str, Any] = {"required": f.required, "allow_none": not f.required}
-    if f.type in ("str", "text"):
+    if f.type == "str":  # a column of STR_MAX characters: a longer value is the message's own error
+        return fields.String(**kw, validate=validate.Length(min=1 if f.required else 0, max=STR_MAX))
+    if f.type == "text":
         return fields.String(**kw, validate=validate.Length(min=1) if f.required else None)
     if f.type == "enum":
         return fields.String(**kw, validate=validate.OneOf(f.choices))
@@ -219,7 +221,9 @@ def _converter(f: Field) -> Any:
     """For one field: canonical-form value → Python value, or _NOT_FAST to let marshmallow decide.
 
     Made once per field (a check per value, not a look-up of the field's type per value)."""
-    if f.type in ("str", "text"):
+    if f.type == "str":
+        return lambda v: v if type(v) is str and v and len(v) <= STR_MAX else _NOT_FAST
+    if f.type == "text":
         return lambda v: v if type(v) is str and v else _NOT_FAST
     if f.type == "enum":
         choices = frozenset(f.choices)

@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
 
-from hub.model.kinds import KINDS, Field
+from hub.model.kinds import KINDS, STR_MAX, Field
 
 metadata = sa.MetaData(naming_convention={
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -66,7 +66,7 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
 
 def _column_type(f: Field) -> Any:
     return {
-        "str": sa.String(255),
+        "str": sa.String(STR_MAX),
         "text": sa.Text(),
         "enum": sa.String(32),
         "date": sa.Date(),

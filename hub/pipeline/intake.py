@@ -30,6 +30,24 @@ if TYPE_CHECKING:
 
 
 UNKNOWN = "unknown"  # the connector name of a payload no installed connector recognised
+# what the message store keeps of a message's header (its columns' sizes): a longer value is kept cut,
+# and the message refused with the reason, so that one bad message never blocks the feed behind it
+SENDER_MAX, CONTROL_ID_MAX, MESSAGE_TYPE_MAX = 255, 255, 64
+
+
+def _clip(value: str | None, limit: int) -> str | None:
+    return value[:limit] if value is not None and len(value) > limit else value
+
+
+def _oversized(envelope: Envelope) -> HubError | None:
+    """The refusal of a message whose sender, control id or type is too long to keep (no values shown)."""
+    for name, value, limit in (("sender", envelope.sender, SENDER_MAX),
+                               ("control id", envelope.control_id, CONTROL_ID_MAX),
+                               ("message type", envelope.message_type, MESSAGE_TYPE_MAX)):
+        if value is not None and len(value) > limit:
+            return ParseError(f"the message's {name} is {len(value)} characters long, more than the {limit} "
+                              "the hub keeps: refused (stored with it cut)", location=name)
+    return None
 
 
 @dataclass(frozen=True)
@@ -99,7 +117,9 @@ def receive_many(runtime: Runtime, practice: str, arrivals: Sequence[Arrival], *
     # the connector's dedup key (content for a payload no connector reads); a payload split refused is
     # keyed by the connector too, from an envelope of its raw bytes only (content, for the built-ins)
     new = [message_store.NewMessage(practice=practice, connector=chosen.name if chosen else UNKNOWN, raw=env.raw,
-                                    sender=env.sender, control_id=env.control_id, message_type=env.message_type,
+                                    sender=_clip(env.sender, SENDER_MAX),
+                                    control_id=_clip(env.control_id, CONTROL_ID_MAX),
+                                    message_type=_clip(env.message_type, MESSAGE_TYPE_MAX),
                                     origin=origin, dedup_key=chosen.store_key(env) if chosen else None,
                                     unique_control_id=bool(chosen and chosen.unique_control_ids))
            for chosen, envelopes, _, origin in plan for env in envelopes]
@@ -117,7 +137,8 @@ def receive_many(runtime: Runtime, practice: str, arrivals: Sequence[Arrival], *
         i = 0
         for _, envelopes, error, _ in plan:
             for env in envelopes:
-                why = error if error is not None else env.error  # the payload, else this one message
+                # the payload, else this one message (split refused it, or a header too long to keep whole)
+                why = error if error is not None else env.error or _oversized(env)
                 if why is not None and not saved[i].duplicate:
                     refused[saved[i].id] = str(why)
                 i += 1
@@ -149,7 +170,7 @@ def receive_many(runtime: Runtime, practice: str, arrivals: Sequence[Arrival], *
             elif s.duplicate:
                 outcome = Outcome(accepted=True, duplicate=True, message_id=s.id)
             elif s.id in refused:
-                why = error if error is not None else env.error
+                why = error if error is not None else env.error or _oversized(env)
                 outcome = Outcome(accepted=False, rejected=True, error=why.message if why else None,
                                   error_location=why.location if why else None, message_id=s.id)
             elif outcome_now is not None and s.id in outcome_now.errors:

@@ -87,12 +87,14 @@ def get_engine(url: str | None = None, *, upgrade: bool = True, settings: Settin
 def create_engine(url: str, *, settings: Settings | None = None) -> sa.Engine:
     try:
         if url.startswith("sqlite"):
-            engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+            # hide_parameters: a failing statement's message (logged, shown) never quotes its values (patient data)
+            engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
+                                      hide_parameters=True)
             synchronous = (settings or current()).sqlite_synchronous
             sa.event.listen(engine, "connect", _sqlite_connect(synchronous))
             sa.event.listen(engine, "begin", _sqlite_begin)
         else:
-            engine = sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+            engine = sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True)
     except (sa.exc.ArgumentError, ImportError, ValueError) as exc:
         # the message may quote the URL: never its password
         raise ConfigError(f"HUB_DATABASE_URL is not a usable database URL: {str(exc).replace(url, redact_url(url))}"
