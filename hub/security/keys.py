@@ -40,12 +40,14 @@ def create_key(conn: sa.Connection, role: str, practice: str | None = None, *, l
         raise HubError(f"role must be one of {', '.join(ROLES)}")
     if role == "feed" and not practice:
         raise HubError("a feed key belongs to one practice: give --practice SLUG")
+    if role != "feed" and practice:  # refused rather than stored and ignored: the role sees every practice
+        raise HubError(f"an {role} key sees every practice: --practice applies to feed keys only")
     if practice and not conn.execute(sa.select(practices.c.slug).where(practices.c.slug == practice)).first():
         raise NotFound(f"no practice {practice!r} is registered")
     key_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
     conn.execute(sa.insert(api_keys).values(key_id=key_id, secret_hash=_hash(secret), role=role,
-                                            practice=practice if role == "feed" else practice, label=label,
+                                            practice=practice, label=label,
                                             created_at=dt.datetime.now(dt.UTC), expires_at=expires_at))
     return f"hub_{key_id}_{secret}"
 

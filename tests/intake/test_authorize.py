@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 from flask import Flask
 
+from hub.errors import HubError
 from hub.security.auth import auth_state, authorize
-from hub.security.keys import ApiKey, create_key
+from hub.security.keys import ApiKey, create_key, list_keys
 from hub.security.ratelimit import RateLimiter
 from hub.store.engine import writer
 from hub.store.practices import add_practice
@@ -104,3 +105,15 @@ def test_fast_path_and_view_refuse_alike_and_count_a_request_once(app: Flask) ->
     # the views outside the fast path make the same check
     assert client.get("/api/v1/messages", headers={"Authorization": f"Bearer {keys['analyst']}"}).status_code == 403
     assert client.get("/api/v1/messages", headers={"Authorization": f"Bearer {keys['admin']}"}).status_code == 200
+
+
+def test_a_practice_scope_that_a_role_cannot_honour_is_refused_at_creation(runtime) -> None:
+    """An analyst or admin key sees every practice: a --practice given with it is refused, never stored
+    and silently ignored."""
+    with writer(runtime.engine).begin() as conn:
+        add_practice(conn, "pb", "PB")
+    for role in ("analyst", "admin"):
+        with pytest.raises(HubError, match="feed keys only"), writer(runtime.engine).begin() as conn:
+            create_key(conn, role, "pb")
+    with runtime.engine.connect() as conn:
+        assert list_keys(conn) == []
