@@ -83,8 +83,12 @@ class Settings:
         "HUB_BATCH_SIZE", 100, "messages per processing batch (one transaction, one rq job); inline processing "
         "uses batches of at least 500", minimum=1)
     requeue_after: int = setting(
-        "HUB_REQUEUE_AFTER", 300, "seconds after which `hub worker` re-enqueues a message still `received` (its "
-        "job died with a worker)", minimum=0)
+        "HUB_REQUEUE_AFTER", 60, "seconds after which the sweeper of `hub serve`, `hub mllp` and `hub worker` "
+        "dispatches again a message still `received` (its process or job died); not while the queue holds a "
+        "backlog", minimum=0)
+    sweep_interval: float = setting(
+        "HUB_SWEEP_INTERVAL", 10.0, "seconds between two sweeps for messages left `received` (a failed hand-off "
+        "to the queue is retried at the next one); 0 turns the sweeper off", minimum=0)
     plugins: tuple[str, ...] = setting("HUB_PLUGINS", (), "extra plugin modules by dotted path, comma-separated",
                                        shown="unset")
     plugins_allow: tuple[str, ...] = setting(

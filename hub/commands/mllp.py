@@ -7,6 +7,7 @@ import click
 from hub.logging import configure_logging
 from hub.mllp.server import Limits, MllpServer
 from hub.pipeline.dispatch_buffer import buffer_dispatcher
+from hub.pipeline.sweeper import Sweeper
 from hub.store.practices import get_practice
 
 
@@ -39,4 +40,5 @@ def mllp(ctx: click.Context, practice: str | None, host: str, port: int, connect
             get_practice(conn, practice)  # an unknown practice is a start-up error, not a stream of rejections
     buffer_dispatcher(runtime)  # the ids of many small group commits go to the queue in batches
     limits = Limits(max_size=max_size, idle_timeout=idle_timeout, frame_timeout=frame_timeout)
+    Sweeper(runtime).start()  # messages a crash left received are processed again (hub.pipeline.sweeper)
     MllpServer(runtime, connector, practice=practice, host=host, port=port, limits=limits).run()

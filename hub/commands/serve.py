@@ -18,6 +18,7 @@ from gunicorn.app.base import BaseApplication
 
 from hub.app import create_app
 from hub.logging import configure_logging
+from hub.pipeline.sweeper import Sweeper
 from hub.runtime import Runtime
 from hub.settings import current
 from hub.store.engine import dispose_engines
@@ -35,7 +36,9 @@ class HubServer(BaseApplication):
 
     def load(self) -> Any:
         configure_logging()
-        return create_app()
+        app = create_app()
+        Sweeper(app.extensions["hub"]).start()  # per worker process, after the fork (hub.pipeline.sweeper)
+        return app
 
 
 def server_options(host: str, port: int, workers: int | None = None, threads: int | None = None) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import logging
 import multiprocessing
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -26,10 +27,13 @@ from typing import TYPE_CHECKING, Protocol
 
 from hub.errors import ConfigError
 from hub.pipeline.process import BatchResult, process_messages
-from hub.store.engine import forget_engines_after_fork
+from hub.store.engine import forget_engines_after_fork, writer
+from hub.store.messages import mark_unqueued
 
 if TYPE_CHECKING:
     from hub.runtime import Runtime
+
+log = logging.getLogger("hub.dispatch")
 
 RETRY_INTERVALS = (2, 10, 60)  # seconds between attempts after a store failure
 
@@ -164,14 +168,25 @@ class RqDispatcher:
         self.runtime = runtime
 
     def submit(self, message_ids: Sequence[int]) -> None:
+        from redis.exceptions import RedisError
         from rq import Retry  # as above: the production queue's import
 
         size = self.runtime.settings.batch_size
         url = self.runtime.database_url
         for start in range(0, len(message_ids), size):
-            self.queue.enqueue("hub.pipeline.jobs.process_batch", list(message_ids[start:start + size]), url,
-                               retry=Retry(max=len(RETRY_INTERVALS), interval=list(RETRY_INTERVALS)),
-                               job_timeout=600, result_ttl=600, failure_ttl=7 * 24 * 3600)
+            batch = list(message_ids[start:start + size])
+            try:
+                self.queue.enqueue("hub.pipeline.jobs.process_batch", batch, url,
+                                   retry=Retry(max=len(RETRY_INTERVALS), interval=list(RETRY_INTERVALS)),
+                                   job_timeout=600, result_ttl=600, failure_ttl=7 * 24 * 3600)
+            except RedisError as exc:
+                # stored already (and acknowledged): the sweeper hands them off again once Redis is back
+                rest = list(message_ids[start:])
+                log.warning("queue unreachable (%s): %d message(s) left for the sweeper", type(exc).__name__,
+                            len(rest))
+                with writer(self.runtime.engine).begin() as conn:
+                    mark_unqueued(conn, rest)
+                return None
         return None
 
     def describe(self) -> dict[str, object]:

@@ -10,8 +10,8 @@ jobs of about five messages, and the workers spent more CPU on rq than on the
 messages (1.6 ms a message, against 0.6 ms with full batches). Processing is not
 what the sender waits for, so a fifth of a second more costs nobody anything.
 The messages are already committed when they are acknowledged: should the
-process die with ids still buffered, they stay ``received`` and ``hub worker``
-re-enqueues them at its start (``HUB_REQUEUE_AFTER``).
+process die with ids still buffered, they stay ``received`` and a sweeper
+(``hub.pipeline.sweeper``: every server and worker runs one) dispatches them again.
 """
 
 from __future__ import annotations

@@ -338,12 +338,37 @@ def requeue(conn: sa.Connection, ids: Sequence[int]) -> None:
                      .values(status="received", queued_at=utcnow()))
 
 
-def stale_received(conn: sa.Connection, older_than: dt.timedelta, limit: int = 10_000) -> list[int]:
-    """Messages stored but not processed for longer than ``older_than`` (their job was lost)."""
-    cutoff = utcnow() - older_than
-    q = (sa.select(messages.c.id).where(messages.c.status == "received", messages.c.queued_at <= cutoff)
-         .order_by(messages.c.id).limit(limit))
-    return list(conn.execute(q).scalars())
+# ``queued_at`` of a message whose hand-off to the queue failed (Redis down): the sweeper takes it at once
+UNQUEUED = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def mark_unqueued(conn: sa.Connection, ids: Sequence[int]) -> None:
+    """The messages could not be handed to the queue: the next sweep dispatches them again."""
+    for start in range(0, len(ids), 500):
+        conn.execute(sa.update(messages).where(messages.c.id.in_(list(ids[start:start + 500])),
+                                               messages.c.status == "received").values(queued_at=UNQUEUED))
+
+
+def claim_stale(conn: sa.Connection, older_than: dt.timedelta | None, limit: int = 5_000) -> list[int]:
+    """Take the messages left ``received`` since before ``older_than`` ago (``None``: only those whose
+    hand-off failed), stamping them handed off now, so that two sweepers never take the same one
+    and a message is taken again only after another ``older_than``."""
+    cutoff = UNQUEUED if older_than is None else utcnow() - older_than
+    ids = list(conn.execute(sa.select(messages.c.id)
+                            .where(messages.c.status == "received", messages.c.queued_at <= cutoff)
+                            .order_by(messages.c.id).limit(limit)).scalars())
+    if not ids:
+        return []
+    now = utcnow()
+    claimed: list[int] = []
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        # the status and stamp are checked again by the update itself: a concurrent sweeper's claim wins once
+        claimed.extend(conn.execute(
+            sa.update(messages).where(messages.c.id.in_(chunk), messages.c.status == "received",
+                                      messages.c.queued_at <= cutoff)
+            .values(queued_at=now).returning(messages.c.id)).scalars())
+    return sorted(claimed)
 
 
 def counts_by_status(conn: sa.Connection, practice: str | None = None) -> dict[str, int]:

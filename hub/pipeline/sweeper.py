@@ -1,0 +1,72 @@
+"""The sweeper: messages left ``received`` are dispatched again by every long-running process.
+
+A message is committed before it is acknowledged, then handed to the dispatcher. If the process
+dies between the two (a kill, a crash), or the hand-off fails (Redis down), or the job that took it
+dies with its worker, the message stays ``received``. Each long-running process (``hub serve``'s
+workers, ``hub mllp``, ``hub worker``) runs a sweeper thread that, every ``HUB_SWEEP_INTERVAL``
+seconds, takes such messages and hands them to its dispatcher again, with no operator command:
+
+- a message whose hand-off failed (``UNQUEUED``) at the next sweep;
+- any other left ``received`` for longer than ``HUB_REQUEUE_AFTER`` seconds, unless the queue still
+  holds jobs (a backlog is being worked through: its messages are not lost, only waiting).
+
+A claim stamps the messages handed off now, so two sweepers never take the same message and a
+message is taken again only after another ``HUB_REQUEUE_AFTER``. Processing is idempotent: a
+message dispatched twice is still stored once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from typing import TYPE_CHECKING
+
+from hub.store import messages as message_store
+from hub.store.engine import writer
+
+if TYPE_CHECKING:
+    from hub.runtime import Runtime
+
+log = logging.getLogger("hub.sweeper")
+
+
+def sweep(runtime: Runtime, older_than_s: float) -> int:
+    """One sweep: the number of messages handed to the dispatcher again."""
+    waiting = runtime.dispatcher.describe().get("queued_jobs")
+    backlog = isinstance(waiting, int) and waiting > 0
+    older_than = None if backlog else dt.timedelta(seconds=older_than_s)
+    with writer(runtime.engine).begin() as conn:
+        ids = message_store.claim_stale(conn, older_than)
+    if ids:
+        log.info("dispatching again %d message(s) left received", len(ids))
+        runtime.dispatcher.submit(ids)
+    return len(ids)
+
+
+class Sweeper:
+    """A daemon thread that sweeps every ``interval`` seconds until ``stop``."""
+
+    def __init__(self, runtime: Runtime, *, interval: float | None = None, older_than: float | None = None) -> None:
+        self.runtime = runtime
+        self.interval = interval if interval is not None else runtime.settings.sweep_interval
+        self.older_than = older_than if older_than is not None else runtime.settings.requeue_after
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="hub-sweeper", daemon=True)
+
+    def start(self) -> Sweeper:
+        if self.interval > 0:
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                sweep(self.runtime, self.older_than)
+            except Exception as exc:  # the store or the queue is down: the next sweep tries again
+                log.warning("sweep failed (%s); retrying in %ss", type(exc).__name__, self.interval)
