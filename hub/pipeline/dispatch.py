@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from hub.errors import ConfigError
 from hub.pipeline.process import BatchResult, process_messages
-from hub.store.engine import forget_engines_after_fork, writer
+from hub.store.engine import forget_engines_after_fork, store_fingerprint, writer
 from hub.store.messages import mark_unqueued
 
 if TYPE_CHECKING:
@@ -172,11 +172,11 @@ class RqDispatcher:
         from rq import Retry  # as above: the production queue's import
 
         size = self.runtime.settings.batch_size
-        url = self.runtime.database_url
+        store = store_fingerprint(self.runtime.database_url)  # never the URL: it may carry a password
         for start in range(0, len(message_ids), size):
             batch = list(message_ids[start:start + size])
             try:
-                self.queue.enqueue("hub.pipeline.jobs.process_batch", batch, url,
+                self.queue.enqueue("hub.pipeline.jobs.process_batch", batch, store=store,
                                    retry=Retry(max=len(RETRY_INTERVALS), interval=list(RETRY_INTERVALS)),
                                    job_timeout=600, result_ttl=600, failure_ttl=7 * 24 * 3600)
             except RedisError as exc:

@@ -15,6 +15,7 @@ from rq import get_current_job
 
 from hub.errors import ConfigError
 from hub.pipeline.process import process_messages
+from hub.store.engine import store_fingerprint
 
 if TYPE_CHECKING:
     from hub.pipeline.dispatch import RuntimeFactory
@@ -37,9 +38,17 @@ def _runtime(database_url: str | None) -> Runtime:
     return _factory(database_url=database_url)
 
 
-def process_batch(message_ids: list[int], database_url: str | None = None) -> dict[str, int]:
+def process_batch(message_ids: list[int], database_url: str | None = None, *,
+                  store: str | None = None) -> dict[str, int]:
+    """``store``: the fingerprint of the store the ids belong to; the worker processes them in its own
+    store (``HUB_DATABASE_URL``) and refuses a job of another. ``database_url``: jobs queued by earlier
+    versions, which carried the URL itself."""
     job = get_current_job()
     # rq counts down retries_left as it schedules each retry; 0 (or no retry policy) = last try
     final = job is None or not job.retries_left
-    result = process_messages(_runtime(database_url), message_ids, final_attempt=final)
+    runtime = _runtime(database_url)
+    if store is not None and store != store_fingerprint(runtime.database_url):
+        raise ConfigError("this job's messages belong to another store than this worker's HUB_DATABASE_URL "
+                          "(give each deployment its own HUB_QUEUE)")
+    result = process_messages(runtime, message_ids, final_attempt=final)
     return {"processed": len(result.processed), "errors": len(result.errors)}

@@ -11,6 +11,7 @@ once migrate only once.
 from __future__ import annotations
 
 import functools
+import hashlib
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -82,6 +83,11 @@ def get_engine(url: str | None = None, *, upgrade: bool = True, settings: Settin
                 upgrade_schema(engine)
             _engines[url] = engine
     return engine
+
+
+def store_fingerprint(database_url: str) -> str:
+    """What names a store where its URL must not go (a queued job: the URL may carry a password)."""
+    return hashlib.sha256(database_url.encode("utf-8")).hexdigest()[:16]
 
 
 def create_engine(url: str, *, settings: Settings | None = None) -> sa.Engine:

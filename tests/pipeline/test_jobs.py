@@ -51,3 +51,28 @@ def test_the_child_factory_builds_an_inline_runtime_like_its_parent(runtime: Any
     child = factory(database_url=runtime.database_url)
     assert type(child) is type(runtime) and child is not runtime
     assert child.dispatcher.name == "inline" and child.settings == runtime.settings
+
+
+def test_a_queued_job_names_its_store_without_its_url(runtime: Any, example_connector: str, tmp_path: Path,
+                                                      redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No secret in queued jobs: the job carries a fingerprint of the store, never its URL (which may hold a
+    password); the worker runs it in its own store and refuses one of another store."""
+    from redis import Redis
+    from rq import Queue
+
+    from hub.pipeline.dispatch import RqDispatcher
+    from hub.store.engine import store_fingerprint
+
+    monkeypatch.setattr(runtime, "database_url", "postgresql://hub:s3cret-pw@db.example/hub")
+    RqDispatcher(runtime, redis_url).submit([7, 8])
+    queue = Queue(runtime.settings.queue, connection=Redis.from_url(redis_url))
+    (job,) = queue.jobs
+    try:
+        assert "s3cret" not in repr(job.args) + repr(job.kwargs)
+        assert job.args == ([7, 8],) and job.kwargs == {"store": store_fingerprint(runtime.database_url)}
+    finally:
+        queue.empty()
+
+    jobs.use_runtime_factory(lambda *, database_url: runtime)
+    with pytest.raises(ConfigError, match="another store"):
+        jobs.process_batch([7], store="0" * 16)
