@@ -270,7 +270,8 @@ class Poller(ABC):
 @dataclass
 class PullReport:
     """What a pull did for one resource type: pages read, resources on them, what intake made of
-    the stored messages, and the high-water mark at the end (the start mark if none was kept)."""
+    the stored messages, and the high-water mark at the end (the start mark if none was kept).
+    ``finished`` is False for the type a failure stopped: what it stored before is still reported."""
 
     resource_type: str
     pages: int = 0
@@ -279,6 +280,7 @@ class PullReport:
     duplicate: int = 0
     error: int = 0
     high_water: str | None = None
+    finished: bool = True
 
 
 class PullService(Protocol):

@@ -67,8 +67,10 @@ def _summary(reports: list[PullReport], fmt: str) -> None:
         click.echo(json.dumps([r.__dict__ for r in reports], indent=2))
         return
     for r in reports:
+        stopped = "" if r.finished else " (stopped by the error below)"
         click.echo(f"{r.resource_type}: {r.pages} page(s), {r.resources} resource(s); messages accepted "
-                   f"{r.accepted}, duplicate {r.duplicate}, error {r.error}; high-water {r.high_water or '-'}")
+                   f"{r.accepted}, duplicate {r.duplicate}, error {r.error}; high-water {r.high_water or '-'}"
+                   f"{stopped}")
 
 
 def _checked_since(value: str) -> str:

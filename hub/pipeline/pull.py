@@ -77,27 +77,39 @@ def run_poller(runtime: Runtime, practice: str, connector: str, poller: Poller, 
         report = PullReport(rtype)
         reports.append(report)
         report.high_water = since or get_watermark(runtime.engine, practice, poller.source, rtype)
-        with contextlib.closing(_pages(connector, rtype, poller.poll(rtype, report.high_water))) as pages:
-            for page in pages:
-                if page.read:
-                    report.pages += 1
-                if page.payloads:
-                    origin = f"{connector} pull {rtype} page {report.pages}"
-                    stored = receive_many(runtime, practice, [Arrival(p, origin) for p in page.payloads],
-                                          connector=connector)
-                    for receipt in (r for receipts in stored for r in receipts):
-                        setattr(report, receipt.status, getattr(report, receipt.status) + 1)
-                report.resources += page.resources
-                if page.cursor is not None:  # the page is stored: the mark may move past it
-                    set_watermark(runtime.engine, practice, poller.source, rtype, page.cursor)
-                    report.high_water = page.cursor
-                if report.pages >= max_pages:
-                    log.warning("pull of %s stopped after %d pages", rtype, report.pages,
-                                extra={"practice": practice, "connector": connector})
-                    break
+        try:
+            _store_pages(runtime, practice, connector, poller, rtype, report, max_pages)
+        except BaseException:
+            report.finished = False  # what the type stored before the failure is kept, and said
+            if on_report is not None and report.pages:
+                on_report(report)
+            raise
         if on_report is not None:
             on_report(report)
     return reports
+
+
+def _store_pages(runtime: Runtime, practice: str, connector: str, poller: Poller, rtype: str, report: PullReport,
+                 max_pages: int) -> None:
+    """Store each page of ``rtype`` and then keep its cursor as the mark, counting into ``report``."""
+    with contextlib.closing(_pages(connector, rtype, poller.poll(rtype, report.high_water))) as pages:
+        for page in pages:
+            if page.read:
+                report.pages += 1
+            if page.payloads:
+                origin = f"{connector} pull {rtype} page {report.pages}"
+                stored = receive_many(runtime, practice, [Arrival(p, origin) for p in page.payloads],
+                                      connector=connector)
+                for receipt in (r for receipts in stored for r in receipts):
+                    setattr(report, receipt.status, getattr(report, receipt.status) + 1)
+            report.resources += page.resources
+            if page.cursor is not None:  # the page is stored: the mark may move past it
+                set_watermark(runtime.engine, practice, poller.source, rtype, page.cursor)
+                report.high_water = page.cursor
+            if report.pages >= max_pages:
+                log.warning("pull of %s stopped after %d pages", rtype, report.pages,
+                            extra={"practice": practice, "connector": connector})
+                break
 
 
 def _pages(connector: str, rtype: str, pages: Iterable[Page]) -> Generator[Page, None, None]:

@@ -162,8 +162,11 @@ def test_settings_are_the_practice_s_with_the_command_s_options_over_them(hub: R
 def test_a_failure_mid_way_leaves_the_cursor_at_the_last_stored_page(
         hub: Runtime, source: FakeSource, failure: Exception, raised: type[Exception]) -> None:
     source.fail_on, source.failure = 3, failure
+    got: list[Any] = []
     with pytest.raises(raised) as caught:
-        core_pull.pull(hub, PRACTICE, "tiny-poll")
+        core_pull.pull(hub, PRACTICE, "tiny-poll", on_report=got.append)
+    # the type the failure stopped is still reported, as far as it got, and marked as stopped
+    assert [(r.pages, r.resources, r.accepted, r.high_water, r.finished) for r in got] == [(2, 4, 2, "0004", False)]
     if raised is PluginError:  # a connector bug is named as such, by type, without data
         assert str(caught.value) == "the tiny-poll connector failed while pulling patients (KeyError)"
     assert get_watermark(hub.engine, PRACTICE, SOURCE, "patients") == "0004"
