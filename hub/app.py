@@ -34,7 +34,6 @@ PAGE_AREAS = (dashboard,)  # plain Flask blueprints (not in the OpenAPI document
 # endpoints that touch patient-level data: a refused request to them is audited too
 AUDITED = {"intake.push_messages": "intake", "messages.list_messages": "messages.list",
            "messages.reprocess_message": "messages.reprocess", "messages.reprocess_messages": "messages.reprocess"}
-DRAIN_LIMIT = 64 * 1024 * 1024  # read (and drop) an oversized body up to this, so the client sees the 413
 
 log = logging.getLogger("hub.http")
 
@@ -120,7 +119,7 @@ def _refuse_oversized() -> Any:
     length = request.content_length
     if limit is None or length is None or length <= limit:
         return None
-    if length <= DRAIN_LIMIT:  # a client blocked in send() would never read an early answer
+    if length <= intake.DRAIN_LIMIT:  # a client blocked in send() would never read an early answer
         stream = request.environ["wsgi.input"]
         left = length
         while left > 0:
@@ -132,7 +131,7 @@ def _refuse_oversized() -> Any:
     response = jsonify({"code": 413, "status": "Request Entity Too Large",
                         "message": f"the payload is {length} bytes; this server takes at most {limit}"})
     response.status_code = 413
-    if length > DRAIN_LIMIT:
+    if length > intake.DRAIN_LIMIT:
         response.headers["Connection"] = "close"
     return response
 

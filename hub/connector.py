@@ -360,6 +360,12 @@ class Connector(ABC):
         parts = [a for a in acks if a]
         return (b"".join(parts), self.media_types[0] if self.media_types else "text/plain") if parts else None
 
+    def answer_status(self, results: Sequence[tuple[Envelope, Outcome]]) -> int | None:
+        """Optional: the HTTP status of ``answer`` where the format has rules of its own (FHIR: 400 or
+        422 for a refused transaction or resource). None (the default): 400 when every message was
+        refused unread, else 200."""
+        return None
+
     def findings(self, envelope: Envelope, context: Context) -> list[str]:
         """Deep structural validation for the onboarding check (slow; never on the ingest path).
         Each finding names where (segment/field, element path, line) and what, without values."""

@@ -6,7 +6,9 @@ moment) before the answer is sent; the answer is the connector's own (the HL7
 ACKs, a FHIR response Bundle) or, for a connector without one, a JSON summary.
 Every message of the payload is stored: an unreadable payload is kept as
 ``error`` with its reason and answered 400 (with the connector's rejection when it
-has one); otherwise 200, each message's fate in the answer.
+has one); otherwise 200, each message's fate in the answer, except where the
+connector's format says otherwise (``answer_parts``: a refused FHIR transaction or
+resource is 422, with its OperationOutcome).
 
 ``IntakeFastPath`` serves the common case of this call (a valid key, within its
 rate, a known media type, a body within the size limit) as plain WSGI, without
@@ -43,11 +45,15 @@ from hub.security.auth import (
     require_roles,
 )
 
+DRAIN_LIMIT = 64 * 1024 * 1024  # read (and drop) an oversized body up to this, so the client sees the 413
+
 blp = Blueprint("intake", __name__, description="Practice feeds pushed to the hub")
 INTAKE_ROLES = ("feed", "admin")  # a feed key of the practice named in the URL, or an admin key
 
 _ERROR_RESPONSES = {
     "400": "the payload cannot be read at all (stored as error; the reason is in the answer)",
+    "422": "FHIR: the resource or transaction was read but refused (stored as error; an OperationOutcome "
+           "names the element)",
     "401": "no key, or an unknown, expired or revoked key",
     "403": "a key of another role, or the feed key of another practice",
     "404": "no such practice",
@@ -89,7 +95,7 @@ def store_unavailable(exc: Exception) -> str:
              "200": {"content": {"*/*": {"schema": {}}}},
              **{code: {"description": text, "content": {
                  "application/json": {"schema": {"$ref": "#/components/schemas/Error"}},
-                 **({"*/*": {"schema": {}}} if code == "400" else {})}}
+                 **({"*/*": {"schema": {}}} if code in ("400", "422") else {})}}
                 for code, text in _ERROR_RESPONSES.items()},
          })
 @blp.alt_response(200, schema=IntakeSummarySchema, content_type="application/json",
@@ -105,7 +111,7 @@ def push_messages(slug: str) -> Any:
         abort(415, message=f"Content-Type {media_type or '(none)'!r} is not read by any installed connector; "
                            f"use one of: {', '.join(known)}")
     assert connector is not None
-    data = request.get_data(cache=False)
+    data = _body()
     if not data:
         abort(400, message="the request body is empty: send one feed payload")
     key = g.api_key
@@ -123,6 +129,33 @@ def push_messages(slug: str) -> Any:
     return answer(connector, receipts)
 
 
+def _body() -> bytes:
+    """The request body. One sent without a Content-Length (``Transfer-Encoding: chunked``) is read up to
+    the limit and refused whole (413, nothing stored) when it goes on past it: never cut and taken."""
+    limit = request.max_content_length
+    if request.content_length is not None or limit is None:
+        return request.get_data(cache=False)  # Werkzeug refuses a declared length over the limit
+    stream = request.environ["wsgi.input"]
+    parts: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = stream.read(min(1 << 20, limit + 1 - size))
+        if not chunk:
+            return b"".join(parts)
+        parts.append(chunk)
+        size += len(chunk)
+    drained = size
+    while drained < DRAIN_LIMIT:  # a client still sending would never read an early answer
+        chunk = stream.read(1 << 20)
+        if not chunk:
+            break
+        drained += len(chunk)
+    headers = {"Connection": "close"} if drained >= DRAIN_LIMIT else None
+    abort(413, message=f"the payload is more than {limit} bytes (sent chunked); this server takes at most {limit}",
+          headers=headers)
+    raise AssertionError("abort returns no more")
+
+
 def answer(connector: Any, receipts: list[Receipt]) -> Response:
     status, body, media_type, ids = answer_parts(connector, receipts)
     response = Response(body, status=status, content_type=media_type)
@@ -132,11 +165,17 @@ def answer(connector: Any, receipts: list[Receipt]) -> Response:
 
 def answer_parts(connector: Any, receipts: list[Receipt]) -> tuple[int, bytes, str, str]:
     """The answer as (status, body, content type, ``X-Hub-Message-Ids``): the connector's own,
-    or a JSON summary of each message's fate."""
+    or a JSON summary of each message's fate. The status is 400 when every message was refused
+    unread, else 200; a connector whose format has its own HTTP rules says it by an
+    ``answer_status(results)`` method (FHIR: a refused transaction or resource is 400 or 422)."""
     rejected = bool(receipts) and all(r.outcome.rejected for r in receipts)
     status = 400 if rejected else 200
     ids = ",".join(str(r.outcome.message_id) for r in receipts)
-    body = connector.answer([(r.envelope, r.outcome) for r in receipts])
+    results = [(r.envelope, r.outcome) for r in receipts]
+    body = connector.answer(results)
+    own_status = connector.answer_status(results) if body is not None else None
+    if own_status is not None:
+        status = own_status
     if body is not None:
         content, media_type = body
         return status, content, media_type, ids

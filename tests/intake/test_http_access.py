@@ -153,8 +153,44 @@ def test_hl7_v2_over_http(server: Server, corpus) -> None:  # type: ignore[no-un
     status, doc, _ = server.call("GET", "/api/v1/openapi.json")
     if hl7.encode() not in doc:
         pytest.skip("no HL7 v2 connector is installed")
-    message = sorted((corpus / "hl7v2").glob("*SIU*S12*"))[0].read_bytes()
+    message = (corpus / "hl7v2" / "msfc__SIU_S12__1.hl7").read_bytes()
     status, answer, _ = server.call("POST", URL, server.keys["feed_alpha"], message, hl7)
     assert status == 200 and b"MSA|AA" in answer
     status, answer, _ = server.call("POST", URL, server.keys["feed_alpha"], b"\x00\xff other garbage", hl7)
     assert 400 <= status < 500 or b"MSA|AR" in answer or b"MSA|AE" in answer
+
+
+def _chunked_post(server: Server, key: str, parts: list[bytes]) -> tuple[int, bytes]:
+    """POST a body with ``Transfer-Encoding: chunked`` (no Content-Length), as streaming senders do."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    where = urlsplit(server.base)
+    conn = http.client.HTTPConnection(where.hostname, where.port, timeout=60)
+    try:
+        conn.request("POST", URL, body=iter(parts), encode_chunked=True,
+                     headers={"Authorization": f"Bearer {key}", "Content-Type": FEEDLINE})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def test_a_chunked_body_counts_against_the_limit(server: Server) -> None:
+    """Without a Content-Length the limit still holds: over it, 413 and nothing stored (never a body cut at
+    the limit and acknowledged); under it, the chunked body is taken whole."""
+    import sqlalchemy as sa
+
+    k = server.keys["feed_alpha"]
+    engine = sa.create_engine(server.env["HUB_DATABASE_URL"])
+    count = lambda: engine.connect().execute(sa.text("SELECT count(*) FROM messages")).scalar_one()  # noqa: E731
+    before = count()
+    line = b"PAT|MRNC|Chunk|Ed|M\n"
+    big = [b"FEEDLINE\n"] + [line * 5000] * 60  # about 6 MB against the 5 MiB default
+    status, answer = _chunked_post(server, k, big)
+    assert status == 413 and b"at most" in answer
+    assert count() == before
+    status, answer = _chunked_post(server, k, [b"FEEDLINE\n", b"PAT|MRNC1|Chunk|Ed|M\n"])
+    assert status == 200 and answer.startswith(b"ACK|AA")
+    assert count() == before + 1
+    engine.dispose()
