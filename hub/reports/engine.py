@@ -82,23 +82,34 @@ def parse_by(by: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(parts)
 
 
+YEARS = (1900, 2999)  # the years a report may span: a date outside them is a typo (and 9999 has no next week)
+
+
 def _month(value: str | dt.date | None) -> str | None:
     if value is None:
         return None
     text = value.isoformat() if isinstance(value, dt.date) else str(value)
     try:
-        dt.date.fromisoformat(text[:10] if len(text) >= 10 else text + "-01")
+        day = dt.date.fromisoformat(text[:10] if len(text) >= 10 else text + "-01")
     except ValueError:
-        raise ValidationError(f"not a date (YYYY-MM-DD): {text!r}") from None
+        raise ValidationError(f"not a date (YYYY-MM-DD): {text[:40]!r}") from None
+    _in_years(day)
     return text[:7]
 
 
 def _date(value: str | dt.date) -> dt.date:
     text = value.isoformat() if isinstance(value, dt.date) else str(value)
     try:
-        return dt.date.fromisoformat(text[:10])
+        day = dt.date.fromisoformat(text[:10])
     except ValueError:
-        raise ValidationError(f"not a date (YYYY-MM-DD): {text!r}") from None
+        raise ValidationError(f"not a date (YYYY-MM-DD): {text[:40]!r}") from None
+    return _in_years(day)
+
+
+def _in_years(day: dt.date) -> dt.date:
+    if not YEARS[0] <= day.year <= YEARS[1]:
+        raise ValidationError(f"{day.isoformat()} is outside the years a report spans ({YEARS[0]} to {YEARS[1]})")
+    return day
 
 
 def _monday(day: dt.date) -> str:

@@ -146,6 +146,9 @@ def test_report_refresh_recomputes_the_marked_months_once() -> None:
     (["--by", "month,quarter"], "at most one period (month, quarter, year, week)"),
     (["--by", "site,week", "--from", "2025-03-01", "--to", "2025-02-01"], "is after to"),
     (["--from", "2025-13-01"], "not a date"),
+    # a year no report spans (9999 has no week after its last): one line, not a crash
+    (["--by", "site,week", "--from", "9999-01-01", "--to", "9999-12-31"], "outside the years a report spans"),
+    (["--from", "0001-01-01"], "outside the years a report spans"),
     (["--kpi", "nope"], "unknown KPI id(s): nope"),
 ])
 def test_bad_report_arguments_give_one_line(args: list[str], message: str) -> None:
