@@ -20,7 +20,7 @@ from hub.connector import Connector, Envelope, Outcome
 from hub.errors import HubError, ParseError
 from hub.hookspecs import MessageFailure
 from hub.pipeline.normalize import choose_connector
-from hub.pipeline.process import announce_failures
+from hub.pipeline.process import UNKNOWN, announce_failures
 from hub.store import messages as message_store
 from hub.store.engine import writer
 from hub.store.practices import get_practice
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from hub.runtime import Runtime
 
 
-UNKNOWN = "unknown"  # the connector name of a payload no installed connector recognised
 # what the message store keeps of a message's header (its columns' sizes): a longer value is kept cut,
 # and the message refused with the reason, so that one bad message never blocks the feed behind it
 SENDER_MAX, CONTROL_ID_MAX, MESSAGE_TYPE_MAX = 255, 255, 64

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from hub.runtime import Runtime
 
 log = logging.getLogger("hub.pipeline")
+UNKNOWN = "unknown"  # the connector name of a payload no installed connector recognised at intake
 
 
 @dataclass
@@ -112,7 +113,10 @@ def process_messages(runtime: Runtime, ids: Sequence[int], *, statuses: tuple[st
         if row.id in result.errors:
             continue
         try:
-            connector = runtime.plugins.connectors.get(row.connector)
+            if row.connector == UNKNOWN:  # no connector recognised it at intake: one installed since may
+                connector = runtime.plugins.connectors.detect(row.raw or b"", origin=row.origin)
+            else:
+                connector = runtime.plugins.connectors.get(row.connector)
         except HubError as exc:
             result.errors[row.id] = str(exc)
             continue
