@@ -165,7 +165,10 @@ def receive_many(runtime: Runtime, practice: str, arrivals: Sequence[Arrival], *
             s = saved[i]
             i += 1
             if s.duplicate and s.original_error is not None:  # resent, and the first copy failed: say so again
-                outcome = Outcome(accepted=False, duplicate=True, error=s.original_error, message_id=s.id)
+                # as it was said: a payload unreadable now was refused unread then too (400 + AR, not 200 + AE)
+                unread = error if error is not None else env.error or _oversized(env)
+                outcome = Outcome(accepted=False, duplicate=True, error=s.original_error, message_id=s.id,
+                                  rejected=unread is not None, error_location=unread.location if unread else None)
             elif s.duplicate:
                 outcome = Outcome(accepted=True, duplicate=True, message_id=s.id)
             elif s.id in refused:

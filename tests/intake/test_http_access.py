@@ -66,6 +66,8 @@ def test_limits(server: Server) -> None:
     assert status == 400 and b"empty" in answer
     status, answer, _ = server.call("POST", URL, k, b"\x00\xff garbage", FEEDLINE)
     assert status == 400 and answer.startswith(b"ACK|AR|")  # stored as error, refused with the reason
+    resent = server.call("POST", URL, k, b"\x00\xff garbage", FEEDLINE)
+    assert resent[:2] == (status, answer)  # a resend is answered as the first copy was (not 200 + AE)
     status, answer, _ = server.call("POST", URL, k, feedline(("MRN4", "Lee", "Bo", "F"), ("MRN5", "Kim", "Al", "X")),
                                     FEEDLINE)
     assert status == 200 and answer.splitlines()[0].startswith(b"ACK|AA") and answer.splitlines()[1].startswith(
