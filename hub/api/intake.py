@@ -30,6 +30,7 @@ from typing import Any
 import marshmallow as ma
 from flask import Flask, Response, current_app, g, request
 from flask_smorest import Blueprint, abort
+from sqlalchemy import exc as sa_exc
 
 from hub.errors import NotFound
 from hub.pipeline.group_commit import GroupCommitter, Pending
@@ -190,6 +191,7 @@ def answer_parts(connector: Any, receipts: list[Receipt]) -> tuple[int, bytes, s
 _INTAKE_PATH = re.compile(r"/api/v1/practices/([^/]+)/messages")
 _ROUTE = "/api/v1/practices/<string:slug>/messages"  # what the request log names, as the Flask view does
 _http_log = logging.getLogger("hub.http")
+_log = logging.getLogger("hub.app")
 
 StartResponse = Callable[..., Any]
 
@@ -208,7 +210,15 @@ class IntakeFastPath:
         self.commit_timeout = self.runtime.settings.commit_timeout
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        taken = self._take(environ) if environ.get("REQUEST_METHOD") == "POST" else None
+        try:
+            taken = self._take(environ) if environ.get("REQUEST_METHOD") == "POST" else None
+        except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:  # the key look-up found the store down
+            _log.error("the database is unavailable (%s)", type(exc).__name__)
+            body = json.dumps({"code": 503, "status": "Service Unavailable",
+                               "message": "the store is unavailable; retry later"}).encode()
+            start_response("503 Service Unavailable", [("Content-Type", "application/json"), ("Retry-After", "5"),
+                                                       ("Content-Length", str(len(body)))])
+            return [body]
         if taken is None:
             return self.wsgi_app(environ, start_response)
         started = time.perf_counter()
