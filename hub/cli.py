@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from hub import __version__
-from hub.commands import audit, demo, mapping, mllp, onboarding, reports, serve, settings
+from hub.commands import audit, billing, demo, mapping, mllp, onboarding, reports, serve, settings
 from hub.commands.base import HubGroup, State, dumps, pass_state
 from hub.connector import Tally
 from hub.errors import ConfigError
@@ -45,7 +45,7 @@ def _build_cli() -> click.Group:
 
     for command in (normalize, ingest, practice, key, plugins_group, db, worker, messages_group):
         cli.add_command(command)
-    for module in (demo, reports, serve, mapping, onboarding, audit, mllp, settings):
+    for module in (demo, reports, serve, mapping, onboarding, audit, mllp, settings, billing):
         module.register(cli)
     return cli
 

@@ -51,6 +51,7 @@ ESSENTIAL_PLUGINS: dict[str, str] = {
 # built-in connectors and the dashboard are default plugins as well, registered by their entry points
 DEFAULT_PLUGINS: dict[str, str] = {
     "xlsx": "hub.reports.xlsx",  # the xlsx format
+    "remit-link": "hub.reports.remit_link",  # remittance lines linked to their claim's charge as they are stored
 }
 
 
