@@ -168,6 +168,7 @@ def instrument() -> Callable[[], None]:
     connector_class = hub_fhir.FhirConnector
     wrap(bundle, "load", "fhir: json parse (orjson)")
     wrap(hub_fhir, "validate_resource", "fhir: validation (R4B models)")
+    wrap(hub_fhir, "validate_lenient", "fhir: validation (R4B models)")
     for method in ("split", "parse", "to_canonical", "normalize"):
         wrap(connector_class, method, "fhir: split, entries, mapping")
     wrap(process, "normalize_envelope", "core: normalize (hooks, records)")

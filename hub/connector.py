@@ -314,6 +314,9 @@ class Connector(ABC):
     # the sender promises that Envelope.control_id is unique per Envelope.sender (HL7 v2 MSH-10):
     # a message repeating a stored one's sender and control id with other content is flagged
     unique_control_ids: ClassVar[bool] = False
+    # each message is one row of a practice-system export (CSV): a row that a later, corrected export
+    # repeats is not a resend, and does not count against the go-live duplicate threshold
+    export_rows: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.log = logging.getLogger(f"hub.connector.{self.name}")

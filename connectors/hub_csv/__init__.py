@@ -23,6 +23,11 @@ resend. A large export streamed in chunks (``iter_chunks``, backfill) is keyed b
 each chunk's bytes and the absolute line numbers, so a rerun with the same chunk
 size finds the same keys.
 
+Columns: a model field reads one column (``field: header`` or ``{column, transform}``) or
+combines several (``{columns: [...], separator, format, transform}``: the cells joined in order,
+a date and a time column making one date-time, say); a bad combination names the one cell that
+does not fit, else every column of it. A charge row without an amount is kept, ``unpriced``.
+
 Times: a date-time without an offset (what exports hold) is emitted without one
 (``2025-03-01T09:30:00``) and the hub reads it in the practice's zone; the
 ``timezone`` setting of the csv section, when set, overrides that zone for this
@@ -134,6 +139,9 @@ class CsvConnector(Connector):
     file_extensions = (".csv",)
     config_schema = CsvSettings  # checked by the hub whenever a mapping is loaded
     description = "CSV exports of practice-management systems (appointments, charges, payments)"
+    # each message is a row of an export, a snapshot a practice takes again and again: the onboarding
+    # scorecard does not count a row repeated by a later export against the go-live duplicate share
+    export_rows = True
 
     @classmethod
     def detect(cls, data: bytes) -> bool:
@@ -260,11 +268,11 @@ class CsvConnector(Connector):
         except Exception:
             return []  # the normal path reports unreadable rows
         export, row, where = parsed["export"], parsed["row"], parsed["where"]
-        used = {spec if isinstance(spec, str) else spec.get("column") for spec in export["columns"].values()}
+        used = {column for spec in export["columns"].values() for column in _columns(spec)}
         out = [f"{where}: column {col!r} is not in the column map (ignored)" for col in row if col not in used]
         for field, table in (export.get("values") or {}).items():
             spec = export["columns"].get(field)
-            column = spec if isinstance(spec, str) else (spec or {}).get("column")
+            column = _column(spec) if spec is not None and len(_columns(spec)) == 1 else None
             value = (row.get(column) or "").strip() if column else ""
             if value and value not in table and value.lower() not in (str(v).lower() for v in table.values()):
                 out.append(f"{where}: column {column!r} has a value the values table of {field} does not know")
@@ -281,8 +289,30 @@ def _line_of(control_id: str | None) -> int | None:
     return None
 
 
+def _columns(spec: Any) -> list[str]:
+    """The headers a column spec reads: one, or the ``columns`` it combines."""
+    if isinstance(spec, str):
+        return [spec]
+    if "columns" in spec:
+        return [str(c) for c in spec["columns"]]
+    return [str(spec["column"])]
+
+
 def _column(spec: Any) -> str:
-    return spec if isinstance(spec, str) else str(spec["column"])
+    """The spec's header(s) as messages name them: 'Appt Date' + 'Appt Time' for combined cells."""
+    return " + ".join(_columns(spec))
+
+
+def _formats(spec: Any) -> list[str]:
+    """A column spec's own strptime formats (``format``: one or a list), tried before the export's."""
+    found = spec.get("format") if isinstance(spec, dict) else None
+    return [found] if isinstance(found, str) else list(found or ())
+
+
+def _named(spec: Any) -> str:
+    """The spec's column(s) for an error message: column 'X', or columns 'X' + 'Y'."""
+    columns = _columns(spec)
+    return f"column {columns[0]!r}" if len(columns) == 1 else "columns " + " + ".join(map(repr, columns))
 
 
 def choose_export(exports: list[dict[str, Any]], header: list[str], *, source: str | None = None
@@ -291,7 +321,7 @@ def choose_export(exports: list[dict[str, Any]], header: list[str], *, source: s
     present = set(header)
     best: tuple[int, list[str], str] | None = None
     for export in exports:
-        missing = [_column(spec) for spec in export["columns"].values() if _column(spec) not in present]
+        missing = [c for spec in export["columns"].values() for c in _columns(spec) if c not in present]
         if not missing:
             return export
         if best is None or len(missing) < best[0]:
@@ -357,16 +387,21 @@ class RowReader:
     def records(self, row: dict[str, str], where: str) -> list[dict[str, Any]]:
         by_kind: dict[str, dict[str, Any]] = {self.kind: {"kind": self.kind}}
         for key, spec in self.export["columns"].items():
-            column = _column(spec)
             kind, _, field = key.rpartition(".")
             kind = kind or self.kind
-            raw = apply_transforms(row.get(column), transform_names(None if isinstance(spec, str)
-                                                                    else spec.get("transform")))
-            value = self.convert(kind, field, raw.strip() if raw else None, column, where)
+            cells: list[tuple[str, str]] = []
+            if isinstance(spec, dict) and "columns" in spec:
+                cell, cells = self.combine(spec, row, f"{kind}.{field}", where)
+            else:
+                cell = row.get(_column(spec))
+            raw = apply_transforms(cell, transform_names(None if isinstance(spec, str) else spec.get("transform")))
+            value = self.convert(kind, field, raw.strip() if raw else None, spec, where, cells)
             by_kind.setdefault(kind, {"kind": kind})[field] = value
         main = by_kind[self.kind]
+        if self.kind == "charge" and main.get("amount") is None and "unpriced" not in self.export["columns"]:
+            main["unpriced"] = True  # a line exported without an amount: kept, flagged, counted at zero
         if not main.get("source_id"):
-            raise ParseError(f"column {_column(self.export['columns']['source_id'])!r} (source_id) is empty",
+            raise ParseError(f"{_named(self.export['columns']['source_id'])} (source_id) is empty",
                              source=self.origin, location=where)
         when = self.event_time(row, where)
         if when is not None:
@@ -385,20 +420,39 @@ class RowReader:
             if record.get("source_id") and any(v not in (None, "") for k, v in record.items()
                                                if k not in ("kind", "source_id", "event_time")):
                 out.append(record)
-        return [*out, main]
+        return [*out, main]  # the row's own record last (the onboarding scorecard keys the row by it)
 
-    def convert(self, kind: str, field: str, value: str | None, column: str, where: str) -> Any:
+    def combine(self, spec: dict[str, Any], row: dict[str, str], what: str, where: str
+                ) -> tuple[str | None, list[tuple[str, str]]]:
+        """The cells of ``columns``, in order, joined by ``separator`` (one space by default); None when
+        every cell is empty. A date or date-time made of cells (a date column and a time column) needs
+        every cell: an empty one is an error naming its column."""
+        cells = [(column, (row.get(column) or "").strip()) for column in _columns(spec)]
+        if not any(value for _, value in cells):
+            return None, cells
+        kind, _, field = what.rpartition(".")
+        if _FIELD_TYPES[kind].get(field) in ("date", "datetime"):
+            empty = [column for column, value in cells if not value]
+            if empty:
+                raise ParseError(f"column {empty[0]!r} is empty, and {what} is read from {_named(spec)} together",
+                                 source=self.origin, location=where)
+        separator = spec.get("separator")
+        return (" " if separator is None else str(separator)).join(value for _, value in cells if value), cells
+
+    def convert(self, kind: str, field: str, value: str | None, spec: Any, where: str,
+                cells: Sequence[tuple[str, str]] = ()) -> Any:
         if value is None or value == "":
             return None
         table = self.values.get(field if kind == self.kind else f"{kind}.{field}")
         if table is not None and value in table:
             return table[value]
         kind_type = "str" if field == "source_id" else _FIELD_TYPES[kind].get(field, "str")
+        formats = _formats(spec) if kind_type in ("date", "datetime") else []
         try:
             if kind_type == "datetime":
-                return self.datetime(value)
+                return self.datetime(value, formats=formats)
             if kind_type == "date":
-                return self.datetime(value, date_only=True)
+                return self.datetime(value, date_only=True, formats=formats)
             if kind_type == "money":
                 return money(value)
             if kind_type == "int":
@@ -416,15 +470,49 @@ class RowReader:
         except (ValueError, InvalidOperation):
             what = {"datetime": "a date-time in the export's date_formats", "date": "a date in the export's "
                     "date_formats", "money": "an amount", "int": "a whole number", "bool": "yes or no"}
+            if formats and kind_type in ("date", "datetime"):
+                noun = "a date-time" if kind_type == "datetime" else "a date"
+                what[kind_type] = f"{noun} in the format {' or '.join(map(repr, formats))} or the export's date_formats"
+            bad = self.bad_cell(spec, cells, formats) if cells and kind_type in ("date", "datetime") else None
+            if bad is not None:
+                raise ParseError(f"column {bad!r} does not fit: {_named(spec)} ({kind}.{field}) together are not "
+                                 f"{what[kind_type]}", source=self.origin, location=where) from None
             # the value itself is not quoted: it may be patient data
-            raise ParseError(f"column {column!r} ({kind}.{field}) is not {what.get(kind_type, 'readable')}",
-                             source=self.origin, location=where) from None
+            raise ParseError(f"{_named(spec)} ({kind}.{field}) {'is' if len(_columns(spec)) == 1 else 'are'} not "
+                             f"{what.get(kind_type, 'readable')}", source=self.origin, location=where) from None
         return value
 
-    def datetime(self, value: str, *, date_only: bool = False) -> Any:
+    def bad_cell(self, spec: dict[str, Any], cells: Sequence[tuple[str, str]], formats: Sequence[str]
+                 ) -> str | None:
+        """Which cell of a combined date or date-time does not fit: each format is cut where the cells
+        were joined (a cell holding the separator itself, '09:30 AM', takes as many pieces), each cell
+        tried with its piece; the column when exactly one cell fails under the format that fits the
+        others best (else None: the message names every column)."""
+        separator = " " if spec.get("separator") is None else str(spec["separator"])
+        if not separator:
+            return None
+        best: list[str] | None = None
+        for fmt in [*formats, *self.formats]:
+            pieces = fmt.split(separator)
+            if len(pieces) != sum(cell.count(separator) + 1 for _, cell in cells):
+                continue
+            failing, at = [], 0
+            for column, cell in cells:
+                size = cell.count(separator) + 1
+                try:
+                    dt.datetime.strptime(cell, separator.join(pieces[at:at + size]))
+                except ValueError:
+                    failing.append(column)
+                at += size
+            if failing and (best is None or len(failing) < len(best)):
+                best = failing
+        return best[0] if best is not None and len(best) == 1 else None
+
+    def datetime(self, value: str, *, date_only: bool = False, formats: Sequence[str] = ()) -> Any:
         """A date (``date_only``) or a date-time: with its offset when it has one, else in the
-        ``timezone`` override when set, else without offset (the hub reads it in the practice's zone)."""
-        for fmt in self.formats:
+        ``timezone`` override when set, else without offset (the hub reads it in the practice's zone).
+        ``formats``: a column spec's own, tried before the export's."""
+        for fmt in [*formats, *self.formats] if formats else self.formats:
             try:
                 parsed = dt.datetime.strptime(value, fmt)
             except ValueError:

@@ -43,8 +43,9 @@ class CsvExportSchema(Schema):
 
     kind = fields.Raw(metadata={"doc": f"the record kind of a row: {', '.join(CSV_KINDS)}"})
     name = fields.Raw(metadata={"doc": "a name for the export, for messages"})
-    columns = fields.Raw(metadata={"doc": "model field → column header, or {column, transform}; related records "
-                                          "as patient.family_name"})
+    columns = fields.Raw(metadata={"doc": "model field → column header, or {column, transform}, or {columns: [...], "
+                                          "separator, format} to combine cells; related records as "
+                                          "patient.family_name"})
     date_formats = fields.Raw(metadata={"doc": "strptime formats of the export's dates and times"})
     values = fields.Raw(metadata={"doc": "field → {source value: model value}"})
     event_time_column = fields.Raw(metadata={"doc": "the column holding a row's last change"})
@@ -83,10 +84,10 @@ def check_export(export: Any) -> SectionErrors:
         if field not in {f.name for f in KINDS[target_kind]} | {"source_id"}:
             errors.add(kpath, f"{target_kind} has no field {field!r}")
         if isinstance(spec, dict):
-            errors.keys(spec, kpath, {"column", "transform"})
-            errors.text(spec.get("column"), (*kpath, "column"), "column")
-            if "transform" in spec:
-                errors.transforms(spec["transform"], (*kpath, "transform"))
+            _check_spec(errors, spec, kpath)
+            types = {f.name: f.type for f in KINDS[target_kind]}
+            if "format" in spec and types.get(field) not in ("date", "datetime"):
+                errors.add((*kpath, "format"), f"format is for date and date-time fields; {key} is not one")
         else:
             errors.text(spec, kpath, "a column header")
     formats = export.get("date_formats")
@@ -98,6 +99,34 @@ def check_export(export: Any) -> SectionErrors:
         for field, table in values.items():
             errors.mapping(table, ("values", field), f"values of {field}")
     return errors
+
+
+def _check_spec(errors: SectionErrors, spec: dict[str, Any], path: Path) -> None:
+    """``{column, transform}``, or ``{columns: [...], separator, format, transform}`` (cells combined)."""
+    errors.keys(spec, path, {"column", "columns", "separator", "format", "transform"})
+    if ("column" in spec) == ("columns" in spec):
+        errors.add(path, "a column spec names either column (one header) or columns (a list of headers to combine)")
+    elif "column" in spec:
+        errors.text(spec.get("column"), (*path, "column"), "column")
+        for key in ("separator", "format"):
+            if key in spec:
+                errors.add((*path, key), f"{key} goes with columns (a list of headers to combine)")
+    else:
+        columns = spec.get("columns")
+        if not (isinstance(columns, list) and len(columns) >= 2):
+            errors.add((*path, "columns"), "columns is a list of at least two column headers, combined in order")
+        else:
+            for i, column in enumerate(columns):
+                errors.text(column, (*path, "columns", i), "a column header")
+        if "separator" in spec and not isinstance(spec["separator"], str):
+            errors.add((*path, "separator"), "separator is a text put between the cells (default: one space)")
+        formats = spec.get("format")
+        if formats is not None and not all(isinstance(f, str) and "%" in f for f in
+                                           (formats if isinstance(formats, list) and formats else [formats])):
+            errors.add((*path, "format"), "format is a strptime format of the combined text (or a list of them), "
+                                          "such as '%m/%d/%Y %I:%M %p'")
+    if "transform" in spec:
+        errors.transforms(spec["transform"], (*path, "transform"))
 
 
 class CsvSettings(Schema):

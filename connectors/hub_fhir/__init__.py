@@ -14,10 +14,24 @@ noted, declared as the fields' ``env`` and read through ``hub.settings``; secret
   (``HUB_FHIR_CLIENT_ID``), ``token_url`` (``HUB_FHIR_TOKEN_URL``), ``private_key``
   (``HUB_FHIR_PRIVATE_KEY``, PEM text or a file path), ``scope``, ``page_size``, ``resource_types``.
 
-Unsupported resource types (valid FHIR the hub does not map, such as Observation): a
-message that is nothing but such a resource is kept in the message store as ``error`` with
-the reason ``unsupported resource type X`` (reprocessable once a mapping exists); inside a
-Bundle they are skipped, logged by type and named in the answer, and the rest is mapped.
+Partial acceptance (``parse``, ``to_canonical``): a message is split into what maps and what
+does not, on the record in ``Context.tally``:
+
+- resources of types the hub does not map (not in ``MAPPERS``: Observation, MessageHeader, ...)
+  are counted by type (``tally.skip``) and never validated, so an invalid one costs nothing; a
+  message that is nothing but such resources is kept in the message store as ``error`` with the
+  reason ``unsupported resource type X`` (reprocessable once a mapping exists);
+- lenient mappings (the default): a mapped resource whose optional elements fail R4 validation
+  is taken in without them, each recorded with its element path (``tally.drop``); one whose
+  required part fails (or an element its record needs, ``HUB_NEEDS``) is left out whole and
+  recorded with its path, and the rest of the message is kept; a message left with no mapped
+  resource is refused with the first one's reason;
+- a transaction Bundle stays all or nothing for the resources the hub maps (FHIR's rule), and a
+  strict mapping (``acceptance: strict``) makes every message so: any invalid mapped resource
+  refuses it, naming the element path;
+- entries that carry no resource to take in are skipped and said in the tally's notes: DELETE,
+  GET, HEAD and PATCH requests (the hub keeps history: it does not delete), response entries
+  with only a ``response``, deletions in a history; a message of nothing else is refused.
 
 Event time: every record carries the ``meta.lastUpdated`` of the resource it comes from, else
 the enclosing Bundle's ``timestamp``, else none (the hub then uses the arrival time).
@@ -38,15 +52,22 @@ from hub.errors import ConfigError, HubError, ValidationError
 from hub.settings import connector_env
 
 from . import bundle, outcome
-from .bundle import Payload, References
+from .bundle import Item, Payload, References
 from .cli import fhir_group
 from .mapping import MAPPERS, MapContext, event_time, merge, timezone_of
 from .pull import FhirPoller
 from .render import render_files
-from .validate import validate_resource
+from .validate import NEEDED, is_fhir_type, validate_lenient, validate_resource
 
 __version__ = "1.0.0"
 SUPPORTED = frozenset(MAPPERS)
+# top-level elements a record cannot do without (the common model requires what they give): when one
+# fails R4 validation the resource is left out whole, with the FHIR reason, rather than mapped without it
+HUB_NEEDS = {
+    "Appointment": NEEDED | {"start"},
+    "ChargeItem": NEEDED | {"occurrenceDateTime", "occurrencePeriod"},
+    "Slot": NEEDED | {"start", "end"},
+}
 
 
 class FhirConfigSchema(Schema):
@@ -111,11 +132,57 @@ class FhirConnector(Connector):
         return digest_key(self.name, versions) if isinstance(versions, str) else super().dedup_key(envelope)
 
     def parse(self, envelope: Envelope, context: Context) -> Payload:
-        payload = bundle.items_of(bundle.read(envelope.raw))
+        """The resources to map, validated (see the module docstring): entries that carry none are
+        skipped and said in the tally's notes; a message left with nothing to take in is refused."""
+        payload = bundle.items_of(bundle.read(envelope.raw), strict=context.strict)
+        kind = payload.bundle_type
+        if kind is not None and not payload.items and not payload.skipped:
+            if kind not in ("searchset", "history"):  # an empty search or history answers "nothing new"
+                raise ValidationError(f"the {kind} Bundle has no entries: nothing to take in", location="Bundle.entry")
+            context.tally.notes.append(f"the {kind} Bundle has no entries")
         if validation_enabled(context.config, self.env):
-            for item in payload.items:
-                validate_resource(item.resource, item.path)
+            payload.items = self._valid_items(payload, context)
+        if payload.skipped:
+            if not payload.items:
+                first = next(iter(payload.skipped.values()))[0]
+                raise ValidationError(f"nothing to take in: {payload.notes()[0]}", location=first)
+            context.tally.notes.extend(payload.notes())
         return payload
+
+    def _valid_items(self, payload: Payload, context: Context) -> list[Item]:
+        """The items to map once validated. Types the hub does not map are not validated (they are
+        only counted, in ``to_canonical``). A mapped resource that fails R4 validation refuses the
+        message when it is all or nothing (a strict mapping, a transaction); otherwise its invalid
+        optional elements are left out (``validate_lenient``), or the resource itself when what fails
+        is required, each recorded with ``tally.drop``, and the rest is kept. A message whose mapped
+        resources are all invalid is refused with the first one's reason."""
+        all_or_nothing = context.strict or payload.bundle_type == "transaction"
+        kept: list[Item] = []
+        refused: list[ValidationError] = []
+        for item in payload.items:
+            if item.type not in MAPPERS:
+                if not is_fhir_type(item.type):
+                    if payload.bundle_type is None:
+                        validate_resource(item.resource, item.path)  # refused: not an R4 resource type
+                    context.tally.notes.append(f"{item.path}: {item.type[:60]!r} is not a FHIR R4 resource type")
+                kept.append(item)
+                continue
+            if all_or_nothing:
+                validate_resource(item.resource, item.path)
+                kept.append(item)
+                continue
+            try:
+                resource, dropped = validate_lenient(item.resource, item.path, HUB_NEEDS.get(item.type, NEEDED))
+            except ValidationError as exc:
+                refused.append(exc)
+                context.tally.drop(item.path, f"left out whole: {exc.message}")
+                continue
+            for path, reason in dropped:
+                context.tally.drop(path, reason)
+            kept.append(item if resource is item.resource else Item(resource, item.path, item.full_url))
+        if refused and not any(item.type in MAPPERS for item in kept):
+            raise refused[0]
+        return kept
 
     def to_canonical(self, parsed: Payload, context: Context) -> list[dict[str, Any]]:
         refs = References.of(parsed.items)
@@ -126,8 +193,9 @@ class FhirConnector(Connector):
             mapper = MAPPERS.get(item.type)
             if mapper is None:
                 skipped[item.type[:60]] += 1
+                context.tally.skip(item.type[:60])
                 continue
-            ctx = MapContext(refs, item, tz)
+            ctx = MapContext(refs, item, tz, context.tally)
             when = event_time(item.resource, ctx, parsed.timestamp)
             for record in mapper(item.resource, ctx):
                 if when is not None:
@@ -139,7 +207,7 @@ class FhirConnector(Connector):
                 raise ValidationError(f"unsupported resource type {listed}: kept in the message store, not mapped "
                                       f"(mapped types: {', '.join(sorted(SUPPORTED))})",
                                       location=parsed.items[0].path)
-            self.log.info("skipped %d resource(s) of unsupported type(s): %s", sum(skipped.values()), listed)
+            self.log.debug("skipped %d resource(s) of unsupported type(s): %s", sum(skipped.values()), listed)
         return merge(records)
 
     def acknowledge(self, envelope: Envelope, outcome_: Outcome) -> bytes | None:
@@ -148,6 +216,10 @@ class FhirConnector(Connector):
     def answer(self, results: Sequence[tuple[Envelope, Outcome]]) -> tuple[bytes, str] | None:
         return outcome.answer(results, SUPPORTED)
 
+    def answer_status(self, results: Sequence[tuple[Envelope, Outcome]]) -> int:
+        """The HTTP status of ``answer`` (hub.api.intake): 400 or 422 for a refused resource or transaction."""
+        return outcome.http_status(results)
+
     def findings(self, envelope: Envelope, context: Context) -> list[str]:
         try:
             payload = bundle.items_of(bundle.load(envelope.raw))
@@ -155,6 +227,8 @@ class FhirConnector(Connector):
             return [str(exc)]
         found = []
         for item in payload.items:
+            if item.type not in MAPPERS:
+                continue  # not read by the hub: nothing the practice needs to fix for it
             try:  # strict: a time sent without an offset is worth asking the practice about
                 validate_resource(item.resource, item.path, strict=True)
             except HubError as exc:

@@ -1,9 +1,11 @@
 """Reading FHIR JSON: one resource or a Bundle, split into messages, references resolved.
 
 How a payload becomes messages (``split``):
-- a single resource, and a Bundle of type transaction, collection, searchset, message or
-  history, is ONE message, stored whole: if any entry is invalid the whole message errors
-  (all or nothing, as a transaction must be);
+- a single resource, and a Bundle of any other type (transaction, collection, searchset,
+  message, history, document, transaction-response, batch-response), is ONE message, stored
+  whole. What it holds is split by the connector (``parse``) into what maps and what does not:
+  a transaction is all or nothing for the resources the hub maps; elsewhere an invalid
+  resource is left out and counted (partial acceptance, see the package docstring);
 - a batch Bundle becomes one message per entry (each a one-entry batch Bundle, so the
   entry's ``fullUrl`` and ``request`` are kept), so each entry gets its own outcome.
 
@@ -23,8 +25,11 @@ first); a message parsed elsewhere (a queue worker, a reprocess) is simply read 
 
 References (``References.resolve``) are looked up in the payload: relative
 (``Patient/123``), absolute (``http://x/fhir/Patient/123``), ``urn:uuid:`` full URLs,
-contained (``#id``) and logical (``identifier``). A reference that cannot be resolved
-is kept as the source id it names, never dropped.
+contained (``#id``), logical (``identifier``) and conditional
+(``Practitioner?identifier=http://hl7.org/fhir/sid/us-npi|1234567893``, by identifier). A
+reference that cannot be resolved is kept as the source id it names (for a logical or
+conditional one, the identifier's value), never dropped. A resource POSTed as a conditional
+create (``ifNoneExist: identifier=system|value``) is known by that identifier (``created_as``).
 """
 
 from __future__ import annotations
@@ -32,10 +37,11 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
+from urllib.parse import unquote
 
 import orjson
 
@@ -43,10 +49,24 @@ from hub.connector import Envelope
 from hub.errors import ParseError
 
 BOM = b"\xef\xbb\xbf"
-BUNDLE_TYPES = ("transaction", "batch", "collection", "searchset", "message", "history")
-# request methods whose entry carries no resource to take in
+BUNDLE_TYPES = ("transaction", "batch", "collection", "searchset", "message", "history", "document",
+                "transaction-response", "batch-response")
+RESPONSE_TYPES = ("transaction-response", "batch-response")
+# request methods whose entry carries no resource to take in: skipped, counted in a note
 NON_RESOURCE_METHODS = ("GET", "HEAD", "DELETE", "PATCH")
+SKIPPED_WHY = {
+    "DELETE": "DELETE {entries} skipped: the hub keeps history and does not delete",
+    "GET": "GET {entries} skipped: a read is not answered from a pushed Bundle",
+    "HEAD": "HEAD {entries} skipped: a read is not answered from a pushed Bundle",
+    "PATCH": "PATCH {entries} skipped: the hub takes whole resources (POST or PUT), not patches",
+    "response": "{entries} with only a response skipped (no resource to take in)",
+    "history": "history {entries} without a resource skipped (deletions)",
+    "searchset": "search {entries} without a resource skipped",
+    "malformed": "{entries} without a readable resource skipped",
+}
+NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
 _TYPE_ID = re.compile(r"([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})$")
+_TYPE_NAME = re.compile(r"^[A-Z][A-Za-z]+$")
 # parsed documents held between split and parse (parsed JSON takes about 7 times its bytes);
 # where another process parses (a queue worker), what split kept is let go after KEPT_SECONDS
 KEPT_BYTES = 16_000_000
@@ -112,11 +132,11 @@ def read(data: bytes) -> dict[str, Any]:
 
 def bundle_type(doc: dict[str, Any]) -> str:
     kind = doc.get("type")
-    if kind not in BUNDLE_TYPES:
+    if not isinstance(kind, str) or kind not in BUNDLE_TYPES:
         shown = kind if isinstance(kind, str) and len(kind) < 40 else "missing"
         raise ParseError(f"Bundle.type {shown!r} is not taken in (accepted: {', '.join(BUNDLE_TYPES)})",
                          location="Bundle.type")
-    return kind  # type: ignore[no-any-return]
+    return kind
 
 
 def entries_of(doc: dict[str, Any]) -> list[Any]:
@@ -217,17 +237,56 @@ def source_id_of(resource: dict[str, Any], full_url: str | None) -> str | None:
     return None
 
 
+def business_id(resource: dict[str, Any]) -> str | None:
+    """The identifier value a resource sent with neither id nor fullUrl is known by: a medical record
+    number (type ``MR``, or a system naming an MRN) first, then an NPI, then the first identifier
+    with a value that is not marked ``old``; none when it carries no identifier."""
+    best: tuple[int, str] | None = None
+    for ident in _identifiers(resource):
+        system = ident["system"] if isinstance(ident.get("system"), str) else ""
+        kind = ident.get("type")
+        types = {c.get("code") for c in kind.get("coding") or () if isinstance(c, dict)} \
+            if isinstance(kind, dict) else set()
+        rank = 0 if "MR" in types or "mrn" in system.lower() else 1 if system == NPI_SYSTEM else \
+            3 if ident.get("use") == "old" else 2
+        if best is None or rank < best[0]:
+            best = (rank, ident["value"])
+    return best[1] if best is not None else None
+
+
 @dataclass
 class Payload:
-    """A parsed message: its resources in order and the Bundle type (None: a single resource)."""
+    """A parsed message: its resources in order and the Bundle type (None: a single resource).
+
+    ``skipped``: entries not taken in, by why (a ``SKIPPED_WHY`` key) → their element paths: requests
+    that store nothing (DELETE, GET, ...), response entries without a resource, deletions in a
+    history; ``notes()`` says them for the message's tally."""
 
     bundle_type: str | None
     items: list[Item]
-    skipped_entries: int = 0  # history/searchset entries without a resource (deletions, outcomes)
+    skipped_entries: int = 0  # entries without a resource to take in (counted in ``skipped``)
     timestamp: str | None = None  # Bundle.timestamp: when the Bundle was assembled
+    skipped: dict[str, list[str]] = field(default_factory=dict)
+
+    def skip(self, why: str, where: str) -> None:
+        self.skipped.setdefault(why, []).append(where)
+        self.skipped_entries += 1
+
+    def notes(self) -> list[str]:
+        out = []
+        for why, places in self.skipped.items():
+            shown = ", ".join(places[:3]) + (f" and {len(places) - 3} more" if len(places) > 3 else "")
+            entries = "entry" if len(places) == 1 else "entries"
+            out.append(f"{len(places)} {SKIPPED_WHY[why].format(entries=entries)} ({shown})")
+        return out
 
 
-def items_of(doc: dict[str, Any]) -> Payload:
+def items_of(doc: dict[str, Any], *, strict: bool = False) -> Payload:
+    """The resources of a payload to take in. Entries that carry none are skipped and counted
+    (``Payload.skipped``): DELETE, GET, HEAD and PATCH requests (the hub keeps history: it does not
+    delete, and reads nothing back), response entries with only a ``response``, deletions in a
+    history, search entries without a resource. Any other entry without a readable resource refuses
+    a transaction (all or nothing), and any Bundle when ``strict``; otherwise it is skipped too."""
     rtype = doc["resourceType"]
     if rtype != "Bundle":
         return Payload(None, [Item(doc, rtype)])
@@ -237,29 +296,40 @@ def items_of(doc: dict[str, Any]) -> Payload:
     entry_rooted = not (kind == "batch" and len(entries) == 1)
     timestamp = doc.get("timestamp")
     payload = Payload(kind, [], timestamp=timestamp if isinstance(timestamp, str) else None)
+    refuse_malformed = strict or kind == "transaction"
     for i, entry in enumerate(entries):
         where = f"Bundle.entry[{i}]"
         if not isinstance(entry, dict):
-            raise ParseError("a Bundle entry must be a JSON object", location=where)
-        resource = entry.get("resource")
-        request = entry.get("request") if isinstance(entry.get("request"), dict) else {}
-        method = str(request.get("method") or "").upper()
+            if refuse_malformed:
+                raise ParseError("a Bundle entry must be a JSON object", location=where)
+            payload.skip("malformed", where)
+            continue
+        resource, request = entry.get("resource"), entry.get("request")
+        method = str(request.get("method") or "").upper() if isinstance(request, dict) else ""
+        if method in NON_RESOURCE_METHODS and kind in ("transaction", "batch"):
+            payload.skip(method, f"{where}.request.method")
+            continue
         if resource is None:
             if kind in ("history", "searchset"):
-                payload.skipped_entries += 1  # a deletion in a history, an outcome in a search
-                continue
-            if method in NON_RESOURCE_METHODS:
-                raise ParseError(f"{method} entries are not taken in: the hub accepts resources (POST or PUT)",
-                                 location=f"{where}.request.method")
-            raise ParseError("the entry has no resource", location=where)
+                payload.skip(kind, where)  # a deletion in a history, an outcome in a search
+            elif kind in RESPONSE_TYPES and isinstance(entry.get("response"), dict):
+                payload.skip("response", where)
+            elif refuse_malformed:
+                raise ParseError("the entry has no resource", location=where)
+            else:
+                payload.skip("malformed", where)
+            continue
         if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
-            raise ParseError("the entry's resource has no resourceType", location=f"{where}.resource")
-        if method in NON_RESOURCE_METHODS and kind in ("transaction", "batch"):
-            raise ParseError(f"{method} entries are not taken in: the hub accepts resources (POST or PUT)",
-                             location=f"{where}.request.method")
+            if refuse_malformed:
+                raise ParseError("the entry's resource has no resourceType", location=f"{where}.resource")
+            payload.skip("malformed", f"{where}.resource")
+            continue
         full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
         path = f"{where}.resource" if entry_rooted else resource["resourceType"]
-        payload.items.append(Item(resource, path, full_url))
+        item = Item(resource, path, full_url)
+        if method == "POST":  # a conditional create is known by the identifier it is created under
+            item.source_id = created_as(request, resource) or item.source_id
+        payload.items.append(item)
     return payload
 
 
@@ -270,6 +340,7 @@ class Target(NamedTuple):
     source_id: str
     resource: dict[str, Any] | None = None
     full_url: str | None = None
+    system: str | None = None  # a target known only by an identifier: that identifier's system
 
 
 class References:
@@ -282,8 +353,9 @@ class References:
     def __init__(self, items: list[Item] | None = None) -> None:
         self.items = items or []
         self.by_key: dict[str, Item] = {}
-        self._by_identifier: dict[tuple[str | None, str], Item] | None = None
-        self._resolved: dict[Any, Target] = {}
+        self._by_identifier: dict[tuple[str | None, str | None, str], Item] | None = None
+        self._resolved: dict[Any, Target | None] = {}
+        self._noted: set[str] = set()
 
     @classmethod
     def of(cls, items: list[Item]) -> References:
@@ -305,13 +377,17 @@ class References:
         return refs
 
     @property
-    def by_identifier(self) -> dict[tuple[str | None, str], Item]:
+    def by_identifier(self) -> dict[tuple[str | None, str | None, str], Item]:
+        """(type or None, system or None, value) → the first resource carrying that identifier."""
         if self._by_identifier is None:
-            index: dict[tuple[str | None, str], Item] = {}
+            index: dict[tuple[str | None, str | None, str], Item] = {}
             for item in self.items:
                 for ident in _identifiers(item.resource):
-                    index.setdefault((ident.get("system"), ident["value"]), item)
-                    index.setdefault((None, ident["value"]), item)
+                    system, value = ident.get("system"), ident["value"]
+                    system = system if isinstance(system, str) and system else None
+                    for rtype in (item.type, None):
+                        index.setdefault((rtype, system, value), item)
+                        index.setdefault((rtype, None, value), item)
             self._by_identifier = index
         return self._by_identifier
 
@@ -326,6 +402,11 @@ class References:
         if isinstance(text, str) and text:
             if text[0] == "#":  # contained: scoped to its container, not cached
                 return self._contained(text[1:], container, container_id, declared)
+            if "?" in text:  # conditional: ``Type?identifier=system|value``
+                key = ("?", text, declared)
+                if key not in self._resolved:
+                    self._resolved[key] = self._conditional(text, declared)
+                return self._resolved[key]
             cache_key = text if declared is None else (text, declared)
             target = self._resolved.get(cache_key)
             if target is None:
@@ -333,10 +414,35 @@ class References:
             return target
         ident = ref.get("identifier")
         if isinstance(ident, dict) and isinstance(ident.get("value"), str) and ident["value"]:
-            item = self.by_identifier.get((ident.get("system"), ident["value"]))
-            if item is not None and (declared is None or declared == item.type):
-                return Target(item.type, item.source_id or ident["value"], item.resource, item.full_url)
-            return Target(declared, ident["value"])
+            system = ident.get("system")
+            return self.by_identifier_of(declared, system if isinstance(system, str) else None, ident["value"])
+        return None
+
+    def by_identifier_of(self, declared: str | None, system: str | None, value: str) -> Target:
+        """The resource of the payload carrying that identifier (of the declared type), else a target
+        keyed by the identifier's value: a provider named by NPI then matches the provider with that NPI."""
+        item = self.by_identifier.get((declared, system, value))
+        if item is not None:
+            return Target(item.type, item.source_id or business_id(item.resource) or value, item.resource,
+                          item.full_url)
+        return Target(declared, value, None, None, system)
+
+    def _conditional(self, text: str, declared: str | None) -> Target | None:
+        """``Practitioner?identifier=http://hl7.org/fhir/sid/us-npi|1234567893`` (a conditional reference,
+        as transaction Bundles send them): resolved by identifier; other search criteria cannot be."""
+        rtype, _, query = text.partition("?")
+        rtype = rtype.rstrip("/").rsplit("/", 1)[-1] or declared or ""
+        rtype_or_none = rtype if _TYPE_NAME.match(rtype) else declared
+        for part in query.split("&"):
+            name, _, value = part.partition("=")
+            if name != "identifier" or not value:
+                continue
+            decoded = unquote(value)
+            system, bar, ident = decoded.rpartition("|")
+            if not bar:
+                system, ident = "", decoded
+            if ident:
+                return self.by_identifier_of(rtype_or_none, system or None, ident)
         return None
 
     def _literal(self, text: str, declared: str | None) -> Target:
@@ -367,6 +473,85 @@ class References:
                 sid = f"{container_id}#{local_id}" if container_id else f"#{local_id}"
                 return Target(rtype if isinstance(rtype, str) else declared, sid, res)
         return Target(declared, f"{container_id}#{local_id}" if container_id else f"#{local_id}")
+
+
+    def uses_note(self, rtype: str) -> str | None:
+        """What the payload's resources of ``rtype`` (Organization, Schedule: no record of their own) are
+        used for, as one note for the message: ``Organization used only as a reference: payer name of 2
+        coverages``; plainly ``... used only as a reference`` when nothing in the payload refers to one.
+        Said once per type (None after); the payload is walked for references only then."""
+        if rtype in self._noted:
+            return None
+        self._noted.add(rtype)
+        held = {id(item.resource) for item in self.items if item.type == rtype}
+        if not held:
+            return None
+        uses: Counter[tuple[str, str]] = Counter()
+        for item in self.items:
+            if item.type == rtype:
+                continue
+            for key, value in item.resource.items():
+                if key in ("contained", "id", "meta", "text"):
+                    continue
+                for ref in _references(value):
+                    target = self.resolve(ref, item.resource, item.source_id)
+                    if target is not None and target.resource is not None and id(target.resource) in held:
+                        uses[(item.type, key)] += 1
+        said = []
+        for (referrer, key), count in sorted(uses.items()):
+            use = USES.get((referrer, key))
+            if use is not None:
+                what, noun = use
+                said.append(f"{what} of {count} {noun if count == 1 else _plural(noun)}")
+            else:
+                said.append(f"referred to by {referrer}.{key} ({count})")
+        subject = f"{rtype} used only as a reference" if len(held) == 1 else \
+            f"{len(held)} {rtype}s used only as references"
+        return f"{subject}: {', '.join(said)}" if said else subject
+
+
+# what a reference-only resource is used for, by the element that refers to it
+USES = {("Coverage", "payor"): ("payer name", "coverage"), ("Claim", "insurer"): ("payer name", "claim"),
+        ("ClaimResponse", "insurer"): ("payer name", "claim response"),
+        ("ExplanationOfBenefit", "insurer"): ("payer name", "explanation of benefit"),
+        ("Slot", "schedule"): ("provider and location", "slot")}
+
+
+def _plural(noun: str) -> str:
+    return "explanations of benefit" if noun == "explanation of benefit" else f"{noun}s"
+
+
+def _references(value: Any) -> Iterator[dict[str, Any]]:
+    """The References inside an element (a dict with a ``reference`` text or a logical ``identifier``)."""
+    if isinstance(value, dict):
+        if isinstance(value.get("reference"), str) or isinstance(value.get("identifier"), dict):
+            yield value
+        for inner in value.values():
+            if isinstance(inner, dict | list):
+                yield from _references(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            if isinstance(inner, dict | list):
+                yield from _references(inner)
+
+
+def created_as(request: Any, resource: dict[str, Any]) -> str | None:
+    """The identifier value a resource is POSTed under (``ifNoneExist: identifier=system|value``, a
+    conditional create), when the resource carries that identifier: a server ignores the id of a POSTed
+    resource, and other payloads name it by that identifier (Synthea's
+    ``Practitioner?identifier=http://hl7.org/fhir/sid/us-npi|...``), so it is its lasting source id."""
+    condition = request.get("ifNoneExist") if isinstance(request, dict) else None
+    if not isinstance(condition, str) or "identifier=" not in condition:
+        return None
+    for part in condition.partition("?")[2 if "?" in condition else 0].split("&"):
+        name, _, value = part.partition("=")
+        if name != "identifier" or not value:
+            continue
+        system, bar, ident = unquote(value).rpartition("|")
+        for carried in _identifiers(resource):
+            if carried["value"] == ident and bar and (not system or carried.get("system") == system):
+                return ident
+    return None
 
 
 def _identifiers(resource: dict[str, Any]) -> Iterator[dict[str, Any]]:

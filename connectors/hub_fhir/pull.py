@@ -40,17 +40,25 @@ from hub.settings import current
 
 PULL_TYPES = ("Organization", "Patient", "Practitioner", "PractitionerRole", "Location", "Schedule", "Slot",
               "Appointment", "Encounter", "ServiceRequest", "Coverage", "Claim", "ChargeItem", "ClaimResponse",
-              "ExplanationOfBenefit")
+              "ExplanationOfBenefit", "PaymentReconciliation")
 # The R4 search parameters the pull sends, checked by the tests against the R4 search-parameter list
 # (https://hl7.org/fhir/R4/searchparameter-registry.html), which the test server enforces as real
 # servers do (400 + OperationOutcome for an unknown parameter or _include):
-# - on every type: the result parameters _count, _sort, _include and the common parameter _lastUpdated;
-SEARCH_PARAMS = ("_count", "_sort", "_lastUpdated", "_include")
+# - on every type: the result parameters _count, _sort, _include (and its :iterate form) and the common
+#   parameter _lastUpdated;
+SEARCH_PARAMS = ("_count", "_sort", "_lastUpdated", "_include", "_include:iterate")
 # - _include <Type>:<reference search parameter of Type>, so that a resource maps on its own (payer
-#   names, slot owners). ExplanationOfBenefit.insurer has no R4 search parameter, so an EOB's payer
-#   comes from its insurer reference's display (or id), as for a pushed EOB without its Organization.
+#   names, slot owners);
 INCLUDES = {"Coverage": "Coverage:payor", "Slot": "Slot:schedule", "Claim": "Claim:insurer",
-            "PractitionerRole": "PractitionerRole:practitioner"}
+            "ClaimResponse": "ClaimResponse:insurer", "PractitionerRole": "PractitionerRole:practitioner",
+            "PaymentReconciliation": "PaymentReconciliation:payment-issuer"}
+# - ExplanationOfBenefit.insurer has no R4 search parameter: an EOB's payer Organization is reached
+#   through its coverage (EOB.insurance.coverage, 1..1 in R4), whose payor is the insurer:
+#   _include=ExplanationOfBenefit:coverage&_include:iterate=Coverage:payor. The Coverage is only the
+#   way there (it is pulled as its own type): it is left out of the EOB's message, its payor kept.
+#   Without it (a server that ignores :iterate), the payer is the insurer reference's display, else id.
+ITERATED = {"ExplanationOfBenefit": ("ExplanationOfBenefit:coverage", "Coverage:payor")}
+STEPS = {"ExplanationOfBenefit": frozenset({"Coverage"})}  # included only to reach what they refer to
 OUTCOME_SHOWN = 300  # characters of a server's OperationOutcome shown in an error
 OUTCOME_READ = 65536  # bytes of an error answer read for its OperationOutcome
 MAX_WAIT = 300.0  # never sleep longer than this for one Retry-After
@@ -183,7 +191,7 @@ class FhirClient:
             request = urllib.request.Request(url, headers=headers)
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout) as resp:
-                    return resp.read()  # type: ignore[no-any-return]
+                    return resp.read()
             except urllib.error.HTTPError as exc:
                 try:
                     said = outcome_text(exc.read(OUTCOME_READ))
@@ -263,21 +271,27 @@ def search_url(base: str, resource_type: str, mark: str | None, page_size: int) 
         params.append(("_lastUpdated", f"ge{mark}"))
     if resource_type in INCLUDES:
         params.append(("_include", INCLUDES[resource_type]))
+    if resource_type in ITERATED:
+        first, *then = ITERATED[resource_type]
+        params.append(("_include", first))
+        params += [("_include:iterate", include) for include in then]
     return f"{base.rstrip('/')}/{resource_type}?{urllib.parse.urlencode(params)}"
 
 
 def next_link(doc: dict[str, Any]) -> str | None:
     for link in doc.get("link") or ():
         if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
-            return link["url"]  # type: ignore[no-any-return]
+            return link["url"]
     return None
 
 
 def per_resource(doc: dict[str, Any], resource_type: str) -> tuple[tuple[bytes, ...], list[dict[str, Any]]]:
     """A searchset page as one message per matched resource (and the matched resources): a
-    searchset Bundle of the resource's entry and the included entries it refers to, in page order.
-    Each message is then deduplicated by its resources' versions and fails alone, whatever else
-    shares its page, so a page read again (the rerun at the mark) stores nothing new."""
+    searchset Bundle of the resource's entry and the included entries it refers to, directly or
+    through another included one (``_include:iterate``), in page order; an included resource that
+    is only the way to another (``STEPS``) is left out. Each message is then deduplicated by its
+    resources' versions and fails alone, whatever else shares its page, so a page read again (the
+    rerun at the mark) stores nothing new."""
     entries = [e for e in doc.get("entry") or () if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
     matches = [e for e in entries if e["resource"].get("resourceType") == resource_type]
     included = [e for e in entries if e["resource"].get("resourceType") not in (resource_type, "OperationOutcome")]
@@ -287,14 +301,19 @@ def per_resource(doc: dict[str, Any], resource_type: str) -> tuple[tuple[bytes, 
         for key in (f"{res.get('resourceType')}/{res.get('id')}" if res.get("id") else None, entry.get("fullUrl")):
             if isinstance(key, str):
                 keys.setdefault(key, []).append(n)
+    steps = STEPS.get(resource_type, frozenset())
     payloads = []
     for entry in matches:
         wanted: set[int] = set()
-        if keys:
-            for ref in _references(entry["resource"]):
-                wanted.update(keys.get(ref, ()) or keys.get(_relative(ref), ()))
-        bundle = {"resourceType": "Bundle", "type": "searchset",
-                  "entry": [entry, *(included[n] for n in sorted(wanted))]}
+        todo = [entry["resource"]] if keys else []
+        while todo:  # what the resource refers to, then what those refer to, each once
+            for ref in _references(todo.pop()):
+                for n in keys.get(ref, ()) or keys.get(_relative(ref), ()):
+                    if n not in wanted:
+                        wanted.add(n)
+                        todo.append(included[n]["resource"])
+        kept = [included[n] for n in sorted(wanted) if included[n]["resource"].get("resourceType") not in steps]
+        bundle = {"resourceType": "Bundle", "type": "searchset", "entry": [entry, *kept]}
         payloads.append(orjson.dumps(bundle))
     return tuple(payloads), [e["resource"] for e in matches]
 
@@ -347,8 +366,9 @@ class FhirPoller(Poller):
                 doc = orjson.loads(body)
             except orjson.JSONDecodeError:
                 raise PullError(f"the FHIR server sent a page that is not JSON from {_shown(url)}") from None
-            if not isinstance(doc, dict) or doc.get("resourceType") != "Bundle":
-                raise PullError(f"the FHIR server sent something other than a Bundle from {_shown(url)}")
+            if not isinstance(doc, dict) or doc.get("resourceType") != "Bundle":  # an OperationOutcome, say
+                raise PullError(f"the FHIR server sent something other than a Bundle from {_shown(url)}"
+                                f"{outcome_text(body)}")
             payloads, matches = per_resource(doc, resource_type)
             stamps = [(t, r["meta"]["lastUpdated"]) for r in matches if isinstance(r.get("meta"), dict)
                       and (t := _instant(r["meta"].get("lastUpdated"))) is not None]

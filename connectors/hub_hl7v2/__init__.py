@@ -1,4 +1,4 @@
-"""HL7 v2 connector: ADT, SIU and DFT (and what other messages carry) from any practice's EHR.
+"""HL7 v2 connector: ADT, SIU, DFT and REF (and what other messages carry) from any practice's EHR.
 
 The ingest path uses the small ER7 tokenizer in ``er7.py`` (tens of thousands of
 messages a second); hl7apy is used only off that path, for the deep structural
@@ -31,8 +31,15 @@ Decisions where the standard is silent:
   same control id with other content is a new message, stored, processed and
   flagged ``control-id-reused`` (``unique_control_ids``). A message without MSH-10
   (refused anyway) is keyed by its bytes;
-- message types other than ADT, SIU and DFT yield the patient, visit, providers
+- message types other than ADT, SIU, DFT and REF yield the patient, visit, providers
   and location they carry; one without a patient is refused naming MSH-9;
+- partial acceptance: the segments a message type's mapping does not read are
+  counted in the message's tally (``Tally.skip``, by segment id), optional values
+  sent but unreadable are left out and named there (``Tally.drop``: PID-7, PID-13,
+  PV1-44, ...), and text skipped before the first MSH is noted there. A DFT charge
+  without a price (FT1-11 and FT1-12 empty) is kept ``unpriced``; with ``acceptance:
+  strict`` it is refused, as before. An SIU without SCH is read from its AIS, AIL
+  or AIP when it has one (keyed by PV1-19, else MSH-10), else refused (``SCH``);
 - every record of a message carries the message's ``event_time``: EVN-6 (event
   occurred), else EVN-2 (recorded), else MSH-7.
 """
@@ -82,7 +89,7 @@ class HL7v2Connector(Connector):
     media_types = MEDIA_TYPES
     file_extensions = (".hl7", ".er7")
     config_schema = HL7v2Settings
-    description = "HL7 v2.3–2.8 ER7: ADT, SIU, DFT (other types: the patient and visit they carry)"
+    description = "HL7 v2.3–2.8 ER7: ADT, SIU, DFT, REF (other types: the patient and visit they carry)"
     unique_control_ids = True  # MSH-10 names one message of its sender
 
     @classmethod
@@ -163,11 +170,14 @@ class HL7v2Connector(Connector):
 
     # -- parse and map ------------------------------------------------------------
     def parse(self, envelope: Envelope, context: Context) -> er7.Message:
+        skipped = envelope.meta.get("skipped") if envelope.meta else None
+        if skipped:  # what split skipped before the first MSH, on the message's record
+            context.tally.notes.append(skipped)
         return er7.parse_bytes(envelope.raw)
 
     def to_canonical(self, parsed: er7.Message, context: Context) -> Iterable[dict[str, Any]]:
-        config = context.config or {}
-        records = list(to_records(parsed, zone(config.get("timezone"))))
+        config = dict(context.config or {})
+        records = to_records(parsed, zone(config.get("timezone")), context.tally, context.strict)
         return apply_overrides(parsed, records, config) if config.get("overrides") else records
 
     # -- answers --------------------------------------------------------------------

@@ -162,12 +162,19 @@ class Message:
         return self.segments[0]
 
     def all(self, name: str) -> list[list[str]]:
+        index = self._index
+        if index is None:
+            index = self.by_id()
+        return index.get(name, [])
+
+    def by_id(self) -> dict[str, list[list[str]]]:
+        """The segments by segment id, in message order (built once, on first use)."""
         if self._index is None:
             index: dict[str, list[list[str]]] = {}
             for seg in self.segments:
                 index.setdefault(seg[0], []).append(seg)
             self._index = index
-        return self._index.get(name, [])
+        return self._index
 
     def first(self, name: str) -> list[str] | None:
         found = self.all(name)

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hub.errors import ParseError
 from hub.mapping.schema import npi_is_valid
 
 from .er7 import Message
-from .values import NPI_SYSTEMS, to_date, to_datetime, to_int, to_money, to_sex
+from .values import NPI_SYSTEMS, is_phone, to_date, to_datetime, to_int, to_money, to_sex
+
+if TYPE_CHECKING:
+    from hub.connector import Tally
 
 Record = dict[str, Any]
 _npi_check = lru_cache(maxsize=4096)(npi_is_valid)  # a feed names the same few providers again and again
@@ -28,6 +32,11 @@ SIU_EVENTS = frozenset({"S12", "S13", "S14", "S15", "S17", "S26"})
 ENCOUNTER_STATUS = {"A01": "in-progress", "A02": "in-progress", "A03": "finished", "A04": "arrived",
                     "A05": "planned", "A06": "in-progress", "A07": "in-progress", "A11": "cancelled",
                     "A12": "in-progress", "A13": "in-progress"}
+# PV1-2 patient class (HL7 table 0004) → HL7 v3 ActEncounterCode, as the HL7 v2-to-FHIR concept map has
+# it for E, I, O, P; R (recurring patient) is an outpatient seen again: ambulatory. B (obstetrics), C
+# (commercial account), N (not applicable) and U (unknown) say nothing of the setting (an obstetrics
+# patient may be an inpatient or an outpatient): no class.
+ENCOUNTER_CLASS = {"O": "AMB", "R": "AMB", "I": "IMP", "E": "EMER", "P": "PRENC"}
 # SCH-25 filler status codes (HL7 table 0278) → FHIR Appointment.status
 FILLER_STATUS = {"BOOKED": "booked", "CONFIRMED": "booked", "PENDING": "pending", "WAITLIST": "waitlist",
                  "CANCELLED": "cancelled", "DELETED": "entered-in-error", "NOSHOW": "noshow",
@@ -42,15 +51,45 @@ ADJUSTMENT_TYPES = frozenset({"AJ", "ADJ", "CR", "WO"})
 
 
 class Reader:
-    """A parsed message plus what mapping needs around it (time zone, who sent it).
+    """A parsed message plus what mapping needs around it (time zone, who sent it, what is left out).
 
     ``tz`` is the connector's ``timezone`` override; None leaves times sent without an offset
-    naive, for the hub to read in the practice's zone."""
+    naive, for the hub to read in the practice's zone. ``tally`` (the message's, when the core
+    gives one) records optional values left out as unreadable; ``used`` the segments a family read
+    only on occasion (DG1 as a charge's fallback diagnoses)."""
 
-    def __init__(self, msg: Message, tz: dt.tzinfo | None) -> None:
+    def __init__(self, msg: Message, tz: dt.tzinfo | None, tally: Tally | None = None, strict: bool = False) -> None:
         self.msg = msg
         self.tz = tz
         self.get = msg.get
+        self.tally = tally
+        self.strict = strict  # the practice's mapping says ``acceptance: strict``
+        self.used: set[str] = set()
+
+    def drop(self, path: str, reason: str) -> None:
+        """An optional value sent but unreadable is left out, on the record (path only, never the value)."""
+        if self.tally is not None:
+            self.tally.drop(path, reason)
+
+    def date(self, seg: list[str] | None, field: int, path: str) -> str | None:
+        """An optional HL7 date: None when empty; left out (and recorded) when sent but not a whole date."""
+        value = self.get(seg, field, 1)
+        if not value:
+            return None
+        day = to_date(value)
+        if day is None:
+            self.drop(path, "not a date")
+        return day
+
+    def moment(self, seg: list[str] | None, field: int, path: str) -> str | None:
+        """An optional HL7 date-time, as ``date``."""
+        value = self.get(seg, field, 1)
+        if not value:
+            return None
+        moment = to_datetime(value, self.tz)
+        if moment is None:
+            self.drop(path, "not a date-time")
+        return moment
 
     def dtm(self, seg: list[str] | None, field: int, component: int = 1) -> str | None:
         return to_datetime(self.get(seg, field, component), self.tz)
@@ -70,32 +109,36 @@ class Reader:
 
 # ------------------------------------------------------------------ shared pieces
 def patient_from_pid(r: Reader, pid: list[str] | None) -> Record | None:
-    """PID → patient. The MRN is the PID-3 identifier of type MR (else the first; v2.3 feeds: PID-2, PID-4)."""
+    """PID → patient. The MRN is the PID-3 identifier of type MR (else the first; v2.3 feeds: PID-2, PID-4).
+    ``identifiers`` keeps every PID-3 repetition, then PID-2 (external id) and PID-4 (alternate id)."""
     if pid is None:
         return None
     msg = r.msg
     identifiers: list[dict[str, str | None]] = []
     mrn = None
-    for raw in msg.repetitions(pid, 3):
-        parts = msg.parts(raw)
-        value = msg.text(parts[0])
-        if not value:
-            continue
-        system = _authority(msg, parts, 3)
-        id_type = msg.text(parts[4]) if len(parts) > 4 else None
-        identifiers.append({"system": system, "value": value, "type": id_type})
-        if mrn is None and id_type == "MR":
-            mrn = value
+    for field in (3, 2, 4):
+        if field != 3 and (field >= len(pid) or not pid[field]):
+            continue  # PID-2 and PID-4 are mostly empty
+        for raw in msg.repetitions(pid, field):
+            parts = msg.parts(raw)
+            value = msg.text(parts[0])
+            if not value:
+                continue
+            id_type = msg.text(parts[4]) if len(parts) > 4 else None
+            if field != 3 and any(i["value"] == value for i in identifiers):
+                continue  # v2.3 feeds copy the MRN into PID-2 or PID-4: one identifier, sent twice
+            # the system is the assigning authority (CX-4), else the identifier type (CX-5)
+            identifiers.append({"system": _authority(msg, parts, 3) or id_type, "value": value, "type": id_type})
+            if field == 3 and mrn is None and id_type == "MR":
+                mrn = value
     if mrn is None:
-        mrn = identifiers[0]["value"] if identifiers else (r.get(pid, 2) or r.get(pid, 4))
+        mrn = next((i["value"] for i in identifiers), None)
     if not mrn:
         return None
-    if not identifiers:
-        identifiers.append({"system": None, "value": mrn, "type": "MR"})
     record: Record = {
         "kind": "patient", "source_id": mrn, "identifiers": identifiers,
         "family_name": r.get(pid, 5, 1), "given_name": r.get(pid, 5, 2),
-        "birth_date": to_date(r.get(pid, 7)), "sex": to_sex(r.get(pid, 8)),
+        "birth_date": r.date(pid, 7, "PID-7"), "sex": to_sex(r.get(pid, 8)),
         "postal_code": r.get(pid, 11, 5), "phone": _phone(r, pid),
     }
     return _compact(record)
@@ -109,11 +152,16 @@ def _authority(msg: Message, parts: list[str], index: int) -> str | None:
 
 
 def _phone(r: Reader, pid: list[str]) -> str | None:
+    """PID-13.1, else area code and local number (13.6, 13.7); a value that is no phone number (too few
+    digits, letters: an e-mail address in the wrong field) is left out, on the record."""
     number = r.get(pid, 13, 1)
-    if number:
-        return number
-    area, local = r.get(pid, 13, 6), r.get(pid, 13, 7)
-    return f"{area or ''}{local}" if local else None
+    if not number:
+        area, local = r.get(pid, 13, 6), r.get(pid, 13, 7)
+        number = f"{area or ''}{local}" if local else None
+    if number and not is_phone(number):
+        r.drop("PID-13", "not a phone number")
+        return None
+    return number
 
 
 def providers_from(r: Reader, seg: list[str] | None, field: int) -> list[Record]:
@@ -169,13 +217,14 @@ def encounter_from_pv1(r: Reader, patient_id: str | None, event: str) -> Record 
     if pv1 is None or not visit:
         return None
     status = ENCOUNTER_STATUS.get(event)
-    end = r.dtm(pv1, 45)
+    end = r.moment(pv1, 45, "PV1-45")
     if end and status in (None, "in-progress", "arrived"):
         status = "finished"
     return _compact({
         "kind": "encounter", "source_id": visit, "patient_source_id": patient_id,
         "provider_source_id": r.get(pv1, 7, 1), "location_source_id": r.get(pv1, 3, 1) or r.get(pv1, 3, 4),
-        "start": r.dtm(pv1, 44) or r.dtm(r.msg.first("PV2"), 8), "end": end, "status": status,
+        "start": r.moment(pv1, 44, "PV1-44") or r.dtm(r.msg.first("PV2"), 8), "end": end, "status": status,
+        "encounter_class": ENCOUNTER_CLASS.get((r.get(pv1, 2, 1) or "").upper()),
         "visit_type": r.get(pv1, 10, 1) or r.get(pv1, 18, 1) or r.get(pv1, 4, 1),
     })
 
@@ -255,25 +304,32 @@ def _prior_id(r: Reader, mrg: list[str]) -> str | None:
 def map_siu(r: Reader, event: str) -> Iterator[Record]:
     msg = r.msg
     sch = msg.first("SCH")
-    if sch is None:
-        raise ParseError(f"SIU^{event} has no SCH segment", location="SCH")
-    appointment_id = r.get(sch, 2, 1) or r.get(sch, 1, 1)
-    if not appointment_id:
-        raise ParseError("the appointment has no id (SCH-2 filler or SCH-1 placer appointment id)",
-                         location="SCH-2")
+    ais, aip, ail = msg.first("AIS"), msg.first("AIP"), msg.first("AIL")
+    if sch is not None:
+        appointment_id = r.get(sch, 2, 1) or r.get(sch, 1, 1)
+        if not appointment_id:
+            raise ParseError("the appointment has no id (SCH-2 filler or SCH-1 placer appointment id)",
+                             location="SCH-2")
+    else:
+        appointment_id = _appointment_without_sch(r, event, ais or aip or ail)
     patient = patient_from_pid(r, msg.first("PID"))
     if patient:
         yield patient
         yield from coverages(r, patient["source_id"])
-    ais, aip, ail = msg.first("AIS"), msg.first("AIP"), msg.first("AIL")
     # AIS-4 is the booked service's own start; SCH-11 (TQ) is deprecated since v2.6 in favour of TQ1
     start = (r.dtm(ais, 4) or r.dtm(sch, 11, 4) or r.dtm(msg.first("TQ1"), 7) or r.dtm(aip, 6) or r.dtm(ail, 6))
     if not start:
         raise ParseError("the appointment has no readable start time (AIS-4, SCH-11.4 or TQ1-7)",
-                         location="SCH-11")
+                         location="SCH-11" if sch is not None else "AIS-4")
     providers = providers_from(r, aip, 3) if aip else []
     if not providers:
         providers = _aig_providers(r, msg.all("AIG"))
+    if not providers:  # no AIP or AIG person: the visit's attending, else referring, consulting, admitting
+        pv1 = msg.first("PV1")
+        for field in (7, 8, 9, 17):
+            providers = providers_from(r, pv1, field)
+            if providers:
+                break
     providers += providers_from(r, sch, 16) + providers_from(r, sch, 12)  # filler contact, placer contact
     yield from providers
     provider = providers[0] if providers else None
@@ -294,8 +350,24 @@ def map_siu(r: Reader, event: str) -> Iterator[Record]:
         "status": status, "cancel_reason": r.get(sch, 6, 1) if status in ("cancelled", "noshow") else None,
         "cancelled_at": r.recorded_at if event == "S15" else None,
         "booked_at": r.recorded_at if event == "S12" else None,
+        # SCH-26 placer order number: the order (here the referral, RF1-6 of its REF message) the visit fulfils
+        "referral_source_id": r.get(sch, 26, 1),
     }
     yield _compact(appointment)
+
+
+def _appointment_without_sch(r: Reader, event: str, resource: list[str] | None) -> str:
+    """The id of an appointment sent without SCH (some feeds send only the resources, AIS/AIL/AIP): the
+    visit number (PV1-19), else the message control id (such an appointment cannot be updated later by
+    its id). Without SCH and without any resource segment there is no appointment to read: refused."""
+    if resource is None:
+        raise ParseError(f"SIU^{event} has no SCH segment and no AIS, AIL or AIP resource segment: no appointment "
+                         "to read", location="SCH")
+    visit = r.get(r.msg.first("PV1"), 19, 1)
+    if r.tally is not None:
+        r.tally.notes.append("no SCH segment: the appointment is read from its resource segments (AIS, AIL, AIP), "
+                             f"keyed by {'PV1-19 (visit number)' if visit else 'MSH-10 (message control id)'}")
+    return visit or r.msg.control_id
 
 
 PERSON_RESOURCE_TYPES = frozenset({"P", "PROV", "PROVIDER", "PHYSICIAN", "MD", "DO", "DR", "NP", "PA", "STAFF"})
@@ -311,7 +383,7 @@ def _aig_providers(r: Reader, aigs: list[list[str]]) -> list[Record]:
     return found
 
 
-def _duration(r: Reader, sch: list[str], ais: list[str] | None) -> int | None:
+def _duration(r: Reader, sch: list[str] | None, ais: list[str] | None) -> int | None:
     """AIS-7/AIS-8 (the service's duration and units), else SCH-9/SCH-10; minutes when the unit is missing."""
     for seg, amount_field, unit_field in ((ais, 7, 8), (sch, 9, 10)):
         amount = to_money(r.get(seg, amount_field))
@@ -354,8 +426,9 @@ def _financial_transaction(r: Reader, ft1: list[str], number: int, control: str,
     service_date = to_date(r.get(ft1, 4, 1)) or to_date(r.get(ft1, 5, 1))
     posted_on = to_date(r.get(ft1, 5, 1))
     tx_type = (r.get(ft1, 6, 1) or "CG").upper()
-    amount = to_money(r.get(ft1, 11, 1)) or to_money(r.get(ft1, 12, 1))
+    amount = to_money(r.get(ft1, 11, 1))
     if tx_type in PAYMENT_TYPES or tx_type in ADJUSTMENT_TYPES:
+        amount = amount or to_money(r.get(ft1, 12, 1))
         if amount is None:
             raise ParseError("the payment or adjustment has no readable amount (FT1-11)", location=f"{where}-11")
         paid, adjusted = (amount, None) if tx_type in PAYMENT_TYPES else (None, amount)
@@ -366,26 +439,36 @@ def _financial_transaction(r: Reader, ft1: list[str], number: int, control: str,
         return
     if service_date is None:
         raise ParseError("the charge has no readable service date (FT1-4)", location=f"{where}-4")
+    units = to_int(r.get(ft1, 10, 1))
+    if units is None and r.get(ft1, 10, 1):
+        r.drop(f"{where}-10", "not a whole number of units")
+    unpriced = None
     if amount is None:
-        # FT1-11 is the extended amount; FT1-12 the unit amount (times FT1-10 quantity)
+        # FT1-11 is the extended amount; FT1-12 the unit amount, times FT1-10 (quantity, 1 when empty)
         unit_amount = to_money(r.get(ft1, 12, 1))
-        if unit_amount is None:
-            raise ParseError("the charge has no readable amount (FT1-11 or FT1-12)", location=f"{where}-11")
-        amount = unit_amount
+        if unit_amount is not None:
+            amount = str(Decimal(unit_amount) * (units or 1))
+        elif r.strict:  # all or nothing: a line without a price is refused, as the connector always did
+            raise ParseError("the charge has no readable amount (FT1-11 or FT1-12; the practice's mapping is "
+                             "strict)", location=f"{where}-11")
+        else:  # EHR-to-billing feeds send codes and quantities, the billing system prices them
+            unpriced = True
     procedure = r.get(ft1, 25, 1) or r.get(ft1, 7, 1)
     modifiers = _first_components(msg, ft1, 26)
     diagnoses = _first_components(msg, ft1, 19)
+    if not diagnoses and fallback_dx:
+        r.used.add("DG1")
     performing = providers_from(r, ft1, 20)
     ordering = providers_from(r, ft1, 21)
     yield from performing
     yield from ordering
-    provider = (performing or ordering or [None])[0]
+    provider = performing[0] if performing else ordering[0] if ordering else None
     yield _compact({
         "kind": "charge", "source_id": source_id, "encounter_source_id": visit, "patient_source_id": patient_id,
         "provider_source_id": provider["source_id"] if provider else None,
-        "location_source_id": r.get(ft1, 16, 1) or r.get(ft1, 13, 1),
+        "location_source_id": r.get(ft1, 16, 1) or r.get(ft1, 16, 4) or r.get(ft1, 13, 1),
         "service_date": service_date, "posted_on": posted_on, "procedure_code": procedure,
-        "modifiers": modifiers, "units": to_int(r.get(ft1, 10, 1)) or 1, "amount": amount,
+        "modifiers": modifiers, "units": units or 1, "amount": amount, "unpriced": unpriced,
         "diagnosis_codes": diagnoses or list(fallback_dx), "payer_name": payer_name,
     })
 
@@ -415,6 +498,69 @@ def map_other(r: Reader, event: str) -> Iterator[Record]:
         yield encounter
 
 
+# RF1-1 referral status (HL7 table 0283) → the model's referral status (FHIR ServiceRequest.status words)
+REFERRAL_STATUS = {"A": "active", "P": "draft", "R": "revoked", "E": "revoked"}
+REFERRAL_EVENTS = frozenset({"I12", "I13", "I14"})
+
+
+def map_ref(r: Reader, event: str) -> Iterator[Record]:
+    """REF I12 (new referral), I13 (modified), I14 (cancelled): RF1 and the PRD of the referring provider."""
+    msg = r.msg
+    rf1 = msg.first("RF1")
+    if rf1 is None:
+        raise ParseError(f"REF^{event} has no RF1 segment", location="RF1")
+    referral_id = r.get(rf1, 6, 1) or r.get(rf1, 11, 1)
+    if not referral_id:
+        raise ParseError("the referral has no id (RF1-6 originating referral identifier, else RF1-11 external "
+                         "referral identifier)", location="RF1-6")
+    patient = _patient_required(r)
+    yield patient
+    yield from coverages(r, patient["source_id"])
+    yield from pv1_providers_and_location(r)
+    encounter = encounter_from_pv1(r, patient["source_id"], "")
+    if encounter:
+        yield encounter
+    prds = msg.all("PRD")
+    # PRD-1 role (table 0286): RP referring provider; else the first that is not RT (referred to)
+    prd = next((p for p in prds if (r.get(p, 1, 1) or "").upper() == "RP"), None) or \
+        next((p for p in prds if (r.get(p, 1, 1) or "").upper() != "RT"), None)
+    referring = None
+    if prd is not None:
+        name = " ".join(v for c in (1, 2, 3, 6) if (v := r.get(prd, 2, c)))
+        referring = name or None
+        provider_id = r.get(prd, 7, 1)
+        if provider_id:
+            id_type = (r.get(prd, 7, 2) or "").upper()
+            is_npi = len(provider_id) == 10 and provider_id.isdigit() and (
+                id_type == "NPI" or (not id_type and _npi_check(provider_id)))
+            yield _compact({"kind": "provider", "source_id": provider_id, "npi": provider_id if is_npi else None,
+                            "family_name": r.get(prd, 2, 1), "given_name": r.get(prd, 2, 2)})
+            referring = referring or provider_id
+    code = (r.get(rf1, 1, 1) or "").upper()
+    status = "revoked" if event == "I14" else REFERRAL_STATUS.get(code, "unknown" if code else None)
+    received = r.date(rf1, 7, "RF1-7") or r.date(rf1, 9, "RF1-9")
+    if received is None and (recorded := r.recorded_at):
+        received = recorded[:10]
+    yield _compact({
+        "kind": "referral", "source_id": referral_id, "patient_source_id": patient["source_id"],
+        "referring_provider": referring, "specialty": r.get(rf1, 3, 1) or r.get(rf1, 3, 2),
+        "received_on": received, "status": status,
+    })
+
+
+# Segments each family reads; the others of a message are counted as not mapped (``Tally.skip``). The
+# envelope segments (MSH, SFT, UAC, EVN) are read for every message and never counted.
+ENVELOPE_SEGMENTS = frozenset({"MSH", "SFT", "UAC", "EVN"})
+SEGMENTS_READ: dict[Callable[[Reader, str], Iterator[Record]], frozenset[str]] = {
+    map_adt: frozenset({"PID", "PV1", "PV2", "IN1"}),
+    map_merge: frozenset({"PID", "MRG"}),
+    map_siu: frozenset({"SCH", "TQ1", "PID", "PV1", "IN1", "RGS", "AIS", "AIG", "AIL", "AIP"}),
+    map_dft: frozenset({"PID", "PV1", "FT1", "IN1"}),  # DG1 when a charge takes its diagnoses from it
+    map_ref: frozenset({"RF1", "PRD", "PID", "PV1", "PV2", "IN1"}),
+    map_other: frozenset({"PID", "PV1", "PV2", "IN1"}),
+}
+
+
 def family_of(code: str, event: str) -> Callable[[Reader, str], Iterator[Record]]:
     if code == "ADT" and event in MERGE_EVENTS:
         return map_merge
@@ -424,21 +570,32 @@ def family_of(code: str, event: str) -> Callable[[Reader, str], Iterator[Record]
         return map_siu
     if code == "DFT" and event in ("P03", "P11"):
         return map_dft
+    if code == "REF" and event in REFERRAL_EVENTS:
+        return map_ref
     return map_other
 
 
-def to_records(msg: Message, tz: dt.tzinfo | None = None) -> list[Record]:
+def to_records(msg: Message, tz: dt.tzinfo | None = None, tally: Tally | None = None,
+               strict: bool = False) -> list[Record]:
+    """The records of one message. ``tally`` (the message's): segments not read are counted there, and
+    optional values left out as unreadable recorded; ``strict``: the practice's mapping is all or nothing."""
     code, event, _ = msg.message_type
     code, event = code.upper(), event.upper()
     if not event:
         evn = msg.first("EVN")
         event = (msg.get(evn, 1) or "").upper()
-    reader = Reader(msg, tz)
-    records = _deduplicated(list(family_of(code, event)(reader, event)))
+    reader = Reader(msg, tz, tally, strict)
+    family = family_of(code, event)
+    records = _deduplicated(list(family(reader, event)))
     event_time = reader.event_time
     if event_time:  # none readable (MSH-7 is required, but may be garbled): the hub uses arrival
         for record in records:
             record["event_time"] = event_time
+    if tally is not None:  # the segment index is built already: one look at each segment id
+        read = SEGMENTS_READ[family]
+        for name, found in msg.by_id().items():
+            if name not in read and name not in ENVELOPE_SEGMENTS and name not in reader.used:
+                tally.skip(name, len(found))
     return records
 
 

@@ -2,7 +2,9 @@
 
 - SIU^S12 when a visit is booked, then SIU^S14 (filler status Complete), SIU^S15 (cancelled, with
   the reason in SCH-6) or SIU^S26 (no-show), sent 30 minutes after the visit's end;
-- REF^I12 for referrals (at 09:00 on the day received);
+- REF^I12 for referrals (at 09:00 on the day received: RF1-6 its id, RF1-3 the specialty, RF1-7 and
+  RF1-9 the day, PRD the referring provider), and an appointment names the referral it fulfils in
+  SCH-26 (placer order number);
 - DFT^P03 with the charge FT1s (type CG) of each encounter (at 18:00 on the day posted), and
   DFT^P03 payment FT1s (type PY, with adjustments as type AJ) when the payer pays (at 12:00).
 
@@ -113,14 +115,13 @@ class _Writer:
         values = {1: f"{a['source_id']}^{self.app}", 2: f"{a['source_id']}^{self.app}",
                   6: event_reason, 7: visit, 8: visit, 9: str(minutes), 10: "min",
                   11: f"^^{minutes}^{self.ts(start)}^{self.ts(end)}", 25: filler_status}
+        if a.get("referral_source_id"):  # SCH-26 placer order number: the referral (RF1-6) the visit fulfils
+            values[26] = f"{a['referral_source_id']}^{self.app}"
         segments = [_segment("SCH", *_fields(values)),
                     _segment("TQ1", "1", "", "", "", "", "", self.ts(start), self.ts(end)),
                     self.pid(a["patient_source_id"]),
                     _segment("PV1", "1", "O", f"{a['location_source_id']}^^^{self.facility}", "", "", "",
                              self.xcn(a["provider_source_id"]))]
-        if a.get("referral_source_id"):
-            segments.append(_segment("PV2", "", "", "", "", "", "", "", "", "", "", "", "", "",
-                                     a["referral_source_id"]))
         segments += [_segment("RGS", "1", "A"),
                      _segment("AIS", "1", "A", visit, self.ts(start), "", "", str(minutes), "min", "", filler_status),
                      _segment("AIL", "1", "A", f"{a['location_source_id']}^^^{self.facility}", "", self.ts(start),

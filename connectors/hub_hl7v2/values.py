@@ -108,3 +108,15 @@ def to_sex(value: str | None) -> str | None:
 
 
 NPI_SYSTEMS = ("NPI", "2.16.840.1.113883.4.6")
+
+
+_PHONE = re.compile(r"(\+?[\d\s().\-/]{7,24}?)\s*(?:(?:x|ext\.?)\s*\d{1,6})?\Z", re.I)
+
+
+def is_phone(value: str) -> bool:
+    """A telephone number as sent in XTN-1 or XTN-6/7: 7 to 15 digits with the usual punctuation
+    (``(217) 555-0100``, ``+1 217 555 0100``, ``2175550100 x12``); an e-mail address or a word is not."""
+    if value.isdigit():  # the usual case: digits only (XTN-6 + XTN-7, or a bare XTN-1)
+        return 7 <= len(value) <= 15
+    found = _PHONE.match(value)
+    return found is not None and 7 <= sum(map(str.isdigit, found.group(1))) <= 15

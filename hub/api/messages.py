@@ -9,9 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 import marshmallow as ma
+import sqlalchemy as sa
 from flask import current_app, g
 from flask_smorest import Blueprint, abort
 
+from hub.model.tables import audit_log
 from hub.pipeline.replay import reprocess
 from hub.security.audit import AuditEntry, record
 from hub.security.auth import client_address, require_roles
@@ -21,7 +23,8 @@ from hub.store.engine import writer
 blp = Blueprint("messages", __name__, description="The message store: errors, reasons, reprocessing")
 
 MAX_ID = 2**63 - 1  # ids are 64-bit: a larger number names no message
-STATUSES = ("received", "processed", "error", "duplicate")
+STATUSES = ("received", "processed", "error", "duplicate", "resolved")
+RESOLVE_ACTION = "messages.resolve"  # the audit entry ``hub messages resolve`` writes per message
 
 
 class MessageQuerySchema(ma.Schema):
@@ -29,6 +32,12 @@ class MessageQuerySchema(ma.Schema):
     practice = ma.fields.String(validate=ma.validate.Length(min=1, max=64))
     limit = ma.fields.Integer(load_default=100, validate=ma.validate.Range(min=1, max=10_000))
     offset = ma.fields.Integer(load_default=0, validate=ma.validate.Range(min=0, max=2**31 - 1))
+
+
+class ResolutionSchema(ma.Schema):
+    by = ma.fields.String(allow_none=True, metadata={"description": "who marked it: cli: and the system user"})
+    reason = ma.fields.String(allow_none=True, metadata={"description": "why (its first 64 characters)"})
+    at = ma.fields.DateTime(allow_none=True, metadata={"description": "when it was marked resolved"})
 
 
 class MessageSchema(ma.Schema):
@@ -54,6 +63,9 @@ class MessageSchema(ma.Schema):
     tally = ma.fields.Dict(allow_none=True, metadata={
         "description": "what the message held besides its records: mapped (records), not_mapped (parts by "
                        "type), invalid ([{path, reason}] optional elements left out), notes; null when nothing"})
+    resolution = ma.fields.Nested(ResolutionSchema, allow_none=True, metadata={
+        "description": "a resolved message (an error no replay can fix, hub messages resolve): who marked it, "
+                       "why and when, from the audit log; null for other statuses"})
 
 
 class ReprocessResultSchema(ma.Schema):
@@ -91,6 +103,7 @@ def list_messages(query: dict[str, Any]) -> Any:
     with runtime.engine.connect() as conn:
         rows = message_store.list_messages(conn, practice=query.get("practice"), status=query.get("status"),
                                            limit=query["limit"], offset=query["offset"])
+        _resolutions(conn, rows)
     _audit("messages.list", query.get("status"), query.get("practice"), f"{len(rows)} listed")
     return rows
 
@@ -128,6 +141,20 @@ def reprocess_messages(query: dict[str, Any]) -> Any:
     result = reprocess(runtime, practice=query.get("practice"), status=status)
     _audit("messages.reprocess", f"status={status}", query.get("practice"), _outcome(result))
     return {**result, "queued": bool(result["queued"])}
+
+
+def _resolutions(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+    """Each resolved message's ``resolution`` (who, why, when), from its latest ``messages.resolve`` entry."""
+    resolved = {str(row["id"]): row for row in rows if row["status"] == "resolved"}
+    for row in rows:
+        row["resolution"] = None
+    if not resolved:
+        return
+    entries = conn.execute(sa.select(audit_log.c.target, audit_log.c.address, audit_log.c.outcome, audit_log.c.at)
+                           .where(audit_log.c.action == RESOLVE_ACTION, audit_log.c.target.in_(list(resolved)))
+                           .order_by(audit_log.c.id))
+    for entry in entries:  # the latest entry of a message wins
+        resolved[entry.target]["resolution"] = {"by": entry.address, "reason": entry.outcome, "at": entry.at}
 
 
 def _outcome(result: dict[str, int]) -> str:

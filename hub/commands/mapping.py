@@ -80,7 +80,10 @@ def unmapped(ctx: click.Context, practice: str, fmt: str) -> None:
 @click.option("--reprocess", is_flag=True, help="Then replay the practice's messages through the new mapping.")
 @click.pass_context
 def update(ctx: click.Context, slug: str, mapping_file: str, reprocess: bool) -> None:
-    """Replace a practice's stored mapping with a newer version; show what changed."""
+    """Replace a practice's stored mapping with a newer version; show what changed.
+
+    With ``--reprocess``, exit status 1 when a replayed message fails again (as hub messages reprocess);
+    the new mapping stays stored."""
     text = Path(mapping_file).read_text(encoding="utf-8")
     new = load_mapping(text, source=mapping_file)
     runtime = ctx.obj.runtime
@@ -100,6 +103,10 @@ def update(ctx: click.Context, slug: str, mapping_file: str, reprocess: bool) ->
         count = replay(runtime, practice=slug)
         click.echo(f"reprocessing {count['submitted']} message(s): processed {count['processed']}, "
                    f"error {count['error']}" + (" (queued)" if count["queued"] else ""))
+        if count["error"]:
+            click.echo(f"hub: {count['error']} message(s) still in error: see hub messages list --practice {slug} "
+                       "--status error (hub messages resolve ID --reason ... for those no replay can fix)", err=True)
+            sys.exit(1)
     else:
         click.echo(f"stored records keep their mapped values until: hub messages reprocess --practice {slug}")
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from hub.commands import roster
 from hub.errors import HubError
 from hub.files import iter_files
 from hub.mapping import load_mapping
@@ -132,6 +133,7 @@ def go_live(ctx: click.Context, slug: str, fmt: str) -> None:
 
 def register(cli: click.Group) -> None:
     cli.add_command(onboard)
+    roster.register(cli)  # the MSO rosters a practice's providers and locations map to
     practice = cli.commands.get("practice")
     if not isinstance(practice, click.Group):
         raise HubError("the practice command group is missing")

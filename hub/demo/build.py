@@ -91,7 +91,7 @@ def build_demo(out: Path, *, seed: int = 7, months: int = 13, scale: float = 1.0
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(feed_file.data)
             began_practice = time.perf_counter()
-            result.counts[spec.slug] = _ingest(runtime, spec.slug, folder, spec.feed)
+            result.counts[spec.slug] = _ingest(runtime, spec.slug, folder, spec.feed, spec.remittance_feed)
             c = result.counts[spec.slug]
             say(f"{spec.slug:<18} {spec.feed:<6} accepted {c['accepted']:>6}  duplicate {c['duplicate']}  "
                 f"error {c['error']}  ({time.perf_counter() - began_practice:.1f} s)")
@@ -134,9 +134,18 @@ def _month_before(day: dt.date) -> dt.date:
     return (day.replace(day=1) - dt.timedelta(days=1)).replace(day=1)
 
 
-def _ingest(runtime: Any, slug: str, folder: Path, feed: str) -> dict[str, int]:
+def _ingest(runtime: Any, slug: str, folder: Path, feed: str, remittance_feed: str = "") -> dict[str, int]:
     connector = feed if feed in runtime.plugins.connectors.names() else None
-    return ingest_paths(runtime, slug, (str(folder),), connector=connector)
+    if not remittance_feed:
+        return ingest_paths(runtime, slug, (str(folder),), connector=connector)
+    # the payments (835s) by their own connector, the rest by the practice's feed
+    owner = runtime.plugins.connectors.get(remittance_feed)
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    theirs = [p for p in files if p.suffix in owner.file_extensions]
+    counts = ingest_paths(runtime, slug, [p for p in files if p not in theirs], connector=connector)
+    for fate, n in ingest_paths(runtime, slug, theirs, connector=remittance_feed).items():
+        counts[fate] = counts.get(fate, 0) + n
+    return counts
 
 
 def _analyst_key(runtime: Any) -> str:

@@ -100,6 +100,7 @@ FEED_LIMITS: dict[str, dict[tuple[str, str], str]] = {
                                        "per CARC group: no adjustment is known to be contractual (group CO)",
     },
     "fhir": {},
+    "x12": {},  # an 835 carries every fact of a remittance: its lines, denials and CARC adjustments
 }
 
 
@@ -178,9 +179,13 @@ class Visit:
     category: str | None
 
 
-def _as_carried(feed: str, records: Records) -> Records:
-    """The records as the feed carries them (``FEED_LIMITS``): what it has no place for left out."""
+def _as_carried(feed: str, records: Records, remittance_feed: str = "") -> Records:
+    """The records as the feed carries them (``FEED_LIMITS``): what it has no place for left out; the
+    remittances as ``remittance_feed`` carries them when the practice's payments arrive by another feed."""
     limits = FEED_LIMITS.get(feed, {})
+    if remittance_feed:
+        limits = {**{k: v for k, v in limits.items() if k[0] != "remittance"},
+                  **{k: v for k, v in FEED_LIMITS.get(remittance_feed, {}).items() if k[0] == "remittance"}}
     out = []
     for record in records:
         if (record["kind"], NOT_SENT) in limits:
@@ -209,7 +214,8 @@ class Facts:
         self.truth = truth
         self.sites = tuple(p.slug for p in truth.practices)
         self.zones = {p.slug: ZoneInfo(p.timezone) for p in truth.practices}
-        self.records = {p.slug: _as_carried(p.feed, truth.records[p.slug]) for p in truth.practices}
+        self.records = {p.slug: _as_carried(p.feed, truth.records[p.slug], p.remittance_feed)
+                        for p in truth.practices}
         self.by_kind: dict[tuple[str, str], Records] = defaultdict(list)
         for site, records in self.records.items():
             for r in records:

@@ -10,6 +10,7 @@ practice mapping at ingestion.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from hub.connector import Rendered, RenderOptions
@@ -27,8 +28,16 @@ def render_options(spec: PracticeSpec) -> RenderOptions:
 
 
 def feed_files(truth: Truth, spec: PracticeSpec, connectors: ConnectorRegistry) -> list[Rendered]:
-    """The files the practice sends, named ``<practice>/...``, as its feed's connector writes them."""
-    rendered = connectors.get(spec.feed).render(truth.records[spec.slug], options=render_options(spec))
+    """The files the practice sends, named ``<practice>/...``, as its feed's connector writes them; a
+    practice whose payments arrive otherwise (``remittance_feed``: 835s from its clearinghouse) gets
+    its remittances from that connector, in payment order (a clearinghouse sends no backfill)."""
+    records, options = truth.records[spec.slug], render_options(spec)
+    if not spec.remittance_feed:
+        rendered = connectors.get(spec.feed).render(records, options=options)
+    else:
+        rendered = connectors.get(spec.feed).render([r for r in records if r["kind"] != "remittance"],
+                                                    options=options)
+        rendered += connectors.get(spec.remittance_feed).render(records, options=replace(options, shuffled=False))
     return [Rendered(f"{spec.slug}/{r.name}", r.data) for r in rendered]
 
 

@@ -90,6 +90,8 @@ class PracticeSpec:
     feed_times: str = "local"  # how the feed writes date-times: local (with the offset), utc, naive (no offset)
     backfill_shuffled: bool = False  # the history arrives as a backfill written in no particular order
     system: str = ""  # the practice's sending system as its feed names it (HL7 v2 MSH-3), if the feed does
+    # the connector its payers' remittances arrive in when not its feed ("x12": 835s from its clearinghouse)
+    remittance_feed: str = ""
 
     @property
     def tz(self) -> ZoneInfo:
@@ -189,7 +191,7 @@ PRACTICES: tuple[PracticeSpec, ...] = (
         no_show=0.08, cancel=0.10, late_cancel_share=0.3, referral_share=0.4,
         months=2, unmapped_visit_types=("MOHS1", "COSM"),
         shares_patients_with="lakeshore-derm", shared_patient_share=0.25,
-        feed_times="naive", backfill_shuffled=True,
+        feed_times="naive", backfill_shuffled=True, remittance_feed="x12",
     ),
 )
 

@@ -194,6 +194,12 @@ def load_mapping(text: str | None, *, source: str = "mapping", vocabulary: Vocab
     return _load(text, source, vocabulary)
 
 
+def clear_caches() -> None:
+    """Forget the mappings checked so far in this process (the MSO vocabularies they were checked against
+    changed: a roster entry added)."""
+    _load_cached.cache_clear()
+
+
 @lru_cache(maxsize=64)
 def _load_cached(text: str, source: str, folder: str, selection: tuple[tuple[str, ...], ...]) -> Mapping:
     return _load(text, source, load_vocabulary(Path(folder)))

@@ -8,21 +8,36 @@ other content, the dates covered, and providers and locations that are
 not on the MSO rosters; then it checks those figures against the go-live
 thresholds of the practice's mapping file. It names codes, fields, files and line
 numbers, never patient values.
+
+Duplicates and go-live: every message repeating one already read is shown (``duplicates``),
+but the ``duplicate share`` check counts only repeats that say something about the feed's
+quality. For most connectors that is every repeat (an interface resending a message). For a
+connector whose messages are rows of practice-system exports (``export_rows``: CSV), a
+practice exports a snapshot again and again, so a row repeated by a later export (unchanged,
+or the whole export sent again) is no data-quality problem and is not counted; what counts is
+a row whose record (its kind and source id) already came on an earlier row *of the same
+export*, unchanged (a repeat within one file) or with other content (a conflicting
+duplicate). One export is the rows of one file read in order: a run of rows from the same
+file (origin) whose line numbers rise; a row from another file, or one whose line does not
+rise (the same file name exported again), starts the next export.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from hub.connector import Envelope
+from hub.connector import Envelope, Tally
 from hub.mapping import Mapping
+from hub.mapping.schema import npi_is_valid
 
 DATE_FIELDS = {"appointment": "start", "encounter": "start", "charge": "service_date", "remittance": "paid_on",
                "slot": "start", "referral": "received_on"}
 RELIABLE, PROBABLE = 0.90, 0.50
+_CHUNK = re.compile(r"#line=\d+$")  # a streamed export's chunk: path#line=N (the file is the path)
 
 
 def band(share: float | None) -> str:
@@ -55,6 +70,7 @@ class ScorecardBuilder:
     refused: int = 0
     duplicates: int = 0
     control_id_reuses: int = 0
+    resolved: int = 0  # stored messages in error marked resolved (hub messages resolve): read, not refused
     reasons: Counter[str] = field(default_factory=Counter)
     reason_examples: dict[str, str | None] = field(default_factory=dict)
     kinds: Counter[str] = field(default_factory=Counter)
@@ -73,32 +89,51 @@ class ScorecardBuilder:
     timezone: str | None = None  # the practice's zone, in which times sent without an offset are read
     naive_messages: int = 0
     naive_fields: Counter[str] = field(default_factory=Counter)
+    counted_duplicates: int = 0  # of ``duplicates``: those counted for go-live (not re-exported rows)
+    export_repeats: int = 0  # rows repeating an earlier row's record of the same export, unchanged
+    export_conflicts: int = 0  # ... with other content
+    charges: int = 0
+    unpriced: int = 0
+    not_mapped: Counter[str] = field(default_factory=Counter)  # parts not mapped, by type (the tallies)
+    invalid: Counter[str] = field(default_factory=Counter)  # optional elements left out, by element path
     _hashes: set[str] = field(default_factory=set)
+    _export: tuple[str | None, int] | None = None  # the export being read: (file, last line)
+    _export_rows: dict[tuple[str, str], str] = field(default_factory=dict)  # its records: key → row digest
     _claims: dict[tuple[str | None, str], str] = field(default_factory=dict)  # (sender, control id) → content
 
     # ------------------------------------------------------------------ feeding
-    def add_duplicate(self, count: int = 1) -> None:
-        """Arrivals the message store already recorded as repeats of a message."""
+    def add_duplicate(self, count: int = 1, *, counted: bool = True) -> None:
+        """Arrivals the message store already recorded as repeats of a message; ``counted``: against the
+        go-live duplicate share (not for rows of exports, see the module's docstring)."""
         self.read += count
         self.duplicates += count
+        self.counted_duplicates += count if counted else 0
 
     def add(self, envelope: Envelope, records: list[dict[str, Any]], error: Exception | None, *,
             label: str | None, without_offset: dict[str, int] | None = None, key: str | None = None,
-            unique_control_ids: bool = False) -> bool:
+            unique_control_ids: bool = False, export_rows: bool = False, origin: str | None = None,
+            tally: Tally | None = None) -> bool:
         """One message's outcome; False when it repeats a message already counted.
 
         ``without_offset`` counts, by field, the date-times the connector found sent without an
         offset (``Normalized.without_offset``). ``key``: the message's dedup key (the connector's, as
         the message store uses it; default: its bytes). ``unique_control_ids``: the connector promises
         unique control ids, so one reused with other content is counted (``add_control_id_reuse``
-        counts those the message store flagged)."""
+        counts those the message store flagged). ``export_rows``: the message is a row of an export
+        (its control id ``line N``, ``origin`` its file): a repeat of it is not counted for go-live, a
+        record repeated within its export is (module docstring). ``tally``: what the message held
+        besides its records (parts not mapped, invalid elements left out)."""
         digest = hashlib.sha256(envelope.raw).hexdigest()
         key = key or digest
         self.read += 1
         if key in self._hashes:
             self.duplicates += 1
+            self.counted_duplicates += 0 if export_rows else 1
             return False
         self._hashes.add(key)
+        if tally is not None:
+            self.not_mapped.update(tally.not_mapped)
+            self.invalid.update(path for path, _ in tally.invalid)
         claim = (envelope.sender, envelope.control_id) if unique_control_ids and envelope.control_id else None
         if claim is not None and self._claims.setdefault(claim, digest) != digest:
             self.control_id_reuses += 1
@@ -113,7 +148,32 @@ class ScorecardBuilder:
             return True
         for record in records:
             self._record(record, label)
+        if export_rows and records:
+            self._export_row(envelope, records[-1], origin, digest)
         return True
+
+    def _export_row(self, envelope: Envelope, record: dict[str, Any], origin: str | None, digest: str) -> None:
+        """A row of an export: its record (the row's own, which comes last) against the export's earlier rows."""
+        control_id = envelope.control_id or ""
+        line = int(control_id[5:]) if control_id.startswith("line ") and control_id[5:].isdigit() else 0
+        file = _CHUNK.sub("", origin) if origin else origin
+        if self._export is None or self._export[0] != file or line <= self._export[1]:
+            self._export_rows = {}  # another file, or the same file exported again: the next export
+        self._export = (file, line)
+        key = (str(record.get("kind")), str(record.get("source_id")))
+        earlier = self._export_rows.get(key)
+        if earlier is None:
+            self._export_rows[key] = digest
+        elif earlier == digest:
+            self.export_repeats += 1
+        else:
+            self.export_conflicts += 1
+
+    def add_resolved(self, count: int) -> None:
+        """Stored messages whose error was marked resolved (no replay can fix it; superseded by a corrected
+        resend, say): read, and neither refused nor counted for their records."""
+        self.read += count
+        self.resolved += count
 
     def add_control_id_reuse(self, count: int = 1) -> None:
         """Stored messages the message store flagged as reusing a control id."""
@@ -128,6 +188,9 @@ class ScorecardBuilder:
     def _record(self, record: dict[str, Any], label: str | None) -> None:
         kind = record["kind"]
         self.kinds[kind] += 1
+        if kind == "charge":
+            self.charges += 1
+            self.unpriced += bool(record.get("unpriced"))
         key = (kind, str(record.get("source_id")))
         if key in self.seen_records:
             self.repeated_records += 1
@@ -161,6 +224,8 @@ class ScorecardBuilder:
         if _filled(provider_id):
             npi = record.get("npi") if kind == "provider" else record.get("provider_npi")
             npi = npi or (self.mapping.lookup("provider", provider_id) or {}).get("npi")
+            if not npi and (str(provider_id) in vocabulary.codes("providers") or npi_is_valid(str(provider_id))):
+                npi = str(provider_id)  # the practice sends the NPI itself (checked against the roster below)
             if not npi:
                 self.providers["no NPI mapped"][str(provider_id)] += 1
             elif vocabulary.has("providers") and npi not in vocabulary.codes("providers"):
@@ -169,6 +234,8 @@ class ScorecardBuilder:
         if _filled(location_id):
             mso = record.get("mso_location") or (self.mapping.lookup("location", location_id) or {}).get(
                 "mso_location")
+            if not mso and str(location_id) in vocabulary.codes("locations"):
+                mso = str(location_id)  # the practice sends the MSO location code itself
             if not mso:
                 self.locations["no MSO location mapped"][str(location_id)] += 1
             elif vocabulary.has("locations") and mso not in vocabulary.codes("locations"):
@@ -204,7 +271,12 @@ class ScorecardBuilder:
             "practice": self.practice,
             "mapping_version": self.mapping.version,
             "source": self.source,
-            "messages": {"read": self.read, "refused": self.refused, "duplicates": self.duplicates,
+            "messages": {"read": self.read, "refused": self.refused, "resolved": self.resolved,
+                         "duplicates": self.duplicates,
+                         "repeats_in_export": {"unchanged": self.export_repeats,
+                                               "conflicting": self.export_conflicts},
+                         # what the duplicate share checks: repeats that are not re-exported rows
+                         "duplicates_counted": self.counted_duplicates + self.export_repeats + self.export_conflicts,
                          "control_id_reuses": self.control_id_reuses,
                          "refusal_reasons": [{"reason": r, "count": n, "example": self.reason_examples.get(r)}
                                              for r, n in self.reasons.most_common(20)]},
@@ -213,6 +285,11 @@ class ScorecardBuilder:
             "completeness": completeness,
             "code_maps": code_maps,
             "date_range": {"from": self.first_date, "to": self.last_date},
+            "unpriced_charges": {"charges": self.charges, "unpriced": self.unpriced,
+                                 "share": _share(self.unpriced, self.charges)},
+            # what the practice sends that the hub does not read: the messages' tallies summed
+            "not_mapped": dict(sorted(self.not_mapped.items(), key=lambda kv: (-kv[1], kv[0]))),
+            "invalid_elements": dict(sorted(self.invalid.items(), key=lambda kv: (-kv[1], kv[0]))),
             "unrostered": unrostered,
             "findings": {"count": self.finding_count, "first": list(self.findings)},
             # times sent without an offset are read in the practice's zone: flagged, since a wrong
@@ -229,7 +306,7 @@ class ScorecardBuilder:
         read = card["messages"]["read"]
         out = [_check("messages read", read, ">=", limits["min_messages"]),
                _check("refused share", _share(self.refused, read) or 0.0, "<=", limits["max_refused_share"]),
-               _check("duplicate share", _share(self.duplicates, read) or 0.0, "<=",
+               _check("duplicate share", _share(card["messages"]["duplicates_counted"], read) or 0.0, "<=",
                       limits["max_duplicate_share"])]
         for kind, fields in card["completeness"].items():
             for name, figures in fields.items():
@@ -258,7 +335,15 @@ def render_text(card: dict[str, Any]) -> str:
     lines = [f"Onboarding scorecard: {card['practice']} (mapping version {card['mapping_version']}, "
              f"from {card['source']})", "",
              f"messages   read {m['read']}   refused {m['refused']}   duplicates {m['duplicates']}"
+             + (f"   resolved {m['resolved']}" if m.get("resolved") else "")
              + (f"   control ids reused {m['control_id_reuses']}" if m.get("control_id_reuses") else "")]
+    repeats = m["repeats_in_export"]
+    in_export = repeats["unchanged"] + repeats["conflicting"]
+    reexported = m["duplicates"] - (m["duplicates_counted"] - in_export)  # repeats of rows of another export
+    if reexported or in_export:
+        lines.append(f"  duplicates counted for go-live {m['duplicates_counted']} (rows repeating a record of the "
+                     f"same export: {repeats['unchanged']} unchanged, {repeats['conflicting']} conflicting; "
+                     f"re-exported rows not counted: {reexported})")
     for reason in m["refusal_reasons"][:10]:
         lines.append(f"  refused x{reason['count']}: {reason['reason']} (e.g. {reason['example'] or '-'})")
     records = "   ".join(f"{k} {n}" for k, n in card["records"].items()) or "none"
@@ -274,6 +359,16 @@ def render_text(card: dict[str, Any]) -> str:
         lines.append(f"  {name:<36} {f['mapped']:>7}/{f['codes_seen']:<7} {_pct(f['share']):>8}  {f['band']}")
         for u in f["unmapped"][:15]:
             lines.append(f"      unmapped {u['code']!r} x{u['count']} (e.g. {u['example'] or '-'})")
+    unpriced = card["unpriced_charges"]
+    if unpriced["unpriced"]:
+        lines += ["", f"charges without an amount (unpriced) {unpriced['unpriced']}/{unpriced['charges']} "
+                      f"{_pct(unpriced['share'])}"]
+    if card["not_mapped"] or card["invalid_elements"]:
+        lines += ["", "sent but not read by the hub (parts not mapped, by type)"]
+        lines += [f"  {what:<36} {n:>7}" for what, n in list(card["not_mapped"].items())[:20]] or ["  none"]
+        if card["invalid_elements"]:
+            lines.append("  optional elements left out as invalid, by element:")
+            lines += [f"    {path:<34} {n:>7}" for path, n in list(card["invalid_elements"].items())[:20]]
     naive = card["times_without_offset"]
     if naive["messages"]:
         fields = ", ".join(f"{name} x{n}" for name, n in naive["fields"].items())

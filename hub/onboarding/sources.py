@@ -37,6 +37,12 @@ def pick_connector(plugins: Plugins, path: Path, data: bytes, name: str | None =
         raise
 
 
+def export_rows(connector: Connector) -> bool:
+    """The connector's messages are rows of practice-system exports (``export_rows``, the CSV connector): a
+    row repeated by a later export is no resend (see ``hub.onboarding.scorecard``)."""
+    return connector.export_rows
+
+
 def _label(envelope: Envelope, origin: str) -> str:
     return f"{origin} {envelope.control_id}" if envelope.control_id and envelope.control_id.startswith(
         "line ") else origin
@@ -64,7 +70,8 @@ def check_files(plugins: Plugins, practice: str, mapping: Mapping, paths: Sequen
                                           origin=origin, timezone=timezone, count_offsets=True)
                 fresh = card.add(envelope, done.records, done.error, label=_label(envelope, str(path)),
                                  without_offset=done.without_offset, key=chosen.store_key(envelope),
-                                 unique_control_ids=chosen.unique_control_ids)
+                                 unique_control_ids=chosen.unique_control_ids, export_rows=export_rows(chosen),
+                                 origin=origin, tally=done.tally)
                 if findings and fresh:
                     card.add_findings(_findings(chosen, envelope, context, str(path)))
     return card.result()
@@ -102,22 +109,30 @@ def check_stored(runtime: Runtime, practice: str, *, mapping: Mapping | None = N
     """The scorecard of every message stored for a practice, read again through its current mapping."""
     with runtime.engine.connect() as conn:
         row = get_practice(conn, practice)
-        duplicates = conn.execute(sa.select(sa.func.count()).select_from(messages).where(
-            messages.c.practice == practice, messages.c.status == "duplicate")).scalar_one()
+        duplicates = conn.execute(sa.select(messages.c.connector, sa.func.count()).where(
+            messages.c.practice == practice, messages.c.status == "duplicate").group_by(messages.c.connector)).all()
         reuses = conn.execute(sa.select(sa.func.count()).select_from(messages).where(
             messages.c.practice == practice, messages.c.flag == CONTROL_ID_REUSED)).scalar_one()
+        resolved = conn.execute(sa.select(sa.func.count()).select_from(messages).where(
+            messages.c.practice == practice, messages.c.status == "resolved")).scalar_one()
     mapping = mapping or load_mapping(row["mapping"], source=f"mapping of practice {practice}")
     zone = mapping.practice_zone(row["timezone"])
     card = ScorecardBuilder(practice, mapping, source="stored messages", timezone=zone)
-    card.add_duplicate(duplicates)
+    for name, count in duplicates:
+        try:
+            counted = not export_rows(runtime.plugins.connectors.get(name))
+        except HubError:  # a connector no longer installed: its repeats count, as any message's
+            counted = True
+        card.add_duplicate(count, counted=counted)
     card.add_control_id_reuse(reuses)
+    card.add_resolved(resolved)
     last_id = 0
     cols = [messages.c.id, messages.c.connector, messages.c.raw, messages.c.sender, messages.c.control_id,
             messages.c.message_type, messages.c.origin, messages.c.received_at, messages.c.dedup_key]
     while True:
         with runtime.engine.connect() as conn:
             rows = conn.execute(sa.select(*cols).where(messages.c.practice == practice, messages.c.raw.is_not(None),
-                                                       messages.c.id > last_id)
+                                                       messages.c.status != "resolved", messages.c.id > last_id)
                                 .order_by(messages.c.id).limit(page)).all()
         if not rows:
             break
@@ -134,5 +149,6 @@ def check_stored(runtime: Runtime, practice: str, *, mapping: Mapping | None = N
                                       arrival=r.received_at, count_offsets=True)
             # the store told its duplicates apart already: each stored message counts once
             card.add(envelope, done.records, done.error, label=f"message {r.id}",
-                     without_offset=done.without_offset, key=r.dedup_key or f"#{r.id}")
+                     without_offset=done.without_offset, key=r.dedup_key or f"#{r.id}",
+                     export_rows=export_rows(connector), origin=r.origin, tally=done.tally)
     return card.result()

@@ -30,13 +30,7 @@ from hub.reports import compute_report
 from hub.store.engine import get_engine
 
 FEEDS = sorted({p.feed for p in PRACTICES})
-REF_I12 = "connector gap: the HL7 v2 connector does not map REF^I12 referrals (nor a referral link on SIU)"
-KNOWN: dict[tuple[str, str], str] = {
-    **{("hl7v2", kpi): REF_I12 for kpi in ("referrals_received", "referral_scheduled_rate", "referral_attended_rate",
-                                           "referral_to_scheduled_days", "referral_to_attended_days")},
-    ("fhir", "late_cancellation_rate"): "connector gap: R4 Appointment has no cancellation time and the FHIR "
-                                        "connector does not read the R5 cancellationDate extension the feed sends",
-}
+KNOWN: dict[tuple[str, str], str] = {}
 
 
 def _params(kpis: list[str], feeds: list[str]) -> list[Any]:
@@ -168,9 +162,7 @@ def test_the_report_has_a_row_for_each_site_and_month_with_facts(demo: DemoResul
     assert {k for k in engine if k[0] in sites} == {k for k in expected if k[0] in sites}
 
 
-@pytest.mark.parametrize("feed", [pytest.param(f, marks=[pytest.mark.xfail(
-    reason=f"a week whose only facts are referrals has no row ({REF_I12})")] if f == "hl7v2" else [])
-                                  for f in FEEDS])
+@pytest.mark.parametrize("feed", FEEDS)
 def test_the_report_has_a_row_for_each_site_and_week_with_facts(demo: DemoResult, feed: str) -> None:
     """The weeks wholly inside the history (the engine also has the weeks cut by its ends)."""
     engine = {(r["slice"]["site"], r["slice"]["week"]) for r in _weekly(demo)["rows"]}

@@ -1,7 +1,7 @@
 """A small FHIR server on a loopback port for the pull tests: paged searchsets built from the corpus.
 
-It honours ``_count``, ``_lastUpdated=ge|gt`` and ``_include`` (the referenced resources, as
-``search.mode`` include entries), refuses unknown search parameters and ``_include``s with 400
+It honours ``_count``, ``_lastUpdated=ge|gt``, ``_include`` and ``_include:iterate`` (the referenced
+resources, as ``search.mode`` include entries), refuses unknown search parameters and ``_include``s with 400
 and an OperationOutcome as real R4 servers do, pages by ``Bundle.link`` ``next``, asks for a
 bearer token, offers a SMART backend-services token endpoint (``/token``) that checks the
 client's signed assertion, and can be told to fail (``faults``) to exercise retries.
@@ -13,7 +13,7 @@ import datetime as dt
 import json
 import threading
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -31,7 +31,10 @@ START = dt.datetime(2025, 1, 1, 8, 0, tzinfo=dt.UTC)
 # here is refused with 400 and an OperationOutcome, as real servers do ("page" is this server's
 # own paging parameter, which it writes into its next links).
 R4_RESULT_PARAMS = {"_count", "_sort", "_include", "_revinclude", "_summary", "_total", "_elements", "_contained",
-                    "_containedType"}
+                    "_containedType",
+                    # the R4 modifier of _include and _revinclude that follows the included resources' own
+                    # references (https://hl7.org/fhir/R4/search.html#include), sent as its own name
+                    "_include:iterate", "_revinclude:iterate"}
 R4_COMMON_PARAMS = {"_id", "_lastUpdated", "_tag", "_profile", "_security", "_source", "_text", "_content", "_list",
                     "_has", "_type", "_query"}
 R4_REFERENCE_PARAMS = {
@@ -56,11 +59,14 @@ R4_REFERENCE_PARAMS = {
     # no "insurer": ExplanationOfBenefit.insurer has no search parameter in R4
     "ExplanationOfBenefit": {"care-team", "claim", "coverage", "encounter", "enterer", "facility", "patient",
                              "payee", "provider"},
+    "PaymentReconciliation": {"payment-issuer", "request", "requestor"},
 }
-# the elements the reference parameters above that this server can include read
+# the elements the reference parameters above that this server can include read (dotted: through lists)
 INCLUDE_ELEMENTS = {"Coverage:payor": "payor", "Slot:schedule": "schedule", "Claim:insurer": "insurer",
                     "PractitionerRole:practitioner": "practitioner", "ExplanationOfBenefit:provider": "provider",
-                    "ExplanationOfBenefit:claim": "claim", "ExplanationOfBenefit:patient": "patient"}
+                    "ExplanationOfBenefit:claim": "claim", "ExplanationOfBenefit:patient": "patient",
+                    "ExplanationOfBenefit:coverage": "insurance.coverage", "ClaimResponse:insurer": "insurer",
+                    "PaymentReconciliation:payment-issuer": "paymentIssuer"}
 
 
 def refusal(rtype: str, query: dict[str, list[str]]) -> str | None:
@@ -75,13 +81,35 @@ def refusal(rtype: str, query: dict[str, list[str]]) -> str | None:
         target, _, param = include.partition(":")
         if target != rtype or param.split(":", 1)[0] not in R4_REFERENCE_PARAMS.get(rtype, set()):
             return f"Invalid _include parameter value: '{include}'"
+    for include in query.get("_include:iterate", []):  # from the included resources: any type's parameter
+        target, _, param = include.partition(":")
+        if param.split(":", 1)[0] not in R4_REFERENCE_PARAMS.get(target, set()):
+            return f"Invalid _include:iterate parameter value: '{include}'"
     return None
 
 
-def corpus_resources(folder: Path) -> list[dict[str, Any]]:
-    """Every valid resource of a pulled type in the corpus, once, stamped with a lastUpdated a minute apart."""
+# the corpus files the pull tests serve, named so that what they serve stays the same as the corpus grows
+# (the files of ../shared/corpus/fhir that hold valid resources of a pulled type)
+PULL_CORPUS_FILES = (
+    "carinkit__Bundle-searchset__1.json", "carinkit__Bundle-searchset__2.json", "carinkit__Coverage__1.json",
+    "carinkit__Practitioner__1.json", "msfc__Bundle-batch-response__1.json", "msfc__Bundle-batch__1.json",
+    "msfc__Bundle-batch__2.json", "msfc__Bundle-batch__3.json", "msfhirsrv__Appointment__1.json",
+    "msfhirsrv__Bundle-batch__1.json", "msfhirsrv__Bundle-transaction__1.json",
+    "msfhirsrv__Bundle-transaction__2.json", "msfhirsrv__ChargeItem__1.json", "msfhirsrv__ClaimResponse__1.json",
+    "msfhirsrv__Claim__1.json", "msfhirsrv__Coverage__1.json", "msfhirsrv__Coverage__2.json",
+    "msfhirsrv__Encounter__1.json", "msfhirsrv__Encounter__2.json", "msfhirsrv__ExplanationOfBenefit__1.json",
+    "msfhirsrv__Location__1.json", "msfhirsrv__Location__2.json", "msfhirsrv__Organization__1.json",
+    "msfhirsrv__Patient__1.json", "msfhirsrv__Practitioner__1.json", "msfhirsrv__Schedule__1.json",
+    "msfhirsrv__ServiceRequest__1.json", "msfhirsrv__Slot__1.json",
+)
+
+
+def corpus_resources(folder: Path, names: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    """Every valid resource of a pulled type in the corpus files ``names`` of ``folder`` (default: every
+    JSON file there), once, stamped with a lastUpdated a minute apart."""
     seen: dict[tuple[str, str], dict[str, Any]] = {}
-    for path in sorted(folder.glob("*.json")):
+    paths = [folder / name for name in names] if names is not None else sorted(folder.glob("*.json"))
+    for path in paths:
         doc = load(path.read_bytes())
         found = [e.get("resource") for e in doc.get("entry") or ()] if doc["resourceType"] == "Bundle" else [doc]
         for res in found:
@@ -97,6 +125,30 @@ def corpus_resources(folder: Path) -> list[dict[str, Any]]:
         stamped = dict(res)
         stamped["meta"] = {**(res.get("meta") or {}), "lastUpdated": (START + dt.timedelta(minutes=n)).isoformat()}
         out.append(stamped)
+    return out
+
+
+def bundle_resources(path: Path, start: dt.datetime = START) -> list[dict[str, Any]]:
+    """The resources of one Bundle file as a server holds them once the Bundle is loaded (a Synthea
+    patient's transaction): every entry's resource, its ``urn:uuid`` references rewritten to the
+    ``Type/id`` they name, stamped with a lastUpdated a minute apart in entry order."""
+    doc = load(path.read_bytes())
+    entries = [e for e in doc.get("entry") or () if isinstance(e.get("resource"), dict)]
+    local = {e["fullUrl"]: f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in entries
+             if isinstance(e.get("fullUrl"), str) and e["resource"].get("id")}
+
+    def rewritten(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: (local.get(v, v) if k == "reference" and isinstance(v, str) else rewritten(v))
+                    for k, v in value.items()}
+        return [rewritten(v) for v in value] if isinstance(value, list) else value
+
+    out = []
+    for n, entry in enumerate(entries):
+        res = rewritten(entry["resource"])
+        res["meta"] = {**(res.get("meta") or {}), "versionId": "1",
+                       "lastUpdated": (start + dt.timedelta(minutes=n)).isoformat()}
+        out.append(res)
     return out
 
 
@@ -190,25 +242,41 @@ class Handler(BaseHTTPRequestHandler):
         entries = [{"fullUrl": f"{self.server.base}/{rtype}/{r['id']}", "resource": r, "search": {"mode": "match"}}
                    for r in chunk]
         entries += [{"fullUrl": f"{self.server.base}/{r['resourceType']}/{r['id']}", "resource": r,
-                     "search": {"mode": "include"}} for r in self._included(chunk, query.get("_include", []))]
+                     "search": {"mode": "include"}}
+                    for r in self._included(chunk, query.get("_include", []), query.get("_include:iterate", []))]
         self._send(200, {"resourceType": "Bundle", "type": "searchset", "total": len(matches), "link": links,
                          "entry": entries})
 
-    def _included(self, chunk: list[dict[str, Any]], includes: list[str]) -> list[dict[str, Any]]:
-        """The resources the page's matches refer to by the ``_include``d parameters, each once."""
-        wanted: list[str] = []
-        for include in includes:
-            element = INCLUDE_ELEMENTS.get(include)
-            if element is None:
-                continue
-            for res in chunk:
-                value = res.get(element)
-                for ref in value if isinstance(value, list) else [value]:
-                    target = ref.get("reference") if isinstance(ref, dict) else None
-                    if isinstance(target, str) and target not in wanted:
-                        wanted.append(target)
+    def _included(self, chunk: list[dict[str, Any]], includes: list[str],
+                  iterated: Sequence[str] = ()) -> list[dict[str, Any]]:
+        """The resources the page's matches refer to by the ``_include``d parameters, then those the
+        included ones refer to by the ``_include:iterate``d ones (until nothing new), each once."""
         by_key = {f"{r['resourceType']}/{r['id']}": r for r in self.server.resources}
-        return [by_key[key] for key in wanted if key in by_key]
+        wanted: list[str] = []
+        sources, params = chunk, includes
+        while sources:
+            found = []
+            for include in params:
+                element = INCLUDE_ELEMENTS.get(include)
+                for res in sources:
+                    if element is None or res["resourceType"] != include.partition(":")[0]:
+                        continue
+                    for ref in _values(res, element):
+                        target = ref.get("reference") if isinstance(ref, dict) else None
+                        if isinstance(target, str) and target not in wanted and target in by_key:
+                            wanted.append(target)
+                            found.append(by_key[target])
+            sources, params = found, list(iterated)
+        return [by_key[key] for key in wanted]
+
+
+def _values(resource: dict[str, Any], element: str) -> list[Any]:
+    """The values at a dotted element path, through lists (``insurance.coverage``)."""
+    values: list[Any] = [resource]
+    for name in element.split("."):
+        values = [v.get(name) for v in values if isinstance(v, dict)]
+        values = [c for v in values for c in (v if isinstance(v, list) else [v])]
+    return values
 
 
 @contextmanager

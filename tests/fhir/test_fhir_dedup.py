@@ -120,10 +120,10 @@ def test_a_page_pulled_again_is_a_duplicate(hub, corpus: Path) -> None:  # type:
     from hub_fhir.pull import FhirClient, auth_from
 
     from tests.fhir.fhir_pull import pull
-    from tests.fhir.fhir_test_server import corpus_resources, running
+    from tests.fhir.fhir_test_server import PULL_CORPUS_FILES, corpus_resources, running
 
     config = {"token": "test-token", "page_size": 1}
-    resources = corpus_resources(corpus / "fhir")
+    resources = corpus_resources(corpus / "fhir", PULL_CORPUS_FILES)
     with running(resources) as server:
         client = FhirClient(backoff=0.01, sleep=lambda seconds: None, auth=auth_from(config))
         (first,) = pull(hub, "north", server.base, config=config, types=["Patient"], client=client)

@@ -111,11 +111,11 @@ def test_found_by_media_type_and_content(hub) -> None:  # type: ignore[no-untype
 
 
 def test_an_unreadable_payload_is_kept_and_refused(hub) -> None:  # type: ignore[no-untyped-def]
-    data = b'{"resourceType": "Bundle", "type": "batch-response", "entry": []}'
+    data = b'{"resourceType": "Bundle", "type": "subscription-notification", "entry": []}'
     receipts = receive(hub, "north", data, connector="fhir", origin="response.json")
     assert [r.status for r in receipts] == ["error"] and receipts[0].outcome.rejected
     issue = answer_of(hub, receipts)["issue"][0]
     assert issue["code"] == "structure" and issue["expression"] == ["Bundle.type"]
     with hub.engine.connect() as conn:
         [stored] = list_messages(conn, practice="north")
-    assert stored["status"] == "error" and "batch-response" in stored["error"]
+    assert stored["status"] == "error" and "subscription-notification" in stored["error"]

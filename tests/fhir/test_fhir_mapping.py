@@ -129,8 +129,8 @@ def test_invalid_resource_names_the_element_path() -> None:
     with pytest.raises(ValidationError) as caught:
         normalize(bad)
     assert caught.value.location == "Appointment.participant[0].status"
-    with pytest.raises(ValidationError) as caught:
-        normalize(bundle({"resourceType": "Location", "id": "L"}, bad))
+    with pytest.raises(ValidationError) as caught:  # a transaction is all or nothing
+        normalize(bundle({"resourceType": "Location", "id": "L"}, bad, kind="transaction"))
     assert caught.value.location == "Bundle.entry[1].resource.participant[0].status"
     assert "Appointment" in caught.value.message
 
@@ -154,13 +154,15 @@ def test_unsupported_types_are_skipped_in_a_bundle_and_refused_alone() -> None:
         normalize({"resourceType": "Spaceship", "id": "s"})
 
 
-def test_history_bundle_skips_deletions_and_transaction_refuses_them() -> None:
+def test_history_bundle_and_transaction_skip_deletions() -> None:
     history = {"resourceType": "Bundle", "type": "history", "entry": [
         {"request": {"method": "DELETE", "url": "Patient/1"}},
         {"resource": {"resourceType": "Patient", "id": "2"}, "request": {"method": "PUT", "url": "Patient/2"}}]}
     assert [r["source_id"] for r in normalize(history)] == ["2"]
-    history["type"] = "transaction"
-    with pytest.raises(HubError, match="DELETE entries are not taken in"):
+    history["type"] = "transaction"  # the hub keeps history: a DELETE is skipped (counted), the rest taken in
+    assert [r["source_id"] for r in normalize(history)] == ["2"]
+    del history["entry"][1]
+    with pytest.raises(HubError, match="nothing to take in: 1 DELETE entry skipped"):
         normalize(history)
 
 

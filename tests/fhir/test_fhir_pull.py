@@ -15,7 +15,7 @@ from hub.store.messages import list_messages
 from hub.store.practices import add_practice
 from hub.store.pull_state import get_watermark, list_watermarks
 from tests.fhir.fhir_pull import pull
-from tests.fhir.fhir_test_server import corpus_resources, running
+from tests.fhir.fhir_test_server import PULL_CORPUS_FILES, corpus_resources, running
 
 TOKEN = {"token": "test-token", "page_size": 2}
 
@@ -30,7 +30,7 @@ def hub(tmp_path: Path) -> Runtime:
 
 @pytest.fixture
 def resources(corpus: Path) -> list[dict]:
-    found = corpus_resources(corpus / "fhir")
+    found = corpus_resources(corpus / "fhir", PULL_CORPUS_FILES)
     assert len(found) > 20
     return found
 
