@@ -518,6 +518,8 @@ def claim(res: dict[str, Any], ctx: MapContext) -> Iterator[Record]:
         ctx.tally.skip(f"Claim ({use})")  # asks the payer ahead of care: nothing was charged
         return
     claim_id = require_id(ctx)
+    # the claim's number as the practice and its payers know it (what a remittance may name it by)
+    claim_no = claim_number(res) or claim_id
     diagnoses = {d.get("sequence"): code(d.get("diagnosisCodeableConcept"))
                  for d in res.get("diagnosis") or () if isinstance(d, dict)}
     care_team = {c.get("sequence"): c.get("provider") for c in res.get("careTeam") or () if isinstance(c, dict)}
@@ -540,7 +542,9 @@ def claim(res: dict[str, Any], ctx: MapContext) -> Iterator[Record]:
         served = _dict(item.get("servicedPeriod"))
         product = item.get("productOrService")
         links = [d for s in item.get("diagnosisSequence") or () if (d := diagnoses.get(s))]
-        yield {"kind": "charge", "source_id": f"{claim_id}-{item.get('sequence', n + 1)}",
+        sequence = item.get("sequence", n + 1)
+        yield {"kind": "charge", "source_id": f"{claim_id}-{sequence}", "claim_id": claim_no,
+               "claim_line": sequence if isinstance(sequence, int) else None,
                "encounter_source_id": ctx.ref_id(first(item.get("encounter")), "Encounter"),
                "patient_source_id": ctx.ref_id(res.get("patient"), "Patient"), "provider_source_id": provider_id,
                "location_source_id": ctx.ref_id(item.get("locationReference"), "Location"),
@@ -551,6 +555,14 @@ def claim(res: dict[str, Any], ctx: MapContext) -> Iterator[Record]:
                "units": number(item.get("quantity")), "amount": money_text(amount),
                "unpriced": True if amount is None else None,
                "diagnosis_codes": links or [d for d in diagnoses.values() if d] or None, "payer_name": payer}
+
+
+def claim_number(res: dict[str, Any]) -> str | None:
+    """A Claim's business identifier (the practice's claim number), the first one with a value."""
+    for ident in res.get("identifier") or ():
+        if isinstance(ident, dict) and isinstance(ident.get("value"), str) and ident["value"]:
+            return str(ident["value"])
+    return None
 
 
 def line_amount(item: dict[str, Any]) -> Decimal | None:
@@ -672,6 +684,14 @@ def remittance(res: dict[str, Any], ctx: MapContext) -> Iterator[Record]:
     own_id = require_id(ctx)
     claim_ref = res.get("claim") if res["resourceType"] == "ExplanationOfBenefit" else res.get("request")
     claim_id = ctx.ref_id(claim_ref, "Claim")
+    target = ctx.resolve(claim_ref)
+    # a claim named by its business identifier and not in this payload: its charges' source ids are
+    # unknown here, so each line names the claim number and its line, and the store links them
+    # (hub.reports.remit_link) to the charges of that claim_id and claim_line
+    by_number = (target is not None and target.resource is None and isinstance(claim_ref, dict)
+                 and not claim_ref.get("reference") and isinstance(claim_ref.get("identifier"), dict))
+    if target is not None and target.resource is not None and target.type == "Claim":
+        claim_id = claim_number(target.resource) or claim_id
     payment = _dict(res.get("payment"))
     paid_on = date(payment.get("date")) or date(res.get("created"))
     payer = ctx.payer_name(res.get("insurer"))
@@ -702,8 +722,10 @@ def remittance(res: dict[str, Any], ctx: MapContext) -> Iterator[Record]:
     for (source_id, seq, _), result in zip(lines, results, strict=True):
         paid = result["paid"]
         denied = claim_denied or (paid is not None and paid == 0 and bool(result["reasons"] or result["adjustments"]))
+        literal = ctx.ref_id(claim_ref, "Claim") if not by_number else None
         yield {**base, "source_id": source_id,
-               "charge_source_id": f"{claim_id}-{seq}" if claim_id and seq is not None else None,
+               "charge_source_id": f"{literal}-{seq}" if literal and seq is not None else None,
+               "claim_line": seq if by_number and isinstance(seq, int) else None,
                "paid_amount": money_text(paid), "adjustments": result["adjustments"] or None,
                "adjustment_amount": _sum(result["adjustments"]), "denied": denied}
 

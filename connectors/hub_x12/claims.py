@@ -183,7 +183,8 @@ def _claim_records(r: Reader, claim: dict[str, Any], posted_on: str | None, even
                                            **stamp}
         units = r.quantity(sv1, 4)
         yield {"kind": "charge", "source_id": line["control"] or f"{claim['id']}:{line['number']}",
-               "claim_id": claim["id"], "patient_source_id": patient_id, "provider_source_id": npi,
+               "claim_id": claim["id"], "claim_line": int(line["number"]) if line["number"].isdigit() else None,
+               "patient_source_id": patient_id, "provider_source_id": npi,
                "service_date": service_date, "posted_on": posted_on,
                "procedure_code": procedure[1] if len(procedure) > 1 and procedure[1] else None,
                "modifiers": [m for m in procedure[2:6] if m],

@@ -137,6 +137,7 @@ KINDS: dict[str, tuple[Field, ...]] = {
         _f("procedure_code"),
         _f("modifiers", "list"),
         _f("units", "int"),
+        _f("claim_line", "int", doc="the line's number within its claim (FHIR Claim.item.sequence, 837 LX-01)"),
         _f("amount", "money", doc="none when the source sent no price (then ``unpriced``)"),
         _f("unpriced", "bool", doc="the source sent the line without an amount (a DFT without FT1-11/12)"),
         _f("diagnosis_codes", "list"),
@@ -153,6 +154,7 @@ KINDS: dict[str, tuple[Field, ...]] = {
     "remittance": (
         _f("charge_source_id", indexed=True),
         _f("claim_id"),
+        _f("claim_line", "int", doc="the claim line it answers, when it names no charge (FHIR itemSequence)"),
         _f("payer_name"),
         _f("payer"),
         _f("paid_amount", "money"),

@@ -1,5 +1,6 @@
 """Remittances land on their charges: a remittance line that names no charge is linked, as it is stored,
-to the charge of its claim with its procedure, service date and charged amount.
+to the charge of its claim with the claim line it names (a FHIR ClaimResponse that names its Claim by
+number), else with its procedure, service date and charged amount.
 
 An 835 names the practice's charge only when the payer returns the line item control number (REF*6R);
 otherwise the link is the claim (835 CLP-01 = 837 CLM-01, the patient control number) and the service
@@ -27,17 +28,19 @@ if TYPE_CHECKING:
 
 
 class _Line:
-    __slots__ = ("amount", "procedure_code", "service_date", "source_id")
+    __slots__ = ("amount", "claim_line", "procedure_code", "service_date", "source_id")
 
-    def __init__(self, source_id: str, procedure_code: Any, service_date: Any, amount: Any) -> None:
+    def __init__(self, source_id: str, procedure_code: Any, service_date: Any, amount: Any,
+                 claim_line: Any = None) -> None:
         self.source_id, self.procedure_code, self.service_date, self.amount = (source_id, procedure_code,
                                                                                service_date, amount)
+        self.claim_line = claim_line
 
 
 @hookimpl(tryfirst=True)
 def hub_records_storing(conn: sa.Connection, batch: RecordBatch) -> None:
     wanting = [r for r, _ in batch.items if r.get("kind") == "remittance" and not r.get("charge_source_id")
-               and r.get("claim_id") and r.get("procedure_code")]
+               and r.get("claim_id") and (r.get("procedure_code") or r.get("claim_line") is not None)]
     if not wanting:
         return
     lines: dict[tuple[str, str], list[_Line]] = defaultdict(list)
@@ -47,18 +50,19 @@ def hub_records_storing(conn: sa.Connection, batch: RecordBatch) -> None:
     for r, _ in batch.items:  # charges of this batch first: they are the newest
         if r.get("kind") == "charge" and r.get("claim_id") in claims.get(r["practice"], ()):
             lines[(r["practice"], r["claim_id"])].append(
-                _Line(r["source_id"], r.get("procedure_code"), r.get("service_date"), r.get("amount")))
+                _Line(r["source_id"], r.get("procedure_code"), r.get("service_date"), r.get("amount"),
+                      r.get("claim_line")))
     charges = RECORD_TABLES["charge"]
     for practice, ids in claims.items():
         query = (sa.select(charges.c.source_id, charges.c.claim_id, charges.c.procedure_code, charges.c.service_date,
-                           charges.c.amount)
+                           charges.c.amount, charges.c.claim_line)
                  .where(charges.c.practice == practice, charges.c.claim_id.in_(sorted(ids)))
                  .order_by(charges.c.source_id))
         for row in conn.execute(query):
             lines[(practice, row.claim_id)].append(_Line(row.source_id, row.procedure_code, row.service_date,
-                                                         row.amount))
+                                                         row.amount, row.claim_line))
     for r in wanting:
-        found = find_line(lines.get((r["practice"], r["claim_id"]), ()), r["procedure_code"], r.get("service_date"),
-                          r.get("charged_amount"))
+        found = find_line(lines.get((r["practice"], r["claim_id"]), ()), r.get("procedure_code"),
+                          r.get("service_date"), r.get("charged_amount"), r.get("claim_line"))
         if found is not None:
             r["charge_source_id"] = found.source_id

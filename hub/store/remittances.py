@@ -57,12 +57,12 @@ def match_report(conn: sa.Connection, practice: str) -> MatchReport:
     known = {row[0] for row in conn.execute(sa.select(charges.c.source_id).where(charges.c.practice == practice))}
     by_claim: dict[str, list[Any]] = {}
     for line in conn.execute(sa.select(charges.c.source_id, charges.c.claim_id, charges.c.procedure_code,
-                                       charges.c.service_date, charges.c.amount)
+                                       charges.c.service_date, charges.c.amount, charges.c.claim_line)
                              .where(charges.c.practice == practice, charges.c.claim_id.is_not(None))):
         by_claim.setdefault(line.claim_id, []).append(line)
     total, matched, unmatched = 0, 0, []
     query = (sa.select(remits.c.source_id, remits.c.charge_source_id, remits.c.claim_id, remits.c.procedure_code,
-                       remits.c.service_date, remits.c.charged_amount, remits.c.adjustments)
+                       remits.c.service_date, remits.c.charged_amount, remits.c.adjustments, remits.c.claim_line)
              .where(remits.c.practice == practice).order_by(remits.c.source_id))
     for row in conn.execute(query):
         adjustments = row.adjustments or []
@@ -79,10 +79,14 @@ def match_report(conn: sa.Connection, practice: str) -> MatchReport:
     return MatchReport(total, matched, unmatched)
 
 
-def find_line(lines: Sequence[Any], procedure: str | None, service_date: Any, charged: Decimal | None) -> Any:
-    """The first of a claim's charge lines (objects with ``procedure_code``, ``service_date``, ``amount``)
-    that a remittance line pays: the same procedure, service date (when it has one) and charged amount (in
-    absolute value: a reversal's is negative); None when none is."""
+def find_line(lines: Sequence[Any], procedure: str | None, service_date: Any, charged: Decimal | None,
+              claim_line: int | None = None) -> Any:
+    """The first of a claim's charge lines (objects with ``procedure_code``, ``service_date``, ``amount``,
+    ``claim_line``) that a remittance line pays: the line of that number when the remittance names one
+    (``claim_line``: a FHIR ClaimResponse's itemSequence), else the same procedure, service date (when it
+    has one) and charged amount (in absolute value: a reversal's is negative); None when none is."""
+    if claim_line is not None:
+        return next((line for line in lines if line.claim_line == claim_line), None)
     for line in lines:
         if line.procedure_code != procedure:
             continue
@@ -103,6 +107,12 @@ def _why_not(row: Any, known: set[str], by_claim: dict[str, list[Any]]) -> str |
     lines = by_claim.get(row.claim_id)
     if not lines:
         return f"no charge of claim {row.claim_id!r}"
+    if row.claim_line is not None:
+        found = find_line(lines, None, None, None, row.claim_line)
+        if found is None:
+            return f"claim {row.claim_id!r} has no line {row.claim_line}"
+        return (f"its charge {found.source_id!r} arrived after it: reprocess the remittance's message "
+                "(hub messages reprocess) to link them")
     if not row.procedure_code:
         return None  # a claim-level remittance: the claim is there
     found = find_line(lines, row.procedure_code, row.service_date, row.charged_amount)

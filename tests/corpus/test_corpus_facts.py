@@ -230,14 +230,35 @@ def test_r4_example_claim_response_pays_its_items_and_added_items(corpus: Path) 
     assert {r["paid_on"] for r in lines} == {dt.date(2014, 8, 31)}
 
 
-def test_r4_example_claim_response_by_business_identifier_links_to_the_claims_charges(corpus: Path) -> None:
+def test_r4_example_claim_response_by_business_identifier_links_to_the_claims_charges(
+        corpus: Path, runtime: Any) -> None:
     # ClaimResponse R3503 names its claim by identifier http://happyvalley.com/claim|12346, which is the
-    # identifier of Claim 100151 (items 1, 2, 3); its item lines answer those items
-    charges = {c["source_id"] for c in run(corpus, "real/fhir/gfhir__Claim-100151.json").kind("charge")}
-    lines = [r for r in run(corpus, "real/fhir/gfhir__ClaimResponse-R3503.json").kind("remittance")]
-    assert len(charges) == 3 and lines
-    linked = {r["charge_source_id"] for r in lines}
-    assert linked and linked <= charges, (sorted(linked), sorted(charges))
+    # identifier of Claim 100151 (items 1, 2, 3); its item lines answer items 1, 2 and 3 (itemSequence).
+    # Each file alone cannot know the other: the charges carry their claim's number and line, the
+    # remittances the claim number and line they answer, and the store links them as they are stored.
+    charges = run(corpus, "real/fhir/gfhir__Claim-100151.json").kind("charge")
+    assert {(c["source_id"], c["claim_id"], c["claim_line"]) for c in charges} == {
+        ("100151-1", "12346", 1), ("100151-2", "12346", 2), ("100151-3", "12346", 3)}
+    lines = run(corpus, "real/fhir/gfhir__ClaimResponse-R3503.json").kind("remittance")
+    assert lines and {r["claim_id"] for r in lines} == {"12346"}
+
+    import sqlalchemy as sa
+
+    from hub.model.tables import RECORD_TABLES
+    from hub.pipeline.intake import receive
+    from hub.store import writer
+    from hub.store.practices import add_practice
+
+    with writer(runtime.engine).begin() as conn:
+        add_practice(conn, "happy", "Happy Valley")
+    for rel in ("real/fhir/gfhir__Claim-100151.json", "real/fhir/gfhir__ClaimResponse-R3503.json"):
+        (receipt,) = receive(runtime, "happy", (corpus / rel).read_bytes(), origin=rel)
+        assert receipt.status == "accepted", receipt.outcome.error
+    remits = RECORD_TABLES["remittance"]
+    with runtime.engine.connect() as conn:
+        linked = dict(conn.execute(sa.select(remits.c.claim_line, remits.c.charge_source_id)
+                                   .where(remits.c.practice == "happy", remits.c.claim_line.is_not(None))).all())
+    assert linked and all(linked[n] == f"100151-{n}" for n in linked), linked
 
 
 def test_r4_example_proposed_appointment_without_start_is_not_refused_and_is_said(corpus: Path) -> None:

@@ -173,12 +173,15 @@ def test_claim_response_add_items_are_read_and_the_claim_is_found_by_its_busines
     records, _ = run(bundle(the_claim, response))
     remits = {r["source_id"]: r for r in kind(records, "remittance")}
     assert set(remits) == {"r1-1", "r1-add1"}
+    # the claim is in the payload: its lines are named; claim_id is the claim's number (as on its charges)
     assert (remits["r1-1"]["claim_id"], remits["r1-1"]["charge_source_id"], remits["r1-1"]["paid_amount"]) == \
-        ("k1", "k1-1", "80.00")
+        ("CLM-0042", "k1-1", "80.00")
     assert (remits["r1-add1"]["charge_source_id"], remits["r1-add1"]["paid_amount"]) == ("k1-2", "32.00")
-    # the claim elsewhere: the identifier's value names it
+    assert {(c["claim_id"], c["claim_line"]) for c in kind(records, "charge")} == {("CLM-0042", 1), ("CLM-0042", 2)}
+    # the claim elsewhere: the identifier's value names it, and each line its claim line (the store links them)
     records, _ = run(response)
-    assert {r["claim_id"] for r in kind(records, "remittance")} == {"CLM-0042"}
+    assert {(r["claim_id"], r.get("charge_source_id"), r["claim_line"]) for r in kind(records, "remittance")} == {
+        ("CLM-0042", None, 1), ("CLM-0042", None, 2)}
 
 
 # ---------------------------------------------------------------- references

@@ -141,13 +141,14 @@ def test_every_revision_in_turn_keeps_the_data_and_its_own_shape(database_url):
     assert _survivors(engine) == expected
     _assert_matches_model(engine)
 
-    # two steps down (0011, then 0010) and up again: the data stays, the schema is the model's again
-    _upgrade(engine, "-1", down=True)
-    assert current_revision(engine) == revisions[-2]
+    # down to 0009, one revision at a time, and up again: the data stays, the schema is the model's again
+    _upgrade(engine, "0011", down=True)
+    assert "claim_line" not in _columns(engine, "charges") | _columns(engine, "remittances")
+    _upgrade(engine, "0010", down=True)
     assert not {"payer_claim_id", "remark_codes", "charged_amount__stamp"} & _columns(engine, "remittances")
     assert not {"claim_id", "rendering_npi"} & _columns(engine, "charges")
-    _upgrade(engine, "-1", down=True)
-    assert current_revision(engine) == revisions[-3]
+    _upgrade(engine, "0009", down=True)
+    assert current_revision(engine) == "0009"
     assert "tally" not in _columns(engine, "messages")
     assert "encounter_class" not in _columns(engine, "encounters")
     _upgrade(engine, "head")
