@@ -9,41 +9,18 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
-from hub_fhir import FhirConnector
 
-from hub.connector import Context, Tally
 from hub.errors import HubError
 from hub.pipeline.normalize import Normalized, normalize_payload
 from hub.plugins import load_plugins
+from tests.fhir.test_real_payloads import bundle, kind, run
 
 NPI = "http://hl7.org/fhir/sid/us-npi"
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 PAYMENT_TYPE = "http://terminology.hl7.org/CodeSystem/payment-type"
 SNOMED = "http://snomed.info/sct"
 NOTE = "sent without id or fullUrl, source id taken from its identifier"
-
-
-def run(doc: dict[str, Any]) -> tuple[list[dict[str, Any]], Tally]:
-    """The records of a payload and the tally of what was left out (R4 validation off: the resources
-    carry only what the mapping reads)."""
-    connector = FhirConnector()
-    records: list[dict[str, Any]] = []
-    tally = Tally()
-    for envelope in connector.split(orjson.dumps(doc)):
-        context = Context(practice="p", origin="t.json", config={"validate": False})
-        records += connector.normalize(envelope, context)
-        tally.add(context.tally.as_dict())
-    return records, tally
-
-
-def bundle(*resources: dict[str, Any]) -> dict[str, Any]:
-    return {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": r} for r in resources]}
-
-
-def kind(records: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
-    return [r for r in records if r["kind"] == name]
 
 
 def corpus_file(corpus: Path, folder: str, name: str) -> Normalized:
