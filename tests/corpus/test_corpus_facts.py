@@ -272,6 +272,26 @@ def test_r4_example_proposed_appointment_without_start_is_not_refused_and_is_sai
 
 # ------------------------------------------------------------------ Synthea (google/fhir-data-pipes)
 BOB = "real/fhir/fdp__Bob965_Keeling57_3f6fd0bb-6cd3-eb3f-4401-cd38ace25f2b.json"
+SYNTHEA_PATIENTS = (BOB, "real/fhir/fdp__Cecelia952_Romaguera67_f1731e33-dc55-4ee8-72d7-cece2e49bedd.json",
+                    "real/fhir/fdp__Jeremiah751_Dach178_9785afad-19cc-02f6-de65-b2de2618c9ac.json",
+                    "real/fhir/fdp__Levi940_Gusikowski974_b71e39bd-d33f-0b50-a8e5-ed4142d306fe.json")
+
+
+@pytest.mark.parametrize("rel", SYNTHEA_PATIENTS, ids=lambda f: f.split("__")[1].split("_")[0])
+def test_every_synthea_patient_bundle_loads_whole(corpus: Path, rel: str) -> None:
+    """Pushed as a file: the patient, every encounter, a charge per claim line and the payments of every EOB,
+    with no error (counts read from the JSON here, not from the connector)."""
+    import json
+
+    out = run(corpus, rel)
+    assert not out.errors, [str(e) for e in out.errors]
+    entries = [e["resource"] for e in json.loads((corpus / rel).read_text())["entry"]]
+    of_type = lambda t: [r for r in entries if r["resourceType"] == t]  # noqa: E731
+    assert len(out.kind("patient")) == 1
+    assert len(out.kind("encounter")) == len(of_type("Encounter")) > 0
+    assert len(out.kind("charge")) == sum(len(c.get("item") or ()) for c in of_type("Claim"))
+    paid_claims = {r["claim_id"] for r in out.kind("remittance")}
+    assert len(paid_claims) == len(of_type("ExplanationOfBenefit"))  # each EOB pays its claim
 
 
 def test_synthea_bundle_loads_its_patient_and_encounters(corpus: Path) -> None:
