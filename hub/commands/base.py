@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+import traceback
+from pathlib import Path
 from typing import Any
 
 import click
@@ -56,7 +58,12 @@ class HubGroup(click.Group):
                 click.echo(f"hub: error: the database cannot be reached: {str(exc.orig).splitlines()[0]}",
                            err=True)
                 ctx.exit(1)
-            raise
+            # a bug: say where, never what (its message or a traceback may quote patient data)
+            frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+            where = f" at {Path(frame.filename).name}:{frame.lineno}" if frame else ""
+            click.echo(f"hub: error: unexpected {type(exc).__name__}{where} (a bug; the details are not shown "
+                       "because they may hold patient data)", err=True)
+            ctx.exit(2)
 
 
 class State:

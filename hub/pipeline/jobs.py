@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from rq import get_current_job
 
-from hub.errors import ConfigError
+from hub.errors import ConfigError, StoreError
 from hub.pipeline.process import process_messages
 from hub.store.engine import store_fingerprint
 
@@ -50,5 +50,10 @@ def process_batch(message_ids: list[int], database_url: str | None = None, *,
     if store is not None and store != store_fingerprint(runtime.database_url):
         raise ConfigError("this job's messages belong to another store than this worker's HUB_DATABASE_URL "
                           "(give each deployment its own HUB_QUEUE)")
-    result = process_messages(runtime, message_ids, final_attempt=final)
+    try:
+        result = process_messages(runtime, message_ids, final_attempt=final)
+    except StoreError as exc:
+        # raised again without its cause: rq logs and keeps the traceback of a failed job, and the driver's
+        # error it chains (a DETAIL line) may quote the values of the batch
+        raise StoreError(str(exc)) from None
     return {"processed": len(result.processed), "errors": len(result.errors)}

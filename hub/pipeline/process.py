@@ -17,6 +17,7 @@ commit, through ``hub_messages_failed`` (``announce_failures``).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -74,6 +75,20 @@ def _store_hook(caller: Any, conn: sa.Connection, batch: RecordBatch) -> None:
         raise
     except Exception as exc:  # the type only: a plugin's message may quote the records
         raise _PluginFailed(f"a {caller.name} plugin raised {type(exc).__name__}") from exc
+
+
+_QUOTED = re.compile(r'"[^"]*"|\'[^\']*\'')
+
+
+def store_failure(exc: BaseException) -> str:
+    """What a failed store statement says, for a person and a log: the driver's error type, its SQLSTATE
+    where it has one, and the first line of its message with every quoted part left out (a value the
+    database quotes back, ``invalid input syntax for type date: "SMITH"``, may be patient data)."""
+    cause = getattr(exc, "orig", None) or exc
+    code = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+    first = (str(cause).splitlines() or [""])[0]
+    said = _QUOTED.sub("…", first)[:300]
+    return f"{type(cause).__name__}{f' ({code})' if code else ''}: {said}"
 
 
 def announce_failures(plugins: Plugins, failures: Sequence[MessageFailure]) -> None:
@@ -145,11 +160,7 @@ def process_messages(runtime: Runtime, ids: Sequence[int], *, statuses: tuple[st
             message_store.mark_processed(conn, result.processed, result.tallies)
             message_store.mark_error(conn, result.errors)
     except (sa.exc.SQLAlchemyError, _PluginFailed) as exc:
-        if isinstance(exc, _PluginFailed):
-            reason = f"store failure: {exc}"
-        else:
-            cause = getattr(exc, "orig", None) or exc
-            reason = f"store failure: {type(cause).__name__}: {str(cause).splitlines()[0][:300]}"
+        reason = f"store failure: {exc if isinstance(exc, _PluginFailed) else store_failure(exc)}"
         batch_ids = [r.id for r in rows]
         log.warning("batch of %d messages not stored (%s)", len(batch_ids), reason)
         failed = dict.fromkeys(batch_ids, reason)

@@ -137,3 +137,19 @@ def test_plugins_list_shows_connectors_with_versions(example_connector):
 def test_db_upgrade(tmp_path):
     result = hub("db", "upgrade")
     assert result.returncode == 0 and "revision" in result.stdout
+
+
+def test_an_unexpected_error_says_where_but_not_what(monkeypatch, tmp_path):
+    """A bug's message or traceback may quote patient data: the command names the error type and place only."""
+    from click.testing import CliRunner
+
+    from hub.cli import _build_cli
+
+    def broken(*args: object, **kwargs: object) -> object:
+        raise KeyError("SMITH^JOHN 1970-01-01")
+
+    monkeypatch.setenv("HUB_DATABASE_URL", f"sqlite:///{tmp_path / 'hub.db'}")
+    monkeypatch.setattr("hub.cli.list_practices", broken)
+    done = CliRunner().invoke(_build_cli(), ["practice", "list"])
+    assert done.exit_code == 2
+    assert "unexpected KeyError at" in done.stderr and "SMITH" not in done.output and "Traceback" not in done.output
