@@ -138,6 +138,8 @@ def _charset_of(data: bytes) -> str | None:
     if start < 0 or len(data) < start + 4:
         return None
     line = _LINE_BREAKS.split(data[start:start + 4096].decode("latin-1"), maxsplit=1)[0]
+    if len(line) < 4:  # "MSH" and a line break: no field separator to split on
+        return None
     parts = line.split(line[3])
     if len(parts) <= 17:
         return None

@@ -69,3 +69,10 @@ def mutated(draw: st.DrawFn) -> bytes:
 @given(mutated())
 def test_mutated_messages(data: bytes) -> None:
     read_or_refuse(data)
+
+
+def test_a_header_cut_right_after_msh_in_bytes_that_are_not_utf8_is_refused() -> None:
+    # found by test_mutated_messages: "MSH" then a line break, in a payload that is not UTF-8, so the
+    # charset (MSH-18) is looked for in a header with no field separator
+    read_or_refuse(b"MSH\r\x80@%$*!OLDPM!SOUTHFAM!MSOHUB!MSO!200804011205!!SIU@S14!SF-0002!P!2.3\nPID!1!!SF7788")
+
