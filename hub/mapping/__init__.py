@@ -16,8 +16,9 @@ change)::
         MAIN: chi-main
       provider:                  # provider_source_id → provider_npi (npi on provider records)
         "1001": "1234567893"
-      payer:                     # payer_name (exact) → payer and financial_class
+      payer:                     # payer_name (exact), else payer_id → payer and financial_class
         AETNA PPO: {payer: aetna, financial_class: commercial}
+        "60054": {payer: aetna}  # a payer id (835 REF*2U / N1-04, 837 NM1*PR NM1-09)
       cancel_reason:             # cancel_reason → cancel_category
         PT: patient
     payer_patterns:              # payer names matched by pattern when no exact entry fits
@@ -61,6 +62,9 @@ CODE_FIELDS: dict[str, dict[str, tuple[str, dict[str, str]]]] = {
               for kind in ("coverage", "charge", "remittance")},
     "cancel_reason": {"appointment": ("cancel_reason", {"cancel_category": "cancel_category"})},
 }
+
+# the payer map also matches a record's payer id when its payer name is not a key (``Mapping.lookup``)
+PAYER_ID_FIELD = "payer_id"
 
 DEFAULT_GO_LIVE: dict[str, Any] = {
     "min_messages": 1,
@@ -131,16 +135,21 @@ class Mapping:
         mapping's top-level ``timezone`` (a practice not yet registered, or registered without one)."""
         return registered or self.timezone
 
-    def lookup(self, map_name: str, code: Any) -> dict[str, Any] | None:
-        """The MSO target of a practice code, or None when the code is not mapped."""
-        if code is None or code == "":
+    def lookup(self, map_name: str, code: Any, *, payer_id: Any = None) -> dict[str, Any] | None:
+        """The MSO target of a practice code, or None when the code is not mapped. For the payer map,
+        ``payer_id`` (the record's ``payer_id``: 835 REF*2U / N1*PR N1-04, 837 NM1*PR NM1-09) is tried as a
+        key when the payer name is not one (exactly or ignoring case), before the name patterns."""
+        if (code is None or code == "") and (map_name != "payer" or payer_id in (None, "")):
             return None
         table = self.code_maps.get(map_name)
         if not table and not (map_name == "payer" and self.payer_patterns):
             return None  # nothing mapped for this code list: the common case before onboarding
         table = table or {}
-        target = table.get(str(code)) or self._folded.get(map_name, {}).get(_key(code))
-        if target is None and map_name == "payer":
+        folded = self._folded.get(map_name, {})
+        target = (table.get(str(code)) or folded.get(_key(code))) if code not in (None, "") else None
+        if target is None and map_name == "payer" and payer_id not in (None, ""):
+            target = table.get(str(payer_id)) or folded.get(_key(payer_id))
+        if target is None and map_name == "payer" and code not in (None, ""):
             name = _key(code)
             for pattern in self.payer_patterns:
                 if fnmatch.fnmatchcase(name, _key(pattern["match"])):
@@ -171,7 +180,8 @@ class Mapping:
             record = {**record, **{k: v for k, v in defaults.items() if record.get(k) in (None, "")}}
         updates: dict[str, Any] = {}
         for map_name, source_field, targets in _code_plan(kind):
-            target = self.lookup(map_name, record.get(source_field))
+            target = (self.lookup(map_name, record.get(source_field), payer_id=record.get(PAYER_ID_FIELD))
+                      if map_name == "payer" else self.lookup(map_name, record.get(source_field)))
             if not target:
                 continue
             for key, record_field in targets:

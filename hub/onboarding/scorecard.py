@@ -28,11 +28,13 @@ import hashlib
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from decimal import Decimal, InvalidOperation
+from typing import Any, NamedTuple
 
 from hub.connector import Envelope, Tally
 from hub.mapping import Mapping
 from hub.mapping.schema import npi_is_valid
+from hub.store.remittances import find_line
 
 DATE_FIELDS = {"appointment": "start", "encounter": "start", "charge": "service_date", "remittance": "paid_on",
                "slot": "start", "referral": "received_on"}
@@ -59,6 +61,44 @@ def _filled(value: Any) -> bool:
 class _Unmapped:
     count: int = 0
     example: str | None = None
+
+
+class _Line(NamedTuple):
+    """A charge line (``source_id``: its own) or a remittance line (``source_id``: the charge it names)."""
+
+    source_id: str
+    procedure_code: str | None
+    service_date: Any
+    amount: Any
+    claim_line: int | None
+    claim_id: str = ""
+
+
+def _day(value: Any) -> str | None:
+    return None if value in (None, "") else str(value.isoformat() if hasattr(value, "isoformat") else value)[:10]
+
+
+def _amount(value: Any) -> Decimal | None:
+    try:
+        return None if value in (None, "") else Decimal(str(value))
+    except InvalidOperation:
+        return None
+
+
+def _why_unmatched(remit: _Line, charge_ids: set[str], by_claim: dict[str, list[_Line]]) -> str | None:
+    """None when the remittance line finds its charge (by the charge it names, else its claim's line of the
+    same procedure, service date and charged amount), else why not, without ids or patient data."""
+    if remit.source_id:
+        return None if remit.source_id in charge_ids else "the charge it names was not read"
+    if not remit.claim_id:
+        return "no charge id and no claim id"
+    lines = by_claim.get(remit.claim_id)
+    if not lines:
+        return "no charge of its claim"
+    if remit.claim_line is None and not remit.procedure_code:
+        return None  # a claim-level remittance: the claim is there
+    found = find_line(lines, remit.procedure_code, remit.service_date, remit.amount, remit.claim_line)
+    return None if found is not None else "no line of its claim with its procedure, service date and amount"
 
 
 @dataclass
@@ -100,6 +140,10 @@ class ScorecardBuilder:
     _export: tuple[str | None, int] | None = None  # the export being read: (file, last line)
     _export_rows: dict[tuple[str, str], str] = field(default_factory=dict)  # its records: key → row digest
     _claims: dict[tuple[str | None, str], str] = field(default_factory=dict)  # (sender, control id) → content
+    # remittances matched to charges: the charges' ids and lines by claim, and the remittance lines read
+    _charge_ids: set[str] = field(default_factory=set)
+    _charge_lines: dict[str, list[_Line]] = field(default_factory=dict)
+    _remits: list[_Line] = field(default_factory=list)
 
     # ------------------------------------------------------------------ feeding
     def add_duplicate(self, count: int = 1, *, counted: bool = True) -> None:
@@ -191,6 +235,9 @@ class ScorecardBuilder:
         if kind == "charge":
             self.charges += 1
             self.unpriced += bool(record.get("unpriced"))
+            self._charge_line(record)
+        elif kind == "remittance":
+            self._remittance(record)
         key = (kind, str(record.get("source_id")))
         if key in self.seen_records:
             self.repeated_records += 1
@@ -203,7 +250,8 @@ class ScorecardBuilder:
             if not _filled(code):
                 continue
             self.codes[map_name] += 1
-            if _filled(record.get(target_field)) or self.mapping.lookup(map_name, code):
+            payer_id = record.get("payer_id") if map_name == "payer" else None
+            if _filled(record.get(target_field)) or self.mapping.lookup(map_name, code, payer_id=payer_id):
                 self.mapped[map_name] += 1
             else:
                 entry = self.unmapped[map_name].setdefault(str(code), _Unmapped())
@@ -216,6 +264,42 @@ class ScorecardBuilder:
             self.first_date = min(self.first_date or day, day)
             self.last_date = max(self.last_date or day, day)
         self._roster(record)
+
+    def _charge_line(self, record: dict[str, Any]) -> None:
+        """What a remittance needs of a charge to find it (``hub.store.remittances.find_line``)."""
+        source_id = record.get("source_id")
+        if _filled(source_id):
+            self._charge_ids.add(str(source_id))
+        if _filled(record.get("claim_id")):
+            self._charge_lines.setdefault(str(record["claim_id"]), []).append(_Line(
+                str(source_id), record.get("procedure_code"), _day(record.get("service_date")),
+                _amount(record.get("amount")), record.get("claim_line")))
+
+    def _remittance(self, record: dict[str, Any]) -> None:
+        adjustments = record.get("adjustments") or []
+        if not record.get("claim_id") and adjustments and all(a.get("group") == "PLB" for a in adjustments):
+            return  # a provider-level adjustment pays no charge
+        self._remits.append(_Line(str(record.get("charge_source_id") or ""), record.get("procedure_code"),
+                                  _day(record.get("service_date")), _amount(record.get("charged_amount")),
+                                  record.get("claim_line"), str(record.get("claim_id") or "")))
+
+    def _remittance_match(self) -> dict[str, Any] | None:
+        """The share of remittance lines that find their charge among the charges read (as
+        ``hub remit unmatched`` matches them), with the count of each reason the others did not; None
+        when no remittance was read."""
+        if not self._remits:
+            return None
+        reasons: Counter[str] = Counter()
+        matched = 0
+        for remit in self._remits:
+            reason = _why_unmatched(remit, self._charge_ids, self._charge_lines)
+            if reason is None:
+                matched += 1
+            else:
+                reasons[reason] += 1
+        share = _share(matched, len(self._remits))
+        return {"remittances": len(self._remits), "matched": matched, "share": share, "band": band(share),
+                "unmatched": [{"reason": r, "count": n} for r, n in sorted(reasons.items(), key=lambda kv: -kv[1])]}
 
     def _roster(self, record: dict[str, Any]) -> None:
         vocabulary = self.mapping.vocabulary
@@ -291,6 +375,8 @@ class ScorecardBuilder:
             "not_mapped": dict(sorted(self.not_mapped.items(), key=lambda kv: (-kv[1], kv[0]))),
             "invalid_elements": dict(sorted(self.invalid.items(), key=lambda kv: (-kv[1], kv[0]))),
             "unrostered": unrostered,
+            # remittance lines that find their charge (None when no remittance was read)
+            "remittances_matched": self._remittance_match(),
             "findings": {"count": self.finding_count, "first": list(self.findings)},
             # times sent without an offset are read in the practice's zone: flagged, since a wrong
             # or missing zone moves visits across days and months
@@ -369,6 +455,11 @@ def render_text(card: dict[str, Any]) -> str:
         if card["invalid_elements"]:
             lines.append("  optional elements left out as invalid, by element:")
             lines += [f"    {path:<34} {n:>7}" for path, n in list(card["invalid_elements"].items())[:20]]
+    matched = card.get("remittances_matched")
+    if matched:
+        lines += ["", f"remittances matched to a charge {matched['matched']}/{matched['remittances']} "
+                      f"{_pct(matched['share'])}  {matched['band']}"]
+        lines += [f"  unmatched x{u['count']}: {u['reason']}" for u in matched["unmatched"]]
     naive = card["times_without_offset"]
     if naive["messages"]:
         fields = ", ".join(f"{name} x{n}" for name, n in naive["fields"].items())

@@ -17,7 +17,7 @@ import orjson
 from hub.connector import Tally
 from hub.files import iter_files
 from hub.pipeline.dispatch import PoolDispatcher
-from hub.pipeline.intake import Arrival, receive_many
+from hub.pipeline.intake import Arrival, Receipt, receive_many
 from hub.store.messages import processed_tallies
 
 if TYPE_CHECKING:
@@ -26,13 +26,15 @@ if TYPE_CHECKING:
 
 def ingest_paths(runtime: Runtime, practice: str, paths: Sequence[str | Path], *, connector: str | None = None,
                  group: int = 500, jobs: int = 1,
-                 tallies: dict[str, tuple[Tally, int]] | None = None) -> dict[str, int]:
+                 tallies: dict[str, tuple[Tally, int]] | None = None,
+                 receipts: dict[str, list[Receipt]] | None = None) -> dict[str, int]:
     """Store the files (folders: their files) for ``practice``; the messages counted by fate: ``accepted``
     (stored, and processed when inline), ``duplicate`` (a repeat of a stored message), ``error``.
 
     ``tallies``, when given, is filled per file with what its processed messages held besides their
     records (``Tally``) and how many records they gave, for the files where either is worth saying
-    (something not mapped, or no record at all); messages still queued for a worker are not counted."""
+    (something not mapped, or no record at all); messages still queued for a worker are not counted.
+    ``receipts``, when given, is filled per file with its messages' receipts (``hub ingest --report``)."""
     counts = {"accepted": 0, "duplicate": 0, "error": 0}
     previous = runtime.dispatcher
     own_pool = PoolDispatcher(runtime, jobs) if jobs > 1 and previous.name == "inline" else None
@@ -43,9 +45,11 @@ def ingest_paths(runtime: Runtime, practice: str, paths: Sequence[str | Path], *
     origins: dict[int, str] = {}  # accepted message id → its file, when tallies are asked for
 
     def flush() -> None:
-        for arrival, receipts in zip(pending, receive_many(runtime, practice, pending, connector=connector),
-                                     strict=True):
-            for receipt in receipts:
+        for arrival, fates in zip(pending, receive_many(runtime, practice, pending, connector=connector),
+                                    strict=True):
+            if receipts is not None:
+                receipts.setdefault(arrival.origin or "payload", []).extend(fates)
+            for receipt in fates:
                 counts[receipt.status] += 1
                 if tallies is not None and receipt.status == "accepted" and receipt.outcome.message_id:
                     origins[receipt.outcome.message_id] = arrival.origin or "payload"
