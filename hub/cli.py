@@ -32,6 +32,8 @@ from hub.pipeline.intake import Receipt
 from hub.pipeline.normalize import normalize_payload
 from hub.pipeline.replay import reprocess, reread_practice, resolve
 from hub.pipeline.worker import run_worker
+from hub.security.audit import AuditEntry
+from hub.security.audit import record as audit_record
 from hub.security.keys import create_key, list_keys, revoke_key
 from hub.settings import current
 from hub.store.engine import create_engine, current_revision, database_url, upgrade_schema, writer
@@ -345,6 +347,14 @@ def worker(state: State, burst: bool, fork: bool, requeue_after: int) -> None:
 
 
 # ------------------------------------------------------------------ message store
+def cli_user() -> str:
+    """Who runs the command, for the audit log (the system login name)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name in the environment nor the password database
+        return "unknown"
+
+
 @click.group("messages")
 def messages_group() -> None:
     """The message store: what arrived, its status, and replay after a fix."""
@@ -357,9 +367,11 @@ def messages_group() -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @pass_state
 def messages_list(state: State, practice: str | None, status: str | None, limit: int, fmt: str) -> None:
-    """List messages, newest first."""
-    with state.runtime.engine.connect() as conn:
+    """List messages, newest first. Audited (a read of the message store), as the API's list is."""
+    with writer(state.runtime.engine).begin() as conn:
         rows = list_messages(conn, practice=practice, status=status, limit=limit)
+        audit_record(conn, [AuditEntry(None, "messages.list", status, practice, f"cli:{cli_user()}",
+                                       f"{len(rows)} listed")])
     if fmt == "json":
         click.echo(dumps(rows))
         return
@@ -401,11 +413,7 @@ def messages_resolve(state: State, reason: str, ids: tuple[int, ...]) -> None:
     The audit log keeps who (the system user) and why. Exit status 1 when a given id is not in error."""
     if not reason.strip():
         raise ConfigError("--reason must say why the messages are resolved")
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):  # no login name in the environment nor the password database
-        user = "unknown"
-    done = resolve(state.runtime, ids, reason=reason.strip(), who=f"cli:{user}")
+    done = resolve(state.runtime, ids, reason=reason.strip(), who=f"cli:{cli_user()}")
     click.echo(f"resolved {len(done)} message(s)")
     left = sorted(set(ids) - set(done))
     if left:

@@ -1,6 +1,7 @@
 """The audit log: who touched patient-level data, what, when, from where, and the outcome.
 
-One row per request that pushes a feed, reads the message store or reprocesses, and one
+One row per request that pushes a feed, reads the message store or a practice's scorecard, or
+reprocesses; one per ``hub messages list`` (the address is ``cli:`` and the system user); and one
 per message marked resolved (``hub messages resolve``: the address is ``cli:`` and the
 system user, the outcome the reason given).
 A row names the key (its public id), the action, the target (a practice slug or a
