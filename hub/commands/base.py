@@ -53,6 +53,8 @@ class HubGroup(click.Group):
             name = f" {exc.filename}" if getattr(exc, "filename", None) else ""
             click.echo(f"hub: error:{name}: {exc.strerror or exc}", err=True)
             ctx.exit(1)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise  # click's own: a usage error, an exit, Ctrl-C (click answers them)
         except Exception as exc:
             if isinstance(exc, sa.exc.OperationalError):
                 click.echo(f"hub: error: the database cannot be reached: {str(exc.orig).splitlines()[0]}",
