@@ -6,16 +6,13 @@ stderr naming what is wrong and exit 1; usage errors exit 2. No tracebacks.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import getpass
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 import orjson
-import sqlalchemy as sa
 
 from hub import __version__
 from hub.commands import audit, billing, demo, mapping, mllp, onboarding, reports, serve, settings
@@ -26,8 +23,7 @@ from hub.files import iter_files
 from hub.logging import configure_logging
 from hub.mapping import EMPTY, load_mapping
 from hub.model.schemas import to_json_ready
-from hub.model.tables import messages as message_rows
-from hub.pipeline.ingest import ingest_paths
+from hub.pipeline.ingest import acceptance_report, ingest_paths
 from hub.pipeline.intake import Receipt
 from hub.pipeline.normalize import normalize_payload
 from hub.pipeline.replay import reprocess, reread_practice, resolve
@@ -136,43 +132,6 @@ def ingest(state: State, practice: str, connector: str | None, jobs: int, report
         click.echo(f"hub: {counts['error']} message(s) in error: see hub messages list --practice {practice} "
                    "--status error", err=True)
         sys.exit(1)
-
-
-def acceptance_report(runtime: Any, receipts: dict[str, list[Receipt]]) -> dict[str, Any]:
-    """``hub ingest --report``: per file, what its messages became. ``report`` is the connector's own JSON
-    answer to the file when it has one (the API's answer to the same payload; X12: the 999-style report
-    of ``hub_x12``), else ``{messages: [{id, control_id, message_type, status, error}]}``. A message a
-    worker pool refused after it was stored (``--jobs``) is reported as refused, with its stored reason."""
-    ids = [r.outcome.message_id for fates in receipts.values() for r in fates
-           if r.outcome.accepted and not r.outcome.duplicate and r.outcome.message_id]
-    late: dict[int, str | None] = {}
-    with runtime.engine.connect() as conn:
-        for start in range(0, len(ids), 500):
-            late.update((row.id, row.error) for row in conn.execute(sa.select(message_rows.c.id, message_rows.c.error)
-                        .where(message_rows.c.id.in_(ids[start:start + 500]), message_rows.c.status == "error")))
-    files, totals = [], {"accepted": 0, "duplicate": 0, "error": 0}
-    for origin, fates in receipts.items():
-        results = []
-        for r in fates:
-            outcome = r.outcome
-            if outcome.message_id in late and outcome.accepted and not outcome.duplicate:
-                outcome = dataclasses.replace(outcome, accepted=False, error=late[outcome.message_id])
-            results.append((r.envelope, outcome))
-        counted = {"accepted": sum(1 for _, o in results if o.accepted and not o.duplicate),
-                   "duplicate": sum(1 for _, o in results if o.duplicate)}
-        counted["error"] = len(results) - counted["accepted"] - counted["duplicate"]
-        for key, n in counted.items():
-            totals[key] += n
-        chosen = next((r.connector for r in fates if r.connector is not None), None)
-        own = chosen.answer(results) if chosen is not None else None
-        body: Any = orjson.loads(own[0]) if own is not None and own[1] == "application/json" else {
-            "messages": [{"id": o.message_id, "control_id": e.control_id, "message_type": e.message_type,
-                          "status": "duplicate" if o.duplicate else "accepted" if o.accepted else "error",
-                          **({"error": o.error} if o.error else {}),
-                          **({"location": o.error_location} if o.error_location else {})} for e, o in results]}
-        files.append({"file": origin, "connector": chosen.name if chosen is not None else None, **counted,
-                      "report": body})
-    return {**totals, "files": files}
 
 
 # ------------------------------------------------------------------ practices

@@ -8,9 +8,10 @@ known only at the end, when a message it could not process moves from accepted t
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -18,7 +19,7 @@ from hub.connector import Tally
 from hub.files import iter_files
 from hub.pipeline.dispatch import PoolDispatcher
 from hub.pipeline.intake import Arrival, Receipt, receive_many
-from hub.store.messages import processed_tallies
+from hub.store.messages import errors_of, processed_tallies
 
 if TYPE_CHECKING:
     from hub.runtime import Runtime
@@ -86,3 +87,29 @@ def _collect_tallies(runtime: Runtime, origins: dict[int, str], tallies: dict[st
     for origin, (tally, total) in per_file.items():
         if tally or total == 0:
             tallies[origin] = (tally, total)
+
+
+def acceptance_report(runtime: Runtime, receipts: dict[str, list[Receipt]]) -> dict[str, Any]:
+    """``hub ingest --report``: per file, what its messages became. ``report`` is the connector's own JSON
+    answer to the file when it has one (the API's answer to the same payload; X12: the 999-style report
+    of ``hub_x12``), else ``{messages: [Receipt.describe() ...]}``. A message a worker pool refused after
+    it was stored (``--jobs``) is reported as refused, with its stored reason."""
+    ids = [r.outcome.message_id for fates in receipts.values() for r in fates
+           if r.outcome.accepted and not r.outcome.duplicate and r.outcome.message_id]
+    with runtime.engine.connect() as conn:
+        late = errors_of(conn, ids)
+    files, totals = [], {"accepted": 0, "duplicate": 0, "error": 0}
+    for origin, fates in receipts.items():
+        final = [dataclasses.replace(r, outcome=dataclasses.replace(r.outcome, accepted=False,
+                                                                    error=late[r.outcome.message_id]))
+                 if r.outcome.message_id in late and r.status == "accepted" else r for r in fates]
+        counted = {status: sum(1 for r in final if r.status == status) for status in totals}
+        for key, n in counted.items():
+            totals[key] += n
+        chosen = next((r.connector for r in final if r.connector is not None), None)
+        own = chosen.answer([(r.envelope, r.outcome) for r in final]) if chosen is not None else None
+        body: Any = (orjson.loads(own[0]) if own is not None and own[1] == "application/json"
+                     else {"messages": [r.describe() for r in final]})
+        files.append({"file": origin, "connector": chosen.name if chosen is not None else None, **counted,
+                      "report": body})
+    return {**totals, "files": files}

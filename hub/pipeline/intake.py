@@ -12,7 +12,7 @@ import contextlib
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -66,6 +66,16 @@ class Receipt:
         if self.outcome.duplicate:
             return "duplicate"
         return "accepted" if self.outcome.accepted else "error"
+
+    def describe(self) -> dict[str, Any]:
+        """The message's line in a file's report (``hub watch``, ``hub ingest --report``): no patient data."""
+        entry: dict[str, Any] = {"id": self.outcome.message_id, "status": self.status,
+                                 "control_id": self.envelope.control_id, "message_type": self.envelope.message_type}
+        if self.outcome.error:
+            entry["error"] = self.outcome.error
+        if self.outcome.error_location:
+            entry["location"] = self.outcome.error_location
+        return entry
 
 
 @dataclass(frozen=True)

@@ -89,13 +89,7 @@ class DropFolder:
         for receipt in receipts:
             status = receipt.status
             setattr(taken, status, getattr(taken, status) + 1)
-            entry: dict[str, Any] = {"id": receipt.outcome.message_id, "status": status,
-                                     "control_id": receipt.envelope.control_id}
-            if receipt.outcome.error:
-                entry["error"] = receipt.outcome.error
-            if receipt.outcome.error_location:
-                entry["location"] = receipt.outcome.error_location
-            taken.messages.append(entry)
+            taken.messages.append(receipt.describe())
         target = self.folder / (FAILED if taken.failed else DONE)
         destination = _free_name(target / path.name)
         path.replace(destination)

@@ -271,6 +271,17 @@ def processed_tallies(conn: sa.Connection, ids: Sequence[int]) -> list[tuple[int
     return out
 
 
+def errors_of(conn: sa.Connection, ids: Sequence[int]) -> dict[int, str | None]:
+    """id → reason of those of the given messages that are in ``error``."""
+    out: dict[int, str | None] = {}
+    ordered = sorted(ids)
+    for start in range(0, len(ordered), 500):
+        out.update((row.id, row.error) for row in conn.execute(
+            sa.select(messages.c.id, messages.c.error)
+            .where(messages.c.id.in_(ordered[start:start + 500]), messages.c.status == "error")))
+    return out
+
+
 def mark_error(conn: sa.Connection, failed: dict[int, str]) -> None:
     """``failed`` maps message id → the reason a person can act on (no patient data)."""
     if not failed:
