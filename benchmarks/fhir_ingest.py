@@ -139,7 +139,6 @@ def instrument() -> Callable[[], None]:
     import hub_fhir
     from hub_fhir import bundle
 
-    import hub.identity.plugin as identity_plugin
     import hub.pipeline.normalize as normalize
     import hub.pipeline.process as process
     import hub.reports.rollups as rollups
@@ -173,7 +172,6 @@ def instrument() -> Callable[[], None]:
         wrap(connector_class, method, "fhir: split, entries, mapping")
     wrap(process, "normalize_envelope", "core: normalize (hooks, records)")
     wrap(Mapping, "apply", "core: practice mapping apply")
-    wrap(identity_plugin, "link", "core: identity link")
     wrap(normalize, "validate_record", "core: validate_record (marshmallow)")
     wrap(canonical, "upsert_records", "core: canonical upsert + lineage")
     for name in ("save_messages", "load_for_processing", "mark_processed", "mark_error"):

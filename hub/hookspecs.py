@@ -104,10 +104,11 @@ def hub_link_identity(records: list[dict[str, Any]], practice: str) -> None:
 
     Called once per message, after mapping and before ``hub_transform_record`` and validation,
     with that message's records (any kinds) in a list the implementation may change in place
-    (replace ``records[i]``; do not add or remove items). The built-in implementation
-    (``hub.identity.plugin``, essential) runs last (``trylast``) and sets the deterministic
-    keyed id on every patient record that has none yet, so a master patient index plugin can set
-    its own ids first. Returns nothing. A hook that raises puts the message in ``error``.
+    (replace ``records[i]``; do not add or remove items). The hub has no implementation of its
+    own: its master patient index (``hub.identity``) links patients in batches after they are
+    stored, and takes an ``enterprise_id`` set here (by an outside index, say) as a shared
+    enterprise identifier, one of its deterministic rules. Returns nothing. A hook that raises
+    puts the message in ``error``.
     """
 
 
@@ -132,6 +133,17 @@ def hub_records_stored(conn: sa.Connection, batch: RecordBatch) -> None:
     the rows as the batch left them. The built-in report upkeep (``hub.reports.upkeep``,
     essential) marks here the report cells the batch moved records out of or into. Once per batch;
     raising rolls the batch back. Returns nothing.
+    """
+
+
+@hookspec
+def hub_patients_relinked(conn: sa.Connection, patients: list[tuple[str, str]]) -> None:
+    """Called inside the transaction in which the patient index moved ``patients`` ((practice,
+    source id) each) to another enterprise id: a link, a split, a merge or an operator's decision.
+
+    The built-in report upkeep (``hub.reports.upkeep``, essential) marks the report cells of their
+    visits for recomputation (new-patient visits, retention and distinct patients count enterprise
+    ids). Returns nothing; raising rolls the change back.
     """
 
 

@@ -4,8 +4,8 @@ Built by the CLI and the app factory (``load_plugins()``), never at import time.
 As pytest builds its own features on its own hooks, so does the hub, in three kinds:
 
 - *essential* plugins (``ESSENTIAL_PLUGINS``): features of the core written as hook
-  implementations (the KPI catalog, the json and csv exporters, the report upkeep,
-  the identity link). Always registered: the figures and the report contract depend
+  implementations (the KPI catalog, the json and csv exporters, the report upkeep).
+  Always registered: the figures and the report contract depend
   on them, so no setting can remove them;
 - *default* plugins: the built-in ones an operator may leave out (``DEFAULT_PLUGINS``,
   and the built-in connectors and dashboard, found by their entry points);
@@ -45,7 +45,6 @@ ESSENTIAL_PLUGINS: dict[str, str] = {
     "kpis": "hub.reports.catalog",  # the KPI catalog
     "report-exporters": "hub.reports.exporters",  # the json and csv formats
     "report-upkeep": "hub.reports.upkeep",  # marks the report cells each stored batch moves
-    "identity": "hub.identity.plugin",  # the enterprise id on patient records, before they are stored
 }
 # built in and loaded unless an allow or block list leaves them out (pytest's ``default_plugins``); the
 # built-in connectors and the dashboard are default plugins as well, registered by their entry points

@@ -43,7 +43,6 @@ from hub.errors import ConfigError
 
 PREFIX = "HUB_"
 SECRET = "***"  # what a secret value prints as, everywhere
-DEFAULT_IDENTITY_KEY = "mso-hub-identity"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
@@ -97,9 +96,19 @@ class Settings:
     plugins_block: tuple[str, ...] = setting(
         "HUB_PLUGINS_BLOCK", (), "these default and entry-point plugins are never loaded, comma-separated",
         shown="unset")
-    identity_key: str = setting(
-        "HUB_IDENTITY_KEY", DEFAULT_IDENTITY_KEY, "the key of the keyed hash that forms enterprise patient ids; "
-        "set one per deployment", secret=True, shown="a built-in key")
+    identity_link: float = setting(
+        "HUB_IDENTITY_LINK", 0.99, "match probability at and above which the patient index links two records",
+        group="identity", minimum=0)
+    identity_review: float = setting(
+        "HUB_IDENTITY_REVIEW", 0.5, "match probability at and above which a pair below the link threshold goes to "
+        "the review queue (`hub identity review`)", group="identity", minimum=0)
+    identity_shared_systems: tuple[str, ...] = setting(
+        "HUB_IDENTITY_SHARED_SYSTEMS", (), "identifier systems (assigning authorities) that name one person across "
+        "practices, e.g. an enterprise id or the MRNs of a shared EHR instance; comma-separated", group="identity",
+        shown="unset")
+    identity_interval: float = setting(
+        "HUB_IDENTITY_INTERVAL", 60.0, "seconds between two incremental patient index runs in `hub serve`, "
+        "`hub mllp` and `hub worker` when patients changed; 0 turns them off", group="identity", minimum=0)
     mso_vocabularies: str | None = setting(
         "HUB_MSO_VOCABULARIES", None, "the folder of the MSO vocabularies mapping files are checked against",
         shown="`mappings/mso`")
@@ -372,6 +381,12 @@ URL's password too), as every listing, log line and error message does.
 This page is generated from the settings object (`hub.settings.Settings` and the
 connectors' `config_schema`): `hub settings --markdown > docs/settings.md`.
 """
+IDENTITY = """## The patient index
+
+The master patient index (`hub identity`, docs/identity.md) links records above the link
+threshold, queues those between the two thresholds for review, and leaves the rest apart.
+"""
+
 WEB = """## The web service
 
 Details in [deployment.md](deployment.md).
@@ -399,7 +414,7 @@ def _default_cell(f: Any) -> str:
 def markdown(connectors: Iterable[Any] = ()) -> str:
     """docs/settings.md: the tables of every setting, from the fields (and the connectors' declarations)."""
     out = [INTRO]
-    for group, prose in (("core", None), ("web", WEB)):
+    for group, prose in (("core", None), ("identity", IDENTITY), ("web", WEB)):
         if prose:
             out.append(prose)
         out.append("| setting | default | what it does |\n|---|---|---|")

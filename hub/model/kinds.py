@@ -76,7 +76,10 @@ KINDS: dict[str, tuple[Field, ...]] = {
         _f("sex", "enum", choices=SEX),
         _f("postal_code", phi=True),
         _f("phone", phi=True),
-        _f("enterprise_id", indexed=True, doc="cross-site patient link (identity module)"),
+        _f("address_line", phi=True, doc="first street line of the home address"),
+        _f("email", phi=True),
+        _f("enterprise_id", indexed=True, doc="cross-site patient link, set by the master patient index "
+                                              "(hub.identity); a plugin or feed may preset it"),
     ),
     "coverage": (
         _f("patient_source_id", phi=False, indexed=True),

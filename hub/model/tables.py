@@ -248,3 +248,53 @@ onboarding_files = sa.Table(
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint("practice", "file_key", name="pk_onboarding_files"),
 )
+
+# The master patient index (``hub.identity``). A link puts one patient record (practice, source id)
+# under an enterprise id, opaque and random; ``method`` says what made it. Pairs are the scored
+# comparisons and the decisions on them: the review queue, an operator's accept (a manual link) or
+# reject (never link), a deterministic rule. Runs record what each ``hub identity run`` did, and the
+# high-water mark of patients compared. Created by migration 0013.
+identity_links = sa.Table(
+    "identity_links", metadata,
+    sa.Column("practice", sa.String(64), nullable=False),
+    sa.Column("source_id", sa.String(255), nullable=False),
+    sa.Column("enterprise_id", sa.String(32), nullable=False, index=True),
+    sa.Column("method", sa.String(64), nullable=False,
+              doc="alone | rule:<name> | merge | match | manual | split: the strongest edge into the cluster"),
+    sa.Column("weight", sa.Float(), doc="the match weight of that edge, when it was a match"),
+    sa.Column("split", sa.Boolean(), nullable=False, server_default=sa.false(),
+              doc="an operator split the record off: only manual links join it to others"),
+    sa.Column("linked_at", UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint("practice", "source_id", name="pk_identity_links"),
+)
+
+identity_pairs = sa.Table(
+    "identity_pairs", metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("practice_a", sa.String(64), nullable=False),
+    sa.Column("source_a", sa.String(255), nullable=False),
+    sa.Column("practice_b", sa.String(64), nullable=False),
+    sa.Column("source_b", sa.String(255), nullable=False),
+    sa.Column("rule", sa.String(64), doc="the deterministic rule that paired them, or match"),
+    sa.Column("weight", sa.Float()),
+    sa.Column("probability", sa.Float()),
+    sa.Column("agreement", sa.JSON(), doc="{field: level} of the comparison, no values"),
+    sa.Column("status", sa.String(16), nullable=False, doc="link | review | accepted | rejected"),
+    sa.Column("decided_by", sa.String(64)),
+    sa.Column("decided_at", UTCDateTime()),
+    sa.Column("scored_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("practice_a", "source_a", "practice_b", "source_b"),
+    sa.Index("ix_identity_pairs_b", "practice_b", "source_b"),
+    sa.Index("ix_identity_pairs_status", "status"),
+)
+
+identity_runs = sa.Table(
+    "identity_runs", metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Column("finished_at", UTCDateTime()),
+    sa.Column("full", sa.Boolean(), nullable=False),
+    sa.Column("watermark", UTCDateTime(), doc="patients updated up to here were compared"),
+    sa.Column("summary", sa.JSON(), doc="counts: compared, pairs, linked, review, moved; no patient data"),
+    sa.Column("model", sa.JSON(), doc="the match model (splink settings with trained m and u) the run used"),
+)

@@ -1,8 +1,8 @@
 """Bytes → common-model records, with nothing stored.
 
 The one path every message takes, whether dry-run (``hub normalize``), onboarding
-check or ingest: connector.normalize → mapping → identity link (``hub_link_identity``,
-once per message; the built-in link is an essential plugin, ``hub.identity.plugin``) →
+check or ingest: connector.normalize → mapping → plugins' identity link (``hub_link_identity``,
+once per message; the hub's own patient index links in batches after storing) →
 plugins' ``hub_transform_record`` → validation against the common model.
 """
 

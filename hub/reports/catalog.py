@@ -65,7 +65,8 @@ def _builtin() -> list[Kpi]:
             "visits of patients with no visit in the same service line anywhere in the MSO in the 3 years before",
             None, "count(visits where new)", ("appointment", "encounter", "patient"),
             lambda f: f.count("new_visits"), MGMA, True,
-            "patients are linked across sites by patients.enterprise_id; service line stands for specialty"),
+            "patients are linked across sites by the patient index (enterprise ids, docs/identity.md); "
+            "service line stands for specialty"),
         Kpi("new_patient_share", "New-patient share", "ratio", "new-patient visits", "visits",
             "new_visits / visits", ("appointment", "encounter", "patient"),
             lambda f: f.ratio("new_visits", "visits"), MGMA, None),

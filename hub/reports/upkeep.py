@@ -2,7 +2,8 @@
 
 The pipeline knows nothing of reports; it calls ``hub_records_storing`` and
 ``hub_records_stored`` around each batch's upsert, in the batch's transaction, and
-``hub_records_clearing`` before a practice's records are cleared. Here those hooks mark dirty
+``hub_records_clearing`` before a practice's records are cleared; the patient index calls
+``hub_patients_relinked`` when patients move to another enterprise id. Here those hooks mark dirty
 every (practice, month) cell a write moves records out of or into (``hub.reports.rollups``):
 the cells the batch's rows sat in before the write are read in ``hub_records_storing`` and
 kept in the batch's stash, and marked, with the cells they sit in after it, in one statement
@@ -38,6 +39,13 @@ def hub_records_storing(conn: sa.Connection, batch: RecordBatch) -> None:
 def hub_records_stored(conn: sa.Connection, batch: RecordBatch) -> None:
     before: set[rollups.Cell] = batch.stash.pop(_CELLS_BEFORE, set())
     rollups.mark_dirty(conn, before | rollups.cells_written(conn, batch.items))
+
+
+@hookimpl
+def hub_patients_relinked(conn: sa.Connection, patients: list[tuple[str, str]]) -> None:
+    items = [({"kind": "patient", "practice": practice, "source_id": source_id}, None)
+             for practice, source_id in patients]
+    rollups.mark_dirty(conn, rollups.cells_of(conn, items))
 
 
 @hookimpl

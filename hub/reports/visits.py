@@ -209,10 +209,13 @@ def _select_new_visits(conn: sa.Connection, practice: str, months: list[str]) ->
     lo, hi = min(months), _month_name(_month_index(max(months)) + 1)
     params = {"p": practice, "lo": lo, "hi": hi, "months": months}
     completed = ", ".join(f"'{s}'" for s in COMPLETED)
-    key = "COALESCE(pt.enterprise_id, {t}.practice || ':' || COALESCE({t}.patient_source_id, {t}.source_id))"
+    # the patient index's enterprise id; before its first run, one a feed or plugin sent
+    key = ("COALESCE(il.enterprise_id, pt.enterprise_id, {t}.practice || ':' || "
+           "COALESCE({t}.patient_source_id, {t}.source_id))")
     cols = ("{t}.source_id, " + key + ", COALESCE({t}.location_source_id, ''), COALESCE({t}.provider_source_id, ''),"
             " COALESCE({t}.service_line, ''), COALESCE({t}.visit_category, ''), substr({t}.start, 1, 10)")
-    join = "LEFT JOIN patients pt ON pt.practice = {t}.practice AND pt.source_id = {t}.patient_source_id"
+    join = ("LEFT JOIN patients pt ON pt.practice = {t}.practice AND pt.source_id = {t}.patient_source_id "
+            "LEFT JOIN identity_links il ON il.practice = {t}.practice AND il.source_id = {t}.patient_source_id")
     where = ("{t}.practice = :p AND {t}.start >= :lo AND {t}.start < :hi AND substr({t}.start, 1, 7) IN :months")
     appt_sql = (f"SELECT {cols} FROM appointments a {join} WHERE {where} AND a.status IN ({completed})"
                 ).format(t="a")
