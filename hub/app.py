@@ -21,7 +21,7 @@ from sqlalchemy import exc as sa_exc
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from hub import __version__
-from hub.api import audit, dashboard, intake, messages, onboarding, reports
+from hub.api import audit, dashboard, identity, intake, messages, onboarding, reports
 from hub.api.metrics import bp as metrics_bp
 from hub.pipeline.dispatch_buffer import buffer_dispatcher
 from hub.runtime import Runtime
@@ -29,7 +29,7 @@ from hub.security.audit import AuditEntry, record
 from hub.security.auth import client_address
 from hub.store.engine import writer
 
-API_AREAS = (intake, messages, audit, reports, onboarding)
+API_AREAS = (intake, messages, audit, reports, onboarding, identity)
 PAGE_AREAS = (dashboard,)  # plain Flask blueprints (not in the OpenAPI document)
 # endpoints that touch patient-level data: a refused request to them is audited too
 AUDITED = {"intake.push_messages": "intake", "messages.list_messages": "messages.list",

@@ -7,7 +7,6 @@ stderr naming what is wrong and exit 1; usage errors exit 2. No tracebacks.
 from __future__ import annotations
 
 import datetime as dt
-import getpass
 import sys
 from pathlib import Path
 
@@ -15,11 +14,12 @@ import click
 import orjson
 
 from hub import __version__
-from hub.commands import audit, billing, demo, mapping, mllp, onboarding, reports, serve, settings
-from hub.commands.base import HubGroup, State, dumps, pass_state
+from hub.commands import audit, billing, demo, identity, mapping, mllp, onboarding, reports, serve, settings
+from hub.commands.base import HubGroup, State, cli_user, dumps, pass_state
 from hub.connector import Tally
 from hub.errors import ConfigError
 from hub.files import iter_files
+from hub.identity.background import IdentityTicker
 from hub.logging import configure_logging
 from hub.mapping import EMPTY, load_mapping
 from hub.model.schemas import to_json_ready
@@ -49,7 +49,7 @@ def _build_cli() -> click.Group:
 
     for command in (normalize, ingest, practice, key, plugins_group, db, worker, messages_group):
         cli.add_command(command)
-    for module in (demo, reports, serve, mapping, onboarding, audit, mllp, settings, billing):
+    for module in (demo, reports, serve, mapping, onboarding, audit, mllp, settings, billing, identity):
         module.register(cli)
     return cli
 
@@ -128,6 +128,8 @@ def ingest(state: State, practice: str, connector: str | None, jobs: int, report
             click.echo(f"hub: cannot write the acceptance report {report_path}: {exc.strerror}", err=True)
             sys.exit(1)
     click.echo(f"accepted {counts['accepted']}  duplicate {counts['duplicate']}  error {counts['error']}")
+    if counts["accepted"]:
+        identity.link_after_ingest(state.runtime)
     if counts["error"]:
         click.echo(f"hub: {counts['error']} message(s) in error: see hub messages list --practice {practice} "
                    "--status error", err=True)
@@ -302,18 +304,15 @@ def worker(state: State, burst: bool, fork: bool, requeue_after: int) -> None:
     """Run an rq worker (needs HUB_REDIS_URL)."""
     if not current().redis_url:
         raise ConfigError("hub worker needs HUB_REDIS_URL (for example redis://127.0.0.1:6379/0)")
+    ticker = IdentityTicker(state.runtime)  # patients linked in batches (hub.identity.background)
+    if not burst:
+        ticker.start()
     run_worker(state.runtime, burst=burst, fork=fork, requeue_after=requeue_after)
+    if burst:  # the queue is empty: link what it brought
+        ticker.tick()
 
 
 # ------------------------------------------------------------------ message store
-def cli_user() -> str:
-    """Who runs the command, for the audit log (the system login name)."""
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no login name in the environment nor the password database
-        return "unknown"
-
-
 @click.group("messages")
 def messages_group() -> None:
     """The message store: what arrived, its status, and replay after a fix."""

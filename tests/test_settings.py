@@ -36,7 +36,9 @@ def test_every_setting_is_a_typed_field_with_its_variable_default_doc_and_secret
     for f in settings:
         assert f.metadata["doc"] and isinstance(f.metadata["secret"], bool), f.name
         assert f.default is not dataclasses.MISSING, f.name
-    assert {f.metadata["env"] for f in settings if f.metadata["secret"]} == {"HUB_IDENTITY_KEY"}
+    # the core's secrets are the passwords in its URLs (redacted as URLs); connector tokens are the connectors'
+    assert {f.metadata["env"] for f in settings if f.metadata["secret"]} == set()
+    assert {f.metadata["env"] for f in settings if f.metadata["url"]} >= {"HUB_DATABASE_URL", "HUB_REDIS_URL"}
 
 
 def test_values_are_parsed_once_into_their_types() -> None:
@@ -158,11 +160,11 @@ def test_a_builtin_connector_section_is_checked_by_its_schema_naming_the_file_an
 
 # ------------------------------------------------------------------ secrets
 def test_a_secret_is_redacted_in_the_repr_and_the_listing() -> None:
-    s = Settings.from_env({"HUB_IDENTITY_KEY": "identity-S3CRET", "HUB_DATABASE_URL": "postgresql://hub:pw-S3CRET@db/hub",
+    s = Settings.from_env({"HUB_DATABASE_URL": "postgresql://hub:pw-S3CRET@db/hub",
                            "HUB_REDIS_URL": "redis://:redis-S3CRET@cache:6379/0"})
     shown = repr(s) + json.dumps(s.listing())
     assert "S3CRET" not in shown
-    assert s.shown("database_url") == "postgresql://hub:***@db/hub" and s.shown("identity_key") == SECRET
+    assert s.shown("database_url") == "postgresql://hub:***@db/hub"
     assert s.shown("redis_url") == "redis://:***@cache:6379/0"
     assert redact({"token": "t", "base_url": "http://x", "private_key": ""}, FhirConfigSchema) == \
         {"token": SECRET, "base_url": "http://x", "private_key": ""}
@@ -170,18 +172,17 @@ def test_a_secret_is_redacted_in_the_repr_and_the_listing() -> None:
 
 def test_a_secret_never_appears_in_listings_logs_or_error_messages(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    secrets = ["env-token-S3CRET", "env-key-S3CRET", "identity-S3CRET", "map-token-S3CRET", "map-token2-S3CRET"]
+    secrets = ["env-token-S3CRET", "env-key-S3CRET", "map-token-S3CRET", "map-token2-S3CRET"]
     monkeypatch.setenv("HUB_FHIR_TOKEN", secrets[0])
     monkeypatch.setenv("HUB_FHIR_PRIVATE_KEY", secrets[1])
-    monkeypatch.setenv("HUB_IDENTITY_KEY", secrets[2])
     mapping = tmp_path / "north.yaml"
     section = "version: {v}\npractice: north\nconnectors:\n  fhir:\n    base_url: http://127.0.0.1:9/fhir\n" \
               "    token: {token}\n    validate: {validate}\n"
-    mapping.write_text(section.format(v=1, token=secrets[3], validate="true"))
+    mapping.write_text(section.format(v=1, token=secrets[2], validate="true"))
     newer = tmp_path / "north-2.yaml"
-    newer.write_text(section.format(v=2, token=secrets[4], validate="true"))
+    newer.write_text(section.format(v=2, token=secrets[3], validate="true"))
     wrong = tmp_path / "north-bad.yaml"
-    wrong.write_text(section.format(v=3, token=secrets[4], validate="perhaps") + "    password: x\n")
+    wrong.write_text(section.format(v=3, token=secrets[3], validate="perhaps") + "    password: x\n")
     caplog.set_level(logging.DEBUG)
     cli, runner, outputs = _build_cli(), CliRunner(), []
     for args in (["practice", "add", "north", "--name", "North", "--mapping", str(mapping)],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import sys
 import traceback
@@ -110,3 +111,11 @@ def _json_default(value: Any) -> Any:
 
 def dumps(value: Any) -> str:
     return json.dumps(value, default=_json_default, sort_keys=True)
+
+
+def cli_user() -> str:
+    """Who runs the command, for the audit log (the system login name)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name in the environment nor the password database
+        return "unknown"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from hub.identity.background import IdentityTicker
 from hub.logging import configure_logging
 from hub.mllp.server import Limits, MllpServer
 from hub.pipeline.dispatch_buffer import buffer_dispatcher
@@ -41,4 +42,5 @@ def mllp(ctx: click.Context, practice: str | None, host: str, port: int, connect
     buffer_dispatcher(runtime)  # the ids of many small group commits go to the queue in batches
     limits = Limits(max_size=max_size, idle_timeout=idle_timeout, frame_timeout=frame_timeout)
     Sweeper(runtime).start()  # messages a crash left received are processed again (hub.pipeline.sweeper)
+    IdentityTicker(runtime).start()  # patients linked in batches (hub.identity.background)
     MllpServer(runtime, connector, practice=practice, host=host, port=port, limits=limits).run()

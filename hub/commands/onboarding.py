@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from hub.commands import roster
+from hub.commands.identity import link_after_ingest
 from hub.errors import HubError
 from hub.files import iter_files
 from hub.mapping import load_mapping
@@ -91,6 +92,8 @@ def backfill(ctx: click.Context, practice: str, connector: str | None, batch: in
     for path in result.refused:
         click.echo(f"hub: {path}: refused whole (on_bad_row: refuse): see hub onboard check --practice "
                    f"{practice} {path}", err=True)
+    if c["accepted"]:
+        link_after_ingest(state.runtime)
     _refresh_reports(state.runtime)
     if c["error"]:
         click.echo(f"hub: {c['error']} message(s) in error: hub messages list --practice {practice} --status error",

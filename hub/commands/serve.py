@@ -17,6 +17,7 @@ import click
 from gunicorn.app.base import BaseApplication
 
 from hub.app import create_app
+from hub.identity.background import IdentityTicker
 from hub.logging import configure_logging
 from hub.pipeline.sweeper import Sweeper
 from hub.runtime import Runtime
@@ -38,6 +39,7 @@ class HubServer(BaseApplication):
         configure_logging()
         app = create_app()
         Sweeper(app.extensions["hub"]).start()  # per worker process, after the fork (hub.pipeline.sweeper)
+        IdentityTicker(app.extensions["hub"]).start()  # patients linked in batches (hub.identity.background)
         return app
 
 

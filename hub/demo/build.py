@@ -25,6 +25,7 @@ from typing import Any
 from hub.demo.feeds import costs_csv, feed_files
 from hub.demo.generator import Truth, generate
 from hub.errors import ConfigError
+from hub.identity.mpi import run_identity
 from hub.mapping import load_mapping
 from hub.onboarding.scorecard import render_text
 from hub.onboarding.sources import check_files
@@ -95,6 +96,8 @@ def build_demo(out: Path, *, seed: int = 7, months: int = 13, scale: float = 1.0
             c = result.counts[spec.slug]
             say(f"{spec.slug:<18} {spec.feed:<6} accepted {c['accepted']:>6}  duplicate {c['duplicate']}  "
                 f"error {c['error']}  ({time.perf_counter() - began_practice:.1f} s)")
+        linked = run_identity(runtime.engine, full=True, settings=runtime.settings, plugins=runtime.plugins)
+        say(linked.describe())
         result.analyst_key = _analyst_key(runtime)
         began_outputs = time.perf_counter()
         write_outputs(runtime, result)

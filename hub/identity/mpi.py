@@ -30,6 +30,7 @@ from hub.identity import features as feat
 from hub.identity.cluster import Edge, Key, assign_ids, cluster
 from hub.model.tables import RECORD_TABLES, identity_links, identity_pairs, identity_runs
 from hub.settings import Settings, current
+from hub.store.engine import writer
 
 LEASE = dt.timedelta(minutes=30)  # a run not finished after this is taken for dead
 BUCKET_MAX = 25  # records sharing one rule key beyond this: a placeholder value, not a person
@@ -112,9 +113,9 @@ def run_identity(engine: sa.Engine, *, full: bool = False, settings: Settings | 
             pairs, model = _pairs(ordered, len(known), None if full else last.model if last else None, s)
             summary.pairs = len(pairs)
             changed_keys = set(keys[len(known):])
-            with engine.begin() as conn:
+            with writer(engine).begin() as conn:
                 _replace_pairs(conn, pairs, keys, changed_keys, full)
-        with engine.begin() as conn:
+        with writer(engine).begin() as conn:
             moved = _recluster(conn, [(r["practice"], r["source_id"]) for r in rows], summary)
             if moved:
                 _tell(plugins, conn, moved)
@@ -122,7 +123,7 @@ def run_identity(engine: sa.Engine, *, full: bool = False, settings: Settings | 
                                           .where(identity_pairs.c.status == "review")).scalar_one()
     finally:
         summary.seconds = round(time.perf_counter() - started, 3)
-        with engine.begin() as conn:
+        with writer(engine).begin() as conn:
             conn.execute(sa.update(identity_runs).where(identity_runs.c.id == run_id).values(
                 finished_at=_now(), watermark=watermark, summary=summary.to_dict(), model=model))
     return summary
@@ -130,7 +131,7 @@ def run_identity(engine: sa.Engine, *, full: bool = False, settings: Settings | 
 
 def _take_lease(engine: sa.Engine) -> int | None:
     now = _now()
-    with engine.begin() as conn:
+    with writer(engine).begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
         busy = conn.execute(sa.select(identity_runs.c.id).where(
@@ -195,7 +196,9 @@ def _rule_pairs(rows: Sequence[dict[str, Any]], compared: Sequence[dict[str, Any
             continue
         head = members[0]
         for other in members[1:]:
-            if _birth_dates_agree(compared[head]["birth_date"], compared[other]["birth_date"]):
+            # an SSN or MBI keyed in wrong is common; an id another index or a shared EHR assigned is not
+            if rule not in ("ssn", "mbi") or _birth_dates_agree(compared[head]["birth_date"],
+                                                                 compared[other]["birth_date"]):
                 yield head, other, rule
 
 
@@ -308,7 +311,7 @@ def _recluster(conn: sa.Connection, keys: list[Key], summary: RunSummary | None 
 
 def recluster(engine: sa.Engine, plugins: Any = None) -> list[Key]:
     """Cluster again after an operator's decision (no scoring): the records that moved."""
-    with engine.begin() as conn:
+    with writer(engine).begin() as conn:
         keys = [(p, s) for p, s in conn.execute(sa.select(RECORD_TABLES["patient"].c.practice,
                                                           RECORD_TABLES["patient"].c.source_id))]
         moved = _recluster(conn, keys)

@@ -36,7 +36,7 @@ def test_an_allow_list_keeps_the_essential_plugins(monkeypatch: pytest.MonkeyPat
     assert {p.name for p in plugins.info if p.essential} == set(ESSENTIAL_PLUGINS)
     assert [p.name for p in plugins.info if not p.essential] == ["hl7v2"]
     assert [i.plugin_name for i in plugins.hook.hub_records_stored.get_hookimpls()] == ["report-upkeep"]
-    assert [i.plugin_name for i in plugins.hook.hub_link_identity.get_hookimpls()] == ["identity"]
+    assert [i.plugin_name for i in plugins.hook.hub_patients_relinked.get_hookimpls()] == ["report-upkeep"]
 
 
 def test_with_only_hl7v2_allowed_the_kpis_are_computed_and_exported_as_json_and_csv(

@@ -15,7 +15,6 @@ import sqlalchemy as sa
 
 from hub import hookimpl
 from hub.hookspecs import RecordBatch
-from hub.identity import enterprise_id
 from hub.pipeline.intake import Arrival, receive, receive_many
 from hub.pipeline.normalize import normalize_payload
 from hub.plugins import load_plugins
@@ -195,40 +194,54 @@ def test_a_failure_hook_that_raises_does_not_stop_ingest(make_runtime: MakeRunti
 
 # ------------------------------------------------------------------ the identity link
 class Mpi:
-    """A master patient index of its own: it links MRN1, and leaves the others to the built-in link."""
+    """An outside master patient index: it names MRN1 with its own enterprise id."""
 
     @hookimpl
     def hub_link_identity(self, records: list[dict[str, Any]], practice: str) -> None:
         for i, record in enumerate(records):
             if record["kind"] == "patient" and record["source_id"] == "MRN1":
-                records[i] = {**record, "enterprise_id": f"MPI-{practice}-1"}
+                records[i] = {**record, "enterprise_id": "MPI-1"}
 
 
-def _patients() -> list[dict[str, Any]]:
-    return [{"kind": "patient", "source_id": "MRN1", "family_name": "Doe", "given_name": "Sam",
+def _patients(mrn1: str = "MRN1") -> list[dict[str, Any]]:
+    return [{"kind": "patient", "source_id": mrn1, "family_name": "Doe", "given_name": "Sam",
              "birth_date": "1980-01-01"},
             {"kind": "patient", "source_id": "MRN2", "family_name": "Roe", "given_name": "Alex",
              "birth_date": "1975-06-30"},
-            {"kind": "patient", "source_id": "MRN3", "family_name": "Poe"},  # no birth date: no link
+            {"kind": "patient", "source_id": "MRN3", "family_name": "Poe"},
             _appt("A1", "booked", 1)]
 
 
-def test_the_identity_link_is_a_hook_an_mpi_plugin_can_run_before(make_runtime: MakeRuntime) -> None:
+def test_an_id_a_plugin_sets_is_kept_and_the_index_links_by_it(make_runtime: MakeRuntime) -> None:
+    from hub.identity.mpi import run_identity
+
     runtime = make_runtime(Mpi())
     (receipt,) = receive(runtime, PRACTICE, _payload(*_patients()), connector="json-records")
     assert receipt.status == "accepted", receipt.outcome.error
     with runtime.engine.connect() as conn:
-        linked = dict(conn.execute(sa.text("SELECT source_id, enterprise_id FROM patients")).all())
-    assert linked == {"MRN1": "MPI-derm-east-1", "MRN2": enterprise_id("Roe", "Alex", "1975-06-30"), "MRN3": None}
-    assert linked["MRN2"] and linked["MRN2"].startswith("E")
+        sent = dict(conn.execute(sa.text("SELECT source_id, enterprise_id FROM patients")).all())
+    assert sent == {"MRN1": "MPI-1", "MRN2": None, "MRN3": None}  # the hub sets none of its own per message
+    # the same person at a second practice, named differently there but carrying the same outside id
+    other = [{**_patients()[2], "source_id": "MRN1", "family_name": "Quux", "given_name": "Zed",
+              "birth_date": "1950-02-03"}]
+    with writer(runtime.engine).begin() as conn:
+        add_practice(conn, "derm-west", "Derm West")
+    (second,) = receive(runtime, "derm-west", _payload(*other), connector="json-records")
+    assert second.status == "accepted", second.outcome.error
+    run_identity(runtime.engine, settings=runtime.settings, plugins=runtime.plugins)
+    with runtime.engine.connect() as conn:
+        links = {(p, s): (e, m) for p, s, e, m in conn.execute(sa.text(
+            "SELECT practice, source_id, enterprise_id, method FROM identity_links"))}
+    assert links[(PRACTICE, "MRN1")] == links[("derm-west", "MRN1")]
+    assert links[(PRACTICE, "MRN1")][1] == "rule:enterprise-id"
+    assert len({e for e, _ in links.values()}) == 3  # MRN2 and MRN3 each alone
 
 
-def test_the_built_in_link_runs_in_a_dry_run_too() -> None:
+def test_a_dry_run_links_nobody() -> None:
     (done,) = normalize_payload(load_plugins(extra=[records_plugin]), _payload(*_patients()), practice=PRACTICE,
                                 connector="json-records")
-    linked = {r["source_id"]: r.get("enterprise_id") for r in done.records if r["kind"] == "patient"}
-    assert linked == {"MRN1": enterprise_id("Doe", "Sam", "1980-01-01"),
-                      "MRN2": enterprise_id("Roe", "Alex", "1975-06-30"), "MRN3": None}
+    assert {r["source_id"]: r.get("enterprise_id") for r in done.records if r["kind"] == "patient"} == \
+        {"MRN1": None, "MRN2": None, "MRN3": None}
 
 
 # ------------------------------------------------------------------ layers
