@@ -16,6 +16,7 @@ outright is never linked by weight alone: at most it goes to review.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,8 +30,11 @@ def _null(column: str) -> dict[str, Any]:
             "is_null_level": True}
 
 
-def _level(label: str, sql: str, m: float, u: float) -> dict[str, Any]:
-    return {"sql_condition": sql, "label_for_charts": label, "m_probability": m, "u_probability": u}
+def _level(label: str, sql: str, m: float, u: float, tf: str | None = None) -> dict[str, Any]:
+    level = {"sql_condition": sql, "label_for_charts": label, "m_probability": m, "u_probability": u}
+    if tf:  # the weight of an exact name follows the name's frequency: Smith says less than Raghunathan
+        level.update(tf_adjustment_column=tf, tf_adjustment_weight=1.0, tf_minimum_u_value=0.0005)
+    return level
 
 
 def _comparison(name: str, null_column: str, levels: list[dict[str, Any]]) -> dict[str, Any]:
@@ -41,15 +45,17 @@ def _comparison(name: str, null_column: str, levels: list[dict[str, Any]]) -> di
 # in the number of distinct values
 COMPARISONS: list[dict[str, Any]] = [
     _comparison("given", "given", [
-        _level("exact", "given_l = given_r", 0.82, 0.01),
+        _level("exact", "given_l = given_r", 0.82, 0.01, tf="given"),
         _level("nickname", "list_contains(given_group_l, given_r) OR list_contains(given_group_r, given_l)",
                0.08, 0.002),
         _level("close", "jaro_winkler_similarity(given_l, given_r) >= 0.88", 0.07, 0.01),
-        _level("initial", "substr(given_l, 1, 1) = substr(given_r, 1, 1)", 0.02, 0.06),
-        _level("different", "ELSE", 0.01, 0.918),
+        # one side gives only an initial (J. Smith); two full names that share an initial are different
+        _level("initial", "(length(given_l) = 1 OR length(given_r) = 1) AND substr(given_l, 1, 1) = "
+               "substr(given_r, 1, 1)", 0.02, 0.003),
+        _level("different", "ELSE", 0.01, 0.975),
     ]),
     _comparison("family", "family", [
-        _level("exact", "family_l = family_r", 0.85, 0.005),
+        _level("exact", "family_l = family_r", 0.85, 0.005, tf="family"),
         _level("part", "list_has_any(family_parts_l, family_parts_r)", 0.05, 0.001),
         _level("close", "jaro_winkler_similarity(family_l, family_r) >= 0.9", 0.04, 0.005),
         _level("different", "ELSE", 0.06, 0.989),
@@ -88,7 +94,9 @@ BLOCKING = ["l.birth_date = r.birth_date", "l.given = r.given AND l.family = r.f
             "l.family = r.family AND l.postal = r.postal",
             "list_has_any(l.given_group, [r.given]) AND l.family = r.family"]
 TRAINING_BLOCKS = ["l.birth_date = r.birth_date", "l.given = r.given AND l.family = r.family"]
-GUARDED = ("given", "birth_date")  # a pair "different" on one of these is never linked by weight alone
+GUARDED = ("given", "birth_date")
+TF_COLUMNS = ("given", "family")
+PRIOR_MAX = 1e-4  # the prior match probability of two records, at most: a small store is not a crowd of twins  # a pair "different" on one of these is never linked by weight alone
 
 
 def settings(prior: float) -> dict[str, Any]:
@@ -156,10 +164,11 @@ def score(rows: Sequence[dict[str, Any]], *, new_from: int | None = None, model:
     if n < 2:
         return [], model or settings(1e-4)
     db = DuckDBAPI()
-    prior = min(0.5, max(1e-8, 1.0 / n))
+    prior = min(PRIOR_MAX, max(1e-9, 1.0 / n))
     if new_from is None or new_from == 0:
         frame = db.register(_table(rows), table_name="patients_all")
         linker = Linker(frame, model or settings(prior), log_level=logging.WARNING)
+        _register_frequencies(db, linker, rows)
         if train and n >= TRAIN_MIN and model is None:
             _train(linker)
         predictions = linker.inference.predict(threshold_match_probability=floor)
@@ -167,6 +176,7 @@ def score(rows: Sequence[dict[str, Any]], *, new_from: int | None = None, model:
         old = db.register(_table(rows[:new_from]), table_name="patients_known")
         new = db.register(_table(rows[new_from:], new_from), table_name="patients_new")
         linker = Linker(new, model or settings(prior), log_level=logging.WARNING)
+        _register_frequencies(db, linker, rows)
         between = linker.inference.predict_between(old, new, threshold_match_probability=floor,
                                                    warning_mode="never")
         within = linker.inference.predict_within(new, threshold_match_probability=floor, warning_mode="never")
@@ -176,6 +186,18 @@ def score(rows: Sequence[dict[str, Any]], *, new_from: int | None = None, model:
         return pairs, used
     used = linker.misc.save_model_to_json()
     return _pairs(predictions, used), used
+
+
+def _register_frequencies(db: Any, linker: Any, rows: Sequence[dict[str, Any]]) -> None:
+    """Name frequencies over every record (known and new), as splink's term-frequency look-ups."""
+    import pyarrow as pa
+
+    for column in TF_COLUMNS:
+        counts = Counter(row[column] for row in rows if row.get(column))
+        total = sum(counts.values()) or 1
+        table = pa.table({column: list(counts), f"tf_{column}": [n / total for n in counts.values()]},
+                         schema=pa.schema([(column, pa.string()), (f"tf_{column}", pa.float64())]))
+        linker.table_management.register_term_frequency_lookup(db.register(table), column)
 
 
 def _train(linker: Any) -> None:
