@@ -94,9 +94,9 @@ BLOCKING = ["l.birth_date = r.birth_date", "l.given = r.given AND l.family = r.f
             "l.family = r.family AND l.postal = r.postal",
             "list_has_any(l.given_group, [r.given]) AND l.family = r.family"]
 TRAINING_BLOCKS = ["l.birth_date = r.birth_date", "l.given = r.given AND l.family = r.family"]
-GUARDED = ("given", "birth_date")
+GUARDED = ("given", "birth_date")  # a pair "different" on one of these is never linked by weight alone
 TF_COLUMNS = ("given", "family")
-PRIOR_MAX = 1e-4  # the prior match probability of two records, at most: a small store is not a crowd of twins  # a pair "different" on one of these is never linked by weight alone
+PRIOR_MAX = 1e-4  # the prior match probability of two records, at most: a small store is not a crowd of twins
 
 
 def settings(prior: float) -> dict[str, Any]:

@@ -28,6 +28,10 @@ def patient(practice: str, source_id: str, given: str, family: str, born: dt.dat
             "family_name": family, "birth_date": born, **kw}
 
 
+def ident(system: str, value: str) -> dict[str, str]:
+    return {"system": system, "value": value}
+
+
 def _store(url: str, records: list[dict[str, Any]]) -> sa.Engine:
     engine = get_engine(url)
     with writer(engine).begin() as conn:
@@ -68,11 +72,11 @@ def test_rules_link_by_ssn_mbi_and_a_shared_system_but_not_by_a_placeholder(data
         patient("west", "W1", "Tyrone", "Abbott", dt.date(2001, 9, 30),
                 identifiers=[{"system": SSN, "value": "212449087"}]),
         # Medicare's id on two records
-        patient("north", "N2", "Harold", "Finch", dt.date(1950, 1, 5), identifiers=[{"system": MBI, "value": "1EG4-TE5-MK73"}]),
-        patient("west", "W2", "Hal", "Fincher", dt.date(1950, 1, 5), identifiers=[{"system": MBI, "value": "1EG4TE5MK73"}]),
+        patient("north", "N2", "Harold", "Finch", dt.date(1950, 1, 5), identifiers=[ident(MBI, "1EG4-TE5-MK73")]),
+        patient("west", "W2", "Hal", "Fincher", dt.date(1950, 1, 5), identifiers=[ident(MBI, "1EG4TE5MK73")]),
         # a placeholder SSN two strangers share
-        patient("north", "N3", "Ann", "Ash", dt.date(1990, 2, 2), identifiers=[{"system": SSN, "value": "123-45-6789"}]),
-        patient("south", "S3", "Bo", "Birch", dt.date(1980, 3, 3), identifiers=[{"system": SSN, "value": "123-45-6789"}]),
+        patient("north", "N3", "Ann", "Ash", dt.date(1990, 2, 2), identifiers=[ident(SSN, "123-45-6789")]),
+        patient("south", "S3", "Bo", "Birch", dt.date(1980, 3, 3), identifiers=[ident(SSN, "123-45-6789")]),
         # two practices on one EHR instance share its MRNs
         patient("north", "N4", "Quinn", "Ortega", None, identifiers=[{"system": "urn:epic:shared", "value": "E77"}]),
         patient("south", "S4", "Q", "Ortega-Ruiz", None, identifiers=[{"system": "urn:epic:shared", "value": "E77"}]),
@@ -94,6 +98,7 @@ def _household(street: str, phone: str, postal: str = "53202") -> dict[str, Any]
 
 def test_the_model_links_the_same_person_and_keeps_twins_namesakes_and_strangers_apart(database_url: str) -> None:
     home = _household("114 Elm Street", "(414) 555-0143")
+    twins_home, okafors = _household("3 Pine Rd", "4145550111"), _household("7 Oak Ct", "4145550122")
     engine = _store(database_url, [
         # a nickname at another practice, street written short, phone formatted otherwise
         patient("north", "N1", "Robert", "Kowalski", dt.date(1972, 3, 9), sex="male", **home),
@@ -105,11 +110,11 @@ def test_the_model_links_the_same_person_and_keeps_twins_namesakes_and_strangers
         patient("west", "W2", "Priya", "Ragunathan", dt.date(1988, 7, 4), sex="female",
                 **_household("9 Lake Avenue", "414 555 0199"), email="priya.r@example.org"),
         # twins: one family, birth date and household; two given names
-        patient("north", "N3", "Ethan", "Moreau", dt.date(2010, 6, 1), sex="male", **_household("3 Pine Rd", "4145550111")),
-        patient("south", "S3", "Elliot", "Moreau", dt.date(2010, 6, 1), sex="male", **_household("3 Pine Rd", "4145550111")),
+        patient("north", "N3", "Ethan", "Moreau", dt.date(2010, 6, 1), sex="male", **twins_home),
+        patient("south", "S3", "Elliot", "Moreau", dt.date(2010, 6, 1), sex="male", **twins_home),
         # father and son, the same names and household, thirty years apart
-        patient("north", "N4", "James", "Okafor", dt.date(1960, 1, 20), sex="male", **_household("7 Oak Ct", "4145550122")),
-        patient("west", "W4", "James", "Okafor", dt.date(1990, 8, 14), sex="male", **_household("7 Oak Ct", "4145550122")),
+        patient("north", "N4", "James", "Okafor", dt.date(1960, 1, 20), sex="male", **okafors),
+        patient("west", "W4", "James", "Okafor", dt.date(1990, 8, 14), sex="male", **okafors),
         # strangers with a common name and birth date, living apart
         patient("north", "N5", "Michael", "Smith", dt.date(1985, 5, 5), sex="male",
                 **_household("1 Birch Ln", "2125550100", "10001")),
