@@ -283,3 +283,24 @@ def test_decisions_on_unknown_records_are_refused(database_url: str, bad: tuple[
         review.link(engine, ("north", "N1"), bad, by="test")
     with pytest.raises(NotFound):
         review.decide(engine, 999, accept=True, by="test")
+
+
+def test_mso_retention_counts_a_person_seen_again_at_another_practice_once_linked(database_url: str) -> None:
+    engine = _store(database_url, [
+        patient("north", "N1", "Robert", "Kowalski", dt.date(1972, 3, 9), phone="4145550143"),
+        patient("south", "S1", "Bob", "Kowalski", dt.date(1972, 3, 9), phone="414-555-0143"),
+        patient("north", "N2", "Greta", "Holm", dt.date(1999, 9, 9)),
+    ])
+    # both seen at north in January; in February he is seen at south, she nowhere
+    _write(engine, [_visit("north", "A1", "N1", "2025-01-10"), _visit("north", "A2", "N2", "2025-01-11"),
+                    _visit("south", "A3", "S1", "2025-02-12")])
+
+    def mso_retention() -> float:
+        report = compute_report(engine, by="site,month", date_from="2025-02-01", date_to="2025-02-28",
+                                kpis=["patient_retention"]).to_dict()
+        (row,) = [r for r in report["total"] if r["slice"]["month"] == "2025-02"]
+        return float(row["values"]["patient_retention"])
+
+    assert mso_retention() == 0.0  # the cohort is Robert and Greta; "Bob" is someone else to the hub
+    _run(engine)
+    assert mso_retention() == 0.5  # Robert came back, at south
