@@ -200,6 +200,8 @@ class FhirConnector(Connector):
             for record in mapper(item.resource, ctx):
                 if when is not None:
                     record["event_time"] = when
+                    if record["kind"] == "patient_merge":  # a Patient.link merge: when the Patient said so
+                        record["merged_at"] = when
                 records.append(record)
         if skipped:
             listed = ", ".join(sorted(skipped))

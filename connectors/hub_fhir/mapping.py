@@ -314,12 +314,48 @@ def patient(res: dict[str, Any], ctx: MapContext) -> Iterator[Record]:
         if isinstance(ident, dict) and ident.get("value"):
             identifiers.append({"system": ident.get("system"), "value": str(ident["value"]),
                                 "type": code(ident.get("type"))})
-    address = first([a for a in res.get("address") or () if isinstance(a, dict)]) or {}
-    phone = next((t.get("value") for t in res.get("telecom") or ()
-                  if isinstance(t, dict) and t.get("system") == "phone"), None)
-    yield {"kind": "patient", "source_id": require_id(ctx), "identifiers": identifiers or None,
+    addresses = [a for a in res.get("address") or () if isinstance(a, dict)]
+    home = _preferred(addresses)
+    address = home if home is not None else first(addresses) or {}
+    telecom = [t for t in res.get("telecom") or () if isinstance(t, dict)]
+    phone = next((t.get("value") for t in telecom if t.get("system") == "phone"), None)
+    email = _preferred([t for t in telecom if t.get("system") == "email" and _text(t.get("value"))])
+    own_id = require_id(ctx)
+    yield {"kind": "patient", "source_id": own_id, "identifiers": identifiers or None,
            "family_name": family, "given_name": given, "birth_date": date(res.get("birthDate")),
-           "sex": res.get("gender"), "postal_code": address.get("postalCode"), "phone": phone}
+           "sex": res.get("gender"), "postal_code": address.get("postalCode"),
+           "address_line": _text(first(home.get("line"))) if home is not None else None,
+           "phone": phone, "email": _text(email.get("value")) if email is not None else None}
+    yield from patient_merges(res, ctx, own_id)
+
+
+def _text(value: Any) -> str | None:
+    """A string element's text, stripped; None when it is no text or blank."""
+    return value.strip() or None if isinstance(value, str) else None
+
+
+def _preferred(elements: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The element (Address, ContactPoint) of use ``home``, else the first not of use ``old``."""
+    return next((e for e in elements if e.get("use") == "home"), None) or \
+        next((e for e in elements if e.get("use") != "old"), None)
+
+
+MERGE_LINKS = ("replaced-by", "replaces")  # Patient.link types that are a merge (seealso, refer are not)
+
+
+def patient_merges(res: dict[str, Any], ctx: MapContext, own_id: str) -> Iterator[Record]:
+    """``Patient.link`` of type ``replaced-by`` (this record was merged into ``other``) or ``replaces``
+    (``other`` was merged into this one) → a ``patient_merge``, as an HL7 v2 A40 gives: prior > surviving.
+    ``merged_at`` is the Patient's event time (set with it by the connector)."""
+    for link in res.get("link") or ():
+        if not isinstance(link, dict) or link.get("type") not in MERGE_LINKS:
+            continue
+        other = ctx.ref_id(link.get("other"), "Patient")
+        if not other or other == own_id:
+            continue
+        prior, surviving = (own_id, other) if link["type"] == "replaced-by" else (other, own_id)
+        yield {"kind": "patient_merge", "source_id": f"{prior}>{surviving}", "prior_source_id": prior,
+               "surviving_source_id": surviving}
 
 
 def practitioner(res: dict[str, Any], ctx: MapContext) -> Iterator[Record]:

@@ -45,12 +45,15 @@ KIND_TYPES = {
     "appointment": ("Appointment",), "encounter": ("Encounter",), "referral": ("ServiceRequest",),
     "coverage": ("Coverage",), "charge": ("Claim", "ChargeItem"), "slot": ("Slot",),
     "remittance": ("ExplanationOfBenefit", "ClaimResponse", "PaymentReconciliation"),
+    "patient_merge": ("Patient",),
 }
 MODEL_ELEMENTS: dict[str, dict[str, str]] = {
     "patient.family_name": {"Patient": "name"}, "patient.given_name": {"Patient": "name"},
     "patient.birth_date": {"Patient": "birthDate"}, "patient.sex": {"Patient": "gender"},
     "patient.postal_code": {"Patient": "address"}, "patient.phone": {"Patient": "telecom"},
+    "patient.address_line": {"Patient": "address"}, "patient.email": {"Patient": "telecom"},
     "patient.identifiers": {"Patient": "identifier"},
+    "patient_merge.prior_source_id": {"Patient": "link"}, "patient_merge.surviving_source_id": {"Patient": "link"},
     "provider.npi": {"Practitioner": "identifier", "PractitionerRole": "identifier"},
     "provider.family_name": {"Practitioner": "name"}, "provider.given_name": {"Practitioner": "name"},
     "provider.specialty": {"PractitionerRole": "specialty"},

@@ -8,7 +8,8 @@ final state (on the day that state is known, with ``meta.lastUpdated`` when it t
 Encounters, ServiceRequests (referrals), Claims (charges, one per encounter) and
 ExplanationOfBenefits (remittances). Every entry is a ``PUT`` of ``Type/id``.
 
-Records read: ``location``, ``provider``, ``patient`` (its first identifier is the MRN's system),
+Records read: ``location``, ``provider``, ``patient`` (its first identifier is the MRN's system; the
+street line, phone and e-mail address when it has them),
 ``coverage``, ``slot``, ``appointment`` (with ``booked_at``, ``cancelled_at``), ``encounter``,
 ``referral``, ``charge`` (with ``posted_on``, ``payer_name``), ``remittance`` (with ``claim_id``,
 ``payer_name``). Hints on an appointment: ``_visit_name`` (the visit type's display text),
@@ -99,6 +100,21 @@ def _mrn_identifiers(patient: Record) -> list[dict[str, Any]]:
              **({"type": _coding(IDENTIFIER_TYPE, i["type"])} if i.get("type") else {})} for i in identifiers]
 
 
+def _address(patient: Record) -> dict[str, Any]:
+    """The patient's home address: its street line when known, and the postal code."""
+    if not patient.get("address_line"):
+        return {"postalCode": patient["postal_code"]}
+    return {"use": "home", "line": [patient["address_line"]], "postalCode": patient["postal_code"]}
+
+
+def _telecom(patient: Record) -> dict[str, Any]:
+    """``telecom`` with the phone and the home e-mail address the patient has (none: no element)."""
+    points = [{"system": "phone", "value": patient["phone"]}] if patient.get("phone") else []
+    if patient.get("email"):
+        points.append({"system": "email", "value": patient["email"], "use": "home"})
+    return {"telecom": points} if points else {}
+
+
 class _Writer:
     def __init__(self, records: Sequence[Record], options: RenderOptions) -> None:
         self.records, self.options = records, options
@@ -147,7 +163,7 @@ class _Writer:
                 day = r["booked_at"][:10] if kind == "appointment" else r["received_on"]
                 yield day, {"resourceType": "Patient", "id": mrn, "identifier": _mrn_identifiers(p),
                             "name": [{"family": p["family_name"], "given": [p["given_name"]]}], "gender": p["sex"],
-                            "birthDate": p["birth_date"], "address": [{"postalCode": p["postal_code"]}]}
+                            "birthDate": p["birth_date"], "address": [_address(p)], **_telecom(p)}
                 yield day, {"resourceType": "Coverage", "id": c["source_id"], "status": "active",
                             "beneficiary": _ref("Patient", mrn), "subscriberId": c["member_id"], "order": c["rank"],
                             "payor": [{"display": c["payer_name"]}]}

@@ -16,7 +16,21 @@ from hub.errors import ParseError
 from hub.mapping.schema import npi_is_valid
 
 from .er7 import Message
-from .values import NPI_SYSTEMS, is_phone, to_date, to_datetime, to_int, to_money, to_sex
+from .values import (
+    MBI_AUTHORITIES,
+    MBI_SYSTEM,
+    NPI_SYSTEMS,
+    SSN_SYSTEM,
+    email_address,
+    is_mbi,
+    is_phone,
+    ssn_digits,
+    to_date,
+    to_datetime,
+    to_int,
+    to_money,
+    to_sex,
+)
 
 if TYPE_CHECKING:
     from hub.connector import Tally
@@ -110,7 +124,8 @@ class Reader:
 # ------------------------------------------------------------------ shared pieces
 def patient_from_pid(r: Reader, pid: list[str] | None) -> Record | None:
     """PID → patient. The MRN is the PID-3 identifier of type MR (else the first; v2.3 feeds: PID-2, PID-4).
-    ``identifiers`` keeps every PID-3 repetition, then PID-2 (external id) and PID-4 (alternate id)."""
+    ``identifiers`` keeps every PID-3 repetition, then PID-2 (external id) and PID-4 (alternate id), then
+    the SSN of PID-19 when no identifier of type SS carries it already."""
     if pid is None:
         return None
     msg = r.msg
@@ -127,21 +142,96 @@ def patient_from_pid(r: Reader, pid: list[str] | None) -> Record | None:
             id_type = msg.text(parts[4]) if len(parts) > 4 else None
             if field != 3 and any(i["value"] == value for i in identifiers):
                 continue  # v2.3 feeds copy the MRN into PID-2 or PID-4: one identifier, sent twice
-            # the system is the assigning authority (CX-4), else the identifier type (CX-5)
-            identifiers.append({"system": _authority(msg, parts, 3) or id_type, "value": value, "type": id_type})
+            identifiers.append({"system": _system(msg, parts, value, id_type), "value": value, "type": id_type})
             if field == 3 and mrn is None and id_type == "MR":
                 mrn = value
     if mrn is None:
         mrn = next((i["value"] for i in identifiers), None)
     if not mrn:
         return None
+    if len(pid) > 19 and pid[19]:
+        _ssn_of_pid19(r, pid, identifiers)
+    street, postal = _home_address(r, pid)
     record: Record = {
         "kind": "patient", "source_id": mrn, "identifiers": identifiers,
         "family_name": r.get(pid, 5, 1), "given_name": r.get(pid, 5, 2),
         "birth_date": r.date(pid, 7, "PID-7"), "sex": to_sex(r.get(pid, 8)),
-        "postal_code": r.get(pid, 11, 5), "phone": _phone(r, pid),
+        "postal_code": postal, "address_line": street, "phone": _phone(r, pid), "email": _email(r, pid),
     }
     return _compact(record)
+
+
+def _system(msg: Message, parts: list[str], value: str, id_type: str | None) -> str | None:
+    """A CX's system: its assigning authority (CX-4), else its identifier type (CX-5). A social security
+    number (type SS) without an authority is named by the FHIR SSN system; a Medicare number (type MC,
+    or assigned by CMS) shaped like an MBI by the FHIR MBI system."""
+    authority = _authority(msg, parts, 3)
+    if id_type == "SS" and authority is None:
+        return SSN_SYSTEM
+    if (id_type == "MC" or (authority is not None and _authority_is(msg, parts, MBI_AUTHORITIES))) and is_mbi(value):
+        return MBI_SYSTEM
+    return authority or id_type
+
+
+def _authority_is(msg: Message, parts: list[str], names: frozenset[str]) -> bool:
+    """Whether the CX-4 namespace or universal id is one of ``names`` (upper case)."""
+    return any((msg.text(parts[3], sub) or "").upper() in names for sub in (1, 2))
+
+
+def _ssn_of_pid19(r: Reader, pid: list[str], identifiers: list[dict[str, str | None]]) -> None:
+    """PID-19 (SSN) → an identifier of the SSN system (its nine digits), unless an identifier of type SS
+    or of that system carries the same number; a value that is no SSN is left out, on the record."""
+    raw = r.get(pid, 19, 1)
+    if not raw:
+        return
+    digits = ssn_digits(raw)
+    if digits is None:
+        r.drop("PID-19", "not a social security number")
+        return
+    for ident in identifiers:
+        if (ident["type"] == "SS" or ident["system"] == SSN_SYSTEM) and \
+                "".join(ch for ch in ident["value"] or "" if ch.isdigit()) == digits:
+            return
+    identifiers.append({"system": SSN_SYSTEM, "value": digits, "type": "SS"})
+
+
+# XAD-7 address types (HL7 table 0190) of a place that is not where the patient lives: business, office,
+# bad address, birth place, country of origin, shipping, tube, vacation
+NOT_HOME = frozenset({"B", "O", "BA", "BDL", "BR", "N", "F", "SH", "TM", "V"})
+
+
+def _home_address(r: Reader, pid: list[str]) -> tuple[str | None, str | None]:
+    """(street line, postal code) of the home address in PID-11: the repetition of type H (XAD-7; HOME
+    as some feeds write it), else the first not of a type that names another place. Without such an
+    address the postal code is PID-11.5 of the first repetition, as before."""
+    msg = r.msg
+    chosen: list[str] | None = None
+    for raw in msg.repetitions(pid, 11):
+        parts = msg.parts(raw)
+        kind = (msg.text(parts[6]) or "").upper() if len(parts) > 6 else ""
+        if kind in ("H", "HOME"):
+            chosen = parts
+            break
+        if chosen is None and kind not in NOT_HOME:
+            chosen = parts
+    if chosen is None:
+        return None, r.get(pid, 11, 5)
+    return _street(msg, chosen[0]), msg.text(chosen[4]) if len(chosen) > 4 else None
+
+
+def _street(msg: Message, sad: str) -> str | None:
+    """XAD-1 (SAD) → one street line: SAD-1 (street or mailing address); the dwelling number and street
+    name (SAD-3, SAD-2) when SAD-1 is empty, and SAD-2 after a SAD-1 that is only a house number
+    (``1000&Hospital Lane``)."""
+    line = msg.text(sad, 1)
+    if msg.sep.subcomponent not in sad:
+        return line
+    name = msg.text(sad, 2)
+    if line is None:
+        return " ".join(p for p in (msg.text(sad, 3), name) if p) or None
+    if name and line.isdigit():
+        return f"{line} {name}"
+    return line
 
 
 def _authority(msg: Message, parts: list[str], index: int) -> str | None:
@@ -151,17 +241,59 @@ def _authority(msg: Message, parts: list[str], index: int) -> str | None:
     return msg.text(parts[index], 1) or msg.text(parts[index], 2)
 
 
+def _is_email_xtn(msg: Message, parts: list[str]) -> bool:
+    """An XTN that is an e-mail address: use code NET (XTN-2) or equipment type Internet (XTN-3)."""
+    return (len(parts) > 1 and (msg.text(parts[1]) or "").upper() == "NET") or \
+        (len(parts) > 2 and (msg.text(parts[2]) or "").upper() == "INTERNET")
+
+
 def _phone(r: Reader, pid: list[str]) -> str | None:
-    """PID-13.1, else area code and local number (13.6, 13.7); a value that is no phone number (too few
-    digits, letters: an e-mail address in the wrong field) is left out, on the record."""
-    number = r.get(pid, 13, 1)
+    """PID-13.1, else area code and local number (13.6, 13.7), of the first repetition that is not an
+    e-mail address (use NET, type Internet); a value that is no phone number (too few digits, letters:
+    an e-mail address in the wrong field) is left out, on the record."""
+    msg = r.msg
+    rep = 0
+    if len(pid) > 13 and pid[13] and "NET" in pid[13].upper():  # NET, or Internet: an e-mail address sent
+        reps = pid[13].split(msg.sep.repetition)
+        found = next((i for i, raw in enumerate(reps) if raw and not _is_email_xtn(msg, msg.parts(raw))), None)
+        if found is None:
+            return None
+        rep = found
+    number = msg.get(pid, 13, 1, rep=rep)
     if not number:
-        area, local = r.get(pid, 13, 6), r.get(pid, 13, 7)
+        area, local = msg.get(pid, 13, 6, rep=rep), msg.get(pid, 13, 7, rep=rep)
         number = f"{area or ''}{local}" if local else None
     if number and not is_phone(number):
         r.drop("PID-13", "not a phone number")
         return None
     return number
+
+
+def _email(r: Reader, pid: list[str]) -> str | None:
+    """The first e-mail address of PID-13: XTN-4 (communication address) when it holds one; in a
+    repetition of use NET or type Internet also XTN-1, where older feeds put it; and a bare XTN-1 (no
+    other component) that is plainly an address. A NET or Internet value that is no address is left
+    out, on the record."""
+    if len(pid) <= 13 or not pid[13] or ("@" not in pid[13] and "NET" not in pid[13].upper()):
+        return None  # the usual PID-13: phone numbers only
+    msg = r.msg
+    for raw in msg.repetitions(pid, 13):
+        parts = msg.parts(raw)
+        if _is_email_xtn(msg, parts):
+            value = (msg.text(parts[3]) if len(parts) > 3 else None) or msg.text(parts[0])
+            if not value:
+                continue
+            address = email_address(value)
+            if address is None:
+                r.drop("PID-13", "not an e-mail address")
+                continue
+            return address
+        if "@" not in raw:
+            continue
+        value = msg.text(parts[3]) if len(parts) > 3 else msg.text(parts[0]) if len(parts) == 1 else None
+        if value and (address := email_address(value)):
+            return address
+    return None
 
 
 def providers_from(r: Reader, seg: list[str] | None, field: int) -> list[Record]:

@@ -14,9 +14,10 @@ whole history in no particular order (``backfill/siu.hl7``): a visit's completio
 its booking, a payment before its charge, and each message says when its event happened (MSH-7,
 EVN-2).
 
-Records read: ``patient``, ``coverage``, ``provider``, ``appointment`` (with ``booked_at``,
-``cancelled_at``, ``referral_source_id``), ``encounter``, ``referral``, ``charge`` (with
-``posted_on``, ``location_source_id``), ``remittance`` (with ``claim_id``, ``payer_name``). Hint:
+Records read: ``patient`` (with its street line, phone and e-mail address when it has them),
+``coverage``, ``provider``, ``appointment`` (with ``booked_at``, ``cancelled_at``,
+``referral_source_id``), ``encounter``, ``referral``, ``charge`` (with ``posted_on``,
+``location_source_id``), ``remittance`` (with ``claim_id``, ``payer_name``). Hint:
 ``_visit_name`` on an appointment, the visit type's display text (default: its code).
 
 Settings (``RenderOptions.settings``): ``sending_application`` (MSH-3, default ``EHR``) and
@@ -34,6 +35,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from hub.connector import Rendered, RenderOptions
+
+from .er7 import escape
 
 Record = Mapping[str, Any]
 Timed = tuple[dt.datetime, str]  # (when the message was sent, its ER7 text)
@@ -95,9 +98,15 @@ class _Writer:
 
     def pid(self, mrn: str) -> str:
         p = self.patients[mrn]
+        # PID-11 the home address (street line when known, postal code); PID-13 the phone and e-mail address
+        street = f"{escape(p['address_line'])}^^^^{p['postal_code']}^^H" if p.get("address_line") else \
+            f"^^^^{p['postal_code']}"
+        telecom = [f"{escape(p['phone'])}^PRN^PH"] if p.get("phone") else []
+        if p.get("email"):
+            telecom.append(f"^NET^Internet^{escape(p['email'])}")
         return _segment("PID", "1", "", f"{mrn}^^^{self.facility}^MR", "", f"{p['family_name']}^{p['given_name']}",
                         "", p["birth_date"].replace("-", ""), {"female": "F", "male": "M"}.get(p["sex"], "U"),
-                        "", "", f"^^^^{p['postal_code']}")
+                        "", "", street, *(["", "~".join(telecom)] if telecom else []))
 
     def xcn(self, npi: str) -> str:
         p = self.providers[npi]

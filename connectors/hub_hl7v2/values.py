@@ -108,6 +108,16 @@ def to_sex(value: str | None) -> str | None:
 
 
 NPI_SYSTEMS = ("NPI", "2.16.840.1.113883.4.6")
+SSN_SYSTEM = "http://hl7.org/fhir/sid/us-ssn"
+MBI_SYSTEM = "http://hl7.org/fhir/sid/us-mbi"
+# assigning authorities of a Medicare number: CMS by name, or the MBI's OID
+MBI_AUTHORITIES = frozenset({"CMS", "2.16.840.1.113883.4.927"})
+# CMS's Medicare Beneficiary Identifier: 11 characters, letters without S, L, O, I, B, Z; an old HICN
+# (nine digits and a letter or two) does not fit
+_L, _A = "[AC-HJKMNP-RT-Y]", "[AC-HJKMNP-RT-Y0-9]"  # a letter; a letter or a digit
+_MBI = re.compile(rf"[1-9]{_L}{_A}\d{_L}{_A}\d{_L}{_L}\d\d\Z")
+_SSN = re.compile(r"\d{3}([- ]?)\d{2}\1\d{4}\Z")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+\Z")
 
 
 _PHONE = re.compile(r"(\+?[\d\s().\-/]{7,24}?)\s*(?:(?:x|ext\.?)\s*\d{1,6})?\Z", re.I)
@@ -120,3 +130,22 @@ def is_phone(value: str) -> bool:
         return 7 <= len(value) <= 15
     found = _PHONE.match(value)
     return found is not None and 7 <= sum(map(str.isdigit, found.group(1))) <= 15
+
+
+def is_mbi(value: str) -> bool:
+    """A Medicare Beneficiary Identifier, as printed (``1EG4-TE5-MK73``) or not."""
+    return _MBI.match(value.replace("-", "").replace(" ", "").upper()) is not None
+
+
+def ssn_digits(value: str) -> str | None:
+    """The nine digits of a social security number (``123-45-6789``, ``123456789``), else None."""
+    text = value.strip()
+    return text.replace("-", "").replace(" ", "") if _SSN.match(text) else None
+
+
+def email_address(value: str) -> str | None:
+    """An e-mail address as sent (a ``mailto:`` prefix dropped), else None."""
+    text = value.strip()
+    if text[:7].lower() == "mailto:":
+        text = text[7:].strip()
+    return text if _EMAIL.match(text) else None

@@ -11,6 +11,7 @@ from hub_fhir.bundle import Item, References
 
 from hub.connector import Context
 from hub.errors import HubError, ValidationError
+from hub.model.schemas import validate_record
 
 
 def normalize(doc: dict[str, Any], **config: Any) -> list[dict[str, Any]]:
@@ -187,3 +188,95 @@ def test_coverage_and_remittance_details() -> None:
     assert remit["source_id"] == "r1-3" and remit["charge_source_id"] == "k1-3" and remit["claim_id"] == "k1"
     assert remit["adjustments"] == [{"group": "PR", "reason": "1", "amount": "25.50"}]
     assert remit["paid_amount"] == "74.50" and remit["denied"] is False
+
+
+# ---------------------------------------------------------------- patient address, e-mail and merges
+def person(pid: str, **extra: Any) -> dict[str, Any]:
+    return {"resourceType": "Patient", "id": pid, "name": [{"family": "Sampleton", "given": ["Avery"]}],
+            "birthDate": "1980-01-02", **extra}
+
+
+def test_patient_home_address_line_and_email() -> None:
+    res = person("p1", address=[
+        {"use": "work", "line": ["9 Office Park"], "postalCode": "62521"},
+        {"use": "old", "line": ["1 Former Rd"], "postalCode": "62700"},
+        {"use": "home", "line": ["22 Home St", "Apt 4"], "city": "Springfield", "postalCode": "62702"}],
+        telecom=[{"system": "phone", "value": "217-555-0100", "use": "mobile"},
+                 {"system": "email", "value": "avery.work@example.org", "use": "work"},
+                 {"system": "email", "value": "avery@example.org", "use": "home"}])
+    [patient] = normalize(res)
+    # the home address: its first line and its postal code; the home e-mail; the phone as before
+    assert (patient["address_line"], patient["postal_code"]) == ("22 Home St", "62702")
+    assert (patient["email"], patient["phone"]) == ("avery@example.org", "217-555-0100")
+
+
+def test_without_a_home_address_the_first_that_is_not_old() -> None:
+    res = person("p1", address=[{"use": "old", "line": ["1 Former Rd"], "postalCode": "62700"},
+                                {"line": ["5 Current Ave"], "postalCode": "62703"}],
+                 telecom=[{"system": "email", "value": "old@example.org", "use": "old"},
+                          {"system": "email", "value": "avery@example.org"}])
+    [patient] = normalize(res)
+    assert (patient["address_line"], patient["postal_code"], patient["email"]) == \
+        ("5 Current Ave", "62703", "avery@example.org")
+    # only an old address: no street line; its postal code is still the first address's, as before
+    [only_old] = normalize(person("p1", address=[{"use": "old", "line": ["1 Former Rd"], "postalCode": "62700"}]))
+    assert "address_line" not in only_old and only_old["postal_code"] == "62700"
+    assert "email" not in only_old
+
+
+def test_patient_link_replaced_by_is_a_merge_into_the_other_patient() -> None:
+    prior = person("p-old", active=False, meta={"lastUpdated": "2025-03-05T10:15:00-05:00"},
+                   link=[{"other": {"reference": "Patient/p-new"}, "type": "replaced-by"}])
+    records = normalize(prior)
+    assert [r["kind"] for r in records] == ["patient", "patient_merge"]
+    merge = by_kind(records, "patient_merge")[0]
+    assert (merge["source_id"], merge["prior_source_id"], merge["surviving_source_id"], merge["merged_at"]) == \
+        ("p-old>p-new", "p-old", "p-new", "2025-03-05T10:15:00-05:00")
+    validate_record({**merge, "practice": "p"})
+
+
+def test_patient_link_replaces_is_the_same_merge_seen_from_the_surviving_record() -> None:
+    surviving = person("p-new", link=[{"other": {"reference": "Patient/p-old"}, "type": "replaces"}])
+    prior = person("p-old", active=False, link=[{"other": {"reference": "Patient/p-new"}, "type": "replaced-by"}])
+    doc = {**bundle(surviving, prior), "timestamp": "2025-03-05T18:00:00Z"}
+    records = normalize(doc)
+    [merge] = by_kind(records, "patient_merge")  # both sides of one merge: one record
+    assert (merge["prior_source_id"], merge["surviving_source_id"]) == ("p-old", "p-new")
+    assert merge["merged_at"] == "2025-03-05T18:00:00Z"  # no meta.lastUpdated: the Bundle's timestamp
+    [alone] = by_kind(normalize(surviving), "patient_merge")
+    assert alone["source_id"] == "p-old>p-new" and "merged_at" not in alone
+
+
+def test_a_link_by_identifier_resolves_to_the_patient_in_the_payload() -> None:
+    surviving = person("p-new", identifier=[{"system": "urn:mrn", "value": "M2"}])
+    prior = person("p-old", link=[{"other": {"identifier": {"system": "urn:mrn", "value": "M2"}, "type": "Patient"},
+                                   "type": "replaced-by"}])
+    [merge] = by_kind(normalize(bundle(surviving, prior)), "patient_merge")
+    assert (merge["prior_source_id"], merge["surviving_source_id"]) == ("p-old", "p-new")
+
+
+def test_other_patient_links_are_no_merge() -> None:
+    res = person("p1", link=[{"other": {"reference": "Patient/p2"}, "type": "seealso"},
+                             {"other": {"reference": "RelatedPerson/r1"}, "type": "refer"},
+                             {"other": {"reference": "RelatedPerson/r2"}, "type": "replaced-by"},
+                             {"other": {"reference": "Patient/p1"}, "type": "replaces"}])  # itself
+    assert [r["kind"] for r in normalize(res)] == ["patient"]
+
+
+def test_rendered_patients_keep_their_street_line_phone_and_email() -> None:
+    from hub.connector import RenderOptions
+    from tests.demo.test_render import RECORDS
+
+    extra = {"address_line": "22 Home St", "phone": "217-555-0100", "email": "blake@example.org"}
+    records = [{**r, **extra} if r["kind"] == "patient" else r for r in RECORDS]
+    connector = FhirConnector()
+    files = connector.render(records, options=RenderOptions(practice="p", timezone="America/Chicago"))
+    read = [r for f in files for e in connector.split(f.data, origin=f.name)
+            for r in connector.normalize(e, Context(practice="p", origin=f.name)) if r["kind"] == "patient"]
+    assert read and all((r["address_line"], r["postal_code"], r["phone"], r["email"]) ==
+                        ("22 Home St", "60601", "217-555-0100", "blake@example.org") for r in read)
+    # a patient without them is written as before: the postal code alone, no telecom
+    plain = connector.render(RECORDS, options=RenderOptions(practice="p", timezone="America/Chicago"))
+    patients = [e["resource"] for f in plain for e in orjson.loads(f.data)["entry"]
+                if e["resource"]["resourceType"] == "Patient"]
+    assert patients and all(p["address"] == [{"postalCode": "60601"}] and "telecom" not in p for p in patients)

@@ -156,3 +156,20 @@ def test_a_person_aig_stands_in_for_a_missing_aip() -> None:
                          b"AIS|1||NP|20250301090000\rAIG|1||77^Jones|PROV\rAIG|2||ROOM9^Laser|EQ\r")
     assert by_kind(records, "appointment")[0]["provider_source_id"] == "77"
     assert [p["source_id"] for p in by_kind(records, "provider")] == ["77"]
+
+
+def test_rendered_patients_keep_their_street_line_phone_and_email() -> None:
+    from hub.connector import RenderOptions
+    from tests.demo.test_render import RECORDS
+
+    extra = {"address_line": "22 Home St", "phone": "(217) 555-0100", "email": "blake@example.org"}
+    records = [{**r, **extra} if r["kind"] == "patient" else r for r in RECORDS]
+    connector = HL7v2Connector()
+    files = connector.render(records, options=RenderOptions(practice="p", timezone="America/Chicago"))
+    read = [r for f in files for r in records_of(f.data) if r["kind"] == "patient"]
+    assert read and all((r["address_line"], r["postal_code"], r["phone"], r["email"]) ==
+                        ("22 Home St", "60601", "(217) 555-0100", "blake@example.org") for r in read)
+    # a patient without them is written as before: PID-11 the postal code alone, PID-11 the last field
+    plain = connector.render(RECORDS, options=RenderOptions(practice="p", timezone="America/Chicago"))
+    pids = [line for f in plain for line in f.data.decode().split("\r") if line.startswith("PID|")]
+    assert pids and all(line.endswith("|^^^^60601") for line in pids)

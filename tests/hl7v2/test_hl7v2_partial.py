@@ -123,7 +123,7 @@ def test_pid2_pid4_and_every_pid3_repetition_are_identifiers() -> None:
     assert patient["source_id"] == "MRN1"
     assert [(i["system"], i["value"], i["type"]) for i in patient["identifiers"]] == [
         ("NORTHDERM", "MRN1", "MR"),   # PID-3, its assigning authority as system
-        ("SS", "123456789", "SS"),     # PID-3 without authority: the identifier type as system
+        ("http://hl7.org/fhir/sid/us-ssn", "123456789", "SS"),  # PID-3 type SS without authority: the SSN system
         ("OLDEHR", "EXT77", "PI"),     # PID-2
         ("PT", "ALT9", "PT"),          # PID-4 (its second repetition repeats the MRN: not kept twice)
     ]
@@ -133,6 +133,100 @@ def test_a_v23_patient_named_only_in_pid2_keeps_it_as_mrn_and_identifier() -> No
     patient = one(normalize(message("ADT^A04", "PID|1|4455||||Sampleton^Avery"))[0], "patient")
     assert patient["source_id"] == "4455"
     assert patient["identifiers"] == [{"system": None, "value": "4455", "type": None}]
+
+
+def pid_with(fields: dict[int, str]) -> str:
+    """A PID of MRN1 (Sampleton^Avery) with the given fields."""
+    return seg("PID", {1: "1", 3: "MRN1^^^NORTHDERM^MR", 5: "Sampleton^Avery", 7: "19800102", 8: "F", **fields})
+
+
+@pytest.mark.parametrize(("field", "expected"), [
+    ("1 Example Way^^Springfield^IL^62701", ("1 Example Way", "62701")),  # no type: the one address
+    # a business address first, the home one (XAD-7 H) second: the home one, its postal code with it
+    ("9 Office Park^Suite 3^Decatur^IL^62521^USA^B~22 Home St^Apt 4^Springfield^IL^62702^USA^H",
+     ("22 Home St", "62702")),
+    ("10 Mail Box Rd^^Springfield^IL^62703^USA^M~22 Home St^^Springfield^IL^62704^USA^HOME", ("22 Home St", "62704")),
+    ("10 Mail Box Rd^^Springfield^IL^62703^USA^M~9 Office Park^^Decatur^IL^62521^USA^B", ("10 Mail Box Rd", "62703")),
+    # only a business address: no street line, the postal code of the first repetition as before
+    ("9 Office Park^^Decatur^IL^62521^USA^B", (None, "62521")),
+    ("&Elm Street&42^^Springfield^IL^62701", ("42 Elm Street", "62701")),  # SAD: dwelling number, street name
+    ("1000&Hospital Lane^Ste. 123^Ann Arbor^MI^99999^USA^M", ("1000 Hospital Lane", "99999")),  # house number only
+    ("^^Springfield^IL^62701", (None, "62701")),
+])
+def test_pid11_home_street_line_and_postal_code(field: str, expected: tuple[str | None, str | None]) -> None:
+    patient = one(normalize(message("ADT^A04", pid_with({11: field})))[0], "patient")
+    assert (patient.get("address_line"), patient.get("postal_code")) == expected
+
+
+@pytest.mark.parametrize(("field", "phone", "email"), [
+    ("(217) 555-0100^PRN^PH~^NET^Internet^avery.s@example.org", "(217) 555-0100", "avery.s@example.org"),
+    # the e-mail repetition first: the phone is the first repetition that is no e-mail address
+    ("^NET^Internet^avery.s@example.org~^PRN^PH^^1^217^5550100", "2175550100", "avery.s@example.org"),
+    ("^NET^^avery.s@example.org", None, "avery.s@example.org"),        # use code NET alone
+    ("^^Internet^avery.s@example.org", None, "avery.s@example.org"),   # equipment type Internet alone
+    ("avery.s@example.org^NET^Internet", None, "avery.s@example.org"),  # older feeds: the address in XTN-1
+    ("(217) 555-0100^^^avery.s@example.org", "(217) 555-0100", "avery.s@example.org"),  # XTN-4 without codes
+    ("^PRN^PH^^1^217^5550100", "2175550100", None),
+])
+def test_pid13_phone_and_email(field: str, phone: str | None, email: str | None) -> None:
+    records, tally = normalize(message("ADT^A04", pid_with({13: field})))
+    patient = one(records, "patient")
+    assert (patient.get("phone"), patient.get("email")) == (phone, email)
+    assert not tally.invalid
+
+
+def test_a_net_value_that_is_no_address_is_left_out_on_the_record() -> None:
+    pid = pid_with({13: "^NET^Internet^avery at example~^PRN^PH^^^217^5550100"})
+    records, tally = normalize(message("ADT^A04", pid))
+    patient = one(records, "patient")
+    assert "email" not in patient and patient["phone"] == "2175550100"
+    assert tally.invalid == [("PID-13", "not an e-mail address")]
+
+
+SSN = "http://hl7.org/fhir/sid/us-ssn"
+MBI = "http://hl7.org/fhir/sid/us-mbi"
+
+
+def test_pid19_ssn_is_an_identifier_of_the_ssn_system() -> None:
+    patient = one(normalize(message("ADT^A04", pid_with({19: "123-45-6789"})))[0], "patient")
+    assert patient["identifiers"] == [{"system": "NORTHDERM", "value": "MRN1", "type": "MR"},
+                                      {"system": SSN, "value": "123456789", "type": "SS"}]
+
+
+@pytest.mark.parametrize("pid3", ["MRN1^^^NORTHDERM^MR~123456789^^^^SS", "MRN1^^^NORTHDERM^MR~123-45-6789^^^USSSA^SS"])
+def test_pid19_already_in_pid3_is_not_repeated(pid3: str) -> None:
+    patient = one(normalize(message("ADT^A04", pid_with({3: pid3, 19: "123456789"})))[0], "patient")
+    assert len(patient["identifiers"]) == 2
+    assert [i["type"] for i in patient["identifiers"]] == ["MR", "SS"]
+
+
+def test_pid19_with_another_number_than_pid3_is_added() -> None:
+    pid = pid_with({3: "MRN1^^^NORTHDERM^MR~987654321^^^USSSA^SS", 19: "123 45 6789"})
+    patient = one(normalize(message("ADT^A04", pid))[0], "patient")
+    assert [(i["system"], i["value"]) for i in patient["identifiers"]] == [
+        ("NORTHDERM", "MRN1"), ("USSSA", "987654321"), (SSN, "123456789")]
+
+
+@pytest.mark.parametrize("value", ["PSSN123121234", "34-13-312", "12345678"])
+def test_a_pid19_that_is_no_ssn_is_left_out_on_the_record(value: str) -> None:
+    records, tally = normalize(message("ADT^A04", pid_with({19: value})))
+    assert one(records, "patient")["identifiers"] == [{"system": "NORTHDERM", "value": "MRN1", "type": "MR"}]
+    assert tally.invalid == [("PID-19", "not a social security number")]
+
+
+@pytest.mark.parametrize(("cx", "system"), [
+    ("1EG4TE5MK73^^^^MC", MBI),             # type MC (Medicare number), shaped like an MBI
+    ("1EG4-TE5-MK73^^^^MC", MBI),           # as printed on the card
+    ("1EG4TE5MK73^^^CMS^MB", MBI),          # assigned by CMS
+    ("1EG4TE5MK73^^^&2.16.840.1.113883.4.927&ISO^MB", MBI),  # the MBI's OID as authority
+    ("123456789A^^^^MC", "MC"),             # an old HICN: not an MBI, kept as before
+    ("1SG4TE5MK73^^^^MC", "MC"),            # S is no MBI letter
+    ("1EG4TE5MK73^^^NORTHDERM^PI", "NORTHDERM"),  # MBI-shaped, but neither MC nor CMS
+])
+def test_a_medicare_number_shaped_like_an_mbi_gets_the_mbi_system(cx: str, system: str) -> None:
+    patient = one(normalize(message("ADT^A04", pid_with({3: f"MRN1^^^NORTHDERM^MR~{cx}"})))[0], "patient")
+    assert patient["identifiers"][1]["system"] == system
+    assert patient["identifiers"][1]["value"] == cx.split("^")[0]  # the value as sent
 
 
 # ------------------------------------------------------------------ encounter class (PV1-2)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from hub_csv import CsvConnector, money
+from hub_csv.settings import check_export
 
 from hub.connector import Context
 from hub.errors import ConfigError, HubError, ParseError
@@ -229,3 +230,32 @@ connectors:
     assert records[-1]["event_time"] == "2025-03-01T00:00:00"
     with pytest.raises(MappingError, match="export_date"):
         load_mapping(text.replace("2025-03-01", "March 1st"))
+
+
+def test_a_patient_export_reads_street_line_and_email_like_phone_and_postal_code() -> None:
+    export = {"kind": "patient",
+              "columns": {"source_id": "MRN", "family_name": "Last", "given_name": "First", "birth_date": "DOB",
+                          "address_line": "Street", "postal_code": "Zip", "phone": "Phone", "email": "E-mail"},
+              "date_formats": ["%m/%d/%Y"]}
+    assert not check_export(export).tree  # fields of the model: the column map takes them
+    first, second = normalize(b"MRN,Last,First,DOB,Street,Zip,Phone,E-mail\r\n"
+                              b"M1,Doe,Jane,01/02/1960,22 Home St,62701,217-555-0100,  jane@example.org \r\n"
+                              b"M2,Roe,Alex,03/04/1970,,,,\r\n", config={"exports": [export]})
+    [patient] = first
+    assert (patient["address_line"], patient["postal_code"], patient["phone"], patient["email"]) == \
+        ("22 Home St", "62701", "217-555-0100", "jane@example.org")
+    [empty] = second  # empty cells: no value
+    assert empty["address_line"] is None and empty["email"] is None and empty["family_name"] == "Roe"
+
+
+def test_related_patient_street_line_and_email_from_an_appointment_export() -> None:
+    config = {"exports": [{
+        "kind": "appointment",
+        "columns": {"source_id": "Id", "patient_source_id": "MRN", "start": "When", "status": "Status",
+                    "patient.address_line": "Address", "patient.email": "Email"},
+        "date_formats": ["%m/%d/%Y %H:%M"]}]}
+    [records] = normalize(b"Id,MRN,When,Status,Address,Email\r\n"
+                          b"A1,M1,03/04/2025 09:30,booked,\"5 Oak Ave, Apt 2\",jane@example.org\r\n", config=config)
+    patient = {r["kind"]: r for r in records}["patient"]
+    assert (patient["source_id"], patient["address_line"], patient["email"]) == \
+        ("M1", "5 Oak Ave, Apt 2", "jane@example.org")
