@@ -33,7 +33,10 @@ API_AREAS = (intake, messages, audit, reports, onboarding, identity)
 PAGE_AREAS = (dashboard,)  # plain Flask blueprints (not in the OpenAPI document)
 # endpoints that touch patient-level data: a refused request to them is audited too
 AUDITED = {"intake.push_messages": "intake", "messages.list_messages": "messages.list",
-           "messages.reprocess_message": "messages.reprocess", "messages.reprocess_messages": "messages.reprocess"}
+           "messages.reprocess_message": "messages.reprocess", "messages.reprocess_messages": "messages.reprocess",
+           "identity.Run": "identity.run", "identity.Review": "identity.review", "identity.Decide": "identity.decide",
+           "identity.Link": "identity.link", "identity.Patient": "identity.explain",
+           "identity.Split": "identity.split", "identity.Export": "identity.export"}
 
 log = logging.getLogger("hub.http")
 
@@ -144,8 +147,10 @@ def _audit_refusal(response: Response) -> Response:
         return response
 
     key = g.get("api_key")
-    slug = (request.view_args or {}).get("slug")
-    target = slug or (str(request.view_args.get("message_id")) if request.view_args else None)
+    view = request.view_args or {}
+    slug = view.get("slug") or view.get("practice")
+    target = (f"{slug}/{view['source_id']}" if "source_id" in view else slug) or next(
+        (str(view[name]) for name in ("message_id", "pair_id") if name in view), None)
     try:
         with writer(current_app.extensions["hub"].engine).begin() as conn:
             record(conn, [AuditEntry(key.key_id if key else None, action, target, slug, client_address(),

@@ -1,7 +1,8 @@
 """``/api/v1/identity/...`` (``admin``): the master patient index, as ``hub identity`` offers it.
 
-Every call leaves an audit row (action ``identity.*``, the key, the address, the outcome): the
-links are patient-level data. Pairs show which fields agreed and how, never the values.
+Every call leaves an audit row (action ``identity.*``, the key, the address, the outcome; a call
+refused before the view answers, as ``refused <status>``, by ``hub.app``): the links are patient-level data. Pairs
+show which fields agreed and how, never the values.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from hub.store.engine import writer
 blp = Blueprint("identity", __name__, description="The master patient index: links, review queue, decisions")
 
 _ID = ma.validate.Length(min=1, max=255)
+MAX_ID = 2**63 - 1
 
 
 class RunArgs(ma.Schema):
@@ -53,10 +55,20 @@ class ExportArgs(ma.Schema):
     format = ma.fields.String(load_default="json", validate=ma.validate.OneOf(["json", "csv"]))
 
 
+def _known(*keys: tuple[str, str]) -> None:
+    """A key no store keeps (a NUL, longer than the columns) names no record: not found, unasked."""
+    if any("\x00" in p + s or len(p) > 64 or len(s) > 255 for p, s in keys):
+        raise NotFound("no such patient record")
+
+
 def _audit(action: str, target: str | None, practice: str | None, outcome: str) -> None:
     runtime = current_app.extensions["hub"]
     with writer(runtime.engine).begin() as conn:
         record(conn, [AuditEntry(g.api_key.key_id, action, target, practice, client_address(), outcome)])
+    g.audited = True
+
+
+_DENIED = {401: "no or unknown key", 403: "a key of another role", 429: "too many requests (Retry-After)"}
 
 
 def _who() -> str:
@@ -80,6 +92,11 @@ def _answer(action: str, target: str | None, practice: str | None, work: Any) ->
 @blp.route("/identity/run")
 class Run(MethodView):
     @require_roles("admin")
+    @blp.doc(operationId="runIdentity")
+    @blp.alt_response(401, description=_DENIED[401])
+    @blp.alt_response(403, description=_DENIED[403])
+    @blp.alt_response(409, description="another run is in progress")
+    @blp.alt_response(429, description=_DENIED[429])
     @blp.arguments(RunArgs, location="query")
     @blp.response(200)
     def post(self, args: dict[str, Any]) -> Any:
@@ -98,6 +115,10 @@ class Run(MethodView):
 @blp.route("/identity/review")
 class Review(MethodView):
     @require_roles("admin")
+    @blp.doc(operationId="listIdentityReview")
+    @blp.alt_response(401, description=_DENIED[401])
+    @blp.alt_response(403, description=_DENIED[403])
+    @blp.alt_response(429, description=_DENIED[429])
     @blp.arguments(PageArgs, location="query")
     @blp.response(200)
     def get(self, args: dict[str, Any]) -> Any:
@@ -112,39 +133,63 @@ class Review(MethodView):
 @blp.route("/identity/review/<int:pair_id>")
 class Decide(MethodView):
     @require_roles("admin")
+    @blp.doc(operationId="decideIdentityPair")
+    @blp.alt_response(401, description=_DENIED[401])
+    @blp.alt_response(403, description=_DENIED[403])
+    @blp.alt_response(404, description="no pair with this id")
+    @blp.alt_response(429, description=_DENIED[429])
     @blp.arguments(DecisionArgs)
     @blp.response(200)
     def post(self, args: dict[str, Any], pair_id: int) -> Any:
         """Accept (link) or reject (keep apart) a pair; no later run overrides the decision."""
         runtime = current_app.extensions["hub"]
         accept = args["decision"] == "accept"
-        return _answer("identity.accept" if accept else "identity.reject", str(pair_id), None,
-                       lambda: index.decide(runtime.engine, pair_id, accept=accept, by=_who(),
-                                            plugins=runtime.plugins))
+
+        def decide() -> Any:
+            if pair_id > MAX_ID:  # ids are 64-bit: a larger number names no pair (and no store takes it)
+                raise NotFound(f"no identity pair {pair_id}: see hub identity review")
+            return index.decide(runtime.engine, pair_id, accept=accept, by=_who(), plugins=runtime.plugins)
+
+        return _answer("identity.accept" if accept else "identity.reject", str(pair_id), None, decide)
 
 
 @blp.route("/identity/link")
 class Link(MethodView):
     @require_roles("admin")
+    @blp.doc(operationId="linkPatients")
+    @blp.alt_response(401, description=_DENIED[401])
+    @blp.alt_response(403, description=_DENIED[403])
+    @blp.alt_response(404, description="no such patient record")
+    @blp.alt_response(429, description=_DENIED[429])
     @blp.arguments(LinkArgs)
     @blp.response(200)
     def post(self, args: dict[str, Any]) -> Any:
         """Link two patient records as one person (a manual link)."""
         runtime = current_app.extensions["hub"]
         a, b = (args["a"]["practice"], args["a"]["source_id"]), (args["b"]["practice"], args["b"]["source_id"])
-        return _answer("identity.link", f"{a[0]}/{a[1]}~{b[0]}/{b[1]}", a[0],
-                       lambda: index.link(runtime.engine, a, b, by=_who(), plugins=runtime.plugins))
+
+        def link() -> Any:
+            _known(a, b)
+            return index.link(runtime.engine, a, b, by=_who(), plugins=runtime.plugins)
+
+        return _answer("identity.link", f"{a[0]}/{a[1]}~{b[0]}/{b[1]}", a[0], link)
 
 
 @blp.route("/identity/patients/<practice>/<path:source_id>")
 class Patient(MethodView):
     @require_roles("admin")
+    @blp.doc(operationId="explainPatient")
+    @blp.alt_response(401, description=_DENIED[401])
+    @blp.alt_response(403, description=_DENIED[403])
+    @blp.alt_response(404, description="no such patient record")
+    @blp.alt_response(429, description=_DENIED[429])
     @blp.response(200)
     def get(self, practice: str, source_id: str) -> Any:
         """How one patient record is linked: enterprise id, method, the records under it, its pairs."""
         runtime = current_app.extensions["hub"]
 
         def explain() -> Any:
+            _known((practice, source_id))
             with runtime.engine.connect() as conn:
                 return index.explain(conn, (practice, source_id))
 
@@ -154,18 +199,31 @@ class Patient(MethodView):
 @blp.route("/identity/patients/<practice>/<path:source_id>/split")
 class Split(MethodView):
     @require_roles("admin")
+    @blp.doc(operationId="splitPatient")
+    @blp.alt_response(401, description=_DENIED[401])
+    @blp.alt_response(403, description=_DENIED[403])
+    @blp.alt_response(404, description="no such patient record")
+    @blp.alt_response(422, description="the record is not linked yet")
+    @blp.alt_response(429, description=_DENIED[429])
     @blp.response(200)
     def post(self, practice: str, source_id: str) -> Any:
         """Take the record out of its enterprise id; it stays apart until an operator links it."""
         runtime = current_app.extensions["hub"]
-        return _answer("identity.split", f"{practice}/{source_id}", practice,
-                       lambda: index.split(runtime.engine, (practice, source_id), by=_who(),
-                                           plugins=runtime.plugins))
+
+        def split() -> Any:
+            _known((practice, source_id))
+            return index.split(runtime.engine, (practice, source_id), by=_who(), plugins=runtime.plugins)
+
+        return _answer("identity.split", f"{practice}/{source_id}", practice, split)
 
 
 @blp.route("/identity/export")
 class Export(MethodView):
     @require_roles("admin")
+    @blp.doc(operationId="exportIdentity")
+    @blp.alt_response(401, description=_DENIED[401])
+    @blp.alt_response(403, description=_DENIED[403])
+    @blp.alt_response(429, description=_DENIED[429])
     @blp.arguments(ExportArgs, location="query")
     @blp.response(200)
     def get(self, args: dict[str, Any]) -> Any:

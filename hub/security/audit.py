@@ -33,8 +33,13 @@ class AuditEntry:
 
     def row(self) -> dict[str, Any]:
         return {"at": self.at or dt.datetime.now(dt.UTC), "key_id": self.key_id, "action": self.action[:64],
-                "target": (self.target or "")[:255] or None, "practice": self.practice,
-                "address": (self.address or "")[:64] or None, "outcome": (self.outcome or "")[:64] or None}
+                "target": _text(self.target, 255), "practice": _text(self.practice, 64),
+                "address": _text(self.address, 64), "outcome": _text(self.outcome, 64)}
+
+
+def _text(value: str | None, size: int) -> str | None:
+    """A caller's text as the log keeps it: cut to its column, no NUL (PostgreSQL's text takes none)."""
+    return value.replace("\x00", "\ufffd")[:size] or None if value else None
 
 
 # PostgreSQL: a group's entries as one statement of a fixed text (arrays), converted and prepared once
