@@ -173,12 +173,15 @@ def explain_command(state: State, practice: str, source_id: str, fmt: str) -> No
 @pass_state
 def export_command(state: State, fmt: str, output: str | None) -> None:
     """Every patient record: practice, source id, enterprise id and how it was linked."""
+    counted: list[int] = []
     out = open(output, "w", newline="", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
     try:
-        count = index.write_export(state.runtime.engine, out, fmt)
+        with state.runtime.engine.connect() as conn:
+            out.writelines(index.export_lines(conn, fmt, counted))
     finally:
         if output:
             out.close()
+    count = counted[0] if counted else 0
     _audit(state, "identity.export", fmt, outcome=str(count))
     if output:
         click.echo(f"{count} patient record(s) written to {output}", err=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -129,23 +130,28 @@ def export(conn: sa.Connection) -> Iterator[dict[str, Any]]:
                "linked_at": r.linked_at.isoformat() if r.linked_at else None}
 
 
-def write_export(engine: sa.Engine, out: Any, fmt: str) -> int:
-    """``export`` written to ``out`` as CSV or a JSON array, a row at a time; the rows written."""
+def export_lines(conn: sa.Connection, fmt: str, counted: list[int] | None = None) -> Iterator[str]:
+    """``export`` as CSV or a JSON array, a line at a time (to stream); ``counted`` gets the rows written."""
     count = 0
-    with engine.connect() as conn:
-        if fmt == "csv":
-            w = csv.DictWriter(out, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
-            w.writeheader()
-            for row in export(conn):
-                w.writerow(row)
-                count += 1
-        else:
-            out.write("[")
-            for row in export(conn):
-                out.write(("," if count else "") + "\n" + json.dumps(row))
-                count += 1
-            out.write("\n]\n")
-    return count
+    if fmt == "csv":
+        buffer = io.StringIO()
+        w = csv.DictWriter(buffer, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
+        w.writeheader()
+        for row in export(conn):
+            w.writerow(row)
+            count += 1
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+        yield buffer.getvalue()
+    else:
+        yield "["
+        for row in export(conn):
+            yield ("," if count else "") + "\n" + json.dumps(row)
+            count += 1
+        yield "\n]\n"
+    if counted is not None:
+        counted.append(count)
 
 
 def last_runs(conn: sa.Connection, limit: int = 5) -> list[dict[str, Any]]:
