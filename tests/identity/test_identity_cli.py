@@ -47,12 +47,12 @@ def test_ingest_links_across_practices_and_the_operator_commands_work(tmp_path: 
     second = hub("ingest", "--practice", "south", "--connector", "hl7v2", str(south))
     assert "identity run (incremental): 4 patients, 2 compared" in second.stderr
 
-    rows = list(csv.DictReader(io.StringIO(hub("identity", "export", "--format", "csv").stdout)))
-    by_key = {(r["practice"], r["source_id"]): r for r in rows}
-    assert len(rows) == 4
+    exported = list(csv.DictReader(io.StringIO(hub("identity", "export", "--format", "csv").stdout)))
+    by_key = {(r["practice"], r["source_id"]): r for r in exported}
+    assert len(exported) == 4
     assert by_key[("north", "N100")]["enterprise_id"] == by_key[("south", "S100")]["enterprise_id"]
     assert by_key[("south", "S100")]["method"] == "match"
-    assert len({r["enterprise_id"] for r in rows}) == 3
+    assert len({r["enterprise_id"] for r in exported}) == 3
 
     explained = json.loads(hub("identity", "explain", "south", "S100", "--format", "json").stdout)
     assert sorted(m["source_id"] for m in explained["cluster"]) == ["N100", "S100"]
