@@ -91,8 +91,7 @@ COMPARISONS: list[dict[str, Any]] = [
 # pairs compared: any that share one of these (and nothing else is)
 BLOCKING = ["l.birth_date = r.birth_date", "l.given = r.given AND l.family = r.family",
             "l.phone = r.phone", "l.email = r.email", "l.street = r.street AND l.postal = r.postal",
-            "l.family = r.family AND l.postal = r.postal",
-            "list_has_any(l.given_group, [r.given]) AND l.family = r.family"]
+            "l.family = r.family AND l.postal = r.postal"]  # equality only: each rule is a hash join
 TRAINING_BLOCKS = ["l.birth_date = r.birth_date", "l.given = r.given AND l.family = r.family"]
 GUARDED = ("given", "birth_date")  # a pair "different" on one of these is never linked by weight alone
 TF_COLUMNS = ("given", "family")
