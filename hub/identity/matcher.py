@@ -16,10 +16,10 @@ outright is never linked by weight alone: at most it goes to review.
 from __future__ import annotations
 
 import logging
-from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from hub.identity.features import FEATURES_SQL, RAW_COLUMNS, nickname_groups
 
 TRAIN_MIN = 2000  # records before the model learns its own weights (fewer: the priors)
 FIELDS = ("given", "given_group", "family", "family_parts", "birth_date", "sex", "street", "postal", "phone", "email")
@@ -89,10 +89,15 @@ COMPARISONS: list[dict[str, Any]] = [
     ]),
 ]
 # pairs compared: any that share one of these (and nothing else is)
-BLOCKING = ["l.birth_date = r.birth_date", "l.given = r.given AND l.family = r.family",
-            "l.phone = r.phone", "l.email = r.email", "l.street = r.street AND l.postal = r.postal",
-            "l.family = r.family AND l.postal = r.postal"]  # equality only: each rule is a hash join
-TRAINING_BLOCKS = ["l.birth_date = r.birth_date", "l.given = r.given AND l.family = r.family"]
+# pairs compared: any that share one of these (and nothing else is). Equality only, so each is a hash
+# join; a birth date goes with a first letter, or everyone born on one day would be compared
+BLOCKING = ["l.birth_date = r.birth_date AND substr(l.family, 1, 1) = substr(r.family, 1, 1)",
+            "l.birth_date = r.birth_date AND substr(l.given, 1, 1) = substr(r.given, 1, 1)",
+            "l.birth_date = r.birth_date AND l.postal = r.postal",
+            "l.given = r.given AND l.family = r.family", "l.phone = r.phone", "l.email = r.email",
+            "l.street = r.street AND l.postal = r.postal", "l.family = r.family AND l.postal = r.postal"]
+TRAINING_BLOCKS = ["l.birth_date = r.birth_date AND substr(l.family, 1, 1) = substr(r.family, 1, 1)",
+                   "l.given = r.given AND l.family = r.family"]
 GUARDED = ("given", "birth_date")  # a pair "different" on one of these is never linked by weight alone
 TF_COLUMNS = ("given", "family")
 PRIOR_MAX = 1e-4  # the prior match probability of two records, at most: a small store is not a crowd of twins
@@ -139,64 +144,62 @@ class Scored:
         return any(self.agreement.get(name) == "different" for name in GUARDED)
 
 
-def _table(rows: Sequence[dict[str, Any]], offset: int = 0) -> Any:
+def raw_table(columns: dict[str, list[Any]]) -> Any:
+    """The records to compare as an Arrow table: ``unique_id`` and ``features.RAW_COLUMNS`` (text)."""
     import pyarrow as pa
 
-    columns: dict[str, list[Any]] = {"unique_id": list(range(offset, offset + len(rows)))}
-    for name in FIELDS:
-        columns[name] = [row.get(name) for row in rows]
-    schema = pa.schema([("unique_id", pa.int64())] + [
-        (name, pa.list_(pa.string()) if name in ("given_group", "family_parts") else pa.string()) for name in FIELDS])
-    return pa.table(columns, schema=schema)
+    schema = pa.schema([("unique_id", pa.int64())] + [(name, pa.string()) for name in RAW_COLUMNS])
+    return pa.table({name: columns[name] for name in schema.names}, schema=schema)
 
 
-def score(rows: Sequence[dict[str, Any]], *, new_from: int | None = None, model: dict[str, Any] | None = None,
-          floor: float = 0.5, train: bool = False) -> tuple[list[Scored], dict[str, Any]]:
-    """Score the pairs among ``rows`` (feature rows, ``hub.identity.features``) at or above the
-    probability ``floor``. ``new_from``: rows before this index were compared already, so only
-    pairs with a row from it on are scored. ``model``: a saved model (else the priors, trained when
-    ``train`` and there are enough rows). Returns the pairs and the model used."""
+def score(raw: Any, *, new_from: int = 0, model: dict[str, Any] | None = None, floor: float = 0.5,
+          train: bool = False) -> tuple[list[Scored], dict[str, Any]]:
+    """Score the pairs among the records of ``raw`` (``raw_table``; ``unique_id`` is the row's index)
+    at or above the probability ``floor``. ``new_from``: records with a smaller id were compared
+    already, so only pairs with a record from it on are scored. ``model``: a saved model (else the
+    priors, trained when ``train`` and there are enough records). Returns the pairs and the model used."""
+    import duckdb
+    import pyarrow as pa
     from splink import DuckDBAPI, Linker
 
     logging.getLogger("splink").setLevel(logging.WARNING)
-    n = len(rows)
-    if n < 2:
-        return [], model or settings(1e-4)
-    db = DuckDBAPI()
+    n = raw.num_rows
+    if n < 2 or new_from >= n:
+        return [], model or settings(PRIOR_MAX)
+    con = duckdb.connect()
+    names, groups = nickname_groups()
+    con.register("raw", raw)
+    con.register("nicknames", pa.table({"name": names, "grp": groups}))
+    con.execute(f"CREATE TABLE features AS {FEATURES_SQL}")
+    con.unregister("raw")
+    for column in TF_COLUMNS:  # name frequencies over every record, known and new: splink's look-ups
+        con.execute(f"CREATE TABLE tf_{column} AS SELECT {column}, count(*) / sum(count(*)) OVER () AS tf_{column} "
+                    f"FROM features WHERE {column} IS NOT NULL GROUP BY {column}")
+    db = DuckDBAPI(con)
     prior = min(PRIOR_MAX, max(1e-9, 1.0 / n))
-    if new_from is None or new_from == 0:
-        frame = db.register(_table(rows), table_name="patients_all")
-        linker = Linker(frame, model or settings(prior), log_level=logging.WARNING)
-        _register_frequencies(db, linker, rows)
+    if new_from == 0:
+        con.execute("ALTER TABLE features RENAME TO patients_all")
+        linker = Linker(db.register("patients_all"), model or settings(prior), log_level=logging.WARNING)
+        _frequencies(db, linker)
         if train and n >= TRAIN_MIN and model is None:
             _train(linker)
-        predictions = linker.inference.predict(threshold_match_probability=floor)
-    else:
-        old = db.register(_table(rows[:new_from]), table_name="patients_known")
-        new = db.register(_table(rows[new_from:], new_from), table_name="patients_new")
-        linker = Linker(new, model or settings(prior), log_level=logging.WARNING)
-        _register_frequencies(db, linker, rows)
-        between = linker.inference.predict_between(old, new, threshold_match_probability=floor,
-                                                   warning_mode="never")
-        within = linker.inference.predict_within(new, threshold_match_probability=floor, warning_mode="never")
-        predictions = None
         used = linker.misc.save_model_to_json()
-        pairs = _pairs(between, used) + _pairs(within, used)
-        return pairs, used
+        return _pairs(linker.inference.predict(threshold_match_probability=floor), used), used
+    con.execute(f"CREATE TABLE patients_known AS SELECT * FROM features WHERE unique_id < {int(new_from)}")
+    con.execute(f"CREATE TABLE patients_new AS SELECT * FROM features WHERE unique_id >= {int(new_from)}")
+    con.execute("DROP TABLE features")
+    old, new = db.register("patients_known"), db.register("patients_new")
+    linker = Linker(new, model or settings(prior), log_level=logging.WARNING)
+    _frequencies(db, linker)
     used = linker.misc.save_model_to_json()
-    return _pairs(predictions, used), used
+    between = linker.inference.predict_between(old, new, threshold_match_probability=floor, warning_mode="never")
+    within = linker.inference.predict_within(new, threshold_match_probability=floor, warning_mode="never")
+    return _pairs(between, used) + _pairs(within, used), used
 
 
-def _register_frequencies(db: Any, linker: Any, rows: Sequence[dict[str, Any]]) -> None:
-    """Name frequencies over every record (known and new), as splink's term-frequency look-ups."""
-    import pyarrow as pa
-
+def _frequencies(db: Any, linker: Any) -> None:
     for column in TF_COLUMNS:
-        counts = Counter(row[column] for row in rows if row.get(column))
-        total = sum(counts.values()) or 1
-        table = pa.table({column: list(counts), f"tf_{column}": [n / total for n in counts.values()]},
-                         schema=pa.schema([(column, pa.string()), (f"tf_{column}", pa.float64())]))
-        linker.table_management.register_term_frequency_lookup(db.register(table), column)
+        linker.table_management.register_term_frequency_lookup(db.register(f"tf_{column}"), column)
 
 
 def _train(linker: Any) -> None:

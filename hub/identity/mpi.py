@@ -24,10 +24,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 
 from hub.identity import features as feat
 from hub.identity.cluster import Edge, Key, assign_ids, cluster
+from hub.identity.features import RAW_COLUMNS
 from hub.model.tables import RECORD_TABLES, identity_links, identity_pairs, identity_runs
 from hub.settings import Settings, current
 from hub.store.engine import writer
@@ -94,39 +96,69 @@ def run_identity(engine: sa.Engine, *, full: bool = False, settings: Settings | 
                                 .where(identity_runs.c.finished_at.is_not(None), identity_runs.c.id != run_id)
                                 .order_by(identity_runs.c.id.desc()).limit(1)).first()
             summary.full = full = full or last is None or last.model is None
-            rows = [dict(r._mapping) for r in conn.execute(
-                sa.select(*[RECORD_TABLES["patient"].c[c] for c in _PATIENT_COLUMNS]))]
-            links = {(r.practice, r.source_id): r for r in conn.execute(sa.select(identity_links))}
+            since = None if full or last is None else _aware(last.watermark)
+            rows = _read_patients(conn, since)
+            watermark = _aware(conn.execute(sa.select(sa.func.max(RECORD_TABLES["patient"].c.updated_at))).scalar())
         summary.patients = len(rows)
-        watermark = max((_aware(r["updated_at"]) for r in rows), default=None)  # type: ignore[type-var]
-        since = None if full or last is None else _aware(last.watermark)
-        changed = [r for r in rows if full or since is None or (r["practice"], r["source_id"]) not in links
-                   or _aware(r["updated_at"]) > since]  # type: ignore[operator]
-        summary.compared = len(changed)
-        if not changed and last is not None:
-            model = last.model
-        else:
-            changed_set = {(c["practice"], c["source_id"]) for c in changed}
-            known = [] if full else [r for r in rows if (r["practice"], r["source_id"]) not in changed_set]
-            ordered = known + changed
-            keys = [(r["practice"], r["source_id"]) for r in ordered]
-            pairs, model = _pairs(ordered, len(known), None if full else last.model if last else None, s)
+        rows.sort(key=lambda r: r[-1])  # the known first, then the new and changed
+        new_from = sum(1 for r in rows if not r[-1])
+        summary.compared = len(rows) - new_from
+        keys = [(r[0], r[1]) for r in rows]
+        seeds: set[Key] = set()
+        if summary.compared or last is None:
+            pairs, model = _pairs(rows, new_from, None if full else last.model if last else None, s)
             summary.pairs = len(pairs)
-            changed_keys = set(keys[len(known):])
+            seeds = set(keys[new_from:]) | {p.a for p in pairs} | {p.b for p in pairs}
             with writer(engine).begin() as conn:
-                _replace_pairs(conn, pairs, keys, changed_keys, full)
+                _replace_pairs(conn, pairs, set(keys[new_from:]), full)
+        else:
+            model = last.model
         with writer(engine).begin() as conn:
-            moved = _recluster(conn, [(r["practice"], r["source_id"]) for r in rows], summary)
+            if not full:
+                seeds |= _merged_since(conn, since)
+            moved = _recluster(conn, set(keys) if full else _closure(conn, seeds), prune=full)
             if moved:
                 _tell(plugins, conn, moved)
-            summary.review = conn.execute(sa.select(sa.func.count()).select_from(identity_pairs)
-                                          .where(identity_pairs.c.status == "review")).scalar_one()
+            summary.moved = len(moved)
+            _count(conn, summary)
     finally:
         summary.seconds = round(time.perf_counter() - started, 3)
         with writer(engine).begin() as conn:
             conn.execute(sa.update(identity_runs).where(identity_runs.c.id == run_id).values(
                 finished_at=_now(), watermark=watermark, summary=summary.to_dict(), model=model))
     return summary
+
+
+def _read_patients(conn: sa.Connection, since: dt.datetime | None) -> list[tuple[Any, ...]]:
+    """(practice, source id, the raw compared columns as text, identifiers as JSON text, a sent
+    enterprise id, changed) of every patient; changed: updated after ``since`` or never linked."""
+    p, links = RECORD_TABLES["patient"], identity_links
+    changed: Any = sa.literal(1) if since is None else sa.case(
+        (p.c.updated_at > since, 1), (links.c.practice.is_(None), 1), else_=0)
+    columns = [sa.cast(p.c[name], sa.String) if name == "birth_date" else p.c[name] for name in RAW_COLUMNS]
+    joined = p.outerjoin(links, sa.and_(links.c.practice == p.c.practice, links.c.source_id == p.c.source_id))
+    q = sa.select(p.c.practice, p.c.source_id, *columns, sa.cast(p.c.identifiers, sa.Text), p.c.enterprise_id,
+                  changed).select_from(joined)
+    return [tuple(r) for r in conn.execute(q)]
+
+
+def _merged_since(conn: sa.Connection, since: dt.datetime | None) -> set[Key]:
+    """Both records of every merge the sources sent since the last run."""
+    merges = RECORD_TABLES["patient_merge"]
+    q = sa.select(merges.c.practice, merges.c.prior_source_id, merges.c.surviving_source_id)
+    if since is not None:
+        q = q.where(merges.c.updated_at > since)
+    return {key for p, a, b in conn.execute(q) for key in ((p, a), (p, b))}
+
+
+def _count(conn: sa.Connection, summary: RunSummary) -> None:
+    links, pairs = identity_links, identity_pairs
+    sizes = sa.select(links.c.enterprise_id, sa.func.count().label("n")).group_by(links.c.enterprise_id).subquery()
+    summary.enterprises, linked = conn.execute(sa.select(
+        sa.func.count(), sa.func.coalesce(sa.func.sum(sa.case((sizes.c.n > 1, sizes.c.n), else_=0)), 0))).one()
+    summary.linked = int(linked)
+    summary.review = conn.execute(sa.select(sa.func.count()).select_from(pairs)
+                                  .where(pairs.c.status == "review")).scalar_one()
 
 
 def _take_lease(engine: sa.Engine) -> int | None:
@@ -163,18 +195,19 @@ class Pair:
     agreement: dict[str, str] | None = None
 
 
-def _pairs(rows: Sequence[dict[str, Any]], new_from: int, model: dict[str, Any] | None, s: Settings
+def _pairs(rows: Sequence[tuple[Any, ...]], new_from: int, model: dict[str, Any] | None, s: Settings
            ) -> tuple[list[Pair], dict[str, Any]]:
     from hub.identity import matcher
 
-    keys = [(r["practice"], r["source_id"]) for r in rows]
-    compared = [feat.features(r) for r in rows]
+    keys = [(r[0], r[1]) for r in rows]
     out: dict[tuple[Key, Key], Pair] = {}
-    for a, b, rule in _rule_pairs(rows, compared, new_from, frozenset(s.identity_shared_systems)):
+    for a, b, rule in _rule_pairs(rows, new_from, frozenset(s.identity_shared_systems)):
         ka, kb = sorted((keys[a], keys[b]))
         out.setdefault((ka, kb), Pair(ka, kb, f"rule:{rule}", "link"))
-    scored, used = matcher.score(compared, new_from=new_from or None, model=model, floor=s.identity_review,
-                                 train=model is None)
+    width = len(RAW_COLUMNS)
+    raw = matcher.raw_table({"unique_id": list(range(len(rows))),
+                             **{name: [r[2 + i] for r in rows] for i, name in enumerate(RAW_COLUMNS[:width])}})
+    scored, used = matcher.score(raw, new_from=new_from, model=model, floor=s.identity_review, train=model is None)
     for p in scored:
         ka, kb = sorted((keys[p.left], keys[p.right]))
         linked = p.probability >= s.identity_link and not p.guarded
@@ -183,22 +216,30 @@ def _pairs(rows: Sequence[dict[str, Any]], new_from: int, model: dict[str, Any] 
     return list(out.values()), used
 
 
-def _rule_pairs(rows: Sequence[dict[str, Any]], compared: Sequence[dict[str, Any]], new_from: int,
-                shared: frozenset[str]) -> Iterator[tuple[int, int, str]]:
+_BIRTH = 2 + RAW_COLUMNS.index("birth_date")
+_IDENTIFIERS = 2 + len(RAW_COLUMNS)
+
+
+def _rule_pairs(rows: Sequence[tuple[Any, ...]], new_from: int, shared: frozenset[str]
+                ) -> Iterator[tuple[int, int, str]]:
     buckets: dict[tuple[str, str], list[int]] = defaultdict(list)
     for i, row in enumerate(rows):
-        for rule, key in feat.identifier_keys(row.get("identifiers"), shared):
-            buckets[(rule, key)].append(i)
-        if row.get("enterprise_id"):  # sent by the source or set by a plugin: a shared enterprise id
-            buckets[("enterprise-id", str(row["enterprise_id"]))].append(i)
+        text = row[_IDENTIFIERS]
+        if text and feat.may_name_a_person(text, shared):
+            found = orjson.loads(text)
+            for rule, key in feat.identifier_keys(found if isinstance(found, list) else None, shared):
+                buckets[(rule, key)].append(i)
+        if row[_IDENTIFIERS + 1]:  # an enterprise id sent by the source or set by a plugin: a shared one
+            buckets[("enterprise-id", str(row[_IDENTIFIERS + 1]))].append(i)
     for (rule, _), members in buckets.items():
         if len(members) < 2 or len(members) > BUCKET_MAX or members[-1] < new_from:
             continue
         head = members[0]
         for other in members[1:]:
+            if other < new_from:
+                continue  # two known records: their pair is stored from an earlier run
             # an SSN or MBI keyed in wrong is common; an id another index or a shared EHR assigned is not
-            if rule not in ("ssn", "mbi") or _birth_dates_agree(compared[head]["birth_date"],
-                                                                 compared[other]["birth_date"]):
+            if rule not in ("ssn", "mbi") or _birth_dates_agree(rows[head][_BIRTH], rows[other][_BIRTH]):
                 yield head, other, rule
 
 
@@ -212,7 +253,7 @@ def _birth_dates_agree(a: str | None, b: str | None) -> bool:
     return sum(x != y for x, y in zip(a, b, strict=False)) <= 1
 
 
-def _replace_pairs(conn: sa.Connection, pairs: list[Pair], keys: list[Key], changed: set[Key], full: bool) -> None:
+def _replace_pairs(conn: sa.Connection, pairs: list[Pair], changed: set[Key], full: bool) -> None:
     t = identity_pairs
     if full:
         conn.execute(sa.delete(t).where(t.c.status.in_(UNDECIDED)))
@@ -222,8 +263,9 @@ def _replace_pairs(conn: sa.Connection, pairs: list[Pair], keys: list[Key], chan
                 for side_p, side_s in ((t.c.practice_a, t.c.source_a), (t.c.practice_b, t.c.source_b)):
                     conn.execute(sa.delete(t).where(t.c.status.in_(UNDECIDED), side_p == practice,
                                                     side_s.in_(chunk)))
+    # what is left of the pairs of changed records are decisions, which no run overwrites
     decided = {(r[0], r[1], r[2], r[3]) for r in conn.execute(
-        sa.select(t.c.practice_a, t.c.source_a, t.c.practice_b, t.c.source_b))}
+        sa.select(t.c.practice_a, t.c.source_a, t.c.practice_b, t.c.source_b).where(t.c.status.not_in(UNDECIDED)))}
     now = _now()
     rows = [{"practice_a": p.a[0], "source_a": p.a[1], "practice_b": p.b[0], "source_b": p.b[1], "rule": p.rule,
              "weight": p.weight, "probability": p.probability, "agreement": p.agreement, "status": p.status,
@@ -245,45 +287,100 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 
 
 # ------------------------------------------------------------------ clustering
-def _recluster(conn: sa.Connection, keys: list[Key], summary: RunSummary | None = None) -> list[Key]:
-    """Cluster every patient from the stored pairs, merges and decisions; write the links that
-    changed; return the records whose enterprise id changed."""
+def _touching(conn: sa.Connection, keys: set[Key], statuses: tuple[str, ...]) -> list[Any]:
+    """The pairs of these statuses with a record among ``keys`` (all of them when ``keys`` is huge)."""
     t = identity_pairs
+    q = sa.select(t.c.practice_a, t.c.source_a, t.c.practice_b, t.c.source_b, t.c.rule, t.c.weight, t.c.status
+                  ).where(t.c.status.in_(statuses))
+    if len(keys) > 20_000:
+        return [r for r in conn.execute(q) if (r[0], r[1]) in keys or (r[2], r[3]) in keys]
+    out: dict[tuple[Any, ...], Any] = {}
+    ordered = sorted(keys)
+    for chunk in _chunks(ordered, 400):
+        for a_or_b in (sa.tuple_(t.c.practice_a, t.c.source_a), sa.tuple_(t.c.practice_b, t.c.source_b)):
+            for r in conn.execute(q.where(a_or_b.in_(chunk))):
+                out[tuple(r[:4])] = r
+    return list(out.values())
+
+
+def _links_of(conn: sa.Connection, keys: Iterable[Key]) -> dict[Key, Any]:
+    out = {}
+    for chunk in _chunks(sorted(keys), 400):
+        for r in conn.execute(sa.select(identity_links).where(
+                sa.tuple_(identity_links.c.practice, identity_links.c.source_id).in_(chunk))):
+            out[(r.practice, r.source_id)] = r
+    return out
+
+
+def _merges(conn: sa.Connection, keys: set[Key] | None) -> list[tuple[Key, Key]]:
+    merges = RECORD_TABLES["patient_merge"]
+    practices = None if keys is None else sorted({k[0] for k in keys})
+    q = sa.select(merges.c.practice, merges.c.prior_source_id, merges.c.surviving_source_id)
+    if practices is not None:
+        q = q.where(merges.c.practice.in_(practices))
+    out = []
+    for practice, prior, surviving in conn.execute(q):
+        a, b = (practice, prior), (practice, surviving)
+        if a != b and (keys is None or a in keys or b in keys):
+            out.append((a, b))
+    return out
+
+
+def _closure(conn: sa.Connection, seeds: set[Key]) -> set[Key]:
+    """The records whose clusters a change to ``seeds`` may touch: the seeds, everyone under their
+    enterprise ids, their partners by link, decision or merge, and so on until nothing is added."""
+    members, frontier = set(seeds), set(seeds)
+    while frontier:
+        found: set[Key] = set()
+        eids = {r.enterprise_id for r in _links_of(conn, frontier).values()}
+        for chunk in _chunks(sorted(eids), 400):
+            found |= {(p, s) for p, s in conn.execute(sa.select(identity_links.c.practice, identity_links.c.source_id)
+                                                      .where(identity_links.c.enterprise_id.in_(chunk)))}
+        for r in _touching(conn, frontier, ("link", "accepted")):
+            found |= {(r[0], r[1]), (r[2], r[3])}
+        for a, b in _merges(conn, frontier):
+            found |= {a, b}
+        frontier = found - members
+        members |= frontier
+    return members
+
+
+def _recluster(conn: sa.Connection, keys: set[Key], *, prune: bool = False) -> list[Key]:
+    """Cluster ``keys`` (whole clusters: everyone, or a ``_closure``) from the stored pairs, merges and
+    decisions; write the links that changed; return the records whose enterprise id changed.
+    ``prune``: ``keys`` are every patient, and links of records no longer stored go."""
     edges: list[Edge] = []
     rejected: list[tuple[Key, Key]] = []
-    for row in conn.execute(sa.select(t.c.practice_a, t.c.source_a, t.c.practice_b, t.c.source_b, t.c.rule,
-                                      t.c.weight, t.c.status).where(t.c.status.in_(("link", "accepted", "rejected")))):
-        a, b = (row.practice_a, row.source_a), (row.practice_b, row.source_b)
-        if row.status == "rejected":
+    for r in _touching(conn, keys, ("link", "accepted", "rejected")):
+        a, b = (r[0], r[1]), (r[2], r[3])
+        if a not in keys or b not in keys:
+            continue
+        if r.status == "rejected":
             rejected.append((a, b))
-        elif row.status == "accepted":
+        elif r.status == "accepted":
             edges.append(Edge(a, b, "manual"))
         else:
-            edges.append(Edge(a, b, row.rule if row.rule and row.rule.startswith("rule:") else "match", row.weight))
-    merges = RECORD_TABLES["patient_merge"]
-    known = set(keys)
-    for practice, prior, surviving in conn.execute(sa.select(merges.c.practice, merges.c.prior_source_id,
-                                                             merges.c.surviving_source_id)):
-        a, b = (practice, prior), (practice, surviving)
-        if a in known and b in known and a != b:
+            edges.append(Edge(a, b, r.rule if r.rule and r.rule.startswith("rule:") else "match", r.weight))
+    for a, b in _merges(conn, None if prune else keys):
+        if a in keys and b in keys:
             edges.append(Edge(a, b, "merge"))
-    current = {(r.practice, r.source_id): r for r in conn.execute(sa.select(identity_links))}
-    split = [k for k, r in current.items() if r.split]
+    if prune:
+        current = {(r.practice, r.source_id): r for r in conn.execute(sa.select(identity_links))}
+    else:
+        current = _links_of(conn, keys)
+    split = [k for k, r in current.items() if r.split and k in keys]
     roots, by_edge = cluster(keys, edges, rejected=rejected, split=split)
-    ids = assign_ids(roots, {k: r.enterprise_id for k, r in current.items()})
+    ids = assign_ids(roots, {k: r.enterprise_id for k, r in current.items() if k in keys})
     now = _now()
     inserts, updates, moved = [], [], []
-    sizes: dict[str, int] = defaultdict(int)
-    for eid in ids.values():
-        sizes[eid] += 1
     for key, eid in ids.items():
         edge = by_edge.get(key)
-        is_split = key in current and bool(current[key].split)
+        was = current.get(key)
+        is_split = was is not None and bool(was.split)
         method = edge.method if edge else ("split" if is_split else "alone")
         weight = edge.weight if edge else None
-        was = current.get(key)
         link = {"practice": key[0], "source_id": key[1], "enterprise_id": eid, "method": method, "weight": weight,
-               "split": is_split, "linked_at": now}
+                "split": is_split, "linked_at": now}
         if was is None:
             inserts.append(link)
             moved.append(key)
@@ -298,23 +395,17 @@ def _recluster(conn: sa.Connection, keys: list[Key], summary: RunSummary | None 
                                                      identity_links.c.source_id == link["source_id"])
                      .values(enterprise_id=link["enterprise_id"], method=link["method"], weight=link["weight"],
                              linked_at=link["linked_at"]))
-    gone = [k for k in current if k not in ids]
-    for practice, source_id in gone:
-        conn.execute(sa.delete(identity_links).where(identity_links.c.practice == practice,
-                                                     identity_links.c.source_id == source_id))
-    if summary is not None:
-        summary.moved = len(moved)
-        summary.enterprises = len(sizes)
-        summary.linked = sum(n for n in sizes.values() if n > 1)
+    if prune:
+        for practice, source_id in [k for k in current if k not in ids]:
+            conn.execute(sa.delete(identity_links).where(identity_links.c.practice == practice,
+                                                         identity_links.c.source_id == source_id))
     return moved
 
 
-def recluster(engine: sa.Engine, plugins: Any = None) -> list[Key]:
-    """Cluster again after an operator's decision (no scoring): the records that moved."""
+def recluster(engine: sa.Engine, seeds: set[Key], plugins: Any = None) -> list[Key]:
+    """Cluster again around ``seeds`` after an operator's decision (no scoring): the records that moved."""
     with writer(engine).begin() as conn:
-        keys = [(p, s) for p, s in conn.execute(sa.select(RECORD_TABLES["patient"].c.practice,
-                                                          RECORD_TABLES["patient"].c.source_id))]
-        moved = _recluster(conn, keys)
+        moved = _recluster(conn, _closure(conn, seeds))
         if moved:
             _tell(plugins, conn, moved)
     return moved

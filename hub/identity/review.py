@@ -57,7 +57,7 @@ def decide(engine: sa.Engine, pair_id: int, *, accept: bool, by: str, plugins: A
             raise NotFound(f"no identity pair {pair_id}: see hub identity review")
         conn.execute(sa.update(t).where(t.c.id == pair_id).values(
             status="accepted" if accept else "rejected", decided_by=by[:64], decided_at=_now()))
-    moved = recluster(engine, plugins)
+    moved = recluster(engine, {(row.practice_a, row.source_a), (row.practice_b, row.source_b)}, plugins)
     return {"pair": pair_id, "status": "accepted" if accept else "rejected", "moved": len(moved)}
 
 
@@ -72,7 +72,7 @@ def link(engine: sa.Engine, a: Key, b: Key, *, by: str, plugins: Any = None) -> 
         for key in (first, second):  # a manual link undoes a split of either record
             conn.execute(sa.update(identity_links).where(identity_links.c.practice == key[0],
                                                          identity_links.c.source_id == key[1]).values(split=False))
-    moved = recluster(engine, plugins)
+    moved = recluster(engine, {first, second}, plugins)
     return {"linked": [_key_dict(first), _key_dict(second)], "moved": len(moved)}
 
 
@@ -88,11 +88,13 @@ def split(engine: sa.Engine, key: Key, *, by: str, plugins: Any = None) -> dict[
             raise IdentityError(f"patient {key[0]}/{key[1]} is not linked yet: run hub identity run first")
         touching = sa.or_(sa.and_(t.c.practice_a == key[0], t.c.source_a == key[1]),
                           sa.and_(t.c.practice_b == key[0], t.c.source_b == key[1]))
+        partners = {(r.enterprise_id and (r.practice, r.source_id)) for r in conn.execute(
+            sa.select(identity_links).where(identity_links.c.enterprise_id == link_row.enterprise_id))}
         conn.execute(sa.update(t).where(touching, t.c.status.in_(("link", "accepted", "review")))
                      .values(status="rejected", decided_by=by[:64], decided_at=_now()))
         conn.execute(sa.update(identity_links).where(identity_links.c.practice == key[0],
                                                      identity_links.c.source_id == key[1]).values(split=True))
-    moved = recluster(engine, plugins)
+    moved = recluster(engine, {key} | partners, plugins)
     return {"split": _key_dict(key), "moved": len(moved)}
 
 
