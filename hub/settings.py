@@ -108,7 +108,8 @@ class Settings:
         shown="unset")
     identity_interval: float = setting(
         "HUB_IDENTITY_INTERVAL", 60.0, "seconds between two incremental patient index runs in `hub serve`, "
-        "`hub mllp` and `hub worker` when patients changed; 0 turns them off", group="identity", minimum=0)
+        "`hub watch`, `hub mllp` and `hub worker` when patients changed; 0 turns them off", group="identity",
+        minimum=0)
     mso_vocabularies: str | None = setting(
         "HUB_MSO_VOCABULARIES", None, "the folder of the MSO vocabularies mapping files are checked against",
         shown="`mappings/mso`")

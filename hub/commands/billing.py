@@ -9,6 +9,8 @@ from typing import Any
 import click
 
 from hub.commands.base import State, dumps, pass_state
+from hub.commands.identity import link_after_ingest
+from hub.identity.background import IdentityTicker
 from hub.logging import configure_logging
 from hub.pipeline.watch import DropFolder, Taken
 from hub.store.practices import get_practice
@@ -57,7 +59,13 @@ def watch(state: State, folder: str, practice: str, connector: str | None, inter
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, stop)
         click.echo(f"watching {folder} for practice {practice} (every {interval:g} s; Ctrl-C stops)", err=True)
+    ticker = IdentityTicker(runtime)  # patients linked in batches (hub.identity.background)
+    if not once:
+        ticker.start()
     drop.run(interval, on_taken, once=once, stop=lambda: bool(stopping))
+    ticker.stop()
+    if once:
+        link_after_ingest(runtime)
     if once and failed:
         click.echo(f"hub: {len(failed)} file(s) moved to failed/: see their .report.json and "
                    f"hub messages list --practice {practice} --status error", err=True)

@@ -13,6 +13,7 @@ import click
 
 from hub.commands.base import State, cli_user, dumps, pass_state
 from hub.identity import review as index
+from hub.identity.background import pending
 from hub.identity.mpi import RunSummary, run_identity
 from hub.security.audit import AuditEntry, record
 from hub.store.engine import writer
@@ -29,7 +30,7 @@ def link_after_ingest(runtime: Any) -> RunSummary | None:
     processed its messages itself (inline) and patients changed (a queue's workers run their own,
     ``hub.identity.background``); its line goes to stderr. A failure leaves the ingest as it is
     and says so: the next run links what this one did not."""
-    if runtime.dispatcher.name != "inline":
+    if runtime.dispatcher.name != "inline" or not pending(runtime.engine):
         return None
     try:
         summary = run_identity(runtime.engine, settings=runtime.settings, plugins=runtime.plugins)
