@@ -7,10 +7,12 @@ enough patients (``TRAIN_MIN``), learns u from random pairs and m by expectation
 the hub's own records (unsupervised). Only pairs that share a blocking key are compared, so the
 cost grows with the records, not with their square.
 
-Two guards stand above the weights, for the people a weight sum mistakes for one: twins share a
-family name, a birth date and a household but not a given name; a parent and child namesake share
-names and a household but not a birth date. A pair whose given names or birth dates disagree
-outright is never linked by weight alone: at most it goes to review.
+Guards stand above the weights, for the people a weight sum mistakes for one: twins share a family
+name, a birth date and a household but not a given name; a parent and child namesake share names
+and a household but not a birth date. A pair whose given names or birth dates disagree outright is
+never linked by weight alone: at most it goes to review. And two people of one common name born on
+one day look like one person who moved: a pair with no address, phone or e-mail in common links
+only at ``CONTACTLESS_LINK`` (a rare name gets there), else it goes to review.
 """
 
 from __future__ import annotations
@@ -96,9 +98,11 @@ BLOCKING = ["l.birth_date = r.birth_date AND substr(l.family, 1, 1) = substr(r.f
             "l.birth_date = r.birth_date AND l.postal = r.postal",
             "l.given = r.given AND l.family = r.family", "l.phone = r.phone", "l.email = r.email",
             "l.street = r.street AND l.postal = r.postal", "l.family = r.family AND l.postal = r.postal"]
-TRAINING_BLOCKS = ["l.birth_date = r.birth_date AND substr(l.family, 1, 1) = substr(r.family, 1, 1)",
-                   "l.given = r.given AND l.family = r.family"]
+# EM learns m from pairs blocked on one of these: each rule's own fields are left out of what it learns
+TRAINING_BLOCKS = ["l.birth_date = r.birth_date", "l.given = r.given AND l.family = r.family"]
+TRAIN_SAMPLE = 200_000  # records the model is trained on, at most (a random sample of them beyond)
 GUARDED = ("given", "birth_date")  # a pair "different" on one of these is never linked by weight alone
+CONTACTLESS_LINK = 0.9999  # a pair with no address, phone or e-mail in common links only at this probability
 TF_COLUMNS = ("given", "family")
 PRIOR_MAX = 1e-4  # the prior match probability of two records, at most: a small store is not a crowd of twins
 
@@ -143,6 +147,20 @@ class Scored:
     def guarded(self) -> bool:
         return any(self.agreement.get(name) == "different" for name in GUARDED)
 
+    @property
+    def contactless(self) -> bool:
+        """Names and a birth date are all that agree: no address, phone or e-mail."""
+        return (self.agreement.get("address") not in ("exact", "close") and self.agreement.get("phone") != "exact"
+                and self.agreement.get("email") != "exact")
+
+    def status(self, link: float) -> str:
+        """``link`` at or above the threshold, unless a guard holds the pair back: then ``review``."""
+        if self.probability < link or self.guarded:
+            return "review"
+        if self.contactless and self.probability < max(link, CONTACTLESS_LINK):
+            return "review"  # the same name and birth date, living apart: strangers as often as movers
+        return "link"
+
 
 def raw_table(columns: dict[str, list[Any]]) -> Any:
     """The records to compare as an Arrow table: ``unique_id`` and ``features.RAW_COLUMNS`` (text)."""
@@ -179,10 +197,10 @@ def score(raw: Any, *, new_from: int = 0, model: dict[str, Any] | None = None, f
     prior = min(PRIOR_MAX, max(1e-9, 1.0 / n))
     if new_from == 0:
         con.execute("ALTER TABLE features RENAME TO patients_all")
+        if train and n >= TRAIN_MIN and model is None:
+            model = _trained(con, db, prior, n)
         linker = Linker(db.register("patients_all"), model or settings(prior), log_level=logging.WARNING)
         _frequencies(db, linker)
-        if train and n >= TRAIN_MIN and model is None:
-            _train(linker)
         used = linker.misc.save_model_to_json()
         return _pairs(linker.inference.predict(threshold_match_probability=floor), used), used
     con.execute(f"CREATE TABLE patients_known AS SELECT * FROM features WHERE unique_id < {int(new_from)}")
@@ -202,15 +220,28 @@ def _frequencies(db: Any, linker: Any) -> None:
         linker.table_management.register_term_frequency_lookup(db.register(f"tf_{column}"), column)
 
 
-def _train(linker: Any) -> None:
-    from splink import block_on
+def _trained(con: Any, db: Any, prior: float, n: int) -> dict[str, Any]:
+    """The model trained on the records (a random sample of ``TRAIN_SAMPLE`` of them when more): the
+    cost of training stays bounded, and a sample's match rate and weights are the whole's."""
+    from splink import Linker, block_on
 
-    training = linker.training
+    table = "patients_all"
+    if n > TRAIN_SAMPLE:
+        con.execute(f"CREATE TABLE patients_sample AS SELECT * FROM patients_all "
+                    f"USING SAMPLE reservoir({TRAIN_SAMPLE} ROWS) REPEATABLE (1)")
+        table = "patients_sample"
+    trainer = Linker(db.register(table), settings(prior), log_level=logging.WARNING)
+    _frequencies(db, trainer)
+    training = trainer.training
     training.estimate_probability_two_random_records_match(
         [block_on("given", "family", "birth_date"), block_on("phone"), block_on("email")], recall=0.8)
     training.estimate_u_using_random_sampling(max_pairs=2_000_000, seed=1)
     for rule in TRAINING_BLOCKS:
         training.estimate_parameters_using_expectation_maximisation(rule, fix_probability_two_random_records_match=True)
+    model: dict[str, Any] = trainer.misc.save_model_to_json()
+    if table != "patients_all":
+        con.execute("DROP TABLE patients_sample")
+    return model
 
 
 def _pairs(frame: Any, model: dict[str, Any]) -> list[Scored]:

@@ -210,8 +210,7 @@ def _pairs(rows: Sequence[tuple[Any, ...]], new_from: int, model: dict[str, Any]
     scored, used = matcher.score(raw, new_from=new_from, model=model, floor=s.identity_review, train=model is None)
     for p in scored:
         ka, kb = sorted((keys[p.left], keys[p.right]))
-        linked = p.probability >= s.identity_link and not p.guarded
-        out.setdefault((ka, kb), Pair(ka, kb, "match", "link" if linked else "review", round(p.weight, 3),
+        out.setdefault((ka, kb), Pair(ka, kb, "match", p.status(s.identity_link), round(p.weight, 3),
                                       round(p.probability, 6), p.agreement))
     return list(out.values()), used
 
