@@ -14,12 +14,11 @@ from flask import Response, current_app, g, stream_with_context
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 
+from hub.api.calls import audit, guarded
 from hub.errors import HubError, NotFound
 from hub.identity import review as index
 from hub.identity.mpi import run_identity
-from hub.security.audit import AuditEntry, record
-from hub.security.auth import client_address, require_roles
-from hub.store.engine import writer
+from hub.security.auth import require_roles
 
 blp = Blueprint("identity", __name__, description="The master patient index: links, review queue, decisions")
 
@@ -60,16 +59,6 @@ def _known(*keys: tuple[str, str]) -> None:
         raise NotFound("no such patient record")
 
 
-def _audit(action: str, target: str | None, practice: str | None, outcome: str) -> None:
-    runtime = current_app.extensions["hub"]
-    with writer(runtime.engine).begin() as conn:
-        record(conn, [AuditEntry(g.api_key.key_id, action, target, practice, client_address(), outcome)])
-    g.audited = True
-
-
-_DENIED = {401: "no or unknown key", 403: "a key of another role", 429: "too many requests (Retry-After)"}
-
-
 def _who() -> str:
     return f"key:{g.api_key.key_id}"
 
@@ -79,23 +68,19 @@ def _answer(action: str, target: str | None, practice: str | None, work: Any) ->
     try:
         out = work()
     except NotFound as exc:
-        _audit(action, target, practice, "404")
+        audit(action, target, practice, "404")
         abort(404, message=str(exc))
     except HubError as exc:
-        _audit(action, target, practice, "422")
+        audit(action, target, practice, "422")
         abort(422, message=str(exc))
-    _audit(action, target, practice, "200")
+    audit(action, target, practice, "200")
     return out
 
 
 @blp.route("/identity/run")
 class Run(MethodView):
     @require_roles("admin")
-    @blp.doc(operationId="runIdentity")
-    @blp.alt_response(401, description=_DENIED[401])
-    @blp.alt_response(403, description=_DENIED[403])
-    @blp.alt_response(409, description="another run is in progress")
-    @blp.alt_response(429, description=_DENIED[429])
+    @guarded(blp, "runIdentity", {409: "another run is in progress"})
     @blp.arguments(RunArgs, location="query")
     @blp.response(200)
     def post(self, args: dict[str, Any]) -> Any:
@@ -104,7 +89,7 @@ class Run(MethodView):
         409 when another run is in progress."""
         runtime = current_app.extensions["hub"]
         summary = run_identity(runtime.engine, full=args["full"], settings=runtime.settings, plugins=runtime.plugins)
-        _audit("identity.run", "full" if args["full"] else "incremental", None,
+        audit("identity.run", "full" if args["full"] else "incremental", None,
                "409" if summary.skipped else "200")
         if summary.skipped:
             abort(409, message=summary.skipped)
@@ -114,10 +99,7 @@ class Run(MethodView):
 @blp.route("/identity/review")
 class Review(MethodView):
     @require_roles("admin")
-    @blp.doc(operationId="listIdentityReview")
-    @blp.alt_response(401, description=_DENIED[401])
-    @blp.alt_response(403, description=_DENIED[403])
-    @blp.alt_response(429, description=_DENIED[429])
+    @guarded(blp, "listIdentityReview")
     @blp.arguments(PageArgs, location="query")
     @blp.response(200)
     def get(self, args: dict[str, Any]) -> Any:
@@ -125,18 +107,14 @@ class Review(MethodView):
         runtime = current_app.extensions["hub"]
         with runtime.engine.connect() as conn:
             total, pairs = index.review_queue(conn, limit=args["limit"], offset=args["offset"])
-        _audit("identity.review", None, None, "200")
+        audit("identity.review", None, None, "200")
         return {"total": total, "pairs": pairs}
 
 
 @blp.route("/identity/review/<int:pair_id>")
 class Decide(MethodView):
     @require_roles("admin")
-    @blp.doc(operationId="decideIdentityPair")
-    @blp.alt_response(401, description=_DENIED[401])
-    @blp.alt_response(403, description=_DENIED[403])
-    @blp.alt_response(404, description="no pair with this id")
-    @blp.alt_response(429, description=_DENIED[429])
+    @guarded(blp, "decideIdentityPair", {404: "no pair with this id"})
     @blp.arguments(DecisionArgs)
     @blp.response(200)
     def post(self, args: dict[str, Any], pair_id: int) -> Any:
@@ -155,11 +133,7 @@ class Decide(MethodView):
 @blp.route("/identity/link")
 class Link(MethodView):
     @require_roles("admin")
-    @blp.doc(operationId="linkPatients")
-    @blp.alt_response(401, description=_DENIED[401])
-    @blp.alt_response(403, description=_DENIED[403])
-    @blp.alt_response(404, description="no such patient record")
-    @blp.alt_response(429, description=_DENIED[429])
+    @guarded(blp, "linkPatients", {404: "no such patient record"})
     @blp.arguments(LinkArgs)
     @blp.response(200)
     def post(self, args: dict[str, Any]) -> Any:
@@ -177,11 +151,7 @@ class Link(MethodView):
 @blp.route("/identity/patients/<practice>/<path:source_id>")
 class Patient(MethodView):
     @require_roles("admin")
-    @blp.doc(operationId="explainPatient")
-    @blp.alt_response(401, description=_DENIED[401])
-    @blp.alt_response(403, description=_DENIED[403])
-    @blp.alt_response(404, description="no such patient record")
-    @blp.alt_response(429, description=_DENIED[429])
+    @guarded(blp, "explainPatient", {404: "no such patient record"})
     @blp.response(200)
     def get(self, practice: str, source_id: str) -> Any:
         """How one patient record is linked: enterprise id, method, the records under it, its pairs."""
@@ -198,12 +168,7 @@ class Patient(MethodView):
 @blp.route("/identity/patients/<practice>/<path:source_id>/split")
 class Split(MethodView):
     @require_roles("admin")
-    @blp.doc(operationId="splitPatient")
-    @blp.alt_response(401, description=_DENIED[401])
-    @blp.alt_response(403, description=_DENIED[403])
-    @blp.alt_response(404, description="no such patient record")
-    @blp.alt_response(422, description="the record is not linked yet")
-    @blp.alt_response(429, description=_DENIED[429])
+    @guarded(blp, "splitPatient", {404: "no such patient record", 422: "the record is not linked yet"})
     @blp.response(200)
     def post(self, practice: str, source_id: str) -> Any:
         """Take the record out of its enterprise id; it stays apart until an operator links it."""
@@ -219,17 +184,14 @@ class Split(MethodView):
 @blp.route("/identity/export")
 class Export(MethodView):
     @require_roles("admin")
-    @blp.doc(operationId="exportIdentity")
-    @blp.alt_response(401, description=_DENIED[401])
-    @blp.alt_response(403, description=_DENIED[403])
-    @blp.alt_response(429, description=_DENIED[429])
+    @guarded(blp, "exportIdentity")
     @blp.arguments(ExportArgs, location="query")
     @blp.response(200)
     def get(self, args: dict[str, Any]) -> Any:
         """Every patient record: practice, source id, enterprise id, how it was linked (JSON or CSV)."""
         runtime = current_app.extensions["hub"]
         fmt = args["format"]
-        _audit("identity.export", fmt, None, "200")
+        audit("identity.export", fmt, None, "200")
 
         def lines() -> Any:  # streamed: a million patients are not held in memory
             with runtime.engine.connect() as conn:

@@ -10,15 +10,14 @@ from typing import Any
 
 import marshmallow as ma
 import sqlalchemy as sa
-from flask import current_app, g
+from flask import current_app
 from flask_smorest import Blueprint, abort
 
+from hub.api.calls import DENIED, audit
 from hub.model.tables import audit_log
 from hub.pipeline.replay import reprocess
-from hub.security.audit import AuditEntry, record
-from hub.security.auth import client_address, require_roles
+from hub.security.auth import require_roles
 from hub.store import messages as message_store
-from hub.store.engine import writer
 
 blp = Blueprint("messages", __name__, description="The message store: errors, reasons, reprocessing")
 
@@ -80,23 +79,13 @@ class ReprocessQuerySchema(ma.Schema):
     practice = ma.fields.String(validate=ma.validate.Length(min=1, max=64))
 
 
-def _audit(action: str, target: str | None, practice: str | None, outcome: str) -> None:
-    runtime = current_app.extensions["hub"]
-    with writer(runtime.engine).begin() as conn:
-        record(conn, [AuditEntry(g.api_key.key_id, action, target, practice, client_address(), outcome)])
-    g.audited = True
-
-
-_DENIED = {401: "no or unknown key", 403: "a key of another role", 429: "too many requests (Retry-After)"}
-
-
 @blp.route("/messages", methods=["GET"])
 @blp.arguments(MessageQuerySchema, location="query")
 @blp.response(200, MessageSchema(many=True))
 @blp.doc(operationId="listMessages", summary="List stored messages, newest first (never their content)")
-@blp.alt_response(401, description=_DENIED[401])
-@blp.alt_response(403, description=_DENIED[403])
-@blp.alt_response(429, description=_DENIED[429])
+@blp.alt_response(401, description=DENIED[401])
+@blp.alt_response(403, description=DENIED[403])
+@blp.alt_response(429, description=DENIED[429])
 @require_roles("admin")
 def list_messages(query: dict[str, Any]) -> Any:
     runtime = current_app.extensions["hub"]
@@ -104,25 +93,25 @@ def list_messages(query: dict[str, Any]) -> Any:
         rows = message_store.list_messages(conn, practice=query.get("practice"), status=query.get("status"),
                                            limit=query["limit"], offset=query["offset"])
         _resolutions(conn, rows)
-    _audit("messages.list", query.get("status"), query.get("practice"), f"{len(rows)} listed")
+    audit("messages.list", query.get("status"), query.get("practice"), f"{len(rows)} listed")
     return rows
 
 
 @blp.route("/messages/<int:message_id>/reprocess", methods=["POST"])
 @blp.response(200, ReprocessResultSchema)
 @blp.doc(operationId="reprocessMessage", summary="Replay one message through the current mapping")
-@blp.alt_response(401, description=_DENIED[401])
-@blp.alt_response(403, description=_DENIED[403])
+@blp.alt_response(401, description=DENIED[401])
+@blp.alt_response(403, description=DENIED[403])
 @blp.alt_response(404, description="no message with this id holds content to replay")
-@blp.alt_response(429, description=_DENIED[429])
+@blp.alt_response(429, description=DENIED[429])
 @require_roles("admin")
 def reprocess_message(message_id: int) -> Any:
     runtime = current_app.extensions["hub"]
     result = reprocess(runtime, ids=[message_id]) if message_id <= MAX_ID else {"submitted": 0}
     if not result["submitted"]:
-        _audit("messages.reprocess", str(message_id), None, "not found")
+        audit("messages.reprocess", str(message_id), None, "not found")
         abort(404, message=f"no message {message_id} with content to replay")
-    _audit("messages.reprocess", str(message_id), None, _outcome(result))
+    audit("messages.reprocess", str(message_id), None, _outcome(result))
     return {**result, "queued": bool(result["queued"])}
 
 
@@ -131,15 +120,15 @@ def reprocess_message(message_id: int) -> Any:
 @blp.response(200, ReprocessResultSchema)
 @blp.doc(operationId="reprocessMessages",
          summary="Replay every message of a status (default: error) and/or practice, after a mapping fix")
-@blp.alt_response(401, description=_DENIED[401])
-@blp.alt_response(403, description=_DENIED[403])
-@blp.alt_response(429, description=_DENIED[429])
+@blp.alt_response(401, description=DENIED[401])
+@blp.alt_response(403, description=DENIED[403])
+@blp.alt_response(429, description=DENIED[429])
 @require_roles("admin")
 def reprocess_messages(query: dict[str, Any]) -> Any:
     runtime = current_app.extensions["hub"]
     status = query.get("status") or "error"
     result = reprocess(runtime, practice=query.get("practice"), status=status)
-    _audit("messages.reprocess", f"status={status}", query.get("practice"), _outcome(result))
+    audit("messages.reprocess", f"status={status}", query.get("practice"), _outcome(result))
     return {**result, "queued": bool(result["queued"])}
 
 

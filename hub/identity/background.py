@@ -9,13 +9,13 @@ records that arrive by a queue's workers, MLLP or HTTP are linked in batches, ne
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
 import sqlalchemy as sa
 
 from hub.identity.mpi import run_identity
 from hub.model.tables import RECORD_TABLES, identity_runs
+from hub.pipeline.sweeper import Ticker
 
 log = logging.getLogger("hub.identity")
 
@@ -32,24 +32,15 @@ def pending(engine: sa.Engine) -> bool:
         return conn.execute(q).first() is not None
 
 
-class IdentityTicker:
-    """A daemon thread that runs the index when patients changed, every ``interval`` seconds."""
+class IdentityTicker(Ticker):
+    """Runs the index when patients changed, every ``interval`` seconds (``HUB_IDENTITY_INTERVAL``)."""
+
+    name = "hub-identity"
+    log = log
 
     def __init__(self, runtime: Any, *, interval: float | None = None) -> None:
+        super().__init__(interval if interval is not None else runtime.settings.identity_interval)
         self.runtime = runtime
-        self.interval = interval if interval is not None else runtime.settings.identity_interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="hub-identity", daemon=True)
-
-    def start(self) -> IdentityTicker:
-        if self.interval > 0:
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=30)
 
     def tick(self) -> None:
         runtime = self.runtime
@@ -57,10 +48,3 @@ class IdentityTicker:
             summary = run_identity(runtime.engine, settings=runtime.settings, plugins=runtime.plugins)
             if not summary.skipped:
                 log.info("%s", summary.describe())
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.tick()
-            except Exception as exc:  # the store is down, say: the next tick tries again
-                log.warning("patient index run failed (%s); retrying in %ss", type(exc).__name__, self.interval)

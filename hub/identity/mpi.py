@@ -97,8 +97,8 @@ def run_identity(engine: sa.Engine, *, full: bool = False, settings: Settings | 
                                 .order_by(identity_runs.c.id.desc()).limit(1)).first()
             summary.full = full = full or last is None or last.model is None
             since = None if full or last is None else _aware(last.watermark)
-            rows = _read_patients(conn, since)
             watermark = _aware(conn.execute(sa.select(sa.func.max(RECORD_TABLES["patient"].c.updated_at))).scalar())
+            rows = _read_patients(conn, full)
         summary.patients = len(rows)
         rows.sort(key=lambda r: r[-1])  # the known first, then the new and changed
         new_from = sum(1 for r in rows if not r[-1])
@@ -117,6 +117,7 @@ def run_identity(engine: sa.Engine, *, full: bool = False, settings: Settings | 
             if not full:
                 seeds |= _merged_since(conn, since)
             moved = _recluster(conn, set(keys) if full else _closure(conn, seeds), prune=full)
+            _mark_compared(conn, rows[new_from:], full)
             if moved:
                 _tell(plugins, conn, moved)
             summary.moved = len(moved)
@@ -129,17 +130,32 @@ def run_identity(engine: sa.Engine, *, full: bool = False, settings: Settings | 
     return summary
 
 
-def _read_patients(conn: sa.Connection, since: dt.datetime | None) -> list[tuple[Any, ...]]:
+def _read_patients(conn: sa.Connection, full: bool) -> list[tuple[Any, ...]]:
     """(practice, source id, the raw compared columns as text, identifiers as JSON text, a sent
-    enterprise id, changed) of every patient; changed: updated after ``since`` or never linked."""
+    enterprise id, updated at, changed) of every patient; changed: never compared, or its row
+    written since it was (``updated_at`` differs: whichever writer's clock, whatever commit order)."""
     p, links = RECORD_TABLES["patient"], identity_links
-    changed: Any = sa.literal(1) if since is None else sa.case(
-        (p.c.updated_at > since, 1), (links.c.practice.is_(None), 1), else_=0)
+    changed: Any = sa.literal(1) if full else sa.case(
+        (links.c.compared_at.is_(None), 1), (links.c.compared_at != p.c.updated_at, 1), else_=0)
     columns = [sa.cast(p.c[name], sa.String) if name == "birth_date" else p.c[name] for name in RAW_COLUMNS]
     joined = p.outerjoin(links, sa.and_(links.c.practice == p.c.practice, links.c.source_id == p.c.source_id))
     q = sa.select(p.c.practice, p.c.source_id, *columns, sa.cast(p.c.identifiers, sa.Text), p.c.enterprise_id,
-                  changed).select_from(joined)
+                  p.c.updated_at, changed).select_from(joined)
     return [tuple(r) for r in conn.execute(q)]
+
+
+def _mark_compared(conn: sa.Connection, compared: Sequence[tuple[Any, ...]], full: bool) -> None:
+    links = identity_links
+    if full:  # one statement rather than a million
+        p = RECORD_TABLES["patient"]
+        conn.execute(sa.update(links).values(compared_at=sa.select(p.c.updated_at).where(
+            p.c.practice == links.c.practice, p.c.source_id == links.c.source_id).scalar_subquery()))
+        return
+    rows = [{"p": r[0], "s": r[1], "at": r[_UPDATED]} for r in compared]
+    stmt = sa.update(links).where(links.c.practice == sa.bindparam("p"), links.c.source_id == sa.bindparam("s")
+                                  ).values(compared_at=sa.bindparam("at"))
+    for chunk in _chunks(rows, 5000):
+        conn.execute(stmt, chunk)
 
 
 def _merged_since(conn: sa.Connection, since: dt.datetime | None) -> set[Key]:
@@ -216,7 +232,8 @@ def _pairs(rows: Sequence[tuple[Any, ...]], new_from: int, model: dict[str, Any]
 
 
 _BIRTH = 2 + RAW_COLUMNS.index("birth_date")
-_IDENTIFIERS = 2 + len(RAW_COLUMNS)
+_IDENTIFIERS = 2 + len(RAW_COLUMNS)  # then the sent enterprise id, updated_at, changed
+_UPDATED = _IDENTIFIERS + 2
 
 
 def _rule_pairs(rows: Sequence[tuple[Any, ...]], new_from: int, shared: frozenset[str]

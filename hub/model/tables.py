@@ -265,6 +265,8 @@ identity_links = sa.Table(
     sa.Column("split", sa.Boolean(), nullable=False, server_default=sa.false(),
               doc="an operator split the record off: only manual links join it to others"),
     sa.Column("linked_at", UTCDateTime(), nullable=False),
+    sa.Column("compared_at", UTCDateTime(), doc="the patient row's updated_at when a run last compared it: a "
+                                                "patient whose row differs since is compared again"),
     sa.PrimaryKeyConstraint("practice", "source_id", name="pk_identity_links"),
 )
 

@@ -44,17 +44,19 @@ def sweep(runtime: Runtime, older_than_s: float) -> int:
     return len(ids)
 
 
-class Sweeper:
-    """A daemon thread that sweeps every ``interval`` seconds until ``stop``."""
+class Ticker:
+    """A daemon thread that calls ``tick`` every ``interval`` seconds until ``stop`` (0: never starts);
+    a tick that fails is logged by the exception's type only and tried again at the next."""
 
-    def __init__(self, runtime: Runtime, *, interval: float | None = None, older_than: float | None = None) -> None:
-        self.runtime = runtime
-        self.interval = interval if interval is not None else runtime.settings.sweep_interval
-        self.older_than = older_than if older_than is not None else runtime.settings.requeue_after
+    name = "hub-ticker"
+    log = log
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="hub-sweeper", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
 
-    def start(self) -> Sweeper:
+    def start(self) -> Ticker:
         if self.interval > 0:
             self._thread.start()
         return self
@@ -62,11 +64,28 @@ class Sweeper:
     def stop(self) -> None:
         self._stop.set()
         if self._thread.is_alive():
-            self._thread.join(timeout=10)
+            self._thread.join(timeout=30)
+
+    def tick(self) -> None:
+        raise NotImplementedError
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                sweep(self.runtime, self.older_than)
-            except Exception as exc:  # the store or the queue is down: the next sweep tries again
-                log.warning("sweep failed (%s); retrying in %ss", type(exc).__name__, self.interval)
+                self.tick()
+            except Exception as exc:  # the store or the queue is down: the next tick tries again
+                self.log.warning("%s failed (%s); retrying in %ss", self.name, type(exc).__name__, self.interval)
+
+
+class Sweeper(Ticker):
+    """Sweeps every ``interval`` seconds (``HUB_SWEEP_INTERVAL``)."""
+
+    name = "hub-sweeper"
+
+    def __init__(self, runtime: Runtime, *, interval: float | None = None, older_than: float | None = None) -> None:
+        super().__init__(interval if interval is not None else runtime.settings.sweep_interval)
+        self.runtime = runtime
+        self.older_than = older_than if older_than is not None else runtime.settings.requeue_after
+
+    def tick(self) -> None:
+        sweep(self.runtime, self.older_than)

@@ -41,6 +41,7 @@ def upgrade() -> None:
         sa.Column("weight", sa.Float()),
         sa.Column("split", sa.Boolean(), nullable=False, server_default=sa.false()),
         sa.Column("linked_at", UTC, nullable=False),
+        sa.Column("compared_at", UTC),
         sa.PrimaryKeyConstraint("practice", "source_id", name="pk_identity_links"),
     )
     op.create_index("ix_identity_links_enterprise_id", "identity_links", ["enterprise_id"])
