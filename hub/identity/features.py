@@ -7,19 +7,19 @@ hyphenated name agrees with either half. Phones keep their last ten digits, post
 five, street lines their words with the usual abbreviations. A value that names nobody (a phone of
 one repeated digit, 555-1212) is dropped rather than compared.
 
-The identifiers that name one person across practices (SSN, MBI, shared systems) are read here too
-(``identifier_keys``), for the deterministic rules.
+The identifiers that name one person across practices (SSN, MBI, shared systems, a sent
+enterprise id) are read here too, in SQL as well (``rule_pairs_sql``), for the deterministic rules.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
-from typing import Any
 
 SSN_SYSTEMS = frozenset({"http://hl7.org/fhir/sid/us-ssn", "urn:oid:2.16.840.1.113883.4.1"})
 MBI_SYSTEMS = frozenset({"http://hl7.org/fhir/sid/us-mbi", "urn:oid:2.16.840.1.113883.4.927"})
 RAW_COLUMNS = ("given_name", "family_name", "birth_date", "sex", "postal_code", "phone", "address_line", "email")
+RULE_COLUMNS = ("identifiers", "enterprise_id")  # JSON text, and an enterprise id a feed or plugin sent
 _STREET_WORDS = {"street": "st", "avenue": "ave", "av": "ave", "road": "rd", "drive": "dr", "lane": "ln",
                  "boulevard": "blvd", "court": "ct", "place": "pl", "apartment": "apt", "suite": "ste",
                  "north": "n", "south": "s", "east": "e", "west": "w", "highway": "hwy", "terrace": "ter",
@@ -85,44 +85,55 @@ def nickname_groups() -> tuple[list[str], list[list[str]]]:
     return names, [sorted({name} | nn.nicknames_of(name) | nn.canonicals_of(name)) for name in names]
 
 
-def ssn(value: str | None) -> str | None:
-    digits = "".join(ch for ch in value or "" if ch.isdigit())
-    if len(digits) != 9 or digits[:3] in ("000", "666") or digits[:3] >= "900" or digits[3:5] == "00" \
-            or digits[5:] == "0000" or digits in ("123456789", "078051120"):
-        return None  # not a number the SSA issues: a placeholder some systems send
-    return digits
+def _quoted(values: Iterable[str]) -> str:
+    return ", ".join("'" + v.replace("'", "''") + "'" for v in sorted(values)) or "NULL"
 
 
-def mbi(value: str | None) -> str | None:
-    text = "".join(ch for ch in value or "" if ch.isalnum()).upper()
-    return text if len(text) == 11 and text[0] in "123456789" else None
-
-
-def identifier_keys(identifiers: Iterable[dict[str, Any]] | None, shared: frozenset[str]) -> list[tuple[str, str]]:
-    """(rule, key) of the identifiers that name one person across practices: SSN, MBI, and the
-    systems the deployment declares shared (an enterprise id, a shared EHR instance's MRNs)."""
-    out: list[tuple[str, str]] = []
-    for ident in identifiers or ():
-        if not isinstance(ident, dict):
-            continue
-        system, value, kind = ident.get("system") or "", ident.get("value"), (ident.get("type") or "").upper()
-        if not value:
-            continue
-        if system in SSN_SYSTEMS or (kind == "SS" and not system.startswith(("urn:", "http"))):
-            if (number := ssn(str(value))) is not None:
-                out.append(("ssn", number))
-        elif system in MBI_SYSTEMS:
-            if (number := mbi(str(value))) is not None:
-                out.append(("mbi", number))
-        elif system and system in shared:
-            out.append(("shared-id", f"{system}|{str(value).strip()}"))
-    return out
-
-
-def may_name_a_person(identifiers_text: str | None, shared: frozenset[str]) -> bool:
-    """A cheap look at the stored JSON before parsing it: could it hold an SSN, MBI or shared id?"""
-    if not identifiers_text:
-        return False
-    return ("ssn" in identifiers_text or "mbi" in identifiers_text or '"SS"' in identifiers_text
-            or "4.1" in identifiers_text or "4.927" in identifiers_text
-            or any(system in identifiers_text for system in shared))
+def rule_pairs_sql(shared: Iterable[str], new_from: int, bucket_max: int) -> str:
+    """raw (unique_id, birth_date, identifiers as JSON text, enterprise_id) → (rule, head, other): the
+    records that share an SSN, MBI, shared-system identifier or sent enterprise id, each joined to the
+    first of its key (a star, not every pair), for keys with a record from ``new_from`` on. A key
+    more than ``bucket_max`` records share is a placeholder, not a person. An SSN or MBI keyed in
+    wrong is common: records whose birth dates disagree beyond a swap or one character are left to
+    the model. A value the SSA never issues (000-, 666-, 9xx-, 123-45-6789) is not an SSN."""
+    ssn_rule = (f"system IN ({_quoted(SSN_SYSTEMS)}) OR (kind = 'SS' AND system NOT LIKE 'urn:%' "
+                "AND system NOT LIKE 'http%')")
+    return f"""
+WITH ids AS (
+  SELECT unique_id, unnest(CAST(json(identifiers) AS JSON[])) AS ident FROM raw
+  WHERE identifiers IS NOT NULL AND json_valid(identifiers) AND json_type(json(identifiers)) = 'ARRAY'
+), parts AS (
+  SELECT unique_id, coalesce(json_extract_string(ident, '$.system'), '') AS system,
+    trim(coalesce(json_extract_string(ident, '$.value'), '')) AS value,
+    upper(coalesce(json_extract_string(ident, '$.type'), '')) AS kind
+  FROM ids WHERE json_type(ident) = 'OBJECT'
+), keyed AS (
+  SELECT unique_id,
+    CASE WHEN {ssn_rule} THEN 'ssn' WHEN system IN ({_quoted(MBI_SYSTEMS)}) THEN 'mbi'
+         WHEN system IN ({_quoted(shared)}) THEN 'shared-id' END AS rule,
+    CASE WHEN {ssn_rule} THEN regexp_replace(value, '[^0-9]', '', 'g')
+         WHEN system IN ({_quoted(MBI_SYSTEMS)}) THEN upper(regexp_replace(value, '[^A-Za-z0-9]', '', 'g'))
+         ELSE system || '|' || value END AS key
+  FROM parts WHERE value <> ''
+), valid AS (
+  SELECT DISTINCT unique_id, rule, key FROM keyed WHERE
+    (rule = 'ssn' AND length(key) = 9 AND left(key, 3) NOT IN ('000', '666') AND left(key, 3) < '900'
+     AND substr(key, 4, 2) <> '00' AND right(key, 4) <> '0000' AND key NOT IN ('123456789', '078051120'))
+    OR (rule = 'mbi' AND length(key) = 11 AND left(key, 1) BETWEEN '1' AND '9')
+    OR rule = 'shared-id'
+  UNION
+  SELECT unique_id, 'enterprise-id', enterprise_id FROM raw WHERE coalesce(enterprise_id, '') <> ''
+), buckets AS (
+  SELECT rule, list(unique_id ORDER BY unique_id) AS members FROM valid GROUP BY rule, key
+  HAVING count(*) BETWEEN 2 AND {int(bucket_max)} AND max(unique_id) >= {int(new_from)}
+), star AS (
+  SELECT rule, members[1] AS head, unnest(members[2:]) AS other FROM buckets
+)
+SELECT s.rule, s.head, s.other FROM star s
+JOIN raw a ON a.unique_id = s.head JOIN raw b ON b.unique_id = s.other
+WHERE s.other >= {int(new_from)} AND (s.rule NOT IN ('ssn', 'mbi') OR a.birth_date IS NULL OR b.birth_date IS NULL
+  OR a.birth_date = b.birth_date
+  OR (length(a.birth_date) = length(b.birth_date) AND hamming(a.birth_date, b.birth_date) <= 1)
+  OR (left(a.birth_date, 4) = left(b.birth_date, 4) AND substr(a.birth_date, 6, 2) = substr(b.birth_date, 9, 2)
+      AND substr(a.birth_date, 9, 2) = substr(b.birth_date, 6, 2)))
+"""

@@ -18,12 +18,14 @@ only at ``CONTACTLESS_LINK`` (a rare name gets there), else it goes to review.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from hub.identity.features import FEATURES_SQL, RAW_COLUMNS, nickname_groups
+from hub.identity.features import FEATURES_SQL, RAW_COLUMNS, RULE_COLUMNS, nickname_groups, rule_pairs_sql
 
 TRAIN_MIN = 2000  # records before the model learns its own weights (fewer: the priors)
+BUCKET_MAX = 25  # records sharing one rule key beyond this: a placeholder value, not a person
 FIELDS = ("given", "given_group", "family", "family_parts", "birth_date", "sex", "street", "postal", "phone", "email")
 
 
@@ -163,30 +165,36 @@ class Scored:
 
 
 def raw_table(columns: dict[str, list[Any]]) -> Any:
-    """The records to compare as an Arrow table: ``unique_id`` and ``features.RAW_COLUMNS`` (text)."""
+    """The records to compare as an Arrow table: ``unique_id`` and ``features.RAW_COLUMNS`` and
+    ``features.RULE_COLUMNS`` (text)."""
     import pyarrow as pa
 
-    schema = pa.schema([("unique_id", pa.int64())] + [(name, pa.string()) for name in RAW_COLUMNS])
+    schema = pa.schema([("unique_id", pa.int64())] + [(name, pa.string()) for name in (*RAW_COLUMNS, *RULE_COLUMNS)])
     return pa.table({name: columns[name] for name in schema.names}, schema=schema)
 
 
 def score(raw: Any, *, new_from: int = 0, model: dict[str, Any] | None = None, floor: float = 0.5,
-          train: bool = False) -> tuple[list[Scored], dict[str, Any]]:
+          train: bool = False, shared: Iterable[str] = ()
+          ) -> tuple[list[Scored], list[tuple[int, int, str]], dict[str, Any]]:
     """Score the pairs among the records of ``raw`` (``raw_table``; ``unique_id`` is the row's index)
     at or above the probability ``floor``. ``new_from``: records with a smaller id were compared
     already, so only pairs with a record from it on are scored. ``model``: a saved model (else the
-    priors, trained when ``train`` and there are enough records). Returns the pairs and the model used."""
+    priors, trained when ``train`` and there are enough records). Returns the scored pairs, the
+    pairs of the deterministic rules ((head, other, rule); ``shared``: the shared identifier
+    systems), and the model used."""
     import duckdb
     import pyarrow as pa
     from splink import DuckDBAPI, Linker
 
-    logging.getLogger("splink").setLevel(logging.WARNING)
+    logging.getLogger("splink").setLevel(logging.ERROR)  # its notes on training are not the operator's
     n = raw.num_rows
     if n < 2 or new_from >= n:
-        return [], model or settings(PRIOR_MAX)
+        return [], [], model or settings(PRIOR_MAX)
     con = duckdb.connect()
     names, groups = nickname_groups()
     con.register("raw", raw)
+    rules = [(int(head), int(other), str(rule)) for rule, head, other in
+             con.execute(rule_pairs_sql(shared, new_from, BUCKET_MAX)).fetchall()]
     con.register("nicknames", pa.table({"name": names, "grp": groups}))
     con.execute(f"CREATE TABLE features AS {FEATURES_SQL}")
     con.unregister("raw")
@@ -199,20 +207,20 @@ def score(raw: Any, *, new_from: int = 0, model: dict[str, Any] | None = None, f
         con.execute("ALTER TABLE features RENAME TO patients_all")
         if train and n >= TRAIN_MIN and model is None:
             model = _trained(con, db, prior, n)
-        linker = Linker(db.register("patients_all"), model or settings(prior), log_level=logging.WARNING)
+        linker = Linker(db.register("patients_all"), model or settings(prior), log_level=logging.ERROR)
         _frequencies(db, linker)
         used = linker.misc.save_model_to_json()
-        return _pairs(linker.inference.predict(threshold_match_probability=floor), used), used
+        return _pairs(linker.inference.predict(threshold_match_probability=floor), used), rules, used
     con.execute(f"CREATE TABLE patients_known AS SELECT * FROM features WHERE unique_id < {int(new_from)}")
     con.execute(f"CREATE TABLE patients_new AS SELECT * FROM features WHERE unique_id >= {int(new_from)}")
     con.execute("DROP TABLE features")
     old, new = db.register("patients_known"), db.register("patients_new")
-    linker = Linker(new, model or settings(prior), log_level=logging.WARNING)
+    linker = Linker(new, model or settings(prior), log_level=logging.ERROR)
     _frequencies(db, linker)
     used = linker.misc.save_model_to_json()
     between = linker.inference.predict_between(old, new, threshold_match_probability=floor, warning_mode="never")
     within = linker.inference.predict_within(new, threshold_match_probability=floor, warning_mode="never")
-    return _pairs(between, used) + _pairs(within, used), used
+    return _pairs(between, used) + _pairs(within, used), rules, used
 
 
 def _frequencies(db: Any, linker: Any) -> None:
@@ -230,7 +238,7 @@ def _trained(con: Any, db: Any, prior: float, n: int) -> dict[str, Any]:
         con.execute(f"CREATE TABLE patients_sample AS SELECT * FROM patients_all "
                     f"USING SAMPLE reservoir({TRAIN_SAMPLE} ROWS) REPEATABLE (1)")
         table = "patients_sample"
-    trainer = Linker(db.register(table), settings(prior), log_level=logging.WARNING)
+    trainer = Linker(db.register(table), settings(prior), log_level=logging.ERROR)
     _frequencies(db, trainer)
     training = trainer.training
     training.estimate_probability_two_random_records_match(

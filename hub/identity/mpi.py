@@ -24,18 +24,15 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 
-from hub.identity import features as feat
 from hub.identity.cluster import Edge, Key, assign_ids, cluster
-from hub.identity.features import RAW_COLUMNS
+from hub.identity.features import RAW_COLUMNS, RULE_COLUMNS
 from hub.model.tables import RECORD_TABLES, identity_links, identity_pairs, identity_runs
 from hub.settings import Settings, current
 from hub.store.engine import writer
 
 LEASE = dt.timedelta(minutes=30)  # a run not finished after this is taken for dead
-BUCKET_MAX = 25  # records sharing one rule key beyond this: a placeholder value, not a person
 _LOCK = 7305533  # PostgreSQL advisory lock namespace of the run lease
 _PATIENT_COLUMNS = ("practice", "source_id", "family_name", "given_name", "birth_date", "sex", "postal_code",
                     "phone", "address_line", "email", "identifiers", "enterprise_id", "updated_at")
@@ -98,7 +95,7 @@ def run_identity(engine: sa.Engine, *, full: bool = False, settings: Settings | 
             summary.full = full = full or last is None or last.model is None
             since = None if full or last is None else _aware(last.watermark)
             watermark = _aware(conn.execute(sa.select(sa.func.max(RECORD_TABLES["patient"].c.updated_at))).scalar())
-            rows = _read_patients(conn, full)
+            rows = _read_patients(conn, full, s.identity_shared_systems)
         summary.patients = len(rows)
         rows.sort(key=lambda r: r[-1])  # the known first, then the new and changed
         new_from = sum(1 for r in rows if not r[-1])
@@ -130,7 +127,7 @@ def run_identity(engine: sa.Engine, *, full: bool = False, settings: Settings | 
     return summary
 
 
-def _read_patients(conn: sa.Connection, full: bool) -> list[tuple[Any, ...]]:
+def _read_patients(conn: sa.Connection, full: bool, shared: Sequence[str]) -> list[tuple[Any, ...]]:
     """(practice, source id, the raw compared columns as text, identifiers as JSON text, a sent
     enterprise id, updated at, changed) of every patient; changed: never compared, or its row
     written since it was (``updated_at`` differs: whichever writer's clock, whatever commit order)."""
@@ -139,8 +136,13 @@ def _read_patients(conn: sa.Connection, full: bool) -> list[tuple[Any, ...]]:
         (links.c.compared_at.is_(None), 1), (links.c.compared_at != p.c.updated_at, 1), else_=0)
     columns = [sa.cast(p.c[name], sa.String) if name == "birth_date" else p.c[name] for name in RAW_COLUMNS]
     joined = p.outerjoin(links, sa.and_(links.c.practice == p.c.practice, links.c.source_id == p.c.source_id))
-    q = sa.select(p.c.practice, p.c.source_id, *columns, sa.cast(p.c.identifiers, sa.Text), p.c.enterprise_id,
-                  p.c.updated_at, changed).select_from(joined)
+    # identifiers only where they may hold an SSN, MBI or shared id: most rows then carry a NULL
+    text = sa.cast(p.c.identifiers, sa.Text)
+    markers = ["%ssn%", "%mbi%", '%"SS"%', "%.4.1%", "%.4.927%", *[f"%{x}%" for x in shared]]
+    identifiers = sa.case((sa.or_(*[text.like(m) for m in markers]), text), else_=sa.null())
+    # updated_at as the driver gives it (no conversion per row): written back as it came (_mark_compared)
+    q = sa.select(p.c.practice, p.c.source_id, *columns, identifiers, p.c.enterprise_id,
+                  sa.type_coerce(p.c.updated_at, sa.String), changed).select_from(joined)
     return [tuple(r) for r in conn.execute(q)]
 
 
@@ -153,7 +155,7 @@ def _mark_compared(conn: sa.Connection, compared: Sequence[tuple[Any, ...]], ful
         return
     rows = [{"p": r[0], "s": r[1], "at": r[_UPDATED]} for r in compared]
     stmt = sa.update(links).where(links.c.practice == sa.bindparam("p"), links.c.source_id == sa.bindparam("s")
-                                  ).values(compared_at=sa.bindparam("at"))
+                                  ).values(compared_at=sa.type_coerce(sa.bindparam("at"), sa.String))
     for chunk in _chunks(rows, 5000):
         conn.execute(stmt, chunk)
 
@@ -216,14 +218,14 @@ def _pairs(rows: Sequence[tuple[Any, ...]], new_from: int, model: dict[str, Any]
     from hub.identity import matcher
 
     keys = [(r[0], r[1]) for r in rows]
+    columns = {name: [r[2 + i] for r in rows] for i, name in enumerate((*RAW_COLUMNS, *RULE_COLUMNS))}
+    raw = matcher.raw_table({"unique_id": list(range(len(rows))), **columns})
+    scored, rules, used = matcher.score(raw, new_from=new_from, model=model, floor=s.identity_review,
+                                        train=model is None, shared=s.identity_shared_systems)
     out: dict[tuple[Key, Key], Pair] = {}
-    for a, b, rule in _rule_pairs(rows, new_from, frozenset(s.identity_shared_systems)):
+    for a, b, rule in rules:
         ka, kb = sorted((keys[a], keys[b]))
         out.setdefault((ka, kb), Pair(ka, kb, f"rule:{rule}", "link"))
-    width = len(RAW_COLUMNS)
-    raw = matcher.raw_table({"unique_id": list(range(len(rows))),
-                             **{name: [r[2 + i] for r in rows] for i, name in enumerate(RAW_COLUMNS[:width])}})
-    scored, used = matcher.score(raw, new_from=new_from, model=model, floor=s.identity_review, train=model is None)
     for p in scored:
         ka, kb = sorted((keys[p.left], keys[p.right]))
         out.setdefault((ka, kb), Pair(ka, kb, "match", p.status(s.identity_link), round(p.weight, 3),
@@ -231,42 +233,7 @@ def _pairs(rows: Sequence[tuple[Any, ...]], new_from: int, model: dict[str, Any]
     return list(out.values()), used
 
 
-_BIRTH = 2 + RAW_COLUMNS.index("birth_date")
-_IDENTIFIERS = 2 + len(RAW_COLUMNS)  # then the sent enterprise id, updated_at, changed
-_UPDATED = _IDENTIFIERS + 2
-
-
-def _rule_pairs(rows: Sequence[tuple[Any, ...]], new_from: int, shared: frozenset[str]
-                ) -> Iterator[tuple[int, int, str]]:
-    buckets: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for i, row in enumerate(rows):
-        text = row[_IDENTIFIERS]
-        if text and feat.may_name_a_person(text, shared):
-            found = orjson.loads(text)
-            for rule, key in feat.identifier_keys(found if isinstance(found, list) else None, shared):
-                buckets[(rule, key)].append(i)
-        if row[_IDENTIFIERS + 1]:  # an enterprise id sent by the source or set by a plugin: a shared one
-            buckets[("enterprise-id", str(row[_IDENTIFIERS + 1]))].append(i)
-    for (rule, _), members in buckets.items():
-        if len(members) < 2 or len(members) > BUCKET_MAX or members[-1] < new_from:
-            continue
-        head = members[0]
-        for other in members[1:]:
-            if other < new_from:
-                continue  # two known records: their pair is stored from an earlier run
-            # an SSN or MBI keyed in wrong is common; an id another index or a shared EHR assigned is not
-            if rule not in ("ssn", "mbi") or _birth_dates_agree(rows[head][_BIRTH], rows[other][_BIRTH]):
-                yield head, other, rule
-
-
-def _birth_dates_agree(a: str | None, b: str | None) -> bool:
-    """Equal, missing on a side, day and month swapped, or one character off: an identifier shared by
-    records whose birth dates disagree beyond that is an error in one of them, left to the matcher."""
-    if not a or not b or a == b:
-        return True
-    if a[:4] == b[:4] and a[5:7] == b[8:10] and a[8:10] == b[5:7]:
-        return True
-    return sum(x != y for x, y in zip(a, b, strict=False)) <= 1
+_UPDATED = 2 + len(RAW_COLUMNS) + len(RULE_COLUMNS)  # then changed
 
 
 def _replace_pairs(conn: sa.Connection, pairs: list[Pair], changed: set[Key], full: bool) -> None:
@@ -311,20 +278,21 @@ def _touching(conn: sa.Connection, keys: set[Key], statuses: tuple[str, ...]) ->
     if len(keys) > 20_000:
         return [r for r in conn.execute(q) if (r[0], r[1]) in keys or (r[2], r[3]) in keys]
     out: dict[tuple[Any, ...], Any] = {}
-    ordered = sorted(keys)
-    for chunk in _chunks(ordered, 400):
-        for a_or_b in (sa.tuple_(t.c.practice_a, t.c.source_a), sa.tuple_(t.c.practice_b, t.c.source_b)):
-            for r in conn.execute(q.where(a_or_b.in_(chunk))):
-                out[tuple(r[:4])] = r
+    for practice, ids in _by_practice(keys).items():
+        for chunk in _chunks(sorted(ids), 500):  # an index look-up per side: (practice, source id) leads both
+            for side_p, side_s in ((t.c.practice_a, t.c.source_a), (t.c.practice_b, t.c.source_b)):
+                for r in conn.execute(q.where(side_p == practice, side_s.in_(chunk))):
+                    out[tuple(r[:4])] = r
     return list(out.values())
 
 
 def _links_of(conn: sa.Connection, keys: Iterable[Key]) -> dict[Key, Any]:
     out = {}
-    for chunk in _chunks(sorted(keys), 400):
-        for r in conn.execute(sa.select(identity_links).where(
-                sa.tuple_(identity_links.c.practice, identity_links.c.source_id).in_(chunk))):
-            out[(r.practice, r.source_id)] = r
+    for practice, ids in _by_practice(keys).items():
+        for chunk in _chunks(sorted(ids), 500):
+            for r in conn.execute(sa.select(identity_links).where(identity_links.c.practice == practice,
+                                                                  identity_links.c.source_id.in_(chunk))):
+                out[(r.practice, r.source_id)] = r
     return out
 
 
