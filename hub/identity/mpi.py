@@ -154,8 +154,9 @@ def _mark_compared(conn: sa.Connection, compared: Sequence[tuple[Any, ...]], ful
             p.c.practice == links.c.practice, p.c.source_id == links.c.source_id).scalar_subquery()))
         return
     rows = [{"p": r[0], "s": r[1], "at": r[_UPDATED]} for r in compared]
+    as_read = sa.DateTime() if conn.dialect.name == "postgresql" else sa.String()  # the driver's own value
     stmt = sa.update(links).where(links.c.practice == sa.bindparam("p"), links.c.source_id == sa.bindparam("s")
-                                  ).values(compared_at=sa.type_coerce(sa.bindparam("at"), sa.String))
+                                  ).values(compared_at=sa.bindparam("at", type_=as_read))
     for chunk in _chunks(rows, 5000):
         conn.execute(stmt, chunk)
 
