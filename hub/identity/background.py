@@ -21,15 +21,17 @@ log = logging.getLogger("hub.identity")
 
 
 def pending(engine: sa.Engine) -> bool:
-    """Whether any patient changed since the last finished run (or none ran yet and there are patients)."""
-    patients = RECORD_TABLES["patient"]
+    """Whether any patient or merge was written since the last finished run (or none ran yet and
+    there are patients): a probe of ``ix_patients_updated_at``. The run itself finds exactly which
+    patients to compare (``identity_links.compared_at``)."""
+    patients, merges = RECORD_TABLES["patient"], RECORD_TABLES["patient_merge"]
     with engine.connect() as conn:
         mark = conn.execute(sa.select(identity_runs.c.watermark).where(identity_runs.c.finished_at.is_not(None))
                             .order_by(identity_runs.c.id.desc()).limit(1)).scalar()
-        q = sa.select(patients.c.id).limit(1)
-        if mark is not None:
-            q = q.where(patients.c.updated_at > mark)
-        return conn.execute(q).first() is not None
+        if mark is None:
+            return conn.execute(sa.select(patients.c.id).limit(1)).first() is not None
+        return any(conn.execute(sa.select(t.c.id).where(t.c.updated_at > mark).limit(1)).first() is not None
+                   for t in (patients, merges))
 
 
 class IdentityTicker(Ticker):

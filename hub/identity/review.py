@@ -88,7 +88,7 @@ def split(engine: sa.Engine, key: Key, *, by: str, plugins: Any = None) -> dict[
             raise IdentityError(f"patient {key[0]}/{key[1]} is not linked yet: run hub identity run first")
         touching = sa.or_(sa.and_(t.c.practice_a == key[0], t.c.source_a == key[1]),
                           sa.and_(t.c.practice_b == key[0], t.c.source_b == key[1]))
-        partners = {(r.enterprise_id and (r.practice, r.source_id)) for r in conn.execute(
+        partners = {(r.practice, r.source_id) for r in conn.execute(  # its cluster until now
             sa.select(identity_links).where(identity_links.c.enterprise_id == link_row.enterprise_id))}
         conn.execute(sa.update(t).where(touching, t.c.status.in_(("link", "accepted", "review")))
                      .values(status="rejected", decided_by=by[:64], decided_at=_now()))

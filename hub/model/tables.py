@@ -146,6 +146,10 @@ PATIENT_VISIT_INDEXES = (
     sa.Index("ix_encounters_practice_patient", _t["encounter"].c.practice, _t["encounter"].c.patient_source_id),
 )
 
+# The patient index asks whether any patient changed since its last run (hub.identity.background):
+# one probe of this index. Created by migration 0013.
+PATIENT_UPDATED_INDEX = sa.Index("ix_patients_updated_at", _t["patient"].c.updated_at)
+
 practices = sa.Table(
     "practices", metadata,
     sa.Column("slug", sa.String(64), primary_key=True),

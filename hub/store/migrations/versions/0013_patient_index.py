@@ -7,7 +7,8 @@ Revises: 0012
 linked it; ``identity_pairs`` keeps the scored comparisons and the review queue with operators'
 decisions; ``identity_runs`` the runs of ``hub identity run`` with the trained model and the
 high-water mark of patients compared. Patients gain the first line of the home address and the
-e-mail address, compared by the matcher. ``patients.enterprise_id`` stays what a feed or plugin
+e-mail address, compared by the matcher, and an index on their ``updated_at`` (has any patient
+changed since the last run?). ``patients.enterprise_id`` stays what a feed or plugin
 sent (a shared enterprise identifier, one of the matcher's rules); the index's own id is the link's.
 """
 
@@ -32,6 +33,7 @@ def upgrade() -> None:
         for name, type_ in PATIENT_FIELDS:
             batch.add_column(sa.Column(name, type_, nullable=True))
             batch.add_column(sa.Column(f"{name}__stamp", sa.String(STAMP_LENGTH), nullable=True))
+    op.create_index("ix_patients_updated_at", "patients", ["updated_at"])
     op.create_table(
         "identity_links",
         sa.Column("practice", sa.String(64), nullable=False),
@@ -86,6 +88,7 @@ def downgrade() -> None:
     op.drop_table("identity_pairs")
     op.drop_index("ix_identity_links_enterprise_id", "identity_links")
     op.drop_table("identity_links")
+    op.drop_index("ix_patients_updated_at", "patients")
     with op.batch_alter_table("patients") as batch:
         for name, _ in reversed(PATIENT_FIELDS):
             batch.drop_column(f"{name}__stamp")
