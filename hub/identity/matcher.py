@@ -41,8 +41,9 @@ def _level(label: str, sql: str, m: float, u: float, tf: str | None = None) -> d
     return level
 
 
-def _comparison(name: str, null_column: str, levels: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"output_column_name": name, "comparison_levels": [_null(null_column), *levels]}
+def _comparison(name: str, null_column: str, levels: list[dict[str, Any]],
+                null: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"output_column_name": name, "comparison_levels": [null or _null(null_column), *levels]}
 
 
 # (m, u) priors: m from what the same person's records show (typos, nicknames, moves), u about one
@@ -82,7 +83,8 @@ COMPARISONS: list[dict[str, Any]] = [
         _level("close", "jaro_winkler_similarity(street_l, street_r) >= 0.9", 0.08, 0.002),
         _level("same-postal-code", "postal_l = postal_r", 0.07, 0.02),
         _level("different", "ELSE", 0.25, 0.9775),
-    ]),
+    ], null={"sql_condition": "(street_l IS NULL OR street_r IS NULL) AND (postal_l IS NULL OR postal_r IS NULL)",
+             "label_for_charts": "missing", "is_null_level": True}),  # a postal code alone still compares
     _comparison("phone", "phone", [
         _level("exact", "phone_l = phone_r", 0.7, 0.0002),
         _level("different", "ELSE", 0.3, 0.9998),
@@ -151,9 +153,9 @@ class Scored:
 
     @property
     def contactless(self) -> bool:
-        """Names and a birth date are all that agree: no address, phone or e-mail."""
-        return (self.agreement.get("address") not in ("exact", "close") and self.agreement.get("phone") != "exact"
-                and self.agreement.get("email") != "exact")
+        """Names and a birth date are all that agree: no address or postal code, phone or e-mail."""
+        return (self.agreement.get("address") not in ("exact", "close", "same-postal-code")
+                and self.agreement.get("phone") != "exact" and self.agreement.get("email") != "exact")
 
     def status(self, link: float) -> str:
         """``link`` at or above the threshold, unless a guard holds the pair back: then ``review``."""
