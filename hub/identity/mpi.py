@@ -3,8 +3,8 @@
 One run (``hub identity run``, after ingest, in the background of the servers):
 
 1. takes the run lease (one run at a time, whichever process starts it);
-2. reads every patient; the *changed* ones are those updated since the last run's high-water mark
-   or never linked (``--full``: all of them, and the model is trained again);
+2. reads every patient; the *changed* ones are those never compared or whose row was written since
+   it was (``identity_links.compared_at``; ``--full``: all of them, and the model is trained again);
 3. pairs records by the deterministic rules (the same SSN, MBI, shared-system identifier or preset
    enterprise id) and scores the pairs the blocking rules let through (``hub.identity.matcher``),
    only pairs with a changed record on an incremental run;
@@ -22,7 +22,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
@@ -30,12 +30,10 @@ from hub.identity.cluster import Edge, Key, assign_ids, cluster
 from hub.identity.features import RAW_COLUMNS, RULE_COLUMNS
 from hub.model.tables import RECORD_TABLES, identity_links, identity_pairs, identity_runs
 from hub.settings import Settings, current
-from hub.store.engine import writer
+from hub.store.engine import fetch_by_keys, writer
 
 LEASE = dt.timedelta(minutes=30)  # a run not finished after this is taken for dead
 _LOCK = 7305533  # PostgreSQL advisory lock namespace of the run lease
-_PATIENT_COLUMNS = ("practice", "source_id", "family_name", "given_name", "birth_date", "sex", "postal_code",
-                    "phone", "address_line", "email", "identifiers", "enterprise_id", "updated_at")
 UNDECIDED = ("link", "review")
 
 
@@ -198,8 +196,7 @@ def _tell(plugins: Any, conn: sa.Connection, moved: list[Key]) -> None:
         from hub.plugins import load_plugins
 
         plugins = load_plugins()
-    manager = getattr(plugins, "hook", None) or plugins.manager.hook
-    manager.hub_patients_relinked(conn=conn, patients=moved)
+    plugins.hook.hub_patients_relinked(conn=conn, patients=moved)
 
 
 # ------------------------------------------------------------------ pairing
@@ -271,30 +268,34 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 
 
 # ------------------------------------------------------------------ clustering
+_PAIR_COLUMNS = "practice_a, source_a, practice_b, source_b, rule, weight, status"
+
+
 def _touching(conn: sa.Connection, keys: set[Key], statuses: tuple[str, ...]) -> list[Any]:
     """The pairs of these statuses with a record among ``keys`` (all of them when ``keys`` is huge)."""
-    t = identity_pairs
-    q = sa.select(t.c.practice_a, t.c.source_a, t.c.practice_b, t.c.source_b, t.c.rule, t.c.weight, t.c.status
-                  ).where(t.c.status.in_(statuses))
+    wanted = ", ".join(f"'{status}'" for status in statuses)
     if len(keys) > 20_000:
-        return [r for r in conn.execute(q) if (r[0], r[1]) in keys or (r[2], r[3]) in keys]
+        rows = conn.execute(sa.text(f"SELECT {_PAIR_COLUMNS} FROM identity_pairs WHERE status IN ({wanted})"))
+        return [r for r in rows if (r[0], r[1]) in keys or (r[2], r[3]) in keys]
     out: dict[tuple[Any, ...], Any] = {}
     for practice, ids in _by_practice(keys).items():
-        for chunk in _chunks(sorted(ids), 500):  # an index look-up per side: (practice, source id) leads both
-            for side_p, side_s in ((t.c.practice_a, t.c.source_a), (t.c.practice_b, t.c.source_b)):
-                for r in conn.execute(q.where(side_p == practice, side_s.in_(chunk))):
-                    out[tuple(r[:4])] = r
+        for side in ("a", "b"):  # an index look-up per side: (practice, source id) leads both
+            for r in fetch_by_keys(conn, f"SELECT {_PAIR_COLUMNS} FROM identity_pairs WHERE status IN ({wanted}) "
+                                         f"AND practice_{side} = :p AND source_{side} IN :keys", ids, p=practice):
+                out[tuple(r[:4])] = r
     return list(out.values())
 
 
-def _links_of(conn: sa.Connection, keys: Iterable[Key]) -> dict[Key, Any]:
-    out = {}
-    for practice, ids in _by_practice(keys).items():
-        for chunk in _chunks(sorted(ids), 500):
-            for r in conn.execute(sa.select(identity_links).where(identity_links.c.practice == practice,
-                                                                  identity_links.c.source_id.in_(chunk))):
-                out[(r.practice, r.source_id)] = r
-    return out
+class _Link(NamedTuple):
+    enterprise_id: str
+    method: str
+    split: bool
+
+
+def _links_of(conn: sa.Connection, keys: Iterable[Key]) -> dict[Key, _Link]:
+    return {(r[0], r[1]): _Link(r[2], r[3], bool(r[4])) for practice, ids in _by_practice(keys).items()
+            for r in fetch_by_keys(conn, "SELECT practice, source_id, enterprise_id, method, split FROM identity_links "
+                                         "WHERE practice = :p AND source_id IN :keys", ids, p=practice)}
 
 
 def _merges(conn: sa.Connection, keys: set[Key] | None) -> list[tuple[Key, Key]]:
@@ -318,9 +319,8 @@ def _closure(conn: sa.Connection, seeds: set[Key]) -> set[Key]:
     while frontier:
         found: set[Key] = set()
         eids = {r.enterprise_id for r in _links_of(conn, frontier).values()}
-        for chunk in _chunks(sorted(eids), 400):
-            found |= {(p, s) for p, s in conn.execute(sa.select(identity_links.c.practice, identity_links.c.source_id)
-                                                      .where(identity_links.c.enterprise_id.in_(chunk)))}
+        found |= {(p, s) for p, s in fetch_by_keys(
+            conn, "SELECT practice, source_id FROM identity_links WHERE enterprise_id IN :keys", eids)}
         for r in _touching(conn, frontier, ("link", "accepted")):
             found |= {(r[0], r[1]), (r[2], r[3])}
         for a, b in _merges(conn, frontier):
@@ -340,17 +340,19 @@ def _recluster(conn: sa.Connection, keys: set[Key], *, prune: bool = False) -> l
         a, b = (r[0], r[1]), (r[2], r[3])
         if a not in keys or b not in keys:
             continue
-        if r.status == "rejected":
+        rule, weight, status = r[4], r[5], r[6]
+        if status == "rejected":
             rejected.append((a, b))
-        elif r.status == "accepted":
+        elif status == "accepted":
             edges.append(Edge(a, b, "manual"))
         else:
-            edges.append(Edge(a, b, r.rule if r.rule and r.rule.startswith("rule:") else "match", r.weight))
+            edges.append(Edge(a, b, rule if rule and rule.startswith("rule:") else "match", weight))
     for a, b in _merges(conn, None if prune else keys):
         if a in keys and b in keys:
             edges.append(Edge(a, b, "merge"))
     if prune:
-        current = {(r.practice, r.source_id): r for r in conn.execute(sa.select(identity_links))}
+        current = {(r.practice, r.source_id): _Link(r.enterprise_id, r.method, r.split)
+                   for r in conn.execute(sa.select(identity_links))}
     else:
         current = _links_of(conn, keys)
     split = [k for k, r in current.items() if r.split and k in keys]
@@ -375,15 +377,16 @@ def _recluster(conn: sa.Connection, keys: set[Key], *, prune: bool = False) -> l
                 moved.append(key)
     for chunk in _chunks(inserts, 5000):
         conn.execute(sa.insert(identity_links), chunk)
-    for link in updates:
-        conn.execute(sa.update(identity_links).where(identity_links.c.practice == link["practice"],
-                                                     identity_links.c.source_id == link["source_id"])
-                     .values(enterprise_id=link["enterprise_id"], method=link["method"], weight=link["weight"],
-                             linked_at=link["linked_at"]))
-    if prune:
-        for practice, source_id in [k for k in current if k not in ids]:
-            conn.execute(sa.delete(identity_links).where(identity_links.c.practice == practice,
-                                                         identity_links.c.source_id == source_id))
+    by_key = (identity_links.c.practice == sa.bindparam("p"), identity_links.c.source_id == sa.bindparam("s"))
+    if updates:
+        conn.execute(sa.update(identity_links).where(*by_key).values(
+            enterprise_id=sa.bindparam("eid"), method=sa.bindparam("how"), weight=sa.bindparam("w"),
+            linked_at=sa.bindparam("at", type_=identity_links.c.linked_at.type)),
+            [{"p": u["practice"], "s": u["source_id"], "eid": u["enterprise_id"], "how": u["method"],
+              "w": u["weight"], "at": u["linked_at"]} for u in updates])
+    gone = [{"p": k[0], "s": k[1]} for k in current if k not in ids] if prune else []
+    if gone:
+        conn.execute(sa.delete(identity_links).where(*by_key), gone)
     return moved
 
 
