@@ -17,7 +17,7 @@ P03 with 1–5 FT1; about 1 KB each, synthetic patients) is measured as:
   codes, amounts, providers, locations: no unescaping, typing or checks), batch-insert the raw
   messages and one row per record into SQLite; and the narrower loop of earlier runs, which
   picks a handful of key fields per record. The baselines run at the hub's SQLite ``synchronous``
-  level (NORMAL here, as HUB_SQLITE_SYNCHRONOUS sets it for the hub), so both pay the same syncs.
+  level (HUB_SQLITE_SYNCHRONOUS, FULL unless set: the hub's default), so both pay the same syncs.
 
 Figures are messages per second on one process (one core), but for ``--jobs``.
 """
@@ -182,6 +182,19 @@ def core_validation_only(messages: list[bytes]) -> tuple[int, float]:
 
 
 STAGES: dict[str, float] = {}
+# the breakdown's stages: (label, nested under the stage above it); the top-level ones do not overlap
+STAGE_ORDER = (
+    ("connector split (intake)", False),
+    ("message store save (dedup, raw bytes)", False),
+    ("message load for processing", False),
+    ("core normalize_envelope (all of it)", False),
+    ("connector parse + map", True),
+    ("core validate_record (marshmallow)", True),
+    ("canonical upsert + lineage", False),
+    ("report upkeep hooks (dirty cells)", False),
+    ("message status update", False),
+)
+INGEST_TOTAL = "receive_many in all"
 
 
 def _instrumented() -> None:
@@ -209,11 +222,16 @@ def _instrumented() -> None:
         setattr(owner, name, timed_stage)
 
     wrap(intake.message_store, "save_messages", "message store save (dedup, raw bytes)")
-    wrap(HL7v2Connector, "split", "connector split")
+    wrap(HL7v2Connector, "split", "connector split (intake)")
     wrap(HL7v2Connector, "normalize", "connector parse + map")
     wrap(normalize, "validate_record", "core validate_record (marshmallow)")
     wrap(process, "normalize_envelope", "core normalize_envelope (all of it)")
     wrap(canonical, "upsert_records", "canonical upsert + lineage")
+    # the report-upkeep plugin's hub_records_storing / hub_records_stored, called through _store_hook
+    wrap(process, "_store_hook", "report upkeep hooks (dirty cells)")
+    wrap(process.message_store, "load_for_processing", "message load for processing")
+    wrap(process.message_store, "mark_processed", "message status update")
+    wrap(intake, "receive_many", INGEST_TOTAL)
 
 
 def end_to_end(messages: list[bytes], folder: Path, batch: int, jobs: int = 1) -> tuple[int, float]:
@@ -385,7 +403,7 @@ def main() -> None:
                         help="messages for the full core normalize path (it is the slow one)")
     args = parser.parse_args()
     os.environ.setdefault("HUB_LOG_LEVEL", "WARNING")
-    os.environ.setdefault("HUB_SQLITE_SYNCHRONOUS", "NORMAL")
+    os.environ.setdefault("HUB_SQLITE_SYNCHRONOUS", "FULL")  # the hub's default: a power cut loses nothing
     from hub.runtime import tune_garbage_collector
 
     tune_garbage_collector()  # as every hub process runs (hub.runtime.Runtime.create), (a) included
@@ -435,16 +453,22 @@ def main() -> None:
         cpu_text = f"{rate(n, cpu):>10,.0f}" if cpu == cpu else f"{'-':>10}"  # NaN: spread over processes
         print(f"  {label:<42} {rate(n, wall):>10,.0f} {cpu_text}   {n:>9}")
     print(f"\n  (a) target >= 10,000/core: {'OK' if conn_cpu >= 10_000 else 'BELOW'} ({conn_cpu:,.0f} by CPU time)")
-    print(f"  (b) target >= 3,000/s and within 10x of the baseline: "
-          f"{'OK' if e2e >= 3000 and base / e2e <= 10 else 'BELOW'} ({e2e:,.0f}/s wall, {e2e_cpu:,.0f}/s CPU; "
+    print(f"  (b) target: within 4x of the same-fields baseline: "
+          f"{'OK' if base / e2e <= 4 else 'BELOW'} ({e2e:,.0f}/s wall, {e2e_cpu:,.0f}/s CPU; "
           f"baseline {base / e2e:.1f}x faster by wall, {base_cpu / e2e_cpu:.1f}x by CPU)")
     if par:
-        print(f"  (b2) with --jobs {args.jobs}: {'OK' if par >= 3000 and base / par <= 10 else 'BELOW'} "
-              f"({par:,.0f}/s wall; baseline {base / par:.1f}x faster; the machine's cores, not one)")
-    print("\n  where (b) spends its CPU time, microseconds per message:")
-    for label, seconds in sorted(STAGES.items(), key=lambda kv: -kv[1]):
-        print(f"    {label:<40} {seconds / breakdown_count * 1e6:>8.0f}")
-    print(f"    {'(b) in all':<40} {e2e_cpu and 1e6 / e2e_cpu:>8.0f}")
+        print(f"  (b2) target: --jobs {args.jobs} faster than one process: {'OK' if par > e2e else 'BELOW'} "
+              f"({par:,.0f}/s wall, {par / e2e:.2f}x (b); load average {load:.1f} on {os.cpu_count()} cores: "
+              "a figure for idle cores only when the load is well under their count)")
+    print(f"\n  where (b) spends its CPU time, microseconds per message ({breakdown_count} messages, timed apart):")
+    total = STAGES.get(INGEST_TOTAL, 0.0)
+    for label, nested in STAGE_ORDER:
+        per_message = STAGES.get(label, 0.0) / breakdown_count * 1e6
+        print(f"    {'  ' if nested else ''}{label:<{40 if nested else 42}} {per_message:>8.0f}")
+    top = sum(STAGES.get(label, 0.0) for label, nested in STAGE_ORDER if not nested)
+    print(f"    {'the rest (intake plan, commits, SQL glue)':<42} {(total - top) / breakdown_count * 1e6:>8.0f}")
+    print(f"    {'all of it, timed apart':<42} {total / breakdown_count * 1e6:>8.0f}")
+    print(f"    {'(b) in all, untimed run':<42} {e2e_cpu and 1e6 / e2e_cpu:>8.0f}")
     print(f"  connector only is {conn_cpu / full_cpu:.1f}x the full normalize path by CPU: the rest is the core's "
           "mapping, identity link and validation")
 

@@ -20,9 +20,10 @@ from flask_smorest import Api
 from sqlalchemy import exc as sa_exc
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from hub import __version__
+from hub import __version__, console
 from hub.api import audit, dashboard, identity, intake, messages, onboarding, reports
 from hub.api.metrics import bp as metrics_bp
+from hub.api.problems import HubApi, document_problems, problem_response, request_instance
 from hub.pipeline.dispatch_buffer import buffer_dispatcher
 from hub.runtime import Runtime
 from hub.security.audit import AuditEntry, record
@@ -30,13 +31,14 @@ from hub.security.auth import client_address
 from hub.store.engine import writer
 
 API_AREAS = (intake, messages, audit, reports, onboarding, identity)
-PAGE_AREAS = (dashboard,)  # plain Flask blueprints (not in the OpenAPI document)
+PAGE_AREAS = (dashboard, console)  # plain Flask blueprints (not in the OpenAPI document)
 # endpoints that touch patient-level data: a refused request to them is audited too
 AUDITED = {"intake.push_messages": "intake", "messages.list_messages": "messages.list",
            "messages.reprocess_message": "messages.reprocess", "messages.reprocess_messages": "messages.reprocess",
            "identity.Run": "identity.run", "identity.Review": "identity.review", "identity.Decide": "identity.decide",
            "identity.Link": "identity.link", "identity.Patient": "identity.explain",
-           "identity.Split": "identity.split", "identity.Export": "identity.export"}
+           "identity.Split": "identity.split", "identity.Export": "identity.export",
+           "reports.KpiRecords": "reports.drill"}
 
 log = logging.getLogger("hub.http")
 
@@ -56,7 +58,8 @@ def create_app(runtime: Any = None, config: dict[str, Any] | None = None) -> Fla
 
     buffer_dispatcher(runtime)
     app.extensions["hub"] = runtime
-    api = Api(app, spec_kwargs={"components": {"securitySchemes": {
+    app.log_exception = _log_exception  # type: ignore[method-assign]
+    api = HubApi(app, spec_kwargs={"components": {"securitySchemes": {
         "bearer": {"type": "http", "scheme": "bearer"}}}, "security": [{"bearer": []}]})
     for module in API_AREAS:
         api.register_blueprint(module.blp, url_prefix="/api/v1")
@@ -64,8 +67,11 @@ def create_app(runtime: Any = None, config: dict[str, Any] | None = None) -> Fla
         app.register_blueprint(page.bp)
     runtime.plugins.hook.hub_flask_blueprints(app=app)
     _document_payload_types(api, runtime)
+    reports.document_formats(api)
+    document_problems(api)
 
     app.register_blueprint(metrics_bp)
+    _build_openapi_once(app)
     app.before_request(_refuse_oversized)
     app.before_request(_start_clock)
     app.after_request(_audit_refusal)
@@ -106,11 +112,33 @@ def _document_payload_types(api: Api, runtime: Any) -> None:
 def _store_unavailable(exc: Exception) -> Response:
     """The database is down or gone: a retryable 503, never a traceback or a 500."""
     log.error("the database is unavailable (%s)", type(exc).__name__)
-    response = jsonify({"code": 503, "status": "Service Unavailable",
-                        "message": "the store is unavailable; retry later"})
-    response.status_code = 503
-    response.headers["Retry-After"] = "5"
-    return response
+    return problem_response(503, "the store is unavailable; retry later", headers={"Retry-After": "5"})
+
+
+def _log_exception(exc_info: Any) -> None:
+    """An unexpected exception of a view (answered 500): its type and the route template, never the filled-in
+    path (an MRN may be in it) nor the traceback (it may quote values); the problem's instance id ties the
+    answer to this line."""
+    rule = request.url_rule.rule if request.url_rule else "(no route)"
+    log.error("unexpected %s in %s %s", exc_info[0].__name__ if exc_info and exc_info[0] else "error",
+              request.method, rule, extra={"request_id": request_instance()})
+
+
+def _build_openapi_once(app: Flask) -> None:
+    """The OpenAPI document is the same for the life of the process: built at its first call, not at every
+    one (it costs milliseconds of CPU, and anyone may ask for it, as often as they like)."""
+    endpoint = "api-docs.openapi_json"
+    view: Any = app.view_functions.get(endpoint)
+    if view is None:
+        return
+    built: list[bytes] = []
+
+    def openapi_json() -> Response:
+        if not built:
+            built.append(view().get_data())
+        return app.response_class(built[0], mimetype="application/json")
+
+    app.view_functions[endpoint] = openapi_json
 
 
 def _start_clock() -> None:
@@ -131,12 +159,8 @@ def _refuse_oversized() -> Any:
                 break
             left -= len(chunk)
     g.started = time.perf_counter()
-    response = jsonify({"code": 413, "status": "Request Entity Too Large",
-                        "message": f"the payload is {length} bytes; this server takes at most {limit}"})
-    response.status_code = 413
-    if length > intake.DRAIN_LIMIT:
-        response.headers["Connection"] = "close"
-    return response
+    return problem_response(413, f"the payload is {length} bytes; this server takes at most {limit}",
+                            headers={"Connection": "close"} if length > intake.DRAIN_LIMIT else None)
 
 
 def _audit_refusal(response: Response) -> Response:
@@ -169,6 +193,7 @@ def _log_request(response: Response) -> Response:
     log.info("%s %s %s", request.method, request.url_rule.rule if request.url_rule else "(no route)",
              response.status_code,
              extra={"key_id": key.key_id if key else None, "status": response.status_code,
+                    "request_id": g.get("problem_instance"),
                     "duration_ms": round((time.perf_counter() - started) * 1e3, 2) if started else None,
                     "address": request.remote_addr})
     return response

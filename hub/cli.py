@@ -2,6 +2,10 @@
 
 User errors (a bad file, an unknown practice, a wrong mapping) print one line on
 stderr naming what is wrong and exit 1; usage errors exit 2. No tracebacks.
+
+Quick to start: importing this module (``hub --version``, ``hub --help``) loads click
+and the command definitions only; a command imports the store, the pipeline and
+their libraries when it runs (tests/cli/test_startup.py keeps it so).
 """
 
 from __future__ import annotations
@@ -9,39 +13,37 @@ from __future__ import annotations
 import datetime as dt
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import orjson
 
-from hub import __version__
+from hub.commands import alerts as alerts_commands
 from hub.commands import audit, billing, demo, identity, mapping, mllp, onboarding, reports, serve, settings
+from hub.commands import schedule as schedule_commands
+from hub.commands import status as status_command
 from hub.commands.base import HubGroup, State, cli_user, dumps, pass_state
-from hub.connector import Tally
 from hub.errors import ConfigError
-from hub.files import iter_files
-from hub.identity.background import IdentityTicker
-from hub.logging import configure_logging
-from hub.mapping import EMPTY, load_mapping
-from hub.model.schemas import to_json_ready
-from hub.pipeline.ingest import acceptance_report, ingest_paths
-from hub.pipeline.intake import Receipt
-from hub.pipeline.normalize import normalize_payload
-from hub.pipeline.replay import reprocess, reread_practice, resolve
-from hub.pipeline.worker import run_worker
-from hub.security.audit import AuditEntry
-from hub.security.audit import record as audit_record
-from hub.security.keys import create_key, list_keys, revoke_key
 from hub.settings import current
-from hub.store.engine import create_engine, current_revision, database_url, upgrade_schema, writer
-from hub.store.messages import list_messages
-from hub.store.practices import add_practice, check_timezone, list_practices, set_mapping, set_timezone
+
+if TYPE_CHECKING:
+    from hub.connector import Tally
+    from hub.pipeline.intake import Receipt
 
 __all__ = ["State", "cli", "dumps", "main", "pass_state"]  # State, pass_state and dumps: for plugins' commands
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        import hub
+
+        click.echo(f"hub, version {hub.__version__}")
+        ctx.exit()
+
+
 def _build_cli() -> click.Group:
     @click.group(cls=HubGroup, context_settings={"help_option_names": ["-h", "--help"]})
-    @click.version_option(__version__, prog_name="hub")
+    @click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+                  help="Show the version and exit.")
     @click.pass_context
     def cli(ctx: click.Context) -> None:
         """MSO Hub: practice feeds in, consolidated MSO KPIs out."""
@@ -51,6 +53,9 @@ def _build_cli() -> click.Group:
         cli.add_command(command)
     for module in (demo, reports, serve, mapping, onboarding, audit, mllp, settings, billing, identity):
         module.register(cli)
+    for module in (status_command, alerts_commands):  # feed health and alerts (docs/operations.md)
+        module.register(cli)
+    schedule_commands.register(cli)  # reports on a schedule (docs/reports.md)
     return cli
 
 
@@ -76,6 +81,13 @@ def say_tally(origin: str, tally: Tally, records: int, read: bool) -> None:
 def normalize(state: State, practice: str, connector: str | None, mapping_file: str | None,
               timezone: str | None, files: tuple[str, ...]) -> None:
     """Dry run: print each file's canonical records as JSON lines. Stores nothing."""
+    from hub.connector import Tally
+    from hub.files import iter_files
+    from hub.mapping import EMPTY, load_mapping
+    from hub.model.schemas import to_json_ready
+    from hub.pipeline.normalize import normalize_payload
+    from hub.store.practices import check_timezone
+
     check_timezone(timezone)
     mapping = load_mapping(Path(mapping_file).read_text(), source=mapping_file) if mapping_file else EMPTY
     failed = 0
@@ -112,6 +124,10 @@ def normalize(state: State, practice: str, connector: str | None, mapping_file: 
 def ingest(state: State, practice: str, connector: str | None, jobs: int, report_path: str | None,
            paths: tuple[str, ...]) -> None:
     """Store files or folders through the full pipeline; print accepted / duplicate / error counts."""
+    import orjson
+
+    from hub.pipeline.ingest import acceptance_report, ingest_paths
+
     if report_path and not Path(report_path).resolve().parent.is_dir():  # refused before anything is stored
         raise ConfigError(f"--report {report_path}: no folder {str(Path(report_path).parent)!r} to write it in")
     tallies: dict[str, tuple[Tally, int]] = {}
@@ -130,6 +146,7 @@ def ingest(state: State, practice: str, connector: str | None, jobs: int, report
     click.echo(f"accepted {counts['accepted']}  duplicate {counts['duplicate']}  error {counts['error']}")
     if counts["accepted"]:
         identity.link_after_ingest(state.runtime)
+        reports.refresh_after_ingest(state.runtime)  # after the links: a relinked patient moves cells too
     if counts["error"]:
         click.echo(f"hub: {counts['error']} message(s) in error: see hub messages list --practice {practice} "
                    "--status error", err=True)
@@ -154,6 +171,10 @@ def practice() -> None:
 def practice_add(state: State, slug: str, name: str, mapping_file: str | None, acquired_on: dt.datetime | None,
                  timezone: str | None) -> None:
     """Register a practice (status: onboarding)."""
+    from hub.mapping import load_mapping
+    from hub.store.engine import writer
+    from hub.store.practices import add_practice
+
     text = Path(mapping_file).read_text() if mapping_file else None
     if text:
         # refuse a bad mapping before storing anything; its top-level zone is the practice's unless given
@@ -171,6 +192,10 @@ def practice_add(state: State, slug: str, name: str, mapping_file: str | None, a
 def practice_set(state: State, slug: str, timezone: str) -> None:
     """Change a practice's time zone: its stored messages are read again in the new zone and its
     report months recomputed by the next report (or hub report refresh)."""
+    from hub.pipeline.replay import reread_practice
+    from hub.store.engine import writer
+    from hub.store.practices import set_timezone
+
     with writer(state.runtime.engine).begin() as conn:
         previous = set_timezone(conn, slug, timezone)
     if previous == timezone:
@@ -187,6 +212,8 @@ def practice_set(state: State, slug: str, timezone: str) -> None:
 @pass_state
 def practice_list(state: State, fmt: str) -> None:
     """List registered practices."""
+    from hub.store.practices import list_practices
+
     with state.runtime.engine.connect() as conn:
         rows = list_practices(conn)
     for row in rows:
@@ -203,6 +230,10 @@ def practice_list(state: State, fmt: str) -> None:
 @pass_state
 def practice_mapping(state: State, slug: str, mapping_file: str) -> None:
     """Replace a practice's mapping file (then: hub messages reprocess --practice SLUG)."""
+    from hub.mapping import load_mapping
+    from hub.store.engine import writer
+    from hub.store.practices import set_mapping
+
     text = Path(mapping_file).read_text()
     load_mapping(text, source=mapping_file)
     with writer(state.runtime.engine).begin() as conn:
@@ -225,9 +256,17 @@ def key() -> None:
 def key_create(state: State, role: str, practice: str | None, label: str | None,
                expires_in_days: int | None) -> None:
     """Issue an API key. The secret is printed once; only its hash is stored."""
+    from hub.security.audit import AuditEntry
+    from hub.security.audit import record as audit_record
+    from hub.security.keys import create_key
+    from hub.store.engine import writer
+
     expires = dt.datetime.now(dt.UTC) + dt.timedelta(days=expires_in_days) if expires_in_days else None
     with writer(state.runtime.engine).begin() as conn:
         secret = create_key(conn, role, practice, label=label, expires_at=expires)
+        # who issued which key is an access-control record (an emergency admin key included)
+        audit_record(conn, [AuditEntry(None, "keys.create", secret.split("_")[1], practice, f"cli:{cli_user()}",
+                                       f"role={role}" + (f" expires in {expires_in_days} d" if expires else ""))])
     click.echo(f"{role} key created; store it now, it is not shown again:", err=True)
     click.echo(secret)
 
@@ -237,8 +276,14 @@ def key_create(state: State, role: str, practice: str | None, label: str | None,
 @pass_state
 def key_revoke(state: State, key_id: str) -> None:
     """Revoke a key by its id (the part after hub_)."""
+    from hub.security.audit import AuditEntry
+    from hub.security.audit import record as audit_record
+    from hub.security.keys import revoke_key
+    from hub.store.engine import writer
+
     with writer(state.runtime.engine).begin() as conn:
         revoke_key(conn, key_id)
+        audit_record(conn, [AuditEntry(None, "keys.revoke", key_id, None, f"cli:{cli_user()}", "revoked")])
     click.echo(f"key {key_id} revoked")
 
 
@@ -246,6 +291,8 @@ def key_revoke(state: State, key_id: str) -> None:
 @pass_state
 def key_list(state: State) -> None:
     """List keys (ids, roles, practices; never secrets)."""
+    from hub.security.keys import list_keys
+
     with state.runtime.engine.connect() as conn:
         for row in list_keys(conn):
             click.echo(dumps(row))
@@ -289,6 +336,8 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Upgrade the database to the newest schema."""
+    from hub.store.engine import create_engine, current_revision, database_url, upgrade_schema
+
     engine = create_engine(database_url())
     upgrade_schema(engine)
     click.echo(f"database at revision {current_revision(engine)}")
@@ -302,14 +351,23 @@ def db_upgrade() -> None:
 @pass_state
 def worker(state: State, burst: bool, fork: bool, requeue_after: int) -> None:
     """Run an rq worker (needs HUB_REDIS_URL)."""
+    from hub.identity.background import IdentityTicker
+    from hub.operations.alerts import AlertTicker
+    from hub.pipeline.worker import run_worker
+    from hub.reports.background import ReportRefresher
+
     if not current().redis_url:
         raise ConfigError("hub worker needs HUB_REDIS_URL (for example redis://127.0.0.1:6379/0)")
     ticker = IdentityTicker(state.runtime)  # patients linked in batches (hub.identity.background)
+    refresher = ReportRefresher(state.runtime)  # report rollups after each batch (hub.reports.background)
     if not burst:
         ticker.start()
+        refresher.start()
+        AlertTicker(state.runtime).start()  # the alert rules on a schedule (hub.operations.alerts)
     run_worker(state.runtime, burst=burst, fork=fork, requeue_after=requeue_after)
-    if burst:  # the queue is empty: link what it brought
+    if burst:  # the queue is empty: link what it brought, then recompute the report cells it moved
         ticker.tick()
+        refresher.tick()
 
 
 # ------------------------------------------------------------------ message store
@@ -318,28 +376,61 @@ def messages_group() -> None:
     """The message store: what arrived, its status, and replay after a fix."""
 
 
+_WHEN = click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"])
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    return value.replace(tzinfo=dt.UTC) if value else None
+
+
 @messages_group.command("list")
 @click.option("--practice")
 @click.option("--status", type=click.Choice(["received", "processed", "error", "duplicate", "resolved"]))
+@click.option("--since", type=_WHEN, help="Received at or after this UTC date or date-time.")
+@click.option("--until", type=_WHEN, help="Received before this UTC date or date-time.")
+@click.option("--type", "message_type", help="Message type, such as SIU^S12 (SIU* for every SIU).")
+@click.option("--control-id", help="The sender's control id (HL7 v2 MSH-10).")
+@click.option("--mrn", help="The messages that yielded this patient (MRN); audited with the MRN.")
 @click.option("--limit", type=click.IntRange(1, 100_000), default=100)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @pass_state
-def messages_list(state: State, practice: str | None, status: str | None, limit: int, fmt: str) -> None:
-    """List messages, newest first. Audited (a read of the message store), as the API's list is."""
+def messages_list(state: State, practice: str | None, status: str | None, since: dt.datetime | None,
+                  until: dt.datetime | None, message_type: str | None, control_id: str | None, mrn: str | None,
+                  limit: int, fmt: str) -> None:
+    """List messages, newest first. Audited (a read of the message store), as the API's list is; a search
+    by MRN reads patient-level data and its audit row names the patient."""
+    from hub.connector import Tally
+    from hub.security.audit import AuditEntry
+    from hub.security.audit import record as audit_record
+    from hub.store.engine import writer
+    from hub.store.messages import list_messages
+
+    if since and until and until <= since:
+        raise ConfigError(f"--until {until:%Y-%m-%dT%H:%M:%S} is not after --since {since:%Y-%m-%dT%H:%M:%S}")
     with writer(state.runtime.engine).begin() as conn:
-        rows = list_messages(conn, practice=practice, status=status, limit=limit)
-        audit_record(conn, [AuditEntry(None, "messages.list", status, practice, f"cli:{cli_user()}",
+        rows = list_messages(conn, practice=practice, status=status, limit=limit, since=_utc(since),
+                             until=_utc(until), message_type=message_type, control_id=control_id, mrn=mrn)
+        target = f"patient {practice + '/' if practice else ''}{mrn}" if mrn else status
+        audit_record(conn, [AuditEntry(None, "messages.list", target, practice, f"cli:{cli_user()}",
                                        f"{len(rows)} listed")])
     if fmt == "json":
         click.echo(dumps(rows))
         return
+    if not rows:
+        searched = any((practice, status, since, until, message_type, control_id, mrn))
+        click.echo("no message matches" if searched else "no message stored yet")
+        return
+    click.echo(f"{'ID':>8} {'RECEIVED':<20} {'PROCESSED':<20} {'PRACTICE':<14} {'CONNECTOR':<9} {'STATUS':<10} "
+               f"{'TYPE':<10} {'CONTROL ID':<16} ORIGIN  NOTE")
     for r in rows:
         flag = f"[{r['flag']}] " if r.get("flag") else ""
         tally = Tally()
         tally.add(r.get("tally") or {})
         note = r["error"] or tally.summary()
-        click.echo(f"{r['id']:>8} {r['practice']:<14} {r['connector']:<8} {r['status']:<10} "
-                   f"{r['message_type'] or '-':<10} {r['origin'] or '-'}  {flag}{note or ''}")
+        processed = f"{r['processed_at']:%Y-%m-%dT%H:%M:%SZ}" if r.get("processed_at") else "-"
+        click.echo(f"{r['id']:>8} {r['received_at']:%Y-%m-%dT%H:%M:%SZ} {processed:<20} "
+                   f"{r['practice']:<14} {r['connector']:<9} {r['status']:<10} {r['message_type'] or '-':<10} "
+                   f"{r['control_id'] or '-':<16} {r['origin'] or '-'}  {flag}{note or ''}".rstrip())
 
 
 @messages_group.command("reprocess")
@@ -351,6 +442,8 @@ def messages_reprocess(state: State, practice: str | None, status: str | None, i
     """Replay messages (given ids, a status, or all of a practice) through the current mapping.
 
     Exit status 1 when a replayed message fails again."""
+    from hub.pipeline.replay import reprocess
+
     count = reprocess(state.runtime, practice=practice, status=status, ids=ids)
     click.echo(f"reprocessing {count['submitted']} message(s): processed {count['processed']}, "
                f"error {count['error']}" + (" (queued)" if count["queued"] else ""))
@@ -369,6 +462,8 @@ def messages_resolve(state: State, reason: str, ids: tuple[int, ...]) -> None:
     """Mark messages in error resolved (superseded, or fixed at the source): reprocessing leaves them.
 
     The audit log keeps who (the system user) and why. Exit status 1 when a given id is not in error."""
+    from hub.pipeline.replay import resolve
+
     if not reason.strip():
         raise ConfigError("--reason must say why the messages are resolved")
     done = resolve(state.runtime, ids, reason=reason.strip(), who=f"cli:{cli_user()}")
@@ -388,6 +483,9 @@ def main() -> None:
     except ConfigError as exc:
         click.echo(f"hub: error: {exc}", err=True)
         sys.exit(1)
+    from hub.logging import configure_logging, install_redaction
+
+    install_redaction()  # every line any library logs, from here on and in forked workers (hub.logging)
     if log_level:
         configure_logging()
     cli(prog_name="hub")

@@ -46,5 +46,13 @@ class StoreError(HubError):
     """The database refused or failed an operation."""
 
 
+class IntegrityError(HubError):
+    """Stored bytes no longer match the hash taken when they arrived: the store was altered outside the hub."""
+
+    def __init__(self, message: str, *, ids: list[int] | None = None, **kw: str | None) -> None:
+        super().__init__(message, **kw)
+        self.ids = ids or []
+
+
 class PluginError(HubError):
     """A plugin breaks the plugin contract."""

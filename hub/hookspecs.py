@@ -9,6 +9,7 @@ an implementation may accept any subset of the arguments named here.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -55,6 +56,32 @@ class MessageFailure:
     connector: str
     reason: str
     stage: str
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One notice of a feed health rule (``hub.operations.alerts``), as ``hub_alert`` receives it.
+
+    ``state``: ``open`` (the rule fired, first notice), ``repeat`` (still firing, the repeat
+    interval passed) or ``closed`` (the rule holds again: the recovery notice). ``rule``:
+    ``silence``, ``error_share``, ``queue_age`` or ``daily_volume``. ``summary`` says what fired
+    in words (counts and times, never patient data); ``detail`` holds the figures compared.
+    ``at`` is the evaluation's time; ``opened_at`` when the alert first opened (both aware UTC)."""
+
+    id: int
+    practice: str
+    rule: str
+    state: str
+    summary: str
+    at: dt.datetime
+    opened_at: dt.datetime
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        """The JSON a webhook receives (times as ISO 8601 with their offset)."""
+        return {"id": self.id, "practice": self.practice, "rule": self.rule, "state": self.state,
+                "summary": self.summary, "at": self.at.isoformat(), "opened_at": self.opened_at.isoformat(),
+                "detail": self.detail}
 
 
 # ---------------------------------------------------------------- registration
@@ -137,6 +164,17 @@ def hub_records_stored(conn: sa.Connection, batch: RecordBatch) -> None:
 
 
 @hookspec
+def hub_records_committed(practices: list[str]) -> None:
+    """Called after a processing batch's records have committed, outside any transaction, in the
+    process that stored them, with the practices the batch held records of.
+
+    For work that must follow the stored records but not hold up the batch: the built-in report
+    upkeep (``hub.reports.upkeep``) wakes the background refresh of the report rollups. Once per
+    batch with records. Raising is logged and undoes nothing. Returns nothing.
+    """
+
+
+@hookspec
 def hub_patients_relinked(conn: sa.Connection, patients: list[tuple[str, str]]) -> None:
     """Called inside the transaction in which the patient index moved ``patients`` ((practice,
     source id) each) to another enterprise id: a link, a split, a merge or an operator's decision.
@@ -168,6 +206,19 @@ def hub_messages_failed(failures: Sequence[MessageFailure]) -> None:
     path (an inline sender waits for it): keep it quick, and queue any slow notification. An
     implementation that raises is logged (the exception's type only) and the pipeline goes on:
     the messages are in ``error`` already. Returns nothing.
+    """
+
+
+# ---------------------------------------------------------------- operations
+@hookspec
+def hub_alert(alert: Alert) -> None:
+    """Deliver one alert notice: a feed health rule opened, repeated or closed (``hub.hookspecs.Alert``).
+
+    Called after the alert's state was committed, once per notice, by ``hub alerts check`` and the
+    alert ticker of ``hub worker``. The built-in ``alerts`` plugin (``hub.operations.notify``) posts
+    it to ``HUB_ALERT_WEBHOOK_URL`` and mails it through ``HUB_ALERT_SMTP_URL``. An implementation
+    that raises is logged (the exception's type only) and the others still run; the alert stays as
+    it was recorded (a notice is not sent again but at the next repeat). Returns nothing.
     """
 
 

@@ -51,6 +51,7 @@ ESSENTIAL_PLUGINS: dict[str, str] = {
 DEFAULT_PLUGINS: dict[str, str] = {
     "xlsx": "hub.reports.xlsx",  # the xlsx format
     "remit-link": "hub.reports.remit_link",  # remittance lines linked to their claim's charge as they are stored
+    "alerts": "hub.operations.notify",  # alert notices by webhook and e-mail (hub_alert)
 }
 
 

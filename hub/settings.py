@@ -37,8 +37,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from marshmallow import ValidationError
-
 from hub.errors import ConfigError
 
 PREFIX = "HUB_"
@@ -88,6 +86,14 @@ class Settings:
     sweep_interval: float = setting(
         "HUB_SWEEP_INTERVAL", 10.0, "seconds between two sweeps for messages left `received` (a failed hand-off "
         "to the queue is retried at the next one); 0 turns the sweeper off", minimum=0)
+    worker_lease: float = setting(
+        "HUB_WORKER_LEASE", 30.0, "seconds a running queue job stays claimed without its worker's heartbeat (sent "
+        "every third of it); after that the worker counts as dead and the next sweep dispatches the job's "
+        "messages again", minimum=1)
+    report_refresh_interval: float = setting(
+        "HUB_REPORT_REFRESH_INTERVAL", 30.0, "seconds between two background refreshes of the report rollups in "
+        "`hub serve`, `hub mllp`, `hub watch` and `hub worker` (each also refreshes soon after it processes a batch); "
+        "0 turns them off", minimum=0)
     plugins: tuple[str, ...] = setting("HUB_PLUGINS", (), "extra plugin modules by dotted path, comma-separated",
                                        shown="unset")
     plugins_allow: tuple[str, ...] = setting(
@@ -124,6 +130,17 @@ class Settings:
     web_threads: int = setting("HUB_WEB_THREADS", 16, "threads per gunicorn process", group="web", minimum=1)
     request_timeout: int = setting("HUB_REQUEST_TIMEOUT", 60, "seconds before gunicorn restarts a stuck worker",
                                    group="web", minimum=1)
+    header_timeout: float = setting("HUB_HEADER_TIMEOUT", 10.0, "seconds a client has to send a request's head "
+                                    "(from its first byte, or from connecting); later: 408, closed", group="web",
+                                    minimum=0.1)
+    body_timeout: float = setting("HUB_BODY_TIMEOUT", 30.0, "seconds a client has to send a request's body after "
+                                  "its head (later: 408, closed), and to take each write of the answer",
+                                  group="web", minimum=0.1)
+    mllp_tls_cert: str | None = setting("HUB_MLLP_TLS_CERT", None, "`hub mllp`: a PEM certificate (chain) file; "
+                                        "set, the listener speaks MLLP over TLS", group="web",
+                                        shown="unset (plain TCP)")
+    mllp_tls_key: str | None = setting("HUB_MLLP_TLS_KEY", None, "`hub mllp`: the PEM private key of "
+                                       "`HUB_MLLP_TLS_CERT`", group="web", shown="unset (in the certificate file)")
     commit_timeout: float = setting("HUB_COMMIT_TIMEOUT", 30.0, "seconds a request waits for its commit before "
                                     "answering 503", group="web", minimum=0)
     group_window_ms: float = setting("HUB_GROUP_WINDOW_MS", 2.0, "group commit: how long to gather once several "
@@ -142,9 +159,48 @@ class Settings:
     key_cache_seconds: float = setting(
         "HUB_KEY_CACHE_SECONDS", 5.0, "how long a process trusts a key lookup (a revoked key stops within this)",
         group="web", minimum=0)
+    console_idle_minutes: float = setting(
+        "HUB_CONSOLE_IDLE_MINUTES", 30.0, "minutes without a request after which a console sign-in ends "
+        "(it ends after 12 hours in any case)", group="web", minimum=1)
     trusted_proxies: int = setting(
         "HUB_TRUSTED_PROXIES", 0, "number of proxies whose `X-Forwarded-For` is trusted for the client address",
         group="web", minimum=0)
+
+    # -- feed health alerts ---------------------------------------------------------------------------
+    alert_interval: float = setting(
+        "HUB_ALERT_INTERVAL", 60.0, "seconds between two evaluations of the alert rules in `hub worker`; 0 turns "
+        "them off there (`hub alerts check` from cron still evaluates)", group="alerts", minimum=0)
+    alert_rules: str | None = setting(
+        "HUB_ALERT_RULES", None, "a YAML file with an `alerts:` block (the syntax of a mapping file's) for every "
+        "live practice whose mapping has none", group="alerts", shown="unset: only the mappings' rules")
+    alert_repeat_minutes: float = setting(
+        "HUB_ALERT_REPEAT_MINUTES", 60.0, "minutes between two notices of an alert still open, unless the rules "
+        "say `repeat_minutes`", group="alerts", minimum=1)
+    alert_webhook_url: str | None = setting(
+        "HUB_ALERT_WEBHOOK_URL", None, "each alert notice is POSTed here as JSON", group="alerts", shown="unset",
+        url=True)
+    alert_webhook_retries: int = setting(
+        "HUB_ALERT_WEBHOOK_RETRIES", 3, "further tries of a webhook POST that failed (connection refused, 5xx), "
+        "with backoff", group="alerts", minimum=0)
+    alert_webhook_backoff: float = setting(
+        "HUB_ALERT_WEBHOOK_BACKOFF", 2.0, "seconds before the first retry of a webhook POST, doubled at each next",
+        group="alerts", minimum=0)
+    alert_smtp_url: str | None = setting(
+        "HUB_ALERT_SMTP_URL", None, "the SMTP server alert notices are mailed through: `smtp://host:25`, "
+        "`smtp+starttls://user:password@host:587` or `smtps://user:password@host:465`", group="alerts",
+        shown="unset: no e-mail", url=True)
+    alert_email_from: str = setting("HUB_ALERT_EMAIL_FROM", "hub@localhost", "the sender of alert e-mails",
+                                    group="alerts")
+    alert_email_to: tuple[str, ...] = setting(
+        "HUB_ALERT_EMAIL_TO", (), "the recipients of alert e-mails, comma-separated", group="alerts",
+        shown="unset: no e-mail")
+
+    # -- the monthly leadership packet -------------------------------------------------------------
+    packet_smtp_url: str | None = setting(
+        "HUB_PACKET_SMTP_URL", None, "the SMTP server the scheduled packet is mailed through (the forms of "
+        "`HUB_ALERT_SMTP_URL`)", group="reports", shown="unset: `HUB_ALERT_SMTP_URL`", url=True)
+    packet_email_from: str = setting("HUB_PACKET_EMAIL_FROM", "hub@localhost", "the sender of the packet's e-mail",
+                                     group="reports")
 
     # every HUB_ variable as it was read (connector settings are read from here: ``connector_env``)
     environ: tuple[tuple[str, str], ...] = field(default=(), repr=False, metadata={"internal": True})
@@ -323,6 +379,8 @@ def env_fields(schema: Any) -> list[tuple[str, str, Any]]:
 def connector_env(schema: Any, settings: Settings | None = None) -> dict[str, Any]:
     """The values the environment gives a connector's settings, by key, read through the fields
     (``HUB_FHIR_VALIDATE=0`` → ``{"validate": False}``). A bad value raises ``ConfigError``."""
+    from marshmallow import ValidationError  # the schema's library, loaded already (not by `hub --version`)
+
     settings = settings or current()
     out: dict[str, Any] = {}
     for key, env, f in env_fields(schema):
@@ -392,6 +450,15 @@ WEB = """## The web service
 
 Details in [deployment.md](deployment.md).
 """
+ALERTS = """## Feed health alerts
+
+The alert rules (silence in business hours, error share, queue age, daily volume) and how
+notices are delivered, by webhook and by e-mail: [operations.md](operations.md).
+"""
+PACKET = """## The monthly packet
+
+Where `hub schedule packet --to` mails leadership's packet: [reports.md](reports.md#monthly-packet).
+"""
 CONNECTORS = """## Connector settings
 
 A connector declares its settings in its `config_schema` (the practice's section of
@@ -415,7 +482,8 @@ def _default_cell(f: Any) -> str:
 def markdown(connectors: Iterable[Any] = ()) -> str:
     """docs/settings.md: the tables of every setting, from the fields (and the connectors' declarations)."""
     out = [INTRO]
-    for group, prose in (("core", None), ("identity", IDENTITY), ("web", WEB)):
+    for group, prose in (("core", None), ("identity", IDENTITY), ("web", WEB), ("alerts", ALERTS),
+                         ("reports", PACKET)):
         if prose:
             out.append(prose)
         out.append("| setting | default | what it does |\n|---|---|---|")

@@ -38,6 +38,17 @@ def need_service(name: str, host: str, port: int) -> None:
     pytest.skip(reason)
 
 
+def need_weasyprint() -> None:
+    """WeasyPrint and its system libraries (Pango), for the packet's PDF: skipped without them, as a service is."""
+    try:
+        import weasyprint  # noqa: F401
+    except (ImportError, OSError) as exc:
+        reason = f"WeasyPrint cannot load ({type(exc).__name__}: {str(exc).splitlines()[0][:100]})"
+        if os.environ.get("HUB_REQUIRE_SERVICES") == "1":
+            pytest.fail(reason + " and HUB_REQUIRE_SERVICES=1")
+        pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def corpus() -> Path:
     if not CORPUS.is_dir():

@@ -74,12 +74,25 @@ _HEADER_LABEL = re.compile(r"^[A-Za-z][\w .#/()&%?'-]{0,79}$")
 _FIELD_TYPES = {kind: {f.name: f.type for f in fields} for kind, fields in KINDS.items()}
 
 
-def decode(data: bytes, encoding: str | None = None) -> str:
-    """UTF-8 with or without a byte-order mark, else Windows-1252 (what Excel writes on Windows)."""
+def decode(data: bytes, encoding: str | None = None, *, source: str | None = None) -> str:
+    """UTF-8 with or without a byte-order mark, else Windows-1252 (what Excel writes on Windows).
+    Bytes that are not the configured encoding, or not UTF-8 after a UTF-8 byte-order mark, are a
+    ``ParseError`` naming the byte."""
     if encoding:
-        return data.decode(encoding)
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError as exc:
+            raise ParseError(f"the CSV is not {encoding} (connectors.csv.encoding)", source=source,
+                             location=f"byte {exc.start + 1}") from None
+        except LookupError:
+            raise ConfigError(f"connectors.csv.encoding {str(encoding)[:40]!r} is not a text encoding",
+                              source=source) from None
     if data.startswith(b"\xef\xbb\xbf"):
-        return data[3:].decode("utf-8")
+        try:
+            return data[3:].decode("utf-8")
+        except UnicodeDecodeError as exc:  # the mark promises UTF-8: a damaged file, not another encoding
+            raise ParseError("the CSV starts with a UTF-8 byte-order mark but is not UTF-8", source=source,
+                             location=f"byte {exc.start + 4}") from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
@@ -159,7 +172,7 @@ class CsvConnector(Connector):
 
     # ------------------------------------------------------------------ split
     def split(self, data: bytes, *, origin: str | None = None) -> list[Envelope]:
-        envelopes = list(self.iter_envelopes(decode(data), origin=origin,
+        envelopes = list(self.iter_envelopes(decode(data, source=file_of(origin)), origin=origin,
                                              file_sha256=hashlib.sha256(data).hexdigest()))
         if not envelopes:
             # an empty export is refused with its reason rather than taken in as nothing at all
@@ -245,7 +258,8 @@ class CsvConnector(Connector):
                               "practice's mapping file (see docs/mappings.md)", source=origin)
         delimiter = config.get("delimiter", ",")
         line = envelope.meta.get("line") or _line_of(envelope.control_id)
-        rows = list(iter_rows(decode(envelope.raw, config.get("encoding")), delimiter, source=origin))
+        text = decode(envelope.raw, config.get("encoding"), source=origin)
+        rows = list(iter_rows(text, delimiter, source=origin))
         if len(rows) < 2:
             raise ParseError("a CSV row message holds the header row and one data row", source=origin,
                              location=f"line {line}" if line else None)
@@ -342,7 +356,7 @@ class RowReader:
         zone = context.config.get("timezone")
         try:
             self.zone = zoneinfo.ZoneInfo(zone) if zone else None
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder ("America")
             raise ConfigError(f"connectors.csv.timezone {zone!r} is not an IANA time zone",
                               source=file_of(context.origin)) from None
         self.values = {field: {str(k): v for k, v in table.items()}

@@ -76,6 +76,9 @@ def check_export(export: Any) -> SectionErrors:
         errors.add(("columns",), "columns needs source_id (the row's own id)")
     for key, spec in columns.items():
         kpath: Path = ("columns", key)
+        if not isinstance(key, str):  # YAML reads `~:`, `1:` or `yes:` as no text at all
+            errors.add(kpath, "a model field name (text) such as start or patient.family_name")
+            continue
         target_kind, _, field = key.rpartition(".")
         target_kind = target_kind or kind
         if target_kind != kind and target_kind not in CSV_RELATED:

@@ -39,9 +39,10 @@ the enclosing Bundle's ``timestamp``, else none (the hub then uses the arrival t
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, TypeVar
 
 import orjson
 from marshmallow import Schema, fields
@@ -58,6 +59,8 @@ from .mapping import MAPPERS, MapContext, event_time, merge, timezone_of
 from .pull import FhirPoller
 from .render import render_files
 from .validate import NEEDED, is_fhir_type, validate_lenient, validate_resource
+
+_T = TypeVar("_T")
 
 __version__ = "1.0.0"
 SUPPORTED = frozenset(MAPPERS)
@@ -104,6 +107,21 @@ def validation_enabled(config: Any, env: Mapping[str, Any] | None = None) -> boo
     return not (value is False or str(value).strip().lower() in ("0", "false", "no", "off"))
 
 
+def _nesting_bounded(step: Callable[..., _T]) -> Callable[..., _T]:
+    """JSON nests as deep as orjson reads (1024 levels), deeper than the validator and the mapping can
+    follow (an extension inside an extension, 200 levels down): refused by name, not as a connector bug."""
+
+    @functools.wraps(step)
+    def bounded(*args: Any, **kwargs: Any) -> _T:
+        try:
+            return step(*args, **kwargs)
+        except RecursionError:
+            raise ValidationError("the resource nests too deeply to be read (elements inside elements, "
+                                  "hundreds of levels down)") from None
+
+    return bounded
+
+
 class FhirConnector(Connector):
     name = "fhir"
     version = __version__
@@ -131,6 +149,7 @@ class FhirConnector(Connector):
         versions = envelope.meta.get("versions")
         return digest_key(self.name, versions) if isinstance(versions, str) else super().dedup_key(envelope)
 
+    @_nesting_bounded
     def parse(self, envelope: Envelope, context: Context) -> Payload:
         """The resources to map, validated (see the module docstring): entries that carry none are
         skipped and said in the tally's notes; a message left with nothing to take in is refused."""
@@ -184,6 +203,7 @@ class FhirConnector(Connector):
             raise refused[0]
         return kept
 
+    @_nesting_bounded
     def to_canonical(self, parsed: Payload, context: Context) -> list[dict[str, Any]]:
         refs = References.of(parsed.items)
         tz = timezone_of((context.config or {}).get("timezone"))

@@ -166,7 +166,7 @@ def timezone_of(name: Any) -> ZoneInfo | None:
         return None
     try:
         return ZoneInfo(str(name))
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder ("America")
         raise ValidationError(f"the fhir connector setting timezone={str(name)[:60]!r} is not an IANA time zone",
                               location="connectors.fhir.timezone") from None
 

@@ -89,6 +89,11 @@ def _with_utc_offsets(resource: dict[str, Any], locations: list[tuple[Any, ...]]
     return patched
 
 
+# what a model-level check raises outside pydantic's own errors; fhir_core raises KeyError for a resource
+# inside another (``contained``, ``Bundle.entry.resource``) whose resourceType is no R4 type
+_MODEL_FAILURES = (TypeError, ValueError, KeyError)
+
+
 def _problems(check: Any, resource: dict[str, Any], strict: bool) -> list[Any]:
     """pydantic's errors for the resource ([] when valid). Not ``strict`` (intake): date-times that
     lack only their offset are forgiven (see above). A check that fails outside pydantic's own
@@ -109,7 +114,7 @@ def _problems(check: Any, resource: dict[str, Any], strict: bool) -> list[Any]:
             return []
         except PydanticError as exc:
             return exc.errors(include_url=False, include_input=False) or errors
-        except (TypeError, ValueError):
+        except _MODEL_FAILURES:
             return errors
     return others or errors  # name a problem that refuses the resource
 
@@ -135,8 +140,9 @@ def _checked(resource: dict[str, Any], path: str, strict: bool) -> tuple[Any, li
         raise ValidationError(f"{rtype[:60]!r} is not a FHIR R4 resource type", location=f"{path}.resourceType")
     try:
         return check, _problems(check, resource, strict)
-    except (TypeError, ValueError) as exc:  # a model-level check outside pydantic's own errors
-        raise ValidationError(f"{rtype} is not valid FHIR R4 ({type(exc).__name__})", location=path) from None
+    except _MODEL_FAILURES as exc:  # a model-level check outside pydantic's own errors
+        what = "a resource inside it has no R4 resourceType" if isinstance(exc, KeyError) else type(exc).__name__
+        raise ValidationError(f"{rtype} is not valid FHIR R4 ({what})", location=path) from None
 
 
 def validate_resource(resource: dict[str, Any], path: str, *, strict: bool = False) -> None:
@@ -259,7 +265,7 @@ def validate_lenient(resource: dict[str, Any], path: str, needed: frozenset[str]
             raise refusal
         try:
             errors = _problems(check, patched, False)
-        except (TypeError, ValueError):
+        except _MODEL_FAILURES:
             raise refusal from None
         if not errors:
             return patched, [(_joined(path, where), _reason(where, cause, rule))

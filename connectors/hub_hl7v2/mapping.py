@@ -79,6 +79,8 @@ class Reader:
         self.tally = tally
         self.strict = strict  # the practice's mapping says ``acceptance: strict``
         self.used: set[str] = set()
+        # XCN text → its provider record: a message names its provider in PV1, SCH, AIP and every FT1
+        self.providers: dict[str, Record] = {}
 
     def drop(self, path: str, reason: str) -> None:
         """An optional value sent but unreadable is left out, on the record (path only, never the value)."""
@@ -302,6 +304,10 @@ def providers_from(r: Reader, seg: list[str] | None, field: int) -> list[Record]
     msg = r.msg
     found = []
     for raw in msg.repetitions(seg, field):
+        known = r.providers.get(raw)
+        if known is not None:
+            found.append(dict(known))  # a copy: records are completed (event time, practice) one by one
+            continue
         parts = msg.parts(raw)
         source_id = msg.text(parts[0])
         if not source_id:
@@ -311,12 +317,14 @@ def providers_from(r: Reader, seg: list[str] | None, field: int) -> list[Record]
         is_npi = id_type == "NPI" or any(a and (a.upper() in NPI_SYSTEMS or "NPI" in a.upper()) for a in authority)
         if is_npi or (not id_type and not any(authority)):  # a bare id: an NPI when its check digit says so
             is_npi = len(source_id) == 10 and source_id.isdigit() and (is_npi or _npi_check(source_id))
-        found.append(_compact({
+        provider = _compact({
             "kind": "provider", "source_id": source_id,
             "npi": source_id if is_npi else None,
             "family_name": msg.text(parts[1]) if len(parts) > 1 else None,
             "given_name": msg.text(parts[2]) if len(parts) > 2 else None,
-        }))
+        })
+        r.providers[raw] = provider
+        found.append(dict(provider))
     return found
 
 

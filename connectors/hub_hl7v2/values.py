@@ -33,7 +33,7 @@ def zone(name: str | None) -> dt.tzinfo | None:
         return None
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder ("America")
         raise ConfigError(f"hl7v2 setting timezone: unknown time zone {name!r}") from None
 
 

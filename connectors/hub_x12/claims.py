@@ -23,7 +23,7 @@ from typing import Any
 
 from hub.connector import Context
 
-from .interchange import Transaction
+from .interchange import Transaction, digits
 from .values import Reader, date_time, money, whole
 
 SEX = {"F": "female", "M": "male", "U": "unknown"}
@@ -168,7 +168,7 @@ def _claim_records(r: Reader, claim: dict[str, Any], posted_on: str | None, even
         pointers = [p for p in r.parts(sv1, 7) if p]
         diagnoses = []
         for p in pointers:
-            if not p.isdigit() or not 1 <= int(p) <= len(claim["diagnoses"]):
+            if not digits(p) or not 1 <= int(p) <= len(claim["diagnoses"]):
                 raise r.error(f"diagnosis pointer {p[:3]!r} points at no HI code of the claim "
                               f"({len(claim['diagnoses'])} sent)", "SV1-07")
             diagnoses.append(claim["diagnoses"][int(p) - 1])
@@ -183,7 +183,7 @@ def _claim_records(r: Reader, claim: dict[str, Any], posted_on: str | None, even
                                            **stamp}
         units = r.quantity(sv1, 4)
         yield {"kind": "charge", "source_id": line["control"] or f"{claim['id']}:{line['number']}",
-               "claim_id": claim["id"], "claim_line": int(line["number"]) if line["number"].isdigit() else None,
+               "claim_id": claim["id"], "claim_line": int(line["number"]) if digits(line["number"]) else None,
                "patient_source_id": patient_id, "provider_source_id": npi,
                "service_date": service_date, "posted_on": posted_on,
                "procedure_code": procedure[1] if len(procedure) > 1 and procedure[1] else None,

@@ -60,6 +60,13 @@ class Transaction:
         return _el(self.segments[0], 3) or _el(self.gs, 8)
 
 
+def digits(text: str) -> bool:
+    """ASCII digits only, at most 18 of them: ``str.isdigit`` also takes superscripts and other scripts'
+    digits ('³'), which ``int`` and dates refuse, and ``int`` refuses more than 4,300 digits (no X12 count,
+    number or date has more than 10)."""
+    return len(text) <= 18 and text.isascii() and text.isdigit()
+
+
 def _el(segment: list[str], n: int) -> str:
     return segment[n] if len(segment) > n else ""
 
@@ -175,7 +182,7 @@ def read(data: bytes, origin: str | None = None) -> tuple[Separators, list[Trans
             if control != current.control:
                 current.error = fail(f"SE-02 control number {control[:9]!r} does not match ST-02 "
                                      f"{current.control[:9]!r}", "SE-02", pos)
-            elif not count.isdigit() or int(count) != len(current.segments):
+            elif not digits(count) or int(count) != len(current.segments):
                 current.error = fail(f"SE-01 says {count[:9]!r} segments, the transaction has "
                                      f"{len(current.segments)} (ST to SE)", "SE-01", pos)
             current = None
@@ -189,7 +196,7 @@ def read(data: bytes, origin: str | None = None) -> tuple[Separators, list[Trans
             if _el(seg, 2) != _el(gs, 6):
                 problem = fail(f"GE-02 control number {_el(seg, 2)[:9]!r} does not match GS-06 "
                                f"{_el(gs, 6)[:9]!r}", "GE-02", pos)
-            elif not _el(seg, 1).isdigit() or int(_el(seg, 1)) != len(group):
+            elif not digits(_el(seg, 1)) or int(_el(seg, 1)) != len(group):
                 problem = fail(f"GE-01 says {_el(seg, 1)[:9]!r} transactions, the group has {len(group)}",
                                "GE-01", pos)
             if problem is not None:
@@ -202,7 +209,7 @@ def read(data: bytes, origin: str | None = None) -> tuple[Separators, list[Trans
             if _el(seg, 2) != _el(isa, 13):
                 raise fail(f"IEA-02 control number {_el(seg, 2)[:9]!r} does not match ISA-13 {_el(isa, 13)[:9]!r}",
                            "IEA-02", pos)
-            if not _el(seg, 1).isdigit() or int(_el(seg, 1)) != groups:
+            if not digits(_el(seg, 1)) or int(_el(seg, 1)) != groups:
                 raise fail(f"IEA-01 says {_el(seg, 1)[:9]!r} functional groups, the interchange has {groups}",
                            "IEA-01", pos)
             isa = None

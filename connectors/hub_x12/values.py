@@ -6,7 +6,7 @@ from decimal import Decimal, InvalidOperation
 
 from hub.errors import ParseError
 
-from .interchange import Transaction
+from .interchange import Transaction, digits
 
 
 class Reader:
@@ -59,17 +59,17 @@ class Reader:
         text = text.strip()[:8]
         if not text:
             return None
-        if len(text) != 8 or not text.isdigit():
+        if len(text) != 8 or not digits(text):
             raise self.error("the date is not CCYYMMDD", where)
         return f"{text[:4]}-{text[4:6]}-{text[6:]}"
 
 
 def date_time(date: str, time: str) -> str | None:
     """An event time without an offset (the hub reads it in the practice's zone) from CCYYMMDD and HHMM[SS]."""
-    if len(date) != 8 or not date.isdigit():
+    if len(date) != 8 or not digits(date):
         return None
-    clock = time if len(time) >= 4 and time[:4].isdigit() else "0000"
-    seconds = clock[4:6] if len(clock) >= 6 and clock[4:6].isdigit() else "00"
+    clock = time if len(time) >= 4 and digits(time[:4]) else "0000"
+    seconds = clock[4:6] if len(clock) >= 6 and digits(clock[4:6]) else "00"
     return f"{date[:4]}-{date[4:6]}-{date[6:]}T{clock[:2]}:{clock[2:4]}:{seconds}"
 
 

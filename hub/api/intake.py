@@ -32,6 +32,8 @@ from flask import Flask, Response, current_app, g, request
 from flask_smorest import Blueprint, abort
 from sqlalchemy import exc as sa_exc
 
+from hub.api.problems import MEDIA_TYPE as PROBLEM_TYPE
+from hub.api.problems import problem_bytes
 from hub.errors import NotFound
 from hub.pipeline.group_commit import GroupCommitter, Pending
 from hub.pipeline.intake import Arrival, Receipt
@@ -45,6 +47,7 @@ from hub.security.auth import (
     key_for_token,
     require_roles,
 )
+from hub.store.engine import save_failure_reason
 
 DRAIN_LIMIT = 64 * 1024 * 1024  # read (and drop) an oversized body up to this, so the client sees the 413
 
@@ -86,7 +89,7 @@ def committer(app: Flask | None = None) -> GroupCommitter:
 
 
 def store_unavailable(exc: Exception) -> str:
-    return f"the message store cannot take the payload now ({type(exc).__name__}); retry"
+    return f"the message store cannot take the payload now: {save_failure_reason(exc)}; nothing was stored, retry"
 
 
 @blp.route("/practices/<string:slug>/messages", methods=["POST"])
@@ -95,7 +98,7 @@ def store_unavailable(exc: Exception) -> str:
              # the connector's own answer (HL7 ACK text, a FHIR response Bundle or OperationOutcome, ...)
              "200": {"content": {"*/*": {"schema": {}}}},
              **{code: {"description": text, "content": {
-                 "application/json": {"schema": {"$ref": "#/components/schemas/Error"}},
+                 PROBLEM_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}},
                  **({"*/*": {"schema": {}}} if code in ("400", "422") else {})}}
                 for code, text in _ERROR_RESPONSES.items()},
          })
@@ -183,8 +186,8 @@ def answer_parts(connector: Any, receipts: list[Receipt]) -> tuple[int, bytes, s
     summary: dict[str, Any] = {"messages": [{"id": r.outcome.message_id, "status": r.status,
                                **({"error": r.outcome.error} if r.outcome.error else {})} for r in receipts]}
     if rejected:  # the API's error shape, with each message's fate under "errors"
-        summary = {"code": 400, "status": "Bad Request",
-                   "message": receipts[0].outcome.error or "the payload cannot be read", "errors": summary}
+        return status, problem_bytes(400, receipts[0].outcome.error or "the payload cannot be read",
+                                     errors=summary), PROBLEM_TYPE, ids
     return status, json.dumps(summary).encode(), "application/json", ids
 
 
@@ -214,9 +217,8 @@ class IntakeFastPath:
             taken = self._take(environ) if environ.get("REQUEST_METHOD") == "POST" else None
         except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:  # the key look-up found the store down
             _log.error("the database is unavailable (%s)", type(exc).__name__)
-            body = json.dumps({"code": 503, "status": "Service Unavailable",
-                               "message": "the store is unavailable; retry later"}).encode()
-            start_response("503 Service Unavailable", [("Content-Type", "application/json"), ("Retry-After", "5"),
+            body = problem_bytes(503, "the store is unavailable; retry later")
+            start_response("503 Service Unavailable", [("Content-Type", PROBLEM_TYPE), ("Retry-After", "5"),
                                                        ("Content-Length", str(len(body)))])
             return [body]
         if taken is None:
@@ -242,9 +244,8 @@ class IntakeFastPath:
             headers += [("Content-Type", content_type), ("X-Hub-Message-Ids", ids)]
         except _Refusal as refusal:  # the answers the Flask view gives, in the API's error shape
             status = refusal.status
-            body = json.dumps({"code": status, "status": HTTPStatus(status).phrase,
-                               "message": refusal.message}).encode()
-            headers.append(("Content-Type", "application/json"))
+            body = problem_bytes(status, refusal.message)
+            headers.append(("Content-Type", PROBLEM_TYPE))
         headers.append(("Content-Length", str(len(body))))
         start_response(f"{status} {HTTPStatus(status).phrase}", headers)
         if _http_log.isEnabledFor(logging.INFO):

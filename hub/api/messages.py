@@ -14,6 +14,7 @@ from flask import current_app
 from flask_smorest import Blueprint, abort
 
 from hub.api.calls import DENIED, audit
+from hub.errors import IntegrityError
 from hub.model.tables import audit_log
 from hub.pipeline.replay import reprocess
 from hub.security.auth import require_roles
@@ -23,6 +24,7 @@ blp = Blueprint("messages", __name__, description="The message store: errors, re
 
 MAX_ID = 2**63 - 1  # ids are 64-bit: a larger number names no message
 STATUSES = ("received", "processed", "error", "duplicate", "resolved")
+ALTERED = "a message's stored content no longer matches its hash: nothing was replayed"
 RESOLVE_ACTION = "messages.resolve"  # the audit entry ``hub messages resolve`` writes per message
 
 
@@ -103,11 +105,13 @@ def list_messages(query: dict[str, Any]) -> Any:
 @blp.alt_response(401, description=DENIED[401])
 @blp.alt_response(403, description=DENIED[403])
 @blp.alt_response(404, description="no message with this id holds content to replay")
+@blp.alt_response(409, description=ALTERED)
 @blp.alt_response(429, description=DENIED[429])
 @require_roles("admin")
 def reprocess_message(message_id: int) -> Any:
     runtime = current_app.extensions["hub"]
-    result = reprocess(runtime, ids=[message_id]) if message_id <= MAX_ID else {"submitted": 0}
+    result = _replay(runtime, str(message_id), None, ids=[message_id]) if message_id <= MAX_ID \
+        else {"submitted": 0}
     if not result["submitted"]:
         audit("messages.reprocess", str(message_id), None, "not found")
         abort(404, message=f"no message {message_id} with content to replay")
@@ -122,14 +126,26 @@ def reprocess_message(message_id: int) -> Any:
          summary="Replay every message of a status (default: error) and/or practice, after a mapping fix")
 @blp.alt_response(401, description=DENIED[401])
 @blp.alt_response(403, description=DENIED[403])
+@blp.alt_response(409, description=ALTERED)
 @blp.alt_response(429, description=DENIED[429])
 @require_roles("admin")
 def reprocess_messages(query: dict[str, Any]) -> Any:
     runtime = current_app.extensions["hub"]
     status = query.get("status") or "error"
-    result = reprocess(runtime, practice=query.get("practice"), status=status)
+    result = _replay(runtime, f"status={status}", query.get("practice"), practice=query.get("practice"),
+                     status=status)
     audit("messages.reprocess", f"status={status}", query.get("practice"), _outcome(result))
     return {**result, "queued": bool(result["queued"])}
+
+
+def _replay(runtime: Any, target: str, slug: str | None, **chosen: Any) -> dict[str, int]:
+    """``reprocess``; a message whose bytes no longer match their hash refuses the whole call (409), audited."""
+    try:
+        return reprocess(runtime, **chosen)
+    except IntegrityError as exc:
+        audit("messages.reprocess", target, slug, "refused: content altered")
+        abort(409, message=exc.message, errors={"messages": exc.ids})
+    raise AssertionError("abort returns no more")
 
 
 def _resolutions(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:

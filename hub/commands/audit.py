@@ -7,7 +7,6 @@ import datetime as dt
 import click
 
 from hub.commands.base import State, dumps, pass_state
-from hub.security.audit import list_entries
 
 
 def register(cli: click.Group) -> None:
@@ -31,6 +30,8 @@ def audit() -> None:
 def audit_list(state: State, key_id: str | None, action: str | None, practice: str | None,
                since: dt.datetime | None, limit: int, fmt: str) -> None:
     """List audit entries, newest first."""
+    from hub.security.audit import list_entries
+
     with state.runtime.engine.connect() as conn:
         rows = list_entries(conn, key_id=key_id, action=action, practice=practice, limit=limit,
                             since=since.replace(tzinfo=dt.UTC) if since else None)

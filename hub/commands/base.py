@@ -10,13 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import click
-import sqlalchemy as sa
 
 from hub.errors import HubError
-from hub.model.schemas import to_json_ready
-from hub.pipeline.pull import pull
-from hub.plugins import load_plugins
-from hub.runtime import Runtime
+
+# Nothing heavy at import time (SQLAlchemy, the plugins, the runtime): ``hub --version`` and
+# ``hub --help`` import this module, and a command imports what it uses when it runs.
 
 
 class HubGroup(click.Group):
@@ -57,7 +55,8 @@ class HubGroup(click.Group):
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise  # click's own: a usage error, an exit, Ctrl-C (click answers them)
         except Exception as exc:
-            if isinstance(exc, sa.exc.OperationalError):
+            sqlalchemy = sys.modules.get("sqlalchemy")  # loaded if it raised: never imported for this
+            if sqlalchemy is not None and isinstance(exc, sqlalchemy.exc.OperationalError):
                 click.echo(f"hub: error: the database cannot be reached: {str(exc.orig).splitlines()[0]}",
                            err=True)
                 ctx.exit(1)
@@ -85,11 +84,20 @@ class State:
     @property
     def runtime(self) -> Any:
         if self._runtime is None:
+            from hub.runtime import Runtime
+
             self._runtime = Runtime.create(plugins=self.plugins)
         return self._runtime
 
 
 pass_state = click.make_pass_decorator(State, ensure=True)
+
+
+def load_plugins(**kwargs: Any) -> Any:
+    """``hub.plugins.load_plugins``, imported when the plugins are first needed."""
+    from hub.plugins import load_plugins as load
+
+    return load(**kwargs)
 
 
 def _add_plugin_commands(cli: click.Group) -> None:
@@ -102,10 +110,14 @@ def _add_plugin_commands(cli: click.Group) -> None:
 
 def _pull(practice: str, connector: str, **kwargs: Any) -> Any:
     """The core's pull (``hub.connector.PullService``) given to plugin commands, on this command's runtime."""
+    from hub.pipeline.pull import pull
+
     return pull(click.get_current_context().ensure_object(State).runtime, practice, connector, **kwargs)
 
 
 def _json_default(value: Any) -> Any:
+    from hub.model.schemas import to_json_ready
+
     return to_json_ready(value) if not isinstance(value, bytes) else value.decode("utf-8", "replace")
 
 

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from hub.commands.base import State, dumps, pass_state
+
+if TYPE_CHECKING:
+    from hub.pipeline.watch import Taken
 from hub.commands.identity import link_after_ingest
-from hub.identity.background import IdentityTicker
-from hub.logging import configure_logging
-from hub.pipeline.watch import DropFolder, Taken
-from hub.store.practices import get_practice
-from hub.store.remittances import match_report
+from hub.commands.reports import refresh_after_ingest
 
 
 def register(cli: click.Group) -> None:
@@ -35,6 +34,12 @@ def register(cli: click.Group) -> None:
 def watch(state: State, folder: str, practice: str, connector: str | None, interval: float, settle: float,
           once: bool) -> None:
     """A drop folder: each new file is taken once, stored, and moved to done/ or failed/ with its report."""
+    from hub.identity.background import IdentityTicker
+    from hub.logging import configure_logging
+    from hub.pipeline.watch import DropFolder
+    from hub.reports.background import ReportRefresher
+    from hub.store.practices import get_practice
+
     configure_logging()
     runtime = state.runtime
     with runtime.engine.connect() as conn:
@@ -60,12 +65,16 @@ def watch(state: State, folder: str, practice: str, connector: str | None, inter
             signal.signal(sig, stop)
         click.echo(f"watching {folder} for practice {practice} (every {interval:g} s; Ctrl-C stops)", err=True)
     ticker = IdentityTicker(runtime)  # patients linked in batches (hub.identity.background)
+    refresher = ReportRefresher(runtime)  # report rollups after each batch (hub.reports.background)
     if not once:
         ticker.start()
+        refresher.start()
     drop.run(interval, on_taken, once=once, stop=lambda: bool(stopping))
     ticker.stop()
+    refresher.stop()
     if once:
         link_after_ingest(runtime)
+        refresh_after_ingest(runtime)
     if once and failed:
         click.echo(f"hub: {len(failed)} file(s) moved to failed/: see their .report.json and "
                    f"hub messages list --practice {practice} --status error", err=True)
@@ -83,6 +92,9 @@ def remit() -> None:
 @pass_state
 def remit_unmatched(state: State, practice: str, fmt: str) -> None:
     """The remittances that matched no charge, and why."""
+    from hub.store.practices import get_practice
+    from hub.store.remittances import match_report
+
     with state.runtime.engine.connect() as conn:
         get_practice(conn, practice)
         report = match_report(conn, practice)

@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 
 from hub.commands.base import State
-from hub.demo.build import build_demo
 
 
 def register(cli: click.Group) -> None:
@@ -25,6 +24,8 @@ def register(cli: click.Group) -> None:
 @click.pass_context
 def demo(ctx: click.Context, out_dir: str, seed: int, months: int, scale: float) -> None:
     """Build a demo MSO (several practices, each on its own feed) and write its dashboard and XLSX."""
+    from hub.demo.build import build_demo
+
     state = ctx.find_object(State)
     plugins = state.plugins if state is not None else None
     out = Path(out_dir)

@@ -7,20 +7,21 @@ system user): the links are patient-level data.
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from hub.commands.base import State, cli_user, dumps, pass_state
-from hub.identity import review as index
-from hub.identity.background import pending
-from hub.identity.mpi import RunSummary, run_identity
-from hub.security.audit import AuditEntry, record
-from hub.store.engine import writer
+
+if TYPE_CHECKING:
+    from hub.identity.mpi import RunSummary
 
 
 def _audit(state: State, action: str, target: str | None, practice: str | None = None,
            outcome: str = "ok") -> None:
+    from hub.security.audit import AuditEntry, record
+    from hub.store.engine import writer
+
     with writer(state.runtime.engine).begin() as conn:
         record(conn, [AuditEntry(None, action, target, practice, f"cli:{cli_user()}", outcome)])
 
@@ -30,6 +31,9 @@ def link_after_ingest(runtime: Any) -> RunSummary | None:
     processed its messages itself (inline) and patients changed (a queue's workers run their own,
     ``hub.identity.background``); its line goes to stderr. A failure leaves the ingest as it is
     and says so: the next run links what this one did not."""
+    from hub.identity.background import pending
+    from hub.identity.mpi import run_identity
+
     if runtime.dispatcher.name != "inline" or not pending(runtime.engine):
         return None
     try:
@@ -55,6 +59,8 @@ def identity_group() -> None:
 @pass_state
 def run_command(state: State, full: bool, fmt: str) -> None:
     """Link new and changed patients: rules, then the match model; links, review queue, enterprise ids."""
+    from hub.identity.mpi import run_identity
+
     runtime = state.runtime
     summary = run_identity(runtime.engine, full=full, settings=runtime.settings, plugins=runtime.plugins)
     _audit(state, "identity.run", "full" if full else "incremental", outcome="skipped" if summary.skipped else "ok")
@@ -72,6 +78,8 @@ def review_group(ctx: click.Context, limit: int, offset: int, fmt: str) -> None:
     """The pairs between the two thresholds, most likely first: which fields agreed, and the weight.
 
     Decide one with ``hub identity review accept ID`` or ``reject ID``."""
+    from hub.identity import review as index
+
     if ctx.invoked_subcommand is not None:
         return
     state = ctx.ensure_object(State)
@@ -89,6 +97,8 @@ def review_group(ctx: click.Context, limit: int, offset: int, fmt: str) -> None:
 
 
 def _decide(state: State, pair_id: int, accept: bool) -> None:
+    from hub.identity import review as index
+
     runtime = state.runtime
     done = index.decide(runtime.engine, pair_id, accept=accept, by=f"cli:{cli_user()}", plugins=runtime.plugins)
     _audit(state, "identity.accept" if accept else "identity.reject", str(pair_id))
@@ -119,6 +129,8 @@ def reject_command(state: State, pair_id: int) -> None:
 @pass_state
 def link_command(state: State, practice_a: str, source_id_a: str, practice_b: str, source_id_b: str) -> None:
     """Link two patient records as one person (an operator's link wins over the matcher)."""
+    from hub.identity import review as index
+
     runtime = state.runtime
     done = index.link(runtime.engine, (practice_a, source_id_a), (practice_b, source_id_b),
                       by=f"cli:{cli_user()}", plugins=runtime.plugins)
@@ -132,6 +144,8 @@ def link_command(state: State, practice_a: str, source_id_a: str, practice_b: st
 @pass_state
 def split_command(state: State, practice: str, source_id: str) -> None:
     """Take a patient record out of its enterprise id: it stays apart until an operator links it."""
+    from hub.identity import review as index
+
     runtime = state.runtime
     done = index.split(runtime.engine, (practice, source_id), by=f"cli:{cli_user()}", plugins=runtime.plugins)
     _audit(state, "identity.split", f"{practice}/{source_id}", practice)
@@ -145,6 +159,8 @@ def split_command(state: State, practice: str, source_id: str) -> None:
 @pass_state
 def explain_command(state: State, practice: str, source_id: str, fmt: str) -> None:
     """How one patient record is linked: its enterprise id, the records under it, the pairs and weights."""
+    from hub.identity import review as index
+
     with state.runtime.engine.connect() as conn:
         found = index.explain(conn, (practice, source_id))
     _audit(state, "identity.explain", f"{practice}/{source_id}", practice)
@@ -174,6 +190,8 @@ def explain_command(state: State, practice: str, source_id: str, fmt: str) -> No
 @pass_state
 def export_command(state: State, fmt: str, output: str | None) -> None:
     """Every patient record: practice, source id, enterprise id and how it was linked."""
+    from hub.identity import review as index
+
     counted: list[int] = []
     out = open(output, "w", newline="", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
     try:

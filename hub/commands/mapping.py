@@ -9,15 +9,6 @@ from pathlib import Path
 import click
 
 from hub.errors import MappingError
-from hub.mapping import load_mapping
-from hub.mapping.diff import describe_changes
-from hub.mapping.schema import HL7V2_OVERRIDES, check_text
-from hub.mapping.transforms import TRANSFORMS
-from hub.mapping.unmapped import unmapped_codes
-from hub.mapping.vocabulary import load_vocabulary
-from hub.pipeline.replay import reprocess as replay
-from hub.store.engine import writer
-from hub.store.practices import get_practice, set_mapping
 
 
 @click.group("mapping")
@@ -29,6 +20,9 @@ def mapping_group() -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 def validate(files: tuple[str, ...]) -> None:
     """Check mapping files against the schema and the MSO vocabularies; every problem with its line and key."""
+    from hub.mapping.schema import check_text
+    from hub.mapping.vocabulary import load_vocabulary
+
     vocabulary = load_vocabulary()
     bad = 0
     for name in files:
@@ -57,6 +51,9 @@ def validate(files: tuple[str, ...]) -> None:
 @click.pass_context
 def unmapped(ctx: click.Context, practice: str, fmt: str) -> None:
     """Codes the practice sent that its mapping does not know: counts and an example message id."""
+    from hub.mapping.unmapped import unmapped_codes
+    from hub.store.practices import get_practice
+
     with ctx.obj.runtime.engine.connect() as conn:
         get_practice(conn, practice)
         rows = unmapped_codes(conn, practice)
@@ -84,6 +81,12 @@ def update(ctx: click.Context, slug: str, mapping_file: str, reprocess: bool) ->
 
     With ``--reprocess``, exit status 1 when a replayed message fails again (as hub messages reprocess);
     the new mapping stays stored."""
+    from hub.mapping import load_mapping
+    from hub.mapping.diff import describe_changes
+    from hub.pipeline.replay import reprocess as replay
+    from hub.store.engine import writer
+    from hub.store.practices import get_practice, set_mapping
+
     text = Path(mapping_file).read_text(encoding="utf-8")
     new = load_mapping(text, source=mapping_file)
     runtime = ctx.obj.runtime
@@ -114,6 +117,9 @@ def update(ctx: click.Context, slug: str, mapping_file: str, reprocess: bool) ->
 @mapping_group.command("names")
 def names() -> None:
     """The named transforms and HL7 v2 overrides a mapping file may use."""
+    from hub.mapping.schema import HL7V2_OVERRIDES
+    from hub.mapping.transforms import TRANSFORMS
+
     click.echo("transforms:")
     for name, (_, doc) in TRANSFORMS.items():
         click.echo(f"  {name:<22} {doc}")

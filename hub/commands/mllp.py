@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import ssl
+from typing import Any
+
 import click
 
-from hub.identity.background import IdentityTicker
-from hub.logging import configure_logging
-from hub.mllp.server import Limits, MllpServer
-from hub.pipeline.dispatch_buffer import buffer_dispatcher
-from hub.pipeline.sweeper import Sweeper
-from hub.store.practices import get_practice
+from hub.errors import ConfigError
+
+
+def start_after_processing_work(runtime: Any) -> None:
+    """Where messages are processed: patients linked and report rollups refreshed in batches (in the
+    listener, or in its processing child, away from the answers)."""
+    from hub.identity.background import IdentityTicker
+    from hub.reports.background import ReportRefresher
+
+    IdentityTicker(runtime).start()  # patients linked in batches (hub.identity.background)
+    ReportRefresher(runtime).start()  # report rollups kept current (hub.reports.background)
 
 
 def register(cli: click.Group) -> None:
@@ -28,19 +36,53 @@ def register(cli: click.Group) -> None:
 @click.option("--idle-timeout", type=click.FloatRange(min=0.1), default=600.0, show_default=True,
               help="Seconds a connection may stay silent before it is closed.")
 @click.option("--frame-timeout", type=click.FloatRange(min=0.1), default=60.0, show_default=True,
-              help="Seconds a client may take to send one whole message.")
+              help="Seconds a client may take to send one whole message (and to take its answer).")
+@click.option("--max-connections", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Connections at once; one more closes the longest idle one.")
+@click.option("--ack-after-processing", is_flag=True,
+              help="Without a queue (HUB_REDIS_URL unset): process each message before its ACK, so that a "
+              "message stored but not usable is answered AE, not AA; about half the speed on one connection.")
 @click.pass_context
 def mllp(ctx: click.Context, practice: str | None, host: str, port: int, connector_name: str, max_size: int,
-         idle_timeout: float, frame_timeout: float) -> None:
+         idle_timeout: float, frame_timeout: float, max_connections: int, ack_after_processing: bool) -> None:
     """The MLLP listener: stores each message, then answers it (ACK) on the same connection."""
+    from hub.logging import configure_logging
+    from hub.mllp.server import Limits, MllpServer
+    from hub.pipeline.dispatch_buffer import buffer_dispatcher
+    from hub.pipeline.sweeper import Sweeper
+    from hub.store.practices import get_practice
+
     configure_logging()
     runtime = ctx.obj.runtime
     connector = runtime.plugins.connectors.get(connector_name)
     if practice:
         with runtime.engine.connect() as conn:
             get_practice(conn, practice)  # an unknown practice is a start-up error, not a stream of rejections
-    buffer_dispatcher(runtime)  # the ids of many small group commits go to the queue in batches
-    limits = Limits(max_size=max_size, idle_timeout=idle_timeout, frame_timeout=frame_timeout)
+    # the ids of many small group commits go to the queue in batches; without a queue they are processed
+    # after the answer, by a child process (a sender on one connection waits for each answer before it
+    # sends the next: hub.pipeline.dispatch_buffer), which also runs the work that follows processing
+    in_child = buffer_dispatcher(runtime, after_answer=not ack_after_processing,
+                                 on_child_start=start_after_processing_work)
+    limits = Limits(max_size=max_size, idle_timeout=idle_timeout, frame_timeout=frame_timeout,
+                    max_connections=max_connections)
+    tls = tls_context(runtime.settings.mllp_tls_cert, runtime.settings.mllp_tls_key)
     Sweeper(runtime).start()  # messages a crash left received are processed again (hub.pipeline.sweeper)
-    IdentityTicker(runtime).start()  # patients linked in batches (hub.identity.background)
-    MllpServer(runtime, connector, practice=practice, host=host, port=port, limits=limits).run()
+    if not in_child:
+        start_after_processing_work(runtime)
+    MllpServer(runtime, connector, practice=practice, host=host, port=port, limits=limits,
+                tls=tls).run()
+
+
+def tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
+    """The server side of MLLP over TLS (HUB_MLLP_TLS_CERT / HUB_MLLP_TLS_KEY); None for plain TCP."""
+    if not cert:
+        if key:
+            raise ConfigError("HUB_MLLP_TLS_KEY is set without HUB_MLLP_TLS_CERT")
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key or None)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"HUB_MLLP_TLS_CERT / HUB_MLLP_TLS_KEY: cannot load the certificate and key "
+                          f"({cert}): {exc.strerror or exc}") from None
+    return context

@@ -12,16 +12,6 @@ import click
 from hub.commands import roster
 from hub.commands.identity import link_after_ingest
 from hub.errors import HubError
-from hub.files import iter_files
-from hub.mapping import load_mapping
-from hub.onboarding.backfill import Backfill
-from hub.onboarding.golive import NotReady
-from hub.onboarding.golive import go_live as do_go_live
-from hub.onboarding.scorecard import render_text
-from hub.onboarding.sources import check_files
-from hub.pipeline.dispatch import InlineDispatcher
-from hub.reports.rollups import refresh_dirty
-from hub.store.practices import get_practice
 
 
 def _dumps(value: Any) -> str:
@@ -48,6 +38,11 @@ def check(ctx: click.Context, practice: str, mapping_file: str | None, connector
     """Dry-run a sample feed and print its scorecard. Stores nothing.
 
     Exit status 1 when the scorecard is below the go-live thresholds of the mapping."""
+    from hub.mapping import load_mapping
+    from hub.onboarding.scorecard import render_text
+    from hub.onboarding.sources import check_files
+    from hub.store.practices import get_practice
+
     state = ctx.obj
     if mapping_file:  # a sample tried before the practice is registered: nothing is read from the store
         mapping = load_mapping(Path(mapping_file).read_text(encoding="utf-8"), source=mapping_file)
@@ -79,6 +74,9 @@ def check(ctx: click.Context, practice: str, mapping_file: str | None, connector
 def backfill(ctx: click.Context, practice: str, connector: str | None, batch: int, chunk_rows: int,
              stream_above_mb: int, quiet: bool, paths: tuple[str, ...]) -> None:
     """Load a practice's history in batches; rerun after an interruption to continue (nothing twice)."""
+    from hub.files import iter_files
+    from hub.onboarding.backfill import Backfill
+
     state = ctx.obj
     total = sum(p.stat().st_size for p in iter_files(paths))
     with click.progressbar(length=max(total, 1), label="backfill", file=sys.stderr,
@@ -106,6 +104,9 @@ def _refresh_reports(runtime: Any) -> None:
     """Processed inline, the backfill's records are stored by now: bring the report rollups up to date, so
     that the first dashboard view after a large backfill does not pay the catch-up. Queued to workers,
     they are not yet: ``hub report refresh`` (or the next report) does it once the workers are done."""
+    from hub.pipeline.dispatch import InlineDispatcher
+    from hub.reports.rollups import refresh_dirty
+
     if isinstance(runtime.dispatcher, InlineDispatcher):
         click.echo(f"report rollups refreshed ({refresh_dirty(runtime.engine)} practice-month cells)")
     else:
@@ -121,6 +122,10 @@ def go_live(ctx: click.Context, slug: str, fmt: str) -> None:
 
     With ``--format json`` the scorecard is printed whether the practice goes live or not, with ``live``
     (true or false) and, on a refusal, ``refused`` (why); the exit status is 1 on a refusal."""
+    from hub.onboarding.golive import NotReady
+    from hub.onboarding.golive import go_live as do_go_live
+    from hub.onboarding.scorecard import render_text
+
     try:
         card = do_go_live(ctx.obj.runtime, slug)
     except NotReady as exc:

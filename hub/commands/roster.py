@@ -6,9 +6,6 @@ import json
 
 import click
 
-from hub.mapping.vocabulary import vocabulary_folder
-from hub.onboarding.roster import add_location, add_provider, roster
-
 
 @click.group("roster")
 def roster_group() -> None:
@@ -24,6 +21,8 @@ def add_provider_command(npi: str, name: str, specialty: str | None) -> None:
 
     A practice's provider code then counts as rostered once its mapping maps it to this NPI
     (code_maps.provider), or when the practice sends the NPI itself."""
+    from hub.onboarding.roster import add_provider
+
     path = add_provider(npi, name, specialty=specialty)
     click.echo(f"provider {npi.strip()} added to the roster ({path})")
     click.echo("map a practice's provider code to it in code_maps.provider of its mapping "
@@ -37,6 +36,8 @@ def add_provider_command(npi: str, name: str, specialty: str | None) -> None:
 @click.option("--state")
 def add_location_command(code: str, name: str, city: str | None, state: str | None) -> None:
     """Add a location, by its MSO code, to the MSO location roster."""
+    from hub.onboarding.roster import add_location
+
     path = add_location(code, name, city=city, state=state)
     click.echo(f"location {code.strip()} added to the roster ({path})")
     click.echo("map a practice's location code to it in code_maps.location of its mapping "
@@ -47,6 +48,9 @@ def add_location_command(code: str, name: str, city: str | None, state: str | No
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 def list_command(fmt: str) -> None:
     """The providers and locations on the MSO rosters."""
+    from hub.mapping.vocabulary import vocabulary_folder
+    from hub.onboarding.roster import roster
+
     found = roster()
     rosters = {name: {code: found.attributes(name, code) for code in sorted(found.codes(name))}
                for name in ("providers", "locations")}

@@ -6,7 +6,9 @@ concurrency, and each process has one group-commit thread (hub.pipeline.group_co
 The app is built in each worker after the fork (no shared connections).
 ``HUB_REQUEST_TIMEOUT`` (default 60 s) is the gunicorn worker timeout: a request
 stuck longer than that has its worker restarted. Keep-alive is on (5 s) so a feed
-reuses its connection.
+reuses its connection. The worker class is gunicorn's threaded worker with each request
+read by its event loop before a thread takes it, under ``HUB_HEADER_TIMEOUT`` and
+``HUB_BODY_TIMEOUT`` (hub.web_worker): a slow client holds no thread.
 """
 
 from __future__ import annotations
@@ -14,46 +16,56 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from gunicorn.app.base import BaseApplication
 
-from hub.app import create_app
-from hub.identity.background import IdentityTicker
-from hub.logging import configure_logging
-from hub.pipeline.sweeper import Sweeper
-from hub.runtime import Runtime
 from hub.settings import current
-from hub.store.engine import dispose_engines
 
 
-class HubServer(BaseApplication):
-    def __init__(self, options: dict[str, Any]) -> None:
-        self.options = options
-        super().__init__()
+def hub_server(options: dict[str, Any]) -> Any:
+    """The gunicorn application (gunicorn imported here: not by ``hub --help``)."""
+    from gunicorn.app.base import BaseApplication
 
-    def load_config(self) -> None:
-        for key, value in self.options.items():
-            if key in self.cfg.settings and value is not None:
-                self.cfg.set(key, value)
+    class HubServer(BaseApplication):
+        def __init__(self, options: dict[str, Any]) -> None:
+            self.options = options
+            super().__init__()
 
-    def load(self) -> Any:
-        configure_logging()
-        app = create_app()
-        Sweeper(app.extensions["hub"]).start()  # per worker process, after the fork (hub.pipeline.sweeper)
-        IdentityTicker(app.extensions["hub"]).start()  # patients linked in batches (hub.identity.background)
-        return app
+        def load_config(self) -> None:
+            for key, value in self.options.items():
+                if key in self.cfg.settings and value is not None:
+                    self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            # the app and its libraries (flask, the store) imported in the worker, not by ``hub --help``
+            from hub.app import create_app
+            from hub.identity.background import IdentityTicker
+            from hub.logging import configure_logging
+            from hub.pipeline.sweeper import Sweeper
+            from hub.reports.background import ReportRefresher
+
+            configure_logging()
+            app = create_app()
+            Sweeper(app.extensions["hub"]).start()  # per worker process, after the fork (hub.pipeline.sweeper)
+            IdentityTicker(app.extensions["hub"]).start()  # patients linked in batches (hub.identity.background)
+            ReportRefresher(app.extensions["hub"]).start()  # report rollups kept current (hub.reports.background)
+            return app
+
+    return HubServer(options)
 
 
 def server_options(host: str, port: int, workers: int | None = None, threads: int | None = None) -> dict[str, Any]:
+    from hub.web_worker import HubThreadWorker
+
     settings = current()
     return {
         "bind": f"{host}:{port}",
         "workers": workers or settings.web_workers,
         "threads": threads or settings.web_threads,
-        "worker_class": "gthread",
+        "worker_class": HubThreadWorker,  # gthread, with requests read by its event loop (hub.web_worker)
         "timeout": settings.request_timeout,
         "graceful_timeout": 30,
         "keepalive": 5,
         "backlog": 2048,
+        "sendfile": False,  # every answer through the worker's write-behind (hub.web_worker), files too
         "accesslog": None,  # the app logs each request as JSON (hub.http), without query values
         "errorlog": "-",
         "loglevel": (settings.log_level or "info").lower(),
@@ -64,7 +76,7 @@ def server_options(host: str, port: int, workers: int | None = None, threads: in
 
 
 def run_server(host: str, port: int, workers: int | None = None, threads: int | None = None) -> None:
-    HubServer(server_options(host, port, workers, threads)).run()
+    hub_server(server_options(host, port, workers, threads)).run()
 
 
 def register(cli: click.Group) -> None:
@@ -80,6 +92,9 @@ def register(cli: click.Group) -> None:
 @click.option("--threads", type=click.IntRange(1, 256), help="Threads per process (HUB_WEB_THREADS, default 16).")
 def serve(host: str, port: int, workers: int | None, threads: int | None) -> None:
     """Run the web API and dashboard (gunicorn, threaded workers)."""
+    from hub.runtime import Runtime
+    from hub.store.engine import dispose_engines
+
     Runtime.create()  # open and upgrade the store once, before any worker starts; fail here if it cannot
     dispose_engines()  # no pooled connection may cross the fork into the workers
     run_server(host, port, workers, threads)

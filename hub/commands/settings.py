@@ -5,10 +5,6 @@ from __future__ import annotations
 import click
 
 from hub.commands.base import State, dumps, pass_state
-from hub.mapping import load_mapping
-from hub.plugins import load_plugins
-from hub.settings import Settings, connector_listing, current, markdown, redact
-from hub.store.practices import get_practice
 
 
 def register(cli: click.Group) -> None:
@@ -26,6 +22,9 @@ def settings_command(state: State, practice: str | None, fmt: str, as_markdown: 
     """Every HUB_ setting with its effective value (secrets as ***, URLs without their password),
     whether the environment sets it, and what it does; then the connectors' settings, and with
     --practice the connector sections of that practice's mapping."""
+    from hub.plugins import load_plugins
+    from hub.settings import Settings, connector_listing, current, markdown
+
     if as_markdown:  # the defaults, whatever this environment says: the plugins of a plain installation
         click.echo(markdown(load_plugins(settings=Settings()).connectors.classes()), nl=False)
         return
@@ -49,6 +48,10 @@ def settings_command(state: State, practice: str | None, fmt: str, as_markdown: 
 
 def _practice_sections(state: State, practice: str) -> dict[str, dict[str, object]]:
     """The practice's connector sections as they may be shown: each connector's secret keys as ***."""
+    from hub.mapping import load_mapping
+    from hub.settings import redact
+    from hub.store.practices import get_practice
+
     with state.runtime.engine.connect() as conn:
         row = get_practice(conn, practice)
     mapping = load_mapping(row["mapping"], source=f"mapping of practice {practice}")

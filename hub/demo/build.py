@@ -21,17 +21,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
 
 from hub.demo.feeds import costs_csv, feed_files
 from hub.demo.generator import Truth, generate
 from hub.errors import ConfigError
 from hub.identity.mpi import run_identity
 from hub.mapping import load_mapping
+from hub.model.tables import messages
 from hub.onboarding.scorecard import render_text
 from hub.onboarding.sources import check_files
+from hub.operations.alerts import check as check_alerts
 from hub.pipeline.ingest import ingest_paths
 from hub.reports import compute_report  # type: ignore[attr-defined,unused-ignore]
 from hub.reports.costs import import_costs, parse_costs
+from hub.reports.rollups import refresh_dirty
 from hub.runtime import Runtime
 from hub.security.keys import create_key
 from hub.settings import current
@@ -96,8 +102,16 @@ def build_demo(out: Path, *, seed: int = 7, months: int = 13, scale: float = 1.0
             c = result.counts[spec.slug]
             say(f"{spec.slug:<18} {spec.feed:<6} accepted {c['accepted']:>6}  duplicate {c['duplicate']}  "
                 f"error {c['error']}  ({time.perf_counter() - began_practice:.1f} s)")
+        _resent_truncated(runtime, out, truth, result, say)
+        _dated_arrivals(runtime, out, truth)
         linked = run_identity(runtime.engine, full=True, settings=runtime.settings, plugins=runtime.plugins)
         say(linked.describe())
+        began_refresh = time.perf_counter()
+        cells = refresh_dirty(runtime.engine)  # reports only read: the cells the feeds and the links moved, now
+        say(f"report rollups refreshed ({cells} practice-month cells, {time.perf_counter() - began_refresh:.1f} s)")
+        alerts = check_alerts(runtime).of("open")
+        say(f"feed health: {len(alerts)} alert(s) open" + "".join(f"; {a.practice}: {a.rule}" for a in alerts)
+            + " (hub status, hub alerts list, /console/)")
         result.analyst_key = _analyst_key(runtime)
         began_outputs = time.perf_counter()
         write_outputs(runtime, result)
@@ -149,6 +163,58 @@ def _ingest(runtime: Any, slug: str, folder: Path, feed: str, remittance_feed: s
     for fate, n in ingest_paths(runtime, slug, theirs, connector=remittance_feed).items():
         counts[fate] = counts.get(fate, 0) + n
     return counts
+
+
+RESENT = 3  # the aesthetics practice's last bundles sent again, cut short in transit: the console's errors
+
+
+def _resent_truncated(runtime: Any, out: Path, truth: Truth, result: DemoResult, say: Callable[[str], None]) -> None:
+    """The FHIR practice's last few daily bundles arrive a second time cut short (a connection dropped
+    mid-file): each is stored in error with its reason, for ``hub messages list`` and the console's error
+    queue. The whole bundles came before, so no figure changes."""
+    spec = next(s for s in truth.practices if s.feed == "fhir")
+    days = sorted((out / "feeds" / spec.slug).rglob("*.json"))[-RESENT:]
+    copies = []
+    for day in days:
+        copy = day.with_name(f"{day.stem}-resent.json")
+        copy.write_bytes(day.read_bytes()[: day.stat().st_size // 2])
+        copies.append(str(copy))
+    counts = ingest_paths(runtime, spec.slug, copies, connector=spec.feed)
+    for fate, n in counts.items():
+        result.counts[spec.slug][fate] = result.counts[spec.slug].get(fate, 0) + n
+    say(f"{spec.slug:<18} resent {len(copies)} bundles cut short in transit: error {counts.get('error', 0)}")
+
+
+def _dated_arrivals(runtime: Any, out: Path, truth: Truth) -> None:
+    """Each message dated as its file would have arrived, had the feeds run for the year rather than
+    been loaded in a minute: a daily file that evening, a monthly export or batch early on the 1st of the
+    next month, a backfill when the history ends (all in the practice's time zone). Feed health (``hub
+    status``, the console, the alert rules) then reads as it would on a live hub."""
+    feeds = (out / "feeds").resolve()
+    zones = {spec.slug: ZoneInfo(spec.timezone) for spec in truth.practices}
+    with writer(runtime.engine).begin() as conn:
+        rows = conn.execute(sa.select(messages.c.id, messages.c.practice, messages.c.origin)).all()
+        dated = []
+        for row in rows:
+            origin = Path(row.origin or "")
+            if not origin.is_relative_to(feeds):
+                continue
+            at = _arrival(origin.relative_to(feeds), zones[row.practice], truth.end)
+            dated.append({"message_id": row.id, "at": at})
+        if dated:
+            conn.execute(sa.update(messages).where(messages.c.id == sa.bindparam("message_id"))
+                         .values(received_at=sa.bindparam("at"), processed_at=sa.bindparam("at")), dated)
+
+
+def _arrival(relative: Path, zone: ZoneInfo, end: dt.date) -> dt.datetime:
+    folder, name = relative.parts[1], relative.name
+    try:
+        day, hour = dt.date.fromisoformat(name[:10]), 19 + ("-resent" in name)
+    except ValueError:
+        day = end if folder == "backfill" else (dt.date.fromisoformat(folder + "-01") + dt.timedelta(days=31)).replace(
+            day=1)
+        hour = 6
+    return dt.datetime.combine(day, dt.time(hour), zone).astimezone(dt.UTC)
 
 
 def _analyst_key(runtime: Any) -> str:

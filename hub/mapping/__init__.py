@@ -231,7 +231,8 @@ def _load(text: str, source: str, vocabulary: Vocabulary) -> Mapping:
                 target[key] = str(value)
     go_live = {**DEFAULT_GO_LIVE, **{k: v for k, v in (data.get("go_live") or {}).items() if k != "required_fields"}}
     required = {**DEFAULT_REQUIRED_FIELDS, **((data.get("go_live") or {}).get("required_fields") or {})}
-    return Mapping(practice=data.get("practice"), version=int(data.get("version", 1)),
+    # ``version:`` left empty reads as no version, as the schema check does
+    return Mapping(practice=data.get("practice"), version=int(data.get("version") or 1),
                    connectors={k: dict(v or {}) for k, v in (data.get("connectors") or {}).items()},
                    code_maps=code_maps, payer_patterns=list(data.get("payer_patterns") or []),
                    defaults={k: dict(v) for k, v in (data.get("defaults") or {}).items()},

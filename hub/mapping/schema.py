@@ -53,7 +53,7 @@ HL7V2_OVERRIDES: dict[str, tuple[str, str]] = {
 HL7_PATH = re.compile(r"^[A-Z][A-Z0-9]{2}\.\d{1,3}(\.\d{1,3}){0,2}$")
 
 TOP_KEYS = {"version", "practice", "name", "description", "timezone", "acceptance", "connectors", "code_maps",
-            "payer_patterns", "defaults", "go_live"}
+            "payer_patterns", "defaults", "go_live", "alerts"}
 # ``acceptance``: lenient keeps what maps and records what does not (the default); strict refuses the whole
 # message when any element fails validation
 ACCEPTANCE = ("lenient", "strict")
@@ -95,18 +95,63 @@ def _dotted(path: Path) -> str:
     return out
 
 
+# values of a mapping file with its aliases (``*name``) expanded: far beyond any real file, and a bound on
+# the work an alias bomb (aliases of aliases of aliases) makes
+MAX_VALUES = 200_000
+
+
+# levels of flow nesting (``[ ]``, ``{ }``): the YAML reader's time grows with the square of it (PyYAML
+# rescans every open level at each token), so a line of brackets would keep it busy for seconds
+MAX_FLOW_DEPTH = 50
+_FLOW = re.compile(r"[\[\]{}]")
+
+
+def flow_depth(text: str) -> int:
+    """The deepest flow nesting, counting every bracket (also those in quotes or comments: a bound, not a parse)."""
+    depth = deepest = 0
+    for bracket in _FLOW.finditer(text):
+        if bracket.group() in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif depth:
+            depth -= 1
+    return deepest
+
+
+class Unreadable(yaml.YAMLError):
+    """A mapping file that parses as YAML but cannot be a mapping file (an alias inside itself, too large);
+    a ``YAMLError``, so that every reader of ``LineIndex`` refuses it as it refuses unreadable YAML."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(str(problem))
+        self.problem = problem
+
+
 class LineIndex:
     """Key path → line number, read from the YAML node tree (which also reveals repeated keys)."""
 
     def __init__(self, text: str) -> None:
         self.lines: dict[Path, int] = {}
         self.repeated: list[tuple[Path, int]] = []
+        self.values = 0
+        if flow_depth(text) > MAX_FLOW_DEPTH:
+            raise Unreadable(Problem(None, "", f"more than {MAX_FLOW_DEPTH} levels of [ ] or {{ }} inside each other: "
+                                               "nested too deeply for a mapping file"))
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         if node is not None:
-            self._walk(node, ())
+            self._walk(node, (), set())
 
-    def _walk(self, node: yaml.Node, path: Path) -> None:
+    def _walk(self, node: yaml.Node, path: Path, open_nodes: set[int]) -> None:
+        self.values += 1
+        if self.values > MAX_VALUES:
+            raise Unreadable(Problem(None, "", f"more than {MAX_VALUES:,} values once its aliases are expanded: "
+                                               "too large for a mapping file"))
         self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+            if id(node) in open_nodes:  # `a: &x [*x]`: a value that contains itself never ends
+                raise Unreadable(Problem(node.start_mark.line + 1, _dotted(path),
+                                         "an alias refers to a value it is in"))
+            open_nodes.add(id(node))  # the values being walked, from the top down to this one
         if isinstance(node, yaml.MappingNode):
             seen: set[str] = set()
             for key_node, value_node in node.value:
@@ -116,10 +161,11 @@ class LineIndex:
                     self.repeated.append((child, key_node.start_mark.line + 1))
                 seen.add(key)
                 self.lines[child] = key_node.start_mark.line + 1
-                self._walk(value_node, child)
+                self._walk(value_node, child, open_nodes)
         elif isinstance(node, yaml.SequenceNode):
             for i, item in enumerate(node.value):
-                self._walk(item, (*path, i))
+                self._walk(item, (*path, i), open_nodes)
+        open_nodes.discard(id(node))
 
     def line(self, path: Path) -> int | None:
         while path:
@@ -189,9 +235,13 @@ def check_text(text: str, vocabulary: Vocabulary,
     try:
         index = LineIndex(text)
         data = yaml.safe_load(text)
+    except Unreadable as exc:
+        return {}, [exc.problem]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         return {}, [Problem(mark.line + 1 if mark else None, "", f"not valid YAML: {getattr(exc, 'problem', exc)}")]
+    except RecursionError:  # the YAML reader recurses once per level of nesting
+        return {}, [Problem(None, "", "nested too deeply to be a mapping file")]
     c = Checker(index, vocabulary)
     for path, line in index.repeated:
         c.problems.append(Problem(line, _dotted(path), "this key appears twice (the later one would win)"))
@@ -214,6 +264,7 @@ def check_text(text: str, vocabulary: Vocabulary,
     _payer_patterns(c, data.get("payer_patterns"))
     _defaults(c, data.get("defaults"))
     _go_live(c, data.get("go_live"))
+    check_alerts(c, data.get("alerts"), ("alerts",))
     c.problems.sort(key=lambda p: (p.line or 0, p.key))
     return data, c.problems
 
@@ -221,7 +272,7 @@ def check_text(text: str, vocabulary: Vocabulary,
 def _zone(c: Checker, value: Any, path: Path) -> None:
     try:
         zoneinfo.ZoneInfo(str(value))
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder ("America")
         c.add(path, f"{value!r} is not an IANA time zone (for example America/Chicago)")
 
 
@@ -331,8 +382,96 @@ def _go_live(c: Checker, go_live: Any) -> None:
             continue
         fields = {f.name for f in KINDS[kind]} | {"source_id"}
         for i, name in enumerate(names):
-            if name not in fields:
+            if not isinstance(name, str) or name not in fields:  # a mapping or a list in the list: no field
                 c.add((*path, i), f"{kind} has no field {name!r}")
+
+
+# ------------------------------------------------------------------ alert rules (hub.operations, docs/operations.md)
+# rule → its keys: (kind, smallest value); ``share`` is a percentage from 0 to 100
+ALERT_RULES: dict[str, dict[str, tuple[type, float]]] = {
+    "silence": {"minutes": (int, 1)},
+    "error_share": {"percent": (float, 0), "last": (int, 1)},
+    "queue_age": {"minutes": (int, 1)},
+    "daily_volume": {"percent": (float, 0), "days": (int, 2)},
+}
+ALERT_REQUIRED = {"silence": ("minutes",), "error_share": ("percent", "last"), "queue_age": ("minutes",),
+                  "daily_volume": ("percent", "days")}
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_CLOCK = re.compile(r"^([01]?\d|2[0-4]):([0-5]\d)$")
+
+
+def clock_minutes(value: Any) -> int | None:
+    """``"08:30"`` → 510, minutes from midnight (``"24:00"``: 1440); None when it is not a time of day.
+    An unquoted ``18:00`` reaches here as 1080: YAML 1.1 reads it as a base-60 number, the same minutes."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if 0 <= value <= 1440 else None
+    match = _CLOCK.match(str(value)) if isinstance(value, str) else None
+    if not match:
+        return None
+    minutes = int(match[1]) * 60 + int(match[2])
+    return minutes if minutes <= 1440 else None
+
+
+def weekdays(value: Any) -> list[int] | None:
+    """``mon-fri`` or ``[mon, wed, fri]`` → weekday numbers (Monday 0); None when not understood."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list) or not items:
+        return None
+    out: list[int] = []
+    for item in items:
+        first, _, last = str(item).strip().lower().partition("-")
+        if first not in WEEKDAYS or (last and last not in WEEKDAYS):
+            return None
+        start, end = WEEKDAYS.index(first), WEEKDAYS.index(last or first)
+        out.extend(range(start, end + 1) if start <= end else [*range(start, 7), *range(0, end + 1)])
+    return sorted(set(out))
+
+
+def check_alerts(c: Any, alerts: Any, path: Path) -> None:
+    """The ``alerts`` block: business hours, the repeat interval and the four rules. ``c``: a ``Checker``
+    (a mapping file) or anything with its ``add``, ``mapping`` and ``keys`` (the HUB_ALERT_RULES file)."""
+    if alerts is None or not c.mapping(alerts, path, "alerts"):
+        return
+    c.keys(alerts, path, {"business_hours", "repeat_minutes", *ALERT_RULES})
+    repeat = alerts.get("repeat_minutes")
+    if repeat is not None and (isinstance(repeat, bool) or not isinstance(repeat, int | float) or repeat < 1):
+        c.add((*path, "repeat_minutes"), "must be a number of minutes from 1")
+    hours = alerts.get("business_hours")
+    if hours is not None and c.mapping(hours, (*path, "business_hours"), "business_hours"):
+        hpath = (*path, "business_hours")
+        c.keys(hours, hpath, {"days", "start", "end"})
+        if "days" in hours and weekdays(hours["days"]) is None:
+            c.add((*hpath, "days"), "days are week days such as mon-fri or [mon, tue, thu]")
+        for key in ("start", "end"):
+            if key not in hours:
+                c.add(hpath, f"business_hours needs {key} (a time of day such as \"08:00\")")
+            elif clock_minutes(hours[key]) is None:
+                c.add((*hpath, key), "must be a time of day such as \"08:00\" (quoted)")
+        start, end = clock_minutes(hours.get("start")), clock_minutes(hours.get("end"))
+        if start is not None and end is not None and start >= end:
+            c.add((*hpath, "end"), "must be later in the day than start")
+    for rule, keys in ALERT_RULES.items():
+        if rule not in alerts or alerts[rule] is None:
+            continue
+        rpath = (*path, rule)
+        spec = alerts[rule]
+        if not c.mapping(spec, rpath, f"the {rule} rule"):
+            continue
+        c.keys(spec, rpath, {*keys, "connector"} if rule == "silence" else keys)
+        for key in ALERT_REQUIRED[rule]:
+            if key not in spec:
+                c.add(rpath, f"the {rule} rule needs {key}")
+        for key, (kind, least) in keys.items():
+            value = spec.get(key)
+            if value is None:
+                continue
+            whole = kind is int
+            if isinstance(value, bool) or not isinstance(value, int if whole else int | float) or value < least:
+                c.add((*rpath, key), f"must be a {'whole ' if whole else ''}number from {least:g}")
+            elif key == "percent" and value > 100:
+                c.add((*rpath, key), "must be a percentage from 0 to 100")
+        if "connector" in spec and not (isinstance(spec["connector"], str) and spec["connector"]):
+            c.add((*rpath, "connector"), "must be a connector name")
 
 
 # ------------------------------------------------------------------ connector sections

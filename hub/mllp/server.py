@@ -16,11 +16,21 @@ Promises:
   (asyncio). The frames of all connections go to one group committer
   (hub.pipeline.group_commit): the frames that arrive while a commit runs are
   stored together in the next transaction, so sixteen busy connections cost about
-  one commit per round, not sixteen; and the stored ids reach the queue in batches
-  (hub.pipeline.dispatch_buffer). Finding a frame's practice by its sending
+  one commit per round, not sixteen, while the frame of a connection alone is
+  committed at once by the event loop itself (no wait for company, no thread
+  hand-off); and the stored ids reach the queue in batches, or without a queue a
+  processing child process (hub.pipeline.dispatch_buffer). Finding a frame's practice by its sending
   facility may read the database, so that runs on a small thread pool;
-- a connection idle longer than ``idle_timeout`` or a frame not complete within
-  ``frame_timeout`` is closed, without touching other connections;
+- a connection idle longer than ``idle_timeout`` (bytes outside a frame do not count:
+  noise keeps no connection open) or a frame not complete within ``frame_timeout`` is
+  closed, without touching other connections; so is a client that does not take its
+  answer within ``frame_timeout`` (it stops reading its ACKs): the listener reads
+  nothing more from it meanwhile, so what it sends waits in its own buffers, not in
+  the listener's memory;
+- at most ``max_connections`` at once: one more makes the listener close its longest
+  idle connection (between frames, nothing being stored), or, with none idle, the new one;
+- with ``tls`` (an ``ssl.SSLContext``), MLLP over TLS; the handshake is bound by
+  ``frame_timeout`` too;
 - SIGTERM / SIGINT: stop accepting, let frames being stored finish and their
   answers go out, then close. A frame cut off by shutdown was never acknowledged,
   so the sender sends it again; the message store's dedup keeps it single.
@@ -31,8 +41,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import fcntl
 import logging
 import signal
+import socket
+import ssl
+import struct
+import termios
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -42,9 +57,13 @@ from hub.connector import Connector, Envelope, Outcome
 from hub.errors import HubError, NotFound
 from hub.mapping import load_mapping
 from hub.mllp import framing
+from hub.mllp.audit import ConnectionTally, peer_address
 from hub.mllp.framing import END_BLOCK, START_BLOCK
 from hub.pipeline.group_commit import GroupCommitter, Pending
 from hub.pipeline.intake import Arrival, Receipt
+from hub.security.audit import record
+from hub.store.engine import save_failure_reason
+from hub.store.engine import writer as store_writer
 from hub.store.practices import list_practices
 
 if TYPE_CHECKING:
@@ -54,6 +73,17 @@ log = logging.getLogger("hub.mllp")
 
 CARRIAGE_RETURN = 0x0D
 HEAD_KEPT = 16_384  # of an oversize frame: enough to answer it (its header)
+SEND_BUFFER = 16_384  # bytes of answers a connection may have unsent (kernel and transport, each)
+UNTAKEN_LIMIT = 4096  # bytes of answers the client's TCP has not acknowledged before its next frame waits
+
+
+def unsent(sock: Any) -> int:
+    """Bytes written to the socket that the peer's TCP has not acknowledged yet (Linux; 0 elsewhere)."""
+    try:
+        raw = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    except (OSError, AttributeError, ValueError):
+        return 0
+    return int(struct.unpack("i", raw)[0])
 
 
 @dataclass(frozen=True)
@@ -62,6 +92,7 @@ class Limits:
     idle_timeout: float = 600.0
     frame_timeout: float = 60.0
     shutdown_grace: float = 30.0
+    max_connections: int = 1000
 
 
 @dataclass(frozen=True)
@@ -77,15 +108,18 @@ Plan = bytes | None | list[bytes | Pending]
 
 class MllpServer:
     def __init__(self, runtime: Runtime, connector: Connector, *, practice: str | None = None,
-                 host: str = "127.0.0.1", port: int = 2575, limits: Limits | None = None) -> None:
+                 host: str = "127.0.0.1", port: int = 2575, limits: Limits | None = None,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.runtime = runtime
         self.connector = connector
         self.practice = practice
         self.host, self.port = host, port
         self.limits = limits or Limits()
+        self.tls = tls
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="mllp-route")
         self._committer = GroupCommitter(runtime)
         self._clients: dict[asyncio.Task[Any], bool] = {}  # task → busy storing a frame
+        self._idle: dict[asyncio.Task[Any], None] = {}  # between frames, longest idle first
         self._facilities = FacilityDirectory(runtime, connector.name)
         self._stopping = asyncio.Event()
         self.origin = f"mllp:{port}"
@@ -98,7 +132,9 @@ class MllpServer:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
-        server = await asyncio.start_server(self._client, self.host, self.port, limit=65_536)
+        server = await asyncio.start_server(self._client, self.host, self.port, limit=65_536, backlog=2048,
+                                            ssl=self.tls,
+                                            ssl_handshake_timeout=self.limits.frame_timeout if self.tls else None)
         bound = server.sockets[0].getsockname()
         log.info("listening on %s:%s", bound[0], bound[1])
         print(f"hub mllp: listening on {bound[0]}:{bound[1]}"
@@ -131,14 +167,25 @@ class MllpServer:
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
+        if len(self._clients) >= self.limits.max_connections and not self._make_room():
+            writer.close()
+            return
+        # small send buffers: a client that stops reading its ACKs is paused (drain) after some KiB of
+        # them, not after the megabytes an auto-tuned buffer holds, each its frame's work
+        with contextlib.suppress(OSError, AttributeError):
+            writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+        writer.transport.set_write_buffer_limits(high=SEND_BUFFER)
         self._clients[task] = False
+        tally = ConnectionTally(self.origin, peer_address(writer.get_extra_info("peername")))
         try:
-            async for frame in self._frames(reader):
+            async for frame in self._frames(reader, task):
+                await self._taken(writer)
                 self._clients[task] = True
-                answer = await asyncio.shield(self._handle(frame))
+                self._audit_progress(tally)
+                answer = await asyncio.shield(self._handle(frame, tally))
                 if answer:
                     writer.write(framing.frame(answer))
-                    await writer.drain()
+                    await asyncio.wait_for(writer.drain(), self.limits.frame_timeout)
                 self._clients[task] = False
                 if self._stopping.is_set():
                     break
@@ -148,17 +195,41 @@ class MllpServer:
             pass
         finally:
             self._clients.pop(task, None)
+            self._idle.pop(task, None)
+            if tally.opened:  # before any await: the pool is still open while _drain waits for this client
+                self._audit(tally, tally.summary("closed"))
             writer.close()
             with contextlib.suppress(TimeoutError, ConnectionError, asyncio.CancelledError):
                 await asyncio.wait_for(writer.wait_closed(), 2)
 
-    async def _frames(self, reader: asyncio.StreamReader) -> AsyncIterator[Frame]:
+    async def _taken(self, writer: asyncio.StreamWriter) -> None:
+        """Wait until the client has taken its earlier answers (at most ``frame_timeout``): one that sends
+        frames without reading the ACKs gets a few frames' work, then nothing until it reads or is closed."""
+        sock = writer.get_extra_info("socket")
+        deadline = time.monotonic() + self.limits.frame_timeout
+        while writer.transport.get_write_buffer_size() + unsent(sock) > UNTAKEN_LIMIT:
+            if time.monotonic() >= deadline:
+                raise TimeoutError
+            await asyncio.sleep(0.02)
+
+    def _make_room(self) -> bool:
+        """Close the longest idle connection for a new one; False when none is idle."""
+        for task in self._idle:
+            self._idle.pop(task)
+            task.cancel()
+            return True
+        return False
+
+    async def _frames(self, reader: asyncio.StreamReader, task: asyncio.Task[Any]) -> AsyncIterator[Frame]:
         limits = self.limits
         buf = bytearray()
         in_frame = oversize = False
         deadline = 0.0
+        idle_until = time.monotonic() + limits.idle_timeout  # from the last frame: noise does not extend it
         while True:
-            timeout = limits.idle_timeout
+            if not in_frame:
+                self._idle[task] = None
+            timeout = max(idle_until - time.monotonic(), 0.001)
             if in_frame:
                 timeout = min(timeout, max(deadline - time.monotonic(), 0.001))
             chunk = await asyncio.wait_for(reader.read(65_536), timeout)
@@ -169,6 +240,7 @@ class MllpServer:
                     start = chunk.find(START_BLOCK)
                     if start < 0:
                         break  # bytes between frames (a stray CR, noise): not a message
+                    self._idle.pop(task, None)
                     in_frame, oversize = True, False
                     deadline = time.monotonic() + limits.frame_timeout
                     buf.clear()
@@ -187,20 +259,28 @@ class MllpServer:
                 if chunk[:1] == bytes([CARRIAGE_RETURN]):
                     chunk = chunk[1:]
                 yield Frame(bytes(buf), oversize)
+                idle_until = time.monotonic() + limits.idle_timeout
                 buf.clear()
 
     # -- one frame ----------------------------------------------------------------------
-    async def _handle(self, frame: Frame) -> bytes | None:
+    async def _handle(self, frame: Frame, tally: ConnectionTally | None = None) -> bytes | None:
         """Store the frame's messages (with the other connections' frames), then return the answer."""
         if self.practice or frame.oversize:
             plan = self._plan(frame)
         else:  # the facility directory may read the database: not on the event loop
             plan = await asyncio.get_running_loop().run_in_executor(self._pool, self._plan, frame)
         if not isinstance(plan, list):
+            if tally is not None:
+                tally.add("refused")
             return plan
-        futures = [asyncio.wrap_future(self._committer.enqueue(part)) for part in plan if isinstance(part, Pending)]
-        await asyncio.gather(*futures, return_exceptions=True)
-        return self._finish(frame, plan)
+        parts = [part for part in plan if isinstance(part, Pending)]
+        # the only connection with a frame in hand, and nothing committing: stored here at once (the loop
+        # waits one commit), sparing two thread hand-offs; otherwise the frames in hand commit together
+        alone = len(parts) == 1 and sum(self._clients.values()) <= 1
+        if not (alone and self._committer.commit_if_idle(parts[0])):
+            await asyncio.gather(*(asyncio.wrap_future(self._committer.enqueue(p)) for p in parts),
+                                 return_exceptions=True)
+        return self._finish(frame, plan, tally)
 
     def handle(self, frame: Frame) -> bytes | None:
         """The same, blocking (for a caller on a thread of its own). Never raises: every frame is answered."""
@@ -239,19 +319,58 @@ class MllpServer:
         except Exception as exc:  # the practice directory could not be read: the sender retries later
             return self._store_failed(frame, exc)
 
-    def _finish(self, frame: Frame, plan: list[bytes | Pending]) -> bytes | None:
+    def _finish(self, frame: Frame, plan: list[bytes | Pending], tally: ConnectionTally | None = None) -> bytes | None:
         answers: list[bytes] = []
         for part in plan:
             if not isinstance(part, Pending):
                 answers.append(part)
+                if tally is not None:
+                    tally.add("refused")
                 continue
             exc = part.future.exception()
             if isinstance(exc, NotFound):
+                if tally is not None:
+                    tally.add("refused")
                 return self._refuse(frame.data, exc.message)
             if exc is not None:
+                if tally is not None:
+                    tally.add("failed")
                 return self._store_failed(frame, exc)
+            if tally is not None:
+                tally.practices.add(part.practice)
+                for receipt in part.future.result():
+                    tally.add(receipt.status)
             answers.append(self._answer(part.future.result()) or b"")
         return b"".join(answers) if self.practice is None else (answers[0] or None)
+
+    # -- audit (hub.mllp.audit) -----------------------------------------------------------
+    def _audit_progress(self, tally: ConnectionTally) -> None:
+        """Before a frame: the connection's ``opened`` row (its first frame), or its counts so far when due."""
+        tally.frames += 1
+        if not tally.opened:
+            tally.opened = True
+            if self.practice:
+                tally.practices.add(self.practice)
+            self._audit(tally, "opened")
+        elif tally.due():
+            self._audit(tally, tally.summary("open"))
+
+    def _audit(self, tally: ConnectionTally, outcome: str) -> None:
+        """Write the row on the pool, off the event loop; a failure is logged, never the sender's problem."""
+        tally.reported_at = time.monotonic()
+        entry = tally.entry(outcome)
+
+        def write() -> None:
+            try:
+                with store_writer(self.runtime.engine).begin() as conn:
+                    record(conn, [entry])
+            except Exception as exc:
+                log.error("could not write an MLLP audit entry (%s)", type(exc).__name__)
+
+        try:
+            self._pool.submit(write)
+        except RuntimeError:  # the pool is shut down (the process is ending): write it here
+            write()
 
     def _answer(self, receipts: list[Receipt]) -> bytes | None:
         answer = self.connector.answer([(r.envelope, r.outcome) for r in receipts])
@@ -259,7 +378,8 @@ class MllpServer:
 
     def _store_failed(self, frame: Frame, exc: BaseException) -> bytes | None:
         log.error("could not store a message received over MLLP (%s)", type(exc).__name__)
-        outcome = Outcome(accepted=False, error="the hub could not store the message; send it again later")
+        outcome = Outcome(accepted=False, error=f"the hub could not store the message ({save_failure_reason(exc)}); "
+                          "send it again later")
         return self._answer_each(frame.data, outcome)
 
     def _refuse(self, data: bytes, reason: str, location: str | None = None) -> bytes | None:

@@ -294,16 +294,25 @@ def _fast_validator(kind: str) -> Any:
     declared = {f.name: f for f in (*COMMON_FIELDS, *KINDS[kind])}
     required = [f.name for f in declared.values() if f.required]
     converters = {name: _converter(f) for name, f in declared.items()}
+    # plain text fields, the most of a record's values, checked here rather than by a call each
+    plain = frozenset(name for name, f in declared.items() if f.type == "str")
 
     def check(record: dict[str, Any]) -> dict[str, Any] | None:
         out: dict[str, Any] = {}
         for name, value in record.items():
+            if value is None:
+                if name not in converters:
+                    return None
+                out[name] = None
+                continue
+            if name in plain:
+                if type(value) is not str or not value or len(value) > STR_MAX:
+                    return None
+                out[name] = value
+                continue
             convert = converters.get(name)
             if convert is None:
                 return None
-            if value is None:
-                out[name] = None
-                continue
             converted = convert(value)
             if converted is _NOT_FAST:
                 return None

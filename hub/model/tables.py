@@ -304,3 +304,22 @@ identity_runs = sa.Table(
     sa.Column("summary", sa.JSON(), doc="counts: compared, pairs, linked, review, moved; no patient data"),
     sa.Column("model", sa.JSON(), doc="the match model (splink settings with trained m and u) the run used"),
 )
+
+# The alerts of the feed health rules (``hub.operations.alerts``): one row per time a rule fired for a
+# practice, open until the rule holds again. ``open_key`` (practice:rule) is set while the alert is open
+# and cleared when it closes: unique, so two evaluators never open the same alert twice. Created by
+# migration 0015.
+alerts = sa.Table(
+    "alerts", metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("practice", sa.String(64), nullable=False),
+    sa.Column("rule", sa.String(32), nullable=False, doc="silence | error_share | queue_age | daily_volume"),
+    sa.Column("open_key", sa.String(100), unique=True, doc="practice:rule while open, null once closed"),
+    sa.Column("summary", sa.Text(), nullable=False, doc="what fired, in words: counts and times, no patient data"),
+    sa.Column("detail", sa.JSON(), doc="the figures the rule compared"),
+    sa.Column("opened_at", UTCDateTime(), nullable=False),
+    sa.Column("last_sent_at", UTCDateTime(), nullable=False),
+    sa.Column("sent_count", sa.Integer(), nullable=False, server_default="1"),
+    sa.Column("closed_at", UTCDateTime()),
+    sa.Index("ix_alerts_practice_opened", "practice", "opened_at"),
+)

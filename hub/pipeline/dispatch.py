@@ -4,7 +4,8 @@
   the durable save; the sender's answer can report the processing outcome.
 - a pool (``hub ingest --jobs N``): batches go to N local worker processes while
   the caller goes on saving the next payloads; the outcome comes from ``drain``.
-  On SQLite the writes still take turns, but normalizing, the larger part of
+  On SQLite the writes still take turns (by the pool's lock: a writer waiting
+  wakes when the one before it commits), but normalizing, the larger part of
   the work, runs on every core.
 - ``rq`` (``HUB_REDIS_URL`` set): batches of message ids become rq jobs
   (``hub.pipeline.jobs.process_batch``) for ``hub worker`` processes, retried
@@ -19,11 +20,12 @@ import functools
 import importlib
 import logging
 import multiprocessing
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hub.errors import ConfigError
 from hub.pipeline.process import BatchResult, process_messages
@@ -36,6 +38,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("hub.dispatch")
 
 RETRY_INTERVALS = (2, 10, 60)  # seconds between attempts after a store failure
+JOB = "hub.pipeline.jobs.process_batch"  # what queued jobs name: it stays, so queued jobs still run
+FAILURE_TTL = 7 * 24 * 3600  # how long rq keeps a failed job, for a look at why
+ABANDONED = "its worker stopped renewing its lease (killed?); the hub dispatched its messages again"
 
 
 # Inline processing takes what one intake transaction stored (a group of ``hub ingest`` files, a
@@ -87,15 +92,19 @@ def child_factory(runtime: Runtime) -> RuntimeFactory:
 _CHILD: Runtime | None = None  # the runtime of a pool worker process
 
 
-def _start_child(factory: RuntimeFactory, database_url: str) -> None:
-    global _CHILD
+_CHILD_WRITE_LOCK: Any = None  # the pool's write lock, in a pool worker process (SQLite stores)
+
+
+def _start_child(factory: RuntimeFactory, database_url: str, write_lock: Any = None) -> None:
+    global _CHILD, _CHILD_WRITE_LOCK
     forget_engines_after_fork()
     _CHILD = factory(database_url=database_url)
+    _CHILD_WRITE_LOCK = write_lock
 
 
 def _process_in_child(message_ids: list[int]) -> BatchResult:
     assert _CHILD is not None
-    return process_messages(_CHILD, message_ids)
+    return process_messages(_CHILD, message_ids, write_lock=_CHILD_WRITE_LOCK)
 
 
 class PoolDispatcher:
@@ -109,17 +118,23 @@ class PoolDispatcher:
         self._pool: ProcessPoolExecutor | None = None
         self._pending: deque[tuple[list[int], Future[BatchResult]]] = deque()
         self._done = BatchResult()
+        methods = multiprocessing.get_all_start_methods()
+        self._context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+        # SQLite has one writer at a time: the pool's processes (and the caller's intake, see
+        # ``receive_many``) take turns by this lock (``write_turn``); PostgreSQL writes side by side
+        self.write_lock = self._context.Lock() if runtime.engine.dialect.name == "sqlite" else None
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            methods = multiprocessing.get_all_start_methods()
-            context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-            self._pool = ProcessPoolExecutor(self.jobs, mp_context=context, initializer=_start_child,
-                                             initargs=(child_factory(self.runtime), self.runtime.database_url))
+            self._pool = ProcessPoolExecutor(self.jobs, mp_context=self._context, initializer=_start_child,
+                                             initargs=(child_factory(self.runtime), self.runtime.database_url,
+                                                       self.write_lock))
         return self._pool
 
     def submit(self, message_ids: Sequence[int]) -> None:
-        size = self.runtime.settings.batch_size
+        # what one intake transaction stored, shared evenly by the workers, in batches of at least
+        # HUB_BATCH_SIZE: each batch's commit is a disk sync, taken in turn on SQLite
+        size = max(self.runtime.settings.batch_size, -(-len(message_ids) // self.jobs))
         for start in range(0, len(message_ids), size):
             batch = list(message_ids[start:start + size])
             self._pending.append((batch, self._executor().submit(_process_in_child, batch)))
@@ -163,9 +178,12 @@ class RqDispatcher:
         self.redis_url = redis_url or runtime.settings.redis_url or ""
         if not self.redis_url:
             raise ConfigError("the rq dispatcher needs HUB_REDIS_URL")
-        self.redis = Redis.from_url(self.redis_url)
+        # bounded waits: a Redis that hangs (not refusing, not answering) costs a hand-off a few seconds,
+        # then the messages are the sweeper's, never a sender's wait
+        self.redis = Redis.from_url(self.redis_url, socket_connect_timeout=2, socket_timeout=5)
         self.queue = Queue(runtime.settings.queue, connection=self.redis)
         self.runtime = runtime
+        self._first_seen: dict[str, float] = {}  # job ids seen taken off the queue but not started
 
     def submit(self, message_ids: Sequence[int]) -> None:
         from redis.exceptions import RedisError
@@ -176,9 +194,9 @@ class RqDispatcher:
         for start in range(0, len(message_ids), size):
             batch = list(message_ids[start:start + size])
             try:
-                self.queue.enqueue("hub.pipeline.jobs.process_batch", batch, store=store,
+                self.queue.enqueue(JOB, batch, store=store,
                                    retry=Retry(max=len(RETRY_INTERVALS), interval=list(RETRY_INTERVALS)),
-                                   job_timeout=600, result_ttl=600, failure_ttl=7 * 24 * 3600)
+                                   job_timeout=600, result_ttl=600, failure_ttl=FAILURE_TTL)
             except RedisError as exc:
                 # stored already (and acknowledged): the sweeper hands them off again once Redis is back
                 rest = list(message_ids[start:])
@@ -188,6 +206,64 @@ class RqDispatcher:
                     mark_unqueued(conn, rest)
                 return None
         return None
+
+    def take_abandoned(self) -> list[int]:
+        """The message ids of the jobs whose worker died, each job taken by one caller only and kept in
+        rq's failed-job registry with the reason:
+
+        - a running job whose lease in rq's started-job registry ran out (``hub.pipeline.worker``
+          renews it while the job runs): its worker was killed;
+        - a job a worker took off the queue (rq moves it to an intermediate list first) but never
+          started, still there a lease later: its worker lost Redis or died in between. rq itself
+          fails such a job only at its maintenance, every ten minutes, and does not run it again."""
+        from rq.intermediate_queue import IntermediateQueue
+        from rq.registry import StartedJobRegistry
+        from rq.utils import as_text, parse_composite_key
+
+        registry = StartedJobRegistry(queue=self.queue)
+        taken: list[str] = []
+        entries: list[bytes] = list(self.redis.zrangebyscore(registry.key, 0, time.time()))  # type: ignore[arg-type]
+        for entry in entries:
+            if self.redis.zrem(registry.key, entry):  # else another process's sweeper took it
+                taken.append(parse_composite_key(as_text(entry))[0])
+
+        # the intermediate list: a job id seen there now and a lease ago, and not started meanwhile
+        stuck_key = IntermediateQueue.get_intermediate_queue_key(self.queue.key)
+        now = time.monotonic()
+        present = {as_text(j) for j in self.redis.lrange(stuck_key, 0, -1)}
+        self._first_seen = {j: self._first_seen.get(j, now) for j in present}
+        started = {j for j, _ in registry.get_job_and_execution_ids(cleanup=False)} if present else set()
+        for job_id, seen in list(self._first_seen.items()):
+            if now - seen >= self.runtime.settings.worker_lease and job_id not in started \
+                    and self.redis.lrem(stuck_key, 1, job_id):
+                taken.append(job_id)
+                del self._first_seen[job_id]
+        ids = self._fail(taken)
+        if ids:
+            log.warning("%d message(s) of jobs whose worker died are to be dispatched again", len(ids))
+        return ids
+
+    def _fail(self, job_ids: list[str]) -> list[int]:
+        """Record the jobs as failed (abandoned); their message ids."""
+        from rq.exceptions import NoSuchJobError
+        from rq.job import Job, JobStatus
+        from rq.registry import FailedJobRegistry
+
+        ids: list[int] = []
+        for job_id in job_ids:
+            try:
+                job = Job.fetch(job_id, connection=self.redis)
+            except NoSuchJobError:
+                continue
+            if job.func_name == JOB and job.args:
+                ids.extend(int(i) for i in job.args[0])
+            job.meta["failure"] = ABANDONED
+            job.save_meta()
+            with self.redis.pipeline() as pipeline:
+                job.set_status(JobStatus.FAILED, pipeline=pipeline)
+                FailedJobRegistry(queue=self.queue).add(job, ttl=FAILURE_TTL, pipeline=pipeline, exc_string=ABANDONED)
+                pipeline.execute()
+        return ids
 
     def describe(self) -> dict[str, object]:
         try:

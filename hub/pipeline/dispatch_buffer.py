@@ -12,6 +12,16 @@ what the sender waits for, so a fifth of a second more costs nobody anything.
 The messages are already committed when they are acknowledged: should the
 process die with ids still buffered, they stay ``received`` and a sweeper
 (``hub.pipeline.sweeper``: every server and worker runs one) dispatches them again.
+
+The MLLP listener without a queue (inline processing) buffers the same way
+(``after_answer``), and its batches are processed by one child process of lower
+priority (``ProcessingChild``): a sender on one connection waits for each answer
+before it sends the next message, and processing each message before its answer
+cost it another commit and most of the listener's time (one connection, SQLite:
+95 messages/s). Processing on a thread of the listener after the answer was not
+enough either: its batches held the interpreter lock for tens of milliseconds at a
+time, and the answers waited (p90 13 ms against 2 ms with no processing in the
+process). The answer still follows the durable save; processing follows it.
 """
 
 from __future__ import annotations
@@ -20,18 +30,34 @@ import atexit
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from typing import Any
+
+from hub.pipeline.dispatch import _process_in_child, _start_child, child_factory
 
 log = logging.getLogger("hub.intake")
 
 
-def buffer_dispatcher(runtime: Any) -> None:
-    """Give a server's runtime the buffered rq dispatcher (``HUB_DISPATCH_DELAY_MS=0``: one job per commit)."""
+def buffer_dispatcher(runtime: Any, *, after_answer: bool = False,
+                      on_child_start: Callable[[Any], None] | None = None) -> bool:
+    """Give a server's runtime the buffered rq dispatcher (``HUB_DISPATCH_DELAY_MS=0``: one job per commit);
+    ``after_answer``: inline processing too is buffered, and runs after the answer in a child process, which
+    calls ``on_child_start(its runtime)`` first (the background work that follows processing goes there
+    too). True when processing now runs in that child."""
     delay_ms = runtime.settings.dispatch_delay_ms
+    if after_answer and runtime.dispatcher.name == "inline":
+        # batches of HUB_BATCH_SIZE: the write of each holds SQLite's write lock, which the listener's
+        # commits wait for, so the batches are kept short
+        child = ProcessingChild(runtime, on_start=on_child_start).start()
+        runtime.dispatcher = BufferedDispatcher(child, delay_s=max(delay_ms, 1.0) / 1e3,
+                                                batch=runtime.settings.batch_size)
+        return True
     if runtime.dispatcher.name == "rq" and delay_ms:
         runtime.dispatcher = BufferedDispatcher(runtime.dispatcher, delay_s=delay_ms / 1e3,
                                                 batch=runtime.settings.batch_size)
+    return False
 
 
 class BufferedDispatcher:
@@ -56,6 +82,11 @@ class BufferedDispatcher:
             self._ids.extend(message_ids)
             self._cond.notify()
         return None
+
+    def take_abandoned(self) -> list[int]:
+        """The queue's jobs whose worker died (``RqDispatcher.take_abandoned``); none inline."""
+        take = getattr(self.inner, "take_abandoned", None)
+        return list(take()) if take is not None else []
 
     def describe(self) -> dict[str, object]:
         state = dict(self.inner.describe())
@@ -83,5 +114,83 @@ class BufferedDispatcher:
             return
         try:
             self.inner.submit(ids)
-        except Exception as exc:  # Redis away: the messages stay received; a worker requeues them at start
-            log.error("could not enqueue %d stored messages (%s); they stay received", len(ids), type(exc).__name__)
+        except Exception as exc:  # Redis away, the processing child gone: the messages stay received
+            log.error("could not hand over %d stored messages (%s); they stay received for the sweeper",
+                      len(ids), type(exc).__name__)
+
+
+def _start_processing_child(factory: Any, database_url: str, niceness: int,
+                            on_start: Callable[[Any], None] | None) -> None:
+    if niceness:  # the listener's answers first: processing takes the CPU they leave
+        os.nice(niceness)
+    _start_child(factory, database_url)
+    if on_start is not None:
+        from hub.pipeline import dispatch
+
+        on_start(dispatch._CHILD)
+
+
+class ProcessingChild:
+    """Inline processing for a server without a queue, in one child process started with ``spawn`` (the
+    server runs threads already, which ``fork`` would copy mid-flight) at a lower priority. Batches are
+    processed in the order given; a batch that fails stays ``received`` for the sweeper."""
+
+    name = "pool"
+    PENDING = 4  # batches handed over and not done before ``submit`` waits (the buffer's thread, never a sender)
+
+    def __init__(self, runtime: Any, *, niceness: int = 10, on_start: Callable[[Any], None] | None = None) -> None:
+        self.runtime = runtime
+        self.niceness = niceness
+        self.on_start = on_start
+        self._pool: Any = None
+        self._pending: deque[Future[Any]] = deque()
+        self._lock = threading.Lock()
+
+    def _executor(self) -> Any:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        if self._pool is None or getattr(self._pool, "_broken", False):
+            self._pool = ProcessPoolExecutor(
+                1, mp_context=multiprocessing.get_context("spawn"), initializer=_start_processing_child,
+                initargs=(child_factory(self.runtime), self.runtime.database_url, self.niceness, self.on_start))
+        return self._pool
+
+    def start(self) -> ProcessingChild:
+        """Start the child now (it imports the pipeline and opens the store: seconds), not with the first batch."""
+        with self._lock:
+            self._pending.append(self._executor().submit(int))
+        return self
+
+    def submit(self, message_ids: Sequence[int]) -> None:
+        size = self.runtime.settings.batch_size
+        for start in range(0, len(message_ids), size):
+            with self._lock:
+                future = self._executor().submit(_process_in_child, list(message_ids[start:start + size]))
+                future.add_done_callback(_log_failure)
+                self._pending.append(future)
+                while self._pending and self._pending[0].done():
+                    self._pending.popleft()
+                oldest = self._pending[0] if len(self._pending) > self.PENDING else None
+            if oldest is not None:
+                oldest.exception()  # waits: the child is behind
+        return None
+
+    def close(self) -> None:
+        """Wait for the batches handed over, then stop the child."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+    def describe(self) -> dict[str, object]:
+        with self._lock:
+            waiting = sum(1 for f in self._pending if not f.done())
+        # a backlog being worked through: the sweeper does not take its messages again meanwhile
+        return {"kind": "pool", "ok": True, "jobs": 1, "queued_jobs": waiting}
+
+
+def _log_failure(future: Future[Any]) -> None:
+    exc = future.exception()
+    if exc is not None:
+        log.error("a processing batch failed (%s); its messages stay received for the sweeper", type(exc).__name__)

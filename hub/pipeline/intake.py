@@ -20,7 +20,7 @@ from hub.connector import Connector, Envelope, Outcome
 from hub.errors import HubError, ParseError
 from hub.hookspecs import MessageFailure
 from hub.pipeline.normalize import choose_connector
-from hub.pipeline.process import UNKNOWN, announce_failures
+from hub.pipeline.process import UNKNOWN, announce_failures, write_turn
 from hub.store import messages as message_store
 from hub.store.engine import writer
 from hub.store.practices import get_practice
@@ -134,6 +134,8 @@ def receive_many(runtime: Runtime, practice: str, arrivals: Sequence[Arrival], *
            for chosen, envelopes, _, origin in plan for env in envelopes]
     with contextlib.ExitStack() as stack:
         if connection is None:
+            # a pool's turn (``hub ingest --jobs``: its workers write to the same SQLite store)
+            stack.enter_context(write_turn(getattr(runtime.dispatcher, "write_lock", None)))
             conn = stack.enter_context(writer(runtime.engine).begin())
         else:
             conn = connection

@@ -38,6 +38,12 @@ def _runtime(database_url: str | None) -> Runtime:
     return _factory(database_url=database_url)
 
 
+def job_runtime() -> Runtime:
+    """The runtime of the worker running the current job (its own ``HUB_DATABASE_URL``): for jobs of other
+    packages (``hub.reports.schedule``)."""
+    return _runtime(None)
+
+
 def process_batch(message_ids: list[int], database_url: str | None = None, *,
                   store: str | None = None) -> dict[str, int]:
     """``store``: the fingerprint of the store the ids belong to; the worker processes them in its own

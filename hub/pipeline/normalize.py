@@ -42,7 +42,7 @@ def practice_zone(name: str | None) -> dt.tzinfo | None:
         return None
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder ("America")
         raise ConfigError(f"unknown time zone {name!r} (an IANA name such as America/Chicago)") from None
 
 

@@ -16,9 +16,10 @@ commit, through ``hub_messages_failed`` (``announce_failures``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -108,8 +109,31 @@ def _failures(rows: Sequence[Any], errors: dict[int, str], stage: str) -> list[M
     return [MessageFailure(r.id, r.practice, r.connector, errors[r.id], stage) for r in rows if r.id in errors]
 
 
+WRITE_TURN_WAIT = 30.0  # seconds: longer than any batch's write; a lock not had by then is done without
+
+
+@contextlib.contextmanager
+def write_turn(lock: Any | None) -> Iterator[None]:
+    """A pool process's turn to write to a SQLite store (``hub ingest --jobs``). The pool's processes
+    take one lock around their write transactions, so a writer waiting for another wakes as soon as it
+    is done, instead of polling in SQLite's busy handler, which sleeps longer the longer it waits (up
+    to 100 ms a time: the two workers of ``--jobs 2`` were slower than one process). SQLite's own
+    locking still keeps the store consistent: the lock is not had in ``WRITE_TURN_WAIT`` seconds (its
+    holder died, say), the transaction goes ahead without it."""
+    if lock is None:
+        yield
+        return
+    acquired = lock.acquire(timeout=WRITE_TURN_WAIT)
+    try:
+        yield
+    finally:
+        if acquired:
+            lock.release()
+
+
 def process_messages(runtime: Runtime, ids: Sequence[int], *, statuses: tuple[str, ...] = ("received",),
-                     final_attempt: bool = True) -> BatchResult:
+                     final_attempt: bool = True, write_lock: Any | None = None) -> BatchResult:
+    """Process the stored messages ``ids`` in one batch; ``write_lock``: the pool's (``write_turn``)."""
     result = BatchResult()
     engine = runtime.engine
     with engine.connect() as conn:
@@ -151,7 +175,7 @@ def process_messages(runtime: Runtime, ids: Sequence[int], *, statuses: tuple[st
 
     hook = runtime.plugins.hook
     try:
-        with writer(engine).begin() as conn:
+        with write_turn(write_lock), writer(engine).begin() as conn:
             if to_store:
                 batch = RecordBatch(to_store)
                 _store_hook(hook.hub_records_storing, conn, batch)  # e.g. the report cells the rows sit in now
@@ -178,7 +202,17 @@ def process_messages(runtime: Runtime, ids: Sequence[int], *, statuses: tuple[st
         if final_attempt:
             return BatchResult(errors=failed)
         raise StoreError(reason) from exc
+    if to_store:
+        _announce_committed(runtime.plugins, sorted({record["practice"] for record, _ in to_store}))
     if result.errors:
         log.info("%d of %d messages in error", len(result.errors), len(rows))
         announce_failures(runtime.plugins, _failures(rows, result.errors, "process"))
     return result
+
+
+def _announce_committed(plugins: Plugins, practices: list[str]) -> None:
+    """``hub_records_committed``: the batch stands whatever a plugin does with the news."""
+    try:
+        plugins.hook.hub_records_committed(practices=practices)
+    except Exception as exc:
+        log.warning("a hub_records_committed plugin failed (%s)", type(exc).__name__)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from hub.errors import IntegrityError
 from hub.security.audit import AuditEntry, record
 from hub.store import canonical
 from hub.store import messages as message_store
@@ -19,9 +20,13 @@ def reprocess(runtime: Runtime, *, practice: str | None = None, status: str | No
     """Put the chosen messages back to ``received`` and dispatch them again.
 
     Upserts are idempotent, so replaying a processed message changes nothing but
-    what a fixed mapping or connector now reads differently."""
+    what a fixed mapping or connector now reads differently.
+
+    Each chosen message's bytes are checked against the hash taken when they arrived first: when any
+    differs, nothing is replayed (``IntegrityError`` naming the ids) and every message stays as it is."""
     with writer(runtime.engine).begin() as conn:
         chosen = message_store.ids_for_reprocess(conn, practice=practice, status=status, ids=ids)
+        _verify(conn, chosen)
         message_store.requeue(conn, chosen)
     return _dispatch(runtime, chosen)
 
@@ -35,6 +40,15 @@ def resolve(runtime: Runtime, ids: Sequence[int], *, reason: str, who: str) -> l
         record(conn, [AuditEntry(None, "messages.resolve", str(message_id), practice, who, reason)
                       for message_id, practice in done])
     return [message_id for message_id, _ in done]
+
+
+def _verify(conn: Any, chosen: Sequence[int]) -> None:
+    bad = message_store.altered(conn, chosen)
+    if bad:
+        shown = ", ".join(map(str, bad[:10])) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+        raise IntegrityError(f"the stored content of message(s) {shown} no longer matches the hash taken when "
+                             f"it arrived; nothing was reprocessed (restore the rows from a backup, or "
+                             f"leave them out)", ids=bad)
 
 
 def _dispatch(runtime: Runtime, chosen: list[int]) -> dict[str, int]:
@@ -56,8 +70,9 @@ def reread_practice(runtime: Runtime, practice: str) -> dict[str, int]:
     plugins hear of the clear first (the report upkeep marks the practice's cells: its records may
     move to other days and months), and the store hooks of the writes after it."""
     with writer(runtime.engine).begin() as conn:
+        chosen = message_store.ids_for_reprocess(conn, practice=practice, status=None)
+        _verify(conn, chosen)  # before anything is cleared
         runtime.plugins.hook.hub_records_clearing(conn=conn, practice=practice)
         canonical.delete_practice(conn, practice)
-        chosen = message_store.ids_for_reprocess(conn, practice=practice, status=None)
         message_store.requeue(conn, chosen)
     return _dispatch(runtime, chosen)

@@ -13,6 +13,10 @@ seconds, takes such messages and hands them to its dispatcher again, with no ope
 A claim stamps the messages handed off now, so two sweepers never take the same message and a
 message is taken again only after another ``HUB_REQUEUE_AFTER``. Processing is idempotent: a
 message dispatched twice is still stored once.
+
+With the rq queue a sweep also takes the jobs whose worker died (their lease in rq's started-job
+registry ran out, see ``hub.pipeline.worker``): each is taken by one sweeper only, and those of its
+messages still ``received`` are dispatched again at once, whether or not the queue holds a backlog.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 from hub.store import messages as message_store
 from hub.store.engine import writer
@@ -33,6 +37,30 @@ log = logging.getLogger("hub.sweeper")
 
 def sweep(runtime: Runtime, older_than_s: float) -> int:
     """One sweep: the number of messages handed to the dispatcher again."""
+    return _abandoned(runtime) + _stale(runtime, older_than_s)
+
+
+def _abandoned(runtime: Runtime) -> int:
+    """The messages, still ``received``, of the jobs whose worker died."""
+    take = getattr(runtime.dispatcher, "take_abandoned", None)
+    if take is None:
+        return 0
+    try:
+        orphaned = take()
+    except Exception as exc:  # the queue is away: nothing to take now, the stale sweep still runs
+        log.debug("could not look for abandoned jobs (%s)", type(exc).__name__)
+        return 0
+    if not orphaned:
+        return 0
+    with writer(runtime.engine).begin() as conn:
+        ids = message_store.claim(conn, orphaned)
+    if ids:
+        log.warning("dispatching again %d message(s) of a job whose worker died", len(ids))
+        runtime.dispatcher.submit(ids)
+    return len(ids)
+
+
+def _stale(runtime: Runtime, older_than_s: float) -> int:
     waiting = runtime.dispatcher.describe().get("queued_jobs")
     backlog = isinstance(waiting, int) and waiting > 0
     older_than = None if backlog else dt.timedelta(seconds=older_than_s)
@@ -56,7 +84,7 @@ class Ticker:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
 
-    def start(self) -> Ticker:
+    def start(self) -> Self:
         if self.interval > 0:
             self._thread.start()
         return self
@@ -70,11 +98,19 @@ class Ticker:
         raise NotImplementedError
 
     def _run(self) -> None:
+        failing = False
         while not self._stop.wait(self.interval):
             try:
                 self.tick()
             except Exception as exc:  # the store or the queue is down: the next tick tries again
-                self.log.warning("%s failed (%s); retrying in %ss", self.name, type(exc).__name__, self.interval)
+                # said once per outage, not at every tick
+                (self.log.debug if failing else self.log.warning)(
+                    "%s failed (%s); retrying every %ss", self.name, type(exc).__name__, self.interval)
+                failing = True
+            else:
+                if failing:
+                    self.log.warning("%s works again", self.name)
+                failing = False
 
 
 class Sweeper(Ticker):

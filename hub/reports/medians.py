@@ -16,6 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from hub.reports.batching import round_trip
 from hub.reports.tables import SITE_WEEK_GRAIN, WEEKLY_THIRD_AVAILABLE, report_medians
 
 MONTHLY_THIRD_AVAILABLE = "third_available_days"
@@ -71,8 +72,9 @@ def refresh_summaries(conn: sa.Connection, practice: str, months: list[str]) -> 
     t = report_medians
     weeks = weeks_of(months)
     grains = t.c.grain.in_(tuple(SUMMARY_GRAINS))
-    conn.execute(sa.delete(t).where(grains, t.c.practice == practice, t.c.month.in_(months)))
-    conn.execute(sa.delete(t).where(grains, t.c.practice == practice, t.c.month == "", t.c.week.in_(weeks)))
+    with round_trip(conn):
+        conn.execute(sa.delete(t).where(grains, t.c.practice == practice, t.c.month.in_(months)))
+        conn.execute(sa.delete(t).where(grains, t.c.practice == practice, t.c.month == "", t.c.week.in_(weeks)))
     rows = []
     by_month = f"grain = 'site' AND practice = :p AND month IN :months AND metric <> '{WEEKLY_THIRD_AVAILABLE}'"
     by_week = (f"grain = '{SITE_WEEK_GRAIN}' AND practice = :p AND week IN :weeks AND "

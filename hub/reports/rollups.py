@@ -1,4 +1,4 @@
-"""Keeping the report rollups up to date, inside each ingest batch's transaction.
+"""Keeping the report rollups up to date: cells marked in each ingest batch's transaction, recomputed later.
 
 Around each canonical upsert the store hooks (implemented by ``hub.reports.upkeep``; the
 pipeline itself knows nothing of reports) note the (practice, month) cells the batch's
@@ -17,14 +17,16 @@ import bisect
 import datetime as dt
 import functools
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
 from hub.model.kinds import FINANCIAL_CLASS
 from hub.reports import visits as visit_rollup
+from hub.reports.batching import round_trip
 from hub.reports.medians import refresh_summaries
 from hub.reports.tables import (
     DIMS,
@@ -202,38 +204,106 @@ def tracking(conn: sa.Connection, items: Sequence[tuple[dict[str, Any], Any]]) -
     """Mark dirty every cell the enclosed write moves records out of or into.
 
     Marking is cheap and happens in the batch's own transaction, so no change can be missed;
-    recomputing the cells (``refresh_dirty``) waits for the next report or ``hub report
-    refresh``. Recomputing inside every batch cost ingest three to six times its own time,
-    and a backfill touches the same months over and over: deferred, each cell is
-    recomputed once however many batches touched it."""
+    recomputing the cells (``refresh_dirty``) is left to the background refresh
+    (``hub.reports.background``) or the command that reads the figures. Recomputing inside every
+    batch cost ingest three to six times its own time, and a backfill touches the same months
+    over and over: deferred, each cell is recomputed once however many batches touched it."""
     before = cells_of(conn, items)
     yield
     mark_dirty(conn, before | cells_written(conn, items))
 
 
+def stamp(moment: dt.datetime | None = None) -> str:
+    """A UTC time as the rollups keep it: ISO 8601 text that sorts as time."""
+    return (moment or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def mark_dirty(conn: sa.Connection, cells: set[Cell]) -> None:
+    """Mark cells dirty; a cell marked already keeps its earlier time (the oldest change not reflected)."""
     if not cells:
         return
     placeholder = "?" if conn.dialect.name == "sqlite" else "%s"
-    conn.exec_driver_sql(f"INSERT INTO {report_dirty.name} (practice, month) VALUES ({placeholder}, {placeholder}) "
-                         "ON CONFLICT DO NOTHING", sorted(cells))
+    now = stamp()
+    conn.exec_driver_sql(f"INSERT INTO {report_dirty.name} (practice, month, marked_at) VALUES ({placeholder}, "
+                         f"{placeholder}, {placeholder}) ON CONFLICT DO NOTHING",
+                         [(p, m, now) for p, m in sorted(cells)])
 
 
-def refresh_dirty(engine: sa.Engine) -> int:
-    """Recompute every dirty cell, in one transaction; returns how many there were.
+@dataclass(frozen=True)
+class Freshness:
+    """How current the committed rollups are, as a reader sees them.
 
-    The cells are claimed by deleting their marks first: an ingest that lands meanwhile
-    marks its cells again (on PostgreSQL it waits for this transaction on a mark being
-    deleted), so its change is recomputed by the next refresh instead of being lost. One
-    refresh runs at a time: two at once would both rewrite a cell."""
+    ``as_of`` (UTC, ``YYYY-MM-DDTHH:MM:SSZ``): every change stored before this time is in the
+    figures. It is the time of the oldest change still waiting to be recomputed, or, when none
+    waits, the moment of reading.
+    ``pending_cells``: the (practice, month) cells waiting."""
+
+    as_of: str
+    pending_cells: int
+
+
+def freshness(conn: sa.Connection) -> Freshness:
+    """The freshness of the rollups, read in ``conn`` (one probe of the small ``report_dirty`` table).
+
+    A cell whose refresh is running still counts as pending until that refresh commits."""
+    read_at = stamp()  # before the probe, and the probe before the figures are read: never later than true
+    pending, oldest = conn.execute(sa.select(sa.func.count(), sa.func.min(report_dirty.c.marked_at))).one()
+    # a mark from before times were kept (NULL) says nothing of when: the oldest known time stands
+    as_of = min(oldest or read_at, read_at) if pending else read_at
+    return Freshness(f"{as_of[:19]}Z", int(pending or 0))  # whole seconds, rounded down
+
+
+def dirty_cells(conn: sa.Connection) -> list[Cell]:
+    """The cells waiting, in the order a refresh takes them: month by month, then practice.
+
+    Month first: a visit's new-patient flag looks back at the patient's earlier visits, in any
+    practice; built in that order, a catch-up after a backfill seldom changes a cell it has
+    recomputed already (which would mean recomputing it again)."""
+    d = report_dirty.c
+    return [(p, m) for p, m in conn.execute(sa.select(d.practice, d.month).order_by(d.month, d.practice))]
+
+
+REFRESH_LOCK = 7305532  # PostgreSQL advisory lock: one cell is recomputed at a time, store-wide
+
+
+def refresh_dirty(engine: sa.Engine, *, passes: int = 3, should_stop: Callable[[], bool] | None = None) -> int:
+    """Recompute the dirty cells, each in a short transaction of its own; returns how many.
+
+    A cell's transaction claims it (deletes its mark), recomputes its rollups (and those of any
+    cell whose visit flags its visits changed) and commits, so no lock is held for longer than
+    one practice-month takes: an ingest that lands meanwhile waits at most for the cell being
+    recomputed, marks its cells again, and the next pass (or refresh) recomputes them; a report
+    reads the cells committed so far. One cell is recomputed at a time, whatever the number of
+    processes refreshing (on SQLite by its write lock, on PostgreSQL by an advisory lock): two at
+    once would both move the same retention counts. Cells marked while a pass runs are taken by
+    the next; after ``passes`` passes the rest waits for the next refresh, so a refresh ends even
+    while a backfill keeps marking. ``should_stop``: asked between cells (a process shutting down)."""
+    done = 0
+    for _ in range(max(1, passes)):
+        with engine.connect() as conn:
+            cells = dirty_cells(conn)
+        if not cells:
+            break
+        for cell in cells:
+            if should_stop is not None and should_stop():
+                return done
+            done += refresh_cell(engine, cell)
+    return done
+
+
+def refresh_cell(engine: sa.Engine, cell: Cell) -> int:
+    """Recompute one dirty cell in its own transaction; 0 when another refresh took it first."""
+    practice, month = cell
     with writer(engine).begin() as conn:
         if conn.dialect.name == "postgresql":
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(7305532)"))
-        claimed = conn.execute(sa.delete(report_dirty).returning(report_dirty.c.practice, report_dirty.c.month))
-        cells = {(p, m) for p, m in claimed}
-        if cells:
-            refresh(conn, cells)
-    return len(cells)
+            conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({REFRESH_LOCK})"))
+        d = report_dirty.c
+        claimed = conn.execute(sa.delete(report_dirty).where(d.practice == practice, d.month == month)
+                               .returning(d.month)).first()
+        if claimed is None:
+            return 0
+        refresh(conn, {cell})
+    return 1
 
 
 # ------------------------------------------------------------------ recomputing cells
@@ -289,68 +359,115 @@ def _dims(alias: str, *, location: bool = True, provider: bool = True, fc: bool 
     }
 
 
+@dataclass(frozen=True)
+class Measure:
+    """One additive measure of a source: the sum of ``value`` over the source's rows where ``when`` holds.
+
+    The rollups sum it per cell; a drill-down (``hub.reports.drill``) lists the rows it selects, so
+    the two read one definition."""
+
+    value: str = "1"
+    when: str | None = None
+
+    def sum_sql(self) -> str:
+        if self.when is None:
+            return "COUNT(*)" if self.value == "1" else f"SUM({self.value})"
+        return f"SUM(CASE WHEN {self.when} THEN {self.value} ELSE 0 END)"
+
+
+@dataclass(frozen=True)
+class Source:
+    """The rows one group of measures is summed over: ``table`` (with its alias) filtered by ``where``
+    (parameters ``:p``, ``:months``, ``:lo``/``:hi``, ``:dlo``/``:dhi``: ``_params``), with the dimension,
+    month and week each row falls in. ``kind`` and ``source_id`` name the record a row is (SQL; ``kind``
+    None: the rows are no records, imported costs)."""
+
+    name: str
+    table: str
+    where: str | None
+    dims: dict[str, str]
+    month: str
+    week: str
+    measures: dict[str, Measure]
+    kind: str | None = None
+    source_id: str | None = None
+
+    def select_sql(self) -> str:
+        return _select(self.dims, self.month, self.week, {m: e.sum_sql() for m, e in self.measures.items()},
+                       f"{self.table} WHERE {self.where}" if self.where else self.table)
+
+
 def _cell_sources(sql: Sql) -> list[str]:
+    return [source.select_sql() for source in measure_sources(sql)]
+
+
+def measure_sources(sql: Sql) -> list[Source]:
+    """Every measure of ``MEASURES`` by the rows it is summed over (each measure in one source)."""
     in_range = ("{a}.practice = :p AND {a}.{col} >= {lo} AND {a}.{col} < {hi} AND {month} IN :months")
 
     def where(a: str, col: str, dated: bool = False) -> str:
         lo, hi = (sql.date_param("dlo"), sql.date_param("dhi")) if dated else (":lo", ":hi")
         return in_range.format(a=a, col=col, lo=lo, hi=hi, month=sql.month(f"{a}.{col}"))
 
-    visits = _select({"practice": "v.practice", "location": "v.location", "provider": "v.provider",
-                      "service_line": "v.service_line", "financial_class": "''"}, "v.month", sql.week("v.visit_date"), {
-        "visits": "COUNT(*)",
-        "new_visits": "SUM(CASE WHEN v.is_new THEN 1 ELSE 0 END)",
-        "consults_cosmetic": "SUM(CASE WHEN v.service_line = 'cosmetic_aesthetics' AND v.visit_category = 'consult' "
-                             "THEN 1 ELSE 0 END)",
-        "consults_cosmetic_converted": "SUM(CASE WHEN v.service_line = 'cosmetic_aesthetics' "
-                                       "AND v.visit_category = 'consult' AND v.converted THEN 1 ELSE 0 END)",
-    }, "report_visits v WHERE v.practice = :p AND v.month IN :months")
-    appts = _select(_dims("a"), sql.month("a.start"), sql.week("a.start"), {
-        "appts_scheduled": f"SUM(CASE WHEN a.status IN ({_q(SCHEDULED)}) THEN 1 ELSE 0 END)",
-        "appts_noshow": "SUM(CASE WHEN a.status = 'noshow' THEN 1 ELSE 0 END)",
-        "appts_cancelled": "SUM(CASE WHEN a.status = 'cancelled' THEN 1 ELSE 0 END)",
-        "appts_late_cancelled": "SUM(CASE WHEN a.status = 'cancelled' AND a.cancelled_at IS NOT NULL AND "
-                                f"{sql.within_hours('a.start', 'a.cancelled_at', 24)} THEN 1 ELSE 0 END)",
+    cosmetic_consult = "v.service_line = 'cosmetic_aesthetics' AND v.visit_category = 'consult'"
+    visits = Source("visits", "report_visits v", "v.practice = :p AND v.month IN :months",
+                    {"practice": "v.practice", "location": "v.location", "provider": "v.provider",
+                     "service_line": "v.service_line", "financial_class": "''"}, "v.month", sql.week("v.visit_date"), {
+        "visits": Measure(),
+        "new_visits": Measure(when="v.is_new"),
+        "consults_cosmetic": Measure(when=cosmetic_consult),
+        "consults_cosmetic_converted": Measure(when=f"{cosmetic_consult} AND v.converted"),
+    }, "v.kind", "v.source_id")
+    appts = Source("appointments", "appointments a", where("a", "start"), _dims("a"), sql.month("a.start"),
+                   sql.week("a.start"), {
+        "appts_scheduled": Measure(when=f"a.status IN ({_q(SCHEDULED)})"),
+        "appts_noshow": Measure(when="a.status = 'noshow'"),
+        "appts_cancelled": Measure(when="a.status = 'cancelled'"),
+        "appts_late_cancelled": Measure(when="a.status = 'cancelled' AND a.cancelled_at IS NOT NULL AND "
+                                             f"{sql.within_hours('a.start', 'a.cancelled_at', 24)}"),
         # booked minutes count only where capacity is published (a site with slots): a site without
         # slots has no utilization, and must not inflate the MSO total's numerator either
-        "booked_minutes": f"SUM(CASE WHEN a.status IN ({_q(OCCUPYING)}) AND EXISTS (SELECT 1 FROM slots s2 "
-                          "WHERE s2.practice = a.practice) THEN COALESCE(a.duration_min, 0) ELSE 0 END)",
-    }, f"appointments a WHERE {where('a', 'start')}")
-    slots = _select(_dims("s"), sql.month("s.start"), sql.week("s.start"), {
-        "available_minutes": "SUM(COALESCE(s.duration_min, 0))",
-    }, f"slots s WHERE {where('s', 'start')} AND s.status IN ({_q(AVAILABLE_SLOTS)})")
-    mix = {f"charges_{fc}_cents": f"SUM(CASE WHEN c.financial_class = '{fc}' THEN c.amount ELSE 0 END)"
-           for fc in FINANCIAL_CLASS}
-    mix["charges_unknown_cents"] = (f"SUM(CASE WHEN c.financial_class IS NULL OR c.financial_class NOT IN "
-                                    f"({_q(FINANCIAL_CLASS)}) THEN c.amount ELSE 0 END)")
-    charges = _select(_dims("c", fc=True), sql.month("c.service_date"), sql.week("c.service_date"), {
-        "charge_lines": "COUNT(*)",
-        "charges_cents": "SUM(COALESCE(c.amount, 0))",
-        "charges_posted": "SUM(CASE WHEN c.posted_on IS NOT NULL THEN 1 ELSE 0 END)",
-        "charge_lag_days": f"SUM(CASE WHEN c.posted_on IS NOT NULL THEN {sql.days('c.posted_on', 'c.service_date')} "
-                           "ELSE 0 END)",
+        "booked_minutes": Measure("COALESCE(a.duration_min, 0)", f"a.status IN ({_q(OCCUPYING)}) AND EXISTS "
+                                  "(SELECT 1 FROM slots s2 WHERE s2.practice = a.practice)"),
+    }, "'appointment'", "a.source_id")
+    slots = Source("slots", "slots s", f"{where('s', 'start')} AND s.status IN ({_q(AVAILABLE_SLOTS)})",
+                   _dims("s"), sql.month("s.start"), sql.week("s.start"), {
+        "available_minutes": Measure("COALESCE(s.duration_min, 0)"),
+    }, "'slot'", "s.source_id")
+    mix = {f"charges_{fc}_cents": Measure("c.amount", f"c.financial_class = '{fc}'") for fc in FINANCIAL_CLASS}
+    mix["charges_unknown_cents"] = Measure("c.amount", f"c.financial_class IS NULL OR c.financial_class NOT IN "
+                                                       f"({_q(FINANCIAL_CLASS)})")
+    charges = Source("charges", "charges c", where("c", "service_date", dated=True), _dims("c", fc=True),
+                     sql.month("c.service_date"), sql.week("c.service_date"), {
+        "charge_lines": Measure(),
+        "charges_cents": Measure("COALESCE(c.amount, 0)"),
+        "charges_posted": Measure(when="c.posted_on IS NOT NULL"),
+        "charge_lag_days": Measure(sql.days("c.posted_on", "c.service_date"), "c.posted_on IS NOT NULL"),
         **mix,
-    }, f"charges c WHERE {where('c', 'service_date', dated=True)}")
-    remits = _select(_dims("c", fc=True), sql.month("c.service_date"), sql.week("c.service_date"), {
-        "payments_cents": "SUM(COALESCE(r.paid_amount, 0))",
-        "adjustments_cents": "SUM(COALESCE(r.adjustment_amount, 0))",
-        "contractual_cents": f"SUM({sql.contractual_cents('r.adjustments')})",
-        "remit_lines": "COUNT(*)",
-        "denied_lines": "SUM(CASE WHEN r.denied THEN 1 ELSE 0 END)",
-        "adjudicated_cents": "SUM(COALESCE(c.amount, 0))",
-        "denied_cents": "SUM(CASE WHEN r.denied THEN COALESCE(c.amount, 0) ELSE 0 END)",
-    }, "charges c JOIN remittances r ON r.practice = c.practice AND r.charge_source_id = c.source_id "
-       f"WHERE {where('c', 'service_date', dated=True)}")
-    referrals = _select(_dims("f", location=False, provider=False), sql.month("f.received_on"),
-                        sql.week("f.received_on"), {
-        "referrals_received": "COUNT(*)",
-        "referrals_scheduled": "SUM(CASE WHEN f.first_scheduled IS NOT NULL THEN 1 ELSE 0 END)",
-        "referrals_attended": "SUM(CASE WHEN f.first_attended IS NOT NULL THEN 1 ELSE 0 END)",
-    }, f"({_referrals_sql(sql)}) f")
-    costs = _select({"practice": "k.practice", "location": "''", "provider": "''",
-                     "service_line": "k.service_line", "financial_class": "''"}, "k.month", "''", {
-        "costs_cents": "SUM(k.cost_cents)", "cost_cells": "COUNT(*)",
-    }, "report_costs k WHERE k.practice = :p AND k.month IN :months")
+    }, "'charge'", "c.source_id")
+    remits = Source("remittances", "charges c JOIN remittances r ON r.practice = c.practice AND "
+                    "r.charge_source_id = c.source_id", where("c", "service_date", dated=True), _dims("c", fc=True),
+                    sql.month("c.service_date"), sql.week("c.service_date"), {
+        "payments_cents": Measure("COALESCE(r.paid_amount, 0)"),
+        "adjustments_cents": Measure("COALESCE(r.adjustment_amount, 0)"),
+        "contractual_cents": Measure(sql.contractual_cents("r.adjustments")),
+        "remit_lines": Measure(),
+        "denied_lines": Measure(when="r.denied"),
+        "adjudicated_cents": Measure("COALESCE(c.amount, 0)"),
+        "denied_cents": Measure("COALESCE(c.amount, 0)", "r.denied"),
+    }, "'remittance'", "r.source_id")
+    referrals = Source("referrals", f"({_referrals_sql(sql)}) f", None,
+                       _dims("f", location=False, provider=False), sql.month("f.received_on"),
+                       sql.week("f.received_on"), {
+        "referrals_received": Measure(),
+        "referrals_scheduled": Measure(when="f.first_scheduled IS NOT NULL"),
+        "referrals_attended": Measure(when="f.first_attended IS NOT NULL"),
+    }, "'referral'", "f.source_id")
+    costs = Source("costs", "report_costs k", "k.practice = :p AND k.month IN :months",
+                   {"practice": "k.practice", "location": "''", "provider": "''",
+                    "service_line": "k.service_line", "financial_class": "''"}, "k.month", "''", {
+        "costs_cents": Measure("k.cost_cents"), "cost_cells": Measure(),
+    })
     return [visits, appts, slots, charges, remits, referrals, costs]
 
 
@@ -358,7 +475,8 @@ def _referrals_sql(sql: Sql) -> str:
     month = sql.month("f.received_on")
     first = ("(SELECT MIN(substr(a.start, 1, 10)) FROM appointments a WHERE a.practice = f.practice AND "
              "a.referral_source_id = f.source_id AND a.status IN ({}))")
-    return (f"SELECT f.practice, f.service_line, f.received_on, {first.format(_q(SCHEDULED))} AS first_scheduled, "
+    return (f"SELECT f.practice, f.source_id, f.patient_source_id, f.service_line, f.received_on, "
+            f"{first.format(_q(SCHEDULED))} AS first_scheduled, "
             f"{first.format(_q(visit_rollup.COMPLETED))} AS first_attended FROM referrals f "
             f"WHERE f.practice = :p AND f.received_on >= {sql.date_param('dlo')} AND "
             f"f.received_on < {sql.date_param('dhi')} AND {month} IN :months")
@@ -400,21 +518,27 @@ def _credits_sql(sql: Sql) -> str:
 
 def _refresh_practice(conn: sa.Connection, sql: Sql, practice: str, months: list[str]) -> None:
     params = _params(practice, months)
-    for table in (report_cells, report_hist):
-        conn.execute(sa.delete(table).where(table.c.practice == practice, table.c.month.in_(months)))
-    conn.execute(sa.delete(report_credits).where(report_credits.c.practice == practice,
-                                                 report_credits.c.month.in_(months)))
+    third_available = _third_available(conn, practice, months)  # read before the writes: slots only
     cols = ", ".join([*DIMS, "month", "week", *MEASURES])
     sums = ", ".join(f"SUM({m})" for m in MEASURES)
-    union = " UNION ALL ".join(_cell_sources(sql))
-    conn.execute(_text(f"INSERT INTO report_cells (grain, {cols}) SELECT 'fine', {', '.join(DIMS)}, month, week, "
-                       f"{sums} FROM ({union}) u GROUP BY {', '.join(DIMS)}, month, week"), params)
     hist_cols = f"{', '.join(DIMS)}, month, week, metric, value"
-    for _, select in _hist_sources(sql):
-        conn.execute(_text(f"INSERT INTO report_hist (grain, {hist_cols}, n) SELECT 'fine', {hist_cols}, n "
-                           f"FROM ({select}) h"), params)
-    _third_available(conn, sql, practice, months)
-    conn.execute(_text(_credits_sql(sql)), params)
+    with round_trip(conn):  # nothing here is read back; the server still runs the statements in order
+        for table in (report_cells, report_hist, report_credits):
+            conn.execute(sa.delete(table).where(table.c.practice == practice, table.c.month.in_(months)))
+        union = " UNION ALL ".join(_cell_sources(sql))
+        conn.execute(_text(f"INSERT INTO report_cells (grain, {cols}) SELECT 'fine', {', '.join(DIMS)}, month, "
+                           f"week, {sums} FROM ({union}) u GROUP BY {', '.join(DIMS)}, month, week"), params)
+        for _, select in _hist_sources(sql):
+            conn.execute(_text(f"INSERT INTO report_hist (grain, {hist_cols}, n) SELECT 'fine', {hist_cols}, n "
+                               f"FROM ({select}) h"), params)
+        if third_available:
+            conn.execute(sa.insert(report_hist), third_available)
+        conn.execute(_text(_credits_sql(sql)), params)
+        _coarse_grains(conn, cols, sums, hist_cols, params)
+    refresh_summaries(conn, practice, months)
+
+
+def _coarse_grains(conn: sa.Connection, cols: str, sums: str, hist_cols: str, params: dict[str, Any]) -> None:
     # the coarse grains the common "by site" reports read: by month (week '', so a month report reads one
     # row per month, not one per week of it) and by week
     for grain, week, paid_week, where in (("site", "''", "''", ""), (SITE_WEEK_GRAIN, "week", "paid_week",
@@ -435,7 +559,6 @@ def _refresh_practice(conn: sa.Connection, sql: Sql, practice: str, months: list
                            "SUM(credits_cents) FROM report_credits WHERE grain = 'fine' AND practice = :p AND "
                            f"month IN :months GROUP BY practice, service_line, month, paid_month{paid_by_week}"),
                      params)
-    refresh_summaries(conn, practice, months)
 
 
 def _anchors(month: str) -> Iterator[tuple[dt.date, str]]:
@@ -449,9 +572,9 @@ def _anchors(month: str) -> Iterator[tuple[dt.date, str]]:
         day += dt.timedelta(days=7)
 
 
-def _third_available(conn: sa.Connection, sql: Sql, practice: str, months: list[str]) -> None:
-    """Days from each month's first day (and each Monday) to the third free slot (per location, provider,
-    service line)."""
+def _third_available(conn: sa.Connection, practice: str, months: list[str]) -> list[dict[str, Any]]:
+    """The ``report_hist`` rows of days from each month's first day (and each Monday) to the third free slot
+    (per location, provider, service line)."""
     first = dt.date.fromisoformat(f"{months[0]}-01")
     until = dt.date.fromisoformat(f"{months[-1]}-01") + dt.timedelta(days=31 + THIRD_AVAILABLE_HORIZON)
     rows = conn.execute(sa.text(
@@ -470,11 +593,9 @@ def _third_available(conn: sa.Connection, sql: Sql, practice: str, months: list[
                 if i + 2 < len(days) and (days[i + 2] - start).days <= THIRD_AVAILABLE_HORIZON:
                     week = (start - dt.timedelta(days=start.weekday())).isoformat()
                     hist[(loc, prov, line, month, week, metric, (days[i + 2] - start).days)] += 1
-    if hist:
-        conn.execute(sa.insert(report_hist), [
-            {"grain": "fine", "practice": practice, "location": loc, "provider": prov, "service_line": line,
+    return [{"grain": "fine", "practice": practice, "location": loc, "provider": prov, "service_line": line,
              "financial_class": "", "month": month, "week": week, "metric": metric, "value": value, "n": n}
-            for (loc, prov, line, month, week, metric, value), n in hist.items()])
+            for (loc, prov, line, month, week, metric, value), n in hist.items()]
 
 
 def stored_cells(conn: sa.Connection, practice: str | None = None) -> set[Cell]:

@@ -156,11 +156,13 @@ report_costs = sa.Table(
     sa.PrimaryKeyConstraint("practice", "service_line", "month", name="pk_report_costs"),
 )
 
-# Cells an ingest batch touched whose rollups are not yet recomputed (see rollups.tracking).
+# Cells an ingest batch touched whose rollups are not yet recomputed (see rollups.tracking), with the time
+# of the first change not yet recomputed (UTC, ISO 8601 text that sorts as time: the figures' ``as_of``)
 report_dirty = sa.Table(
     "report_dirty", metadata,
     sa.Column("practice", sa.String(64), nullable=False),
     sa.Column("month", sa.String(7), nullable=False),
+    sa.Column("marked_at", sa.String(32), nullable=True, doc="NULL: marked before times were kept (migration 0014)"),
     sa.PrimaryKeyConstraint("practice", "month", name="pk_report_dirty"),
 )
 

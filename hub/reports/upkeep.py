@@ -8,8 +8,10 @@ every (practice, month) cell a write moves records out of or into (``hub.reports
 the cells the batch's rows sat in before the write are read in ``hub_records_storing`` and
 kept in the batch's stash, and marked, with the cells they sit in after it, in one statement
 in ``hub_records_stored`` (one sorted insert a batch, as ``rollups.tracking`` does, so two
-concurrent batches take the marks in the same order). Recomputing the marked cells waits for
-the next report or ``hub report refresh`` (``rollups.refresh_dirty``).
+concurrent batches take the marks in the same order). Once the batch has committed,
+``hub_records_committed`` wakes this process's background refresh (``hub.reports.background``),
+which recomputes the marked cells a practice-month at a time (``rollups.refresh_dirty``); a
+report only reads.
 
 Registered always (``hub.plugins.ESSENTIAL_PLUGINS``, name ``report-upkeep``): without it the
 reports would go stale.
@@ -20,7 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from hub import hookimpl
-from hub.reports import rollups
+from hub.reports import background, rollups
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -39,6 +41,11 @@ def hub_records_storing(conn: sa.Connection, batch: RecordBatch) -> None:
 def hub_records_stored(conn: sa.Connection, batch: RecordBatch) -> None:
     before: set[rollups.Cell] = batch.stash.pop(_CELLS_BEFORE, set())
     rollups.mark_dirty(conn, before | rollups.cells_written(conn, batch.items))
+
+
+@hookimpl
+def hub_records_committed(practices: list[str]) -> None:
+    background.wake()  # the background refresh of this process, if one runs, recomputes the marked cells
 
 
 @hookimpl

@@ -78,3 +78,14 @@ def revoke_key(conn: sa.Connection, key_id: str) -> None:
 def list_keys(conn: sa.Connection) -> list[dict[str, Any]]:
     cols = [c for c in api_keys.c if c.name != "secret_hash"]
     return [dict(r._mapping) for r in conn.execute(sa.select(*cols).order_by(api_keys.c.created_at))]
+
+
+def signing_secret(conn: sa.Connection, key_id: str) -> tuple[ApiKey, bytes] | None:
+    """A live key by its id, with the stored hash of its secret, which signs what the key's holder was given
+    (a console session): only the store knows it, and revoking the key voids what it signed."""
+    row = conn.execute(sa.select(api_keys).where(api_keys.c.key_id == key_id)).first()
+    if row is None or row.revoked_at is not None:
+        return None
+    if row.expires_at is not None and row.expires_at <= dt.datetime.now(dt.UTC):
+        return None
+    return ApiKey(row.key_id, row.role, row.practice), bytes.fromhex(row.secret_hash)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import operator
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -82,7 +83,10 @@ def upsert_records(conn: sa.Connection, items: Sequence[tuple[dict[str, Any], in
     merges = [(r, m) for r, m in items if r["kind"] == "patient_merge"]
     _lock_practices(conn, items, {r["practice"] for r, _ in merges})
     items = _apply_known_merges(conn, items)
-    by_kind: dict[str, dict[tuple[str, str], dict[str, Any]]] = defaultdict(dict)
+    sqlite_ = conn.dialect.name == "sqlite"
+    # per kind and key: a record as it came (``_Pending``, written through its plan) or, once two
+    # writes of one key in the batch have been folded into per-field stamps, its row
+    by_kind: dict[str, dict[tuple[str, str], _Pending | dict[str, Any]]] = defaultdict(dict)
     lineage_rows: dict[tuple[str, str, str, int], None] = {}
     stamps: dict[tuple[Any, int | None], tuple[str, str | None]] = {}  # a message's records share its time
     for record, message_id in items:
@@ -93,24 +97,20 @@ def upsert_records(conn: sa.Connection, items: Sequence[tuple[dict[str, Any], in
         if known is None:
             known = stamps[when] = (event_stamp(event_time, message_id),
                                     None if event_time is None else event_time.isoformat())
-        stamp = known[0]
-        stamp_of = _stamp_columns(kind)
-        # a field left out (None) is NULL, and so is its stamp; date-times are stored as ISO text with
-        # their offset, the practice's (see tables.py)
-        row: dict[str, Any] = {"stamp": stamp}
-        for name, value in record.items():
-            if value is not None and name != "kind":
-                row[name] = value.isoformat() if type(value) is dt.datetime and name != "event_time" else value
-                stamp_name = stamp_of.get(name)
-                if stamp_name is not None:
-                    row[stamp_name] = stamp
-        if event_time is not None:
-            row["event_time"] = known[1]
-        row["message_id"] = message_id
-        row["updated_at"] = now
         key = (record["practice"], record["source_id"])
-        previous = by_kind[kind].get(key)
-        by_kind[kind][key] = row if previous is None else _fold(previous, row, kind)
+        rows = by_kind[kind]
+        pending = _Pending(record, known[0], known[1], message_id,
+                           _plan(kind, tuple([name for name, value in record.items() if value is not None]))
+                           if sqlite_ else None)
+        previous = rows.get(key)
+        if previous is None:
+            rows[key] = pending
+        elif isinstance(previous, _Pending) and previous.plan is not None and (
+                kept := _dominant(previous, pending)) is not None:
+            rows[key] = kept  # one of the two writes would overwrite every field of the other
+        else:
+            earlier = previous if isinstance(previous, dict) else _row_of(previous, now)
+            rows[key] = _fold(earlier, _row_of(pending, now), kind)
         if message_id is not None:
             lineage_rows[(kind, record["practice"], record["source_id"], message_id)] = None
     # rows are written in one order (kind, then key) whatever the batch's order: two workers
@@ -118,14 +118,117 @@ def upsert_records(conn: sa.Connection, items: Sequence[tuple[dict[str, Any], in
     # deadlocking on PostgreSQL
     for kind in sorted(by_kind):
         rows = by_kind[kind]
-        _upsert_kind(conn, kind, [rows[key] for key in sorted(rows)])
+        planned: dict[_Plan, list[tuple[Any, ...]]] = defaultdict(list)
+        folded = []
+        for key in sorted(rows):
+            row = rows[key]
+            if isinstance(row, dict):
+                folded.append(row)
+            elif row.plan is not None:
+                planned[row.plan].append(row.plan.parameters(row, now))
+            else:
+                folded.append(_row_of(row, now))
+        for plan, parameters in planned.items():
+            conn.exec_driver_sql(plan.sql, parameters)
+        if folded:
+            _upsert_kind(conn, kind, folded)
     if lineage_rows:
-        placeholders = ", ".join(["?" if conn.dialect.name == "sqlite" else "%s"] * 4)
+        placeholders = ", ".join(["?" if sqlite_ else "%s"] * 4)
         conn.exec_driver_sql(f"INSERT INTO {lineage.name} (kind, practice, source_id, message_id) "
                              f"VALUES ({placeholders}) ON CONFLICT DO NOTHING", sorted(lineage_rows))
     for record, _ in merges:
         apply_patient_merge(conn, record["practice"], record["prior_source_id"], record["surviving_source_id"])
     return len(items)
+
+
+class _Plan:
+    """How a record of one kind carrying one set of fields is written on SQLite: the statement for
+    those fields, and its parameters taken straight from the record (every field it carries has the
+    record's one stamp), without a row dict of the fields and their stamps in between."""
+
+    __slots__ = ("sql", "fields", "_values", "_convert", "_stamp_count")
+
+    def __init__(self, kind: str, fields: tuple[str, ...]) -> None:
+        self.sql, converters = _upsert_statement("sqlite", kind, fields)
+        self.fields = frozenset(fields)
+        # the statement's columns: practice, source_id, the fields (declared order), the row's own
+        # columns, then the fields' stamps (declared order); see _record_table
+        values = ("practice", "source_id", *fields)
+        stamped = [stamp_column(f) for f in fields]
+        expected = [*values, "event_time", "message_id", "updated_at", "stamp", *stamped]
+        if [name for name, _ in converters] != expected:
+            raise AssertionError(f"{kind}: the upsert statement's columns are not in the order the plan expects")
+        self._values = operator.itemgetter(*values)
+        by_name = dict(converters)
+        datetimes = {f.name for f in KINDS[kind] if f.type == "datetime"}
+        # a date-time field is stored as ISO text with its offset (see tables.py)
+        self._convert = tuple((i, _isoformat if name in datetimes else by_name[name])
+                              for i, name in enumerate(values) if name in datetimes or by_name[name] is not None)
+        self._stamp_count = len(stamped)
+
+    def parameters(self, pending: _Pending, now: Any) -> tuple[Any, ...]:
+        values = self._values(pending.record)
+        if self._convert:
+            values = list(values)
+            for i, convert in self._convert:
+                values[i] = convert(values[i])
+        return (*values, pending.event_time, pending.message_id, now, pending.stamp,
+                *(pending.stamp,) * self._stamp_count)
+
+
+def _isoformat(value: Any) -> Any:
+    return value.isoformat() if type(value) is dt.datetime else value
+
+
+@functools.cache
+def _plan(kind: str, keys: tuple[str, ...]) -> _Plan:
+    fields = _present(kind, keys)
+    assert fields is not None
+    return _Plan(kind, fields)
+
+
+class _Pending:
+    """A record waiting to be written, with its stamp, its event time as text, its message and
+    (SQLite) its plan."""
+
+    __slots__ = ("record", "stamp", "event_time", "message_id", "plan")
+
+    def __init__(self, record: dict[str, Any], stamp: str, event_time: str | None, message_id: int | None,
+                 plan: _Plan | None) -> None:
+        self.record, self.stamp, self.event_time, self.message_id, self.plan = (
+            record, stamp, event_time, message_id, plan)
+
+
+def _dominant(previous: _Pending, new: _Pending) -> _Pending | None:
+    """Of two writes of one key, the one that leaves nothing of the other (what ``_fold`` of the
+    two would give), when there is one: the later, or a tie's second, carrying every field of the
+    other; or the strictly earlier carrying every field of the later one. None: fold them."""
+    assert previous.plan is not None and new.plan is not None
+    if new.stamp >= previous.stamp and new.plan.fields >= previous.plan.fields:
+        return new
+    if previous.stamp > new.stamp and previous.plan.fields >= new.plan.fields:
+        return previous
+    return None
+
+
+def _row_of(pending: _Pending, now: Any) -> dict[str, Any]:
+    """The record as a row: its fields and, beside each, its stamp column (for ``_fold`` and
+    ``_upsert_kind``). A field left out (None) is NULL, and so is its stamp; date-times are
+    stored as ISO text with their offset, the practice's (see tables.py)."""
+    stamp, record = pending.stamp, pending.record
+    stamp_of = _stamp_columns(record["kind"])
+    row: dict[str, Any] = {"stamp": stamp}
+    for name, value in record.items():
+        if value is not None and name != "kind":
+            row[name] = value.isoformat() if type(value) is dt.datetime and name != "event_time" else value
+            stamp_name = stamp_of.get(name)
+            if stamp_name is not None:
+                row[stamp_name] = stamp
+    if pending.event_time is not None:
+        row["event_time"] = pending.event_time
+    row["message_id"] = pending.message_id
+    row["updated_at"] = now
+    return row
 
 
 _MERGE_LOCK = 7305532  # advisory lock namespace (7305531: the migrator's)

@@ -90,6 +90,21 @@ def store_fingerprint(database_url: str) -> str:
     return hashlib.sha256(database_url.encode("utf-8")).hexdigest()[:16]
 
 
+def save_failure_reason(exc: BaseException) -> str:
+    """What a sender is told of a failed save: the kind of fault, never the statement, its values or the
+    URL. A full disk (SQLite's "database or disk is full", PostgreSQL's "could not extend file" or "No
+    space left on device") is named as such, so that an operator sees at once what to free."""
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    if any(sign in text for sign in ("disk is full", "no space left", "could not extend file", "disk full")):
+        return "the database is full (no space left)"
+    if isinstance(exc, TimeoutError) or "timeout" in text or "timed out" in text:
+        return "the database did not answer in time"
+    if any(sign in text for sign in ("connection", "refused", "shutting down", "terminat", "server closed",
+                                     "not accepting", "starting up", "recovery mode")):
+        return "the database is unreachable"
+    return f"the database failed ({type(exc).__name__})"
+
+
 def create_engine(url: str, *, settings: Settings | None = None) -> sa.Engine:
     try:
         if url.startswith("sqlite"):

@@ -22,23 +22,22 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import sqlalchemy as sa
 
 from hub.connector import DEDUP_KEY_MAX, content_key
-from hub.model.tables import messages
+from hub.model.tables import RECORD_TABLES, lineage, messages
 from hub.store.engine import fetch_by_keys
 
 STATUSES = ("received", "processed", "error", "duplicate", "resolved")
 CONTROL_ID_REUSED = "control-id-reused"  # the flag of a message reusing a stored message's control id
 
 
-@dataclass(frozen=True)
-class NewMessage:
+class NewMessage(NamedTuple):  # a tuple: made per arrival, and a frozen dataclass costs several times more
     practice: str
     connector: str
     raw: bytes
@@ -52,8 +51,7 @@ class NewMessage:
     unique_control_id: bool = False
 
 
-@dataclass(frozen=True)
-class SavedMessage:
+class SavedMessage(NamedTuple):
     id: int
     duplicate_of: int | None
     # for a duplicate: how the original fared, so a resend gets the same answer the first one got
@@ -140,16 +138,23 @@ def _insert_new_sqlite(conn: sa.Connection, items: Sequence[NewMessage], digests
     messages inserted in one executemany, then their ids read by key (RETURNING in parameter order
     makes SQLAlchemy run one INSERT per row on SQLite)."""
     originals = _originals(conn, [keys[i] for i in new_index])
-    rows = [_row(items[i], digests[i], now, keys[i], "received", items[i].raw, "queued_at", now)
-            for i in new_index if keys[i] not in originals]
-    if not rows:
+    fresh = [i for i in new_index if keys[i] not in originals]
+    if not fresh:
         return {}, originals
-    conn.execute(sa.insert(messages), rows)
-    stored = fetch_by_keys(conn, _IDS_BY_KEY, [row["dedup_key"] for row in rows])
+    # the driver's own statement and parameter tuples: SQLAlchemy's bind processing of a group's
+    # rows cost twice the insert itself; the times as SQLAlchemy's SQLite DateTime writes them
+    at = now.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    conn.exec_driver_sql(_SQLITE_INSERT, [
+        (m.practice, m.connector, at, digests[i], keys[i], m.sender, m.control_id, m.message_type,
+         (m.origin or "")[:255] or None, at, m.raw) for i in fresh for m in (items[i],)])
+    stored = fetch_by_keys(conn, _IDS_BY_KEY, [keys[i] for i in fresh])
     return {key: int(message_id) for key, message_id in stored}, originals
 
 
 _IDS_BY_KEY = "SELECT dedup_key, id FROM messages WHERE dedup_key IN :keys"
+_SQLITE_INSERT = (
+    "INSERT INTO messages (practice, connector, received_at, content_hash, dedup_key, sender, control_id, "
+    "message_type, origin, status, attempts, queued_at, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'received', 0, ?, ?)")
 
 
 def _insert_new_postgresql(conn: sa.Connection, items: Sequence[NewMessage], digests: list[str], keys: list[str],
@@ -240,24 +245,18 @@ def mark_processed(conn: sa.Connection, done: dict[int, int], tallies: dict[int,
     held (``Tally.as_dict``: parts not mapped, invalid elements left out), for the few that hold any."""
     if not done:
         return
-    now = utcnow()
     tallies = tallies or {}
-    by_count: dict[int, list[int]] = {}
-    for mid, n in done.items():
-        if mid not in tallies:
-            by_count.setdefault(n, []).append(mid)
-    # one statement per record count (a batch has a handful), not one parameter set per message
-    for n, ids in sorted(by_count.items()):
-        for start in range(0, len(ids), 500):
-            conn.execute(sa.update(messages).where(messages.c.id.in_(sorted(ids[start:start + 500])))
-                         .values(status="processed", error=None, processed_at=now, record_count=n, tally=None,
-                                 attempts=messages.c.attempts + 1))
-    if tallies:
-        stmt = (sa.update(messages).where(messages.c.id == sa.bindparam("mid"))
-                .values(status="processed", error=None, processed_at=now, record_count=sa.bindparam("n"),
-                        tally=sa.bindparam("tally"), attempts=messages.c.attempts + 1))
-        conn.execute(stmt, [{"mid": mid, "n": done[mid], "tally": orjson.dumps(t).decode()}
-                            for mid, t in sorted(tallies.items()) if mid in done])
+    # the driver's own statement, one parameter tuple per message: SQLAlchemy's per-row bind
+    # processing cost three times the update itself
+    sqlite_ = conn.dialect.name == "sqlite"
+    now = utcnow().astimezone(dt.UTC)
+    at = now.strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite_ else now.replace(tzinfo=None)  # as UTCDateTime binds
+    mark = "?" if sqlite_ else "%s"
+    conn.exec_driver_sql(
+        f"UPDATE messages SET status = 'processed', error = NULL, processed_at = {mark}, record_count = {mark}, "
+        f"tally = {mark}, attempts = attempts + 1 WHERE id = {mark}",
+        [(at, n, None if (tally := tallies.get(mid)) is None else orjson.dumps(tally).decode(), mid)
+         for mid, n in sorted(done.items())])
 
 
 def processed_tallies(conn: sa.Connection, ids: Sequence[int]) -> list[tuple[int, str | None, int | None]]:
@@ -299,14 +298,11 @@ def note_attempt(conn: sa.Connection, ids: Sequence[int], reason: str) -> None:
                  .values(attempts=messages.c.attempts + 1, error=reason[:2000]))
 
 
-def list_messages(conn: sa.Connection, *, practice: str | None = None, status: str | None = None,
-                  limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+def list_messages(conn: sa.Connection, *, limit: int = 100, offset: int = 0, **search: Any) -> list[dict[str, Any]]:
+    """Messages a search finds (``practice``, ``status``, ``since``, ``until``, ``message_type``, ``control_id``,
+    ``mrn``: see ``_searched``), newest first, without their bytes."""
     cols = [c for c in messages.c if c.name not in ("raw", "dedup_key")]
-    q = sa.select(*cols).order_by(messages.c.id.desc()).limit(limit).offset(offset)
-    if practice:
-        q = q.where(messages.c.practice == practice)
-    if status:
-        q = q.where(messages.c.status == status)
+    q = _searched(sa.select(*cols), **search).order_by(messages.c.id.desc()).limit(limit).offset(offset)
     rows = [dict(r._mapping) for r in conn.execute(q)]
     for row in rows:
         if row.get("tally"):
@@ -327,6 +323,22 @@ def ids_for_reprocess(conn: sa.Connection, *, practice: str | None, status: str 
     if practice:
         q = q.where(messages.c.practice == practice)
     return list(conn.execute(q).scalars())
+
+
+def altered(conn: sa.Connection, ids: Sequence[int]) -> list[int]:
+    """The messages among ``ids`` whose stored bytes no longer hash to the ``content_hash`` taken when they
+    arrived (a row changed outside the hub: by hand, a faulty restore, an attacker)."""
+    found: list[int] = []
+    for start in range(0, len(ids), 500):
+        rows = conn.execute(sa.select(messages.c.id, messages.c.raw, messages.c.content_hash)
+                            .where(messages.c.id.in_(list(ids[start:start + 500])), messages.c.raw.is_not(None)))
+        found += [r.id for r in rows if content_hash(_bytes(r.raw)) != r.content_hash]
+    return sorted(found)
+
+
+def _bytes(raw: Any) -> bytes:
+    # a row edited by hand may hold text where the hub wrote bytes (SQLite keeps what it is given)
+    return raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else bytes(raw)
 
 
 def resolve(conn: sa.Connection, ids: Sequence[int]) -> list[tuple[int, str]]:
@@ -382,8 +394,211 @@ def claim_stale(conn: sa.Connection, older_than: dt.timedelta | None, limit: int
     return sorted(claimed)
 
 
+def claim(conn: sa.Connection, ids: Sequence[int]) -> list[int]:
+    """Of ``ids`` (the messages of a job whose worker died), take those still ``received``, stamping
+    them handed off now; the ones processed before the worker died stay as they are."""
+    now = utcnow()
+    claimed: list[int] = []
+    for start in range(0, len(ids), 500):
+        chunk = list(ids[start:start + 500])
+        claimed.extend(conn.execute(
+            sa.update(messages).where(messages.c.id.in_(chunk), messages.c.status == "received")
+            .values(queued_at=now).returning(messages.c.id)).scalars())
+    return sorted(claimed)
+
+
 def counts_by_status(conn: sa.Connection, practice: str | None = None) -> dict[str, int]:
     q = sa.select(messages.c.status, sa.func.count()).group_by(messages.c.status)
     if practice:
         q = q.where(messages.c.practice == practice)
     return {s: n for s, n in conn.execute(q)}
+
+
+# ------------------------------------------------------------------ feed health (hub.operations)
+def feed_activity(conn: sa.Connection, *, now: dt.datetime) -> list[dict[str, Any]]:
+    """Per practice and connector: the last arrival and processing, the arrivals of the last hour and
+    day by their status now (``received`` counts every arrival), and the queue (messages still
+    ``received``: how many, since when). Arrivals after ``now`` are left out."""
+    m = messages.c
+    hour, day = now - dt.timedelta(hours=1), now - dt.timedelta(days=1)
+
+    def count(*conditions: Any) -> Any:
+        return sa.func.sum(sa.case((sa.and_(*conditions), 1), else_=0))
+
+    columns = [m.practice, m.connector, sa.func.max(m.received_at).label("last_received"),
+               sa.func.max(m.processed_at).label("last_processed"),
+               count(m.status == "received").label("queue"),
+               sa.func.min(sa.case((m.status == "received", m.received_at))).label("oldest_waiting")]
+    for name, since in (("hour", hour), ("day", day)):
+        columns.append(count(m.received_at > since).label(f"{name}_received"))
+        for status in ("processed", "duplicate", "error"):
+            columns.append(count(m.received_at > since, m.status == status).label(f"{name}_{status}"))
+    rows = conn.execute(sa.select(*columns).where(m.received_at <= now).group_by(m.practice, m.connector)
+                        .order_by(m.practice, m.connector))
+    out = []
+    for row in rows:
+        item = dict(row._mapping)
+        for key in ("last_received", "last_processed", "oldest_waiting"):  # an aggregate loses the column type
+            item[key] = _utc(item[key])
+        for key, value in item.items():
+            if key.startswith(("hour_", "day_")) or key == "queue":
+                item[key] = int(value or 0)
+        out.append(item)
+    return out
+
+
+def _utc(value: Any) -> dt.datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def last_arrival(conn: sa.Connection, practice: str, *, until: dt.datetime,
+                 connector: str | None = None) -> dt.datetime | None:
+    """The latest arrival (a repeat counts: the feed is alive) of a practice, up to ``until``."""
+    q = sa.select(sa.func.max(messages.c.received_at)).where(messages.c.practice == practice,
+                                                             messages.c.received_at <= until)
+    if connector:
+        q = q.where(messages.c.connector == connector)
+    return _utc(conn.execute(q).scalar())
+
+
+def first_arrival(conn: sa.Connection, practice: str) -> dt.datetime | None:
+    return _utc(conn.execute(sa.select(sa.func.min(messages.c.received_at))
+                             .where(messages.c.practice == practice)).scalar())
+
+
+def recent_outcomes(conn: sa.Connection, practice: str, last: int, *, until: dt.datetime) -> list[str]:
+    """The statuses of the practice's ``last`` latest messages that were processed (or failed) by now,
+    newest first; repeats and messages still waiting are not outcomes."""
+    # newest by arrival, along ix_messages_practice_received (by id, the planner takes the status index and
+    # sorts every processed message of the practice)
+    return list(conn.execute(
+        sa.select(messages.c.status)
+        .where(messages.c.practice == practice, messages.c.received_at <= until,
+               messages.c.status.in_(("processed", "error", "resolved")))
+        .order_by(messages.c.received_at.desc(), messages.c.id.desc()).limit(last)).scalars())
+
+
+def arrivals_by_period(conn: sa.Connection, practice: str, bounds: Sequence[dt.datetime]) -> list[int]:
+    """New messages (not repeats) of a practice received in each period [bounds[i], bounds[i + 1]), in one
+    range scan of ix_messages_practice_received (``bounds`` ascending)."""
+    if len(bounds) < 2:
+        return []
+    received = messages.c.received_at
+    sums = [sa.func.sum(sa.case((sa.and_(received >= start, received < end), 1), else_=0))
+            for start, end in zip(bounds, bounds[1:], strict=False)]
+    row = conn.execute(sa.select(*sums).where(messages.c.practice == practice, received >= bounds[0],
+                                              received < bounds[-1], messages.c.status != "duplicate")).one()
+    return [int(value or 0) for value in row]
+
+
+def waiting(conn: sa.Connection, practice: str) -> tuple[int, dt.datetime | None]:
+    """How many of a practice's messages are still ``received`` (stored, not processed), and the oldest's
+    arrival (through ix_messages_status_practice)."""
+    row = conn.execute(sa.select(sa.func.count(), sa.func.min(messages.c.received_at))
+                       .where(messages.c.status == "received", messages.c.practice == practice)).one()
+    return int(row[0] or 0), _utc(row[1])
+
+
+def _searched(q: sa.Select[Any], *, practice: str | None = None, status: str | None = None,
+              message_type: str | None = None, control_id: str | None = None, since: dt.datetime | None = None,
+              until: dt.datetime | None = None, mrn: str | None = None) -> sa.Select[Any]:
+    """A message query narrowed to a search: ``since``/``until`` bound ``received_at`` (until exclusive);
+    ``message_type`` matches exactly, or its start when it ends in ``*`` (``SIU*``); ``mrn`` keeps the
+    messages that gave that patient record or a record of that patient (by lineage, within ``practice``
+    when given: a message in error gave none)."""
+    if practice:
+        q = q.where(messages.c.practice == practice)
+    if status:
+        q = q.where(messages.c.status == status)
+    if message_type:
+        q = q.where(messages.c.message_type.startswith(message_type[:-1], autoescape=True)
+                    if message_type.endswith("*") else messages.c.message_type == message_type)
+    if control_id:
+        q = q.where(messages.c.control_id == control_id)
+    if since:
+        q = q.where(messages.c.received_at >= since)
+    if until:
+        q = q.where(messages.c.received_at < until)
+    if mrn:
+        q = q.where(messages.c.id.in_(_messages_of_patient(mrn, practice)))
+    return q
+
+
+def _messages_of_patient(mrn: str, practice: str | None) -> sa.CompoundSelect[Any]:
+    """The ids of the messages that gave the patient record ``mrn`` or a record of that patient (an
+    appointment, a charge, ...), by lineage."""
+    gave = sa.select(lineage.c.message_id).where(lineage.c.kind == "patient", lineage.c.source_id == mrn)
+    parts = [gave.where(lineage.c.practice == practice) if practice else gave]
+    for kind, table in RECORD_TABLES.items():
+        if "patient_source_id" not in table.c:
+            continue
+        joined = lineage.join(table, sa.and_(table.c.practice == lineage.c.practice,
+                                             table.c.source_id == lineage.c.source_id))
+        of = sa.select(lineage.c.message_id).select_from(joined).where(
+            lineage.c.kind == kind, table.c.patient_source_id == mrn)
+        parts.append(of.where(table.c.practice == practice) if practice else of)
+    return sa.union(*parts)
+
+
+def search_ids(conn: sa.Connection, **search: Any) -> list[int]:
+    """The ids of the messages a search finds that hold content to replay."""
+    q = _searched(sa.select(messages.c.id).where(messages.c.raw.is_not(None)), **search)
+    return list(conn.execute(q.order_by(messages.c.id)).scalars())
+
+
+ERROR_QUEUE_MAX = 50_000  # messages in error read for grouping at most (the newest)
+
+
+def reason_pattern(reason: str | None, origin: str | None) -> str:
+    """What errors of one kind share: the reason without the file or peer it names first (the message's own
+    ``origin``) and with every number as ``#`` (a line, a column, a count)."""
+    text = reason or ""
+    if origin and text.startswith(origin + ", "):
+        text = text[len(origin) + 2:]
+    return re.sub(r"\d+", "#", text)
+
+
+def _errors(conn: sa.Connection, practice: str | None) -> list[Any]:
+    q = (sa.select(messages.c.id, messages.c.practice, messages.c.origin, messages.c.error, messages.c.received_at,
+                   messages.c.raw.is_not(None).label("replayable"))
+         .where(messages.c.status == "error").order_by(messages.c.id.desc()).limit(ERROR_QUEUE_MAX))
+    return list(conn.execute(q.where(messages.c.practice == practice) if practice else q))
+
+
+def error_groups(conn: sa.Connection, practice: str | None = None) -> list[dict[str, Any]]:
+    """The error queue by practice and reason pattern (``reason_pattern``): how many, first and last seen, the
+    latest message's id and its reason as written."""
+    groups: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in _errors(conn, practice):
+        pattern = reason_pattern(row.error, row.origin)
+        group = groups.get((row.practice, pattern))
+        if group is None:  # rows come newest first: the first of a group is its latest
+            groups[(row.practice, pattern)] = {"practice": row.practice, "pattern": pattern, "reason": row.error,
+                                               "latest": row.id, "count": 1, "first": row.received_at,
+                                               "last": row.received_at}
+        else:
+            group["count"] += 1
+            group["first"] = min(group["first"], row.received_at)
+            group["last"] = max(group["last"], row.received_at)
+    return sorted(groups.values(), key=lambda g: (-g["count"], g["practice"], g["pattern"]))
+
+
+def error_ids(conn: sa.Connection, *, practice: str, pattern: str) -> list[int]:
+    """The messages of a practice in error with this reason pattern that hold content to replay."""
+    return sorted(row.id for row in _errors(conn, practice)
+                  if row.replayable and reason_pattern(row.error, row.origin) == pattern)
+
+
+def daily_arrivals(conn: sa.Connection, since: dt.datetime) -> dict[tuple[str, str], dict[str, int]]:
+    """Arrivals per (practice, connector) and UTC day (``YYYY-MM-DD``) since ``since``."""
+    day = sa.func.substr(sa.cast(messages.c.received_at, sa.String), 1, 10).label("day")
+    q = (sa.select(messages.c.practice, messages.c.connector, day, sa.func.count())
+         .where(messages.c.received_at >= since).group_by(messages.c.practice, messages.c.connector, day))
+    out: dict[tuple[str, str], dict[str, int]] = {}
+    for practice, connector, on, count in conn.execute(q):
+        out.setdefault((practice, connector), {})[on] = count
+    return out

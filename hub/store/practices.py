@@ -36,7 +36,7 @@ def check_timezone(name: str | None) -> None:
         return
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder ("America")
         raise ValidationError(f"unknown time zone {name!r}: give an IANA name such as America/Chicago") from None
 
 

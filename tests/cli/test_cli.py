@@ -149,7 +149,7 @@ def test_an_unexpected_error_says_where_but_not_what(monkeypatch, tmp_path):
         raise KeyError("SMITH^JOHN 1970-01-01")
 
     monkeypatch.setenv("HUB_DATABASE_URL", f"sqlite:///{tmp_path / 'hub.db'}")
-    monkeypatch.setattr("hub.cli.list_practices", broken)
+    monkeypatch.setattr("hub.store.practices.list_practices", broken)
     done = CliRunner().invoke(_build_cli(), ["practice", "list"])
     assert done.exit_code == 2
     assert "unexpected KeyError at" in done.stderr and "SMITH" not in done.output and "Traceback" not in done.output

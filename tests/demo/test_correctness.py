@@ -94,8 +94,11 @@ def test_a_kpi_a_plugin_registers_without_its_oracle_is_found() -> None:
 
 
 def test_every_feed_file_is_accepted(demo: DemoResult) -> None:
+    """Every feed file loads clean; the only errors are the three bundles the demo sends again cut short
+    (hub.demo.build: what it leaves for the operations console), which change no figure."""
     for slug, counts in demo.counts.items():
-        assert counts["error"] == 0 and counts["accepted"] > 0, (slug, counts)
+        resent = 3 if slug == "carmel-aesthetics" else 0
+        assert counts["error"] == resent and counts["accepted"] > 0, (slug, counts)
 
 
 def test_the_outputs_are_written(demo: DemoResult) -> None:
@@ -143,6 +146,8 @@ def test_the_order_and_time_zone_cases_occur_in_the_small_demo(small_demo: DemoR
     assert len(utc_month_differs) >= 3
     sent = {}
     for path in (feeds / "carmel-aesthetics").rglob("*.json"):
+        if path.stem.endswith("-resent"):  # the copies cut short in transit, stored in error
+            continue
         for entry in json.loads(path.read_text())["entry"]:
             if entry["resource"]["resourceType"] == "Appointment":
                 sent[entry["resource"]["id"]] = entry["resource"]["start"]

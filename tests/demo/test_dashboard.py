@@ -88,6 +88,23 @@ def test_page_loads_without_errors_and_draws_every_chart(page_file: Path, report
     assert chart_pixels(shot) > 2_000  # the series lines and their points are there
 
 
+def test_the_page_says_how_current_the_figures_are(report: dict, tmp_path: Path) -> None:
+    pages = {}
+    for pending in (0, 3):
+        pages[pending] = tmp_path / f"fresh-{pending}.html"
+        with pages[pending].open("wb") as out:
+            write_html({**report, "as_of": "2026-01-05T10:42:17Z", "pending_cells": pending}, out)
+    with browser_page(tmp_path / "profile") as (page, problems):
+        page.goto(pages[0].as_uri())
+        page.wait_for_selector("svg.trend")
+        assert page.locator("#freshness").inner_text() == "Figures as of 2026-01-05 10:42 UTC \u00b7 up to date"
+        page.goto(pages[3].as_uri())
+        page.wait_for_selector("svg.trend")
+        assert page.locator("#freshness").inner_text() == (
+            "Figures as of 2026-01-05 10:42 UTC \u00b7 3 practice-months changed since, waiting for the refresh")
+        assert problems == []
+
+
 def test_filters_change_the_scope_and_the_period(page_file: Path, report: dict, tmp_path: Path) -> None:
     with browser_page(tmp_path / "profile") as (page, problems):
         page.goto(page_file.as_uri())

@@ -23,7 +23,9 @@ def test_hub_demo_writes_and_names_its_outputs(tmp_path: Path) -> None:
         match = re.search(rf"^{label}:\s+(\S+)$", text, re.M)
         assert match, f"no {label} line in:\n{text}"
         assert Path(match.group(1)) == (out / name).resolve() and Path(match.group(1)).stat().st_size > 0
-    assert set(re.findall(r"error (\d+)", text)) == {"0"}
+    # the feeds load clean; then the aesthetics practice's last bundles come again cut short: the console's errors
+    assert set(re.findall(r"accepted\s+\d+\s+duplicate \d+\s+error (\d+)", text)) == {"0"}
+    assert re.search(r"^carmel-aesthetics\s+resent 3 bundles cut short in transit: error 3$", text, re.M), text
     summary = re.search(r"^mke-skin is onboarding: not ready to go live; unmapped codes: (.+)$", text, re.M)
     assert summary and "MOHS1 (visit_type)" in summary.group(1).split(", "), text
     assert f"HUB_DATABASE_URL=sqlite:///{(out / 'hub-demo.db').resolve()} hub serve" in text

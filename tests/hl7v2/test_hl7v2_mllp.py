@@ -64,6 +64,20 @@ class Listener:
         db.close()
         return [r[0] for r in rows]
 
+    def status_when_processed(self, control_id: str, timeout: float = 60) -> str:
+        """The message's status once processing (after the answer, in a child process) has taken it."""
+        import sqlite3
+
+        path = self.env["HUB_DATABASE_URL"].removeprefix("sqlite:///")
+        deadline = time.monotonic() + timeout
+        while True:
+            with sqlite3.connect(path) as db:
+                row = db.execute("SELECT status FROM messages WHERE control_id = ?", (control_id,)).fetchone()
+            db.close()
+            if (row and row[0] != "received") or time.monotonic() > deadline:
+                return row[0] if row else "missing"
+            time.sleep(0.2)
+
 
 def hub(env: dict[str, str], *args: str) -> None:
     subprocess.run([HUB, *args], env=env, check=True, capture_output=True)
@@ -162,7 +176,20 @@ def test_garbage_and_unreadable_get_ar_with_err(listener: Listener) -> None:
     no_control = listener.send(b"MSH|^~\\&|A|NORTHDERM|C|D|2025||ADT^A01||P|2.5\r")
     assert msa(no_control) == "AR" and b"MSH-10" in no_control
     no_patient = listener.send(b"MSH|^~\\&|A|NORTHDERM|C|D|2025||ADT^A01|NOPID-1|P|2.5\rEVN|A01\r")
-    assert msa(no_patient) == "AE" and b"MSA|AE|NOPID-1" in no_patient
+    # readable and stored: acknowledged; processing, after the answer, finds no patient
+    assert msa(no_patient) == "AA" and b"MSA|AA|NOPID-1" in no_patient
+    assert listener.status_when_processed("NOPID-1") == "error"
+
+
+def test_ack_after_processing_answers_a_stored_but_unusable_message_ae(tmp_path: Path) -> None:
+    running = start(tmp_path, "--practice", "northderm", "--ack-after-processing")
+    try:
+        no_patient = running.send(b"MSH|^~\\&|A|NORTHDERM|C|D|2025||ADT^A01|NOPID-2|P|2.5\rEVN|A01\r")
+        assert msa(no_patient) == "AE" and b"MSA|AE|NOPID-2" in no_patient and b"ERR|" in no_patient
+        assert msa(running.send(message("PROCESSED-1"))) == "AA"
+        assert running.status_when_processed("PROCESSED-1", timeout=0) == "processed"  # before its answer
+    finally:
+        stop(running)
 
 
 def test_a_frame_of_several_messages_refuses_only_the_bad_one(listener: Listener) -> None:

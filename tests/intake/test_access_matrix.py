@@ -21,6 +21,8 @@ from . import feedline as feedline_plugin
 from .conftest import FEEDLINE, feedline
 
 PUBLIC = "anyone"
+# a console page (hub.console): admins only; with no key at all a browser is sent to the sign-in form
+ADMIN_PAGE = "admin page"
 # (method, route with {params}) → who may call it: a set of callers, or PUBLIC
 POLICY: dict[tuple[str, str], Any] = {
     ("POST", "/api/v1/practices/{slug}/messages"): {"feed-own", "admin"},
@@ -30,6 +32,7 @@ POLICY: dict[tuple[str, str], Any] = {
     ("POST", "/api/v1/messages/{message_id}/reprocess"): {"admin"},
     ("GET", "/api/v1/audit"): {"admin"},
     ("GET", "/api/v1/reports/kpis"): {"analyst", "admin"},
+    ("GET", "/api/v1/reports/kpis/{kpi}/records"): {"analyst", "admin"},  # patient-level: audited
     # the master patient index: which records are one person is patient-level data, for admins only
     ("POST", "/api/v1/identity/run"): {"admin"},
     ("GET", "/api/v1/identity/review"): {"admin"},
@@ -43,6 +46,17 @@ POLICY: dict[tuple[str, str], Any] = {
     ("GET", "/metrics"): PUBLIC,  # counts per practice and status, no patient data (restrict it at the proxy)
     ("GET", "/"): PUBLIC,  # the dashboard page: its data comes from the API, with the analyst's key
     ("GET", "/static/{filename}"): PUBLIC,
+    # the operations console: the sign-in form and its stylesheet are public, every page is an admin's
+    ("GET", "/console/login"): PUBLIC,
+    ("POST", "/console/login"): PUBLIC,
+    ("GET", "/console/static/{filename}"): PUBLIC,
+    **{route: ADMIN_PAGE for route in (
+        ("GET", "/console/"), ("GET", "/console/feeds"), ("GET", "/console/messages"),
+        ("GET", "/console/messages/{message_id}"), ("POST", "/console/messages/{message_id}/reprocess"),
+        ("POST", "/console/messages/reprocess"), ("GET", "/console/errors"), ("POST", "/console/errors/reprocess"),
+        ("GET", "/console/onboarding"), ("GET", "/console/onboarding/{slug}"), ("GET", "/console/keys"),
+        ("POST", "/console/keys"), ("POST", "/console/keys/{key_id}/revoke"), ("GET", "/console/audit"),
+        ("POST", "/console/logout"))},
 }
 CALLERS = ("none", "unknown-key", "feed-own", "feed-other", "analyst", "admin")
 
@@ -88,7 +102,7 @@ def test_every_route_has_a_policy(app_and_keys: Any) -> None:
 
 def _call(client: Any, method: str, route: str, key: str | None) -> int:
     path = route.format(slug="alpha", message_id=1, filename="none.css", practice="alpha", source_id="MRN1",
-                        pair_id=1)
+                        pair_id=1, key_id="000000000000", kpi="no_show_rate")
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     if method == "POST" and route.endswith("/messages"):
         return int(client.post(path, data=feedline(("MRN1", "Family", "Given", "F")),
@@ -103,6 +117,12 @@ def test_each_caller_gets_what_the_policy_gives(app_and_keys: Any, caller: str) 
     wrong = []
     for (method, route), allowed in sorted(POLICY.items()):
         status = _call(client, method, route, keys[caller])
+        if allowed == ADMIN_PAGE:
+            allowed = {"admin"}
+            if caller == "none":  # a browser without a session: to the sign-in form
+                if status != 302:
+                    wrong.append(f"{method} {route}: {status} for {caller}, expected 302 to the sign-in form")
+                continue
         if status >= 500:
             wrong.append(f"{method} {route}: {status} for {caller}")
         elif allowed == PUBLIC or caller in allowed:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -74,3 +75,58 @@ def test_unknown_practice_fails_only_its_requests(feed_runtime: Any) -> None:
 def test_fate_summary_names_counts_not_content() -> None:
     assert fate_summary(["refused", "refused"]) == "rejected"
     assert fate_summary(["stored", "duplicate", "stored"]) == "duplicate=1 stored=2"
+
+
+def _payload(name: str) -> Pending:
+    return Pending("alpha", FEEDLINE, Arrival(feedline((name, "F", "G", "F")), "test"))
+
+
+def test_a_lone_payload_commits_at_once_in_its_senders_thread(feed_runtime: Any,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing else pending: no window to wait out (it is a whole second here), no hand-off to the thread."""
+    threads: list[int] = []
+    real = committer_module.receive_many
+
+    def recording(*args: Any, **kw: Any) -> Any:
+        threads.append(threading.get_ident())
+        return real(*args, **kw)
+
+    monkeypatch.setattr(committer_module, "receive_many", recording)
+    group = GroupCommitter(feed_runtime, window_s=1.0)
+    for i in range(3):
+        started = time.monotonic()
+        receipts = group.submit(_payload(f"LONE{i}"), timeout_s=30)
+        assert time.monotonic() - started < 0.5 and receipts[0].status == "accepted"
+    assert threads == [threading.get_ident()] * 3
+    item = _payload("QUEUED")  # handed to the thread (the MLLP listener's path with frames in hand): no wait
+    started = time.monotonic()
+    assert group.enqueue(item).result(timeout=30)[0].status == "accepted"
+    assert time.monotonic() - started < 0.5
+
+
+def test_what_arrives_while_a_commit_runs_commits_together(feed_runtime: Any,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    sizes: list[int] = []
+    first_commit_entered, release = threading.Event(), threading.Event()
+    real = committer_module.receive_many
+
+    def slow_first(runtime: Any, practice: str, arrivals: Any, **kw: Any) -> Any:
+        sizes.append(len(arrivals))
+        if len(sizes) == 1:
+            first_commit_entered.set()
+            release.wait(10)
+        return real(runtime, practice, arrivals, **kw)
+
+    monkeypatch.setattr(committer_module, "receive_many", slow_first)
+    group = GroupCommitter(feed_runtime, window_s=0.05)
+    lone = threading.Thread(target=group.submit, args=(_payload("FIRST"), 30))
+    lone.start()
+    assert first_commit_entered.wait(10)
+    assert not group.commit_if_idle(_payload("NOT-NOW"))  # a commit runs: nothing done, it is to be queued
+    futures = [group.enqueue(_payload(f"MEANWHILE{i}")) for i in range(5)]
+    release.set()
+    lone.join(10)
+    assert all(f.result(timeout=30)[0].status == "accepted" for f in futures)
+    # the lone one at once; of the five that came meanwhile, the thread may have taken the first before the
+    # others were queued (it then waits for the running commit with it), the rest go together
+    assert sizes[0] == 1 and sum(sizes) == 6 and len(sizes) <= 3

@@ -58,7 +58,7 @@ def test_with_only_hl7v2_allowed_the_kpis_are_computed_and_exported_as_json_and_
     as_csv = _hub("report", "kpis", "--by", "site,month", "--format", "csv")
     assert as_csv.exit_code == 0, as_csv.output
     (site,) = [line for line in csv.DictReader(io.StringIO(as_csv.stdout)) if line["section"] == "site"]
-    assert (site["site"], site["month"], float(site["no_show_rate"])) == ("derm-east", "2025-03", 0.5)
+    assert (site["site"], site["month"], float(site["No-show rate (no_show_rate)"])) == ("derm-east", "2025-03", 0.5)
 
     xlsx = _hub("report", "kpis", "--format", "xlsx", "--out", str(tmp_path / "kpis.xlsx"))
     assert xlsx.exit_code == 1 and "no exporter for 'xlsx'" in xlsx.output

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from hub.pipeline.intake import receive
 from hub.plugins import load_plugins
 from hub.reports import compute_report
+from hub.reports.rollups import refresh_dirty
 from hub.runtime import Runtime
 from hub.store.engine import writer
 from hub.store.practices import add_practice
@@ -46,6 +47,7 @@ def _send(runtime: Runtime, practice: str, records: list[dict[str, Any]]) -> Non
 
 
 def _visits(runtime: Runtime, practice: str, period: str) -> dict[str, int]:
+    refresh_dirty(runtime.engine)  # a report only reads: the cells the ingest marked, recomputed first
     report = compute_report(runtime.engine, by=f"site,{period}", kpis=["visit_volume"],
                             plugins=runtime.plugins).to_dict()
     return {r["slice"][period]: r["values"]["visit_volume"] for r in report["rows"]

@@ -136,6 +136,7 @@ def load(url: str, records: list[dict[str, Any]], costs_csv: str, validated: boo
             canonical.upsert_records(conn, items)
     with writer(engine).begin() as conn:
         import_costs(conn, parse_costs(costs_csv, source="costs.csv"), source="costs.csv")
+    rollups.refresh_dirty(engine)  # ingest only marks cells; a report reads what a refresh committed
     return engine
 
 
