@@ -25,20 +25,18 @@ import argparse
 import asyncio
 import multiprocessing as mp
 import os
-import socket
 import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from http_intake import PG_ADMIN, free_port, hl7_message, pct, wait_port
+from http_intake import PG_ADMIN, _mllp_process, free_port, pct, wait_port
 
 HUB = str(Path(sys.executable).with_name("hub"))
 TARGETS = {1: 1.0, 16: 1.5}  # hub ÷ receiver, messages per second
@@ -88,55 +86,21 @@ def receiver(store: str, port: int) -> None:
     asyncio.run(main())
 
 
-# ------------------------------------------------------------------ clients
-def _client_process(port: int, chunks: list[range], out: mp.Queue) -> None:  # type: ignore[type-arg]
-    latencies: list[float] = []
-    acked = 0
-    lock = threading.Lock()
-
-    def run(chunk: range) -> None:
-        nonlocal acked
-        mine, ok = [], 0
-        with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
-            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            for i in chunk:
-                data = b"\x0b" + hl7_message(i) + b"\x1c\x0d"
-                t0 = time.perf_counter()
-                s.sendall(data)
-                buf = b""
-                while b"\x1c" not in buf:
-                    part = s.recv(65536)
-                    if not part:
-                        raise ConnectionError("the listener closed the connection")
-                    buf += part
-                mine.append(time.perf_counter() - t0)
-                ok += b"MSA|AA" in buf
-        with lock:
-            latencies.extend(mine)
-            acked += ok
-
-    threads = [threading.Thread(target=run, args=(chunk,)) for chunk in chunks]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    out.put((latencies, acked))
-
-
+# ------------------------------------------------------------------ clients (http_intake's MLLP senders)
 def send(port: int, first: int, n: int, connections: int, processes: int = 2) -> tuple[float, list[float], int]:
     """Messages/s, latencies and AA answers for ``n`` messages over ``connections`` connections."""
     per = n // connections
     chunks = [range(first + c * per, first + (c + 1) * per) for c in range(connections)]
     groups = [g for g in (chunks[p::processes] for p in range(min(processes, connections))) if g]
     out: mp.Queue = mp.Queue()  # type: ignore[type-arg]
-    procs = [mp.Process(target=_client_process, args=(port, g, out)) for g in groups]
+    procs = [mp.Process(target=_mllp_process, args=(port, g, 0, out)) for g in groups]
     t0 = time.perf_counter()
     for p in procs:
         p.start()
     latencies: list[float] = []
     acked = 0
     for _ in procs:
-        part, ok = out.get()
+        part, ok, _cpu = out.get()
         latencies.extend(part)
         acked += ok
     elapsed = time.perf_counter() - t0

@@ -259,10 +259,15 @@ def scorecard(slug: str) -> Any:
 @bp.get("/keys")
 @signin.admin_page
 def keys() -> Any:
+    return _keys_page(created=None)
+
+
+def _keys_page(created: str | None) -> Any:
+    """The keys, and the form to make one; ``created``: a new key's text, shown this once."""
     with _runtime().engine.connect() as conn:
         rows = list_keys(conn)
         practices = [p["slug"] for p in list_practices(conn)]
-    return render_template("console/keys.html", keys=rows, roles=ROLES, practices=practices, created=None,
+    return render_template("console/keys.html", keys=rows, roles=ROLES, practices=practices, created=created,
                            now=dt.datetime.now(dt.UTC))
 
 
@@ -283,11 +288,7 @@ def create() -> Any:
                                      client_address(), role)])
     except HubError as exc:
         abort(400, str(exc))
-    with runtime.engine.connect() as conn:
-        rows = list_keys(conn)
-        practices = [p["slug"] for p in list_practices(conn)]
-    return render_template("console/keys.html", keys=rows, roles=ROLES, practices=practices, created=secret,
-                           now=dt.datetime.now(dt.UTC))
+    return _keys_page(created=secret)
 
 
 @bp.post("/keys/<key_id>/revoke")
