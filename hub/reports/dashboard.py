@@ -18,6 +18,8 @@ from functools import cache
 from pathlib import Path
 from typing import IO, Any
 
+from hub.errors import ValidationError
+
 ASSETS = Path(__file__).parent / "dashboard_assets"
 
 
@@ -46,6 +48,24 @@ def render_html(report: Any = None) -> str:
     return page.replace("/*SCRIPT*/", _asset("dashboard.js"))
 
 
+# The page draws sites by month (tiles, trends, the sites against their median): any other slicing would
+# show a page that says one thing and holds another, so it is refused and the other formats named.
+DASHBOARD_BY = ("site", "month")
+
+
+def check_by(by: Any) -> None:
+    """Refuse a slicing the dashboard cannot draw (before any figure is computed)."""
+    if sorted(by) != sorted(DASHBOARD_BY):
+        raise ValidationError(f"the html dashboard shows the KPIs by {','.join(DASHBOARD_BY)} only, not by "
+                              f"{','.join(by) or 'nothing'}: use json, csv or xlsx for that slicing", location="by")
+
+
 def write_html(report: Any, out: IO[bytes]) -> None:
     """The ``html`` exporter: the self-contained dashboard with the report inlined."""
+    data = _report_dict(report)
+    if data is not None:
+        check_by(data.get("by", []))
     out.write(render_html(report).encode("utf-8"))
+
+
+write_html.check_by = check_by  # type: ignore[attr-defined]  # callers refuse before computing (hub report kpis, the API)

@@ -30,9 +30,11 @@ from hub.errors import ValidationError
 from hub.model.tables import practices
 from hub.plugins import load_plugins
 from hub.reports.catalog import BUILTIN_KPIS
+from hub.reports.coverage import carried, sites_left_out
 from hub.reports.figures import ArFigures, Figures, money
 from hub.reports.medians import medians
-from hub.reports.rollups import refresh_dirty
+from hub.reports.periods import default_period, describe, today_at_sites
+from hub.reports.rollups import freshness
 from hub.reports.tables import (
     MEASURES,
     SITE_WEEK_GRAIN,
@@ -62,11 +64,19 @@ class Report:
     site_median: list[dict[str, Any]]
     sites: list[dict[str, Any]]
     kpi_ids: list[str] = field(default_factory=list)
+    as_of: str = ""  # every change stored before this UTC time is in the figures (rollups.freshness)
+    pending_cells: int = 0  # (practice, month) cells changed since and waiting for the background refresh
+    today: str = ""  # the date at the sites the periods' completeness is judged by (hub.reports.periods)
+    periods: list[dict[str, Any]] = field(default_factory=list)  # the periods shown, complete or not
+    default_period: str | None = None  # the last complete period: the one a view opens on
+    left_out: dict[str, dict[str, str]] = field(default_factory=dict)  # KPI → site → why it has no data
 
     def to_dict(self) -> dict[str, Any]:
-        return {"generated_at": self.generated_at, "from": self.date_from, "to": self.date_to, "by": self.by,
+        return {"generated_at": self.generated_at, "as_of": self.as_of, "pending_cells": self.pending_cells,
+                "from": self.date_from, "to": self.date_to, "by": self.by,
                 "definitions": self.definitions, "rows": self.rows, "total": self.total,
-                "site_median": self.site_median, "sites": self.sites}
+                "site_median": self.site_median, "sites": self.sites, "today": self.today,
+                "periods": self.periods, "default_period": self.default_period, "left_out": self.left_out}
 
 
 def parse_by(by: str | Sequence[str]) -> tuple[str, ...]:
@@ -74,11 +84,11 @@ def parse_by(by: str | Sequence[str]) -> tuple[str, ...]:
     known = [*DIMENSIONS, *PERIODS]
     for p in parts:
         if p not in known:
-            raise ValidationError(f"--by: unknown dimension {p!r} (known: {', '.join(known)})")
+            raise ValidationError(f"unknown dimension {p[:40]!r} (known: {', '.join(known)})", location="by")
     if len(set(parts)) != len(parts):
-        raise ValidationError("--by: a dimension is named twice")
+        raise ValidationError("a dimension is named twice", location="by")
     if sum(p in PERIODS for p in parts) > 1:
-        raise ValidationError("--by: at most one period (month, quarter, year, week)")
+        raise ValidationError("at most one period (month, quarter, year, week)", location="by")
     return tuple(parts)
 
 
@@ -163,7 +173,7 @@ class _Slices:
 
 def compute_report(engine: sa.Engine, *, by: str | Sequence[str] = ("site", "month"),
                    date_from: str | dt.date | None = None, date_to: str | dt.date | None = None,
-                   kpis: Iterable[str] | None = None, plugins: Any = None) -> Report:
+                   kpis: Iterable[str] | None = None, plugins: Any = None, today: dt.date | None = None) -> Report:
     by_dims = parse_by(by)
     dims = [d for d in by_dims if d in DIMENSIONS]
     period = next((p for p in by_dims if p in PERIODS), None)
@@ -171,11 +181,16 @@ def compute_report(engine: sa.Engine, *, by: str | Sequence[str] = ("site", "mon
     site_level = set(dims) <= SITE_GRAIN_DIMS
     unit = "week" if period == "week" else "month"  # the rollup column the slices are made of
     grain = ("site" if unit == "month" else SITE_WEEK_GRAIN) if site_level else "fine"
-    refresh_dirty(engine)  # cells ingest touched since the last report: bounded by the changes, not the data
+    # Only reads: the committed rollups, however current they are, and how current that is. Cells changed
+    # since are recomputed in the background (hub.reports.background) or by the command that reads.
     with engine.connect() as conn:
-        span = _span(conn, unit, date_from, date_to)
-        data = _fetch(conn, grain, dims, span)
+        fresh = freshness(conn)  # first: a refresh that commits while the figures are read only makes them newer
+        day = today or today_at_sites(conn)
+        span = _span(conn, unit, date_from, date_to, day)
+        fetched = ["site", *rest_of(dims)]  # by site first, always: a site may have to be left out of a figure
+        data = _fetch(conn, grain, fetched, span)
         rest = [d for d in dims if d != "site"]
+        skips = sites_left_out(carried(conn), catalog)
         medians = {tuple(keep): _medians(conn, grain, list(keep), period, span)
                    for keep in {tuple(dims), tuple(rest)}}  # the same when there is no site to leave out
         retention = _fetch_retention(conn, period, span) if period and site_level else None
@@ -184,11 +199,11 @@ def compute_report(engine: sa.Engine, *, by: str | Sequence[str] = ("site", "mon
                                        .order_by(practices.c.slug))]
     lo, hi = span.lo, span.hi
 
-    def build(keep: list[str]) -> list[tuple[dict[str, Any], Figures]]:
-        idx = [dims.index(d) for d in keep]
+    def build(keep: list[str], skip: frozenset[str] = frozenset()) -> list[tuple[dict[str, Any], Figures]]:
+        idx = [fetched.index(d) for d in keep]
         slices = _Slices()
         for (dvals, month), sums in data.cells.items():
-            if not lo <= month <= hi:
+            if not lo <= month <= hi or (skip and dvals[0] in skip):
                 continue
             key = (*[dvals[i] for i in idx], _period(month, period))
             slices.sums[key].update(sums)
@@ -203,23 +218,45 @@ def compute_report(engine: sa.Engine, *, by: str | Sequence[str] = ("site", "mon
                 fig.retention_counts = retention.get((site, line, key[-1]), (0, 0))
             end = hi if period is None else min(slices.end_month[key] if period in ("month", "week") else
                                                 _period_end(key[-1], period), hi)
-            fig.ar = data.ar(tuple(key[:-1]), idx, end)
+            fig.ar = data.ar(tuple(key[:-1]), idx, end, skip)
             slice_ = {d: (key[i] or None) for i, d in enumerate(keep)}
             if period:
                 slice_[period] = key[-1]
             out.append((slice_, fig))
         return out
 
-    def values(fig: Figures) -> dict[str, Any]:
-        return {k.id: k.compute(fig) for k in catalog}
+    def table(keep: list[str]) -> list[dict[str, Any]]:
+        """The slices' values; a KPI some sites cannot answer is computed without them (null where only they are)."""
+        without: dict[frozenset[str], dict[tuple[Any, ...], Figures]] = {}
+        out = []
+        for slice_, fig in build(keep):
+            values = {}
+            for k in catalog:
+                skip = frozenset(skips.get(k.id, ()))
+                if skip and skip not in without:
+                    without[skip] = {tuple(s.items()): f for s, f in build(keep, skip)}
+                found = without[skip].get(tuple(slice_.items())) if skip else fig
+                values[k.id] = None if found is None else k.compute(found)
+            out.append({"slice": slice_, "values": values})
+        return out
 
-    rows = [{"slice": s, "values": values(f)} for s, f in build(dims)]
-    total = [{"slice": s, "values": values(f)} for s, f in build(rest)]
+    rows = table(dims)
+    total = table(rest)
     site_median = _site_medians(rows, rest, period, catalog) if "site" in dims else []
+    periods = describe((r["slice"][period] for r in total), period, day, catalog) if period else []
+    complete = {p["period"]: p["complete"] for p in periods}
+    for row in itertools.chain(rows, total, site_median):  # each row says whether its period is over
+        if period:
+            row["complete"] = complete.get(row["slice"][period], True)
     return Report(generated_at=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                   date_from=span.first_day, date_to=span.last_day, by=list(by_dims),
                   definitions=[k.definition() for k in catalog], rows=rows, total=total, site_median=site_median,
-                  sites=sites, kpi_ids=[k.id for k in catalog])
+                  sites=sites, kpi_ids=[k.id for k in catalog], as_of=fresh.as_of, pending_cells=fresh.pending_cells,
+                  today=day.isoformat(), periods=periods, default_period=default_period(periods), left_out=skips)
+
+
+def rest_of(dims: list[str]) -> list[str]:
+    return [d for d in dims if d != "site"]
 
 
 @dataclass
@@ -243,8 +280,10 @@ class _Span:
         return _month_last_day(self.hi)
 
 
-def _span(conn: sa.Connection, unit: str, date_from: str | dt.date | None, date_to: str | dt.date | None) -> _Span:
-    today = dt.date.today().isoformat()
+def _span(conn: sa.Connection, unit: str, date_from: str | dt.date | None, date_to: str | dt.date | None,
+          day: dt.date) -> _Span:
+    # without a `to`, the span ends with the current period: bookings beyond it never set it (hub.reports.periods)
+    today = day.isoformat()
     if unit == "month":
         lo, hi = _month(date_from), _month(date_to)
         if lo is None or hi is None:
@@ -253,7 +292,8 @@ def _span(conn: sa.Connection, unit: str, date_from: str | dt.date | None, date_
             c = report_cells.c
             first, last = conn.execute(sa.select(sa.func.min(c.month), sa.func.max(c.month))
                                        .where(c.grain == "site")).one()
-            lo, hi = lo or first or today[:7], hi or last or today[:7]
+            lo, hi = lo or first or today[:7], hi or min(last or today[:7], today[:7])
+            lo, hi = (min(lo, hi), hi) if date_from is None else (lo, max(lo, hi) if date_to is None else hi)
         if lo > hi:
             raise ValidationError(f"from ({lo}) is after to ({hi})")
         return _Span(unit, lo, hi, lo, hi)
@@ -263,7 +303,8 @@ def _span(conn: sa.Connection, unit: str, date_from: str | dt.date | None, date_
         c = report_cells.c
         first, last = conn.execute(sa.select(sa.func.min(c.week), sa.func.max(c.week))
                                    .where(c.grain == SITE_WEEK_GRAIN, c.week != "")).one()
-        wlo, whi = wlo or first or _monday(dt.date.today()), whi or last or _monday(dt.date.today())
+        wlo, whi = wlo or first or _monday(day), whi or min(last or _monday(day), _monday(day))
+        wlo, whi = (min(wlo, whi), whi) if date_from is None else (wlo, max(wlo, whi) if date_to is None else whi)
     if wlo > whi:
         raise ValidationError(f"from (week of {wlo}) is after to (week of {whi})")
     sunday = (dt.date.fromisoformat(whi) + dt.timedelta(days=6)).isoformat()
@@ -307,26 +348,27 @@ class _Data:
     charges: dict[Key, dict[str, int]]  # full dims → unit → charges cents (all history to `hi`)
     credits: dict[Key, list[tuple[str, str, int]]]  # full dims → (service unit, paid unit, cents)
 
-    projections: dict[tuple[int, ...], dict[Key, list[Key]]] = field(default_factory=dict)
-    ledgers: dict[tuple[tuple[int, ...], Key], _Ledger] = field(default_factory=dict)
+    projections: dict[tuple[tuple[int, ...], frozenset[str]], dict[Key, list[Key]]] = field(default_factory=dict)
+    ledgers: dict[tuple[tuple[int, ...], Key, frozenset[str]], _Ledger] = field(default_factory=dict)
 
-    def _members(self, idx: list[int], key: Key) -> list[Key]:
-        groups = self.projections.get(tuple(idx))
+    def _members(self, idx: list[int], key: Key, skip: frozenset[str]) -> list[Key]:
+        groups = self.projections.get((tuple(idx), skip))
         if groups is None:
             groups = defaultdict(list)
             for dvals in self.charges:
-                groups[tuple(dvals[i] for i in idx)].append(dvals)
-            self.projections[tuple(idx)] = groups
+                if dvals[0] not in skip:  # the site is the first dimension (compute_report)
+                    groups[tuple(dvals[i] for i in idx)].append(dvals)
+            self.projections[(tuple(idx), skip)] = groups
         return groups.get(key, [])
 
     def _shift(self, unit: str, delta: int) -> str:
         return _shift_unit(self.unit, unit, delta)
 
-    def _ledger(self, idx: list[int], key: Key) -> _Ledger | None:
+    def _ledger(self, idx: list[int], key: Key, skip: frozenset[str]) -> _Ledger | None:
         """The slice's charges and credits as running totals, built once for all the slice's periods."""
-        found = self.ledgers.get((tuple(idx), key))
+        found = self.ledgers.get((tuple(idx), key, skip))
         if found is None:
-            members = self._members(idx, key)
+            members = self._members(idx, key, skip)
             if not members:
                 return None
             charges: Counter[str] = Counter()
@@ -337,15 +379,16 @@ class _Data:
                 for served, paid, cents in self.credits.get(dvals, ()):
                     settled[max(served, paid)] += cents
                     aged[max(self._shift(served, RECENT_UNITS[self.unit]), paid)] += cents
-            found = self.ledgers[(tuple(idx), key)] = _Ledger(_Running(charges), _Running(settled), _Running(aged))
+            found = _Ledger(_Running(charges), _Running(settled), _Running(aged))
+            self.ledgers[(tuple(idx), key, skip)] = found
         return found
 
-    def ar(self, key: Key, idx: list[int], end: str) -> ArFigures | None:
+    def ar(self, key: Key, idx: list[int], end: str, skip: frozenset[str] = frozenset()) -> ArFigures | None:
         """A/R at the end of the unit ``end`` for the slice whose dimension values are ``key``.
 
         The last 90 days are the month and the two before it, or for weeks the week and the
         12 before it (91 days); older service units are the aged A/R."""
-        ledger = self._ledger(idx, key)
+        ledger = self._ledger(idx, key, skip)
         if ledger is None:
             return None
         recent_from = self._shift(end, 1 - RECENT_UNITS[self.unit])

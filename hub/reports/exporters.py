@@ -1,10 +1,13 @@
 """The essential report formats, json and csv, registered through ``hub_register_exporters``.
 
 Each exporter is ``exporter(report, out)`` writing a ``Report`` to the binary file ``out``.
-CSV (and XLSX, ``hub.reports.xlsx``) is wide: one line per slice, one column per KPI, with a
-``section`` (``site``, ``total``, ``site_median``) so the MSO total and the median sit beside
-the sites. This module is an essential plugin (``hub.plugins.ESSENTIAL_PLUGINS``): no allow or
-block list removes these two formats; xlsx and html are default plugins that one may.
+CSV (and XLSX, ``hub.reports.xlsx``) is wide: one line per slice, one column per KPI (headed by its
+name, its id beside), with a ``section`` (the slices' dimensions, ``site`` or ``provider`` say, or
+``all``; then ``total``, ``site_median``) so the MSO total and the median sit beside the slices, and
+with a period a ``complete`` column (``False``: the period is not over). The CSV's last column,
+``as_of``, says how current the figures are. This module is
+an essential plugin (``hub.plugins.ESSENTIAL_PLUGINS``): no allow or block list removes these
+two formats; xlsx and html are default plugins that one may.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ if TYPE_CHECKING:
     from hub.plugins import ExporterRegistry
     from hub.reports.engine import Report
 
-SECTIONS = (("rows", "site"), ("total", "total"), ("site_median", "site_median"))
+SECTIONS = (("rows", "site"), ("total", "total"), ("site_median", "site_median"))  # rows: see rows_section
+PERIOD_NAMES = ("month", "quarter", "year", "week")
 
 
 def write_json(report: Report, out: IO[bytes]) -> None:
@@ -33,21 +37,41 @@ def _slice_columns(report: Report) -> list[str]:
     return list(report.by)
 
 
+def rows_section(report: Report) -> str:
+    """What the slice lines are: the dimensions besides the period ("site", "provider", "service_line"), else "all"."""
+    return ",".join(d for d in report.by if d not in PERIOD_NAMES) or "all"
+
+
+def kpi_headers(report: Report) -> list[str]:
+    """A column per KPI, named as people read it with its id beside: "No-show rate (no_show_rate)"."""
+    return [f"{d['name']} ({d['id']})" for d in report.definitions]
+
+
+def has_period(report: Report) -> bool:
+    return any(d in PERIOD_NAMES for d in report.by)
+
+
 def _lines(report: Report) -> Iterator[tuple[str, list[Any]]]:
     data = report.to_dict()
     columns = _slice_columns(report)
     ids = [d["id"] for d in report.definitions]
+    period = has_period(report)
     for key, section in SECTIONS:
         for row in data[key]:
-            yield section, [row["slice"].get(c) for c in columns] + [row["values"].get(i) for i in ids]
+            marks = [row.get("complete", True)] if period else []  # false: the period is not over yet
+            yield (rows_section(report) if key == "rows" else section,
+                   [row["slice"].get(c) for c in columns] + marks + [row["values"].get(i) for i in ids])
 
 
 def write_csv(report: Report, out: IO[bytes]) -> None:
+    """The wide CSV; its last column, ``as_of``, repeats on every line when the figures were current
+    (a column rather than a line above the header: every CSV reader still takes the first line as it)."""
     text = io.StringIO(newline="")
     writer = csv.writer(text)
-    writer.writerow(["section", *_slice_columns(report), *[d["id"] for d in report.definitions]])
+    writer.writerow(["section", *_slice_columns(report), *(["complete"] if has_period(report) else []),
+                     *kpi_headers(report), "as_of"])
     for section, values in _lines(report):
-        writer.writerow([section, *["" if v is None else v for v in values]])
+        writer.writerow([section, *["" if v is None else v for v in values], report.as_of])
     out.write(text.getvalue().encode())
 
 

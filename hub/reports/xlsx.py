@@ -2,7 +2,7 @@
 list may leave it out; json and csv (``hub.reports.exporters``) stay whatever the lists say.
 
 One sheet per section (by slice, MSO total, site median), laid out as the csv is, plus the KPI
-definitions.
+definitions and, with a period, the periods (complete, in progress or future; maturing KPIs).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import IO, TYPE_CHECKING, Any
 
 from hub import hookimpl
-from hub.reports.exporters import SECTIONS
+from hub.reports.exporters import SECTIONS, has_period, kpi_headers
 
 if TYPE_CHECKING:
     from hub.plugins import ExporterRegistry
@@ -24,6 +24,12 @@ def _cell(value: Any, unit: str | None) -> Any:
     if unit == "usd" and isinstance(value, str):
         return Decimal(value)
     return value
+
+
+def _no_data(report: Report, kpi: str, site: str | None) -> str | None:
+    """A site whose feeds do not carry the KPI's inputs says so ("no data: no charge feed"); else an empty cell."""
+    why = report.left_out.get(kpi, {}).get(site or "")
+    return f"no data: {why}" if why else None
 
 
 def write_xlsx(report: Report, out: IO[bytes]) -> None:
@@ -46,12 +52,16 @@ def write_xlsx(report: Report, out: IO[bytes]) -> None:
             continue
         sheet = book.create_sheet(titles[key][:31])
         head = [c for c in columns if key == "rows" or c != "site"]
-        sheet.append([*head, *ids])
+        marks = ["complete"] if has_period(report) else []  # False: the period is not over yet
+        sheet.append([*head, *marks, *kpi_headers(report)])
         for cell in sheet[1]:
             cell.font = Font(bold=True)
         for row in data[key]:
-            sheet.append([row["slice"].get(c) for c in head]
-                         + [_cell(row["values"].get(i), u) for i, u in zip(ids, units, strict=True)])
+            site = row["slice"].get("site")
+            sheet.append([row["slice"].get(c) for c in head] + [row.get("complete", True) for _ in marks]
+                         + [_no_data(report, i, site) if row["values"].get(i) is None else _cell(row["values"][i], u)
+                            for i, u in zip(ids, units, strict=True)])
+        head = [*head, *marks]
         for col, unit in enumerate(units, start=len(head) + 1):
             fmt = {"usd": "#,##0.00", "ratio": "0.0%", "days": "0.0"}.get(unit)
             if fmt:
@@ -64,6 +74,16 @@ def write_xlsx(report: Report, out: IO[bytes]) -> None:
         cell.font = Font(bold=True)
     for d in report.definitions:
         defs.append([", ".join(d[c]) if c == "source_kinds" else d[c] for c in DEFINITION_COLUMNS])
+    if report.periods:  # which periods are over, how they compare, which figures are still maturing
+        periods = book.create_sheet("periods")
+        periods.append(["period", "state", "complete", "through", "comparison", "maturing"])
+        for cell in periods[1]:
+            cell.font = Font(bold=True)
+        for p in report.periods:
+            comparison = p["comparison"]
+            periods.append([p["period"], p["state"], p["complete"], p.get("through"),
+                            comparison.get("reason") or "whole period against the whole period before",
+                            ", ".join(p["maturing"])])
     book.save(out)
 
 

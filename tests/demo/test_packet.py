@@ -91,7 +91,7 @@ def test_the_workbook_has_the_figures_and_the_onboarding_sheet(packet: Path, sma
     path = packet / "mso-packet-2026-06.xlsx"
     assert zipfile.is_zipfile(path)
     book = load_workbook(path, read_only=True)
-    assert book.sheetnames == ["by site x month", "MSO total", "site median", "definitions", "onboarding"]
+    assert book.sheetnames == ["by site x month", "MSO total", "site median", "definitions", "periods", "onboarding"]
     months = {row[1] for row in book["by site x month"].iter_rows(min_row=2, values_only=True)}
     assert "2026-06" in months and max(months) == "2026-06" and min(months) >= "2025-06"
     onboarding = {row[0]: row[2:4] for row in book["onboarding"].iter_rows(min_row=2, values_only=True)}

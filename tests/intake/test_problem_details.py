@@ -25,8 +25,8 @@ from hub.store.practices import add_practice
 from . import feedline as feedline_plugin
 from .conftest import FEEDLINE, Server, feedline
 
-NOTHING = {"kpi": "no-such-kpi", "slug": "no-such-practice", "practice": "no-such-practice", "source_id": "NO-SUCH-RECORD",
-           "message_id": str(2**40), "pair_id": str(2**40)}
+NOTHING = {"kpi": "no-such-kpi", "slug": "no-such-practice", "practice": "no-such-practice",
+           "source_id": "NO-SUCH-RECORD", "message_id": str(2**40), "pair_id": str(2**40)}
 EXISTING = {"slug": "alpha", "practice": "alpha", "source_id": "P1", "message_id": "1", "pair_id": "1",
             "kpi": "no_show_rate"}
 # a body each JSON operation accepts, so that what is refused is the path (404), not the body

@@ -66,7 +66,7 @@ def test_a_connector_left_out_by_a_setting_is_named_with_the_setting(monkeypatch
     monkeypatch.setenv("HUB_PLUGINS_ALLOW", "hl7v2")
     plugins = load_plugins()
     with pytest.raises(ConfigError, match=r"no connector named 'csv' \(installed: hl7v2; left out by "
-                                          r"HUB_PLUGINS_ALLOW: csv, dashboard, .*fhir.*\)$"):
+                                          r"HUB_PLUGINS_ALLOW: alerts, csv, dashboard, .*fhir.*\)$"):
         plugins.connectors.get("csv")
     with pytest.raises(ConfigError, match=r"no exporter for 'xlsx' .*left out by HUB_PLUGINS_ALLOW: .*xlsx\)$"):
         plugins.exporters.get("xlsx")

@@ -72,8 +72,9 @@ def test_report_kpis_in_every_format(tmp_path: Path) -> None:
     done = runner.invoke(cli, ["report", "kpis", "--format", "csv", "--by", "month"])
     assert done.exit_code == 0, done.output
     rows = list(csv.DictReader(io.StringIO(done.stdout)))
-    assert [r["section"] for r in rows] == ["site", "site", "site", "total", "total", "total"]
-    assert rows[1]["visit_volume"] == "4"
+    # by month alone the slice lines are the whole MSO ("all", not "site"); KPI columns carry name and id
+    assert [r["section"] for r in rows] == ["all", "all", "all", "total", "total", "total"]
+    assert rows[1]["Visit volume (visit_volume)"] == "4"
 
     out = tmp_path / "kpis.xlsx"
     done = runner.invoke(cli, ["report", "kpis", "--format", "xlsx", "--out", str(out)])
@@ -81,7 +82,7 @@ def test_report_kpis_in_every_format(tmp_path: Path) -> None:
     from openpyxl import load_workbook
 
     book = load_workbook(out)
-    assert book.sheetnames == ["by site x month", "MSO total", "site median", "definitions"]
+    assert book.sheetnames == ["by site x month", "MSO total", "site median", "definitions", "periods"]
     assert book["definitions"]["A2"].value == "visit_volume"
 
 
@@ -104,7 +105,7 @@ def test_report_kpis_by_site_and_week_in_every_format(tmp_path: Path) -> None:
     assert done.exit_code == 0, done.output
     rows = list(csv.DictReader(io.StringIO(done.stdout)))
     assert {r["week"] for r in rows if r["section"] == "total"} == {"2025-W02", "2025-W07", "2025-W11"}
-    assert [r["visit_volume"] for r in rows if r["section"] == "total"] == ["2", "4", "2"]
+    assert [r["Visit volume (visit_volume)"] for r in rows if r["section"] == "total"] == ["2", "4", "2"]
 
     out = tmp_path / "weeks.xlsx"
     done = runner.invoke(cli, ["report", "kpis", "--format", "xlsx", "--by", "site,week", "--out", str(out)])
@@ -112,7 +113,7 @@ def test_report_kpis_by_site_and_week_in_every_format(tmp_path: Path) -> None:
     from openpyxl import load_workbook
 
     book = load_workbook(out)
-    assert book.sheetnames == ["by site x week", "MSO total", "site median", "definitions"]
+    assert book.sheetnames == ["by site x week", "MSO total", "site median", "definitions", "periods"]
 
 
 def test_report_rebuild_recomputes_the_same_figures() -> None:
@@ -180,6 +181,7 @@ def test_costs_import_gives_margin_by_service_line(tmp_path: Path) -> None:
 
 def test_days_in_ar_and_aged_share() -> None:
     engine = _seed(os.environ["HUB_DATABASE_URL"])
+    rollups.refresh_dirty(engine)
     report = compute_report(engine, by="site,month", kpis=["days_in_ar", "ar_over_90_share"]).to_dict()
     east = {r["slice"]["month"]: r["values"] for r in report["rows"] if r["slice"]["site"] == "east"}
     # January: 100 charged, nothing credited by the end of January; charges over Nov–Jan (92 days)
@@ -198,6 +200,7 @@ def test_a_plugin_adds_a_kpi_through_the_hook() -> None:
     extra.hub_register_kpis = hookimpl(lambda registry: registry.add(kpi))  # type: ignore[attr-defined]
     plugins = load_plugins(extra=[extra])
     assert "booked_hours" in [k.id for k in plugins.kpis] and "visit_volume" in [k.id for k in plugins.kpis]
+    rollups.refresh_dirty(engine)
     report = compute_report(engine, by="month", plugins=plugins).to_dict()
     assert report["total"][1]["values"]["booked_hours"] == 2  # four 30-minute visits in February
 
@@ -221,6 +224,7 @@ def test_http_api_serves_kpis_to_analysts_only(database_url: str) -> None:
     from hub.security.keys import create_key
 
     engine = _seed(database_url)
+    rollups.refresh_dirty(engine)  # the API only reads what a refresh committed (tests/reports/test_freshness.py)
     with writer(engine).begin() as conn:
         analyst = create_key(conn, "analyst")
         feed = create_key(conn, "feed", "east")
@@ -249,8 +253,53 @@ def test_http_api_serves_kpis_to_analysts_only(database_url: str) -> None:
         assert status == 200, body
         assert body["from"] == "2025-02-10" and body["to"] == "2025-02-16"
         assert body["rows"][0]["slice"] == {"week": "2025-W07"} and body["rows"][0]["values"]["visit_volume"] == 4
+        assert body["rows"][0]["complete"] is True and body["periods"][0]["state"] == "complete"
+        assert body["left_out"]["payments"] == {"west": "no remittance feed"}  # west stores no remittance
+        status, body = _get(f"{base}/reports/kpis?by=service_line,month&format=html", analyst)
+        assert status == 400 and "html dashboard shows the KPIs by site,month only" in body["detail"], body
         status, spec = _get(f"{base}/openapi.json", None)
         assert "/api/v1/reports/kpis" in spec["paths"] and "KpiReport" in spec["components"]["schemas"]
     finally:
         server.terminate()
         server.communicate(timeout=10)
+
+
+def test_every_format_says_what_it_shows(tmp_path: Path) -> None:
+    _seed(os.environ["HUB_DATABASE_URL"])
+    runner = CliRunner()
+    # the dashboard draws sites by month only: another slicing is refused, naming the formats that can
+    page = tmp_path / "lines.html"
+    done = runner.invoke(cli, ["report", "kpis", "--by", "service_line,month", "--format", "html", "--out", str(page)])
+    assert done.exit_code != 0 and "html dashboard shows the KPIs by site,month only" in done.output
+    assert "use json, csv or xlsx" in done.output and "Traceback" not in done.output and not page.exists()
+    done = runner.invoke(cli, ["report", "kpis", "--by", "month,site", "--format", "html", "--out", str(page)])
+    assert done.exit_code == 0, done.output
+
+    # by provider: the slice lines say so (the appointments name no provider: one null provider)
+    done = runner.invoke(cli, ["report", "kpis", "--by", "provider", "--format", "csv"])
+    assert done.exit_code == 0, done.output
+    lines = list(csv.DictReader(io.StringIO(done.stdout)))
+    assert [line["section"] for line in lines] == ["provider", "total"]
+    assert "complete" not in lines[0]  # no period asked
+    assert lines[0]["Visit volume (visit_volume)"] == "8"  # 4 visits at each site
+
+    done = runner.invoke(cli, ["report", "kpis", "--format", "csv"])
+    head = next(csv.reader(io.StringIO(done.stdout)))
+    assert head[:4] == ["section", "site", "month", "complete"] and "No-show rate (no_show_rate)" in head
+    assert {line["complete"] for line in csv.DictReader(io.StringIO(done.stdout))} == {"True"}  # 2025 is over
+
+    out = tmp_path / "kpis.xlsx"
+    assert runner.invoke(cli, ["report", "kpis", "--format", "xlsx", "--out", str(out)]).exit_code == 0
+    from openpyxl import load_workbook
+
+    book = load_workbook(out)
+    periods = [[c.value for c in line] for line in book["periods"].iter_rows()]
+    assert periods[0][:3] == ["period", "state", "complete"] and periods[1][:3] == ["2025-01", "complete", True]
+    sheet = book["by site x month"]
+    head = [c.value for c in sheet[1]]
+    assert head[:4] == ["site", "month", "complete", "Visit volume (visit_volume)"]
+    assert "Payments (payments)" in head and "visit_volume" not in head
+    lines = {(r[0], r[1]): dict(zip(head, r, strict=True)) for r in sheet.iter_rows(min_row=2, values_only=True)}
+    # west stores charges but never a remittance: its payments are no data, with the reason, not $0.00
+    assert lines[("west", "2025-02")]["Payments (payments)"] == "no data: no remittance feed"
+    assert lines[("east", "2025-02")]["Payments (payments)"] == 0  # east has a remittance feed; none in February

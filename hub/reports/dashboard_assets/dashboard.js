@@ -7,7 +7,7 @@
   var API = "/api/v1/reports/kpis?by=site,month";
   var KEY_STORE = "hub-analyst-key";
   var SVG_NS = "http://www.w3.org/2000/svg";
-  var state = { report: null, months: [], from: null, to: null, site: "", index: null };
+  var state = { report: null, months: [], from: null, to: null, site: "", index: null, key: null };
 
   function $(id) { return document.getElementById(id); }
 
@@ -100,12 +100,35 @@
       site.appendChild(el("option", { value: s.slug }, s.name + (s.status && s.status !== "live" ? " (" + s.status + ")" : "")));
     });
     var last = state.months.length - 1;
+    var opening = state.months.indexOf(state.report.default_period || "");  // the last complete month
+    if (opening >= 0) { last = opening; }
     state.to = state.months[last];
     state.from = state.months[Math.max(0, last - 11)];
     from.value = state.from; to.value = state.to; site.value = state.site;
     from.onchange = function () { state.from = from.value; if (state.from > state.to) { state.to = state.from; to.value = state.to; } render(); };
     to.onchange = function () { state.to = to.value; if (state.to < state.from) { state.from = state.to; from.value = state.from; } render(); };
     site.onchange = function () { state.site = site.value; render(); };
+  }
+
+  // the period's entry in the report (complete, in_progress or future; maturing KPIs), null when unknown
+  function periodOf(month) {
+    return (state.report.periods || []).filter(function (p) { return p.period === month; })[0] || null;
+  }
+
+  function partial(month) {
+    var info = periodOf(month);
+    return !!(info && !info.complete);
+  }
+
+  // why a site has no figure for a KPI (its feeds do not carry the inputs), or null
+  function noData(site, kpi) {
+    var sites = (state.report.left_out || {})[kpi];
+    return site && sites && sites[site] ? sites[site] : null;
+  }
+
+  function periodNote(info) {
+    if (!info || info.complete) { return ""; }
+    return info.state === "future" ? " (ahead: bookings only)" : " (month to date, through " + info.through + ")";
   }
 
   // ------------------------------------------------------------------ tiles
@@ -132,16 +155,24 @@
     tiles.textContent = "";
     var i = state.months.indexOf(state.to);
     var previous = i > 0 ? state.months[i - 1] : null;
-    $("tiles-title").textContent = monthLabel(state.to) + (state.site ? " \u00B7 " + siteName(state.site) : " \u00B7 all sites") +
-      (previous ? " (change against " + monthLabel(previous) + ")" : "");
+    var info = periodOf(state.to), open = partial(state.to);
+    $("tiles-title").textContent = monthLabel(state.to) + periodNote(info) +
+      (state.site ? " \u00B7 " + siteName(state.site) : " \u00B7 all sites") +
+      (previous && !open ? " (change against " + monthLabel(previous) + ")" : "");
     state.report.definitions.forEach(function (d) {
       var current = valueOf(state.site, state.to, d.id);
       var before = previous ? valueOf(state.site, previous, d.id) : null;
-      var delta = change(d, current, before);
+      var why = noData(state.site, d.id);
+      // an unfinished month is not compared with a whole one (docs/reports.md, "Periods")
+      var delta = why ? { text: why, cls: "same" } : open ? { text: "not comparable yet", cls: "same" } : change(d, current, before);
       var tile = el("div", { "class": "tile", "data-kpi": d.id, title: d.formula || d.name });
       tile.appendChild(el("div", { "class": "name" }, d.name));
-      tile.appendChild(el("div", { "class": "value" }, format(current, d.unit)));
+      tile.appendChild(el("div", { "class": "value" + (why ? " nodata" : "") }, why ? "no data" : format(current, d.unit)));
       tile.appendChild(el("div", { "class": "change " + delta.cls }, delta.text));
+      if (info && (info.maturing || []).indexOf(d.id) >= 0) {
+        tile.appendChild(el("div", { "class": "maturing" }, "still maturing: its inputs arrive weeks after the month"));
+      }
+      if (state.site) { drillable(tile, d, state.site, state.to); }
       tiles.appendChild(tile);
     });
   }
@@ -193,12 +224,16 @@
     chart.appendChild(svgEl("path", { d: linePath(toPoints(median)), fill: "none", stroke: "#9aa5b1",
       "stroke-width": 2, "stroke-dasharray": "5 4", "class": "median-line" }));
     var points = toPoints(main);
-    chart.appendChild(svgEl("path", { d: linePath(points), fill: "none", stroke: "#2364aa", "stroke-width": 2.5,
-      "class": "series-line" }));
+    // the line joins complete months only: an unfinished month is a hollow dot, not a drop
+    chart.appendChild(svgEl("path", { d: linePath(points.map(function (p, i) { return partial(months[i]) ? null : p; })),
+      fill: "none", stroke: "#2364aa", "stroke-width": 2.5, "class": "series-line" }));
     points.forEach(function (p, i) {
       if (p === null) { return; }
-      var dot = svgEl("circle", { cx: p[0], cy: p[1], r: 3, fill: "#2364aa" });
-      dot.appendChild(svgEl("title", {}, monthLabel(months[i]) + ": " + format(main[i], definition.unit)));
+      var open = partial(months[i]);
+      var dot = svgEl("circle", { cx: p[0], cy: p[1], r: 3, fill: open ? "#ffffff" : "#2364aa", stroke: "#2364aa",
+        "class": open ? "partial" : "" });
+      dot.appendChild(svgEl("title", {}, monthLabel(months[i]) + periodNote(periodOf(months[i])) + ": " +
+        format(main[i], definition.unit)));
       chart.appendChild(dot);
     });
     return chart;
@@ -226,7 +261,7 @@
   function renderTable() {
     var table = $("sites");
     table.textContent = "";
-    $("table-title").textContent = "Sites against the MSO median, " + monthLabel(state.to);
+    $("table-title").textContent = "Sites against the MSO median, " + monthLabel(state.to) + periodNote(periodOf(state.to));
     var head = el("tr");
     head.appendChild(el("th", {}, "Site"));
     state.report.definitions.forEach(function (d) { head.appendChild(el("th", { title: d.formula || "" }, d.name)); });
@@ -242,11 +277,14 @@
       tr.appendChild(name);
       state.report.definitions.forEach(function (d) {
         var v = valueOf(s.slug, state.to, d.id), m = medianOf(state.to, d.id);
+        var why = noData(s.slug, d.id);
         var cls = "same";
         if (v !== null && m !== null && Math.abs(v - m) > 1e-9) {
           cls = (v > m) === (d.higher_is_better !== false) ? "better" : "worse";
         }
-        tr.appendChild(el("td", { "class": cls }, format(v, d.unit)));
+        var cell = el("td", why ? { "class": "nodata", title: why } : { "class": cls }, why ? "no data (" + why + ")" : format(v, d.unit));
+        drillable(cell, d, s.slug, state.to);
+        tr.appendChild(cell);
       });
       body.appendChild(tr);
     });
@@ -255,6 +293,75 @@
     state.report.definitions.forEach(function (d) { median.appendChild(el("td", {}, format(medianOf(state.to, d.id), d.unit))); });
     body.appendChild(median);
     table.appendChild(body);
+  }
+
+  // ------------------------------------------------------------------ drill-down (live dashboard only)
+  // A tile (a site chosen) or a table cell opens the records behind its figure, from the audited
+  // /api/v1/reports/kpis/{kpi}/records call; a message id links to the console, which shows content to admins.
+  var DATE_FIELDS = ["start", "visit_date", "service_date", "received_on"];
+
+  function drillable(node, definition, site, month) {
+    if (!state.key || !site || !month) { return; }
+    node.classList.add("drillable");
+    node.setAttribute("tabindex", "0");
+    node.setAttribute("data-site", site);
+    node.setAttribute("data-kpi", definition.id);
+    node.onclick = function () { openDrill(definition, site, month); };
+    node.onkeydown = function (event) { if (event.key === "Enter") { openDrill(definition, site, month); } };
+  }
+
+  function recordTable(title, records) {
+    var box = el("div");
+    box.appendChild(el("h3", {}, title + " (" + records.length + ")"));
+    var table = el("table", { "class": "records" });
+    var head = el("tr");
+    ["Record", "Date", "Status", "Provider", "Service line", "Share", "Messages"].forEach(function (h) {
+      head.appendChild(el("th", {}, h));
+    });
+    table.appendChild(head);
+    records.forEach(function (r) {
+      var tr = el("tr", { "data-source-id": r.source_id });
+      var day = DATE_FIELDS.map(function (f) { return r[f]; }).filter(function (v) { return v; })[0] || "";
+      var share = r.amount !== undefined ? "$" + r.amount : (r.minutes !== undefined ? r.minutes + " min" : "");
+      [r.kind + " " + r.source_id, String(day).slice(0, 16), r.status || (r.denied ? "denied" : ""),
+       r.provider || "", r.service_line || "", share].forEach(function (v) { tr.appendChild(el("td", {}, v)); });
+      var links = el("td");
+      (r.messages || []).forEach(function (id) {
+        links.appendChild(el("a", { href: "/console/messages/" + id, target: "_blank", rel: "noopener" }, "#" + id));
+        links.appendChild(document.createTextNode(" "));
+      });
+      tr.appendChild(links);
+      table.appendChild(tr);
+    });
+    box.appendChild(table);
+    return box;
+  }
+
+  function openDrill(definition, site, month) {
+    var panel = $("drill"), body = $("drill-body");
+    $("drill-title").textContent = definition.name + " · " + siteName(site) + " · " + monthLabel(month);
+    $("drill-error").textContent = "";
+    body.textContent = "Loading…";
+    panel.hidden = false;
+    $("drill-close").onclick = function () { panel.hidden = true; };
+    var url = "/api/v1/reports/kpis/" + encodeURIComponent(definition.id) + "/records?site=" +
+      encodeURIComponent(site) + "&month=" + encodeURIComponent(month);
+    fetch(url, { headers: { Authorization: "Bearer " + state.key, Accept: "application/json" } })
+      .then(function (response) {
+        return response.json().then(function (data) { return { ok: response.ok, data: data }; });
+      })
+      .then(function (answer) {
+        body.textContent = "";
+        if (!answer.ok) { $("drill-error").textContent = answer.data.detail || "The hub refused the list."; return; }
+        var data = answer.data;
+        body.appendChild(el("p", {}, "Figure: " + format(data.value, definition.unit)));
+        body.appendChild(recordTable(data.denominator ? "Numerator: " + definition.numerator : "Records",
+                                     data.numerator || []));
+        if (data.denominator) {
+          body.appendChild(recordTable("Denominator: " + definition.denominator, data.denominator));
+        }
+      })
+      .catch(function () { body.textContent = ""; $("drill-error").textContent = "The hub cannot be reached."; });
   }
 
   function render() {
@@ -275,6 +382,15 @@
     return Object.assign({}, report, { definitions: shown });
   }
 
+  // how current the figures are: the rollups are refreshed in the background, never by this request
+  function freshness(report) {
+    if (!report.as_of) { return ""; }
+    var when = String(report.as_of).replace("T", " ").replace(/:\d\dZ$/, " UTC");
+    var pending = report.pending_cells || 0;
+    return "Figures as of " + when + (pending ? " \u00B7 " + pending + " practice-month" + (pending === 1 ? "" : "s") +
+      " changed since, waiting for the refresh" : " \u00B7 up to date");
+  }
+
   function show(fetched) {
     var report = withFigures(fetched);
     state.report = report;
@@ -283,6 +399,7 @@
     $("bar").hidden = false;
     $("board").hidden = false;
     $("meta").textContent = "Figures " + report.from + " to " + report.to + " \u00B7 generated " + report.generated_at;
+    $("freshness").textContent = freshness(report);
     $("definitions-note").textContent = "Hover a tile or a column for its formula. Green: better than the comparison; red: worse.";
     if (!state.months.length) {
       $("tiles").textContent = "No figures for this period yet.";
@@ -313,6 +430,7 @@
         }
         if (!response.ok) { askForKey("The hub answered " + response.status + "."); return null; }
         sessionStorage.setItem(KEY_STORE, key);
+        state.key = key;
         return response.json();
       })
       .then(function (report) { if (report) { show(report); } })
@@ -326,6 +444,6 @@
     if (key) { fetchReport(key); } else { askForKey(""); }
   }
 
-  window.hubDashboard = { state: state, show: show };
+  window.hubDashboard = { state: state, show: show, openDrill: openDrill };
   start();
 }());
