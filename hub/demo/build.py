@@ -196,7 +196,7 @@ def _dated_arrivals(runtime: Any, out: Path, truth: Truth) -> None:
         rows = conn.execute(sa.select(messages.c.id, messages.c.practice, messages.c.origin)).all()
         dated = []
         for row in rows:
-            origin = Path(row.origin or "")
+            origin = Path(row.origin or "").resolve()  # as ingest named the file: relative to here, or not
             if not origin.is_relative_to(feeds):
                 continue
             at = _arrival(origin.relative_to(feeds), zones[row.practice], truth.end)

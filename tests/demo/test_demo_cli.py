@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +16,14 @@ HUB = str(Path(sys.executable).with_name("hub"))
 def test_hub_demo_writes_and_names_its_outputs(tmp_path: Path) -> None:
     out = tmp_path / "my-demo"
     env = {**os.environ, "HUB_SQLITE_SYNCHRONOUS": "NORMAL"}
-    done = subprocess.run([HUB, "demo", "--out", str(out), "--months", "2", "--scale", "0.05"], capture_output=True,
-                          text=True, env=env, timeout=300)
+    began = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    # a folder named relative to where it runs, as `make demo` names hub-demo
+    done = subprocess.run([HUB, "demo", "--out", "my-demo", "--months", "2", "--scale", "0.05"], capture_output=True,
+                          text=True, env=env, timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
+    with sqlite3.connect(out / "hub-demo.db") as conn:  # every message dated as its file would have arrived
+        stamps = [row[0] for row in conn.execute("SELECT received_at FROM messages")]
+    assert stamps and not [s for s in stamps if dt.datetime.fromisoformat(s[:26]) >= began]
     text = done.stdout
     for label, name in (("dashboard", "dashboard.html"), ("XLSX", "kpis.xlsx"), ("JSON", "kpis.json"),
                         ("onboarding scorecard", "onboarding-scorecard.txt")):
