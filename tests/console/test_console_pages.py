@@ -197,3 +197,28 @@ def test_errors_of_one_kind_group_whatever_file_or_line_they_name() -> None:
     assert first == "line #: column 'When' is not a date-time"
     assert reason_pattern("SCH-11: no readable start", None) != reason_pattern("PID-3: no MRN", None)
     assert reason_pattern(None, "x") == ""
+
+
+def test_reprocess_one_message_and_every_message_a_search_finds_after_a_count(console: dict[str, Any]) -> None:
+    client, runtime = console["client"], console["runtime"]
+    sign_in(client, console["keys"]["admin"])
+    assert console["runner"].invoke(__import__("hub.cli", fromlist=["cli"]).cli, [
+        "practice", "mapping", "lakeview", str(console["tmp"] / "v2.yaml")]).exit_code == 0
+    listed = client.get("/console/messages?status=error")
+    first, second = (int(i) for i in re.findall(rb'href="/console/messages/(\d+)"', listed.data))
+    token = csrf(listed.data)
+    one = client.post(f"/console/messages/{first}/reprocess", data={"csrf": token}, headers={"Origin": ORIGIN})
+    assert one.status_code == 302 and "done=1+reprocessed" in one.headers["Location"]
+    assert b'class="badge processed"' in client.get(f"/console/messages/{first}").data
+    # every message in error now: one left; the first answer counts them, the second replays those very ids
+    form = {"csrf": token, "status": "error", "practice": "lakeview"}
+    asked = client.post("/console/messages/reprocess", data=form, headers={"Origin": ORIGIN})
+    assert asked.status_code == 200 and b"Reprocess 1 message?" in asked.data
+    stale = client.post("/console/messages/reprocess", data={**form, "confirm": "5"}, headers={"Origin": ORIGIN})
+    assert stale.status_code == 200 and b"Reprocess 1 message?" in stale.data  # a count that no longer holds
+    done = client.post("/console/messages/reprocess", data={**form, "confirm": "1"}, headers={"Origin": ORIGIN})
+    assert done.status_code == 302
+    assert b'class="badge processed"' in client.get(f"/console/messages/{second}").data
+    assert b"No message matches" in client.get("/console/messages?status=error").data
+    outcomes = [o for a, o in audit_actions(runtime) if a == "messages.reprocess"]
+    assert outcomes == ["1 reprocessed: 1 processed, 0 in error"] * 2
