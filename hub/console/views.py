@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 import sqlalchemy as sa
 from flask import Blueprint, Response, abort, current_app, g, redirect, render_template, request, url_for
 
+from hub.api.calls import audit as _audit
 from hub.console import signin
 from hub.console.records import message_detail
 from hub.errors import HubError
@@ -31,12 +32,6 @@ SEARCH_FIELDS = ("practice", "status", "type", "control_id", "since", "until", "
 
 def _runtime() -> Any:
     return current_app.extensions["hub"]
-
-
-def _audit(action: str, target: str | None, practice: str | None, outcome: str) -> None:
-    with writer(_runtime().engine).begin() as conn:
-        record(conn, [AuditEntry(g.api_key.key_id if g.get("api_key") else None, action, target, practice,
-                                 client_address(), outcome)])
 
 
 @bp.context_processor
