@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from hub.mllp.framing import frame, read_answer
+from tests.support.services import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "connectors" / "hub_hl7v2" / "samples"
@@ -33,12 +34,6 @@ def msa(answer: bytes) -> str:
         if segment.startswith(b"MSA|"):
             return segment.split(b"|")[1].decode()
     return "NONE"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

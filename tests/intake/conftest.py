@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,15 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.services import free_port
+
 HUB = str(Path(sys.executable).with_name("hub"))
 ROOT = Path(__file__).resolve().parents[2]
 FEEDLINE = "text/x-hub-feedline"  # the test connector in feedline.py
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def hub(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,17 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.services import free_port
+
 from .feeds import build
 from .test_end_to_end import mapping_v1
 
 SERVE = ("import sys; from werkzeug.serving import make_server; from hub.app import create_app; "
          "make_server('127.0.0.1', int(sys.argv[1]), create_app(), threaded=True).serve_forever()")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def hub(*args: str) -> str:

@@ -29,8 +29,9 @@ from hub.runtime import Runtime
 from hub.store import canonical
 from hub.store.engine import get_engine, writer
 from hub.store.practices import add_practice
-from tests.reports.test_outputs import _free_port, _get
+from tests.reports.test_outputs import _get
 from tests.support.json_records import plugin
+from tests.support.services import free_port
 
 
 def _appt(practice: str, source_id: str, start: str, status: str = "fulfilled") -> dict[str, Any]:
@@ -143,7 +144,7 @@ def test_a_report_request_never_writes_the_rollups(database_url: str) -> None:
     marks, rows = _dirty(engine), _rollup_rows(engine)
     assert list(marks) == [("east", "2025-01")]
 
-    port = _free_port()
+    port = free_port()
     code = ("from werkzeug.serving import make_server; from hub.app import create_app; "
             f"make_server('127.0.0.1', {port}, create_app()).serve_forever()")
     server = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "HUB_DATABASE_URL": database_url},

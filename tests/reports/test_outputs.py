@@ -30,6 +30,7 @@ from hub.reports.tables import report_dirty
 from hub.store import canonical
 from hub.store.engine import get_engine, writer
 from hub.store.practices import add_practice
+from tests.support.services import free_port
 
 
 def _seed(url: str) -> Any:
@@ -205,12 +206,6 @@ def test_a_plugin_adds_a_kpi_through_the_hook() -> None:
     assert report["total"][1]["values"]["booked_hours"] == 2  # four 30-minute visits in February
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _get(url: str, key: str | None) -> tuple[int, Any]:
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"} if key else {})
     try:
@@ -228,7 +223,7 @@ def test_http_api_serves_kpis_to_analysts_only(database_url: str) -> None:
     with writer(engine).begin() as conn:
         analyst = create_key(conn, "analyst")
         feed = create_key(conn, "feed", "east")
-    port = _free_port()
+    port = free_port()
     code = ("from werkzeug.serving import make_server; from hub.app import create_app; "
             f"make_server('127.0.0.1', {port}, create_app()).serve_forever()")
     server = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "HUB_DATABASE_URL": database_url},

@@ -23,10 +23,20 @@ from pathlib import Path
 HUB = str(Path(sys.executable).with_name("hub"))
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port nothing listens on, never one handed out before in this process: two servers of a
+    test (a private PostgreSQL and ``hub serve``) given the same port would leave one of them answering
+    for the other."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def wait_listening(port: int, timeout: float = 30.0, process: subprocess.Popen[bytes] | None = None) -> None:
