@@ -21,7 +21,7 @@ from sqlalchemy import exc as sa_exc
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from hub import __version__, console
-from hub.api import audit, dashboard, identity, intake, messages, onboarding, reports
+from hub.api import audit, dashboard, headers, identity, intake, messages, onboarding, reports
 from hub.api.metrics import bp as metrics_bp
 from hub.api.problems import HubApi, document_problems, problem_response, request_instance
 from hub.pipeline.dispatch_buffer import buffer_dispatcher
@@ -76,6 +76,7 @@ def create_app(runtime: Any = None, config: dict[str, Any] | None = None) -> Fla
     app.before_request(_start_clock)
     app.after_request(_audit_refusal)
     app.after_request(_log_request)
+    app.after_request(headers.harden)
     app.register_error_handler(sa_exc.OperationalError, _store_unavailable)
     app.register_error_handler(sa_exc.InterfaceError, _store_unavailable)
     # the push call's common case, without the framework (see hub.api.intake)

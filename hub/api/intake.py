@@ -32,6 +32,7 @@ from flask import Flask, Response, current_app, g, request
 from flask_smorest import Blueprint, abort
 from sqlalchemy import exc as sa_exc
 
+from hub.api.headers import HARDENING
 from hub.api.problems import MEDIA_TYPE as PROBLEM_TYPE
 from hub.api.problems import problem_bytes
 from hub.errors import NotFound
@@ -219,7 +220,7 @@ class IntakeFastPath:
             _log.error("the database is unavailable (%s)", type(exc).__name__)
             body = problem_bytes(503, "the store is unavailable; retry later")
             start_response("503 Service Unavailable", [("Content-Type", PROBLEM_TYPE), ("Retry-After", "5"),
-                                                       ("Content-Length", str(len(body)))])
+                                                       ("Content-Length", str(len(body))), *HARDENING])
             return [body]
         if taken is None:
             return self.wsgi_app(environ, start_response)
@@ -246,7 +247,7 @@ class IntakeFastPath:
             status = refusal.status
             body = problem_bytes(status, refusal.message)
             headers.append(("Content-Type", PROBLEM_TYPE))
-        headers.append(("Content-Length", str(len(body))))
+        headers += [("Content-Length", str(len(body))), *HARDENING]
         start_response(f"{status} {HTTPStatus(status).phrase}", headers)
         if _http_log.isEnabledFor(logging.INFO):
             _http_log.info("POST %s %s", _ROUTE, status, extra={

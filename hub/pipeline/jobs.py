@@ -9,11 +9,13 @@ is what queued jobs name: it stays, so jobs queued by an earlier version still r
 from __future__ import annotations
 
 import functools
+import traceback
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rq import get_current_job
 
-from hub.errors import ConfigError, StoreError
+from hub.errors import ConfigError, HubError, StoreError
 from hub.pipeline.process import process_messages
 from hub.store.engine import store_fingerprint
 
@@ -44,6 +46,16 @@ def job_runtime() -> Runtime:
     return _runtime(None)
 
 
+class JobFailed(Exception):
+    """A job's unexpected failure, told by type and place only (what rq logs and keeps in Redis)."""
+
+
+def _where(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    place = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno} in {frames[-1].name}" if frames else ""
+    return f"{type(exc).__name__}{place} (its message is not kept: it may quote patient data)"
+
+
 def process_batch(message_ids: list[int], database_url: str | None = None, *,
                   store: str | None = None) -> dict[str, int]:
     """``store``: the fingerprint of the store the ids belong to; the worker processes them in its own
@@ -62,4 +74,10 @@ def process_batch(message_ids: list[int], database_url: str | None = None, *,
         # raised again without its cause: rq logs and keeps the traceback of a failed job, and the driver's
         # error it chains (a DETAIL line) may quote the values of the batch
         raise StoreError(str(exc)) from None
+    except HubError:  # the hub's own messages name no patient data
+        raise
+    except Exception as exc:
+        # an unexpected failure: its message may quote a value (a ValueError's repr of what it could not
+        # read), so what rq keeps is the exception's type and where it was raised, which is enough to find it
+        raise JobFailed(_where(exc)) from None
     return {"processed": len(result.processed), "errors": len(result.errors)}

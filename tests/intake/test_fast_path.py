@@ -26,6 +26,8 @@ def test_fast_path_matches_the_view(tmp_path: Path, pg_url: str) -> None:
             assert status == 200 and b"ACK|AA|" in body
             assert headers["Content-Type"] == view[2]["Content-Type"]
             assert headers["X-Hub-Message-Ids"] in body.decode()
+            # an ACK quotes the message: no cache may keep it, no browser guess its type (view and fast path)
+            assert headers["Cache-Control"] == "no-store" and headers["X-Content-Type-Options"] == "nosniff"
         ids = [int(a[2]["X-Hub-Message-Ids"]) for a in answers]
         assert ids == sorted(ids) and len(set(ids)) == 4  # ids follow the order of arrival
         repeat = server.call("POST", "/api/v1/practices/alpha/messages", feed,
@@ -35,7 +37,8 @@ def test_fast_path_matches_the_view(tmp_path: Path, pg_url: str) -> None:
         assert server.call("POST", "/api/v1/practices/alpha/messages", feed, b"x", "text/x-unknown")[0] == 415
         assert server.call("POST", "/api/v1/practices/beta/messages", feed,
                            feedline(("FP9", "F", "G", "F")), FEEDLINE)[0] == 403
-        assert server.call("POST", "/api/v1/practices/alpha/messages", feed, b"", FEEDLINE)[0] == 400
+        empty = server.call("POST", "/api/v1/practices/alpha/messages", feed, b"", FEEDLINE)
+        assert empty[0] == 400 and empty[2]["Cache-Control"] == "no-store"
         assert server.call("POST", "/api/v1/practices/alpha/messages", "hub_nokey_nosecret",
                            feedline(("FP8", "F", "G", "F")), FEEDLINE)[0] == 401
         engine = sa.create_engine(pg_url)

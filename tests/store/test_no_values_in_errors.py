@@ -60,3 +60,24 @@ def test_a_failed_job_raises_its_reason_without_the_driver_error_behind_it(monke
     finally:
         jobs._factory = None
         jobs._runtime.cache_clear()
+
+
+def test_a_job_failing_unexpectedly_keeps_its_type_and_place_but_not_its_message(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from hub.pipeline import jobs
+
+    def failing(*args: object, **kwargs: object) -> object:
+        return int("SMITH^JOHN")  # a ValueError whose message quotes the value
+
+    monkeypatch.setattr(jobs, "process_messages", failing)
+    monkeypatch.setattr(jobs, "_factory", lambda *, database_url: type("R", (), {"database_url": "sqlite://"})())
+    jobs._runtime.cache_clear()
+    try:
+        with pytest.raises(jobs.JobFailed) as caught:
+            jobs.process_batch([1])
+        told = "".join(traceback.format_exception(caught.value))
+        assert "SMITH" not in told
+        assert "ValueError at test_no_values_in_errors.py:" in str(caught.value) and "in failing" in str(caught.value)
+    finally:
+        jobs._factory = None
+        jobs._runtime.cache_clear()
