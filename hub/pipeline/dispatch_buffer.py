@@ -36,6 +36,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from hub.pipeline.dispatch import _process_in_child, _start_child, child_factory
+from hub.store.write_lock import store_write_lock
 
 log = logging.getLogger("hub.intake")
 
@@ -64,6 +65,8 @@ class BufferedDispatcher:
     def __init__(self, inner: Any, *, delay_s: float | None = None, batch: int | None = None) -> None:
         self.inner = inner
         self.name = inner.name
+        # the inner dispatcher's turns at a SQLite store's write lock, taken by this process's commits too
+        self.write_lock = getattr(inner, "write_lock", None)
         self.delay_s = delay_s if delay_s is not None else inner.runtime.settings.dispatch_delay_ms / 1e3
         self.batch = batch or inner.runtime.settings.batch_size
         self._ids: list[int] = []
@@ -120,10 +123,10 @@ class BufferedDispatcher:
 
 
 def _start_processing_child(factory: Any, database_url: str, niceness: int,
-                            on_start: Callable[[Any], None] | None) -> None:
+                            on_start: Callable[[Any], None] | None, write_lock: Any = None) -> None:
     if niceness:  # the listener's answers first: processing takes the CPU they leave
         os.nice(niceness)
-    _start_child(factory, database_url)
+    _start_child(factory, database_url, write_lock)
     if on_start is not None:
         from hub.pipeline import dispatch
 
@@ -145,6 +148,9 @@ class ProcessingChild:
         self._pool: Any = None
         self._pending: deque[Future[Any]] = deque()
         self._lock = threading.Lock()
+        # SQLite: the child's batch transactions and the server's commits take turns by this lock, so the
+        # server's next commit (an ACK) follows the child's at once, not after SQLite's busy-handler sleep
+        self.write_lock = store_write_lock(runtime.engine)
 
     def _executor(self) -> Any:
         import multiprocessing
@@ -153,7 +159,8 @@ class ProcessingChild:
         if self._pool is None or getattr(self._pool, "_broken", False):
             self._pool = ProcessPoolExecutor(
                 1, mp_context=multiprocessing.get_context("spawn"), initializer=_start_processing_child,
-                initargs=(child_factory(self.runtime), self.runtime.database_url, self.niceness, self.on_start))
+                initargs=(child_factory(self.runtime), self.runtime.database_url, self.niceness, self.on_start,
+                          self.write_lock))
         return self._pool
 
     def start(self) -> ProcessingChild:

@@ -38,6 +38,7 @@ import sqlalchemy as sa
 
 from hub.errors import NotFound
 from hub.pipeline.intake import Arrival, Receipt, receive_many
+from hub.pipeline.process import write_turn
 from hub.security.audit import AuditEntry, record
 from hub.store.engine import writer
 
@@ -143,7 +144,9 @@ class GroupCommitter:
 
     def _commit_group(self, group: list[Pending]) -> None:
         try:
-            self._commit(group)
+            # a SQLite store shared with a processing child: its turn at the write lock (``write_turn``)
+            with write_turn(getattr(self.runtime.dispatcher, "write_lock", None)):
+                self._commit(group)
         except Exception as exc:  # keep the thread alive whatever happens; nobody waits forever
             log.error("group commit failed (%s)", type(exc).__name__)
             for item in group:

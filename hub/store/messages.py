@@ -105,7 +105,6 @@ def save_messages(conn: sa.Connection, items: Sequence[NewMessage]) -> list[Save
         if message_id is not None:
             new[i] = message_id
             results[i] = SavedMessage(message_id, None)
-    _flag_reused_control_ids(conn, items, digests, new)
     if len(new) < len(items):
         _save_duplicates(conn, items, digests, keys, now, stored, originals, results)
     return [r for r in results if r is not None]
@@ -133,28 +132,42 @@ def _row(m: NewMessage, digest: str, now: dt.datetime, key: str | None, status: 
 def _insert_new_sqlite(conn: sa.Connection, items: Sequence[NewMessage], digests: list[str], keys: list[str],
                        new_index: list[int], now: dt.datetime) -> tuple[dict[str, int], Originals]:
     """Store ``items[i]`` for each i of ``new_index`` unless its dedup key is stored already: the ids
-    stored, by key, and the originals found. Elsewhere than on PostgreSQL the keys are looked up
-    first (the writer's transaction, BEGIN IMMEDIATE, is the only one writing meanwhile), the new
-    messages inserted in one executemany, then their ids read by key (RETURNING in parameter order
-    makes SQLAlchemy run one INSERT per row on SQLite)."""
-    originals = _originals(conn, [keys[i] for i in new_index])
-    fresh = [i for i in new_index if keys[i] not in originals]
-    if not fresh:
-        return {}, originals
-    # the driver's own statement and parameter tuples: SQLAlchemy's bind processing of a group's
-    # rows cost twice the insert itself; the times as SQLAlchemy's SQLite DateTime writes them
+    stored, by key (the originals of the others are looked up after, as on PostgreSQL). Elsewhere than
+    on PostgreSQL one statement per message, through the driver (SQLAlchemy's bind processing of a
+    group's rows cost twice the insert itself): it skips a stored key, sets the control id reuse flag
+    and returns the new id, so a lone message (one MLLP connection) costs one statement between BEGIN
+    and COMMIT, as a bare receiver's does."""
+    # the times as SQLAlchemy's SQLite DateTime writes them
     at = now.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-    conn.exec_driver_sql(_SQLITE_INSERT, [
-        (m.practice, m.connector, at, digests[i], keys[i], m.sender, m.control_id, m.message_type,
-         (m.origin or "")[:255] or None, at, m.raw) for i in fresh for m in (items[i],)])
-    stored = fetch_by_keys(conn, _IDS_BY_KEY, [keys[i] for i in fresh])
-    return {key: int(message_id) for key, message_id in stored}, originals
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    stored: dict[str, int] = {}
+    try:
+        for i, reuse in zip(new_index, _reuse_marks(items, digests, new_index), strict=True):
+            m = items[i]
+            row = cursor.execute(_SQLITE_INSERT, {
+                "practice": m.practice, "connector": m.connector, "at": at, "content_hash": digests[i],
+                "dedup_key": keys[i], "sender": m.sender, "control_id": m.control_id,
+                "message_type": m.message_type, "origin": (m.origin or "")[:255] or None, "raw": m.raw,
+                "reuse": reuse, "flag": CONTROL_ID_REUSED}).fetchone()
+            if row is not None:  # None: the key is stored already (a duplicate)
+                stored[keys[i]] = int(row[0])
+    except conn.dialect.loaded_dbapi.Error as exc:  # raised as SQLAlchemy raises it: callers handle store failures
+        raise sa.exc.DBAPIError.instance(_SQLITE_INSERT, None, exc, conn.dialect.loaded_dbapi.Error) from exc
+    finally:
+        cursor.close()
+    return stored, {}
 
 
-_IDS_BY_KEY = "SELECT dedup_key, id FROM messages WHERE dedup_key IN :keys"
+# the EXISTS reads the messages stored before (this group's earlier ones included) through the
+# (practice, control_id) index, and usually finds no row; WHERE true: SQLite's parser needs it before ON CONFLICT
 _SQLITE_INSERT = (
     "INSERT INTO messages (practice, connector, received_at, content_hash, dedup_key, sender, control_id, "
-    "message_type, origin, status, attempts, queued_at, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'received', 0, ?, ?)")
+    "message_type, origin, status, attempts, queued_at, raw, flag) "
+    "SELECT :practice, :connector, :at, :content_hash, :dedup_key, :sender, :control_id, :message_type, :origin, "
+    "'received', 0, :at, :raw, CASE WHEN :reuse = 2 OR (:reuse = 1 AND EXISTS (SELECT 1 FROM messages o "
+    "WHERE o.practice = :practice AND o.control_id = :control_id AND o.connector = :connector "
+    "AND o.sender IS :sender AND o.content_hash <> :content_hash AND o.dedup_key IS NOT NULL)) THEN :flag END "
+    "WHERE true ON CONFLICT (dedup_key) DO NOTHING RETURNING id")
 
 
 def _insert_new_postgresql(conn: sa.Connection, items: Sequence[NewMessage], digests: list[str], keys: list[str],
@@ -163,26 +176,50 @@ def _insert_new_postgresql(conn: sa.Connection, items: Sequence[NewMessage], dig
     stored, by key (the originals of the others are looked up after). On PostgreSQL in one statement
     of a fixed text (arrays, not one set of parameters per row), so the driver converts and prepares
     it once per connection instead of once per group; a key stored already, also by another process
-    at the same moment, is skipped by the unique dedup key."""
-    columns: dict[str, Any] = {"now": now.astimezone(dt.UTC).replace(tzinfo=None)}  # the columns hold naive UTC
+    at the same moment, is skipped by the unique dedup key. The control id reuse flag is set by the
+    same statement (a round trip less for a lone MLLP message): ``reuse`` per row is 0 (no check),
+    1 (look for an earlier stored message) or 2 (reuses one earlier in this group, found here)."""
+    columns: dict[str, Any] = {"now": now.astimezone(dt.UTC).replace(tzinfo=None),  # the columns hold naive UTC
+                               "flag": CONTROL_ID_REUSED}
     for name in ("practice", "connector", "sender", "control_id", "message_type", "raw"):
         columns[name] = [getattr(items[i], name) for i in new_index]
     columns["origin"] = [(items[i].origin or "")[:255] or None for i in new_index]
     columns["content_hash"] = [digests[i] for i in new_index]
     columns["dedup_key"] = [keys[i] for i in new_index]
+    columns["reuse"] = _reuse_marks(items, digests, new_index)
     return {key: int(new_id) for new_id, key in conn.exec_driver_sql(_PG_INSERT, columns)}, {}
 
 
-# ids follow the order of the group (ORDER BY the array position)
+def _reuse_marks(items: Sequence[NewMessage], digests: list[str], new_index: list[int]) -> list[int]:
+    """Per new message: 0 no control id check, 1 check the stored messages, 2 it reuses the sender and
+    control id of an earlier message of this group with other content (the statement cannot see those)."""
+    seen: dict[tuple[str, str, str | None, str], str] = {}  # (practice, connector, sender, control id) → digest
+    marks = []
+    for i in new_index:
+        m = items[i]
+        if not (m.unique_control_id and m.control_id):
+            marks.append(0)
+            continue
+        ident = (m.practice, m.connector, m.sender, m.control_id)
+        earlier = seen.setdefault(ident, digests[i])
+        marks.append(2 if earlier != digests[i] else 1)
+    return marks
+
+
+# ids follow the order of the group (ORDER BY the array position); the EXISTS reads the messages stored
+# before this statement, through the (practice, control_id) index, and usually finds no row
 _PG_INSERT = (
     "INSERT INTO messages (practice, connector, received_at, content_hash, dedup_key, sender, control_id, "
-    "message_type, origin, status, attempts, queued_at, raw) "
+    "message_type, origin, status, attempts, queued_at, raw, flag) "
     "SELECT t.practice, t.connector, %(now)s, t.content_hash, t.dedup_key, t.sender, t.control_id, "
-    "t.message_type, t.origin, 'received', 0, %(now)s, t.raw "
+    "t.message_type, t.origin, 'received', 0, %(now)s, t.raw, "
+    "CASE WHEN t.reuse = 2 OR (t.reuse = 1 AND EXISTS (SELECT 1 FROM messages o WHERE o.practice = t.practice "
+    "AND o.control_id = t.control_id AND o.connector = t.connector AND o.sender IS NOT DISTINCT FROM t.sender "
+    "AND o.content_hash <> t.content_hash AND o.dedup_key IS NOT NULL)) THEN %(flag)s END "
     "FROM unnest(%(practice)s::text[], %(connector)s::text[], %(content_hash)s::text[], %(dedup_key)s::text[], "
     "%(sender)s::text[], %(control_id)s::text[], %(message_type)s::text[], %(origin)s::text[], "
-    "%(raw)s::bytea[]) WITH ORDINALITY "
-    "AS t(practice, connector, content_hash, dedup_key, sender, control_id, message_type, origin, raw, n) "
+    "%(raw)s::bytea[], %(reuse)s::int[]) WITH ORDINALITY "
+    "AS t(practice, connector, content_hash, dedup_key, sender, control_id, message_type, origin, raw, reuse, n) "
     "ORDER BY t.n ON CONFLICT (dedup_key) DO NOTHING RETURNING id, dedup_key")
 _INSERT_NEW = {"postgresql": _insert_new_postgresql}  # any other dialect: _insert_new_sqlite
 
@@ -204,28 +241,6 @@ def _save_duplicates(conn: sa.Connection, items: Sequence[NewMessage], digests: 
             duplicate_rows.append(_row(m, digest, now, None, "duplicate", None, "duplicate_of", original))
             results[i] = SavedMessage(original, original, error)
     conn.execute(sa.insert(messages), duplicate_rows)
-
-
-# the new messages (ids) that repeat an earlier message's sender and control id with other content;
-# through the (practice, control_id) index, and the answer is usually no row at all
-_REUSE_LOOKUP = ("SELECT DISTINCT n.id FROM messages n JOIN messages o ON o.practice = n.practice "
-                 "AND o.control_id = n.control_id AND o.connector = n.connector "
-                 "AND (o.sender = n.sender OR (o.sender IS NULL AND n.sender IS NULL)) "
-                 "AND o.id < n.id AND o.content_hash <> n.content_hash AND o.dedup_key IS NOT NULL "
-                 "WHERE n.id IN :keys")
-
-
-def _flag_reused_control_ids(conn: sa.Connection, items: Sequence[NewMessage], digests: list[str],
-                             stored: dict[int, int]) -> None:
-    """Flag each message just stored (``stored``: index in ``items`` → id) that reuses the sender and
-    control id of an earlier message (stored before, or earlier in this group) with other content.
-    Called after the insert, in the same transaction, so the look-up sees the group's own rows."""
-    candidates = [new_id for i, new_id in stored.items() if items[i].unique_control_id and items[i].control_id]
-    if not candidates:
-        return
-    flagged = [int(row[0]) for row in fetch_by_keys(conn, _REUSE_LOOKUP, candidates)]
-    if flagged:
-        conn.execute(sa.update(messages).where(messages.c.id.in_(flagged)).values(flag=CONTROL_ID_REUSED))
 
 
 def load_for_processing(conn: sa.Connection, ids: Iterable[int], *, statuses: tuple[str, ...]) -> list[Any]:
