@@ -317,6 +317,12 @@ class Connector(ABC):
     # each message is one row of a practice-system export (CSV): a row that a later, corrected export
     # repeats is not a resend, and does not count against the go-live duplicate threshold
     export_rows: ClassVar[bool] = False
+    # fields of the common model the wire format has no place for, as "kind.field" → why (a person reads
+    # it: ``hub plugins list``, the reports' "no data" reason). A record the connector yields leaves such a
+    # field out (None, never a guessed False), so a KPI that needs it shows "no data" for a site whose feed
+    # never carries it instead of a figure computed without it. What a field carries can also depend on the
+    # practice's mapping (a CSV export's columns): then it is simply absent from the records.
+    cannot_carry: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self) -> None:
         self.log = logging.getLogger(f"hub.connector.{self.name}")
@@ -438,4 +444,5 @@ class Connector(ABC):
     @classmethod
     def describe(cls) -> dict[str, Any]:
         return {"name": cls.name, "version": cls.version, "media_types": list(cls.media_types),
-                "file_extensions": list(cls.file_extensions), "class": f"{cls.__module__}.{cls.__qualname__}"}
+                "file_extensions": list(cls.file_extensions), "cannot_carry": dict(cls.cannot_carry),
+                "class": f"{cls.__module__}.{cls.__qualname__}"}

@@ -7,13 +7,13 @@ naming the setting it came from.
 
 from __future__ import annotations
 
-import smtplib
-import ssl
 import urllib.parse
 from dataclasses import dataclass
 from email.message import EmailMessage
 
 from hub.errors import ConfigError
+
+# smtplib and ssl are imported by send: the alert plugin, loaded by every command, imports this module
 
 TIMEOUT = 10.0  # seconds for one SMTP conversation
 SMTP_SCHEMES = {"smtp": (25, "NONE"), "smtp+starttls": (587, "STARTTLS"), "smtps": (465, "TLS")}
@@ -48,6 +48,9 @@ def smtp_server(url: str, setting: str = "HUB_ALERT_SMTP_URL") -> SmtpServer:
 def send(server: SmtpServer, message: EmailMessage, *, timeout: float = TIMEOUT) -> None:
     """One message through ``server``; raises ``smtplib.SMTPException`` or ``OSError`` (callers log the
     server and the error's type, never the server's answer, which may quote the login)."""
+    import smtplib
+    import ssl
+
     smtp: smtplib.SMTP
     if server.security == "TLS":
         smtp = smtplib.SMTP_SSL(server.host, server.port, timeout=timeout, context=ssl.create_default_context())

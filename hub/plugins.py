@@ -226,8 +226,13 @@ def _register_builtin(pm: pluggy.PluginManager, info: list[PluginInfo], name: st
     info.append(PluginInfo(name, module_name, _DISTRIBUTION, __version__, essential=essential))
 
 
-def load_plugins(extra: list[object] | None = None, *, settings: Settings | None = None) -> Plugins:
-    """Build the plugin manager, load every allowed plugin and fill the registries."""
+def load_plugins(extra: list[object] | None = None, *, settings: Settings | None = None,
+                 registries: bool = True) -> Plugins:
+    """Build the plugin manager, load every allowed plugin and fill the registries.
+
+    ``registries=False`` leaves the registries empty and calls no registration hook: the command line
+    asks the plugins only for their commands (``hub --help``), and a connector plugin imports its
+    connector (the parser, the mapping, their libraries) in its ``hub_register_connectors``."""
     pm = pluggy.PluginManager(PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
     settings = settings or current()
@@ -280,7 +285,8 @@ def load_plugins(extra: list[object] | None = None, *, settings: Settings | None
         raise PluginError(str(exc)) from exc
 
     connectors, kpis, exporters = ConnectorRegistry(left_out), KpiRegistry(), ExporterRegistry(left_out)
-    pm.hook.hub_register_connectors(registry=connectors)
-    pm.hook.hub_register_kpis(registry=kpis)
-    pm.hook.hub_register_exporters(registry=exporters)
+    if registries:
+        pm.hook.hub_register_connectors(registry=connectors)
+        pm.hook.hub_register_kpis(registry=kpis)
+        pm.hook.hub_register_exporters(registry=exporters)
     return Plugins(pm, connectors, kpis, exporters, info)

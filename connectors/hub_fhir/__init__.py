@@ -39,241 +39,42 @@ the enclosing Bundle's ``timestamp``, else none (the hub then uses the arrival t
 
 from __future__ import annotations
 
-import functools
-from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar, TypeVar
-
-import orjson
-from marshmallow import Schema, fields
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from hub import hookimpl
-from hub.connector import Connector, Context, Envelope, Outcome, PullService, Rendered, RenderOptions, digest_key
-from hub.errors import ConfigError, HubError, ValidationError
-from hub.settings import connector_env
 
-from . import bundle, outcome
-from .bundle import Item, Payload, References
-from .cli import fhir_group
-from .mapping import MAPPERS, MapContext, event_time, merge, timezone_of
-from .pull import FhirPoller
-from .render import render_files
-from .validate import NEEDED, is_fhir_type, validate_lenient, validate_resource
+if TYPE_CHECKING:
+    from hub.connector import PullService
 
-_T = TypeVar("_T")
+    from .connector import FhirConnector as FhirConnector
 
 __version__ = "1.0.0"
-SUPPORTED = frozenset(MAPPERS)
-# top-level elements a record cannot do without (the common model requires what they give): when one
-# fails R4 validation the resource is left out whole, with the FHIR reason, rather than mapped without it
-HUB_NEEDS = {
-    "Appointment": NEEDED | {"start"},
-    "ChargeItem": NEEDED | {"occurrenceDateTime", "occurrencePeriod"},
-    "Slot": NEEDED | {"start", "end"},
-}
 
-
-class FhirConfigSchema(Schema):
-    """The ``connectors: {fhir: ...}`` section of a practice mapping."""
-
-    # data_key: a field named "validate" would hide Schema.validate()
-    validate_resources = fields.Boolean(data_key="validate", load_default=True, metadata={
-        "doc": "validate each resource against the R4 models", "env": "HUB_FHIR_VALIDATE",
-        "env_doc": "`0` skips the R4 model validation (trusted backfills) for every practice; see [fhir.md](fhir.md)"})
-    timezone = fields.String(metadata={"doc": "IANA zone for date-times sent without an offset; overrides the "
-                                              "practice's zone for this feed"})
-    base_url = fields.String(metadata={"doc": "the practice's FHIR server, for hub fhir pull"})
-    token = fields.String(metadata={"secret": True, "doc": "bearer token (or HUB_FHIR_TOKEN)", "env": "HUB_FHIR_TOKEN",
-                                    "env_doc": "bearer token for `hub fhir pull`"})
-    client_id = fields.String(metadata={"doc": "SMART backend services client id (or HUB_FHIR_CLIENT_ID)",
-                                        "env": "HUB_FHIR_CLIENT_ID", "env_doc": "SMART backend services client id"})
-    token_url = fields.String(metadata={
-        "doc": "SMART token endpoint (or HUB_FHIR_TOKEN_URL)", "env": "HUB_FHIR_TOKEN_URL",
-        "env_doc": "SMART backend services token endpoint"})
-    private_key = fields.String(metadata={
-        "secret": True, "doc": "PEM key or its path (or HUB_FHIR_PRIVATE_KEY)", "env": "HUB_FHIR_PRIVATE_KEY",
-        "env_doc": "SMART backend services signing key, PEM text or a path"})
-    scope = fields.String(metadata={"doc": "SMART scope, default system/*.read"})
-    page_size = fields.Integer(metadata={"doc": "_count asked of the server, default 100"})
-    resource_types = fields.List(fields.String(), metadata={"doc": "types to pull, default all mapped types"})
-
-
-def validation_enabled(config: Any, env: Mapping[str, Any] | None = None) -> bool:
-    """False when HUB_FHIR_VALIDATE turns validation off, or the practice's section does. ``env``: the
-    values the environment gives (``connector_env``), taken once by the caller; else read now."""
-    if (env if env is not None else connector_env(FhirConfigSchema)).get("validate") is False:
-        return False
-    value = (config or {}).get("validate", True)
-    return not (value is False or str(value).strip().lower() in ("0", "false", "no", "off"))
-
-
-def _nesting_bounded(step: Callable[..., _T]) -> Callable[..., _T]:
-    """JSON nests as deep as orjson reads (1024 levels), deeper than the validator and the mapping can
-    follow (an extension inside an extension, 200 levels down): refused by name, not as a connector bug."""
-
-    @functools.wraps(step)
-    def bounded(*args: Any, **kwargs: Any) -> _T:
-        try:
-            return step(*args, **kwargs)
-        except RecursionError:
-            raise ValidationError("the resource nests too deeply to be read (elements inside elements, "
-                                  "hundreds of levels down)") from None
-
-    return bounded
-
-
-class FhirConnector(Connector):
-    name = "fhir"
-    version = __version__
-    media_types = ("application/fhir+json", "application/json+fhir")
-    file_extensions = (".json",)
-    config_schema: ClassVar[type | None] = FhirConfigSchema
-    description = "FHIR R4 JSON: a resource or a Bundle (transaction, batch, collection, searchset, message, history)"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.env = connector_env(FhirConfigSchema)  # HUB_FHIR_*: read once per connector, not per message
-
-    @classmethod
-    def detect(cls, data: bytes) -> bool:
-        head = data[:65536]
-        if head.startswith(bundle.BOM):
-            head = head[len(bundle.BOM):]
-        return head.lstrip().startswith(b"{") and b'"resourceType"' in head
-
-    def split(self, data: bytes, *, origin: str | None = None) -> list[Envelope]:
-        return bundle.split(data)
-
-    def dedup_key(self, envelope: Envelope) -> str:
-        """The resource versions the message carries (see ``bundle.versions_of``), else its bytes."""
-        versions = envelope.meta.get("versions")
-        return digest_key(self.name, versions) if isinstance(versions, str) else super().dedup_key(envelope)
-
-    @_nesting_bounded
-    def parse(self, envelope: Envelope, context: Context) -> Payload:
-        """The resources to map, validated (see the module docstring): entries that carry none are
-        skipped and said in the tally's notes; a message left with nothing to take in is refused."""
-        payload = bundle.items_of(bundle.read(envelope.raw), strict=context.strict)
-        kind = payload.bundle_type
-        if kind is not None and not payload.items and not payload.skipped:
-            if kind not in ("searchset", "history"):  # an empty search or history answers "nothing new"
-                raise ValidationError(f"the {kind} Bundle has no entries: nothing to take in", location="Bundle.entry")
-            context.tally.notes.append(f"the {kind} Bundle has no entries")
-        if validation_enabled(context.config, self.env):
-            payload.items = self._valid_items(payload, context)
-        if payload.skipped:
-            if not payload.items:
-                first = next(iter(payload.skipped.values()))[0]
-                raise ValidationError(f"nothing to take in: {payload.notes()[0]}", location=first)
-            context.tally.notes.extend(payload.notes())
-        return payload
-
-    def _valid_items(self, payload: Payload, context: Context) -> list[Item]:
-        """The items to map once validated. Types the hub does not map are not validated (they are
-        only counted, in ``to_canonical``). A mapped resource that fails R4 validation refuses the
-        message when it is all or nothing (a strict mapping, a transaction); otherwise its invalid
-        optional elements are left out (``validate_lenient``), or the resource itself when what fails
-        is required, each recorded with ``tally.drop``, and the rest is kept. A message whose mapped
-        resources are all invalid is refused with the first one's reason."""
-        all_or_nothing = context.strict or payload.bundle_type == "transaction"
-        kept: list[Item] = []
-        refused: list[ValidationError] = []
-        for item in payload.items:
-            if item.type not in MAPPERS:
-                if not is_fhir_type(item.type):
-                    if payload.bundle_type is None:
-                        validate_resource(item.resource, item.path)  # refused: not an R4 resource type
-                    context.tally.notes.append(f"{item.path}: {item.type[:60]!r} is not a FHIR R4 resource type")
-                kept.append(item)
-                continue
-            if all_or_nothing:
-                validate_resource(item.resource, item.path)
-                kept.append(item)
-                continue
-            try:
-                resource, dropped = validate_lenient(item.resource, item.path, HUB_NEEDS.get(item.type, NEEDED))
-            except ValidationError as exc:
-                refused.append(exc)
-                context.tally.drop(item.path, f"left out whole: {exc.message}")
-                continue
-            for path, reason in dropped:
-                context.tally.drop(path, reason)
-            kept.append(item if resource is item.resource else Item(resource, item.path, item.full_url))
-        if refused and not any(item.type in MAPPERS for item in kept):
-            raise refused[0]
-        return kept
-
-    @_nesting_bounded
-    def to_canonical(self, parsed: Payload, context: Context) -> list[dict[str, Any]]:
-        refs = References.of(parsed.items)
-        tz = timezone_of((context.config or {}).get("timezone"))
-        records: list[dict[str, Any]] = []
-        skipped: Counter[str] = Counter()
-        for item in parsed.items:
-            mapper = MAPPERS.get(item.type)
-            if mapper is None:
-                skipped[item.type[:60]] += 1
-                context.tally.skip(item.type[:60])
-                continue
-            ctx = MapContext(refs, item, tz, context.tally)
-            when = event_time(item.resource, ctx, parsed.timestamp)
-            for record in mapper(item.resource, ctx):
-                if when is not None:
-                    record["event_time"] = when
-                    if record["kind"] == "patient_merge":  # a Patient.link merge: when the Patient said so
-                        record["merged_at"] = when
-                records.append(record)
-        if skipped:
-            listed = ", ".join(sorted(skipped))
-            if sum(skipped.values()) == len(parsed.items):
-                raise ValidationError(f"unsupported resource type {listed}: kept in the message store, not mapped "
-                                      f"(mapped types: {', '.join(sorted(SUPPORTED))})",
-                                      location=parsed.items[0].path)
-            self.log.debug("skipped %d resource(s) of unsupported type(s): %s", sum(skipped.values()), listed)
-        return merge(records)
-
-    def acknowledge(self, envelope: Envelope, outcome_: Outcome) -> bytes | None:
-        return orjson.dumps(outcome.operation_outcome(outcome_, outcome.unsupported_notes(envelope, SUPPORTED)))
-
-    def answer(self, results: Sequence[tuple[Envelope, Outcome]]) -> tuple[bytes, str] | None:
-        return outcome.answer(results, SUPPORTED)
-
-    def answer_status(self, results: Sequence[tuple[Envelope, Outcome]]) -> int:
-        """The HTTP status of ``answer`` (hub.api.intake): 400 or 422 for a refused resource or transaction."""
-        return outcome.http_status(results)
-
-    def findings(self, envelope: Envelope, context: Context) -> list[str]:
-        try:
-            payload = bundle.items_of(bundle.load(envelope.raw))
-        except HubError as exc:
-            return [str(exc)]
-        found = []
-        for item in payload.items:
-            if item.type not in MAPPERS:
-                continue  # not read by the hub: nothing the practice needs to fix for it
-            try:  # strict: a time sent without an offset is worth asking the practice about
-                validate_resource(item.resource, item.path, strict=True)
-            except HubError as exc:
-                found.append(str(exc))
-        return found
-
-    def render(self, records: Sequence[Mapping[str, Any]], *, options: RenderOptions) -> list[Rendered]:
-        """Sample transaction Bundles, one per day, of the records: see ``hub_fhir.render``."""
-        return render_files(records, options)
-
-    def poller(self, settings: Mapping[str, Any]) -> FhirPoller:
-        """``hub fhir pull``: reads the practice's FHIR server at ``base_url`` (``--base`` over the setting)."""
-        base = settings.get("base_url")
-        if not base or not str(base).startswith(("http://", "https://")):
-            raise ConfigError("give --base URL (http or https), or base_url in the practice's fhir connector settings")
-        return FhirPoller(str(base), settings)
+# The plugin module, imported by every command (the plugins are loaded to list their commands): the
+# hooks only. The connector (``connector.py``: its parser, its mapping, marshmallow for its settings)
+# is imported when the hub first asks for the connectors.
 
 
 @hookimpl
 def hub_register_connectors(registry: Any) -> None:
+    from .connector import FhirConnector
+
     registry.add(FhirConnector)
 
 
 @hookimpl
 def hub_cli_commands(cli: Any, pull: PullService) -> None:
+    from .cli import fhir_group  # click only: hub --help lists the command without the connector
+
     cli.add_command(fhir_group(pull))
+
+
+def __getattr__(name: str) -> Any:
+    """The connector module's names (``FhirConnector``, ...), imported when first asked for."""
+    if name.startswith("_"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    try:
+        return getattr(importlib.import_module(f"{__name__}.connector"), name)
+    except AttributeError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None

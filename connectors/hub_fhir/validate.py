@@ -20,14 +20,16 @@ import re
 from functools import cache
 from typing import Any
 
-from fhir.resources.R4B import get_fhir_model_class
-from pydantic import ValidationError as PydanticError
-
 from hub.errors import ValidationError
+
+# fhir.resources and pydantic (a third of a second) are imported by the first validation, not with the
+# connector: every command imports the connector, and an HL7 file never needs them
 
 
 @cache
 def model_class(resource_type: str) -> Any:
+    from fhir.resources.R4B import get_fhir_model_class
+
     try:
         return get_fhir_model_class(resource_type)
     except (ValueError, KeyError, AttributeError, ImportError):
@@ -98,6 +100,8 @@ def _problems(check: Any, resource: dict[str, Any], strict: bool) -> list[Any]:
     """pydantic's errors for the resource ([] when valid). Not ``strict`` (intake): date-times that
     lack only their offset are forgiven (see above). A check that fails outside pydantic's own
     errors raises ``TypeError`` or ``ValueError``."""
+    from pydantic import ValidationError as PydanticError
+
     try:
         check(resource)
         return []

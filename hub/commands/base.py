@@ -101,9 +101,10 @@ def load_plugins(**kwargs: Any) -> Any:
 
 
 def _add_plugin_commands(cli: click.Group) -> None:
-    """Plugins add commands (``hub fhir pull``) through the ``hub_cli_commands`` hook."""
+    """Plugins add commands (``hub fhir pull``) through the ``hub_cli_commands`` hook. The registries
+    stay empty: listing the commands imports no connector (``hub --help`` stays quick)."""
     try:
-        load_plugins().hook.hub_cli_commands(cli=cli, pull=_pull)
+        load_plugins(registries=False).hook.hub_cli_commands(cli=cli, pull=_pull)
     except HubError as exc:  # a broken plugin must not take the whole command line down
         click.echo(f"hub: warning: plugin commands not loaded: {exc}", err=True)
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import ssl
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from hub.errors import ConfigError
+
+if TYPE_CHECKING:
+    import ssl  # imported by tls_context: every command line start imports this module
 
 
 def start_after_processing_work(runtime: Any) -> None:
@@ -79,6 +81,8 @@ def tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
         if key:
             raise ConfigError("HUB_MLLP_TLS_KEY is set without HUB_MLLP_TLS_CERT")
         return None
+    import ssl
+
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
         context.load_cert_chain(cert, key or None)

@@ -1,4 +1,13 @@
-"""The common model every connector maps into (see ``kinds.py`` for the fields)."""
+"""The common model every connector maps into (see ``kinds.py`` for the fields).
+
+The schemas (marshmallow) are imported when first used: the kinds are read by plugins that every
+command loads, ``hub --help`` included.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from hub.model.kinds import (
     APPOINTMENT_STATUS,
@@ -10,7 +19,9 @@ from hub.model.kinds import (
     fields_of,
     phi_fields,
 )
-from hub.model.schemas import schema_for, to_json_ready, validate_record
+
+if TYPE_CHECKING:
+    from hub.model.schemas import schema_for, to_json_ready, validate_record
 
 __all__ = [
     "APPOINTMENT_STATUS",
@@ -25,3 +36,13 @@ __all__ = [
     "to_json_ready",
     "validate_record",
 ]
+
+_SCHEMAS = ("schema_for", "to_json_ready", "validate_record")
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _SCHEMAS:
+        raise AttributeError(f"module 'hub.model' has no attribute {name!r}")
+    value = getattr(importlib.import_module("hub.model.schemas"), name)
+    globals()[name] = value
+    return value

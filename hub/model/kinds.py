@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from hub.errors import ValidationError
 
@@ -214,6 +215,16 @@ PRACTICE_FIELDS = (
     Field("status", "enum", choices=PRACTICE_STATUS),
     Field("timezone"),
 )
+
+
+def check_timezone(name: str | None) -> None:
+    """Refuse a zone that is not an IANA name (``America/Chicago``); None is no zone."""
+    if name is None:
+        return
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder ("America")
+        raise ValidationError(f"unknown time zone {name!r}: give an IANA name such as America/Chicago") from None
 
 
 @cache

@@ -15,11 +15,8 @@ are logged with the rule and practice, never the URLs' secrets or the server's a
 from __future__ import annotations
 
 import logging
-import smtplib
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from email.message import EmailMessage
 
@@ -31,6 +28,8 @@ from hub.hookspecs import Alert
 from hub.mail import SmtpServer as SmtpServer  # the names the alert tests and plugins know
 from hub.mail import send, smtp_server
 from hub.settings import Settings, current
+
+# smtplib and urllib.request are imported where a notice is sent: every command registers this plugin
 
 log = logging.getLogger("hub.alerts")
 TIMEOUT = 10.0  # seconds for one POST or one SMTP conversation
@@ -52,6 +51,9 @@ def _host(url: str) -> str:
 
 def post(settings: Settings, alert: Alert, *, sleep: Callable[[float], None] = time.sleep) -> bool:
     """POST the notice; True once an answer 2xx came back. Retried with backoff on a transient failure."""
+    import urllib.error
+    import urllib.request
+
     url = settings.alert_webhook_url or ""
     body = orjson.dumps(alert.as_json())
     delay = settings.alert_webhook_backoff
@@ -92,6 +94,8 @@ def message(settings: Settings, alert: Alert) -> EmailMessage:
 
 
 def mail(settings: Settings, alert: Alert) -> bool:
+    import smtplib
+
     server = smtp_server(settings.alert_smtp_url or "")
     try:
         send(server, message(settings, alert), timeout=TIMEOUT)

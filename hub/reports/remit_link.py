@@ -17,13 +17,12 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-
 from hub import hookimpl
-from hub.model.tables import RECORD_TABLES
-from hub.store.remittances import find_line
 
+# SQLAlchemy and the store are imported in the hook: every command registers this plugin
 if TYPE_CHECKING:
+    import sqlalchemy as sa
+
     from hub.hookspecs import RecordBatch
 
 
@@ -43,6 +42,11 @@ def hub_records_storing(conn: sa.Connection, batch: RecordBatch) -> None:
                and r.get("claim_id") and (r.get("procedure_code") or r.get("claim_line") is not None)]
     if not wanting:
         return
+    import sqlalchemy as sa
+
+    from hub.model.tables import RECORD_TABLES
+    from hub.store.remittances import find_line
+
     lines: dict[tuple[str, str], list[_Line]] = defaultdict(list)
     claims: dict[str, set[str]] = defaultdict(set)
     for r in wanting:

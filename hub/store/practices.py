@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
 from marshmallow import ValidationError as MarshmallowError
 
 from hub.errors import HubError, NotFound, ValidationError
-from hub.model.kinds import PRACTICE_STATUS
+from hub.model.kinds import PRACTICE_STATUS, check_timezone  # check_timezone: in the model, for hub normalize
 from hub.model.schemas import practice_schema
 from hub.model.tables import practices
 
@@ -28,16 +27,6 @@ def add_practice(conn: sa.Connection, slug: str, name: str, *, mapping: str | No
     conn.execute(sa.insert(practices).values(slug=slug, name=name, mapping=mapping, acquired_on=acquired_on,
                                              timezone=timezone, status="onboarding",
                                              created_at=dt.datetime.now(dt.UTC)))
-
-
-def check_timezone(name: str | None) -> None:
-    """Refuse a zone that is not an IANA name (``America/Chicago``); None is no zone."""
-    if name is None:
-        return
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder ("America")
-        raise ValidationError(f"unknown time zone {name!r}: give an IANA name such as America/Chicago") from None
 
 
 def set_timezone(conn: sa.Connection, slug: str, timezone: str) -> str | None:

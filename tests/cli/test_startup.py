@@ -4,6 +4,8 @@ app, the connectors or their libraries. A command imports what it uses when it r
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 import time
@@ -53,3 +55,66 @@ def test_hub_version_starts_faster_than_importing_sqlalchemy_alone() -> None:
     version = _best_of_three(hub, "--version")
     yardstick = _best_of_three(sys.executable, "-c", "import sqlalchemy.orm")
     assert version < yardstick, f"hub --version {version:.2f} s, import sqlalchemy.orm {yardstick:.2f} s"
+
+
+# --------------------------------------------------------------- hub --help and hub normalize
+# What a command line that runs a command may load, by library: the store's and the web's, the report
+# outputs' and the wire formats'. ``hub --help`` needs none of them (it lists the plugins' commands
+# without their connectors); ``hub normalize`` needs the common model's schemas (marshmallow) and the
+# connector of the file's format, with that format's library only.
+STORE_AND_WEB = ("sqlalchemy", "alembic", "psycopg", "flask", "gunicorn", "rq", "redis", "weasyprint", "openpyxl",
+                 "jinja2", "hub.store", "hub.runtime", "hub.app", "hub.api", "hub.reports.engine",
+                 "hub.reports.rollups")
+FORMATS = ("fhir", "pydantic", "hl7apy", "pyx12")
+REPO = Path(__file__).resolve().parents[2]
+HL7_FILE = REPO / "connectors" / "hub_hl7v2" / "samples" / "siu_s12.hl7"  # one SIU^S12: patient, provider, visit
+FHIR_FILE = REPO / "tests" / "fhir" / "samples" / "patient.json"  # one Patient resource
+
+
+def _run_hub(tmp_path: Path, *args: str) -> tuple[set[str], str]:
+    """``hub ARGS`` in a fresh interpreter, in an empty folder: the modules loaded once it is done, and
+    what it printed."""
+    work, listing = tmp_path / "work", tmp_path / "modules.txt"
+    work.mkdir()
+    code = ("import sys\nfrom hub.cli import main\n"
+            f"sys.argv = ['hub', *{list(args)!r}]\n"
+            "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+            f"open({str(listing)!r}, 'w').write(' '.join(sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=work, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert list(work.iterdir()) == []  # nothing written where it ran (no database file)
+    return set(listing.read_text().split()), done.stdout
+
+
+def _among(loaded: set[str], names: tuple[str, ...]) -> list[str]:
+    return sorted({n for n in names for m in loaded if m == n or m.startswith(n + ".")})
+
+
+def test_help_lists_the_plugin_commands_without_loading_a_connector_or_a_heavy_library(tmp_path: Path) -> None:
+    loaded, printed = _run_hub(tmp_path, "--help")
+    assert re.search(r"^  fhir\s+FHIR R4", printed, re.M)  # hub_fhir's command (hub_cli_commands) is listed
+    assert re.search(r"^  normalize\s", printed, re.M)
+    assert "hub_fhir" in loaded  # the plugin module was asked for its commands...
+    assert _among(loaded, ("hub_hl7v2.connector", "hub_fhir.connector", "hub_csv.connector", "hub_x12.connector")) \
+        == []  # ...and no connector was imported for it
+    heavy = _among(loaded, (*STORE_AND_WEB, *FORMATS, "marshmallow", "yaml", "hub.pipeline", "hub.mapping"))
+    assert heavy == [], f"hub --help imports these (import them where they are used): {heavy}"
+
+
+def test_normalize_of_an_hl7_file_loads_no_database_web_or_other_format_library(tmp_path: Path) -> None:
+    loaded, printed = _run_hub(tmp_path, "normalize", "--practice", "derm", str(HL7_FILE))
+    kinds = sorted(json.loads(line)["kind"] for line in printed.splitlines())
+    # the SIU's patient (PID), its provider (SCH-16, AIP), its location (PV1-3, AIL) and the appointment (SCH)
+    assert kinds == ["appointment", "location", "patient", "provider"]
+    assert "hub_hl7v2.connector" in loaded and "marshmallow" in loaded  # the check looks at the right process
+    heavy = _among(loaded, (*STORE_AND_WEB, *FORMATS))  # hl7apy too: the HL7 connector reads ER7 without it
+    assert heavy == [], f"hub normalize of an HL7 v2 file imports these: {heavy}"
+
+
+def test_normalize_of_a_fhir_file_loads_the_fhir_models_and_nothing_of_the_store(tmp_path: Path) -> None:
+    loaded, printed = _run_hub(tmp_path, "normalize", "--practice", "derm", str(FHIR_FILE))
+    records = [json.loads(line) for line in printed.splitlines()]
+    assert ("patient", "pat-9") in [(r["kind"], r["source_id"]) for r in records]
+    assert "fhir.resources" in loaded  # validated against the R4 models (the default)
+    heavy = _among(loaded, (*STORE_AND_WEB, "hl7apy", "pyx12"))
+    assert heavy == [], f"hub normalize of a FHIR file imports these: {heavy}"
