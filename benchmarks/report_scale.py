@@ -10,8 +10,11 @@ month for 10 practices over 36 months, writes them through the store's bulk path
 
 - ingest seconds (the upserts) and the seconds the rollup upkeep adds, as a share of ingest;
 - the catch-up: the recompute of the dirty cells after the load, as the background refresh (or
-  ``hub report refresh``) does it, one practice-month per transaction, also per million
-  appointments (``catch-up s/M``) beside the raw-scan baseline scaled the same way (``raw s/M``);
+  ``hub report refresh``) does it, in short transactions of as many practice-months as fit in
+  ``rollups.REFRESH_BUDGET_SECONDS``, also per million appointments (``catch-up s/M``) beside the
+  raw-scan baseline scaled the same way (``raw s/M``), with the number of transactions (``tx``), the
+  most cells one took (``cells``) and the longest one in seconds (``longest``: how long an ingest
+  marking one of its cells could have waited);
 - the full consolidated report (every KPI, by site and month, plus the MSO total and the site
   median) in seconds, best of three, beside a baseline measured in the same run: the same
   grouping computed by scanning the raw appointment and charge rows (a handful of KPIs only);
@@ -203,6 +206,35 @@ def weekly_report(engine: sa.Engine) -> tuple[float, float]:
     return best, cpu
 
 
+def same_days_cost(engine: sa.Engine) -> str:
+    """The comparison of the month in progress (hub.reports.same_days): keeping the prior month through the 15th
+    for every practice (once a day), beside recomputing that month's cells (the refresh's work for them), and
+    the report by site and month with the comparison beside the same report with none (best of three each)."""
+    from hub.reports import same_days
+
+    today, later = dt.date(2025, 12, 15), dt.date(2026, 1, 15)  # December in progress; then every month complete
+    t = time.perf_counter()
+    same_days.keep(engine, today)
+    keep_s = time.perf_counter() - t
+    t = time.perf_counter()
+    with writer(engine).begin() as conn:
+        rollups.refresh(conn, {(p, "2025-11") for p in PRACTICES})
+    month_s = time.perf_counter() - t
+    same_days.keep(engine, today)  # the refresh dropped November's same-days rows with the rest: again
+
+    def best(day: dt.date) -> float:
+        out = float("inf")
+        for _ in range(3):
+            t0 = time.perf_counter()
+            compute_report(engine, by=("site", "month"), plugins=plugins(), today=day)
+            out = min(out, time.perf_counter() - t0)
+        return out
+
+    with_s, without_s = best(today), best(later)
+    return (f"same days: keep {keep_s:.2f} s for {len(PRACTICES)} practices (baseline: refresh of the same "
+            f"practice-months {month_s:.2f} s); report with the comparison {with_s:.3f} s, without {without_s:.3f} s")
+
+
 def open_store(store: str, workdir: Path) -> tuple[str, Any]:
     if store == "sqlite":
         path = workdir / f"bench-{uuid.uuid4().hex[:6]}.db"
@@ -225,13 +257,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000000,10000000", help="appointment counts, comma-separated")
     parser.add_argument("--stores", default="sqlite,postgres")
+    parser.add_argument("--budget", type=float, default=rollups.REFRESH_BUDGET_SECONDS,
+                        help="seconds a catch-up transaction may take (rollups.REFRESH_BUDGET_SECONDS)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     plugins()  # before the long load: a plugin installed meanwhile must not change the run
     os.environ.setdefault("HUB_SQLITE_SYNCHRONOUS", "NORMAL")
     print(f"{'store':<9}{'appts':>10}{'records':>10}{'ingest s':>10}{'rollup s':>10}{'upkeep':>8}"
           f"{'catch-up s':>11}{'cpu s':>7}{'report s':>10}{'cpu s':>7}{'raw scan s':>12}{'rows':>6}"
-          f"{'by week s':>10}{'cpu s':>7}{'catch-up s/M':>13}{'raw s/M':>9}", flush=True)
+          f"{'by week s':>10}{'cpu s':>7}{'catch-up s/M':>13}{'raw s/M':>9}{'tx':>6}{'cells':>6}{'longest':>9}",
+          flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         for store in args.stores.split(","):
             times = []
@@ -240,9 +275,13 @@ def main() -> None:
                 try:
                     engine = get_engine(url)
                     ingest, upkeep, records = load(engine, size)
+                    commits: list[tuple[int, float]] = []  # (cells, seconds) of each refresh transaction
                     t, c = time.perf_counter(), time.process_time()
-                    rollups.refresh_dirty(engine)  # as the background refresh does it: a practice-month a transaction
+                    # as the background refresh does it: short transactions of as many cells as fit in its budget
+                    rollups.refresh_dirty(engine, budget=args.budget,
+                                          on_commit=lambda n, s, out=commits: out.append((n, s)))
                     catchup, catchup_cpu = time.perf_counter() - t, time.process_time() - c
+                    longest = max((seconds for _, seconds in commits), default=0.0)
                     report_s, report_cpu, rows = time_report(engine)
                     week_s, week_cpu = weekly_report(engine)
                     scan_s = raw_scan(engine)
@@ -250,7 +289,9 @@ def main() -> None:
                     print(f"{store:<9}{size:>10}{records:>10}{ingest:>10.1f}{upkeep:>10.1f}"
                           f"{upkeep / ingest:>8.0%}{catchup:>11.1f}{catchup_cpu:>7.1f}{report_s:>10.3f}"
                           f"{report_cpu:>7.3f}{scan_s:>12.3f}{rows:>6}{week_s:>10.3f}{week_cpu:>7.3f}"
-                          f"{catchup * 1e6 / size:>13.1f}{scan_s * 1e6 / size:>9.2f}", flush=True)
+                          f"{catchup * 1e6 / size:>13.1f}{scan_s * 1e6 / size:>9.2f}{len(commits):>6}"
+                          f"{max((n for n, _ in commits), default=0):>6}{longest:>9.2f}", flush=True)
+                    print(f"  {store} {size}: {same_days_cost(engine)}", flush=True)
                 finally:
                     dispose_engines()
                     cleanup()

@@ -19,6 +19,7 @@ import click
 
 from hub.commands import alerts as alerts_commands
 from hub.commands import audit, billing, demo, identity, mapping, mllp, onboarding, reports, serve, settings
+from hub.commands import rvus as rvu_commands
 from hub.commands import schedule as schedule_commands
 from hub.commands import status as status_command
 from hub.commands.base import HubGroup, State, cli_user, dumps, pass_state
@@ -56,6 +57,7 @@ def _build_cli() -> click.Group:
     for module in (status_command, alerts_commands):  # feed health and alerts (docs/operations.md)
         module.register(cli)
     schedule_commands.register(cli)  # reports on a schedule (docs/reports.md)
+    rvu_commands.register(cli)  # the work RVU table (docs/reports.md)
     return cli
 
 
@@ -84,9 +86,9 @@ def normalize(state: State, practice: str, connector: str | None, mapping_file: 
     from hub.connector import Tally
     from hub.files import iter_files
     from hub.mapping import EMPTY, load_mapping
+    from hub.model.kinds import check_timezone
     from hub.model.schemas import to_json_ready
     from hub.pipeline.normalize import normalize_payload
-    from hub.store.practices import check_timezone
 
     check_timezone(timezone)
     mapping = load_mapping(Path(mapping_file).read_text(), source=mapping_file) if mapping_file else EMPTY
@@ -322,6 +324,8 @@ def plugins_list(state: State, fmt: str) -> None:
     click.echo("connectors:")
     for c in loaded.connectors.classes():
         click.echo(f"  {c.name:<22} {c.version:<10} {', '.join(c.media_types)}")
+        if c.cannot_carry:
+            click.echo(f"  {'':<22} cannot carry: {', '.join(sorted(c.cannot_carry))}")
     if len(loaded.kpis):
         click.echo(f"kpis: {len(loaded.kpis)}")
     if loaded.exporters.formats():

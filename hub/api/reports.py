@@ -55,6 +55,9 @@ class DefinitionSchema(Schema):
     source = fields.String(allow_none=True, metadata={"description": "published definition, where one exists"})
     higher_is_better = fields.Boolean(allow_none=True)
     note = fields.String(allow_none=True)
+    source_fields = fields.List(fields.String(), metadata={
+        "description": "kind.field inputs beyond the source kinds (remittance.denied): a site none of whose "
+                       "records carries one has no figure (left_out)"})
 
 
 class SliceRowSchema(Schema):
@@ -90,6 +93,9 @@ class KpiReportSchema(Schema):
         "description": "per period: period, first_day, last_day, complete, state (complete, in_progress, future), "
                        "through, comparison {comparable, basis, reason}, maturing (KPI ids whose inputs lag)"})
     default_period = fields.String(allow_none=True, metadata={"description": "the last complete period"})
+    providers = fields.List(fields.Dict(), metadata={
+        "description": "present when slicing by provider: each provider key shown (an NPI, else practice/local id) "
+                       "with npi, name, specialty and name_from (roster, feed or null)"})
     left_out = fields.Dict(keys=fields.String(), values=fields.Dict(), metadata={
         "description": "KPI id → {site: reason}: sites whose feeds do not carry the KPI's inputs; their figure is "
                        "null and the MSO total and site median leave them out"})

@@ -45,6 +45,7 @@ def report() -> None:
 def report_kpis(ctx: click.Context, by: str, date_from: str | None, date_to: str | None, fmt: str,
                 kpi_ids: tuple[str, ...], out_path: str | None) -> None:
     """The consolidated KPIs by site, month and any other slicing; the MSO total and site median beside them."""
+    from hub.reports import same_days
     from hub.reports.engine import compute_report, parse_by
     from hub.reports.rollups import refresh_dirty
 
@@ -61,6 +62,7 @@ def report_kpis(ctx: click.Context, by: str, date_from: str | None, date_to: str
     except ValidationError as exc:  # the engine names the parameter; here it is an option
         raise ValidationError(exc.message, location="--by") from None
     refresh_dirty(state.runtime.engine)  # no background refresh to count on here: current figures first
+    same_days.keep(state.runtime.engine)  # and the prior month's same days, for the month in progress
     result = compute_report(state.runtime.engine, by=dimensions, date_from=date_from, date_to=date_to,
                             kpis=list(kpi_ids) or None, plugins=plugins)
     if out_path:
@@ -92,10 +94,12 @@ def report_packet(ctx: click.Context, month: str, out_dir: str) -> None:
 @click.pass_context
 def report_refresh(ctx: click.Context) -> None:
     """Recompute the rollup cells changed since the last refresh, a practice-month per transaction."""
+    from hub.reports import same_days
     from hub.reports.rollups import refresh_dirty
 
     started = time.perf_counter()
     cells = refresh_dirty(ctx.obj.runtime.engine)
+    same_days.keep(ctx.obj.runtime.engine)  # the prior month's same days, for the month in progress
     click.echo(f"report rollups refreshed ({cells} practice-month cells, {time.perf_counter() - started:.1f} s)")
 
 

@@ -38,6 +38,8 @@ from hub.pipeline.ingest import ingest_paths
 from hub.reports import compute_report  # type: ignore[attr-defined,unused-ignore]
 from hub.reports.costs import import_costs, parse_costs
 from hub.reports.rollups import refresh_dirty
+from hub.reports.rvus import import_file as import_rvu_file
+from hub.reports.same_days import keep as keep_same_days
 from hub.runtime import Runtime
 from hub.security.keys import create_key
 from hub.settings import current
@@ -46,6 +48,7 @@ from hub.store.practices import add_practice, set_status
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_MAPPINGS = REPO_ROOT / "mappings" / "examples"
+SAMPLE_RVUS = REPO_ROOT / "examples" / "rvus" / "work-rvus-sample.csv"  # the work RVU table, as hub rvu import takes it
 STORE_NAME = "hub-demo.db"
 
 
@@ -91,6 +94,7 @@ def build_demo(out: Path, *, seed: int = 7, months: int = 13, scale: float = 1.0
         _register(runtime, truth)
         # before the feeds: the import recomputes its months at once, cheap while they hold no records
         _import_costs(runtime, truth, out / "costs.csv")
+        import_rvu_file(runtime.engine, SAMPLE_RVUS)
         for spec in truth.practices:
             folder = out / "feeds" / spec.slug
             for feed_file in feed_files(truth, spec, runtime.plugins.connectors):
@@ -108,6 +112,7 @@ def build_demo(out: Path, *, seed: int = 7, months: int = 13, scale: float = 1.0
         say(linked.describe())
         began_refresh = time.perf_counter()
         cells = refresh_dirty(runtime.engine)  # reports only read: the cells the feeds and the links moved, now
+        keep_same_days(runtime.engine)  # the month in progress against the same days of the one before
         say(f"report rollups refreshed ({cells} practice-month cells, {time.perf_counter() - began_refresh:.1f} s)")
         alerts = check_alerts(runtime).of("open")
         say(f"feed health: {len(alerts)} alert(s) open" + "".join(f"; {a.practice}: {a.rule}" for a in alerts)
@@ -116,6 +121,8 @@ def build_demo(out: Path, *, seed: int = 7, months: int = 13, scale: float = 1.0
         began_outputs = time.perf_counter()
         write_outputs(runtime, result)
         say(f"reports and scorecard written ({time.perf_counter() - began_outputs:.1f} s)")
+        for line in no_data(result.report or {}):
+            say(line)
     finally:
         runtime.engine.dispose()
         dispose_engines()
@@ -241,6 +248,21 @@ def write_outputs(runtime: Any, result: DemoResult) -> None:
     scorecard = _scorecard(runtime, result)
     if scorecard is not None:
         result.outputs["scorecard"] = scorecard
+
+
+def no_data(report: dict[str, Any]) -> list[str]:
+    """One line per reason a site has no figure for some KPIs (its feeds do not carry their inputs): which
+    KPIs, at which sites. The dashboard shows the same as "no data" with the reason."""
+    names = {d["id"]: d["name"] for d in report.get("definitions", [])}
+    by_reason: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for kpi, sites in report.get("left_out", {}).items():
+        for site, why in sites.items():
+            grouped.setdefault((why, kpi), []).append(site)
+    for (why, kpi), sites in grouped.items():
+        by_reason.setdefault((why, tuple(sorted(sites))), []).append(names.get(kpi, kpi))
+    return [f"no data ({why}): {', '.join(kpis)} at {', '.join(sites)}"
+            for (why, sites), kpis in sorted(by_reason.items())]
 
 
 def _scorecard(runtime: Any, result: DemoResult) -> Path | None:

@@ -60,6 +60,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from hub.demo.generator import Truth
+from hub.mapping.vocabulary import load_vocabulary, procedure_service_lines
 from hub.plugins import load_plugins
 
 Record = dict[str, Any]
@@ -89,7 +90,8 @@ FEED_LIMITS: dict[str, dict[tuple[str, str], str]] = {
         ("remittance", "lines"): "a DFT^P03 posting sends the payment (FT1 type PY) and each adjustment (type AJ) "
                                  "as financial transactions of their own: each is a remittance line",
         ("remittance", "denied"): "a DFT^P03 payment posting (FT1 type PY/AJ) has no field that says a line "
-                                  "was denied: every HL7 v2 remittance line counts as not denied",
+                                  "was denied: the denial rates of a site whose remittances all come so are "
+                                  "no data, and the site is left out of the MSO's",
         ("remittance", "adjustments"): "an FT1 adjustment line carries an amount, not its CARC group and "
                                        "reason: no adjustment is known to be contractual (group CO)",
     },
@@ -224,9 +226,14 @@ class Facts:
                        for site in self.sites for p in self.of(site, "patient")}
         self.charges = {(site, c["source_id"]): c for site in self.sites for c in self.of(site, "charge")}
         self.with_slots = {site for site in self.sites if self.of(site, "slot")}
+        # the sites with a remittance that says whether it was denied: only they have denial rates
+        self.with_denials = {site for site in self.sites
+                             if any(r.get("denied") is not None for r in self.of(site, "remittance"))}
         self.costs: dict[tuple[str, str], list[Decimal]] = defaultdict(list)
         for cost in truth.costs:
             self.costs[(cost["practice"], cost["month"])].append(Decimal(cost["cost"]))
+        # margin counts the payments of the (site, service line, month)s with costs (docs/reports.md)
+        self.costed = {(c["practice"], c["service_line"], c["month"]) for c in truth.costs}
         self.dated: dict[str, list[tuple[dt.date, int, Record]]] = {}
         for site in self.sites:
             days = [(day, n, r) for n, r in enumerate(self.records[site]) if (day := self.day_of(site, r))]
@@ -383,6 +390,14 @@ class Slice:
 
     def paid(self) -> Decimal:
         return sum((_dec(r.get("paid_amount")) for r, _ in self.remittances), ZERO)
+
+    def paid_costed(self) -> Decimal:
+        """Payments on the charges whose site, service line and month have imported costs. A charge's
+        line as the reports attribute it: its visit's mapped line, else its procedure code's."""
+        lines = procedure_service_lines(load_vocabulary())
+        return sum((_dec(r.get("paid_amount")) for r, c in self.remittances
+                    if (self.site_of(c), c.get("service_line") or lines.get(str(c.get("procedure_code"))),
+                        str(c["service_date"])[:7]) in self.facts.costed), ZERO)
 
 
 # ---------------------------------------------------------------------------------------------- the oracles
@@ -555,15 +570,23 @@ def net_collection_rate(s: Slice) -> float | None:
     return _ratio(s.paid(), base) if base > 0 else None
 
 
+def _adjudicated(s: Slice) -> list[tuple[Record, Record]]:
+    """The remittances of the slice's sites that carry denials (a site none of whose remittances says
+    whether a line was denied has no denial rate, and is left out of the MSO's)."""
+    return [(r, c) for r, c in s.remittances if s.site_of(r) in s.facts.with_denials]
+
+
 @oracle("denial_rate", "ratio")
 def denial_rate(s: Slice) -> float | None:
-    return _ratio(sum(1 for r, _ in s.remittances if r.get("denied")), len(s.remittances))
+    lines = _adjudicated(s)
+    return _ratio(sum(1 for r, _ in lines if r.get("denied")), len(lines))
 
 
 @oracle("denial_rate_usd", "ratio")
 def denial_rate_usd(s: Slice) -> float | None:
-    adjudicated = sum((_dec(c["amount"]) for _, c in s.remittances), ZERO)
-    denied = sum((_dec(c["amount"]) for r, c in s.remittances if r.get("denied")), ZERO)
+    lines = _adjudicated(s)
+    adjudicated = sum((_dec(c["amount"]) for _, c in lines), ZERO)
+    denied = sum((_dec(c["amount"]) for r, c in lines if r.get("denied")), ZERO)
     return _ratio(denied, adjudicated)
 
 
@@ -610,13 +633,59 @@ def costs(s: Slice) -> str | None:
 @oracle("margin", "usd")
 def margin(s: Slice) -> str | None:
     found = s.costs()
-    return None if found is None else _usd(s.paid() - found)
+    return None if found is None else _usd(s.paid_costed() - found)
 
 
 @oracle("margin_rate", "ratio")
 def margin_rate(s: Slice) -> float | None:
-    found, paid = s.costs(), s.paid()
+    found, paid = s.costs(), s.paid_costed()
     return None if found is None or not paid else _ratio(paid - found, paid)
+
+
+# the work RVU table the demo imports (hub.demo.build.SAMPLE_RVUS), read here as the published CSV it is
+RVU_SAMPLE = "examples/rvus/work-rvus-sample.csv"
+_RVUS: dict[tuple[int, str, str], Decimal] = {}
+
+
+def _rvu_table() -> dict[tuple[int, str, str], Decimal]:
+    """(year, code, modifier or '') → work RVU."""
+    if not _RVUS:
+        import csv
+        from pathlib import Path
+
+        with open(Path(__file__).resolve().parents[2] / RVU_SAMPLE, newline="") as f:
+            for row in csv.DictReader(f):
+                _RVUS[(int(row["year"]), row["code"], row["modifier"])] = Decimal(row["work_rvu"])
+    return _RVUS
+
+
+def _line_rvus(charge: Record) -> Decimal | None:
+    """A charge line's work RVUs: the schedule of the latest year on or before its service year; in it the row
+    of the first of the line's modifiers that has one, else the code's base row; times units. None: no row
+    prices it."""
+    table = _rvu_table()
+    served = int(charge["service_date"][:4])
+    years = [y for y in {y for y, _, _ in table} if y <= served]
+    if not years:
+        return None
+    year, code = max(years), str(charge.get("procedure_code") or "")
+    named = [m for m in charge.get("modifiers") or () if (year, code, m) in table]
+    value = table.get((year, code, named[0] if named else ""))
+    return None if value is None else value * (charge.get("units") or 1)
+
+
+def _work_rvus(s: Slice) -> Decimal:
+    return sum((v for c in s.records("charge") if (v := _line_rvus(c)) is not None), ZERO)
+
+
+@oracle("work_rvus", "rvu")
+def work_rvus(s: Slice) -> float:
+    return float(_usd(_work_rvus(s)))  # two places, half up, as money
+
+
+@oracle("work_rvus_per_visit", "rvu")
+def work_rvus_per_visit(s: Slice) -> float | None:
+    return float(_usd(_work_rvus(s) / len(s.visits))) if s.visits else None
 
 
 def _payer_mix(financial_class: str | None) -> Callable[[Slice], float | None]:

@@ -257,12 +257,13 @@ def generate(*, seed: int = 7, end: dt.date | None = None, months: int = 13, sca
 
 def _costs(spec: PracticeSpec, rng: random.Random, start: dt.date, end: dt.date, scale: float
            ) -> list[dict[str, str]]:
-    """A month's cost of each mapped service line: a third to a half of what a usual month bills."""
+    """A month's cost of each service line the practice runs: a third to a half of what a usual month bills.
+    Every line, whether or not the practice mapping knows its visit types yet: finance keeps the books by
+    cost centre, not by feed."""
     billed: dict[str, float] = {}
     for vt, share in spec.visit_types:
-        if vt.code not in spec.unmapped_visit_types:
-            price = sum(float(p) for _, p in vt.procedures)
-            billed[vt.service_line] = billed.get(vt.service_line, 0.0) + share * price
+        price = sum(float(p) for _, p in vt.procedures)
+        billed[vt.service_line] = billed.get(vt.service_line, 0.0) + share * price
     out = []
     for month in _month_starts(start, end):
         visits = spec.daily_visits * spec.seasons[month.month - 1] * scale * len(spec.providers) * 21
@@ -482,7 +483,9 @@ class _PracticeHistory:
             return
         self.seen.add(mrn)
         end = start + dt.timedelta(minutes=vt.minutes)
-        encounter_id = f"E{appointment_id[1:]}"
+        # the visit number is the appointment's id, as in many practice systems: an HL7 v2 DFT names only its
+        # visit (PV1-19), and its charges find their service line through the appointment of that number
+        encounter_id = appointment_id
         self.add("encounter", encounter_id, patient_source_id=mrn, provider_source_id=npi,
                  appointment_source_id=appointment_id, location_source_id=location, start=start.isoformat(),
                  end=end.isoformat(), status="finished", visit_type=vt.code,

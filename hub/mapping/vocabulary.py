@@ -7,11 +7,15 @@ Each file holds one or more vocabularies, a YAML mapping of code → attributes:
 
 Known vocabularies: service_lines, visit_categories, payers (each with its
 financial_class), cancel_categories, locations and providers (the rosters; a
-provider is keyed by NPI). ``HUB_MSO_VOCABULARIES`` names another folder.
+provider is keyed by NPI), and procedure_service_lines: procedure code (CPT/HCPCS)
+→ the service line a charge with no encounter or appointment to say so is
+attributed to (``hub.reports.attribution``). ``HUB_MSO_VOCABULARIES`` names
+another folder.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -23,7 +27,10 @@ from hub.errors import MappingError
 from hub.model.kinds import FINANCIAL_CLASS
 from hub.settings import current
 
-VOCABULARIES = ("service_lines", "visit_categories", "payers", "cancel_categories", "locations", "providers")
+VOCABULARIES = ("service_lines", "visit_categories", "payers", "cancel_categories", "locations", "providers",
+                "procedure_service_lines")
+SERVICE_LINE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+PROCEDURE_CODE = re.compile(r"^[A-Z0-9]{4,7}$")  # CPT (5 digits, or 4 and a letter) and HCPCS (a letter, 4 digits)
 DEFAULT_FOLDER = Path(__file__).resolve().parents[2] / "mappings" / "mso"
 
 
@@ -81,7 +88,31 @@ def _load(folder: str) -> Vocabulary:
         if attrs.get("financial_class") not in FINANCIAL_CLASS:
             raise MappingError(f"payer {code!r} needs a financial_class among {', '.join(FINANCIAL_CLASS)}",
                                source=str(path / "payers.yaml"), location=f"payers.{code}.financial_class")
+    if "unattributed" in entries.get("service_lines", {}):  # the reports' name for records with no line
+        raise MappingError("'unattributed' is what reports call records without a service line: name the service "
+                           "line otherwise", source=str(path / "service_lines.yaml"), location="service_lines")
+    _check_procedure_map(entries, path)
     return Vocabulary(entries, str(path))
+
+
+def _check_procedure_map(entries: dict[str, dict[str, dict[str, Any]]], path: Path) -> None:
+    """Each procedure code names a known service line, and is a code (it is written into report SQL)."""
+    lines = set(entries.get("service_lines", {}))
+    for code, attrs in entries.get("procedure_service_lines", {}).items():
+        where = f"procedure_service_lines.{code}"
+        if not PROCEDURE_CODE.match(code):
+            raise MappingError(f"procedure code {code!r} is not a CPT or HCPCS code (4 to 7 capital letters and "
+                               "digits)", source=str(path), location=where)
+        line = attrs.get("service_line")
+        if not line or not SERVICE_LINE.match(str(line)) or (lines and line not in lines):
+            raise MappingError(f"procedure code {code!r} needs a service_line among {', '.join(sorted(lines))}",
+                               source=str(path), location=f"{where}.service_line")
+
+
+def procedure_service_lines(vocabulary: Vocabulary) -> dict[str, str]:
+    """Procedure code → MSO service line (the ``procedure_service_lines`` vocabulary)."""
+    return {code: str(attrs["service_line"]) for code, attrs in vocabulary.entries.get("procedure_service_lines",
+                                                                                       {}).items()}
 
 
 def clear_cache() -> None:

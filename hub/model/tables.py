@@ -146,6 +146,15 @@ PATIENT_VISIT_INDEXES = (
     sa.Index("ix_encounters_practice_patient", _t["encounter"].c.practice, _t["encounter"].c.patient_source_id),
 )
 
+# A charge's service line comes from its encounter or appointment (hub.reports.attribution): a batch of
+# encounters or appointments marks the months of the charges that hang on them, found by these look-ups.
+# Created by migration 0017.
+ATTRIBUTION_INDEXES = (
+    sa.Index("ix_charges_practice_encounter", _t["charge"].c.practice, _t["charge"].c.encounter_source_id),
+    sa.Index("ix_encounters_practice_appointment", _t["encounter"].c.practice,
+             _t["encounter"].c.appointment_source_id),
+)
+
 # The patient index asks whether any patient changed since its last run (hub.identity.background):
 # one probe of this index. Created by migration 0013.
 PATIENT_UPDATED_INDEX = sa.Index("ix_patients_updated_at", _t["patient"].c.updated_at)

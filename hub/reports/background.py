@@ -2,8 +2,8 @@
 
 A report request never recomputes rollups: it reads the committed ones and says how current they
 are (``as_of``, ``hub.reports.rollups.freshness``). What keeps them current is a daemon thread in
-each long-running process that recomputes the dirty cells, one practice-month per transaction
-(``rollups.refresh_dirty``):
+each long-running process that recomputes the dirty cells in short transactions of about a second
+(one practice-month, or several when they are quick: ``rollups.refresh_dirty``):
 
 - soon after a processing batch commits in this process (inline processing in ``hub serve`` or
   ``hub mllp``, a job of ``hub worker``): the store hook ``hub_records_committed`` wakes it
@@ -12,7 +12,7 @@ each long-running process that recomputes the dirty cells, one practice-month pe
 - and every ``HUB_REPORT_REFRESH_INTERVAL`` seconds, for the changes that come by no batch of this
   process (the patient index relinking patients, another process's batches, a failed refresh).
 
-However many processes refresh, one cell is recomputed at a time (``rollups.refresh_cell``).
+However many processes refresh, one transaction recomputes at a time (``rollups.refresh_cells``).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from hub.pipeline.sweeper import Ticker
+from hub.reports import same_days
 from hub.reports.rollups import refresh_dirty
 from hub.reports.tables import report_dirty
 
@@ -85,6 +86,8 @@ class ReportRefresher(Ticker):
             cells = refresh_dirty(engine, should_stop=self._stop.is_set)
             if cells:
                 log.info("report rollups refreshed (%d practice-month cells)", cells)
+        if not self._stop.is_set():  # the prior month's same days: when the day changed, or a cell of it did
+            same_days.keep(engine)
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from hub.plugins import KpiRegistry
     from hub.reports.figures import Figures
 
-UNITS = ("count", "ratio", "usd", "days", "minutes")
+UNITS = ("count", "ratio", "usd", "days", "minutes", "rvu")  # rvu: work relative value units, two places
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,9 @@ class Kpi:
     source: str | None = None
     higher_is_better: bool | None = None
     note: str | None = None
+    # "kind.field"s it cannot do without, beyond its source kinds: a site whose records of that kind never
+    # carry the field (its feed has no place for it, ``Connector.cannot_carry``) has no figure
+    source_fields: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.unit not in UNITS:
@@ -45,15 +48,23 @@ class Kpi:
     def definition(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "unit": self.unit, "numerator": self.numerator,
                 "denominator": self.denominator, "formula": self.formula, "source_kinds": list(self.source_kinds),
-                "source": self.source, "higher_is_better": self.higher_is_better, "note": self.note}
+                "source": self.source, "higher_is_better": self.higher_is_better, "note": self.note,
+                "source_fields": list(self.source_fields)}
 
 
 MGMA = "MGMA (Medical Group Management Association) DataDive / Cost and Revenue survey definitions"
 HFMA = "HFMA MAP Keys (Healthcare Financial Management Association)"
 IHI = "IHI (Institute for Healthcare Improvement): third next available appointment"
+CMS_PFS = "CMS Medicare Physician Fee Schedule, PFS Relative Value Files (PPRRVU: WORK RVU by HCPCS and MOD)"
 
 VISIT = ("completed appointments (fulfilled, arrived, checked-in) plus finished encounters not tied to a completed "
          "appointment")
+NO_DENIALS = ("no data for a site whose remittances never say which lines were denied: HL7 v2 payment postings, "
+              "an export without a denied column")
+# margin sets costs against the payments of the same site, service line and month, so lines add up to sites
+MARGIN_NOTE = ("over the site × service line × months whose costs were imported (payments elsewhere, unattributed "
+               "ones included, are in no margin); by site, service line and month (or quarter, year) only; not by "
+               "week")
 SCHEDULED = "appointments booked for the period (booked, arrived, checked-in, fulfilled, noshow, cancelled)"
 
 
@@ -131,10 +142,12 @@ def _builtin() -> list[Kpi]:
             ("remittance", "charge"), lambda f: f.net_collection(), MGMA + " (adjusted collection rate)", True),
         Kpi("denial_rate", "Denial rate", "ratio", "denied remittance lines", "adjudicated remittance lines",
             "denied_lines / adjudicated_lines", ("remittance", "charge"),
-            lambda f: f.ratio("denied_lines", "remit_lines"), HFMA + " (initial denial rate)", False),
+            lambda f: f.ratio("denied_lines", "remit_lines"), HFMA + " (initial denial rate)", False,
+            NO_DENIALS, source_fields=("remittance.denied",)),
         Kpi("denial_rate_usd", "Denial rate (dollars)", "ratio", "charge amount of denied lines",
             "charge amount of adjudicated lines", "denied_usd / adjudicated_usd", ("remittance", "charge"),
-            lambda f: f.ratio("denied_cents", "adjudicated_cents"), None, False),
+            lambda f: f.ratio("denied_cents", "adjudicated_cents"), None, False, NO_DENIALS,
+            source_fields=("remittance.denied",)),
         Kpi("days_in_ar", "Days in A/R", "days", "A/R at the end of the month or week (charges less credits posted)",
             "average daily charges over the last 90 days (the month and the two before, by calendar days; "
             "for a week, the week and the 12 before: 91 days)",
@@ -155,14 +168,23 @@ def _builtin() -> list[Kpi]:
         Kpi("charge_lag_days", "Charge lag (mean)", "days", "days from service date to posting date",
             "charges with a posting date", "sum(posted_on - service_date) / count", ("charge",),
             lambda f: f.mean("charge_lag_days", "charges_posted"), None, False),
+        Kpi("work_rvus", "Work RVUs", "rvu",
+            "work RVUs of the charge lines by service date: each line's procedure code (with a modifier it names when "
+            "the RVU table has that row, else the code's base row) in the imported schedule of the latest effective "
+            "year on or before the service year, times units", None, "sum(work_rvu(code, modifier, year) * units)",
+            ("charge", "rvus"), lambda f: f.rvus("work_rvu_milli"), CMS_PFS, True,
+            "the RVU table is imported by the MSO (hub rvu import); a line whose code has no row in it counts 0 "
+            "and is unpriced (hub rvu unpriced lists them); a site none of whose lines is priced has no figure"),
+        Kpi("work_rvus_per_visit", "Work RVUs per visit", "rvu", "work RVUs", "visits", "work_rvus / visits",
+            ("charge", "rvus", "appointment", "encounter"), lambda f: f.rvus_per("work_rvu_milli", "visits"),
+            CMS_PFS + "; " + MGMA, True),
         Kpi("costs", "Costs", "usd", "costs the MSO imported (hub costs import)", None, "sum(cost)", ("costs",),
             lambda f: f.costs(), None, False, "by site, service line and month (or quarter, year) only; not by week"),
         Kpi("margin", "Margin", "usd", "payments minus costs", None, "payments - costs", ("remittance", "costs"),
-            lambda f: f.margin(), None, True,
-            "where costs were imported; by site, service line and month (or quarter, year) only; not by week"),
+            lambda f: f.margin(), None, True, MARGIN_NOTE),
         Kpi("margin_rate", "Margin rate", "ratio", "payments minus costs", "payments",
             "(payments - costs) / payments", ("remittance", "costs"), lambda f: f.margin_rate(), None, True,
-            "where costs were imported; by site, service line and month (or quarter, year) only; not by week"),
+            MARGIN_NOTE),
     ]
     for fc in (*FINANCIAL_CLASS, "unknown"):
         label = fc.replace("_", " ")

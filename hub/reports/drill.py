@@ -28,7 +28,9 @@ import sqlalchemy as sa
 
 from hub.errors import NotFound, ValidationError
 from hub.model.tables import practices
+from hub.reports.attribution import UNATTRIBUTED, charge_service_line_from
 from hub.reports.catalog import BUILTIN_KPIS, Kpi
+from hub.reports.coverage import carried, sites_left_out
 from hub.reports.figures import Figures, money
 from hub.reports.rollups import Measure, Source, Sql, _params, _text, measure_sources
 from hub.store.engine import fetch_by_keys
@@ -122,6 +124,10 @@ class _Probe(Figures):
         self._note("mean", num, den)
         return None
 
+    def rvus_per(self, num: str, den: str) -> float | None:
+        self._note("rvus_per", num, den)
+        return None
+
     def median(self, metric: str) -> float | None:
         self._note("median", metric)
         return None
@@ -172,7 +178,7 @@ def shape_of(kpi: Kpi, sources: dict[str, Source]) -> Shape:
         shape = Shape((("payments_cents", 1),), (("charges_cents", 1), ("contractual_cents", -1)))
     elif helper in ("count", "usd"):
         shape = Shape(((measures[0], 1),), None)
-    elif helper in ("ratio", "usd_per", "mean"):
+    elif helper in ("ratio", "usd_per", "mean", "rvus_per"):
         shape = Shape(((measures[0], 1),), ((measures[1], 1),))
     else:
         raise NoDrillDown(f"{refuse} (its formula is not a single count, ratio or sum of records)")
@@ -228,6 +234,8 @@ def drill_down(engine: sa.Engine, kpi_id: str, *, site: str, month: str, provide
         wanted = [m for m, _ in (*shape.numerator, *(shape.denominator or ()))]
         rows = _rows(conn, sql, sources, wanted, site, month, provider, service_line)
         _attach_messages(conn, site, [r for rs in rows.values() for r in rs])
+        # as the report: a site whose feeds do not carry the KPI's inputs has no figure (its records still list)
+        no_data = sites_left_out(carried(conn, plugins), [kpi]).get(kpi.id, {}).get(site)
     sums: dict[str, int] = {m: sum(r["_value"] for r in rows[m]) for m in wanted}
     slice_: dict[str, str | None] = {"site": site, "month": month}
     if provider is not None:
@@ -244,7 +252,7 @@ def drill_down(engine: sa.Engine, kpi_id: str, *, site: str, month: str, provide
                 out.append(_shown(row, site, m, sign))
         return out
 
-    return DrillDown(kpi.id, slice_, kpi.compute(Figures(sums)), listed(shape.numerator),
+    return DrillDown(kpi.id, slice_, None if no_data else kpi.compute(Figures(sums)), listed(shape.numerator),
                      listed(shape.denominator) if shape.denominator is not None else None)
 
 
@@ -254,14 +262,20 @@ def _rows(conn: sa.Connection, sql: Sql, sources: dict[str, Source], wanted: lis
     by_source: dict[str, list[str]] = defaultdict(list)
     for m in dict.fromkeys(wanted):
         by_source[sources[m].name].append(m)
-    params: dict[str, Any] = {**_params(site, [month]), "provider": provider, "service_line": service_line}
+    # the report names the records without a service line "unattributed"; the rollups keep them under ''
+    line = "" if service_line == UNATTRIBUTED else service_line
+    params: dict[str, Any] = {**_params(site, [month]), "provider": provider, "service_line": line,
+                              "site_provider": f"{site}/{provider}"}
     out: dict[str, list[dict[str, Any]]] = {}
     for measures in by_source.values():
         source = sources[measures[0]]
         fields = FIELDS[source.name]
+        if source.name in ("charges", "remittances"):  # the line the charge is counted under, and from what
+            fields = {**fields, "service_line": source.dims["service_line"],
+                      "service_line_from": charge_service_line_from("c")}
         where = [source.where] if source.where else []
-        if provider is not None:
-            where.append(f"{source.dims['provider']} = :provider")
+        if provider is not None:  # the report's provider key (an NPI, or site/local id), or the site's local id
+            where.append(f"{source.dims['provider']} IN (:provider, :site_provider)")
         if service_line is not None:
             where.append(f"{source.dims['service_line']} = :service_line")
         where.append(f"({' OR '.join(_selects(source.measures[m]) for m in measures)})")
@@ -316,6 +330,8 @@ def _shown(row: dict[str, Any], practice: str, measure: str, sign: int) -> dict[
         out["amount"] = money(share)
     elif measure.endswith(("_minutes", "_days")):
         out[measure.rsplit("_", 1)[1]] = share
+    elif measure == "work_rvu_milli":  # the line's work RVUs (units times its RVU row), hub.reports.rvus
+        out["work_rvus"] = share / 1000
     out["messages"] = row["messages"]
     return out
 

@@ -29,11 +29,14 @@ import sqlalchemy as sa
 from hub.errors import ValidationError
 from hub.model.tables import practices
 from hub.plugins import load_plugins
+from hub.reports import same_days
+from hub.reports.attribution import UNATTRIBUTED
 from hub.reports.catalog import BUILTIN_KPIS
 from hub.reports.coverage import carried, sites_left_out
-from hub.reports.figures import ArFigures, Figures, money
+from hub.reports.figures import COSTED, ArFigures, Figures, money
 from hub.reports.medians import medians
 from hub.reports.periods import default_period, describe, today_at_sites
+from hub.reports.providers import directory as provider_directory
 from hub.reports.rollups import freshness
 from hub.reports.tables import (
     MEASURES,
@@ -70,13 +73,15 @@ class Report:
     periods: list[dict[str, Any]] = field(default_factory=list)  # the periods shown, complete or not
     default_period: str | None = None  # the last complete period: the one a view opens on
     left_out: dict[str, dict[str, str]] = field(default_factory=dict)  # KPI → site → why it has no data
+    providers: list[dict[str, Any]] | None = None  # slicing by provider: each key shown, named (hub.reports.providers)
 
     def to_dict(self) -> dict[str, Any]:
         return {"generated_at": self.generated_at, "as_of": self.as_of, "pending_cells": self.pending_cells,
                 "from": self.date_from, "to": self.date_to, "by": self.by,
                 "definitions": self.definitions, "rows": self.rows, "total": self.total,
                 "site_median": self.site_median, "sites": self.sites, "today": self.today,
-                "periods": self.periods, "default_period": self.default_period, "left_out": self.left_out}
+                "periods": self.periods, "default_period": self.default_period, "left_out": self.left_out,
+                **({"providers": self.providers} if self.providers is not None else {})}
 
 
 def parse_by(by: str | Sequence[str]) -> tuple[str, ...]:
@@ -189,14 +194,22 @@ def compute_report(engine: sa.Engine, *, by: str | Sequence[str] = ("site", "mon
         span = _span(conn, unit, date_from, date_to, day)
         fetched = ["site", *rest_of(dims)]  # by site first, always: a site may have to be left out of a figure
         data = _fetch(conn, grain, fetched, span)
+        named = (provider_directory(conn, {dvals[fetched.index("provider")] for dvals, _ in data.cells})
+                 if "provider" in fetched else None)
         rest = [d for d in dims if d != "site"]
-        skips = sites_left_out(carried(conn), catalog)
+        skips = sites_left_out(carried(conn, plugins), catalog)
         medians = {tuple(keep): _medians(conn, grain, list(keep), period, span)
                    for keep in {tuple(dims), tuple(rest)}}  # the same when there is no site to leave out
         retention = _fetch_retention(conn, period, span) if period and site_level else None
         sites = [{"slug": r.slug, "name": r.name, "status": r.status}
                  for r in conn.execute(sa.select(practices.c.slug, practices.c.name, practices.c.status)
                                        .order_by(practices.c.slug))]
+        # the month in progress is compared with the same days of the month before, kept by the refresh
+        current = day.strftime("%Y-%m")
+        same = (same_days.read(conn, [DIMENSIONS[d] for d in fetched], day)
+                if period == "month" and span.lo <= current <= span.hi else None)
+        same_medians = ({tuple(keep): same_days.medians_by(conn, same, [DIMENSIONS[d] for d in keep])
+                         for keep in {tuple(dims), tuple(rest)}} if same is not None and same.ready else {})
     lo, hi = span.lo, span.hi
 
     def build(keep: list[str], skip: frozenset[str] = frozenset()) -> list[tuple[dict[str, Any], Figures]]:
@@ -219,7 +232,8 @@ def compute_report(engine: sa.Engine, *, by: str | Sequence[str] = ("site", "mon
             end = hi if period is None else min(slices.end_month[key] if period in ("month", "week") else
                                                 _period_end(key[-1], period), hi)
             fig.ar = data.ar(tuple(key[:-1]), idx, end, skip)
-            slice_ = {d: (key[i] or None) for i, d in enumerate(keep)}
+            # records with no service line are a bucket of their own, named so (hub.reports.attribution)
+            slice_ = {d: (key[i] or (UNATTRIBUTED if d == "service_line" else None)) for i, d in enumerate(keep)}
             if period:
                 slice_[period] = key[-1]
             out.append((slice_, fig))
@@ -243,7 +257,12 @@ def compute_report(engine: sa.Engine, *, by: str | Sequence[str] = ("site", "mon
     rows = table(dims)
     total = table(rest)
     site_median = _site_medians(rows, rest, period, catalog) if "site" in dims else []
-    periods = describe((r["slice"][period] for r in total), period, day, catalog) if period else []
+    comparison = None
+    if same is not None:
+        comparison = same.describe(current)
+        comparison["not_compared"] = _compare_same_days(
+            same, current, [(rows, dims), (total, rest)], site_median, fetched, rest, skips, same_medians, catalog)
+    periods = describe((r["slice"][period] for r in total), period, day, catalog, comparison) if period else []
     complete = {p["period"]: p["complete"] for p in periods}
     for row in itertools.chain(rows, total, site_median):  # each row says whether its period is over
         if period:
@@ -252,7 +271,51 @@ def compute_report(engine: sa.Engine, *, by: str | Sequence[str] = ("site", "mon
                   date_from=span.first_day, date_to=span.last_day, by=list(by_dims),
                   definitions=[k.definition() for k in catalog], rows=rows, total=total, site_median=site_median,
                   sites=sites, kpi_ids=[k.id for k in catalog], as_of=fresh.as_of, pending_cells=fresh.pending_cells,
-                  today=day.isoformat(), periods=periods, default_period=default_period(periods), left_out=skips)
+                  today=day.isoformat(), periods=periods, default_period=default_period(periods), left_out=skips,
+                  providers=named)
+
+
+def _compare_same_days(same: same_days.SameDays, current: str, tables: list[tuple[list[dict[str, Any]], list[str]]],
+                       site_median: list[dict[str, Any]], fetched: list[str], rest: list[str],
+                       skips: dict[str, dict[str, str]], same_medians: dict[tuple[str, ...], Any],
+                       catalog: list[Any]) -> dict[str, str]:
+    """Give each row of the month in progress its ``compare``: the same KPIs over the same days of the month
+    before (``hub.reports.same_days``). Returns the KPIs that have no such figure, and why."""
+    head = {"basis": "same_days", "period": same.month, "first_day": f"{same.month}-01",
+            "last_day": same.through.isoformat(), "through_day": same.through.day}
+    reasons: dict[str, str] = {}
+    skip_sets = {kpi: frozenset(sites) for kpi, sites in skips.items()}
+    compared: list[dict[str, Any]] = []
+    for table_rows, keep in tables:
+        idx = [fetched.index(d) for d in keep]
+        sums = ({skip: same_days.project(same, idx, skip) for skip in {frozenset(), *skip_sets.values()}}
+                if same.ready else {})
+        for row in table_rows:
+            if row["slice"].get("month") != current:
+                continue
+            values = None
+            if same.ready:
+                key = tuple(_stored(d, row["slice"][d]) for d in keep)
+                values = same_days.compare_values(sums, key, skip_sets, same_medians.get(tuple(keep), {}), catalog,
+                                                  reasons, row["slice"].get("site"))
+                if table_rows is tables[0][0] and "site" in keep:  # the sites' rows: their median below
+                    compared.append({"slice": row["slice"], "values": values})
+            row["compare"] = {**head, "values": values}
+    if site_median:  # the median of the sites' same-days figures, as the site median of the figures themselves
+        medians_ = {tuple(sorted(r["slice"].items())): r["values"]
+                    for r in _site_medians(compared, rest, "month", catalog)}
+        for row in site_median:
+            if row["slice"].get("month") == current:
+                row["compare"] = {**head, "values": medians_.get(tuple(sorted(row["slice"].items())))
+                                  if same.ready else None}
+    return dict(sorted(reasons.items()))
+
+
+def _stored(dim: str, value: Any) -> str:
+    """A slice's dimension value as the rollups keep it (the inverse of ``build``'s naming)."""
+    if value is None or (dim == "service_line" and value == UNATTRIBUTED):
+        return ""
+    return str(value)
 
 
 def rest_of(dims: list[str]) -> list[str]:
@@ -440,6 +503,9 @@ def _fetch(conn: sa.Connection, grain: str, dims: list[str], span: _Span) -> _Da
     cols = [t.c[DIMENSIONS[d]] for d in dims]
     unit = t.c[span.unit]
     measure_cols = [sa.func.sum(t.c[m]).label(m) for m in MEASURES]
+    # margin counts the payments of the site × service line × months whose costs were imported (a row of the
+    # site grain is one of those): so the service lines' margins add up to the site's and the MSO's
+    measure_cols.append(sa.func.sum(sa.case((t.c.cost_cells > 0, t.c.payments_cents), else_=0)).label(COSTED))
     where = [t.c.grain == grain, t.c.month <= span.month_hi]
     if span.unit == "week":
         where.append(t.c.week != "")  # monthly-only rows (costs) belong to no week
@@ -449,7 +515,7 @@ def _fetch(conn: sa.Connection, grain: str, dims: list[str], span: _Span) -> _Da
     n = len(dims)
     for row in conn.execute(q):
         dvals, at = tuple(row[:n]), row[n]
-        sums = Counter({m: _num(v) for m, v in zip(MEASURES, row[n + 1:], strict=True) if v})
+        sums = Counter({m: _num(v) for m, v in zip((*MEASURES, COSTED), row[n + 1:], strict=True) if v})
         charges[dvals][at] = sums.get("charges_cents", 0)
         if at >= span.lo:
             cells[(dvals, at)] = sums

@@ -13,6 +13,9 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 CENT = Decimal("0.01")
+# payments of the site × service line × months with imported costs: what margin sets costs against
+# (a figure the report engine adds beside the rollup measures)
+COSTED = "costed_payments_cents"
 
 
 def money(cents: int | Decimal) -> str:
@@ -67,6 +70,15 @@ class Figures:
         d = self.count(den)
         return None if d == 0 else money(Decimal(self.count(num)) / d)
 
+    def rvus(self, m: str) -> float:
+        """Work RVUs from a measure in thousandths, to two places (half up)."""
+        return float((Decimal(self.count(m)) / 1000).quantize(CENT, rounding=ROUND_HALF_UP))
+
+    def rvus_per(self, num: str, den: str) -> float | None:
+        """Work RVUs (thousandths in ``num``) per unit of ``den``, to two places (half up)."""
+        d = self.count(den)
+        return None if d == 0 else float((Decimal(self.count(num)) / 1000 / d).quantize(CENT, rounding=ROUND_HALF_UP))
+
     def mean(self, num: str, den: str) -> float | None:
         d = self.count(den)
         return None if d == 0 else round(self.count(num) / d, 2)
@@ -107,12 +119,12 @@ class Figures:
     def margin(self) -> str | None:
         if not self._costs_known():
             return None
-        return money(self.count("payments_cents") - self.count("costs_cents"))
+        return money(self.count(COSTED) - self.count("costs_cents"))
 
     def margin_rate(self) -> float | None:
-        if not self._costs_known() or not self.count("payments_cents"):
+        if not self._costs_known() or not self.count(COSTED):
             return None
-        pay = self.count("payments_cents")
+        pay = self.count(COSTED)
         return round((pay - self.count("costs_cents")) / pay, 6)
 
     def as_dict(self) -> dict[str, Any]:

@@ -37,8 +37,8 @@ def median_query(exprs: list[str], where: str) -> str:
             f"c AS (SELECT {cols}metric, value, "
             f"SUM(n) OVER (PARTITION BY {part} ORDER BY value ROWS UNBOUNDED PRECEDING) AS cum, "
             f"SUM(n) OVER (PARTITION BY {part}) AS tot FROM h) "
-            f"SELECT {cols}metric, MIN(CASE WHEN 2 * cum >= tot THEN value END), "
-            f"MIN(CASE WHEN 2 * cum > tot THEN value END) FROM c GROUP BY {part}")
+            f"SELECT {cols}metric, MIN(CASE WHEN 2 * cum >= tot THEN value END) AS lower_middle, "
+            f"MIN(CASE WHEN 2 * cum > tot THEN value END) AS upper_middle FROM c GROUP BY {part}")
 
 
 def medians(conn: sa.Connection, exprs: list[str], where: str, params: dict[str, Any]
@@ -66,6 +66,22 @@ def weeks_of(months: list[str]) -> list[str]:
     return sorted(out)
 
 
+def _summaries_query() -> str:
+    """The medians of every kept slicing, by month and by week, in one statement (one round trip a refresh):
+    each row names its grain and period kind, its keys padded to the widest slicing's."""
+    by_month = f"grain = 'site' AND practice = :p AND month IN :months AND metric <> '{WEEKLY_THIRD_AVAILABLE}'"
+    by_week = (f"grain = '{SITE_WEEK_GRAIN}' AND practice = :p AND week IN :weeks AND "
+               f"metric <> '{MONTHLY_THIRD_AVAILABLE}'")
+    widest = max(len(dims) for dims in SUMMARY_GRAINS.values()) + 1
+    parts = []
+    for grain, dims in SUMMARY_GRAINS.items():
+        for period, where in (("month", by_month), ("week", by_week)):
+            keys = [f"q.k{i}" if i <= len(dims) else "''" for i in range(widest)]
+            parts.append(f"SELECT '{grain}' AS g, '{period}' AS period, {', '.join(keys)}, q.metric, "
+                         f"q.lower_middle, q.upper_middle FROM ({median_query([*dims, period], where)}) q")
+    return " UNION ALL ".join(parts)
+
+
 def refresh_summaries(conn: sa.Connection, practice: str, months: list[str]) -> None:
     """Recompute the kept medians touched by a change to ``practice`` in ``months``: those of the months,
     and those of the weeks that overlap them (read from every month cell the week spans)."""
@@ -75,19 +91,17 @@ def refresh_summaries(conn: sa.Connection, practice: str, months: list[str]) -> 
     with round_trip(conn):
         conn.execute(sa.delete(t).where(grains, t.c.practice == practice, t.c.month.in_(months)))
         conn.execute(sa.delete(t).where(grains, t.c.practice == practice, t.c.month == "", t.c.week.in_(weeks)))
+    stmt = sa.text(_summaries_query()).bindparams(sa.bindparam("months", expanding=True),
+                                                  sa.bindparam("weeks", expanding=True))
     rows = []
-    by_month = f"grain = 'site' AND practice = :p AND month IN :months AND metric <> '{WEEKLY_THIRD_AVAILABLE}'"
-    by_week = (f"grain = '{SITE_WEEK_GRAIN}' AND practice = :p AND week IN :weeks AND "
-               f"metric <> '{MONTHLY_THIRD_AVAILABLE}'")
-    for grain, dims in SUMMARY_GRAINS.items():
-        for period, where in (("month", by_month), ("week", by_week)):
-            found = medians(conn, [*dims, period], where, {"p": practice, "months": months, "weeks": weeks})
-            for key, values in found.items():
-                named = dict(zip([*dims, period], key, strict=True))
-                for metric, value in values.items():
-                    rows.append({"grain": grain, "practice": named.get("practice", "*"),
-                                 "service_line": named.get("service_line", "*"), "month": named.get("month", ""),
-                                 "week": named.get("week", ""), "metric": _as_reported(metric), "median": value})
+    for grain, period, *rest in conn.execute(stmt, {"p": practice, "months": months, "weeks": weeks}):
+        dims = SUMMARY_GRAINS[grain]
+        named = dict(zip([*dims, period], rest, strict=False))
+        metric, lower, upper = rest[-3:]
+        rows.append({"grain": grain, "practice": named.get("practice", "*"),
+                     "service_line": named.get("service_line", "*"), "month": named.get("month", ""),
+                     "week": named.get("week", ""), "metric": _as_reported(metric),
+                     "median": round((int(lower) + int(upper)) / 2, 2)})
     if rows:
         conn.execute(sa.insert(t), rows)
 

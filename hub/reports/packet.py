@@ -148,9 +148,12 @@ class _Figures:
             site, month = row["slice"].get("site"), row["slice"].get("month")
             if site and month:
                 self.site.setdefault(site, {})[month] = row["values"]
+        self.same_days: dict[str, dict[str, Any]] = {}  # the month in progress: the same days of the one before
         for row in report["total"]:
             if row["slice"].get("month"):
                 self.total[row["slice"]["month"]] = row["values"]
+                if (row.get("compare") or {}).get("values") is not None:
+                    self.same_days[row["slice"]["month"]] = row["compare"]["values"]
         for row in report["site_median"]:
             if row["slice"].get("month"):
                 self.median[row["slice"]["month"]] = row["values"]
@@ -267,8 +270,9 @@ def _css() -> str:
             + (ASSETS / "packet.css").read_text(encoding="utf-8"))
 
 
-def _tile(definition: dict[str, Any], current: float | None, previous: float | None) -> str:
-    text, cls = change(definition, current, previous)
+def _tile(definition: dict[str, Any], current: float | None, previous: float | None,
+          uncompared: str | None = None) -> str:
+    text, cls = (uncompared, "same") if uncompared else change(definition, current, previous)
     e = html.escape
     return (f'<div class="tile" data-kpi="{e(definition["id"])}"><div class="name">{e(definition["name"])}</div>'
             f'<div class="value">{e(fmt(current, definition.get("unit")))}</div>'
@@ -298,9 +302,29 @@ def render_html(report: Report | dict[str, Any], month: str, onboarding: list[di
     e = html.escape
     label = month_label(month)
 
+    # a month in progress is compared with the same days of the month before (hub.reports.same_days)
+    period = next((p for p in data.get("periods", []) if p["period"] == month), None)
+    comparison = (period or {}).get("comparison") or {}
+    same = comparison if comparison.get("basis") == "same_days" and comparison.get("comparable") else None
+    open_month = period is not None and not period["complete"]
+
+    def uncompared(kpi: str) -> str | None:
+        if same is not None:
+            return "not comparable by day" if kpi in same.get("not_compared", {}) else None
+        return "not comparable yet" if open_month else None
+
     def tiles(defs: list[dict[str, Any]]) -> str:
         return "".join(_tile(d, figures.value(figures.total, month, d["id"]),
-                             figures.value(figures.total, before, d["id"])) for d in defs)
+                             figures.value(figures.same_days if same else figures.total, month if same else before,
+                                           d["id"]), uncompared(d["id"])) for d in defs)
+
+    if same is not None:
+        against = (f"change against the same days of {month_label(same['against'])} "
+                   f"(1\u2013{same['through_day']}; {month_label(month)} to date)")
+    elif open_month:
+        against = f"{month_label(month)} to date: not comparable yet"
+    else:
+        against = f"change against {month_label(before)}"
 
     def charts(defs: list[dict[str, Any]]) -> str:
         return "".join(_chart_box(d, months, figures) for d in defs)
@@ -311,7 +335,7 @@ def render_html(report: Report | dict[str, Any], month: str, onboarding: list[di
            f"<title>MSO leadership packet, {e(label)}</title><style>{_css()}</style></head><body>",
            f'<header><h1 data-month="{e(label)}">MSO leadership packet \u00b7 {e(label)}</h1>'
            f'<div class="meta">Consolidated KPIs of {len(data["sites"])} practices ({live} live) \u00b7 '
-           f"figures as of {e(as_of)} \u00b7 change against {e(month_label(before))}</div></header><main>",
+           f"figures as of {e(as_of)} \u00b7 {e(against)}</div></header><main>",
            '<section class="first">',
            f"<h2>Headline KPIs, {e(label)} (MSO total)</h2>"]
     if not figures.total.get(month):
@@ -401,12 +425,14 @@ def packet_report(runtime: Runtime, month: str) -> Report:
 
 def build_packet(runtime: Runtime, month: str, folder: Path) -> Packet:
     """Both files of the month's packet in ``folder`` (made if missing); current figures first."""
+    from hub.reports import same_days
     from hub.reports.rollups import refresh_dirty
 
     month = parse_month(month)
     weasyprint_module()  # a PDF that cannot be printed fails before any work
     folder.mkdir(parents=True, exist_ok=True)
     refresh_dirty(runtime.engine)  # a command or a queue job: no background refresh to count on here
+    same_days.keep(runtime.engine)  # a packet of the month in progress compares it with the same days
     report = packet_report(runtime, month)
     onboarding = onboarding_status(runtime, report.sites)
     stem = folder / file_stem(month)

@@ -6,10 +6,11 @@
 
 A period is ``complete`` when its last day is before today, ``in_progress`` when today falls in it and
 ``future`` when it starts after today (only an explicit ``to`` reaches one: the default span ends with
-the current period, whatever appointments are booked beyond it). The rollups keep whole months (and
-whole weeks), not days, so the first days of the prior month cannot be read apart: an in-progress
-period's figures are its period to date, and its change against the prior period is marked not
-comparable rather than computed against a whole month.
+the current period, whatever appointments are booked beyond it). An in-progress period's figures are
+its period to date. The month in progress is compared with the same days of the month before
+(``comparison`` basis ``same_days``, and each of its rows carries a ``compare``), which the refresh
+keeps for the current day (``hub.reports.same_days``); an in-progress week, quarter or year is marked
+not comparable rather than compared with a whole period.
 
 Some inputs arrive weeks after the service: remittances (payments, adjustments, denials) and the
 appointments a referral leads to. A KPI that reads them is ``maturing`` for a period that ended less
@@ -72,8 +73,11 @@ def bounds(name: str, kind: str) -> tuple[dt.date, dt.date]:
     return dt.date(year, month, 1), dt.date(year, month, calendar.monthrange(year, month)[1])
 
 
-def describe(names: Iterable[str], kind: str, today: dt.date, catalog: list[Any]) -> list[dict[str, Any]]:
-    """One entry per period: its days, whether it is complete, how it compares and which KPIs are maturing."""
+def describe(names: Iterable[str], kind: str, today: dt.date, catalog: list[Any],
+             same_days: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """One entry per period: its days, whether it is complete, how it compares and which KPIs are maturing.
+
+    ``same_days``: the comparison of the month in progress with the same days of the month before."""
     out = []
     for name in sorted(set(names)):
         first, last = bounds(name, kind)
@@ -82,7 +86,7 @@ def describe(names: Iterable[str], kind: str, today: dt.date, catalog: list[Any]
                                  "complete": state == "complete", "state": state}
         if state == "in_progress":
             entry["through"] = today.isoformat()
-            entry["comparison"] = {
+            entry["comparison"] = same_days if kind == "month" and same_days is not None else {
                 "comparable": False, "basis": "period_to_date",
                 "reason": f"{kind} to date ({first.isoformat()} to {today.isoformat()}): the figures are kept by whole "
                           f"{kind}, so the same days of the prior {kind} are not available to compare against"}

@@ -16,6 +16,7 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import functools
+import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -26,8 +27,10 @@ import sqlalchemy as sa
 
 from hub.model.kinds import FINANCIAL_CLASS
 from hub.reports import visits as visit_rollup
+from hub.reports.attribution import charge_joins, charge_service_line
 from hub.reports.batching import round_trip
 from hub.reports.medians import refresh_summaries
+from hub.reports.providers import provider_key
 from hub.reports.tables import (
     DIMS,
     MEASURES,
@@ -106,6 +109,48 @@ class Sql:
                 f"WHERE json_extract(j.value, '$.group') = 'CO' AND json_extract(j.value, '$.amount') IS NOT NULL)))")
 
 
+    MODIFIERS_PRICED = 4  # a claim line carries up to four modifiers (837P SV101-3 to -6)
+
+    def rvu_joins(self, alias: str) -> str:
+        """The LEFT JOINs that price a charge line ``alias`` by work RVU (``work_rvu_milli``; hub.reports.rvus):
+        ``{alias}_ry`` the imported schedule in effect in its service year (the latest year on or before it;
+        the years' ranges do not overlap), then its row in it: of the first of its (up to four) modifiers that
+        has one, else of its code's base row. Each join matches at most one row: a line is never repeated.
+        (PostgreSQL: one LATERAL look-up, ``{alias}_rv``; SQLite, which has no LATERAL but seeks by index in
+        every join: ``{alias}_rm0..3`` by modifier, ``{alias}_rv`` the base row.)"""
+        a = alias
+        if self.pg:
+            year = f"CAST(substr(CAST({a}.service_date AS VARCHAR), 1, 4) AS INTEGER)"
+            modifier = f"(CASE WHEN json_typeof({a}.modifiers) = 'array' THEN upper({a}.modifiers ->> {{i}}) END)"
+        else:
+            year = f"CAST(substr({a}.service_date, 1, 4) AS INTEGER)"
+            modifier = f"upper(json_extract({a}.modifiers, '$[{{i}}]'))"
+        code = f"upper({a}.procedure_code)"
+        # a window function keeps the few years' ranges one small table, made once per statement
+        out = (f" LEFT JOIN (SELECT y.year AS since, LEAD(y.year) OVER (ORDER BY y.year) AS until FROM "
+               f"(SELECT DISTINCT year FROM report_rvus) y) {a}_ry ON {year} >= {a}_ry.since AND "
+               f"({a}_ry.until IS NULL OR {year} < {a}_ry.until)")
+        mods = [modifier.format(i=i) for i in range(self.MODIFIERS_PRICED)]
+        if self.pg:
+            rank = " ".join(f"WHEN {m} THEN {i}" for i, m in enumerate(mods))
+            return out + (f" LEFT JOIN LATERAL (SELECT v.work_milli FROM report_rvus v WHERE v.year = {a}_ry.since "
+                          f"AND v.code = {code} AND (v.modifier = '' OR v.modifier IN ({', '.join(mods)})) "
+                          f"ORDER BY CASE v.modifier {rank} ELSE {len(mods)} END LIMIT 1) {a}_rv ON TRUE")
+        for i, m in enumerate(mods):
+            out += (f" LEFT JOIN report_rvus {a}_rm{i} ON {a}_rm{i}.year = {a}_ry.since AND {a}_rm{i}.code = {code} "
+                    f"AND {a}_rm{i}.modifier = {m}")
+        return out + (f" LEFT JOIN report_rvus {a}_rv ON {a}_rv.year = {a}_ry.since AND {a}_rv.code = {code} AND "
+                      f"{a}_rv.modifier = ''")
+
+    def work_rvu_milli(self, alias: str) -> str:
+        """Thousandths of a work RVU for one unit of the charge line ``alias`` (needs ``rvu_joins``): the row of
+        its first modifier that has one, else its code's base row; NULL when no row prices it."""
+        if self.pg:
+            return f"{alias}_rv.work_milli"
+        rows = [f"{alias}_rm{i}.work_milli" for i in range(self.MODIFIERS_PRICED)]
+        return f"COALESCE({', '.join(rows)}, {alias}_rv.work_milli)"
+
+
 # ------------------------------------------------------------------ which cells a batch touches
 def _month_shift(month: str, delta: int) -> str:
     i = int(month[:4]) * 12 + int(month[5:7]) - 1 + delta
@@ -133,10 +178,18 @@ def _lookups(dialect: str) -> dict[str, str]:
     sql = Sql(dialect)
     return {
         # an appointment's own month, and its referral's: a linked appointment moves the funnel figures
+        # and the months of the charges whose service line it may give (hub.reports.attribution): those naming
+        # it as their visit, and those of its encounters
         "appointment": f"SELECT {sql.month('a.start')}, {sql.month('f.received_on')} FROM appointments a "
                        f"LEFT JOIN referrals f ON f.practice = a.practice AND f.source_id = a.referral_source_id "
-                       f"WHERE a.practice = :p AND a.source_id IN :keys",
-        "encounter": f"SELECT {sql.month('start')} FROM encounters WHERE practice = :p AND source_id IN :keys",
+                       f"WHERE a.practice = :p AND a.source_id IN :keys "
+                       f"UNION SELECT {sql.month('c.service_date')}, NULL FROM charges c WHERE c.practice = :p AND "
+                       f"c.encounter_source_id IN :keys UNION SELECT {sql.month('c.service_date')}, NULL FROM "
+                       f"encounters e JOIN charges c ON c.practice = e.practice AND c.encounter_source_id = "
+                       f"e.source_id WHERE e.practice = :p AND e.appointment_source_id IN :keys",
+        "encounter": f"SELECT {sql.month('start')} FROM encounters WHERE practice = :p AND source_id IN :keys "
+                     f"UNION SELECT {sql.month('service_date')} FROM charges WHERE practice = :p AND "
+                     f"encounter_source_id IN :keys",
         "charge": f"SELECT {sql.month('service_date')} FROM charges WHERE practice = :p AND source_id IN :keys",
         "slot": f"SELECT {sql.month('start')} FROM slots WHERE practice = :p AND source_id IN :keys",
         "referral": f"SELECT {sql.month('received_on')} FROM referrals WHERE practice = :p AND source_id IN :keys",
@@ -263,47 +316,68 @@ def dirty_cells(conn: sa.Connection) -> list[Cell]:
     return [(p, m) for p, m in conn.execute(sa.select(d.practice, d.month).order_by(d.month, d.practice))]
 
 
-REFRESH_LOCK = 7305532  # PostgreSQL advisory lock: one cell is recomputed at a time, store-wide
+REFRESH_LOCK = 7305532  # PostgreSQL advisory lock: one refresh transaction at a time, store-wide
+REFRESH_BUDGET_SECONDS = 1.0  # a refresh transaction takes several cells while they fit in about this long
+_MOST_CELLS = 512  # and never more than this many (one claim statement, the months of a practice's queries)
 
 
-def refresh_dirty(engine: sa.Engine, *, passes: int = 3, should_stop: Callable[[], bool] | None = None) -> int:
-    """Recompute the dirty cells, each in a short transaction of its own; returns how many.
+def refresh_dirty(engine: sa.Engine, *, passes: int = 3, should_stop: Callable[[], bool] | None = None,
+                  budget: float = REFRESH_BUDGET_SECONDS, on_commit: Callable[[int, float], None] | None = None
+                  ) -> int:
+    """Recompute the dirty cells in short transactions of a few cells each; returns how many cells.
 
-    A cell's transaction claims it (deletes its mark), recomputes its rollups (and those of any
-    cell whose visit flags its visits changed) and commits, so no lock is held for longer than
-    one practice-month takes: an ingest that lands meanwhile waits at most for the cell being
-    recomputed, marks its cells again, and the next pass (or refresh) recomputes them; a report
-    reads the cells committed so far. One cell is recomputed at a time, whatever the number of
-    processes refreshing (on SQLite by its write lock, on PostgreSQL by an advisory lock): two at
-    once would both move the same retention counts. Cells marked while a pass runs are taken by
-    the next; after ``passes`` passes the rest waits for the next refresh, so a refresh ends even
-    while a backfill keeps marking. ``should_stop``: asked between cells (a process shutting down)."""
-    done = 0
+    A transaction claims its cells (deletes their marks), recomputes their rollups (and those of
+    any cell whose visit flags its visits changed) and commits, so no lock is held for longer
+    than about ``budget`` seconds: an ingest that lands meanwhile waits at most that long, marks
+    its cells again, and the next pass (or refresh) recomputes them; a report reads the cells
+    committed so far. The first transaction takes one cell; each next one takes as many as the
+    last one's seconds per cell say fit in ``budget`` (at most twice as many), so a catch-up
+    after a backfill recomputes several months of each practice with one set of queries, and a
+    lone change still commits at once. Cells go month by month (``dirty_cells``), so a transaction
+    holds the same months of several practices. One transaction recomputes at a time, whatever
+    the number of processes refreshing (on SQLite by its write lock, on PostgreSQL by an
+    advisory lock): two at once would both move the same retention counts. Cells marked while a
+    pass runs are taken by the next; after ``passes`` passes the rest waits for the next refresh,
+    so a refresh ends even while a backfill keeps marking. ``should_stop``: asked between
+    transactions (a process shutting down). ``on_commit(cells, seconds)``: told of each commit."""
+    done, size = 0, 1
     for _ in range(max(1, passes)):
         with engine.connect() as conn:
             cells = dirty_cells(conn)
         if not cells:
             break
-        for cell in cells:
+        while cells:
             if should_stop is not None and should_stop():
                 return done
-            done += refresh_cell(engine, cell)
+            chunk, cells = cells[:size], cells[size:]
+            started = time.perf_counter()
+            claimed = refresh_cells(engine, chunk)
+            seconds = time.perf_counter() - started
+            if on_commit is not None and claimed:
+                on_commit(claimed, seconds)
+            done += claimed
+            if claimed:  # the next transaction: as many cells as fit in the budget at this one's pace
+                size = max(1, min(2 * size, _MOST_CELLS, int(budget * claimed / max(seconds, 1e-6))))
     return done
 
 
-def refresh_cell(engine: sa.Engine, cell: Cell) -> int:
-    """Recompute one dirty cell in its own transaction; 0 when another refresh took it first."""
-    practice, month = cell
+def refresh_cells(engine: sa.Engine, cells: Sequence[Cell]) -> int:
+    """Recompute these dirty cells in one transaction; returns how many it claimed (another refresh may
+    have taken some first)."""
     with writer(engine).begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({REFRESH_LOCK})"))
         d = report_dirty.c
-        claimed = conn.execute(sa.delete(report_dirty).where(d.practice == practice, d.month == month)
-                               .returning(d.month)).first()
-        if claimed is None:
-            return 0
-        refresh(conn, {cell})
-    return 1
+        claimed = {(p, m) for p, m in conn.execute(sa.delete(report_dirty).where(
+            sa.tuple_(d.practice, d.month).in_(list(cells))).returning(d.practice, d.month))}
+        if claimed:
+            refresh(conn, claimed)
+    return len(claimed)
+
+
+def refresh_cell(engine: sa.Engine, cell: Cell) -> int:
+    """Recompute one dirty cell in its own transaction; 0 when another refresh took it first."""
+    return refresh_cells(engine, [cell])
 
 
 # ------------------------------------------------------------------ recomputing cells
@@ -349,11 +423,16 @@ def _grouping(exprs: list[str]) -> list[str]:
     return [e for e in exprs if not e.startswith("'")]  # PostgreSQL refuses constants in GROUP BY
 
 
+# the NPI columns of the tables by their alias here: the provider key's first choice (hub.reports.providers)
+_NPI_COLUMNS = {"a": ("provider_npi",), "c": ("rendering_npi",)}
+
+
 def _dims(alias: str, *, location: bool = True, provider: bool = True, fc: bool = False) -> dict[str, str]:
     return {
         "practice": f"{alias}.practice",
         "location": f"COALESCE({alias}.location_source_id, '')" if location else "''",
-        "provider": f"COALESCE({alias}.provider_source_id, '')" if provider else "''",
+        # providers across practices by NPI (hub.reports.providers), not by each practice's own id
+        "provider": provider_key(alias, _NPI_COLUMNS.get(alias, ())) if provider else "''",
         "service_line": f"COALESCE({alias}.service_line, '')",
         "financial_class": f"COALESCE({alias}.financial_class, '')" if fc else "''",
     }
@@ -437,16 +516,25 @@ def measure_sources(sql: Sql) -> list[Source]:
     mix = {f"charges_{fc}_cents": Measure("c.amount", f"c.financial_class = '{fc}'") for fc in FINANCIAL_CLASS}
     mix["charges_unknown_cents"] = Measure("c.amount", f"c.financial_class IS NULL OR c.financial_class NOT IN "
                                                        f"({_q(FINANCIAL_CLASS)})")
-    charges = Source("charges", "charges c", where("c", "service_date", dated=True), _dims("c", fc=True),
+    # a charge's service line: its own, else its encounter's or appointment's, else its procedure code's
+    # (hub.reports.attribution); remittances and credits count under their charge's
+    charge_dims = {**_dims("c", fc=True), "service_line": charge_service_line("c")}
+    charges = Source("charges", f"charges c{charge_joins('c')}{sql.rvu_joins('c')}",  # priced by work RVU too
+                     where("c", "service_date", dated=True), charge_dims,
                      sql.month("c.service_date"), sql.week("c.service_date"), {
         "charge_lines": Measure(),
         "charges_cents": Measure("COALESCE(c.amount, 0)"),
         "charges_posted": Measure(when="c.posted_on IS NOT NULL"),
         "charge_lag_days": Measure(sql.days("c.posted_on", "c.service_date"), "c.posted_on IS NOT NULL"),
+        # a line no RVU row prices counts no work RVUs, and is not among rvu_lines (hub.reports.rvus)
+        "work_rvu_milli": Measure(f"COALESCE(c.units, 1) * {sql.work_rvu_milli('c')}",
+                                  f"{sql.work_rvu_milli('c')} IS NOT NULL"),
+        "rvu_lines": Measure(when=f"{sql.work_rvu_milli('c')} IS NOT NULL"),
         **mix,
     }, "'charge'", "c.source_id")
     remits = Source("remittances", "charges c JOIN remittances r ON r.practice = c.practice AND "
-                    "r.charge_source_id = c.source_id", where("c", "service_date", dated=True), _dims("c", fc=True),
+                    f"r.charge_source_id = c.source_id{charge_joins('c')}", where("c", "service_date", dated=True),
+                    charge_dims,
                     sql.month("c.service_date"), sql.week("c.service_date"), {
         "payments_cents": Measure("COALESCE(r.paid_amount, 0)"),
         "adjustments_cents": Measure("COALESCE(r.adjustment_amount, 0)"),
@@ -504,13 +592,14 @@ def _hist_sources(sql: Sql) -> list[tuple[str, str]]:
 
 
 def _credits_sql(sql: Sql) -> str:
-    dims = _dims("c", fc=True)
+    dims = {**_dims("c", fc=True), "service_line": charge_service_line("c")}
     paid_on = "COALESCE(r.paid_on, c.service_date)"
     keys = [sql.month("c.service_date"), sql.week("c.service_date"), sql.month(paid_on), sql.week(paid_on)]
     return (f"INSERT INTO report_credits (grain, {', '.join(DIMS)}, month, week, paid_month, paid_week, "
             f"credits_cents) SELECT 'fine', {', '.join([*dims.values(), *keys])}, "
             f"SUM(COALESCE(r.paid_amount, 0) + COALESCE(r.adjustment_amount, 0)) FROM charges c JOIN remittances r "
-            f"ON r.practice = c.practice AND r.charge_source_id = c.source_id WHERE c.practice = :p AND "
+            f"ON r.practice = c.practice AND r.charge_source_id = c.source_id{charge_joins('c')} "
+            f"WHERE c.practice = :p AND "
             f"c.service_date >= {sql.date_param('dlo')} AND c.service_date < {sql.date_param('dhi')} AND "
             f"{sql.month('c.service_date')} IN :months "
             f"GROUP BY {', '.join([*dims.values(), *keys])}")
@@ -578,8 +667,9 @@ def _third_available(conn: sa.Connection, practice: str, months: list[str]) -> l
     first = dt.date.fromisoformat(f"{months[0]}-01")
     until = dt.date.fromisoformat(f"{months[-1]}-01") + dt.timedelta(days=31 + THIRD_AVAILABLE_HORIZON)
     rows = conn.execute(sa.text(
-        "SELECT COALESCE(location_source_id, ''), COALESCE(provider_source_id, ''), COALESCE(service_line, ''), "
-        "substr(start, 1, 10) FROM slots WHERE practice = :p AND start >= :lo AND start < :hi AND status = 'free'"),
+        f"SELECT COALESCE(s.location_source_id, ''), {provider_key('s')}, COALESCE(s.service_line, ''), "
+        "substr(s.start, 1, 10) FROM slots s WHERE s.practice = :p AND s.start >= :lo AND s.start < :hi AND "
+        "s.status = 'free'"),
         {"p": practice, "lo": first.isoformat(), "hi": until.isoformat()})
     free: dict[tuple[str, str, str], list[dt.date]] = defaultdict(list)
     for loc, prov, line, day in rows:

@@ -19,6 +19,10 @@ few rows whatever the data size. A dimension a record does not carry is stored a
 still recomputed per (practice, month), so a week that straddles two months has rows in
 both month cells: a month's figure sums its rows over weeks, a week's sums its rows over
 months. Rows tied to a month but to no day (imported costs) have the week ``''``.
+
+One more grain of ``report_cells`` and ``report_hist``, ``samedays``: the prior month's figures
+through today's day of the month, at the fine detail, for the comparison of the month in progress;
+there ``week`` holds the last day counted (``hub.reports.same_days``).
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ MEASURES = (
     "costs_cents", "cost_cells",
     "charges_commercial_cents", "charges_medicare_cents", "charges_medicaid_cents",
     "charges_self_pay_cents", "charges_other_cents", "charges_unknown_cents",
+    # work RVUs (hub.reports.rvus): thousandths of an RVU times units, and the charge lines that found an RVU row
+    "work_rvu_milli", "rvu_lines",
 )
 
 # histograms of whole days, for exact medians over any combination of cells
@@ -154,6 +160,18 @@ report_costs = sa.Table(
     sa.Column("month", sa.String(7), nullable=False),
     sa.Column("cost_cents", sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint("practice", "service_line", "month", name="pk_report_costs"),
+)
+
+# The work RVUs the MSO imported (hub rvu import; hub.reports.rvus): one schedule per effective year, a row per
+# procedure code and modifier ('' for the code's base row), the work RVU in thousandths (CMS publishes two places)
+report_rvus = sa.Table(
+    "report_rvus", metadata,
+    sa.Column("year", sa.Integer(), nullable=False),
+    sa.Column("code", sa.String(16), nullable=False),
+    sa.Column("modifier", sa.String(8), nullable=False),
+    sa.Column("work_milli", sa.Integer(), nullable=False),
+    sa.Column("source", sa.String(255), nullable=False, doc="the file the row was imported from"),
+    sa.PrimaryKeyConstraint("year", "code", "modifier", name="pk_report_rvus"),
 )
 
 # Cells an ingest batch touched whose rollups are not yet recomputed (see rollups.tracking), with the time

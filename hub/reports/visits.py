@@ -31,6 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 
 from hub.reports.batching import round_trip
+from hub.reports.providers import provider_key
 from hub.reports.tables import report_retention, report_visits
 from hub.store.engine import fetch_by_keys
 
@@ -216,16 +217,18 @@ def _select_new_visits(conn: sa.Connection, practice: str, months: list[str]) ->
     # the patient index's enterprise id; before its first run, one a feed or plugin sent
     key = ("COALESCE(il.enterprise_id, pt.enterprise_id, {t}.practice || ':' || "
            "COALESCE({t}.patient_source_id, {t}.source_id))")
-    cols = ("{t}.source_id, " + key + ", COALESCE({t}.location_source_id, ''), COALESCE({t}.provider_source_id, ''),"
+    # the provider key: providers across practices by NPI (hub.reports.providers)
+    cols = ("{t}.source_id, " + key + ", COALESCE({t}.location_source_id, ''), {provider},"
             " COALESCE({t}.service_line, ''), COALESCE({t}.visit_category, ''), substr({t}.start, 1, 10)")
     join = ("LEFT JOIN patients pt ON pt.practice = {t}.practice AND pt.source_id = {t}.patient_source_id "
             "LEFT JOIN identity_links il ON il.practice = {t}.practice AND il.source_id = {t}.patient_source_id")
     where = ("{t}.practice = :p AND {t}.start >= :lo AND {t}.start < :hi AND substr({t}.start, 1, 7) IN :months")
     appt_sql = (f"SELECT {cols} FROM appointments a {join} WHERE {where} AND a.status IN ({completed})"
-                ).format(t="a")
+                ).format(t="a", provider=provider_key("a", ("provider_npi",)))
     enc_sql = (f"SELECT {cols} FROM encounters e {join} WHERE {where} AND e.status = 'finished' AND NOT EXISTS ("
                f"SELECT 1 FROM appointments a2 WHERE a2.practice = e.practice "
-               f"AND a2.source_id = e.appointment_source_id AND a2.status IN ({completed}))").format(t="e")
+               f"AND a2.source_id = e.appointment_source_id AND a2.status IN ({completed}))"
+               ).format(t="e", provider=provider_key("e"))
     out = []
     for kind, sql in (("appointment", appt_sql), ("encounter", enc_sql)):
         stmt = sa.text(sql).bindparams(sa.bindparam("months", expanding=True))

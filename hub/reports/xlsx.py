@@ -80,11 +80,40 @@ def write_xlsx(report: Report, out: IO[bytes]) -> None:
         for cell in periods[1]:
             cell.font = Font(bold=True)
         for p in report.periods:
-            comparison = p["comparison"]
-            periods.append([p["period"], p["state"], p["complete"], p.get("through"),
-                            comparison.get("reason") or "whole period against the whole period before",
+            periods.append([p["period"], p["state"], p["complete"], p.get("through"), _comparison(p["comparison"]),
                             ", ".join(p["maturing"])])
+    _same_days_sheet(book, report, Font)
     book.save(out)
+
+
+def _comparison(comparison: dict[str, Any]) -> str:
+    if comparison.get("basis") == "same_days" and comparison.get("comparable"):
+        unkept = comparison.get("not_compared") or {}
+        return (f"to date against the same days of the month before, {comparison['first_day']} to "
+                f"{comparison['last_day']} (sheet \"same days\")"
+                + (f"; not compared by day: {', '.join(unkept)}" if unkept else ""))
+    return str(comparison.get("reason") or "whole period against the whole period before")
+
+
+def _same_days_sheet(book: Any, report: Report, font: Any) -> None:
+    """The month in progress's comparison figures: each row's KPIs over the same days of the month before."""
+    data = report.to_dict()
+    found = [(key, row) for key, _ in SECTIONS for row in data[key] if (row.get("compare") or {}).get("values")]
+    if not found:
+        return
+    sheet = book.create_sheet("same days")
+    columns = [c for c in report.by if c != "month"]
+    sheet.append(["section", *columns, "month", "compared with", "first day", "last day", *kpi_headers(report)])
+    for cell in sheet[1]:
+        cell.font = font(bold=True)
+    units = [d["unit"] for d in report.definitions]
+    titles = {"rows": "by " + " x ".join(report.by), "total": "MSO total", "site_median": "site median"}
+    for key, row in found:
+        compare = row["compare"]
+        sheet.append([titles[key], *[row["slice"].get(c) for c in columns], row["slice"].get("month"),
+                      compare["period"], compare["first_day"], compare["last_day"],
+                      *[_cell(compare["values"].get(d["id"]), u) for d, u in zip(report.definitions, units,
+                                                                                  strict=True)]])
 
 
 @hookimpl

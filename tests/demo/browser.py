@@ -36,8 +36,10 @@ def need_chromium() -> None:
 
 
 @contextmanager
-def browser_page(profile: Path, width: int = 1400, height: int = 1000) -> Iterator[tuple[Any, list[str]]]:
-    """A page in a fresh profile, and the list its console errors and page errors land in."""
+def browser_page(profile: Path, width: int = 1400, height: int = 1000,
+                 **context: Any) -> Iterator[tuple[Any, list[str]]]:
+    """A page in a fresh profile, and the list its console errors and page errors land in; ``context``: more
+    options of the browser context (``has_touch=True`` for a phone's taps)."""
     need_chromium()
     from playwright.sync_api import sync_playwright
 
@@ -45,7 +47,7 @@ def browser_page(profile: Path, width: int = 1400, height: int = 1000) -> Iterat
     with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
             str(profile), executable_path=str(CHROMIUM), headless=True, args=ARGS,
-            viewport={"width": width, "height": height})
+            viewport={"width": width, "height": height}, **context)
         try:
             page = context.new_page()
             page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")

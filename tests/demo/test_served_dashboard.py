@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -25,12 +26,13 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def server(small_demo: DemoResult, tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+@contextmanager
+def serving(database_url: str, folder: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """``hub serve`` on a loopback port over ``database_url``: its base URL and environment."""
     need_chromium()
-    env = {**os.environ, "HUB_DATABASE_URL": small_demo.database_url, "HUB_KEY_CACHE_SECONDS": "0"}
+    env = {**os.environ, "HUB_DATABASE_URL": database_url, "HUB_KEY_CACHE_SECONDS": "0"}
     port = _free_port()
-    with (tmp_path / "serve.log").open("wb") as log:
+    with (folder / "serve.log").open("wb") as log:
         process = subprocess.Popen([HUB, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
                                     "--threads", "4"], stdout=log, stderr=subprocess.STDOUT, env=env)
     base = f"http://127.0.0.1:{port}"
@@ -42,12 +44,18 @@ def server(small_demo: DemoResult, tmp_path: Path) -> Iterator[tuple[str, dict[s
                     break
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("hub serve did not start: " + (tmp_path / "serve.log").read_text()[-2000:])
+                    pytest.fail("hub serve did not start: " + (folder / "serve.log").read_text()[-2000:])
                 time.sleep(0.2)
         yield base, env
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+@pytest.fixture
+def server(small_demo: DemoResult, tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    with serving(small_demo.database_url, tmp_path) as running:
+        yield running
 
 
 def _key(env: dict[str, str], role: str, *extra: str) -> str:

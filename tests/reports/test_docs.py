@@ -17,6 +17,6 @@ def test_every_kpi_explains_itself() -> None:
     for k in BUILTIN_KPIS:
         d = k.definition()
         assert d["name"] and d["numerator"] and d["formula"] and d["source_kinds"], k.id
-        assert d["unit"] in ("count", "ratio", "usd", "days", "minutes")
+        assert d["unit"] in ("count", "ratio", "usd", "days", "minutes", "rvu")
         if d["unit"] == "ratio":
             assert d["denominator"], f"{k.id}: a ratio names its denominator"

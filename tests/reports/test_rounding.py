@@ -180,15 +180,17 @@ def oracle(records: list[dict[str, Any]], costs_csv: str) -> dict[tuple[str, str
             c = cell[(r["practice"], month)]
             paid, adjusted = half_up_cents(raw["paid_amount"]), half_up_cents(raw["adjustment_amount"])
             c["payments"] += paid
+            c[f"paid_{charge['service_line']}"] += paid
             c["adjustments"] += adjusted
             c["contractual"] += sum(half_up_cents(a) for g, a in raw["adjustments"] if g == "CO")
             c["adjudicated"] += half_up_cents(charge["_raw"]["amount"])
             c["denied"] += half_up_cents(charge["_raw"]["amount"]) if r["denied"] else 0
             credits.append((r["practice"], month, r["paid_on"][:7], paid + adjusted))
     for line in costs_csv.splitlines()[1:]:
-        site, _, month, cost = line.split(",")
+        site, service_line, month, cost = line.split(",")
         cell[(site, month)]["costs"] += half_up_cents(cost)
         cell[(site, month)]["cost_rows"] += 1
+        cell[(site, month)][f"costed_{service_line}"] = 1
     out = {}
     for site in SITES:
         for month in MONTHS:
@@ -202,6 +204,8 @@ def oracle(records: list[dict[str, Any]], costs_csv: str) -> dict[tuple[str, str
             recent = sum(cents for m, cents in served if m >= recent_from)
             days = sum(calendar.monthrange(int(m[:4]), int(m[5:]))[1] for m in (_shift(month, -k) for k in range(3)))
             pay, cost = c["payments"], c["costs"]
+            # margin sets costs against the payments of the service lines whose costs were imported
+            costed = sum(c[f"paid_{line}"] for line in LINES if c[f"costed_{line}"])
             out[(site, month)] = {
                 "gross_charges": _usd(c["charges"]), "payments": _usd(pay), "adjustments": _usd(c["adjustments"]),
                 "net_collection_rate": None if c["charges"] - c["contractual"] <= 0
@@ -210,8 +214,8 @@ def oracle(records: list[dict[str, Any]], costs_csv: str) -> dict[tuple[str, str
                 "charges_per_visit": _per(c["charges"], c["visits"]) if c["visits"] else None,
                 "payments_per_visit": _per(pay, c["visits"]) if c["visits"] else None,
                 "costs": _usd(cost) if c["cost_rows"] else None,
-                "margin": _usd(pay - cost) if c["cost_rows"] else None,
-                "margin_rate": round((pay - cost) / pay, 6) if c["cost_rows"] and pay else None,
+                "margin": _usd(costed - cost) if c["cost_rows"] else None,
+                "margin_rate": round((costed - cost) / costed, 6) if c["cost_rows"] and costed else None,
                 "days_in_ar": round(balance / (recent / days), 2) if recent > 0 else None,
                 "ar_over_90_share": round(aged / balance, 6) if balance > 0 else None,
                 **{f"payer_mix_{fc or 'unknown'}": _ratio(c[f"fc_{fc or 'unknown'}"], c["charges"]) for fc in FCS},

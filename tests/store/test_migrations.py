@@ -60,6 +60,8 @@ ROWS: dict[str, list[tuple[str, dict[str, object]]]] = {
               "VALUES ('p1', 'hl7', :at, 'h2', 'processed', 1, 'control id reused')", {"at": NOW})],
     "0010": [("INSERT INTO messages (practice, connector, received_at, content_hash, status, attempts, tally) "
               "VALUES ('p1', 'fhir', :at, 'h3', 'processed', 1, '{\"mapped\": 1}')", {"at": NOW})],
+    "0016": [("INSERT INTO report_rvus (year, code, modifier, work_milli, source) "
+              "VALUES (2025, '99213', '', 1300, 'r.csv')", {})],
 }
 
 
@@ -95,6 +97,8 @@ def _survivors(engine: sa.Engine) -> dict[str, object]:
             "costs": one("SELECT month, cost_cents FROM report_costs"),
             "pull_state": one("SELECT resource_type, high_water FROM pull_state"),
             "encounters": one("SELECT source_id, event_time, stamp FROM encounters"),
+            "rvus": one("SELECT year, code, work_milli FROM report_rvus")
+            if "report_rvus" in sa.inspect(conn).get_table_names() else [],
         }
 
 
@@ -123,7 +127,14 @@ def test_every_revision_in_turn_keeps_the_data_and_its_own_shape(database_url):
             assert {"week"} <= _columns(engine, "report_cells")
             assert {"period_kind", "period"} <= _columns(engine, "report_retention")
             assert _dirty(engine) == cells_0001 | {("p1", "2025-01")}  # the cost imported after 0004
+        if rev == "0017":  # every cell with records marked, though none was before it
+            assert _dirty(engine) >= cells_0001
+            with engine.connect() as conn:
+                indexes = {i["name"] for t in ("charges", "encounters") for i in sa.inspect(conn).get_indexes(t)}
+            assert {"ix_charges_practice_encounter", "ix_encounters_practice_appointment"} <= indexes
         with engine.begin() as conn:
+            if rev == "0016":
+                conn.execute(sa.text("DELETE FROM report_dirty"))
             for sql, params in ROWS.get(rev, []):
                 conn.execute(sa.text(sql), params)
 
@@ -137,11 +148,24 @@ def test_every_revision_in_turn_keeps_the_data_and_its_own_shape(database_url):
         "costs": [("2025-01", 5000)],
         "pull_state": [("Appointment", "2025-06-30")],
         "encounters": [("e1", "2025-04-07T11:00:00-05:00", "st1")],
+        "rvus": [(2025, "99213", 1300)],
     }
     assert _survivors(engine) == expected
     _assert_matches_model(engine)
 
     # down to 0009, one revision at a time, and up again: the data stays, the schema is the model's again
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM report_dirty"))
+    _upgrade(engine, "0016", down=True)
+    with engine.connect() as conn:
+        indexes = {i["name"] for t in ("charges", "encounters") for i in sa.inspect(conn).get_indexes(t)}
+    assert not {"ix_charges_practice_encounter", "ix_encounters_practice_appointment"} & indexes
+    # the attribution changes every charge's line: 0017 (either way) marks every cell with records for the refresh
+    assert _dirty(engine) >= cells_0001
+    _upgrade(engine, "0015", down=True)
+    with engine.connect() as conn:
+        assert "report_rvus" not in sa.inspect(conn).get_table_names()
+    assert not {"work_rvu_milli", "rvu_lines"} & _columns(engine, "report_cells")
     _upgrade(engine, "0014", down=True)
     with engine.connect() as conn:
         assert "alerts" not in sa.inspect(conn).get_table_names()
@@ -165,7 +189,7 @@ def test_every_revision_in_turn_keeps_the_data_and_its_own_shape(database_url):
     _assert_matches_model(engine)
     # the tally went with 0010's downgrade
     assert _survivors(engine) == {**expected, "messages": [("h1", None, None), ("h2", "control id reused", None),
-                                                           ("h3", None, None)]}
+                                                           ("h3", None, None)], "rvus": []}  # gone with 0016's
 
     # the rollups are rebuilt after the upgrade, from the records, by the report's own refresh
     from hub.reports.rollups import refresh_dirty
