@@ -274,8 +274,8 @@ def _rows(conn: sa.Connection, sql: Sql, sources: dict[str, Source], wanted: lis
             fields = {**fields, "service_line": source.dims["service_line"],
                       "service_line_from": charge_service_line_from("c")}
         where = [source.where] if source.where else []
-        if provider is not None:  # the report's provider key (an NPI, or site/local id), or the site's local id
-            where.append(f"{source.dims['provider']} IN (:provider, :site_provider)")
+        if provider is not None:  # the report's provider key (an NPI, or site/local id), or the site's own id
+            where.append(_provider_filter(source))
         if service_line is not None:
             where.append(f"{source.dims['service_line']} = :service_line")
         where.append(f"({' OR '.join(_selects(source.measures[m]) for m in measures)})")
@@ -291,6 +291,24 @@ def _rows(conn: sa.Connection, sql: Sql, sources: dict[str, Source], wanted: lis
             out[m] = [{**{k: v for k, v in r.items() if not k.startswith(("in_", "value_"))},
                        "_value": int(r[f"value_{i}"] or 0)} for r in found if r[f"in_{i}"]]
     return out
+
+
+# a visit's provider as its practice names it (report_visits keeps the report's key only)
+_VISIT_LOCAL_PROVIDER = ("CASE WHEN v.kind = 'appointment' THEN (SELECT x.provider_source_id FROM appointments x "
+                         "WHERE x.practice = v.practice AND x.source_id = v.source_id) "
+                         "ELSE (SELECT x.provider_source_id FROM encounters x "
+                         "WHERE x.practice = v.practice AND x.source_id = v.source_id) END")
+
+
+def _provider_filter(source: Source) -> str:
+    """SQL: the source's row is the provider asked for: by the report's key (an NPI, or ``site/local-id``),
+    or by the site's own id, also when the key is an NPI found on the record or the site's provider record."""
+    key = source.dims["provider"]
+    if key == "''":  # the source names no provider (referrals): no row is anyone's
+        return "1 = 0"
+    alias = source.dims["practice"].split(".", 1)[0]
+    local = _VISIT_LOCAL_PROVIDER if source.name == "visits" else f"{alias}.provider_source_id"
+    return f"({key} IN (:provider, :site_provider) OR {local} = :provider)"
 
 
 def _selects(measure: Measure) -> str:

@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import IO, TYPE_CHECKING, Any
 
 from hub import hookimpl
-from hub.reports.exporters import SECTIONS, has_period, kpi_headers
+from hub.reports.exporters import SECTIONS, has_period, kpi_headers, slice_cells
 
 if TYPE_CHECKING:
     from hub.plugins import ExporterRegistry
@@ -45,6 +45,7 @@ def write_xlsx(report: Report, out: IO[bytes]) -> None:
     units = [d["unit"] for d in report.definitions]
     ids = [d["id"] for d in report.definitions]
     data = report.to_dict()
+    cells = slice_cells(report)  # providers by name and key
     titles = {"rows": "by " + " x ".join(report.by) if report.by else "all", "total": "MSO total",
               "site_median": "site median"}
     for key, _ in SECTIONS:
@@ -58,7 +59,7 @@ def write_xlsx(report: Report, out: IO[bytes]) -> None:
             cell.font = Font(bold=True)
         for row in data[key]:
             site = row["slice"].get("site")
-            sheet.append([row["slice"].get(c) for c in head] + [row.get("complete", True) for _ in marks]
+            sheet.append(cells(row["slice"], head) + [row.get("complete", True) for _ in marks]
                          + [_no_data(report, i, site) if row["values"].get(i) is None else _cell(row["values"][i], u)
                             for i, u in zip(ids, units, strict=True)])
         head = [*head, *marks]
@@ -108,9 +109,10 @@ def _same_days_sheet(book: Any, report: Report, font: Any) -> None:
         cell.font = font(bold=True)
     units = [d["unit"] for d in report.definitions]
     titles = {"rows": "by " + " x ".join(report.by), "total": "MSO total", "site_median": "site median"}
+    cells = slice_cells(report)
     for key, row in found:
         compare = row["compare"]
-        sheet.append([titles[key], *[row["slice"].get(c) for c in columns], row["slice"].get("month"),
+        sheet.append([titles[key], *cells(row["slice"], columns), row["slice"].get("month"),
                       compare["period"], compare["first_day"], compare["last_day"],
                       *[_cell(compare["values"].get(d["id"]), u) for d, u in zip(report.definitions, units,
                                                                                   strict=True)]])
