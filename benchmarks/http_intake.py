@@ -19,6 +19,7 @@ runs when ``hub mllp`` exists (one connection, then 16), and is skipped otherwis
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import multiprocessing as mp
 import os
 import signal
@@ -44,6 +45,17 @@ REDIS = os.environ.get("HUB_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 # ------------------------------------------------------------------ messages
+def spelled(n: int) -> str:
+    """``n`` in letters (0 → a, 1 → b, ...): the patient index folds names to letters, so digits in a
+    name would make every synthetic patient one person, compared with every other."""
+    return "".join("abcdefghij"[int(d)] for d in str(n))
+
+
+def born(n: int) -> str:
+    """A birth date of its own for each of the first 20,000 patients (YYYYMMDD)."""
+    return (dt.date(1940, 1, 1) + dt.timedelta(days=n % 20_000)).strftime("%Y%m%d")
+
+
 def hl7_message(i: int) -> bytes:
     patient = i % 5000  # several messages per patient, as in a real schedule feed
     minute = i % 480
@@ -51,7 +63,7 @@ def hl7_message(i: int) -> bytes:
     segments = [
         f"MSH|^~\\&|PMS|ALPHA|HUB|MSO|20250304090000-0500||SIU^S12^SIU_S12|BENCH{i:08d}|P|2.5.1",
         f"SCH|A{i:08d}|A{i:08d}|||||NP^New patient|NP^New patient|30|min|^^30^{start}|||||||||||||||Booked",
-        f"PID|1||MRN{patient:06d}^^^ALPHA^MR||Family{patient}^Given{patient}||19800101|F",
+        f"PID|1||MRN{patient:06d}^^^ALPHA^MR||Fam{spelled(patient)}^Giv{spelled(patient)}||{born(patient)}|F",
         "RGS|1",
         "AIP|1||1234567893^Doc^Alice^^^^^^NPI|||" + start,
         "AIL|1||MAIN^^^ALPHA",
@@ -60,7 +72,7 @@ def hl7_message(i: int) -> bytes:
 
 
 def feedline_message(i: int) -> bytes:
-    return f"FEEDLINE\nPAT|MRN{i:08d}|Family{i}|Given{i}|{'FMU'[i % 3]}\n".encode()
+    return f"FEEDLINE\nPAT|MRN{i:08d}|Fam{spelled(i)}|Giv{spelled(i)}|{'FMU'[i % 3]}\n".encode()
 
 
 # ------------------------------------------------------------------ helpers

@@ -103,12 +103,15 @@ BLOCKING = ["l.birth_date = r.birth_date AND substr(l.family, 1, 1) = substr(r.f
             "l.given = r.given AND l.family = r.family", "l.phone = r.phone", "l.email = r.email",
             "l.street = r.street AND l.postal = r.postal", "l.family = r.family AND l.postal = r.postal"]
 # EM learns m from pairs blocked on one of these: each rule's own fields are left out of what it learns
-TRAINING_BLOCKS = ["l.birth_date = r.birth_date", "l.given = r.given AND l.family = r.family"]
+TRAINING_BLOCKS = [("birth_date",), ("given", "family")]
+# the match rate: the pairs these find, at a recall of 80%, are the matches among all pairs
+MATCH_RATE_BLOCKS = [("given", "family", "birth_date"), ("phone",), ("email",)]
 TRAIN_SAMPLE = 200_000  # records the model is trained on, at most (a random sample of them beyond)
 GUARDED = ("given", "birth_date")  # a pair "different" on one of these is never linked by weight alone
 CONTACTLESS_LINK = 0.9999  # a pair with no address, phone or e-mail in common links only at this probability
 TF_COLUMNS = ("given", "family")
 PRIOR_MAX = 1e-4  # the prior match probability of two records, at most: a small store is not a crowd of twins
+log = logging.getLogger("hub.identity")
 
 
 def settings(prior: float) -> dict[str, Any]:
@@ -232,7 +235,13 @@ def _frequencies(db: Any, linker: Any) -> None:
 
 def _trained(con: Any, db: Any, prior: float, n: int) -> dict[str, Any]:
     """The model trained on the records (a random sample of ``TRAIN_SAMPLE`` of them when more): the
-    cost of training stays bounded, and a sample's match rate and weights are the whole's."""
+    cost of training stays bounded, and a sample's match rate and weights are the whole's.
+
+    Records that cannot teach a model keep the priors, with a warning, rather than fail every run of
+    the index: most of them sharing one name and birth date (placeholder or load-test patients:
+    splink refuses the match rate with a ValueError), or none sharing a name and birth date, phone or
+    e-mail (the rate would be 0). A training block no two records share (no birth date twice)
+    teaches nothing: its fields keep their priors."""
     from splink import Linker, block_on
 
     table = "patients_all"
@@ -243,15 +252,36 @@ def _trained(con: Any, db: Any, prior: float, n: int) -> dict[str, Any]:
     trainer = Linker(db.register(table), settings(prior), log_level=logging.ERROR)
     _frequencies(db, trainer)
     training = trainer.training
-    training.estimate_probability_two_random_records_match(
-        [block_on("given", "family", "birth_date"), block_on("phone"), block_on("email")], recall=0.8)
-    training.estimate_u_using_random_sampling(max_pairs=2_000_000, seed=1)
-    for rule in TRAINING_BLOCKS:
-        training.estimate_parameters_using_expectation_maximisation(rule, fix_probability_two_random_records_match=True)
-    model: dict[str, Any] = trainer.misc.save_model_to_json()
+    model: dict[str, Any]
+    try:
+        if _any_shared(con, table, MATCH_RATE_BLOCKS):  # none: the rate would be 0 and every weight -inf
+            training.estimate_probability_two_random_records_match(
+                [block_on(*columns) for columns in MATCH_RATE_BLOCKS], recall=0.8)
+    except ValueError:  # splink's reason quotes counts only; the operator needs ours
+        log.warning("the match model cannot learn from these %d patients (most share one name and birth "
+                    "date, or one phone or e-mail: placeholder or test records?); the prior weights are used", n)
+        model = settings(prior)
+    else:
+        training.estimate_u_using_random_sampling(max_pairs=2_000_000, seed=1)
+        for columns in TRAINING_BLOCKS:
+            # a block no two records share teaches nothing (splink would raise, its settings half changed)
+            if _any_shared(con, table, [columns]):
+                training.estimate_parameters_using_expectation_maximisation(
+                    block_on(*columns), fix_probability_two_random_records_match=True)
+        model = trainer.misc.save_model_to_json()
     if table != "patients_all":
         con.execute("DROP TABLE patients_sample")
     return model
+
+
+def _any_shared(con: Any, table: str, blocks: Iterable[tuple[str, ...]]) -> bool:
+    """Whether two records of ``table`` share all the columns of one of ``blocks`` (none missing)."""
+    for columns in blocks:
+        present = " AND ".join(f"{c} IS NOT NULL" for c in columns)
+        if con.execute(f"SELECT 1 FROM {table} WHERE {present} GROUP BY {', '.join(columns)} "
+                       f"HAVING count(*) > 1 LIMIT 1").fetchall():
+            return True
+    return False
 
 
 def _pairs(frame: Any, model: dict[str, Any]) -> list[Scored]:
