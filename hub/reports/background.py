@@ -86,7 +86,7 @@ class ReportRefresher(Ticker):
             cells = refresh_dirty(engine, should_stop=self._stop.is_set)
             if cells:
                 log.info("report rollups refreshed (%d practice-month cells)", cells)
-        if not self._stop.is_set():  # the prior month's same days: when the day changed, or a cell of it did
+        if not self._stop.is_set():  # both sides of the same days: when the day changed, or a cell of theirs did
             same_days.keep(engine)
 
     def _run(self) -> None:

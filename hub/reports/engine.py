@@ -208,8 +208,9 @@ def compute_report(engine: sa.Engine, *, by: str | Sequence[str] = ("site", "mon
         current = day.strftime("%Y-%m")
         same = (same_days.read(conn, [DIMENSIONS[d] for d in fetched], day)
                 if period == "month" and span.lo <= current <= span.hi else None)
-        same_medians = ({tuple(keep): same_days.medians_by(conn, same, [DIMENSIONS[d] for d in keep])
-                         for keep in {tuple(dims), tuple(rest)}} if same is not None and same.ready else {})
+        same_medians = ({(tuple(keep), side): same_days.medians_by(conn, same, [DIMENSIONS[d] for d in keep], side)
+                         for keep in {tuple(dims), tuple(rest)} for side in (False, True)}
+                        if same is not None and same.ready else {})  # side: the current month's (True)
     lo, hi = span.lo, span.hi
 
     def build(keep: list[str], skip: frozenset[str] = frozenset()) -> list[tuple[dict[str, Any], Figures]]:
@@ -277,37 +278,42 @@ def compute_report(engine: sa.Engine, *, by: str | Sequence[str] = ("site", "mon
 
 def _compare_same_days(same: same_days.SameDays, current: str, tables: list[tuple[list[dict[str, Any]], list[str]]],
                        site_median: list[dict[str, Any]], fetched: list[str], rest: list[str],
-                       skips: dict[str, dict[str, str]], same_medians: dict[tuple[str, ...], Any],
-                       catalog: list[Any]) -> dict[str, str]:
+                       skips: dict[str, dict[str, str]],
+                       same_medians: dict[tuple[tuple[str, ...], bool], Any], catalog: list[Any]) -> dict[str, str]:
     """Give each row of the month in progress its ``compare``: the same KPIs over the same days of the month
-    before (``hub.reports.same_days``). Returns the KPIs that have no such figure, and why."""
+    before (``values``) and over the current month's days so far, bookings ahead left out (``current``), like for
+    like (``hub.reports.same_days``). Returns the KPIs that have no such figure, and why."""
     head = {"basis": "same_days", "period": same.month, "first_day": f"{same.month}-01",
-            "last_day": same.through.isoformat(), "through_day": same.through.day}
+            "last_day": same.through.isoformat(), "through_day": same.through.day,
+            "current_first_day": f"{current}-01", "current_last_day": same.today.isoformat()}
     reasons: dict[str, str] = {}
     skip_sets = {kpi: frozenset(sites) for kpi, sites in skips.items()}
-    compared: list[dict[str, Any]] = []
+    compared: dict[str, list[dict[str, Any]]] = {"values": [], "current": []}
     for table_rows, keep in tables:
         idx = [fetched.index(d) for d in keep]
-        sums = ({skip: same_days.project(same, idx, skip) for skip in {frozenset(), *skip_sets.values()}}
-                if same.ready else {})
+        sides = {name: ({skip: same_days.project(cells, idx, skip) for skip in {frozenset(), *skip_sets.values()}}
+                        if same.ready else {})
+                 for name, cells in (("values", same.cells), ("current", same.current))}
         for row in table_rows:
             if row["slice"].get("month") != current:
                 continue
-            values = None
+            entry: dict[str, Any] = {**head, "values": None, "current": None}
             if same.ready:
                 key = tuple(_stored(d, row["slice"][d]) for d in keep)
-                values = same_days.compare_values(sums, key, skip_sets, same_medians.get(tuple(keep), {}), catalog,
-                                                  reasons, row["slice"].get("site"))
-                if table_rows is tables[0][0] and "site" in keep:  # the sites' rows: their median below
-                    compared.append({"slice": row["slice"], "values": values})
-            row["compare"] = {**head, "values": values}
+                for name, sums in sides.items():
+                    entry[name] = same_days.compare_values(
+                        sums, key, skip_sets, same_medians.get((tuple(keep), name == "current"), {}).get(key, {}),
+                        catalog, reasons, row["slice"].get("site"))
+                    if table_rows is tables[0][0] and "site" in keep:  # the sites' rows: their median below
+                        compared[name].append({"slice": row["slice"], "values": entry[name]})
+            row["compare"] = entry
     if site_median:  # the median of the sites' same-days figures, as the site median of the figures themselves
-        medians_ = {tuple(sorted(r["slice"].items())): r["values"]
-                    for r in _site_medians(compared, rest, "month", catalog)}
+        medians_ = {name: {tuple(sorted(r["slice"].items())): r["values"]
+                           for r in _site_medians(rows, rest, "month", catalog)} for name, rows in compared.items()}
         for row in site_median:
             if row["slice"].get("month") == current:
-                row["compare"] = {**head, "values": medians_.get(tuple(sorted(row["slice"].items())))
-                                  if same.ready else None}
+                key_ = tuple(sorted(row["slice"].items()))
+                row["compare"] = {**head, **{name: m.get(key_) if same.ready else None for name, m in medians_.items()}}
     return dict(sorted(reasons.items()))
 
 

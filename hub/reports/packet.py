@@ -149,11 +149,13 @@ class _Figures:
             if site and month:
                 self.site.setdefault(site, {})[month] = row["values"]
         self.same_days: dict[str, dict[str, Any]] = {}  # the month in progress: the same days of the one before
+        self.to_date: dict[str, dict[str, Any]] = {}  # ... and its own days so far, bookings ahead left out
         for row in report["total"]:
             if row["slice"].get("month"):
                 self.total[row["slice"]["month"]] = row["values"]
                 if (row.get("compare") or {}).get("values") is not None:
                     self.same_days[row["slice"]["month"]] = row["compare"]["values"]
+                    self.to_date[row["slice"]["month"]] = row["compare"]["current"]
         for row in report["site_median"]:
             if row["slice"].get("month"):
                 self.median[row["slice"]["month"]] = row["values"]
@@ -314,7 +316,8 @@ def render_html(report: Report | dict[str, Any], month: str, onboarding: list[di
         return "not comparable yet" if open_month else None
 
     def tiles(defs: list[dict[str, Any]]) -> str:
-        return "".join(_tile(d, figures.value(figures.total, month, d["id"]),
+        return "".join(_tile(d, figures.value(figures.to_date if same and not uncompared(d["id"]) else figures.total,
+                                             month, d["id"]),
                              figures.value(figures.same_days if same else figures.total, month if same else before,
                                            d["id"]), uncompared(d["id"])) for d in defs)
 

@@ -21,8 +21,8 @@ both month cells: a month's figure sums its rows over weeks, a week's sums its r
 months. Rows tied to a month but to no day (imported costs) have the week ``''``.
 
 One more grain of ``report_cells`` and ``report_hist``, ``samedays``: the prior month's figures
-through today's day of the month, at the fine detail, for the comparison of the month in progress;
-there ``week`` holds the last day counted (``hub.reports.same_days``).
+through today's day of the month and the current month's through today, at the fine detail, for the
+comparison of the month in progress; there ``week`` holds the last day counted (``hub.reports.same_days``).
 """
 
 from __future__ import annotations

@@ -90,21 +90,24 @@ def write_xlsx(report: Report, out: IO[bytes]) -> None:
 def _comparison(comparison: dict[str, Any]) -> str:
     if comparison.get("basis") == "same_days" and comparison.get("comparable"):
         unkept = comparison.get("not_compared") or {}
-        return (f"to date against the same days of the month before, {comparison['first_day']} to "
+        return (f"to date ({comparison['current_first_day']} to {comparison['current_last_day']}, bookings ahead "
+                f"left out) against the same days of the month before, {comparison['first_day']} to "
                 f"{comparison['last_day']} (sheet \"same days\")"
                 + (f"; not compared by day: {', '.join(unkept)}" if unkept else ""))
     return str(comparison.get("reason") or "whole period against the whole period before")
 
 
 def _same_days_sheet(book: Any, report: Report, font: Any) -> None:
-    """The month in progress's comparison figures: each row's KPIs over the same days of the month before."""
+    """The month in progress's comparison figures: each row's KPIs over the same days of the month before, then
+    over the month's own days so far (bookings ahead left out): the two sides of its change."""
     data = report.to_dict()
     found = [(key, row) for key, _ in SECTIONS for row in data[key] if (row.get("compare") or {}).get("values")]
     if not found:
         return
     sheet = book.create_sheet("same days")
     columns = [c for c in report.by if c != "month"]
-    sheet.append(["section", *columns, "month", "compared with", "first day", "last day", *kpi_headers(report)])
+    sheet.append(["section", *columns, "month", "side", "compared with", "first day", "last day",
+                  *kpi_headers(report)])
     for cell in sheet[1]:
         cell.font = font(bold=True)
     units = [d["unit"] for d in report.definitions]
@@ -112,10 +115,15 @@ def _same_days_sheet(book: Any, report: Report, font: Any) -> None:
     cells = slice_cells(report)
     for key, row in found:
         compare = row["compare"]
-        sheet.append([titles[key], *cells(row["slice"], columns), row["slice"].get("month"),
-                      compare["period"], compare["first_day"], compare["last_day"],
-                      *[_cell(compare["values"].get(d["id"]), u) for d, u in zip(report.definitions, units,
-                                                                                  strict=True)]])
+        for side, first, last in (("values", compare["first_day"], compare["last_day"]),
+                                  ("current", compare["current_first_day"], compare["current_last_day"])):
+            sheet.append([titles[key], *cells(row["slice"], columns), row["slice"].get("month"), SIDES[side],
+                          compare["period"], first, last,
+                          *[_cell(compare[side].get(d["id"]), u) for d, u in zip(report.definitions, units,
+                                                                                 strict=True)]])
+
+
+SIDES = {"values": "same days of the month before", "current": "month to date"}
 
 
 @hookimpl

@@ -181,3 +181,46 @@ def test_a_month_end_leaves_out_the_longer_month_s_last_days(hub_runtime: Runtim
     assert same_days.keep(hub_runtime.engine, today) == 1  # east's only
     east = _row(_report(hub_runtime, today), "rows", "2025-02", "east")["compare"]["values"]
     assert east["visit_volume"] == 29
+
+
+def test_bookings_ahead_are_left_out_of_the_current_side(hub_runtime: Runtime) -> None:
+    """On 10 April east has, on each of days 1 to 10, two appointments (a no-show on days 3, 6 and 9: 3 of 20;
+    the 10th's second is sent as 2025-04-11T03:30Z, 23:30 on the 10th in New York) and 6 more booked for days
+    12 to 20. April 1-10 is compared with March 1-10 (east: 3 fulfilled a day, 30 appointments, no no-show)."""
+    april = []
+    for d in range(1, 11):
+        second = "2025-04-11T03:30:00Z" if d == 10 else f"2025-04-{d:02d}T14:00:00"
+        april += [_appt(f"A{d}a", f"2025-04-{d:02d}T09:00:00"),
+                  _appt(f"A{d}b", second, "noshow" if d % 3 == 0 else "fulfilled")]
+    april += [_appt(f"B{d}", f"2025-04-{d:02d}T10:00:00", "booked") for d in (12, 13, 14, 16, 18, 20)]
+    _send(hub_runtime, "east", april)
+    refresh_dirty(hub_runtime.engine)
+    today = dt.date(2025, 4, 10)
+    assert same_days.keep(hub_runtime.engine, today) == 2
+    report = _report(hub_runtime, today)
+    comparison = {p["period"]: p for p in report["periods"]}["2025-04"]["comparison"]
+    assert comparison["comparable"] is True
+    assert (comparison["current_first_day"], comparison["current_last_day"]) == ("2025-04-01", "2025-04-10")
+    east = _row(report, "rows", "2025-04", "east")
+    # the month's stored records, bookings ahead included: 3 no-shows of 26 scheduled
+    assert east["values"]["no_show_rate"] == round(3 / 26, 6)
+    compare = east["compare"]
+    assert compare["current"]["no_show_rate"] == 0.15  # 3 of 20: the bookings of days 12-20 are left out
+    assert compare["current"]["visit_volume"] == 17
+    assert compare["values"]["no_show_rate"] == 0.0 and compare["values"]["visit_volume"] == 30
+    assert compare["current"]["days_in_ar"] is None  # not by day, on either side
+    total = _row(report, "total", "2025-04")["compare"]  # west has no April records, so no April row
+    assert total["current"]["no_show_rate"] == 0.15 and total["current"]["visit_volume"] == 17
+    assert total["values"]["visit_volume"] == 40  # east 30 + west 10
+    assert _row(report, "site_median", "2025-04")["compare"]["current"]["visit_volume"] == 17  # east's row only
+
+    # a booking made today for the 15th: the current month's cell is refreshed, and with it go its through-day
+    # rows, so the comparison says it is not ready rather than show the old through-day figure
+    _send(hub_runtime, "east", [_appt("B15", "2025-04-15T10:00:00", "booked")])
+    refresh_dirty(hub_runtime.engine)
+    pending = _report(hub_runtime, today)
+    assert {p["period"]: p for p in pending["periods"]}["2025-04"]["comparison"]["comparable"] is False
+    assert _row(pending, "rows", "2025-04", "east")["compare"]["current"] is None
+    assert same_days.keep(hub_runtime.engine, today) == 1  # east's April only
+    again = _row(_report(hub_runtime, today), "rows", "2025-04", "east")
+    assert again["compare"]["current"]["no_show_rate"] == 0.15 and again["values"]["no_show_rate"] == round(3 / 27, 6)

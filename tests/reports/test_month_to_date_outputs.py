@@ -51,9 +51,13 @@ def test_the_xlsx_holds_the_same_days_figures(report: Report) -> None:
     rows = [dict(zip(head, row, strict=True)) for row in sheet.iter_rows(min_row=2, values_only=True)]
     east = next(r for r in rows if r["site"] == "east")
     assert (east["month"], east["compared with"], east["last day"]) == ("2025-03", "2025-02", "2025-02-10")
-    assert east["Visit volume (visit_volume)"] == 15
+    assert east["Visit volume (visit_volume)"] == 15 and east["side"] == "same days of the month before"
+    to_date = next(r for r in rows if r["site"] == "east" and r["side"] == "month to date")
+    assert (to_date["first day"], to_date["last day"], to_date["Visit volume (visit_volume)"]) == (
+        "2025-03-01", "2025-03-10", 30)  # March 1-10 only: 3 a day
     total = next(r for r in rows if r["section"] == "MSO total")
     assert total["Visit volume (visit_volume)"] == 25
+    assert "2025-03-01 to 2025-03-10, bookings ahead left out" in periods["2025-03"][4]
 
 
 def test_the_packet_of_the_month_in_progress_compares_the_same_days(report: Report) -> None:
@@ -61,9 +65,10 @@ def test_the_packet_of_the_month_in_progress_compares_the_same_days(report: Repo
 
     page = render_html(report, "2025-03", [])
     assert "change against the same days of February 2025 (1\u201310; March 2025 to date)" in page
-    # visit volume, MSO total: March's 84 + 28 against February 1-10's 15 + 10
+    # visit volume, MSO total: March 1-10's 30 + 10 (not the whole stored March's 84 + 28) against February
+    # 1-10's 15 + 10
     tile = page.split('data-kpi="visit_volume"', 1)[1].split("</div></div>", 1)[0]
-    assert "+348.0%" in tile
+    assert "+60.0%" in tile and ">40<" in tile
     ar = page.split('data-kpi="patient_retention"', 1)[1].split("</div></div>", 1)[0]
     assert "not comparable by day" in ar
 
@@ -81,8 +86,8 @@ def test_the_dashboard_tiles_say_what_they_are_compared_with(report: Report, tmp
         page.select_option("#to", "2025-03")
         assert "change against the same days of Feb 25, 1\u201310" in page.locator("#tiles-title").inner_text()
         tile = page.locator('.tile[data-kpi="visit_volume"]').inner_text()
-        assert "+348.0%" in tile and "vs same days of Feb 25" in tile
+        assert "+60.0%" in tile and "vs same days of Feb 25" in tile  # 40 (March 1-10) against 25
         assert "not comparable by day" in page.locator('.tile[data-kpi="patient_retention"] .change').inner_text()
-        page.select_option("#site", "east")  # 84 against 15
-        assert "+460.0%" in page.locator('.tile[data-kpi="visit_volume"] .change').inner_text()
+        page.select_option("#site", "east")  # March 1-10's 30 against 15
+        assert "+100.0%" in page.locator('.tile[data-kpi="visit_volume"] .change').inner_text()
         assert problems == []

@@ -154,13 +154,13 @@
       if (!site || !month || !matches(row.slice)) { return; }
       (index.site[site] = index.site[site] || {})[month] = row.values || {};
       if (row.compare && row.compare.values) {  // the month in progress: the same days of the month before
-        (index.compare.site[site] = index.compare.site[site] || {})[month] = row.compare.values;
+        (index.compare.site[site] = index.compare.site[site] || {})[month] = row.compare;
       }
     });
     (report.total || []).forEach(function (row) {
       if (row.slice.month && matches(row.slice)) { index.total[row.slice.month] = row.values || {}; }
       if (row.slice.month && matches(row.slice) && row.compare && row.compare.values) {
-        index.compare.total[row.slice.month] = row.compare.values;
+        index.compare.total[row.slice.month] = row.compare;
       }
     });
     (report.site_median || []).forEach(function (row) {
@@ -325,10 +325,11 @@
     return site && sites && sites[site] ? sites[site] : null;
   }
 
-  // the same days of the month before, for the month in progress (the report rows' "compare"), or null
-  function compareOf(scope, month, kpi) {
+  // the month in progress through today ("current") and the same days of the month before ("values"), from the
+  // report rows' "compare", or null
+  function compareOf(scope, month, kpi, side) {
     var table = scope === "" ? state.index.compare.total : (state.index.compare.site[scope] || {});
-    var values = table[month];
+    var values = table[month] && table[month][side || "values"];
     return values ? num(values[kpi]) : null;
   }
 
@@ -362,11 +363,12 @@
   }
 
   function tileOf(d, previous, info, open) {
-    var current = valueOf(state.site, state.to, d.id);
     var same = sameDays(info);
-    var before = same ? compareOf(state.site, state.to, d.id) : previous ? valueOf(state.site, previous, d.id) : null;
     var why = noData(state.site, d.id);
     var unkept = same && (same.not_compared || {})[d.id];
+    // like for like: the month to date without its bookings ahead, against the same days of the month before
+    var current = same && !unkept ? compareOf(state.site, state.to, d.id, "current") : valueOf(state.site, state.to, d.id);
+    var before = same ? compareOf(state.site, state.to, d.id) : previous ? valueOf(state.site, previous, d.id) : null;
     // an unfinished month is compared with the same days of the one before, never a whole one (docs/reports.md, "Periods")
     var delta = why ? { text: why, cls: "same" } : unkept ? { text: "not comparable by day", cls: "same" } :
       open && !same ? { text: "not comparable yet", cls: "same" } : change(d, current, before);
