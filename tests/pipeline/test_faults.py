@@ -124,15 +124,19 @@ class Sender(threading.Thread):
     """Sends ``count`` messages one after the other, as an HL7 sender does: each until it is acknowledged
     (AA), sent again after a pause when the answer is anything else or none, until ``deadline``."""
 
-    def __init__(self, prefix: str, feed: HttpFeed | MllpFeed, count: int, deadline: float) -> None:
+    def __init__(self, prefix: str, feed: HttpFeed | MllpFeed, count: int, deadline: float,
+                 gate: tuple[int, threading.Event] | None = None) -> None:
         super().__init__(daemon=True)
         self.prefix, self.feed, self.count, self.deadline = prefix, feed, count, deadline
+        self.gate = gate  # (n, event): after n messages acknowledged, wait for the event (the fault is in place)
         self.acked: list[str] = []
         self.seen: dict[str, int] = defaultdict(int)  # every answer that was not AA, by kind
         self.resent = 0
 
     def run(self) -> None:
         for n in range(self.count):
+            if self.gate is not None and n == self.gate[0]:
+                self.gate[1].wait(max(0.0, self.deadline - time.monotonic()))
             control_id = f"{self.prefix}{n:04d}"
             tries = 0
             while time.monotonic() < self.deadline:
@@ -328,12 +332,17 @@ def test_postgres_crash_and_restart_during_intake(tmp_path: Path, private_postgr
     key = hub.setup()
     hub.start()
     deadline = time.monotonic() + 60
-    senders = [Sender(f"H{i}-", HttpFeed(hub.http_port, key), 50, deadline) for i in range(2)]
-    senders += [Sender(f"M{i}-", MllpFeed(hub.mllp_port), 50, deadline) for i in range(2)]
+    # each sender stops after 15 messages until the database is down, so that every one of them meets the
+    # fault whatever their speeds (a fast MLLP sender had finished before the crash)
+    crashed = threading.Event()
+    senders = [Sender(f"H{i}-", HttpFeed(hub.http_port, key), 50, deadline, (15, crashed)) for i in range(2)]
+    senders += [Sender(f"M{i}-", MllpFeed(hub.mllp_port), 50, deadline, (15, crashed)) for i in range(2)]
     run_senders(senders)
-    assert wait_for(lambda: acked(senders) >= 60, 20), f"too slow: {acked(senders)}\n{hub.logs()}"
+    assert wait_for(lambda: all(len(s.acked) == 15 for s in senders), 20), \
+        f"too slow: {[len(s.acked) for s in senders]}\n{hub.logs()}"
     private_postgres.crash()
     at_crash = acked(senders)
+    crashed.set()
     time.sleep(2.0)
     during = acked(senders) - at_crash
     private_postgres.start()
@@ -345,7 +354,7 @@ def test_postgres_crash_and_restart_during_intake(tmp_path: Path, private_postgr
         for kind, n in s.seen.items():
             (http_seen if isinstance(s.feed, HttpFeed) else mllp_seen)[kind] += n
     assert during <= 4, f"{during} messages acknowledged while the database was down"  # those in flight only
-    assert http_seen.get("503 Retry-After"), f"HTTP saw no 503 with Retry-After: {dict(http_seen)}"
+    assert http_seen.get("503 Retry-After"), f"HTTP saw no 503 with Retry-After: {dict(http_seen)}\n{hub.logs()}"
     # never a 500; an AE is a message stored as the database went, whose processing failed: sent again, it
     # is a duplicate (checked below)
     assert set(http_seen) <= {"503 Retry-After", "no answer", "AE"}, dict(http_seen)
