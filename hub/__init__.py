@@ -5,6 +5,10 @@ Plugin authors import the marker from here, never from pluggy::
     from hub import hookimpl
 """
 
+import importlib
+from collections.abc import Callable
+from typing import Any
+
 import pluggy
 
 PROJECT_NAME = "hub"
@@ -25,4 +29,24 @@ def __getattr__(name: str) -> str:
         return found
     raise AttributeError(f"module 'hub' has no attribute {name!r}")
 
-__all__ = ["PROJECT_NAME", "__version__", "hookimpl"]
+
+
+def lazy_attributes(package: str, module: str = "connector") -> Callable[[str], Any]:
+    """A plugin package's module ``__getattr__`` that finds a name in one of its modules when first asked
+    for: the package (its hooks) imports quickly, and ``from package import SomeConnector`` still works.
+
+        __getattr__ = lazy_attributes(__name__)
+    """
+
+    def find(name: str) -> Any:
+        if not name.startswith("_"):
+            try:
+                return getattr(importlib.import_module(f"{package}.{module}"), name)
+            except AttributeError:
+                pass
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return find
+
+
+__all__ = ["PROJECT_NAME", "__version__", "hookimpl", "lazy_attributes"]

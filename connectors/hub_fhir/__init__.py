@@ -39,10 +39,9 @@ the enclosing Bundle's ``timestamp``, else none (the hub then uses the arrival t
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
-from hub import hookimpl
+from hub import hookimpl, lazy_attributes
 
 if TYPE_CHECKING:
     from hub.connector import PullService
@@ -70,11 +69,4 @@ def hub_cli_commands(cli: Any, pull: PullService) -> None:
     cli.add_command(fhir_group(pull))
 
 
-def __getattr__(name: str) -> Any:
-    """The connector module's names (``FhirConnector``, ...), imported when first asked for."""
-    if name.startswith("_"):
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    try:
-        return getattr(importlib.import_module(f"{__name__}.connector"), name)
-    except AttributeError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+__getattr__ = lazy_attributes(__name__)  # the connector module's names, imported when first asked for

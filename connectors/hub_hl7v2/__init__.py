@@ -46,10 +46,9 @@ Decisions where the standard is silent:
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
-from hub import hookimpl
+from hub import hookimpl, lazy_attributes
 
 if TYPE_CHECKING:
     from .connector import HL7v2Connector as HL7v2Connector
@@ -68,11 +67,4 @@ def hub_register_connectors(registry: Any) -> None:
     registry.add(HL7v2Connector)
 
 
-def __getattr__(name: str) -> Any:
-    """The connector module's names (``HL7v2Connector``, ...), imported when first asked for."""
-    if name.startswith("_"):
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    try:
-        return getattr(importlib.import_module(f"{__name__}.connector"), name)
-    except AttributeError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+__getattr__ = lazy_attributes(__name__)  # the connector module's names, imported when first asked for
