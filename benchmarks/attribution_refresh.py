@@ -21,7 +21,6 @@ import random
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
@@ -30,6 +29,8 @@ from pathlib import Path
 import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from report_scale import open_store
 
 from hub.model.tables import RECORD_TABLES
 from hub.reports import rollups
@@ -40,7 +41,6 @@ from hub.store.practices import add_practice
 PRACTICES = [f"site-{i}" for i in range(5)]
 MONTHS = [f"2025-{m:02d}" for m in range(1, 13)]
 LINES = ("medical_dermatology", "mohs_surgical", "cosmetic_aesthetics")
-PG_ADMIN = os.environ.get("HUB_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 def _rows(rnd: random.Random, practice: str, month: str, per_cell: int) -> dict[str, list[dict[str, object]]]:
@@ -140,20 +140,12 @@ def main() -> None:
     parser.add_argument("--stores", default="sqlite,postgres")
     args = parser.parse_args()
     for store in args.stores.split(","):
-        if store == "sqlite":
-            with tempfile.TemporaryDirectory() as folder:
-                run(f"sqlite:///{folder}/bench.db", args.per_cell)
-        else:
-            name = f"hub_bench_{uuid.uuid4().hex[:8]}"
-            admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        with tempfile.TemporaryDirectory() as folder:
+            url, drop = open_store(store, Path(folder))  # a throwaway store, as report_scale makes one
             try:
-                run(PG_ADMIN.rsplit("/", 1)[0] + f"/{name}", args.per_cell)
+                run(url, args.per_cell)
             finally:
-                with admin.connect() as conn:
-                    conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-                admin.dispose()
+                drop()
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ import random
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,6 +30,8 @@ from pathlib import Path
 import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from report_scale import open_store
 
 from hub.model.tables import RECORD_TABLES
 from hub.reports import rollups
@@ -40,7 +41,6 @@ from hub.store.practices import add_practice
 
 PRACTICES = [f"site-{i}" for i in range(5)]
 MONTHS = [f"2025-{m:02d}" for m in range(1, 13)]
-PG_ADMIN = os.environ.get("HUB_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 def _table(rnd: random.Random) -> list[RvuRow]:
@@ -133,20 +133,12 @@ def main() -> None:
     parser.add_argument("--stores", default="sqlite,postgres")
     args = parser.parse_args()
     for store in args.stores.split(","):
-        if store == "sqlite":
-            with tempfile.TemporaryDirectory() as folder:
-                run(f"sqlite:///{folder}/bench.db", args.per_cell)
-        else:
-            name = f"hub_bench_{uuid.uuid4().hex[:8]}"
-            admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        with tempfile.TemporaryDirectory() as folder:
+            url, drop = open_store(store, Path(folder))  # a throwaway store, as report_scale makes one
             try:
-                run(PG_ADMIN.rsplit("/", 1)[0] + f"/{name}", args.per_cell)
+                run(url, args.per_cell)
             finally:
-                with admin.connect() as conn:
-                    conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-                admin.dispose()
+                drop()
 
 
 if __name__ == "__main__":
