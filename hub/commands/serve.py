@@ -13,11 +13,16 @@ read by its event loop before a thread takes it, under ``HUB_HEADER_TIMEOUT`` an
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 import click
 
 from hub.settings import current
+
+_log = logging.getLogger("hub.serve")
 
 
 def hub_server(options: dict[str, Any]) -> Any:
@@ -43,13 +48,30 @@ def hub_server(options: dict[str, Any]) -> Any:
             from hub.reports.background import ReportRefresher
 
             configure_logging()
-            app = create_app()
+            app = _when_the_store_answers(create_app)
             Sweeper(app.extensions["hub"]).start()  # per worker process, after the fork (hub.pipeline.sweeper)
             IdentityTicker(app.extensions["hub"]).start()  # patients linked in batches (hub.identity.background)
             ReportRefresher(app.extensions["hub"]).start()  # report rollups kept current (hub.reports.background)
             return app
 
     return HubServer(options)
+
+
+def _when_the_store_answers(build: Callable[[], Any]) -> Any:
+    """The app of a worker, built once the store answers. The master checked the store before the first
+    worker; a worker started later (after a crash or a restart) may meet a database that is down for a
+    while, and gunicorn shuts the whole server down when a worker fails to boot: the worker waits instead
+    (if it waits past ``HUB_REQUEST_TIMEOUT``, gunicorn starts another)."""
+    from hub.errors import StoreError
+
+    delay = 0.5
+    while True:
+        try:
+            return build()
+        except StoreError as exc:
+            _log.error("a web worker cannot open the store yet (%s); it tries again in %.1f s", exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def server_options(host: str, port: int, workers: int | None = None, threads: int | None = None) -> dict[str, Any]:

@@ -120,6 +120,18 @@ class MllpFeed:
             self.sock = None
 
 
+def healthz(port: int) -> int | None:
+    """The status of ``/healthz``, or None when no worker answers."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        conn.request("GET", "/healthz")
+        return conn.getresponse().status
+    except OSError:
+        return None
+    finally:
+        conn.close()
+
+
 class Sender(threading.Thread):
     """Sends ``count`` messages one after the other, as an HL7 sender does: each until it is acknowledged
     (AA), sent again after a pause when the answer is anything else or none, until ``deadline``."""
@@ -214,6 +226,8 @@ class Hub:
                               self.tmp / "mllp.log")
         if serve:
             wait_listening(self.http_port, 60, self.serve)
+            # the master listens before its worker has built the app: wait until a worker answers
+            assert wait_for(lambda: healthz(self.http_port) is not None, 60), f"hub serve never answered\n{self.logs()}"
         if mllp:
             wait_listening(self.mllp_port, 60, self.mllp)
 
@@ -361,6 +375,27 @@ def test_postgres_crash_and_restart_during_intake(tmp_path: Path, private_postgr
     assert mllp_seen.get("AE"), f"MLLP saw no AE: {dict(mllp_seen)}"
     check_once_and_processed(hub, senders)
     assert hub.serve is not None and hub.serve.poll() is None and hub.mllp is not None and hub.mllp.poll() is None
+
+
+def test_a_web_worker_started_while_the_database_is_down_waits_for_it(tmp_path: Path,
+                                                                     private_postgres: PrivatePostgres,
+                                                                     hub_processes: list[Hub]) -> None:
+    """gunicorn shuts the whole server down when a worker fails to boot: a worker restarted during a database
+    outage (its predecessor killed) must wait for the store instead, and answer once it is back."""
+    hub = Hub(tmp_path, private_postgres.database("hub"))
+    hub_processes.append(hub)
+    hub.setup()
+    hub.start(mllp=False)
+    assert hub.serve is not None
+    workers = subprocess.run(["pgrep", "-P", str(hub.serve.pid)], capture_output=True, text=True).stdout.split()
+    assert len(workers) == 1, workers
+    private_postgres.crash()
+    os.kill(int(workers[0]), signal.SIGKILL)  # gunicorn starts another, which meets the database down
+    assert wait_for(lambda: "cannot open the store yet" in hub.logs(), 30), hub.logs()
+    assert hub.serve.poll() is None, f"hub serve shut down while the database was down\n{hub.logs()}"
+    private_postgres.start()
+    assert wait_for(lambda: healthz(hub.http_port) == 200, 30), hub.logs()
+    assert hub.serve.poll() is None
 
 
 # -- 3. Redis stopped and started during HTTP intake with two workers --------------------------------------
