@@ -272,13 +272,17 @@ def _css() -> str:
             + (ASSETS / "packet.css").read_text(encoding="utf-8"))
 
 
+MATURING = "still maturing: its inputs arrive weeks after the month"  # the dashboard's words
+
+
 def _tile(definition: dict[str, Any], current: float | None, previous: float | None,
-          uncompared: str | None = None) -> str:
+          uncompared: str | None = None, maturing: bool = False) -> str:
     text, cls = (uncompared, "same") if uncompared else change(definition, current, previous)
     e = html.escape
+    note = f'<div class="maturing">{MATURING}</div>' if maturing else ""
     return (f'<div class="tile" data-kpi="{e(definition["id"])}"><div class="name">{e(definition["name"])}</div>'
             f'<div class="value">{e(fmt(current, definition.get("unit")))}</div>'
-            f'<div class="change {cls}">{e(text)}</div></div>')
+            f'<div class="change {cls}">{e(text)}</div>{note}</div>')
 
 
 def _chart_box(definition: dict[str, Any], months: list[str], figures: _Figures) -> str:
@@ -309,6 +313,7 @@ def render_html(report: Report | dict[str, Any], month: str, onboarding: list[di
     comparison = (period or {}).get("comparison") or {}
     same = comparison if comparison.get("basis") == "same_days" and comparison.get("comparable") else None
     open_month = period is not None and not period["complete"]
+    maturing = set((period or {}).get("maturing") or ())  # payments, denials, referrals: a recent month reads low
 
     def uncompared(kpi: str) -> str | None:
         if same is not None:
@@ -319,7 +324,7 @@ def render_html(report: Report | dict[str, Any], month: str, onboarding: list[di
         return "".join(_tile(d, figures.value(figures.to_date if same and not uncompared(d["id"]) else figures.total,
                                              month, d["id"]),
                              figures.value(figures.same_days if same else figures.total, month if same else before,
-                                           d["id"]), uncompared(d["id"])) for d in defs)
+                                           d["id"]), uncompared(d["id"]), d["id"] in maturing) for d in defs)
 
     if same is not None:
         against = (f"change against the same days of {month_label(same['against'])} "

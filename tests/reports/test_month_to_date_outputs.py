@@ -91,3 +91,18 @@ def test_the_dashboard_tiles_say_what_they_are_compared_with(report: Report, tmp
         page.select_option("#site", "east")  # March 1-10's 30 against 15
         assert "+100.0%" in page.locator('.tile[data-kpi="visit_volume"] .change').inner_text()
         assert problems == []
+
+
+def test_a_packet_tile_of_a_maturing_kpi_says_so(report: Report) -> None:
+    """A KPI whose inputs lag (payments, denials, referrals attended) reads low for a recent month: its tile
+    says it is still maturing, as the dashboard's does, and no other tile does."""
+    from hub.reports.packet import MATURING, render_html
+
+    data = report.to_dict()
+    period = next(p for p in data["periods"] if p["period"] == "2025-03")
+    period["maturing"] = ["visit_volume"]
+    page = render_html(data, "2025-03", [])
+    visits = page.split('data-kpi="visit_volume"', 1)[1].split('<div class="tile"', 1)[0]
+    no_shows = page.split('data-kpi="no_show_rate"', 1)[1].split('<div class="tile"', 1)[0]
+    assert MATURING in visits and MATURING not in no_shows
+    assert page.count(MATURING) == 1  # the one tile of visit volume
