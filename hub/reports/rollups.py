@@ -449,9 +449,10 @@ class Measure:
     when: str | None = None
 
     def sum_sql(self) -> str:
+        # a cell whose rows all lack the value (unpriced charge lines only) sums to 0, never NULL
         if self.when is None:
-            return "COUNT(*)" if self.value == "1" else f"SUM({self.value})"
-        return f"SUM(CASE WHEN {self.when} THEN {self.value} ELSE 0 END)"
+            return "COUNT(*)" if self.value == "1" else f"COALESCE(SUM({self.value}), 0)"
+        return f"COALESCE(SUM(CASE WHEN {self.when} THEN {self.value} ELSE 0 END), 0)"
 
 
 @dataclass(frozen=True)
