@@ -19,9 +19,7 @@ import datetime as dt
 import os
 import random
 import sys
-import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
@@ -30,7 +28,7 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from report_scale import open_store
+from report_scale import best_of, on_each_store
 
 from hub.model.tables import RECORD_TABLES
 from hub.reports import rollups
@@ -80,17 +78,6 @@ def _as_before() -> Iterator[None]:
         rollups.charge_joins, rollups.charge_service_line, rollups.provider_key, visit_rollup.provider_key = saved
 
 
-def _best(fn: Callable[[], None], runs: int = 3) -> tuple[float, float]:
-    """Best wall-clock seconds and best CPU seconds of this process (SQLite's work is in-process: on a
-    shared machine its CPU seconds are the steadier figure)."""
-    walls, cpus = [], []
-    for _ in range(runs):
-        began, cpu = time.perf_counter(), time.process_time()
-        fn()
-        walls.append(time.perf_counter() - began)
-        cpus.append(time.process_time() - cpu)
-    return min(walls), min(cpus)
-
 
 def run(url: str, per_cell: int) -> None:
     rnd = random.Random(5)
@@ -115,12 +102,12 @@ def run(url: str, per_cell: int) -> None:
             rollups.refresh(conn, cells)
 
     with _as_before():
-        base = _best(refresh)
+        base = best_of(refresh)
         with engine.connect() as conn:
             before = conn.execute(sa.text("SELECT COUNT(DISTINCT service_line) FROM report_cells WHERE "
                                           "grain = 'site' AND charges_cents > 0")).scalar()
     load_base = os.getloadavg()[0]
-    attributed = _best(refresh)
+    attributed = best_of(refresh)
     load = os.getloadavg()[0]
     with engine.connect() as conn:
         after = conn.execute(sa.text("SELECT COUNT(DISTINCT service_line) FROM report_cells WHERE "
@@ -139,13 +126,7 @@ def main() -> None:
     parser.add_argument("--per-cell", type=int, default=1000, help="appointments per practice-month")
     parser.add_argument("--stores", default="sqlite,postgres")
     args = parser.parse_args()
-    for store in args.stores.split(","):
-        with tempfile.TemporaryDirectory() as folder:
-            url, drop = open_store(store, Path(folder))  # a throwaway store, as report_scale makes one
-            try:
-                run(url, args.per_cell)
-            finally:
-                drop()
+    on_each_store(args.stores, lambda url: run(url, args.per_cell))
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -239,6 +240,29 @@ def same_days_cost(engine: sa.Engine) -> str:
     again = "; ".join(f"{m}: keep {k:.2f} s after its refresh {r:.2f} s" for m, r, k in sides)
     return (f"same days: keep {keep_s:.2f} s for {len(PRACTICES)} practices, both sides ({again}); "
             f"report with the comparison {with_s:.3f} s, without {without_s:.3f} s")
+
+
+def on_each_store(stores: str, run: Callable[[str], None]) -> None:
+    """``run(url)`` on a throwaway store of each of ``stores`` (comma-separated: sqlite, postgres)."""
+    for store in stores.split(","):
+        with tempfile.TemporaryDirectory() as folder:
+            url, drop = open_store(store, Path(folder))
+            try:
+                run(url)
+            finally:
+                drop()
+
+
+def best_of(fn: Callable[[], None], runs: int = 3) -> tuple[float, float]:
+    """Best wall-clock seconds and best CPU seconds of this process over ``runs`` calls (SQLite's work is
+    in-process: on a shared machine its CPU seconds are the steadier figure)."""
+    walls, cpus = [], []
+    for _ in range(runs):
+        began, cpu = time.perf_counter(), time.process_time()
+        fn()
+        walls.append(time.perf_counter() - began)
+        cpus.append(time.process_time() - cpu)
+    return min(walls), min(cpus)
 
 
 def open_store(store: str, workdir: Path) -> tuple[str, Any]:

@@ -21,9 +21,7 @@ import datetime as dt
 import os
 import random
 import sys
-import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -31,7 +29,7 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from report_scale import open_store
+from report_scale import best_of, on_each_store
 
 from hub.model.tables import RECORD_TABLES
 from hub.reports import rollups
@@ -84,14 +82,6 @@ def _without_lookup() -> Iterator[None]:
         rollups.Sql.rvu_joins, rollups.Sql.work_rvu_milli = joins, price  # type: ignore[method-assign]
 
 
-def _best(fn: Callable[[], None], runs: int = 3) -> float:
-    times = []
-    for _ in range(runs):
-        began = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - began)
-    return min(times)
-
 
 def run(url: str, per_cell: int) -> None:
     rnd = random.Random(5)
@@ -111,9 +101,9 @@ def run(url: str, per_cell: int) -> None:
             rollups.refresh(conn, cells)
 
     with _without_lookup():
-        base = _best(refresh)
+        base = best_of(refresh)[0]
     load_base = os.getloadavg()[0]
-    priced = _best(refresh)
+    priced = best_of(refresh)[0]
     load = os.getloadavg()[0]
     with engine.connect() as conn:
         lines, priced_lines, milli = conn.execute(sa.text(
@@ -132,13 +122,7 @@ def main() -> None:
     parser.add_argument("--per-cell", type=int, default=4000, help="charge lines per practice-month")
     parser.add_argument("--stores", default="sqlite,postgres")
     args = parser.parse_args()
-    for store in args.stores.split(","):
-        with tempfile.TemporaryDirectory() as folder:
-            url, drop = open_store(store, Path(folder))  # a throwaway store, as report_scale makes one
-            try:
-                run(url, args.per_cell)
-            finally:
-                drop()
+    on_each_store(args.stores, lambda url: run(url, args.per_cell))
 
 
 if __name__ == "__main__":
