@@ -424,8 +424,13 @@ def messages_list(state: State, practice: str | None, status: str | None, since:
         searched = any((practice, status, since, until, message_type, control_id, mrn))
         click.echo("no message matches" if searched else "no message stored yet")
         return
-    click.echo(f"{'ID':>8} {'RECEIVED':<20} {'PROCESSED':<20} {'PRACTICE':<14} {'CONNECTOR':<9} {'STATUS':<10} "
-               f"{'TYPE':<10} {'CONTROL ID':<16} ORIGIN  NOTE")
+    # columns as wide as their longest value, so a long practice slug or control id keeps the rest aligned
+    wide = {name: max([len(header)] + [len(str(r[name] or "-")) for r in rows])
+            for name, header in (("practice", "PRACTICE"), ("connector", "CONNECTOR"),
+                                 ("message_type", "TYPE"), ("control_id", "CONTROL ID"))}
+    click.echo(f"{'ID':>8} {'RECEIVED':<20} {'PROCESSED':<20} {'PRACTICE':<{wide['practice']}} "
+               f"{'CONNECTOR':<{wide['connector']}} {'STATUS':<10} {'TYPE':<{wide['message_type']}} "
+               f"{'CONTROL ID':<{wide['control_id']}} ORIGIN  NOTE")
     for r in rows:
         flag = f"[{r['flag']}] " if r.get("flag") else ""
         tally = Tally()
@@ -433,8 +438,9 @@ def messages_list(state: State, practice: str | None, status: str | None, since:
         note = r["error"] or tally.summary()
         processed = f"{r['processed_at']:%Y-%m-%dT%H:%M:%SZ}" if r.get("processed_at") else "-"
         click.echo(f"{r['id']:>8} {r['received_at']:%Y-%m-%dT%H:%M:%SZ} {processed:<20} "
-                   f"{r['practice']:<14} {r['connector']:<9} {r['status']:<10} {r['message_type'] or '-':<10} "
-                   f"{r['control_id'] or '-':<16} {r['origin'] or '-'}  {flag}{note or ''}".rstrip())
+                   f"{r['practice']:<{wide['practice']}} {r['connector']:<{wide['connector']}} {r['status']:<10} "
+                   f"{r['message_type'] or '-':<{wide['message_type']}} {r['control_id'] or '-':<{wide['control_id']}} "
+                   f"{r['origin'] or '-'}  {flag}{note or ''}".rstrip())
 
 
 @messages_group.command("reprocess")

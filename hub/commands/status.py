@@ -32,8 +32,9 @@ def _silence(line: dict[str, Any]) -> str:
     return text + ("  SILENT" if line["silent"] else "")
 
 
-HEADER = (f"{'PRACTICE':<18} {'CONNECTOR':<10} {'STATUS':<11} {'LAST RECEIVED':<18} {'LAST PROCESSED':<18} "
-          f"{'HOUR r/p/d/e':<14} {'DAY r/p/d/e':<16} {'QUEUE':>5}  SILENCE")
+def _header(wide: int) -> str:
+    return (f"{'PRACTICE':<{wide}} {'CONNECTOR':<10} {'STATUS':<11} {'LAST RECEIVED':<18} {'LAST PROCESSED':<18} "
+            f"{'HOUR r/p/d/e':<14} {'DAY r/p/d/e':<16} {'QUEUE':>5}  SILENCE")
 
 
 @click.command()
@@ -57,9 +58,10 @@ def status(state: State, practice: str | None, fmt: str) -> None:
         click.echo(f"no practice {practice!r} is registered" if practice else
                    "no practice is registered (hub practice add SLUG --name NAME)")
         return
-    click.echo(HEADER)
+    wide = max(18, *(len(line["practice"]) for line in lines))  # a long slug keeps the columns aligned
+    click.echo(_header(wide))
     for line in lines:
-        click.echo(f"{line['practice']:<18} {line['connector'] or '-':<10} {line['status']:<11} "
+        click.echo(f"{line['practice']:<{wide}} {line['connector'] or '-':<10} {line['status']:<11} "
                    f"{_when(line['last_received']):<18} {_when(line['last_processed']):<18} "
                    f"{_counts(line['last_hour']):<14} {_counts(line['last_day']):<16} {line['queue']:>5}  "
                    f"{_silence(line)}")

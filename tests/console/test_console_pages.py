@@ -222,3 +222,47 @@ def test_reprocess_one_message_and_every_message_a_search_finds_after_a_count(co
     assert b"No message matches" in client.get("/console/messages?status=error").data
     outcomes = [o for a, o in audit_actions(runtime) if a == "messages.reprocess"]
     assert outcomes == ["1 reprocessed: 1 processed, 0 in error"] * 2
+
+
+CODED = """version: 1
+practice: eastside
+connectors:
+  csv:
+    exports:
+      - kind: appointment
+        date_formats: ['%Y-%m-%d %H:%M']
+        columns: {source_id: "Appt ID", patient_source_id: MRN, start: "Appt Date/Time", status: Status,
+                  visit_type: "Appt Type"}
+code_maps:
+  visit_type:
+    NP: {service_line: medical_dermatology, visit_category: new}
+"""
+
+
+def test_onboarding_lists_the_practice_and_its_scorecard_links_an_unmapped_code_to_its_message(
+        console: dict[str, Any]) -> None:
+    client, runtime, tmp = console["client"], console["runtime"], console["tmp"]
+    from hub.cli import cli
+
+    (tmp / "eastside.yaml").write_text(CODED)
+    (tmp / "eastside.csv").write_text("Appt ID,MRN,Appt Date/Time,Status,Appt Type\r\n"
+                                      "E1,M1,2025-03-03 09:00,booked,NP\r\nE2,M2,2025-03-03 10:00,booked,ZZTOP\r\n"
+                                      "E3,M3,2025-03-03 11:00,booked,ZZTOP\r\n")
+    assert console["runner"].invoke(cli, ["practice", "add", "eastside", "--name", "Eastside", "--mapping",
+                                          str(tmp / "eastside.yaml")]).exit_code == 0
+    assert console["runner"].invoke(cli, ["ingest", "--practice", "eastside", str(tmp / "eastside.csv")]).exit_code == 0
+    sign_in(client, console["keys"]["admin"])
+    listing = client.get("/console/onboarding").data.decode()
+    assert "eastside" in listing and "/console/onboarding/eastside" in listing
+    card = client.get("/console/onboarding/eastside")
+    assert card.status_code == 200
+    text = card.data.decode()
+    assert re.search(r"Go-live gate:\s+not passed", text)  # one visit type in three is mapped: 0.333 < 0.95
+    row = re.search(r"<tr><td>visit_type</td><td><code>ZZTOP</code></td><td class=\"num\">2</td><td>(.*?)</td></tr>",
+                    text)
+    assert row, text
+    example = re.search(r'href="/console/messages/(\d+)">message (\d+)</a>', row.group(1))
+    assert example and example.group(1) == example.group(2)
+    shown = client.get(f"/console/messages/{example.group(1)}").data.decode()
+    assert "ZZTOP" in shown and "eastside" in shown  # the example is a row with that code
+    assert ("scorecard.read", "200") in audit_actions(runtime)

@@ -110,3 +110,20 @@ def test_messages_list_refuses_an_until_before_since(runtime_here):
     result = CliRunner().invoke(_build_cli(), ["messages", "list", "--since", "2026-03-05", "--until", "2026-03-04"])
     assert result.exit_code == 1
     assert "--until 2026-03-04T00:00:00 is not after --since 2026-03-05T00:00:00" in result.output
+
+
+def test_long_practice_slugs_and_control_ids_keep_the_columns_aligned(runtime_here):
+    long_slug = "northshore-dermatology-and-mohs"  # 31 characters: wider than any fixed column
+    for slug in ("derm", long_slug):
+        practice(runtime_here, slug)
+    at = dt.datetime(2026, 3, 4, 12, 0, tzinfo=dt.UTC)
+    arrive(runtime_here, "derm", at, control_id="C1")
+    arrive(runtime_here, long_slug, at, control_id="LONGCONTROLID-0000000000001")
+    for args, column in ((("messages", "list"), "STATUS"), (("status",), "STATUS")):
+        code, text = hub(*args)
+        assert code == 0, text
+        header, *rows = text.splitlines()
+        start = header.index(column)
+        assert len(rows) == 2
+        for row in rows:  # every row's status word starts under the header's
+            assert row[start:].split()[0] in ("processed", "live"), (args, row)
