@@ -146,6 +146,8 @@ def test_a_well_behaved_feed_stays_fast_under_attack(hub_web: Server, calm_p99: 
     with running(attack):
         took = timed(poster, 200, at_least=2.0)  # past both deadlines: the attack is cut off and comes back
     p50, p99 = percentile(took, 50), percentile(took, 99)
+    print(f"{attack.name}: p50 {p50 * 1e3:.1f} ms, p99 {p99 * 1e3:.1f} ms, unattacked p99 "
+          f"{calm_p99 * 1e3:.1f} ms")  # the figures, for `pytest -s`
     assert hub_web.process.poll() is None, hub_web.log()[-2000:]
     assert p99 < max(0.100, 2 * calm_p99), f"{attack.name}: p50 {p50 * 1e3:.1f} ms, p99 {p99 * 1e3:.1f} ms " \
                                            f"(unattacked p99 {calm_p99 * 1e3:.1f} ms)"
