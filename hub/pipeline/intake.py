@@ -92,6 +92,47 @@ def receive(runtime: Runtime, practice: str, data: bytes, *, connector: str | No
                         media_type=media_type)[0]
 
 
+def _save(runtime: Runtime, conn: sa.Connection, practice: str,
+          plan: list[tuple[Connector | None, list[Envelope], HubError | None, str | None]],
+          new: list[message_store.NewMessage], refused: dict[int, str]) -> list[message_store.SavedMessage]:
+    """Save the messages in the caller's transaction; ``refused`` gets the reason of each refused one."""
+    if practice not in runtime.known_practices:  # practices are never removed: one look-up suffices
+        get_practice(conn, practice)  # unknown practice: NotFound, nothing stored
+        runtime.known_practices.add(practice)
+    saved = message_store.save_messages(conn, new)
+    i = 0
+    for _, envelopes, error, _ in plan:
+        for env in envelopes:
+            # the payload, else this one message (split refused it, or a header too long to keep whole)
+            why = error if error is not None else env.error or _oversized(env)
+            if why is not None and not saved[i].duplicate:
+                refused[saved[i].id] = str(why)
+            i += 1
+    message_store.mark_error(conn, refused)
+    return saved
+
+
+def _saved_alone(runtime: Runtime, practice: str,
+                 plan: list[tuple[Connector | None, list[Envelope], HubError | None, str | None]],
+                 new: list[message_store.NewMessage],
+                 connection: sa.Connection | None) -> list[message_store.SavedMessage] | None:
+    """One new message with nothing else to write (not refused, its practice known) on PostgreSQL: stored
+    and committed by one statement in one round trip (``message_store.save_alone``), as one MLLP
+    connection sends. None when this is no such case, or the message is a repeat (nothing written):
+    the transaction of ``receive_many`` then does the work."""
+    if len(new) != 1 or practice not in runtime.known_practices or runtime.engine.dialect.name != "postgresql":
+        return None
+    ((error, env),) = [(error, env) for _, envelopes, error, _ in plan for env in envelopes]
+    if error is not None or env.error is not None or _oversized(env) is not None:
+        return None
+    if connection is not None:
+        one = message_store.save_alone(connection, new[0])
+    else:
+        with writer(runtime.engine).connect() as conn:
+            one = message_store.save_alone(conn, new[0])
+    return None if one is None else [one]
+
+
 def receive_many(runtime: Runtime, practice: str, arrivals: Sequence[Arrival], *, connector: str | None = None,
                  media_type: str | None = None,
                  in_transaction: Callable[[sa.Connection, list[list[str]]], None] | None = None,
@@ -132,35 +173,26 @@ def receive_many(runtime: Runtime, practice: str, arrivals: Sequence[Arrival], *
                                     origin=origin, dedup_key=chosen.store_key(env) if chosen else None,
                                     unique_control_id=bool(chosen and chosen.unique_control_ids))
            for chosen, envelopes, _, origin in plan for env in envelopes]
-    with contextlib.ExitStack() as stack:
-        if connection is None:
-            # a pool's turn (``hub ingest --jobs``: its workers write to the same SQLite store)
-            stack.enter_context(write_turn(getattr(runtime.dispatcher, "write_lock", None)))
-            conn = stack.enter_context(writer(runtime.engine).begin())
-        else:
-            conn = connection
-            stack.enter_context(connection.begin())
-        if practice not in runtime.known_practices:  # practices are never removed: one look-up suffices
-            get_practice(conn, practice)  # unknown practice: NotFound, nothing stored
-            runtime.known_practices.add(practice)
-        saved = message_store.save_messages(conn, new)
-        refused = {}
-        i = 0
-        for _, envelopes, error, _ in plan:
-            for env in envelopes:
-                # the payload, else this one message (split refused it, or a header too long to keep whole)
-                why = error if error is not None else env.error or _oversized(env)
-                if why is not None and not saved[i].duplicate:
-                    refused[saved[i].id] = str(why)
-                i += 1
-        message_store.mark_error(conn, refused)
-        if in_transaction is not None:
-            fates, i = [], 0
-            for _, envelopes, _, _ in plan:
-                fates.append(["duplicate" if saved[j].duplicate else "refused" if saved[j].id in refused
-                              else "stored" for j in range(i, i + len(envelopes))])
-                i += len(envelopes)
-            in_transaction(conn, fates)
+    # one message alone, nothing else to write: committed by its own statement (no transaction below)
+    saved = None if in_transaction is not None else _saved_alone(runtime, practice, plan, new, connection)
+    refused: dict[int, str] = {}  # message id → why it is refused
+    if saved is None:
+        with contextlib.ExitStack() as stack:
+            if connection is None:
+                # a pool's turn (``hub ingest --jobs``: its workers write to the same SQLite store)
+                stack.enter_context(write_turn(getattr(runtime.dispatcher, "write_lock", None)))
+                conn = stack.enter_context(writer(runtime.engine).begin())
+            else:
+                conn = connection
+                stack.enter_context(connection.begin())
+            saved = _save(runtime, conn, practice, plan, new, refused)
+            if in_transaction is not None:
+                fates, i = [], 0
+                for _, envelopes, _, _ in plan:
+                    fates.append(["duplicate" if saved[j].duplicate else "refused" if saved[j].id in refused
+                                  else "stored" for j in range(i, i + len(envelopes))])
+                    i += len(envelopes)
+                in_transaction(conn, fates)
 
     if refused:  # committed: the plugins hear of them (alerting); new[i] is the message saved[i]
         announce_failures(runtime.plugins, [MessageFailure(s.id, practice, n.connector, refused[s.id], "intake")

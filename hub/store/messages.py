@@ -179,6 +179,13 @@ def _insert_new_postgresql(conn: sa.Connection, items: Sequence[NewMessage], dig
     at the same moment, is skipped by the unique dedup key. The control id reuse flag is set by the
     same statement (a round trip less for a lone MLLP message): ``reuse`` per row is 0 (no check),
     1 (look for an earlier stored message) or 2 (reuses one earlier in this group, found here)."""
+    columns = _pg_columns(items, digests, keys, new_index, now)
+    return {key: int(new_id) for new_id, key in conn.exec_driver_sql(_PG_INSERT, columns)}, {}
+
+
+def _pg_columns(items: Sequence[NewMessage], digests: list[str], keys: list[str], new_index: list[int],
+                now: dt.datetime) -> dict[str, Any]:
+    """The parameters of ``_PG_INSERT`` for ``items[i]``, i in ``new_index``."""
     columns: dict[str, Any] = {"now": now.astimezone(dt.UTC).replace(tzinfo=None),  # the columns hold naive UTC
                                "flag": CONTROL_ID_REUSED}
     for name in ("practice", "connector", "sender", "control_id", "message_type", "raw"):
@@ -187,7 +194,32 @@ def _insert_new_postgresql(conn: sa.Connection, items: Sequence[NewMessage], dig
     columns["content_hash"] = [digests[i] for i in new_index]
     columns["dedup_key"] = [keys[i] for i in new_index]
     columns["reuse"] = _reuse_marks(items, digests, new_index)
-    return {key: int(new_id) for new_id, key in conn.exec_driver_sql(_PG_INSERT, columns)}, {}
+    return columns
+
+
+def save_alone(conn: sa.Connection, item: NewMessage) -> SavedMessage | None:
+    """Store one new message as a transaction of its own, in one round trip (PostgreSQL; ``conn`` not
+    in a transaction): the insert of ``save_messages`` (control id reuse flag included) runs with the
+    driver in autocommit, so the server commits it before it answers, as durably as a COMMIT
+    (``synchronous_commit``), and BEGIN and COMMIT cost no round trips of their own. None, with
+    nothing written, when its dedup key is stored already (the caller saves the repeat with
+    ``save_messages``, in a transaction) or the store is not PostgreSQL. A lone message with anything
+    else to write in its transaction (a refusal, an audit row) is no case for this."""
+    if conn.dialect.name != "postgresql" or conn.in_transaction():
+        return None
+    digests = [content_hash(item.raw)]
+    columns = _pg_columns([item], digests, _keys([item], digests), [0], utcnow())
+    driver = conn.connection.driver_connection
+    try:
+        driver.autocommit = True  # type: ignore[union-attr]
+        with conn.begin():  # SQLAlchemy's bookkeeping only: in autocommit the driver sends no BEGIN, no COMMIT
+            rows = conn.exec_driver_sql(_PG_INSERT, columns).all()
+    finally:
+        try:
+            driver.autocommit = False  # type: ignore[union-attr]
+        except Exception:  # a broken connection: never used again (an autocommit one would split transactions)
+            conn.invalidate()
+    return SavedMessage(int(rows[0][0]), None) if rows else None
 
 
 def _reuse_marks(items: Sequence[NewMessage], digests: list[str], new_index: list[int]) -> list[int]:
