@@ -274,8 +274,42 @@ def parse(text: str) -> Message:
         raise ParseError("the message does not start with an MSH segment", location="MSH")
     sep = read_separators(text)
     fs = sep.field
-    segments: list[list[str]] = []
     lines = text.split("\r") if "\n" not in text else _LINE_BREAKS.split(text)  # CR alone: the usual case
+    segments = _well_formed(lines, fs)
+    if segments is None:
+        segments = _segments(lines, fs)
+    if len(segments) == 1 and run_together(text, fs):  # one segment: "MSH|...| PID|..." with no terminators
+        raise ParseError(RUN_TOGETHER, location="MSH")
+    message = Message(segments, sep)
+    msh = message.msh
+    if not message.get(msh, 9, 1):
+        raise ParseError("MSH-9 (message type) is missing", location="MSH-9")
+    if not message.get(msh, 10):
+        raise ParseError("MSH-10 (message control id) is missing", location="MSH-10")
+    return message
+
+
+_SEEN_IDS: set[str] = set()  # segment ids met before, all well-formed (``_well_formed``)
+
+
+def _well_formed(lines: list[str], fs: str) -> list[list[str]] | None:
+    """The segments of the usual message, split in one pass: every non-empty line a segment whose
+    id is a well-formed one met before, and MSH only first. None for anything else (a new segment
+    id, a blank or continued line, a second MSH), which ``_segments`` reads line by line."""
+    segments = [line.split(fs) for line in lines if line]
+    ids = {seg[0] for seg in segments[1:]}
+    if "MSH" in ids or not ids <= _SEEN_IDS:
+        if "MSH" in ids or len(_SEEN_IDS) > 4096 or not all(_segment_id(name) for name in ids):
+            return None
+        _SEEN_IDS.update(ids)
+    segments[0].insert(1, fs)  # the text starts with MSH and its field separator (read_separators)
+    return segments
+
+
+def _segments(lines: list[str], fs: str) -> list[list[str]]:
+    """The segments of ``lines`` one by one: blank lines skipped, a line that starts with no segment
+    id joined to the segment before it, a second MSH or text before MSH refused."""
+    segments: list[list[str]] = []
     for number, line in enumerate(lines, start=1):
         if not line or line.isspace():
             continue
@@ -296,15 +330,7 @@ def parse(text: str) -> Message:
             last.extend(tail[1:])
         else:
             raise ParseError("text before the MSH segment", location=f"line {number}")
-    if len(segments) == 1 and run_together(text, fs):  # one segment: "MSH|...| PID|..." with no terminators
-        raise ParseError(RUN_TOGETHER, location="MSH")
-    message = Message(segments, sep)
-    msh = message.msh
-    if not message.get(msh, 9, 1):
-        raise ParseError("MSH-9 (message type) is missing", location="MSH-9")
-    if not message.get(msh, 10):
-        raise ParseError("MSH-10 (message control id) is missing", location="MSH-10")
-    return message
+    return segments
 
 
 def parse_bytes(data: bytes) -> Message:

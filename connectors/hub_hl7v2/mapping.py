@@ -81,6 +81,8 @@ class Reader:
         self.used: set[str] = set()
         # XCN text → its provider record: a message names its provider in PV1, SCH, AIP and every FT1
         self.providers: dict[str, Record] = {}
+        self._recorded_at: str | None = None
+        self._recorded_read = False
 
     def drop(self, path: str, reason: str) -> None:
         """An optional value sent but unreadable is left out, on the record (path only, never the value)."""
@@ -108,13 +110,17 @@ class Reader:
         return moment
 
     def dtm(self, seg: list[str] | None, field: int, component: int = 1) -> str | None:
-        return to_datetime(self.get(seg, field, component), self.tz)
+        value = self.get(seg, field, component)
+        return to_datetime(value, self.tz) if value else None  # most fields tried are empty: no cache look-up
 
     @property
     def recorded_at(self) -> str | None:
         """When the sending system recorded the event: EVN-2, else MSH-7 (merged_at, booked_at,
-        cancelled_at keep this meaning)."""
-        return self.dtm(self.msg.first("EVN"), 2) or self.dtm(self.msg.msh, 7)
+        cancelled_at keep this meaning); read once per message."""
+        if not self._recorded_read:
+            self._recorded_at = self.dtm(self.msg.first("EVN"), 2) or self.dtm(self.msg.msh, 7)
+            self._recorded_read = True
+        return self._recorded_at
 
     @property
     def event_time(self) -> str | None:

@@ -24,6 +24,7 @@ from hub.errors import ConfigError
 
 _DTM = re.compile(r"(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:\.\d{1,4})?\s*([+-]\d{4})?\Z")
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)\Z")
+_NONZERO = frozenset("123456789")
 
 
 @lru_cache(maxsize=64)
@@ -54,6 +55,16 @@ def to_datetime(value: str | None, tz: dt.tzinfo | None = None) -> str | None:
     ``tz`` when given, else naive (``YYYY-MM-DDTHH:MM:SS``, a wall-clock time of the practice)."""
     if not value:
         return None
+    if len(value) == 19 and value[14] in "+-" and value.isascii() and value[:14].isdigit() and \
+            value[15:].isdigit() and value[15:] != "0000" and value[15:17] <= "14" and value[17:] <= "59":
+        # the usual DTM, to the second with an offset (YYYYMMDDHHMMSS+ZZZZ): read without the pattern
+        try:
+            dt.datetime(int(value[:4]), int(value[4:6]), int(value[6:8]), int(value[8:10]), int(value[10:12]),
+                        int(value[12:14]))
+        except ValueError:
+            return None
+        return (f"{value[:4]}-{value[4:6]}-{value[6:8]}T{value[8:10]}:{value[10:12]}:{value[12:14]}"
+                f"{value[14]}{value[15:17]}:{value[17:]}")
     m = _DTM.match(value.strip())
     if not m or m.group(3) is None:
         return None
@@ -77,6 +88,8 @@ def to_money(value: str | None) -> str | None:
     """MO/CP first component, or a bare number → decimal string."""
     if not value:
         return None
+    if value[0] in _NONZERO and value.isascii() and value.replace(".", "", 1).isdigit() and value[-1] != ".":
+        return value  # "125.00", "40": the decimal's own text already
     value = value.strip().replace(",", "").lstrip("$")
     if not _NUMBER.match(value):
         return None
@@ -89,6 +102,8 @@ def to_money(value: str | None) -> str | None:
 def to_int(value: str | None) -> int | None:
     if not value:
         return None
+    if len(value) < 10 and value.isascii() and value.isdigit():  # the usual "1": below 2**31
+        return int(value)
     try:
         number = Decimal(value.strip())
     except InvalidOperation:

@@ -229,7 +229,7 @@ def _converter(f: Field) -> Any:
         choices = frozenset(f.choices)
         return lambda v: v if type(v) is str and v in choices else _NOT_FAST
     if f.type == "date":
-        return lambda v: _parsed(dt.date.fromisoformat, v) if type(v) is str and _DATE.match(v) else _NOT_FAST
+        return lambda v: _date(v) if type(v) is str and len(v) == 10 else _NOT_FAST  # YYYY-MM-DD, or no date
     if f.type == "datetime":
         return lambda v: _datetime(v) if type(v) is str else _NOT_FAST
     if f.type == "int":
@@ -243,6 +243,12 @@ def _converter(f: Field) -> Any:
     if f.type == "json":
         return lambda v: _fast_nested(f.name, v)
     return lambda v: _NOT_FAST
+
+
+@lru_cache(maxsize=16384)
+def _date(value: str) -> Any:
+    # a feed repeats its service, posting and birth dates: parsed once each
+    return _parsed(dt.date.fromisoformat, value) if _DATE.match(value) else _NOT_FAST
 
 
 @lru_cache(maxsize=16384)

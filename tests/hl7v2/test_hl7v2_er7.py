@@ -101,3 +101,37 @@ def test_unreadable_messages_name_the_segment_and_field(text: str, location: str
     with pytest.raises(ParseError) as caught:
         er7.parse(text)
     assert caught.value.location == location
+
+
+def test_blank_lines_continuations_and_new_segment_ids_read_alike_the_first_time_and_after() -> None:
+    """A message of segments seen before is split in one pass; blank or white lines, a line that
+    continues a field and a segment id not seen before are read line by line: the same message
+    reads the same whichever way, the first time and the second."""
+    text = ("MSH|^~\\&|A|B|C|D|2025||ORU^R01|X|P|2.5\r\r  \rPID|1||M9^^^X^MR\r"
+            "ZQ7|1|local value\rOBX|1|TX|note||first line\rsecond line|F\r")
+    for _ in range(2):
+        msg = er7.parse(text)
+        assert [seg[0] for seg in msg.segments] == ["MSH", "PID", "ZQ7", "OBX"]
+        assert msg.get(msg.first("PID"), 3) == "M9"
+        assert msg.get(msg.first("ZQ7"), 2) == "local value"
+        assert msg.get(msg.first("OBX"), 5) == "first line\nsecond line"
+        assert msg.get(msg.first("OBX"), 6) == "F"
+    plain = er7.parse("MSH|^~\\&|A|B|C|D|2025||ORU^R01|X|P|2.5\rPID|1||M9^^^X^MR\rZQ7|1|two\r")
+    assert [seg[0] for seg in plain.segments] == ["MSH", "PID", "ZQ7"]
+    assert plain.get(plain.msh, 1) == "|" and plain.get(plain.msh, 10) == "X"
+    assert plain.get(plain.first("ZQ7"), 2) == "two"
+
+
+def test_a_second_msh_inside_one_message_is_refused_each_time() -> None:
+    text = "MSH|^~\\&|A|B|C|D|2025||ADT^A01|1|P|2.5\rPID|1||M1\rMSH|^~\\&|A|B|C|D|2025||ADT^A01|2|P|2.5\r"
+    for _ in range(2):
+        with pytest.raises(ParseError) as caught:
+            er7.parse(text)
+        assert caught.value.location == "MSH, line 3"
+
+
+def test_a_lower_case_line_continues_the_segment_before_it() -> None:
+    msg = er7.parse("MSH|^~\\&|A|B|C|D|2025||ADT^A01|1|P|2.5\rPID|1||M1||Doe\rpid|2\r")
+    assert [seg[0] for seg in msg.segments] == ["MSH", "PID"]
+    assert msg.get(msg.first("PID"), 5) == "Doe\npid"
+    assert msg.get(msg.first("PID"), 6) == "2"

@@ -1,0 +1,51 @@
+"""HL7 v2 values: date-times, money and counts, hand-checked, the usual shapes and their edges alike."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from hub_hl7v2.values import to_datetime, to_int, to_money
+
+
+@pytest.mark.parametrize(("sent", "read"), [
+    ("20250312143000-0500", "2025-03-12T14:30:00-05:00"),
+    ("20250312143000+0000", "2025-03-12T14:30:00+00:00"),
+    ("20250312143000-0000", "2025-03-12T14:30:00+00:00"),  # no offset either way: written +00:00
+    ("20240229235959+1400", "2024-02-29T23:59:59+14:00"),
+    ("20250312143000+0559", "2025-03-12T14:30:00+05:59"),
+    ("202503121430-0500", "2025-03-12T14:30:00-05:00"),
+    ("20250312143000", "2025-03-12T14:30:00"),
+    ("20250312", "2025-03-12T00:00:00"),
+    ("20250230143000-0500", None),  # 30 February
+    ("20251312143000-0500", None),  # month 13
+    ("20250312246000-0500", None),  # hour 24
+    ("20250312143000+1500", None),  # no such offset
+    ("20250312143000+0560", None),
+    ("00000101000000+0100", None),  # year 0
+    ("202503", None),  # no day
+])
+def test_date_times(sent: str, read: str | None) -> None:
+    assert to_datetime(sent) == read
+
+
+def test_an_offset_sent_wins_over_the_feed_zone() -> None:
+    chicago = dt.timezone(dt.timedelta(hours=-6))
+    assert to_datetime("20250312143000+0100", chicago) == "2025-03-12T14:30:00+01:00"
+    assert to_datetime("20250312143000", chicago) == "2025-03-12T14:30:00-06:00"
+
+
+@pytest.mark.parametrize(("sent", "read"), [
+    ("125.00", "125.00"), ("40", "40"), ("1.5", "1.5"), ("007", "7"), ("5.", "5"), (".5", "0.5"),
+    ("$1,200.50", "1200.50"), ("-12.30", "-12.30"), ("+3", "3"), ("1.2.3", None), ("12a", None), ("", None),
+])
+def test_money(sent: str, read: str | None) -> None:
+    assert to_money(sent) == read
+
+
+@pytest.mark.parametrize(("sent", "read"), [
+    ("1", 1), ("0012", 12), ("999999999", 999999999), ("2147483648", 2**31), ("2147483649", None),
+    ("2.0", 2), ("2.5", None), (" 3 ", 3), ("x", None), ("", None),
+])
+def test_counts(sent: str, read: int | None) -> None:
+    assert to_int(sent) == read
