@@ -83,7 +83,7 @@ class HttpFeed:
                          headers={"Authorization": f"Bearer {self.key}", "Content-Type": HL7})
             response = conn.getresponse()
             body = response.read()
-        except OSError:
+        except (OSError, http.client.HTTPException):  # an answer cut short (IncompleteRead) is no answer either
             return "no answer"
         finally:
             conn.close()
