@@ -202,3 +202,21 @@ def test_an_x12_count_of_thousands_of_digits_is_a_count_mismatch() -> None:
     envelopes = X12Connector().split(data.replace(b"SE*35*0001", b"SE*" + b"9" * 5000 + b"*0001"), origin="r.x12")
     errors = [e.error for e in envelopes if e.error is not None]
     assert errors and errors[0].location and "SE-01" in errors[0].location
+
+
+# -- found by the million-input run of the CSV and mapping targets ------------------------------------------------
+def test_a_money_value_with_a_huge_exponent_is_out_of_range_not_an_overflow() -> None:
+    # was decimal.Overflow: abs() of 1E+999999999 rounds to the decimal context and overflows
+    from hub.model.schemas import Money
+
+    for text in ("1E+999999999", "-9E+999999999"):
+        with pytest.raises(Exception) as caught:
+            Money().deserialize(text)
+        assert type(caught.value).__name__ == "ValidationError" and "out of range" in str(caught.value)
+
+
+def test_a_mapping_key_written_as_an_impossible_date_is_a_mapping_problem() -> None:
+    # was ValueError from the YAML reader's date constructor: "month must be in 1..12"
+    with pytest.raises(MappingError) as caught:
+        load("2025-00-01: x\n")
+    assert "not valid YAML" in str(caught.value) and "month must be in 1..12" in str(caught.value)

@@ -242,6 +242,8 @@ def check_text(text: str, vocabulary: Vocabulary,
         return {}, [Problem(mark.line + 1 if mark else None, "", f"not valid YAML: {getattr(exc, 'problem', exc)}")]
     except RecursionError:  # the YAML reader recurses once per level of nesting
         return {}, [Problem(None, "", "nested too deeply to be a mapping file")]
+    except ValueError as exc:  # a plain value that looks like a date but is none (2025-00-01): the reader's own
+        return {}, [Problem(None, "", f"not valid YAML: a value written as a date is not one ({exc})")]
     c = Checker(index, vocabulary)
     for path, line in index.repeated:
         c.problems.append(Problem(line, _dotted(path), "this key appears twice (the later one would win)"))

@@ -70,7 +70,7 @@ def _load(folder: str) -> Vocabulary:
     for file in sorted(path.glob("*.yaml")):
         try:
             data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
+        except (yaml.YAMLError, ValueError) as exc:  # ValueError: a value written as a date that is none
             raise MappingError(f"not valid YAML: {exc}", source=str(file)) from None
         if not isinstance(data, dict):
             raise MappingError("an MSO vocabulary file is a mapping of vocabulary → codes", source=str(file))

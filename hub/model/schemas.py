@@ -51,7 +51,9 @@ class Money(fields.Field):
             raise self.make_error("invalid") from None
         if not amount.is_finite():
             raise self.make_error("invalid")
-        if abs(amount) >= MONEY_LIMIT:  # far above any real amount: cents, and sums of them, stay inside BIGINT
+        # far above any real amount: cents, and sums of them, stay inside BIGINT (copy_abs, not abs: abs()
+        # rounds to the context and overflows on an exponent such as 1E+999999999)
+        if amount.copy_abs() >= MONEY_LIMIT:
             raise self.make_error("range")
         return round_money(amount)
 
