@@ -16,7 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from hub.reports.batching import round_trip
+from hub.reports.batching import insert_rows, round_trip
 from hub.reports.tables import SITE_WEEK_GRAIN, WEEKLY_THIRD_AVAILABLE, report_medians
 
 MONTHLY_THIRD_AVAILABLE = "third_available_days"
@@ -68,10 +68,14 @@ def weeks_of(months: list[str]) -> list[str]:
 
 def _summaries_query() -> str:
     """The medians of every kept slicing, by month and by week, in one statement (one round trip a refresh):
-    each row names its grain and period kind, its keys padded to the widest slicing's."""
-    by_month = f"grain = 'site' AND practice = :p AND month IN :months AND metric <> '{WEEKLY_THIRD_AVAILABLE}'"
-    by_week = (f"grain = '{SITE_WEEK_GRAIN}' AND practice = :p AND week IN :weeks AND "
-               f"metric <> '{MONTHLY_THIRD_AVAILABLE}'")
+    each row names its grain and period kind, its keys padded to the widest slicing's. Of one
+    practice (``:p``): its primary key leads with the grain and the practice, so the index is read by practice
+    however stale the planner's statistics (with several practices at once, after a backfill into empty rollups,
+    it read every practice's rows); a range of periods bounds the scan."""
+    by_month = (f"grain = 'site' AND practice = :p AND month >= :month_lo AND month <= :month_hi AND "
+                f"month IN :months AND metric <> '{WEEKLY_THIRD_AVAILABLE}'")
+    by_week = (f"grain = '{SITE_WEEK_GRAIN}' AND practice = :p AND week >= :week_lo AND week <= :week_hi "
+               f"AND week IN :weeks AND metric <> '{MONTHLY_THIRD_AVAILABLE}'")
     widest = max(len(dims) for dims in SUMMARY_GRAINS.values()) + 1
     parts = []
     for grain, dims in SUMMARY_GRAINS.items():
@@ -82,19 +86,29 @@ def _summaries_query() -> str:
     return " UNION ALL ".join(parts)
 
 
-def refresh_summaries(conn: sa.Connection, practice: str, months: list[str]) -> None:
-    """Recompute the kept medians touched by a change to ``practice`` in ``months``: those of the months,
+def refresh_summaries(conn: sa.Connection, cells: set[tuple[str, str]]) -> None:
+    """Recompute the kept medians touched by a change to these (practice, month) cells: those of the months,
     and those of the weeks that overlap them (read from every month cell the week spans)."""
     t = report_medians
-    weeks = weeks_of(months)
+    by_practice: dict[str, list[str]] = defaultdict(list)
+    for practice, month in cells:
+        by_practice[practice].append(month)
     grains = t.c.grain.in_(tuple(SUMMARY_GRAINS))
     with round_trip(conn):
-        conn.execute(sa.delete(t).where(grains, t.c.practice == practice, t.c.month.in_(months)))
-        conn.execute(sa.delete(t).where(grains, t.c.practice == practice, t.c.month == "", t.c.week.in_(weeks)))
+        for practice, months in sorted(by_practice.items()):  # by practice: SQLite scans for (a, b) IN (pairs)
+            conn.execute(sa.delete(t).where(grains, t.c.practice == practice, t.c.month.in_(months)))
+            conn.execute(sa.delete(t).where(grains, t.c.practice == practice, t.c.month == "",
+                                            t.c.week.in_(weeks_of(months))))
     stmt = sa.text(_summaries_query()).bindparams(sa.bindparam("months", expanding=True),
                                                   sa.bindparam("weeks", expanding=True))
+    found: list[Any] = []
+    for practice, months in sorted(by_practice.items()):
+        its_weeks = weeks_of(months)
+        found.extend(conn.execute(stmt, {"p": practice, "months": months, "month_lo": min(months),
+                                         "month_hi": max(months), "weeks": its_weeks, "week_lo": its_weeks[0],
+                                         "week_hi": its_weeks[-1]}))
     rows = []
-    for grain, period, *rest in conn.execute(stmt, {"p": practice, "months": months, "weeks": weeks}):
+    for grain, period, *rest in found:
         dims = SUMMARY_GRAINS[grain]
         named = dict(zip([*dims, period], rest, strict=False))
         metric, lower, upper = rest[-3:]
@@ -102,8 +116,7 @@ def refresh_summaries(conn: sa.Connection, practice: str, months: list[str]) -> 
                      "service_line": named.get("service_line", "*"), "month": named.get("month", ""),
                      "week": named.get("week", ""), "metric": _as_reported(metric),
                      "median": round((int(lower) + int(upper)) / 2, 2)})
-    if rows:
-        conn.execute(sa.insert(t), rows)
+    insert_rows(conn, t, rows)
 
 
 def _as_reported(metric: str) -> str:

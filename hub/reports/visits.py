@@ -30,7 +30,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 
-from hub.reports.batching import round_trip
+from hub.reports.batching import insert_rows, round_trip
 from hub.reports.providers import provider_key
 from hub.reports.tables import report_retention, report_visits
 from hub.store.engine import fetch_by_keys
@@ -210,19 +210,25 @@ class RetentionDelta:
         return out
 
 
-def _select_new_visits(conn: sa.Connection, practice: str, months: list[str]) -> list[Visit]:
-    lo, hi = min(months), _month_name(_month_index(max(months)) + 1)
-    params = {"p": practice, "lo": lo, "hi": hi, "months": months}
+def _select_new_visits(conn: sa.Connection, cells: set[Cell]) -> list[Visit]:
+    """The visits of these cells, of any practices, in one statement per kind: ``:practices``, ``:months`` and
+    the range bound the index scan, ``:cells`` (``practice || month``: a month is seven characters, so a key
+    names one cell) picks exactly the cells."""
+    months = sorted({m for _, m in cells})
+    lo, hi = months[0], _month_name(_month_index(months[-1]) + 1)
+    params = {"practices": sorted({p for p, _ in cells}), "lo": lo, "hi": hi, "months": months,
+              "cells": sorted(p + m for p, m in cells)}
     completed = ", ".join(f"'{s}'" for s in COMPLETED)
     # the patient index's enterprise id; before its first run, one a feed or plugin sent
     key = ("COALESCE(il.enterprise_id, pt.enterprise_id, {t}.practice || ':' || "
            "COALESCE({t}.patient_source_id, {t}.source_id))")
     # the provider key: providers across practices by NPI (hub.reports.providers)
-    cols = ("{t}.source_id, " + key + ", COALESCE({t}.location_source_id, ''), {provider},"
+    cols = ("{t}.practice, {t}.source_id, " + key + ", COALESCE({t}.location_source_id, ''), {provider},"
             " COALESCE({t}.service_line, ''), COALESCE({t}.visit_category, ''), substr({t}.start, 1, 10)")
     join = ("LEFT JOIN patients pt ON pt.practice = {t}.practice AND pt.source_id = {t}.patient_source_id "
             "LEFT JOIN identity_links il ON il.practice = {t}.practice AND il.source_id = {t}.patient_source_id")
-    where = ("{t}.practice = :p AND {t}.start >= :lo AND {t}.start < :hi AND substr({t}.start, 1, 7) IN :months")
+    where = ("{t}.practice IN :practices AND {t}.start >= :lo AND {t}.start < :hi AND substr({t}.start, 1, 7) IN "
+             ":months AND {t}.practice || substr({t}.start, 1, 7) IN :cells")
     appt_sql = (f"SELECT {cols} FROM appointments a {join} WHERE {where} AND a.status IN ({completed})"
                 ).format(t="a", provider=provider_key("a", ("provider_npi",)))
     enc_sql = (f"SELECT {cols} FROM encounters e {join} WHERE {where} AND e.status = 'finished' AND NOT EXISTS ("
@@ -231,9 +237,10 @@ def _select_new_visits(conn: sa.Connection, practice: str, months: list[str]) ->
                ).format(t="e", provider=provider_key("e"))
     out = []
     for kind, sql in (("appointment", appt_sql), ("encounter", enc_sql)):
-        stmt = sa.text(sql).bindparams(sa.bindparam("months", expanding=True))
+        stmt = sa.text(sql).bindparams(*(sa.bindparam(name, expanding=True) for name in ("practices", "months",
+                                                                                          "cells")))
         for row in conn.execute(stmt, params):
-            out.append(Visit(kind, practice, row[0], row[1], row[2], row[3], row[4], row[5], row[6]))
+            out.append(Visit(kind, *row))
     return out
 
 
@@ -263,17 +270,20 @@ def rebuild(conn: sa.Connection, cells: set[Cell]) -> set[Cell]:
 
     A visit that moved months keeps its row in its old cell until that cell is rebuilt, unless a rebuild of
     its new cell comes first (a refresh takes cells one at a time): then the fresh visit replaces that row,
-    wherever it is, and the old cell is recomputed with these."""
-    months_by_practice: dict[str, list[str]] = defaultdict(list)
-    for practice, month in cells:
-        months_by_practice[practice].append(month)
+    wherever it is, and the old cell is recomputed with these.
+
+    The cells may be of several practices (a refresh transaction's): their visits are read and written with one
+    statement each, and the patients' histories (those of the cells' patients only, so the memory a rebuild
+    holds grows with the cells, not the store) are re-read once."""
+    if not cells:
+        return set()
     t = report_visits
-    old_keys: set[str] = set()
-    fresh: list[Visit] = []
-    for practice, months in months_by_practice.items():
-        old_keys.update(conn.execute(sa.select(t.c.patient_key).distinct()
-                                     .where(t.c.practice == practice, t.c.month.in_(months))).scalars())
-        fresh.extend(_select_new_visits(conn, practice, months))
+    pairs = sorted(cells)
+    months = sorted({m for _, m in cells})
+    old_keys = set(conn.execute(sa.select(t.c.patient_key).distinct().where(  # the range bounds the index scan
+        t.c.practice.in_(sorted({p for p, _ in cells})), t.c.month >= months[0], t.c.month <= months[-1],
+        sa.tuple_(t.c.practice, t.c.month).in_(pairs))).scalars())
+    fresh = _select_new_visits(conn, cells)
     keys = old_keys | {v.patient_key for v in fresh}
     by_practice: dict[str, set[str]] = defaultdict(set)
     for v in fresh:
@@ -306,15 +316,15 @@ def rebuild(conn: sa.Connection, cells: set[Cell]) -> set[Cell]:
                     changed_cells.add((v.practice, v.month))
     with round_trip(conn):  # the writes, none read back
         _apply_retention(conn, delta)
-        for practice, months in months_by_practice.items():
-            conn.execute(sa.delete(t).where(t.c.practice == practice, t.c.month.in_(months)))
+        for practice in sorted({p for p, _ in cells}):  # (practice, month) IN (pairs) made SQLite scan the table
+            conn.execute(sa.delete(t).where(t.c.practice == practice,
+                                            t.c.month.in_(sorted(m for p, m in cells if p == practice))))
         if moved:
             conn.execute(sa.delete(t).where(t.c.id.in_([v.id for v in moved])))
         if updates:
             conn.execute(sa.update(t).where(t.c.id == sa.bindparam("visit_id"))
                          .values(is_new=sa.bindparam("new_flag"), converted=sa.bindparam("converted_flag")), updates)
-    if inserts:  # outside: SQLAlchemy batches these into multi-row inserts and reads their outcome
-        conn.execute(sa.insert(t), inserts)
+    insert_rows(conn, t, inserts)
     return changed_cells
 
 

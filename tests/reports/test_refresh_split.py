@@ -81,3 +81,41 @@ def test_a_refresh_split_across_transactions_equals_one_transaction(database_url
 
     assert _rebuild_in_one_transaction(engine) == marked  # the marks covered every cell with records
     assert _rollups(engine) == split
+
+
+def _by_cell(engine: sa.Engine) -> dict[tuple[str, str], Counter[tuple[Any, ...]]]:
+    """The cell-keyed rollup rows (cells, histograms, credits), by the (practice, month) cell they belong to."""
+    out: dict[tuple[str, str], Counter[tuple[Any, ...]]] = {}
+    with engine.connect() as conn:
+        for table in (report_cells, report_hist, report_credits):
+            for row in conn.execute(sa.select(*table.c)):
+                out.setdefault((row.practice, row.month), Counter())[(table.name, *row)] += 1
+    return out
+
+
+def test_a_batch_of_cells_of_several_practices_recomputes_exactly_those_cells(database_url: str) -> None:
+    """A transaction's cells need not be whole months of whole practices: each practice's own months, no more."""
+    engine = _load(database_url)
+    assert rollups.refresh_dirty(engine, budget=0.0) > 0  # every cell on its own: the figures to match
+    before = _by_cell(engine)
+    east, west, spa = synthetic.SITES
+    chosen = {(east, "2024-02"), (west, "2024-03"), (spa, "2024-02"), (spa, "2024-04")}
+    assert chosen <= set(before)  # each has records
+    assert {(east, "2024-03"), (west, "2024-02"), (spa, "2024-03")} <= set(before)  # and so do the cells between
+    with writer(engine).begin() as conn:
+        for table in (report_cells, report_hist, report_credits):
+            conn.execute(sa.delete(table))
+        rollups.refresh(conn, chosen)
+    after = _by_cell(engine)
+    assert set(after) == chosen
+    assert after == {cell: before[cell] for cell in chosen}
+
+
+def test_a_refresh_of_more_cells_than_a_batch_holds_goes_batch_by_batch(database_url: str,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = _load(database_url)
+    cells = _rebuild_in_one_transaction(engine)
+    whole = _rollups(engine)
+    monkeypatch.setattr(rollups, "_MOST_CELLS", 2)  # every cell in batches of two, in one transaction
+    assert cells > 4 and _rebuild_in_one_transaction(engine) == cells
+    assert _rollups(engine) == whole
