@@ -21,20 +21,9 @@ from hub.mllp.framing import frame, read_answer
 from hub.store import messages as message_store
 
 from .test_hl7v2_mllp import message, msa
+from .test_mllp_group_commit import store  # noqa: F401 (the fixture: a store with practice northderm)
 
 Script = Callable[[socket.socket], None]
-
-
-@pytest.fixture
-def store(database_url: str) -> Any:
-    from hub.runtime import Runtime
-    from hub.store.engine import writer
-    from hub.store.practices import add_practice
-
-    runtime = Runtime.create(database_url=database_url, dispatcher="inline")
-    with writer(runtime.engine).begin() as conn:
-        add_practice(conn, "northderm", "North Derm")
-    return runtime
 
 
 def converse(runtime: Any, script: Script) -> None:
@@ -87,7 +76,7 @@ def rows(observer: sa.Engine, control_id: str) -> list[Any]:
 
 
 def test_one_connection_stores_new_reused_and_repeated_messages_each_committed_before_its_answer(
-        store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        store: Any, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     alone: list[bool] = []  # per call of the one-statement save: did it store the message
     real = message_store.save_alone
 
