@@ -35,6 +35,23 @@ def store(database_url: str) -> Any:
     return runtime
 
 
+async def serve_while(server: Any, port: int, clients: list[threading.Thread]) -> None:
+    """Serve on ``port`` until it listens, start ``clients`` and keep serving until they all end."""
+    serving = asyncio.create_task(server.serve())
+    for _ in range(100):  # until it listens
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            await asyncio.sleep(0.05)
+    for t in clients:
+        t.start()
+    while any(t.is_alive() for t in clients):  # the loop keeps serving meanwhile
+        await asyncio.sleep(0.02)
+    server._stopping.set()
+    await serving
+
+
 def test_concurrent_connections_share_commits_and_each_ack_follows_its_commit(
         store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from hub_hl7v2 import HL7v2Connector
@@ -74,24 +91,9 @@ def test_concurrent_connections_share_commits_and_each_ack_follows_its_commit(
                     if not stored:
                         unseen.append(control_id)
 
-    async def run() -> None:
-        serving = asyncio.create_task(server.serve())
-        for _ in range(100):  # until it listens
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                await asyncio.sleep(0.05)
-        threads = [threading.Thread(target=client, args=(c,)) for c in range(CONNECTIONS)]
-        for t in threads:
-            t.start()
-        while any(t.is_alive() for t in threads):  # the loop keeps serving meanwhile
-            await asyncio.sleep(0.05)
-        server._stopping.set()
-        await serving
-
     try:
-        asyncio.run(run())
+        asyncio.run(serve_while(server, port, [threading.Thread(target=client, args=(c,))
+                                               for c in range(CONNECTIONS)]))
     finally:
         observer.dispose()
     total = CONNECTIONS * PER_CONNECTION

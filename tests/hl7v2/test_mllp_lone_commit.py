@@ -21,7 +21,7 @@ from hub.mllp.framing import frame, read_answer
 from hub.store import messages as message_store
 
 from .test_hl7v2_mllp import message, msa
-from .test_mllp_group_commit import store  # noqa: F401 (the fixture: a store with practice northderm)
+from .test_mllp_group_commit import serve_while, store  # noqa: F401 (store: the fixture, practice northderm)
 
 Script = Callable[[socket.socket], None]
 
@@ -44,22 +44,7 @@ def converse(runtime: Any, script: Script) -> None:
         except BaseException as exc:  # raised again in the test's thread
             failures.append(exc)
 
-    async def run() -> None:
-        serving = asyncio.create_task(server.serve())
-        for _ in range(100):  # until it listens
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                await asyncio.sleep(0.05)
-        thread = threading.Thread(target=client)
-        thread.start()
-        while thread.is_alive():  # the loop keeps serving meanwhile
-            await asyncio.sleep(0.02)
-        server._stopping.set()
-        await serving
-
-    asyncio.run(run())
+    asyncio.run(serve_while(server, port, [threading.Thread(target=client)]))
     if failures:
         raise failures[0]
 
