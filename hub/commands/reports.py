@@ -2,7 +2,7 @@
 
 The command line has no background process to count on (an embedded SQLite store, inline
 processing, ``hub report kpis`` right after ``hub ingest``), so the commands that read figures
-first recompute the dirty cells themselves, a practice-month per transaction
+first recompute the dirty cells themselves, in transactions of their own
 (``rollups.refresh_dirty``), then read the committed rollups like any request. The HTTP API never
 recomputes (``hub.reports.background`` keeps its figures current).
 """
@@ -93,7 +93,7 @@ def report_packet(ctx: click.Context, month: str, out_dir: str) -> None:
 @report.command("refresh")
 @click.pass_context
 def report_refresh(ctx: click.Context) -> None:
-    """Recompute the rollup cells changed since the last refresh, a practice-month per transaction."""
+    """Recompute the rollup cells changed since the last refresh, in transactions of their own."""
     from hub.reports import same_days
     from hub.reports.rollups import refresh_dirty
 
@@ -107,15 +107,12 @@ def refresh_after_ingest(runtime: Any) -> int:
     """After ``hub ingest`` (or ``hub watch --once``) processed its messages itself (inline): the cells it
     marked are recomputed now, so the next report reads current figures (a queue's ``hub worker``
     refreshes its own). Its line goes to stderr; a failure leaves the ingest as it is and says so."""
-    import sqlalchemy as sa
-
-    from hub.reports.rollups import refresh_dirty
-    from hub.reports.tables import report_dirty
+    from hub.reports.rollups import any_waiting, refresh_dirty
 
     if runtime.dispatcher.name != "inline":
         return 0
     with runtime.engine.connect() as conn:
-        if conn.execute(sa.select(report_dirty.c.month).limit(1)).first() is None:
+        if not any_waiting(conn):
             return 0
     started = time.perf_counter()
     try:

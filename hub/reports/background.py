@@ -2,8 +2,8 @@
 
 A report request never recomputes rollups: it reads the committed ones and says how current they
 are (``as_of``, ``hub.reports.rollups.freshness``). What keeps them current is a daemon thread in
-each long-running process that recomputes the dirty cells in short transactions of about a second
-(one practice-month, or several when they are quick: ``rollups.refresh_dirty``):
+each long-running process that recomputes the dirty cells in transactions no ingest waits for long
+(``rollups.refresh_dirty``: on SQLite about a second each, on PostgreSQL holding no lock an ingest needs):
 
 - soon after a processing batch commits in this process (inline processing in ``hub serve`` or
   ``hub mllp``, a job of ``hub worker``): the store hook ``hub_records_committed`` wakes it
@@ -12,7 +12,7 @@ each long-running process that recomputes the dirty cells in short transactions 
 - and every ``HUB_REPORT_REFRESH_INTERVAL`` seconds, for the changes that come by no batch of this
   process (the patient index relinking patients, another process's batches, a failed refresh).
 
-However many processes refresh, one transaction recomputes at a time (``rollups.refresh_cells``).
+However many processes refresh, one transaction recomputes at a time (``rollups.refresh_dirty``).
 """
 
 from __future__ import annotations
@@ -25,8 +25,7 @@ import sqlalchemy as sa
 
 from hub.pipeline.sweeper import Ticker
 from hub.reports import same_days
-from hub.reports.rollups import refresh_dirty
-from hub.reports.tables import report_dirty
+from hub.reports.rollups import any_waiting, refresh_dirty
 
 log = logging.getLogger("hub.reports")
 
@@ -45,9 +44,9 @@ def wake() -> None:
 
 
 def pending(engine: sa.Engine) -> bool:
-    """Whether any cell waits (a probe of the small ``report_dirty`` table)."""
+    """Whether any cell waits (a probe of the small ``report_dirty`` and ``report_refreshing`` tables)."""
     with engine.connect() as conn:
-        return conn.execute(sa.select(report_dirty.c.month).limit(1)).first() is not None
+        return any_waiting(conn)
 
 
 class ReportRefresher(Ticker):

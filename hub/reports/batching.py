@@ -50,3 +50,17 @@ def insert_rows(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, A
     arrays = ", ".join(f"CAST(:c{i} AS {_array_type(table.c[c])}[])" for i, c in enumerate(columns))
     conn.execute(sa.text(f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT * FROM unnest({arrays})"),
                  {f"c{i}": [r[c] for r in rows] for i, c in enumerate(columns)})
+
+
+def copy_rows(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+    """``insert_rows`` for the largest writes (a catch-up's visits, a million rows after a backfill): on PostgreSQL
+    by COPY, which takes rows several times faster than an INSERT of arrays. Not inside ``round_trip``: COPY has
+    no pipeline mode."""
+    if not rows or conn.dialect.name != "postgresql":
+        insert_rows(conn, table, rows)
+        return
+    columns = list(rows[0])
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    with cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row([row[c] for c in columns])

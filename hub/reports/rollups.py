@@ -40,6 +40,7 @@ from hub.reports.tables import (
     report_credits,
     report_dirty,
     report_hist,
+    report_refreshing,
 )
 from hub.store.engine import fetch_by_keys, writer
 
@@ -295,15 +296,30 @@ class Freshness:
     pending_cells: int
 
 
+def _waiting() -> sa.Subquery:
+    """Every cell waiting: marked dirty, or taken by a catch-up that has not committed (a cell may be both)."""
+    d, r = report_dirty.c, report_refreshing.c
+    return sa.union_all(sa.select(d.practice, d.month, d.marked_at),
+                        sa.select(r.practice, r.month, r.marked_at)).subquery()
+
+
 def freshness(conn: sa.Connection) -> Freshness:
-    """The freshness of the rollups, read in ``conn`` (one probe of the small ``report_dirty`` table).
+    """The freshness of the rollups, read in ``conn`` (one probe of the small ``report_dirty`` and
+    ``report_refreshing`` tables).
 
     A cell whose refresh is running still counts as pending until that refresh commits."""
     read_at = stamp()  # before the probe, and the probe before the figures are read: never later than true
-    pending, oldest = conn.execute(sa.select(sa.func.count(), sa.func.min(report_dirty.c.marked_at))).one()
+    w = _waiting()
+    pending, oldest = conn.execute(sa.select(sa.func.count(sa.distinct(w.c.practice + w.c.month)),
+                                             sa.func.min(w.c.marked_at))).one()
     # a mark from before times were kept (NULL) says nothing of when: the oldest known time stands
     as_of = min(oldest or read_at, read_at) if pending else read_at
     return Freshness(f"{as_of[:19]}Z", int(pending or 0))  # whole seconds, rounded down
+
+
+def any_waiting(conn: sa.Connection) -> bool:
+    """Whether any cell waits for a refresh (a probe of two small tables)."""
+    return conn.execute(sa.select(_waiting().c.month).limit(1)).first() is not None
 
 
 def dirty_cells(conn: sa.Connection) -> list[Cell]:
@@ -328,11 +344,10 @@ _MOST_CELLS = 512  # and never more than this many (one claim statement, the mon
 
 
 def refresh_dirty(engine: sa.Engine, *, passes: int = 3, should_stop: Callable[[], bool] | None = None,
-                  budget: float = REFRESH_BUDGET_SECONDS, on_commit: Callable[[int, float], None] | None = None
-                  ) -> int:
-    """Recompute the dirty cells in short transactions of a few cells each; returns how many cells.
+                  budget: float | None = None, on_commit: Callable[[int, float], None] | None = None) -> int:
+    """Recompute the dirty cells, several cells a transaction; returns how many cells.
 
-    A transaction claims its cells (deletes their marks), recomputes their rollups (and those of
+    On SQLite a transaction claims its cells (deletes their marks), recomputes their rollups (and those of
     any cell whose visit flags its visits changed) and commits, so no lock is held for longer
     than about ``budget`` seconds: an ingest that lands meanwhile waits at most that long, marks
     its cells again, and the next pass (or refresh) recomputes them; a report reads the cells
@@ -345,7 +360,15 @@ def refresh_dirty(engine: sa.Engine, *, passes: int = 3, should_stop: Callable[[
     advisory lock): two at once would both move the same retention counts. Cells marked while a
     pass runs are taken by the next; after ``passes`` passes the rest waits for the next refresh,
     so a refresh ends even while a backfill keeps marking. ``should_stop``: asked between
-    transactions (a process shutting down). ``on_commit(cells, seconds)``: told of each commit."""
+    transactions (a process shutting down). ``on_commit(cells, seconds)``: told of each commit.
+
+    On PostgreSQL the cells are taken in a short transaction of their own and recomputed in a longer one
+    (``_catch_up``): ``budget`` defaults to ``CATCH_UP_BUDGET_SECONDS`` there, to ``REFRESH_BUDGET_SECONDS``
+    on SQLite."""
+    if engine.dialect.name == "postgresql":
+        return _catch_up(engine, passes=passes, should_stop=should_stop,
+                         budget=CATCH_UP_BUDGET_SECONDS if budget is None else budget, on_commit=on_commit)
+    budget = REFRESH_BUDGET_SECONDS if budget is None else budget
     done, size = 0, 1
     for _ in range(max(1, passes)):
         with engine.connect() as conn:
@@ -365,6 +388,94 @@ def refresh_dirty(engine: sa.Engine, *, passes: int = 3, should_stop: Callable[[
             if claimed:  # the next transaction: as many cells as fit in the budget at this one's pace
                 size = max(1, min(2 * size, _MOST_CELLS, int(budget * claimed / max(seconds, 1e-6))))
     return done
+
+
+# On PostgreSQL a refresh transaction holds no lock an ingest waits for (the marks it recomputes were moved out of
+# report_dirty before it began; readers see the last commit), so it may run far longer than the budget above: what
+# bounds it is the memory of the visit histories it holds (about a million visits a transaction at this budget) and
+# how long a process shutting down waits for it. The longer it is, the fewer times a patient's history is re-read:
+# a catch-up after a backfill is mostly that work, repeated for each transaction holding one of the patient's months.
+CATCH_UP_BUDGET_SECONDS = 30.0
+_CATCH_UP_GROWTH = 8  # how much larger than the last a transaction may be
+
+
+def _catch_up(engine: sa.Engine, *, passes: int, should_stop: Callable[[], bool] | None,
+              budget: float, on_commit: Callable[[int, float], None] | None) -> int:
+    """``refresh_dirty`` on PostgreSQL: one refresh at a time store-wide (a session advisory lock, held across its
+    transactions); each transaction's cells are first moved from ``report_dirty`` to ``report_refreshing`` and
+    committed, then recomputed and deleted from there in one transaction. The first transaction takes one cell;
+    each next one as many as fit in ``budget`` at the last one's pace (at most ``_CATCH_UP_GROWTH`` times as
+    many as the last)."""
+    done, size = 0, 1
+    with engine.connect() as conn:
+        conn.execute(sa.text(f"SELECT pg_advisory_lock({REFRESH_LOCK})"))
+        conn.commit()
+        try:
+            with conn.begin():
+                _take_back(conn)  # cells a catch-up that died left taken: they wait again, first in line
+            for _ in range(max(1, passes)):
+                with conn.begin():
+                    cells = dirty_cells(conn)
+                if not cells:
+                    break
+                while cells:
+                    if should_stop is not None and should_stop():
+                        return done
+                    chunk, cells = cells[:size], cells[size:]
+                    started = time.perf_counter()
+                    with conn.begin():
+                        taken = _take(conn, chunk)
+                    if taken:
+                        with conn.begin():
+                            # the JIT compiler spent longer on these statements' wide expressions (the measures,
+                            # the service-line attribution) than it saved: 2.9 s of a 3.7 s statement
+                            conn.execute(sa.text("SET LOCAL jit = off"))
+                            refresh(conn, taken)
+                            r = report_refreshing.c
+                            conn.execute(sa.delete(report_refreshing).where(
+                                sa.tuple_(r.practice, r.month).in_(sorted(taken))))
+                    seconds = time.perf_counter() - started
+                    if on_commit is not None and taken:
+                        on_commit(len(taken), seconds)
+                    done += len(taken)
+                    if taken:
+                        size = max(1, min(_CATCH_UP_GROWTH * size, int(budget * len(taken) / max(seconds, 1e-6))))
+        finally:
+            try:
+                if conn.in_transaction():
+                    conn.rollback()
+                with conn.begin():
+                    _take_back(conn)  # a recompute that failed: its cells wait again
+                conn.execute(sa.text(f"SELECT pg_advisory_unlock({REFRESH_LOCK})"))
+                conn.commit()
+            except sa.exc.DBAPIError:  # the session is gone, and its lock with it: the next refresh takes them back
+                conn.invalidate()
+    return done
+
+
+def _take(conn: sa.Connection, cells: Sequence[Cell]) -> set[Cell]:
+    """Move these cells' marks from ``report_dirty`` to ``report_refreshing``; the cells moved."""
+    d = report_dirty.c
+    rows = conn.execute(sa.delete(report_dirty).where(sa.tuple_(d.practice, d.month).in_(list(cells)))
+                        .returning(d.practice, d.month, d.marked_at)).all()
+    if rows:
+        conn.execute(sa.insert(report_refreshing), [{"practice": p, "month": m, "marked_at": at} for p, m, at in rows])
+    return {(p, m) for p, m, _ in rows}
+
+
+def _take_back(conn: sa.Connection) -> None:
+    """Cells left in ``report_refreshing`` (by a catch-up that failed or died) wait in ``report_dirty`` again, with
+    the older of the two marks when one was made meanwhile."""
+    r, d = report_refreshing.c, report_dirty.c
+    rows = conn.execute(sa.delete(report_refreshing).returning(r.practice, r.month, r.marked_at)).all()
+    if not rows:
+        return
+    from sqlalchemy.dialects import postgresql
+
+    insert = postgresql.insert(report_dirty)
+    conn.execute(insert.on_conflict_do_update(index_elements=[d.practice, d.month], set_={
+        "marked_at": sa.func.least(d.marked_at, insert.excluded.marked_at)}),
+        [{"practice": p, "month": m, "marked_at": at} for p, m, at in rows])
 
 
 def refresh_cells(engine: sa.Engine, cells: Sequence[Cell]) -> int:
@@ -391,6 +502,8 @@ def refresh(conn: sa.Connection, cells: set[Cell]) -> None:
     """Recompute the rollups of these (practice, month) cells from the base tables: their visits, then every
     rollup of them (and of the cells whose visit flags changed) with one statement each for all the cells."""
     sql = Sql(conn.dialect.name)
+    if conn.dialect.name == "postgresql":  # whoever calls (a refresh, a rebuild, a cost import): one at a time
+        conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({REFRESH_LOCK})"))
     # at most _MOST_CELLS at a time, as a refresh transaction takes: the keys each statement binds (SQLite allows
     # some thousands) and the patients held in memory stay those of a transaction's cells
     ordered = sorted(cells, key=lambda cell: (cell[1], cell[0]))  # month by month, as dirty_cells
@@ -762,7 +875,10 @@ def stored_cells(conn: sa.Connection, practice: str | None = None) -> set[Cell]:
 
 def rebuild_all(conn: sa.Connection) -> int:
     """Recompute every cell from scratch (after a bulk load that bypassed the pipeline). Returns cells."""
+    if conn.dialect.name == "postgresql":  # a refresh running elsewhere finishes first
+        conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({REFRESH_LOCK})"))
     conn.execute(sa.delete(report_dirty))  # everything is recomputed below
+    conn.execute(sa.delete(report_refreshing))
     cells = stored_cells(conn)
     for practice, months in sorted(_months_by_practice(cells).items()):
         # a practice at a time: the visit histories held in memory stay about one practice's patients (every

@@ -184,5 +184,18 @@ report_dirty = sa.Table(
     sa.PrimaryKeyConstraint("practice", "month", name="pk_report_dirty"),
 )
 
-REPORT_TABLES = (report_dirty, report_cells, report_hist, report_credits, report_retention, report_visits, report_costs,
+# Cells a PostgreSQL catch-up took from ``report_dirty`` and is recomputing (rollups.refresh_dirty): moved here in a
+# short transaction of their own, so an ingest that marks one of them meanwhile inserts a fresh mark rather than
+# waiting for the catch-up's long transaction; the catch-up deletes them with its commit. A row a crashed catch-up
+# left is taken again by the next. Freshness and the background refresh count these as waiting.
+report_refreshing = sa.Table(
+    "report_refreshing", metadata,
+    sa.Column("practice", sa.String(64), nullable=False),
+    sa.Column("month", sa.String(7), nullable=False),
+    sa.Column("marked_at", sa.String(32), nullable=True, doc="the mark's time, as report_dirty kept it"),
+    sa.PrimaryKeyConstraint("practice", "month", name="pk_report_refreshing"),
+)
+
+REPORT_TABLES = (report_dirty, report_refreshing, report_cells, report_hist, report_credits, report_retention,
+                 report_visits, report_costs,
                  report_medians)

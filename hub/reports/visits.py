@@ -24,13 +24,12 @@ import datetime as dt
 import functools
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 
-from hub.reports.batching import insert_rows, round_trip
+from hub.reports.batching import copy_rows, round_trip
 from hub.reports.providers import provider_key
 from hub.reports.tables import report_retention, report_visits
 from hub.store.engine import fetch_by_keys
@@ -48,8 +47,8 @@ COUNTED_CONVERSIONS = "cosmetic_aesthetics"
 Cell = tuple[str, str]  # (practice, "YYYY-MM")
 
 
-@dataclass(frozen=True)
-class Visit:
+class Visit(NamedTuple):
+    # a tuple, not a dataclass: a catch-up after a backfill makes and copies a million of them
     kind: str
     practice: str
     source_id: str
@@ -79,6 +78,14 @@ def _years_before(d: dt.date, years: int) -> dt.date:
         return d.replace(year=d.year - years, day=28)
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _day_facts(day: str) -> tuple[int, str, int]:
+    """Of a visit day ("YYYY-MM-DD"): its ordinal, the day NEW_PATIENT_YEARS before it (ISO, so it compares as text
+    with the other days), and the ordinal of the last day a procedure converts a consult of that day."""
+    d = dt.date.fromisoformat(day)
+    return d.toordinal(), _years_before(d, NEW_PATIENT_YEARS).isoformat(), d.toordinal() + CONVERSION_DAYS
+
+
 def with_flags(visits: list[Visit]) -> list[Visit]:
     """The visits of ONE patient with is_new and converted computed from that history."""
     by_line: dict[str, list[Visit]] = defaultdict(list)
@@ -86,16 +93,18 @@ def with_flags(visits: list[Visit]) -> list[Visit]:
         by_line[v.service_line].append(v)
     out = []
     for line_visits in by_line.values():
-        dates = sorted({dt.date.fromisoformat(v.visit_date) for v in line_visits})
-        procedures = sorted(dt.date.fromisoformat(v.visit_date) for v in line_visits
-                            if v.visit_category == "procedure")
+        days = sorted({v.visit_date for v in line_visits})  # ISO days sort as dates
+        procedures = sorted(_day_facts(v.visit_date)[0] for v in line_visits if v.visit_category == "procedure")
         for v in line_visits:
-            d = dt.date.fromisoformat(v.visit_date)
-            i = bisect.bisect_left(dates, d)  # dates[i - 1] is the last visit day before d
-            is_new = i == 0 or dates[i - 1] < _years_before(d, NEW_PATIENT_YEARS)
-            converted = v.visit_category == "consult" and any(
-                d <= p <= d + dt.timedelta(days=CONVERSION_DAYS) for p in procedures)
-            out.append(replace(v, is_new=is_new, converted=converted))
+            day = v.visit_date
+            ordinal, horizon, last = _day_facts(day)
+            i = bisect.bisect_left(days, day)  # days[i - 1] is the last visit day before this one
+            is_new = i == 0 or days[i - 1] < horizon
+            converted = False
+            if procedures and v.visit_category == "consult":
+                j = bisect.bisect_left(procedures, ordinal)
+                converted = j < len(procedures) and procedures[j] <= last
+            out.append(v._replace(is_new=is_new, converted=converted))
     return out
 
 
@@ -133,16 +142,31 @@ def period_name(kind: str, index: int) -> str:
 Scope = tuple[str, str, str]  # (practice or '*', service line or '*', period kind)
 
 
-def _scope_periods(visits: Iterable[Visit]) -> dict[Scope, set[int]]:
-    scopes: dict[Scope, set[int]] = defaultdict(set)
-    for v in visits:
-        p, line, day = v.practice, v.service_line, v.visit_date
-        for kind in RETENTION_WINDOW:
-            i = period_index(kind, day)
-            scopes[(p, line, kind)].add(i)
-            scopes[(p, "*", kind)].add(i)
-            scopes[("*", line, kind)].add(i)
-            scopes[("*", "*", kind)].add(i)
+_KINDS = tuple(RETENTION_WINDOW)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _day_periods(day: str) -> tuple[int, ...]:
+    """The index of each kind of period (``_KINDS``, in order) a day falls in."""
+    return tuple(period_index(kind, day) for kind in _KINDS)
+
+
+def _scope_periods(seen: Iterable[tuple[str, str, str]]) -> dict[Scope, set[int]]:
+    """One patient's visit periods in every scope, from the (practice, service line, day) of their visits."""
+    days: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for practice, line, day in seen:
+        days[(practice, line)].add(day)
+    scopes: dict[Scope, set[int]] = {}
+    for (practice, line), its_days in days.items():
+        indexes = [_day_periods(day) for day in its_days]
+        for k, kind in enumerate(_KINDS):
+            periods = {index[k] for index in indexes}
+            for scope in ((practice, line, kind), (practice, "*", kind), ("*", line, kind), ("*", "*", kind)):
+                held = scopes.get(scope)
+                if held is None:
+                    scopes[scope] = set(periods)
+                else:
+                    held |= periods
     return scopes
 
 
@@ -173,10 +197,11 @@ class RetentionDelta:
 
     def add(self, old: list[Visit], new: list[Visit]) -> None:
         """One patient's history changed from ``old`` to ``new`` (every scope and kind of period)."""
-        if {(v.practice, v.service_line, v.visit_date) for v in old} == \
-                {(v.practice, v.service_line, v.visit_date) for v in new}:
+        seen_before = {(v.practice, v.service_line, v.visit_date) for v in old}
+        seen_after = {(v.practice, v.service_line, v.visit_date) for v in new}
+        if seen_before == seen_after:
             return  # the same visit days in the same scopes (a cell recomputed again): no count moves
-        before, after = _scope_periods(old), _scope_periods(new)
+        before, after = _scope_periods(seen_before), _scope_periods(seen_after)
         for scope in before.keys() | after.keys():
             was, now = before.get(scope), after.get(scope)
             if was == now:
@@ -324,7 +349,7 @@ def rebuild(conn: sa.Connection, cells: set[Cell]) -> set[Cell]:
         if updates:
             conn.execute(sa.update(t).where(t.c.id == sa.bindparam("visit_id"))
                          .values(is_new=sa.bindparam("new_flag"), converted=sa.bindparam("converted_flag")), updates)
-    insert_rows(conn, t, inserts)
+    copy_rows(conn, t, inserts)
     return changed_cells
 
 

@@ -53,6 +53,13 @@ def _dirty(engine: sa.Engine) -> dict[tuple[str, str], str | None]:
         return {(p, m): at for p, m, at in conn.execute(sa.select(d.practice, d.month, d.marked_at))}
 
 
+def _waiting(engine: sa.Engine) -> set[tuple[str, str]]:
+    """The cells waiting for a refresh: marked, or taken by a refresh that has not committed."""
+    with engine.connect() as conn:
+        return {(p, m) for p, m in conn.execute(sa.text(
+            "SELECT practice, month FROM report_dirty UNION SELECT practice, month FROM report_refreshing"))}
+
+
 def _rollup_rows(engine: sa.Engine) -> list[tuple[Any, ...]]:
     with engine.connect() as conn:
         return [tuple(r) for r in conn.execute(sa.select(report_cells).order_by(*report_cells.primary_key))]
@@ -93,7 +100,8 @@ def test_as_of_is_the_oldest_change_waiting_else_the_moment_of_reading(database_
 def test_a_refresh_commits_each_practice_month_on_its_own(database_url: str, monkeypatch: pytest.MonkeyPatch
                                                           ) -> None:
     """While the second cell is recomputed, another connection already sees the first one committed, and
-    (PostgreSQL) a writer that marks the first cell again is not held up by the refresh."""
+    (PostgreSQL) a writer that marks the first cell again, or the very cell being recomputed, is not held up by
+    the refresh, and its marks wait for the next refresh."""
     engine = get_engine(database_url)
     with writer(engine).begin() as conn:
         add_practice(conn, "east", "East")
@@ -115,20 +123,22 @@ def test_a_refresh_commits_each_practice_month_on_its_own(database_url: str, mon
             started = time.perf_counter()
             with writer(engine).connect() as writer_conn, writer_conn.begin():
                 writer_conn.execute(sa.text("SET LOCAL lock_timeout = '5s'"))
-                rollups.mark_dirty(writer_conn, {("east", "2025-01")})
+                rollups.mark_dirty(writer_conn, {("east", "2025-01"), ("east", "2025-02")})
             waited = time.perf_counter() - started
-        seen.append((set(cells), _dirty(engine), january, waited))
+        seen.append((set(cells), _waiting(engine), january, waited))
 
     monkeypatch.setattr(rollups, "refresh", observed)
     assert rollups.refresh_dirty(engine, passes=1) == 2
     (cells, marks_seen, january, waited), = seen
     assert cells == {("east", "2025-02")}
     assert ("east", "2025-01") not in marks_seen or engine.dialect.name == "postgresql"  # the writer re-marked it
-    assert ("east", "2025-02") in marks_seen  # February's claim is not committed yet
+    assert ("east", "2025-02") in marks_seen  # February still waits while it is recomputed
     assert january == 1  # January's figures are committed already
     if waited is not None:
         assert waited < 2.0  # not held until the whole refresh ends
-        assert set(_dirty(engine)) == {("east", "2025-01")}  # kept for the next refresh
+        # kept for the next refresh: February's new mark too, made after its recompute had begun
+        assert set(_dirty(engine)) == {("east", "2025-01"), ("east", "2025-02")}
+        assert _waiting(engine) == {("east", "2025-01"), ("east", "2025-02")}
 
 
 def test_a_report_request_never_writes_the_rollups(database_url: str) -> None:
@@ -226,3 +236,41 @@ def test_hub_ingest_leaves_current_figures_and_every_format_says_as_of(tmp_path:
     assert runner.invoke(cli, ["report", "kpis", "--format", "html", "--out", str(page)]).exit_code == 0
     html = page.read_text()
     assert '"as_of":"' in html and '"pending_cells":0' in html and 'id="freshness"' in html
+
+
+def test_cells_a_failed_or_dead_refresh_had_taken_wait_again_and_the_next_refresh_recomputes_them(
+        pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL takes a transaction's cells out of report_dirty before recomputing them. A recompute that fails
+    puts them back; a process that dies leaves them in report_refreshing, where reports still count them as
+    waiting (as of their first mark) and the next refresh takes them first."""
+    engine = get_engine(pg_url)
+    with writer(engine).begin() as conn:
+        add_practice(conn, "east", "East")
+    _write(engine, [_appt("east", "A1", "2025-01-10T09:00:00-05:00")])
+    (marked_at,) = _dirty(engine).values()
+
+    def broken(conn: sa.Connection, cells: set[Any]) -> None:
+        raise RuntimeError("the store went away mid-recompute")
+
+    monkeypatch.setattr(rollups, "refresh", broken)
+    with pytest.raises(RuntimeError):
+        rollups.refresh_dirty(engine)
+    assert _dirty(engine) == {("east", "2025-01"): marked_at}  # back, with its first time
+    assert _waiting(engine) == {("east", "2025-01")}
+    monkeypatch.undo()
+
+    # a refresh that died after taking the cell: the move committed, the recompute never did
+    with writer(engine).begin() as conn:
+        conn.execute(sa.text("INSERT INTO report_refreshing (practice, month, marked_at) "
+                             "SELECT practice, month, marked_at FROM report_dirty"))
+        conn.execute(sa.delete(report_dirty))
+    with engine.connect() as conn:
+        fresh = rollups.freshness(conn)
+    assert fresh.pending_cells == 1 and fresh.as_of == f"{marked_at[:19]}Z"
+    assert _waiting(engine) == {("east", "2025-01")} and not _dirty(engine)
+    assert rollups.refresh_dirty(engine) == 1
+    assert _waiting(engine) == set()
+    with engine.connect() as conn:
+        visits = conn.execute(sa.select(sa.func.sum(report_cells.c.visits)).where(
+            report_cells.c.grain == "site", report_cells.c.month == "2025-01")).scalar()
+    assert visits == 1

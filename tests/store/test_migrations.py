@@ -62,6 +62,9 @@ ROWS: dict[str, list[tuple[str, dict[str, object]]]] = {
               "VALUES ('p1', 'fhir', :at, 'h3', 'processed', 1, '{\"mapped\": 1}')", {"at": NOW})],
     "0016": [("INSERT INTO report_rvus (year, code, modifier, work_milli, source) "
               "VALUES (2025, '99213', '', 1300, 'r.csv')", {})],
+    # a cell a catch-up had taken when it stopped
+    "0018": [("INSERT INTO report_refreshing (practice, month, marked_at) "
+              "VALUES ('p1', '2025-08', '2025-07-01T12:00:00.000000Z')", {})],
 }
 
 
@@ -154,6 +157,12 @@ def test_every_revision_in_turn_keeps_the_data_and_its_own_shape(database_url):
     _assert_matches_model(engine)
 
     # down to 0009, one revision at a time, and up again: the data stays, the schema is the model's again
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM report_dirty"))
+    _upgrade(engine, "0017", down=True)
+    with engine.connect() as conn:
+        assert "report_refreshing" not in sa.inspect(conn).get_table_names()
+    assert _dirty(engine) == {("p1", "2025-08")}  # the cell a catch-up had taken waits for the next refresh
     with engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM report_dirty"))
     _upgrade(engine, "0016", down=True)
