@@ -22,7 +22,7 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import functools
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
@@ -170,14 +170,15 @@ def _scope_periods(seen: Iterable[tuple[str, str, str]]) -> dict[Scope, set[int]
     return scopes
 
 
-def _links(periods: set[int], window: int) -> set[tuple[int, int | None]]:
-    """One patient's visit periods in one scope as (period, the next visit period, or None for none
+def _links(ordered: tuple[int, ...], window: int) -> frozenset[tuple[int, int | None]]:
+    """One patient's visit periods in one scope (sorted) as (period, the next visit period, or None for none
     within ``window``): each link is what one visit period adds to the counts, whatever the other links."""
-    ordered = sorted(periods)
-    links: set[tuple[int, int | None]] = {(x, nxt if nxt - x <= window else None)
-                                          for x, nxt in zip(ordered, ordered[1:], strict=False)}
+    links = {(x, nxt if nxt - x <= window else None) for x, nxt in zip(ordered, ordered[1:], strict=False)}
     links.add((ordered[-1], None))
-    return links
+    return frozenset(links)
+
+
+_NO_LINKS: frozenset[tuple[int, int | None]] = frozenset()
 
 
 class RetentionDelta:
@@ -186,14 +187,16 @@ class RetentionDelta:
     The patient is in period m's cohort when their last visit before m is at most ``window``
     periods before it, and retained when that visit is followed by one in m itself. So each
     visit period x, with the next visit period n, adds the cohort periods x+1 .. min(n, x+window)
-    and, when n is within the window, one retained patient in n. The cohort is kept as steps
-    (+1 where a stretch of cohort periods starts, -1 after it ends), so a patient seen every
-    week costs a few entries, not 52 per visit; a link that is in both the old and the new
-    history moves nothing and is skipped."""
+    and, when n is within the window, one retained patient in n. A link that is in both the old
+    and the new history moves nothing and is skipped; the others are counted by (scope, x, n), which
+    many patients share, and turned into counts once (``rows``): the cohort as steps (+1 where a
+    stretch of cohort periods starts, -1 after it ends), so a patient seen every week costs a few
+    entries, not 52 per visit."""
 
     def __init__(self) -> None:
-        self.steps: dict[Scope, Counter[int]] = defaultdict(Counter)
-        self.retained: dict[Scope, Counter[int]] = defaultdict(Counter)
+        # a plain dict, not a Counter: a Counter's missing key is a Python-level call, and a catch-up after a
+        # backfill makes millions of these updates
+        self.links: dict[tuple[Scope, int, int | None], int] = {}
 
     def add(self, old: list[Visit], new: list[Visit]) -> None:
         """One patient's history changed from ``old`` to ``new`` (every scope and kind of period)."""
@@ -201,30 +204,48 @@ class RetentionDelta:
         seen_after = {(v.practice, v.service_line, v.visit_date) for v in new}
         if seen_before == seen_after:
             return  # the same visit days in the same scopes (a cell recomputed again): no count moves
-        before, after = _scope_periods(seen_before), _scope_periods(seen_after)
-        for scope in before.keys() | after.keys():
+        before = _scope_periods(seen_before) if seen_before else {}
+        after = _scope_periods(seen_after) if seen_after else {}
+        known: dict[tuple[tuple[int, ...], int], frozenset[tuple[int, int | None]]] = {}
+
+        def links_of(periods: set[int] | None, window: int) -> frozenset[tuple[int, int | None]]:
+            # a patient of one practice and one line has the same periods in all four scopes of a kind
+            if not periods:
+                return _NO_LINKS
+            key = (tuple(sorted(periods)), window)
+            found = known.get(key)
+            if found is None:
+                found = known[key] = _links(key[0], window)
+            return found
+
+        counts = self.links
+        for scope in (*after, *(scope for scope in before if scope not in after)):
             was, now = before.get(scope), after.get(scope)
             if was == now:
                 continue
             window = RETENTION_WINDOW[scope[2]]
-            old_links = _links(was, window) if was else set()
-            new_links = _links(now, window) if now else set()
-            steps, retained = self.steps[scope], self.retained[scope]
-            for sign, links in ((-1, old_links - new_links), (1, new_links - old_links)):
-                for x, nxt in links:
-                    steps[x + 1] += sign
-                    steps[(x + window if nxt is None else nxt) + 1] -= sign
-                    if nxt is not None:
-                        retained[nxt] += sign
+            old_links, new_links = links_of(was, window), links_of(now, window)
+            for sign, moved in ((-1, old_links - new_links), (1, new_links - old_links)) if old_links else \
+                    ((1, new_links),):
+                for x, nxt in moved:
+                    key3 = (scope, x, nxt)
+                    counts[key3] = counts.get(key3, 0) + sign
 
     def rows(self) -> dict[tuple[Scope, int], list[int]]:
         """[cohort, retained] changes by (scope, period index): the cohort steps summed up period by period."""
         out: dict[tuple[Scope, int], list[int]] = defaultdict(lambda: [0, 0])
-        for scope, by_index in self.retained.items():
-            for index, n in by_index.items():
-                if n:
-                    out[(scope, index)][1] += n
-        for scope, by_index in self.steps.items():
+        steps: dict[Scope, dict[int, int]] = defaultdict(dict)
+        for (scope, x, nxt), n in self.links.items():
+            if not n:
+                continue
+            window = RETENTION_WINDOW[scope[2]]
+            its = steps[scope]
+            its[x + 1] = its.get(x + 1, 0) + n
+            end = (x + window if nxt is None else nxt) + 1
+            its[end] = its.get(end, 0) - n
+            if nxt is not None:
+                out[(scope, nxt)][1] += n
+        for scope, by_index in steps.items():
             ordered = sorted(i for i, n in by_index.items() if n)
             running = 0
             for here, there in zip(ordered, ordered[1:], strict=False):
@@ -232,7 +253,7 @@ class RetentionDelta:
                 if running:
                     for index in range(here, there):
                         out[(scope, index)][0] += running
-        return out
+        return {key: counts for key, counts in out.items() if counts[0] or counts[1]}
 
 
 def _select_new_visits(conn: sa.Connection, cells: set[Cell]) -> list[Visit]:
