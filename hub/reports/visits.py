@@ -151,22 +151,25 @@ def _day_periods(day: str) -> tuple[int, ...]:
     return tuple(period_index(kind, day) for kind in _KINDS)
 
 
-def _scope_periods(seen: Iterable[tuple[str, str, str]]) -> dict[Scope, set[int]]:
-    """One patient's visit periods in every scope, from the (practice, service line, day) of their visits."""
+def _scope_periods(seen: Iterable[tuple[str, str, str]], pairs: set[tuple[str, str]], practices: set[str],
+                   lines: set[str]) -> dict[Scope, set[int]]:
+    """One patient's visit periods, from the (practice, service line, day) of their visits, in the scopes a change
+    of those (practice, line) ``pairs`` can move: each pair's own, its practices' and lines' across the other, and
+    the MSO's. (A patient seen in ten practices has some fifty scopes; a change in one moves four of them.)"""
     days: dict[tuple[str, str], set[str]] = defaultdict(set)
     for practice, line, day in seen:
-        days[(practice, line)].add(day)
+        if (practice, line) in pairs:
+            days[(practice, line)].add(day)
+        if practice in practices:
+            days[(practice, "*")].add(day)
+        if line in lines:
+            days[("*", line)].add(day)
+        days[("*", "*")].add(day)
     scopes: dict[Scope, set[int]] = {}
     for (practice, line), its_days in days.items():
         indexes = [_day_periods(day) for day in its_days]
         for k, kind in enumerate(_KINDS):
-            periods = {index[k] for index in indexes}
-            for scope in ((practice, line, kind), (practice, "*", kind), ("*", line, kind), ("*", "*", kind)):
-                held = scopes.get(scope)
-                if held is None:
-                    scopes[scope] = set(periods)
-                else:
-                    held |= periods
+            scopes[(practice, line, kind)] = {index[k] for index in indexes}
     return scopes
 
 
@@ -204,8 +207,10 @@ class RetentionDelta:
         seen_after = {(v.practice, v.service_line, v.visit_date) for v in new}
         if seen_before == seen_after:
             return  # the same visit days in the same scopes (a cell recomputed again): no count moves
-        before = _scope_periods(seen_before) if seen_before else {}
-        after = _scope_periods(seen_after) if seen_after else {}
+        pairs = {(practice, line) for practice, line, _ in seen_before ^ seen_after}
+        practices, lines = {practice for practice, _ in pairs}, {line for _, line in pairs}
+        before = _scope_periods(seen_before, pairs, practices, lines) if seen_before else {}
+        after = _scope_periods(seen_after, pairs, practices, lines) if seen_after else {}
         known: dict[tuple[tuple[int, ...], int], frozenset[tuple[int, int | None]]] = {}
 
         def links_of(periods: set[int] | None, window: int) -> frozenset[tuple[int, int | None]]:
