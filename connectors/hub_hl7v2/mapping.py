@@ -176,7 +176,8 @@ def _system(msg: Message, parts: list[str], value: str, id_type: str | None) -> 
     authority = _authority(msg, parts, 3)
     if id_type == "SS" and authority is None:
         return SSN_SYSTEM
-    if (id_type == "MC" or (authority is not None and _authority_is(msg, parts, MBI_AUTHORITIES))) and is_mbi(value):
+    # the shape first: most identifiers are no MBI, and the authority's two names cost more to read
+    if is_mbi(value) and (id_type == "MC" or (authority is not None and _authority_is(msg, parts, MBI_AUTHORITIES))):
         return MBI_SYSTEM
     return authority or id_type
 
@@ -569,8 +570,8 @@ def _financial_transaction(r: Reader, ft1: list[str], number: int, control: str,
     where = f"FT1 #{number}"
     # FT1-2 (transaction id) identifies the line when sent; otherwise message control id + FT1-1 or position
     source_id = r.get(ft1, 2, 1) or f"{control}:{r.get(ft1, 1) or number}"
-    service_date = to_date(r.get(ft1, 4, 1)) or to_date(r.get(ft1, 5, 1))
     posted_on = to_date(r.get(ft1, 5, 1))
+    service_date = to_date(r.get(ft1, 4, 1)) or posted_on
     tx_type = (r.get(ft1, 6, 1) or "CG").upper()
     amount = to_money(r.get(ft1, 11, 1))
     if tx_type in PAYMENT_TYPES or tx_type in ADJUSTMENT_TYPES:

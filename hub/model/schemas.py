@@ -284,6 +284,15 @@ def _fast_nested(name: str, value: Any) -> Any:
     for item in value:
         if type(item) is not dict or not item.keys() <= allowed or not required <= item.keys():
             return _NOT_FAST
+        if not money:  # text only (identifiers): each value None or text, a required one not empty
+            for key, v in item.items():
+                if v is None:
+                    if key in required:
+                        return _NOT_FAST
+                elif type(v) is not str or (not v and key in required):
+                    return _NOT_FAST
+            out.append(dict(item))
+            continue
         entry = {}
         for key, v in item.items():
             if key in money:

@@ -69,15 +69,18 @@ def record_pipeline(plugins: Plugins, mapping: Mapping, message_id: int | None, 
     cost more than the link itself)."""
     transform = plugins.hot_caller("hub_transform_record")
     link_identity = plugins.hot_caller("hub_link_identity")
-    arrived = (arrival or dt.datetime.now(dt.UTC)).isoformat()
+    arrived: str | None = None  # the arrival as text, made when a record first needs it
 
     def run(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        nonlocal arrived
         mapped = []
         naive: list[list[str]] = []  # per record, as the connector sent it (counted below, as far as it gets)
         for record in records:
             if without_offset is not None:
                 naive.append(sent_without_offset(record))
             if record.get("event_time") is None:
+                if arrived is None:
+                    arrived = (arrival or dt.datetime.now(dt.UTC)).isoformat()
                 record["event_time"] = arrived
             mapped.append(mapping.apply(record))
         if mapped and link_identity is not None:

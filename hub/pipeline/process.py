@@ -17,7 +17,9 @@ commit, through ``hub_messages_failed`` (``announce_failures``).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
+import operator
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hub.pipeline")
 UNKNOWN = "unknown"  # the connector name of a payload no installed connector recognised at intake
+_PRACTICE = operator.itemgetter("practice")
 
 
 @dataclass
@@ -148,6 +151,7 @@ def process_messages(runtime: Runtime, ids: Sequence[int], *, statuses: tuple[st
                 result.errors[r.id] = str(exc)
 
     to_store: list[tuple[dict[str, Any], int]] = []
+    practices: set[str] = set()  # of the records to store
     for row in rows:
         if row.id in result.errors:
             continue
@@ -168,7 +172,8 @@ def process_messages(runtime: Runtime, ids: Sequence[int], *, statuses: tuple[st
         if done.error is not None:
             result.errors[row.id] = str(done.error)
             continue
-        to_store.extend((rec, row.id) for rec in done.records)
+        to_store.extend(zip(done.records, itertools.repeat(row.id)))
+        practices.update(map(_PRACTICE, done.records))
         result.processed[row.id] = len(done.records)
         if done.tally:
             result.tallies[row.id] = done.tally.as_dict()
@@ -203,7 +208,7 @@ def process_messages(runtime: Runtime, ids: Sequence[int], *, statuses: tuple[st
             return BatchResult(errors=failed)
         raise StoreError(reason) from exc
     if to_store:
-        _announce_committed(runtime.plugins, sorted({record["practice"] for record, _ in to_store}))
+        _announce_committed(runtime.plugins, sorted(practices))
     if result.errors:
         log.info("%d of %d messages in error", len(result.errors), len(rows))
         announce_failures(runtime.plugins, _failures(rows, result.errors, "process"))

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import operator
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -161,7 +160,7 @@ class _Plan:
     those fields, and its parameters taken straight from the record (every field it carries has the
     record's one stamp), without a row dict of the fields and their stamps in between."""
 
-    __slots__ = ("sql", "fields", "_values", "_convert", "_stamp_count")
+    __slots__ = ("sql", "fields", "parameters")
 
     def __init__(self, kind: str, fields: tuple[str, ...]) -> None:
         self.sql, converters = _upsert_statement("sqlite", kind, fields)
@@ -173,22 +172,25 @@ class _Plan:
         expected = [*values, "event_time", "message_id", "updated_at", "stamp", *stamped]
         if [name for name, _ in converters] != expected:
             raise AssertionError(f"{kind}: the upsert statement's columns are not in the order the plan expects")
-        self._values = operator.itemgetter(*values)
         by_name = dict(converters)
         datetimes = {f.name for f in KINDS[kind] if f.type == "datetime"}
-        # a date-time field is stored as ISO text with its offset (see tables.py)
-        self._convert = tuple((i, _isoformat if name in datetimes else by_name[name])
-                              for i, name in enumerate(values) if name in datetimes or by_name[name] is not None)
-        self._stamp_count = len(stamped)
-
-    def parameters(self, pending: _Pending, now: Any) -> tuple[Any, ...]:
-        values = self._values(pending.record)
-        if self._convert:
-            values = list(values)
-            for i, convert in self._convert:
-                values[i] = convert(values[i])
-        return (*values, pending.event_time, pending.message_id, now, pending.stamp,
-                *(pending.stamp,) * self._stamp_count)
+        # ``parameters(pending, now)``: the statement's parameters, written out as one tuple of the record's
+        # values, each through its converter if it has one (a date-time field is stored as ISO text with its
+        # offset, see tables.py), then the row's own columns and the stamp once per field
+        scope: dict[str, Any] = {}
+        picked = []
+        for i, name in enumerate(values):
+            convert = _isoformat if name in datetimes else by_name[name]
+            if convert is None:
+                picked.append(f"record[{name!r}]")
+            else:
+                scope[f"c{i}"] = convert
+                picked.append(f"c{i}(record[{name!r}])")
+        own = "pending.event_time, pending.message_id, now, stamp" + ", stamp" * len(stamped)
+        # the text is made here from the model's own field names
+        exec(f"def parameters(pending, now):\n    record, stamp = pending.record, pending.stamp\n"
+             f"    return ({', '.join(picked)}, {own})", scope)
+        self.parameters: Any = scope["parameters"]
 
 
 def _isoformat(value: Any) -> Any:
@@ -386,15 +388,23 @@ def _merge_map(conn: sa.Connection, practice: str, ids: set[str]) -> dict[str, s
 
 
 def _apply_known_merges(conn: sa.Connection, items: Sequence[tuple[dict[str, Any], int | None]]
-                        ) -> list[tuple[dict[str, Any], int | None]]:
-    wanted: dict[str, set[str]] = defaultdict(set)
+                        ) -> Sequence[tuple[dict[str, Any], int | None]]:
+    # most practices have no merges at all: one probe each answers for the whole batch, before a look at
+    # every record's patient
+    merges = RECORD_TABLES["patient_merge"]
+    merging = [practice for practice in sorted({record["practice"] for record, _ in items})
+               if conn.execute(sa.select(sa.literal(1)).where(merges.c.practice == practice).limit(1)).first()
+               is not None]
+    if not merging:
+        return items
+    wanted: dict[str, set[str]] = {practice: set() for practice in merging}
     for record, _ in items:
         ref = PATIENT_REFERENCES.get(record["kind"])
-        if ref and record.get(ref):
+        if ref and record.get(ref) and record["practice"] in wanted:
             wanted[record["practice"]].add(record[ref])
     maps = {p: _merge_map(conn, p, ids) for p, ids in wanted.items()}
     if not any(maps.values()):
-        return list(items)
+        return items
     out = []
     for record, message_id in items:
         ref = PATIENT_REFERENCES.get(record["kind"])

@@ -144,11 +144,9 @@ def _insert_new_sqlite(conn: sa.Connection, items: Sequence[NewMessage], digests
     try:
         for i, reuse in zip(new_index, _reuse_marks(items, digests, new_index), strict=True):
             m = items[i]
-            row = cursor.execute(_SQLITE_INSERT, {
-                "practice": m.practice, "connector": m.connector, "at": at, "content_hash": digests[i],
-                "dedup_key": keys[i], "sender": m.sender, "control_id": m.control_id,
-                "message_type": m.message_type, "origin": (m.origin or "")[:255] or None, "raw": m.raw,
-                "reuse": reuse, "flag": CONTROL_ID_REUSED}).fetchone()
+            row = cursor.execute(_SQLITE_INSERT, (
+                m.practice, m.connector, at, digests[i], keys[i], m.sender, m.control_id, m.message_type,
+                (m.origin or "")[:255] or None, m.raw, reuse, CONTROL_ID_REUSED)).fetchone()
             if row is not None:  # None: the key is stored already (a duplicate)
                 stored[keys[i]] = int(row[0])
     except conn.dialect.loaded_dbapi.Error as exc:  # raised as SQLAlchemy raises it: callers handle store failures
@@ -159,14 +157,17 @@ def _insert_new_sqlite(conn: sa.Connection, items: Sequence[NewMessage], digests
 
 
 # the EXISTS reads the messages stored before (this group's earlier ones included) through the
-# (practice, control_id) index, and usually finds no row; WHERE true: SQLite's parser needs it before ON CONFLICT
+# (practice, control_id) index, and usually finds no row; WHERE true: SQLite's parser needs it before ON CONFLICT.
+# Numbered parameters, bound from a tuple (by name, each value is a dict look-up): ?1 practice, ?2 connector,
+# ?3 the time, ?4 content hash, ?5 dedup key, ?6 sender, ?7 control id, ?8 message type, ?9 origin, ?10 raw,
+# ?11 reuse (see _reuse_marks), ?12 the flag
 _SQLITE_INSERT = (
     "INSERT INTO messages (practice, connector, received_at, content_hash, dedup_key, sender, control_id, "
     "message_type, origin, status, attempts, queued_at, raw, flag) "
-    "SELECT :practice, :connector, :at, :content_hash, :dedup_key, :sender, :control_id, :message_type, :origin, "
-    "'received', 0, :at, :raw, CASE WHEN :reuse = 2 OR (:reuse = 1 AND EXISTS (SELECT 1 FROM messages o "
-    "WHERE o.practice = :practice AND o.control_id = :control_id AND o.connector = :connector "
-    "AND o.sender IS :sender AND o.content_hash <> :content_hash AND o.dedup_key IS NOT NULL)) THEN :flag END "
+    "SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
+    "'received', 0, ?3, ?10, CASE WHEN ?11 = 2 OR (?11 = 1 AND EXISTS (SELECT 1 FROM messages o "
+    "WHERE o.practice = ?1 AND o.control_id = ?7 AND o.connector = ?2 "
+    "AND o.sender IS ?6 AND o.content_hash <> ?4 AND o.dedup_key IS NOT NULL)) THEN ?12 END "
     "WHERE true ON CONFLICT (dedup_key) DO NOTHING RETURNING id")
 
 
@@ -275,16 +276,60 @@ def _save_duplicates(conn: sa.Connection, items: Sequence[NewMessage], digests: 
     conn.execute(sa.insert(messages), duplicate_rows)
 
 
+class Loaded(NamedTuple):
+    """A stored message as processing reads it."""
+
+    id: int
+    practice: str
+    connector: str
+    raw: bytes | None
+    sender: str | None
+    control_id: str | None
+    message_type: str | None
+    origin: str | None
+    attempts: int
+    received_at: dt.datetime
+
+
 def load_for_processing(conn: sa.Connection, ids: Iterable[int], *, statuses: tuple[str, ...]) -> list[Any]:
+    """The messages ``ids`` still in one of ``statuses``, by id (``Loaded`` rows)."""
     ids = list(ids)
     if not ids:
         return []
+    if conn.dialect.name == "sqlite":
+        loaded = _load_sqlite(conn, ids, statuses)
+        if loaded is not None:
+            return loaded
     cols = [messages.c.id, messages.c.practice, messages.c.connector, messages.c.raw, messages.c.sender,
             messages.c.control_id, messages.c.message_type, messages.c.origin, messages.c.attempts,
             messages.c.received_at]
     rows = conn.execute(sa.select(*cols).where(messages.c.id.in_(ids), messages.c.status.in_(statuses))
                         .order_by(messages.c.id)).all()
-    return list(rows)
+    return [Loaded(*row) for row in rows]
+
+
+# one statement text for any batch (the ids and statuses as JSON arrays): prepared once per connection; the
+# rows are found by id (``+status``: never through the status index, which would read every waiting message)
+_SQLITE_LOAD = ("SELECT id, practice, connector, raw, sender, control_id, message_type, origin, attempts, "
+                "received_at FROM messages WHERE id IN (SELECT value FROM json_each(?)) AND +status IN "
+                "(SELECT value FROM json_each(?)) ORDER BY id")
+
+
+def _load_sqlite(conn: sa.Connection, ids: list[int], statuses: tuple[str, ...]) -> list[Loaded] | None:
+    """``load_for_processing`` through the driver (SQLAlchemy's processing of the rows cost as much as
+    reading them); None when an arrival time is not in the text SQLAlchemy writes (a row edited by
+    hand): the caller then reads them through SQLAlchemy, whose reading of such text decides."""
+    out = []
+    for row in conn.exec_driver_sql(_SQLITE_LOAD, (orjson.dumps(ids).decode(), orjson.dumps(statuses).decode())):
+        received = row[9]
+        try:
+            at = dt.datetime.fromisoformat(received).replace(tzinfo=dt.UTC)
+        except (TypeError, ValueError):
+            return None
+        raw = row[3]
+        out.append(Loaded(row[0], row[1], row[2], raw if raw is None or type(raw) is bytes else bytes(raw),
+                          row[4], row[5], row[6], row[7], row[8], at))
+    return out
 
 
 def mark_processed(conn: sa.Connection, done: dict[int, int], tallies: dict[int, dict[str, Any]] | None = None) -> None:

@@ -111,3 +111,24 @@ def test_an_instant_keeps_its_moment_and_shows_the_practice_local_date():
     # no zone: kept as sent
     assert validate_record(appointment(start="2025-03-01T04:30:00+00:00"))["start"].isoformat() \
         == "2025-03-01T04:30:00+00:00"
+
+
+def test_the_fast_path_reads_each_set_of_fields_alike_in_any_order():
+    """Records of one kind with other fields, or the same fields in another order, each get their own
+    answer; a missing required field, an unknown one or a value to coerce leave it to marshmallow."""
+    check = _fast_validator("appointment")
+    first = check({"kind": "appointment", "practice": "p", "source_id": "A1", "duration_min": 30,
+                   "start": "2025-03-04T09:00:00-05:00", "status": "booked"})
+    assert first is not None and first["duration_min"] == 30 and first["start"].utcoffset() == dt.timedelta(hours=-5)
+    assert list(first) == ["kind", "practice", "source_id", "duration_min", "start", "status"]  # the record's order
+    again = check({"start": "2025-03-05T10:00:00Z", "status": "noshow", "source_id": "A2", "duration_min": 45,
+                   "practice": "p", "kind": "appointment"})
+    assert again is not None and (again["source_id"], again["duration_min"]) == ("A2", 45)
+    sure = {"start": "2025-03-04T09:00:00-05:00", "status": "booked"}
+    assert check({"kind": "appointment", "practice": "p", "duration_min": 30, **sure}) is None  # no source_id
+    assert check({"kind": "appointment", "practice": "p", "source_id": "A3", "status": "booked"}) is None  # no start
+    assert check({"kind": "appointment", "practice": "p", "source_id": "A3", "colour": "red", **sure}) is None
+    assert check({"kind": "appointment", "practice": "p", "source_id": "A4", "duration_min": "30", **sure}) is None
+    assert check({"kind": "appointment", "practice": "p", "source_id": None, **sure}) is None
+    assert check({"kind": "charge", "practice": "p", "source_id": "A5", **sure}) is None  # another kind's record
+

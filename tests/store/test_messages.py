@@ -1,5 +1,7 @@
 """The message store: durable save, duplicates, statuses."""
 
+import datetime as dt
+
 import sqlalchemy as sa
 
 from hub.model.tables import messages
@@ -164,3 +166,25 @@ def test_a_group_of_new_messages_repeats_and_resends_of_stored_ones(database_url
     assert rows[0].raw == b"new" and rows[0].dedup_key == ms.store_key("derm", ms.content_hash(b"new"))
     assert rows[0].origin == "o" * 255  # origins are cut to the column
     assert all(r.raw is None and r.dedup_key is None for r in rows[1:])  # duplicates carry no copy
+
+
+def test_processing_loads_the_messages_asked_for_in_the_statuses_asked_for(database_url):
+    """Three messages saved, one processed: a load of all three (and an id never stored) in ``received``
+    gives the other two, by id, with their bytes, header and arrival time (aware, UTC) as saved."""
+    engine = get_engine(database_url)
+    one, two, three = save(engine, ms.NewMessage("derm", "hl7v2", b"first", sender="A^B", control_id="1",
+                                                 message_type="ADT^A04", origin="a.hl7"),
+                           ms.NewMessage("derm", "hl7v2", b"second", control_id="2"),
+                           ms.NewMessage("derm", "hl7v2", b"third", control_id="3"))
+    with writer(engine).begin() as conn:
+        ms.mark_processed(conn, {two.id: 1})
+    with engine.connect() as conn:
+        received_at = conn.execute(sa.select(messages.c.received_at).where(messages.c.id == one.id)).scalar_one()
+        rows = ms.load_for_processing(conn, [three.id, one.id, two.id, three.id + 1000], statuses=("received",))
+        both = ms.load_for_processing(conn, [two.id, one.id], statuses=("received", "processed"))
+    assert [r.id for r in rows] == [one.id, three.id]
+    first = rows[0]
+    assert (first.practice, first.connector, first.raw, first.sender, first.control_id, first.message_type,
+            first.origin, first.attempts) == ("derm", "hl7v2", b"first", "A^B", "1", "ADT^A04", "a.hl7", 0)
+    assert first.received_at == received_at and first.received_at.utcoffset() == dt.timedelta(0)
+    assert [r.id for r in both] == [one.id, two.id]
