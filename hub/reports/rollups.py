@@ -16,6 +16,7 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import functools
+import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -23,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 
 from hub.model.kinds import FINANCIAL_CLASS
@@ -186,8 +188,10 @@ def _lookups(dialect: str) -> dict[str, str]:
                        f"WHERE a.practice = :p AND a.source_id IN :keys "
                        f"UNION SELECT {sql.month('c.service_date')}, NULL FROM charges c WHERE c.practice = :p AND "
                        f"c.encounter_source_id IN :keys UNION SELECT {sql.month('c.service_date')}, NULL FROM "
-                       f"encounters e JOIN charges c ON c.practice = e.practice AND c.encounter_source_id = "
-                       f"e.source_id WHERE e.practice = :p AND e.appointment_source_id IN :keys",
+                       # the encounters first, by their appointment (as a join, SQLite's planner may read
+                       # every charge of the practice instead)
+                       f"charges c WHERE c.practice = :p AND c.encounter_source_id IN (SELECT e.source_id FROM "
+                       f"encounters e WHERE e.practice = :p AND e.appointment_source_id IN :keys)",
         "encounter": f"SELECT {sql.month('start')} FROM encounters WHERE practice = :p AND source_id IN :keys "
                      f"UNION SELECT {sql.month('service_date')} FROM charges WHERE practice = :p AND "
                      f"encounter_source_id IN :keys",
@@ -204,28 +208,57 @@ def _lookups(dialect: str) -> dict[str, str]:
 
 
 def _query_cells(conn: sa.Connection, wanted: dict[tuple[str, str], set[str]]) -> set[Cell]:
-    """Run the lookup named by each (lookup, practice) for its source ids; the months found, as cells."""
-    statements = _lookups(conn.dialect.name)
+    """Run the lookup named by each (lookup, practice) for its source ids; the months found, as cells.
+
+    On SQLite each look-up takes its keys as one JSON array (``json_each``): its text is the same
+    for any number of keys, so the driver prepares it once per connection rather than once a batch
+    (an IN list of a batch's keys is a new statement each time, and preparing it cost more than
+    running it)."""
     cells: set[Cell] = set()
+    if conn.dialect.name == "sqlite":
+        statements = _sqlite_lookups()
+        for (name, practice), ids in wanted.items():
+            months = {month for row in conn.exec_driver_sql(
+                statements[name], {"p": practice, "keys": orjson.dumps(sorted(ids)).decode()}) for month in row}
+            months.discard(None)
+            cells.update(_cells_of_months(practice, name, months))
+        return cells
+    statements = _lookups(conn.dialect.name)
     for (name, practice), ids in wanted.items():
-        months: set[str] = set()
+        months = set()
         for row in fetch_by_keys(conn, statements[name], ids, p=practice):
             months.update(row)
-        for month in months:
-            if month:
-                cells |= _month_cells(practice, name, month)
+        months.discard(None)
+        cells.update(_cells_of_months(practice, name, months))
     return cells
+
+
+@functools.cache
+def _sqlite_lookups() -> dict[str, str]:
+    """``_lookups`` on SQLite, each key list one JSON array parameter (see ``_query_cells``)."""
+    return {name: sql.replace(" IN :keys", " IN (SELECT value FROM json_each(:keys))")
+            for name, sql in _lookups("sqlite").items()}
+
+
+def _cells_of_months(practice: str, kind: str, months: set[str]) -> set[Cell]:
+    if kind == "slot":
+        return {cell for month in months if month for cell in _month_cells(practice, kind, month)}
+    return {(practice, month) for month in months if month}
+
+
+_LOOKED_UP = frozenset({*_OWN_MONTH, "remittance", "patient"})  # kinds whose stored rows' cells are read
 
 
 def cells_of(conn: sa.Connection, items: Sequence[tuple[dict[str, Any], Any]]) -> set[Cell]:
     """The (practice, month) cells the stored rows of these records belong to, as the store holds them now."""
     wanted: dict[tuple[str, str], set[str]] = defaultdict(set)
     for record, _ in items:
-        kind, practice = record["kind"], record["practice"]
-        if kind == "patient_merge":
-            wanted[("patient", practice)].update((record["prior_source_id"], record["surviving_source_id"]))
-        elif kind in _OWN_MONTH or kind in ("remittance", "patient"):
-            wanted[(kind, practice)].add(record["source_id"])
+        kind = record["kind"]
+        if kind in _LOOKED_UP:
+            wanted[(kind, record["practice"])].add(record["source_id"])
+        elif kind == "patient_merge":
+            wanted[("patient", record["practice"])].update((record["prior_source_id"],
+                                                            record["surviving_source_id"]))
     return _query_cells(conn, wanted)
 
 
@@ -238,19 +271,29 @@ def cells_written(conn: sa.Connection, items: Sequence[tuple[dict[str, Any], Any
     remittance's charge, an appointment's referral), unless that row is in the batch and so
     marked already. A patient or a merge moves no visit between months: its cells before
     are its cells after."""
-    in_batch = {(record["kind"], record["practice"], record.get("source_id")) for record, _ in items}
     cells: set[Cell] = set()
-    wanted: dict[tuple[str, str], set[str]] = defaultdict(set)
+    parents: list[tuple[str, str, str]] = []  # (kind, practice, source id) of rows others hang on
     for record, _ in items:
-        kind, practice = record["kind"], record["practice"]
+        kind = record["kind"]
         column = _OWN_MONTH.get(kind)
         if column is not None and (value := record.get(column)):
-            cells |= _month_cells(practice, kind, str(value)[:7])
+            month = str(value)[:7]
+            if kind == "slot":
+                cells |= _month_cells(record["practice"], kind, month)
+            else:
+                cells.add((record["practice"], month))
         parent = _PARENT.get(kind)
-        if parent is not None and (parent_id := record.get(parent[1])) and \
-                (parent[0], practice, parent_id) not in in_batch:
-            wanted[(parent[0], practice)].add(parent_id)
-    return cells | _query_cells(conn, wanted)
+        if parent is not None and (parent_id := record.get(parent[1])):
+            parents.append((parent[0], record["practice"], parent_id))
+    wanted: dict[tuple[str, str], set[str]] = defaultdict(set)
+    if parents:
+        kinds = {kind for kind, _, _ in parents}
+        in_batch = {(record["kind"], record["practice"], record.get("source_id")) for record, _ in items
+                    if record["kind"] in kinds}
+        for kind, practice, parent_id in parents:
+            if (kind, practice, parent_id) not in in_batch:
+                wanted[(kind, practice)].add(parent_id)
+    return cells | _query_cells(conn, wanted) if wanted else cells
 
 
 @contextmanager
@@ -368,11 +411,25 @@ def refresh_dirty(engine: sa.Engine, *, passes: int = 3, should_stop: Callable[[
     if engine.dialect.name == "postgresql":
         return _catch_up(engine, passes=passes, should_stop=should_stop,
                          budget=CATCH_UP_BUDGET_SECONDS if budget is None else budget, on_commit=on_commit)
-    budget = REFRESH_BUDGET_SECONDS if budget is None else budget
+
+    def waiting() -> list[Cell]:
+        with engine.connect() as conn:
+            return dirty_cells(conn)
+
+    return _paced(waiting, lambda chunk: refresh_cells(engine, chunk), passes=passes, should_stop=should_stop,
+                  budget=REFRESH_BUDGET_SECONDS if budget is None else budget, growth=2, most=_MOST_CELLS,
+                  on_commit=on_commit)
+
+
+def _paced(waiting: Callable[[], list[Cell]], recompute: Callable[[list[Cell]], int], *, passes: int,
+           should_stop: Callable[[], bool] | None, budget: float, growth: int, most: int,
+           on_commit: Callable[[int, float], None] | None) -> int:
+    """Recompute the ``waiting`` cells a transaction at a time (``recompute(chunk)``: the cells it took), one cell
+    first, then as many as fit in ``budget`` at the last transaction's pace (at most ``growth`` times as many as
+    the last, and ``most``), for ``passes`` passes over what waits; returns how many cells."""
     done, size = 0, 1
     for _ in range(max(1, passes)):
-        with engine.connect() as conn:
-            cells = dirty_cells(conn)
+        cells = waiting()
         if not cells:
             break
         while cells:
@@ -380,13 +437,13 @@ def refresh_dirty(engine: sa.Engine, *, passes: int = 3, should_stop: Callable[[
                 return done
             chunk, cells = cells[:size], cells[size:]
             started = time.perf_counter()
-            claimed = refresh_cells(engine, chunk)
+            taken = recompute(chunk)
             seconds = time.perf_counter() - started
-            if on_commit is not None and claimed:
-                on_commit(claimed, seconds)
-            done += claimed
-            if claimed:  # the next transaction: as many cells as fit in the budget at this one's pace
-                size = max(1, min(2 * size, _MOST_CELLS, int(budget * claimed / max(seconds, 1e-6))))
+            if on_commit is not None and taken:
+                on_commit(taken, seconds)
+            done += taken
+            if taken:  # the next transaction: as many cells as fit in the budget at this one's pace
+                size = max(1, min(growth * size, most, int(budget * taken / max(seconds, 1e-6))))
     return done
 
 
@@ -406,40 +463,32 @@ def _catch_up(engine: sa.Engine, *, passes: int, should_stop: Callable[[], bool]
     committed, then recomputed and deleted from there in one transaction. The first transaction takes one cell;
     each next one as many as fit in ``budget`` at the last one's pace (at most ``_CATCH_UP_GROWTH`` times as
     many as the last)."""
-    done, size = 0, 1
     with engine.connect() as conn:
         conn.execute(sa.text(f"SELECT pg_advisory_lock({REFRESH_LOCK})"))
         conn.commit()
+
+        def waiting() -> list[Cell]:
+            with conn.begin():
+                return dirty_cells(conn)
+
+        def recompute(chunk: list[Cell]) -> int:
+            with conn.begin():
+                taken = _take(conn, chunk)
+            if taken:
+                with conn.begin():
+                    # the JIT compiler spent longer on these statements' wide expressions (the measures, the
+                    # service-line attribution) than it saved: 2.9 s of a 3.7 s statement
+                    conn.execute(sa.text("SET LOCAL jit = off"))
+                    refresh(conn, taken)
+                    r = report_refreshing.c
+                    conn.execute(sa.delete(report_refreshing).where(sa.tuple_(r.practice, r.month).in_(sorted(taken))))
+            return len(taken)
+
         try:
             with conn.begin():
                 _take_back(conn)  # cells a catch-up that died left taken: they wait again, first in line
-            for _ in range(max(1, passes)):
-                with conn.begin():
-                    cells = dirty_cells(conn)
-                if not cells:
-                    break
-                while cells:
-                    if should_stop is not None and should_stop():
-                        return done
-                    chunk, cells = cells[:size], cells[size:]
-                    started = time.perf_counter()
-                    with conn.begin():
-                        taken = _take(conn, chunk)
-                    if taken:
-                        with conn.begin():
-                            # the JIT compiler spent longer on these statements' wide expressions (the measures,
-                            # the service-line attribution) than it saved: 2.9 s of a 3.7 s statement
-                            conn.execute(sa.text("SET LOCAL jit = off"))
-                            refresh(conn, taken)
-                            r = report_refreshing.c
-                            conn.execute(sa.delete(report_refreshing).where(
-                                sa.tuple_(r.practice, r.month).in_(sorted(taken))))
-                    seconds = time.perf_counter() - started
-                    if on_commit is not None and taken:
-                        on_commit(len(taken), seconds)
-                    done += len(taken)
-                    if taken:
-                        size = max(1, min(_CATCH_UP_GROWTH * size, int(budget * len(taken) / max(seconds, 1e-6))))
+            return _paced(waiting, recompute, passes=passes, should_stop=should_stop, budget=budget,
+                          growth=_CATCH_UP_GROWTH, most=sys.maxsize, on_commit=on_commit)
         finally:
             try:
                 if conn.in_transaction():
@@ -450,7 +499,6 @@ def _catch_up(engine: sa.Engine, *, passes: int, should_stop: Callable[[], bool]
                 conn.commit()
             except sa.exc.DBAPIError:  # the session is gone, and its lock with it: the next refresh takes them back
                 conn.invalidate()
-    return done
 
 
 def _take(conn: sa.Connection, cells: Sequence[Cell]) -> set[Cell]:

@@ -174,27 +174,28 @@ report_rvus = sa.Table(
     sa.PrimaryKeyConstraint("year", "code", "modifier", name="pk_report_rvus"),
 )
 
+
+
+def _cell_marks(name: str, marked_at: str) -> sa.Table:
+    """A table of (practice, month) cells waiting for a refresh, each with the time of its first mark."""
+    return sa.Table(
+        name, metadata,
+        sa.Column("practice", sa.String(64), nullable=False),
+        sa.Column("month", sa.String(7), nullable=False),
+        sa.Column("marked_at", sa.String(32), nullable=True, doc=marked_at),
+        sa.PrimaryKeyConstraint("practice", "month", name=f"pk_{name}"),
+    )
+
+
 # Cells an ingest batch touched whose rollups are not yet recomputed (see rollups.tracking), with the time
 # of the first change not yet recomputed (UTC, ISO 8601 text that sorts as time: the figures' ``as_of``)
-report_dirty = sa.Table(
-    "report_dirty", metadata,
-    sa.Column("practice", sa.String(64), nullable=False),
-    sa.Column("month", sa.String(7), nullable=False),
-    sa.Column("marked_at", sa.String(32), nullable=True, doc="NULL: marked before times were kept (migration 0014)"),
-    sa.PrimaryKeyConstraint("practice", "month", name="pk_report_dirty"),
-)
+report_dirty = _cell_marks("report_dirty", "NULL: marked before times were kept (migration 0014)")
 
 # Cells a PostgreSQL catch-up took from ``report_dirty`` and is recomputing (rollups.refresh_dirty): moved here in a
 # short transaction of their own, so an ingest that marks one of them meanwhile inserts a fresh mark rather than
 # waiting for the catch-up's long transaction; the catch-up deletes them with its commit. A row a crashed catch-up
 # left is taken again by the next. Freshness and the background refresh count these as waiting.
-report_refreshing = sa.Table(
-    "report_refreshing", metadata,
-    sa.Column("practice", sa.String(64), nullable=False),
-    sa.Column("month", sa.String(7), nullable=False),
-    sa.Column("marked_at", sa.String(32), nullable=True, doc="the mark's time, as report_dirty kept it"),
-    sa.PrimaryKeyConstraint("practice", "month", name="pk_report_refreshing"),
-)
+report_refreshing = _cell_marks("report_refreshing", "the mark's time, as report_dirty kept it")
 
 REPORT_TABLES = (report_dirty, report_refreshing, report_cells, report_hist, report_credits, report_retention,
                  report_visits, report_costs,
