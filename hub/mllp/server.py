@@ -18,10 +18,12 @@ Promises:
   stored together in the next transaction, so sixteen busy connections cost about
   one commit per round, not sixteen, while the frame of a connection alone is
   committed at once by the event loop itself (no wait for company, no thread
-  hand-off; on PostgreSQL by one statement, one round trip:
-  hub.store.messages.save_alone); and the stored ids reach the queue in batches, or without a queue a
-  processing child process (hub.pipeline.dispatch_buffer). Finding a frame's practice by its sending
-  facility may read the database, so that runs on a small thread pool;
+  hand-off; on PostgreSQL by one statement, one round trip: hub.store.messages.save_alone; on
+  SQLite by its insert between the driver's BEGIN IMMEDIATE and COMMIT: hub.pipeline.intake); and the
+  stored ids reach the queue in batches, or without a queue a processing child process, when intake
+  pauses (hub.pipeline.dispatch_buffer). Finding a frame's practice by its sending facility may read
+  the database, so that runs on a small thread pool; the connections' audit rows are written there
+  too, at the store's write turn;
 - a connection idle longer than ``idle_timeout`` (bytes outside a frame do not count:
   noise keeps no connection open) or a frame not complete within ``frame_timeout`` is
   closed, without touching other connections; so is a client that does not take its
@@ -62,6 +64,7 @@ from hub.mllp.audit import ConnectionTally, peer_address
 from hub.mllp.framing import END_BLOCK, START_BLOCK
 from hub.pipeline.group_commit import GroupCommitter, Pending
 from hub.pipeline.intake import Arrival, Receipt
+from hub.pipeline.process import write_turn
 from hub.security.audit import record
 from hub.store.engine import save_failure_reason
 from hub.store.engine import writer as store_writer
@@ -191,14 +194,16 @@ class MllpServer:
                 self._audit_progress(tally)
                 answer: bytes | None | _Later = LATER
                 if self.practice or frame.oversize:  # known without the database: perhaps stored at once
-                    await asyncio.sleep(0)  # the frames already arrived on other connections are read meanwhile
+                    if len(self._clients) > 1:  # the frames already arrived on other connections are read meanwhile
+                        await asyncio.sleep(0)
                     answer = self._stored_at_once(frame, tally)
                 if isinstance(answer, _Later):  # shielded: a frame being stored is stored, even if the connection ends
                     answer = await asyncio.shield(self._handle(frame, tally))
                 if answer:
                     writer.write(framing.frame(answer))
-                    async with asyncio.timeout(self.limits.frame_timeout):  # no task of its own, as wait_for's
-                        await writer.drain()
+                    if writer.transport.get_write_buffer_size():  # not all sent at once: wait for the client
+                        async with asyncio.timeout(self.limits.frame_timeout):  # no task of its own, as wait_for's
+                            await writer.drain()
                 self._clients[task] = False
                 if self._stopping.is_set():
                     break
@@ -390,8 +395,9 @@ class MllpServer:
         entry = tally.entry(outcome)
 
         def write() -> None:
-            try:
-                with store_writer(self.runtime.engine).begin() as conn:
+            try:  # at its turn (SQLite): a write lock taken by surprise would make a commit sleep in SQLite's busy wait
+                with write_turn(getattr(self.runtime.dispatcher, "write_lock", None)), \
+                        store_writer(self.runtime.engine).begin() as conn:
                     record(conn, [entry])
             except Exception as exc:
                 log.error("could not write an MLLP audit entry (%s)", type(exc).__name__)

@@ -1,5 +1,6 @@
-"""One MLLP connection: each message stored and committed at once, by one statement on PostgreSQL,
-before its answer; what that statement leaves out (a repeat, a refusal, a failure) is still done whole.
+"""One MLLP connection: each message stored and committed at once, by one statement on PostgreSQL
+(on SQLite by its insert between a BEGIN IMMEDIATE and a COMMIT of the driver's), before its answer;
+what that leaves out (a repeat, a refusal, a failure) is still done whole.
 
 The listener runs in this process (its asyncio loop on the main thread) on a loopback port; the
 client is a thread speaking a real socket, and a second connection to the store sees only what
@@ -18,6 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 from hub.mllp.framing import frame, read_answer
+from hub.pipeline import intake
 from hub.store import messages as message_store
 
 from .test_hl7v2_mllp import message, msa
@@ -62,15 +64,18 @@ def rows(observer: sa.Engine, control_id: str) -> list[Any]:
 
 def test_one_connection_stores_new_reused_and_repeated_messages_each_committed_before_its_answer(
         store: Any, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
-    alone: list[bool] = []  # per call of the one-statement save: did it store the message
-    real = message_store.save_alone
+    alone: list[bool] = []  # per call of the lone save (either store's): did it store the message
 
-    def spying(conn: sa.Connection, item: message_store.NewMessage) -> Any:
-        saved = real(conn, item)
-        alone.append(saved is not None)
-        return saved
+    def spy(real: Callable[[sa.Connection, message_store.NewMessage], Any]) -> Any:
+        def spying(conn: sa.Connection, item: message_store.NewMessage) -> Any:
+            saved = real(conn, item)
+            alone.append(saved is not None)
+            return saved
 
-    monkeypatch.setattr(message_store, "save_alone", spying)
+        return spying
+
+    for module, name in ((message_store, "save_alone"), (intake, "_save_alone_sqlite")):
+        monkeypatch.setattr(module, name, spy(getattr(module, name)))
     observer = sa.create_engine(store.database_url)  # as a second process sees the store: committed rows only
     first, reused = message("LC-1"), message("LC-1", extra="NTE|1||other content\r")
     seen: dict[str, Any] = {}
@@ -97,13 +102,41 @@ def test_one_connection_stores_new_reused_and_repeated_messages_each_committed_b
     assert found[2].status == "duplicate" and found[2].duplicate_of == original
     answer, found = seen["other"]
     assert answer == "AA" and len(found) == 1 and found[0].flag is None
-    if store.engine.dialect.name == "postgresql":
-        # the first message is saved by the transaction (it looks its practice up, once); the reused one and
-        # the other by the one statement; the repeat found its key stored there, wrote nothing, and was
-        # saved by the transaction
-        assert alone == [True, False, True]
-    else:
-        assert alone == []  # SQLite: the transaction of receive_many, as before
+    # the first message is saved by the transaction (it looks its practice up, once); the reused one and
+    # the other by the lone save; the repeat found its key stored there, wrote nothing, and was saved by
+    # the transaction
+    assert alone == [True, False, True]
+
+
+def test_sqlite_a_failed_lone_save_is_answered_ae_stores_nothing_and_the_next_commits(tmp_path: Any) -> None:
+    from hub.runtime import Runtime
+    from hub.store.engine import writer
+    from hub.store.practices import add_practice
+
+    runtime = Runtime.create(database_url=f"sqlite:///{tmp_path / 'store.db'}", dispatcher="inline")
+    with writer(runtime.engine).begin() as conn:
+        add_practice(conn, "northderm", "North Derm")
+        # the store refuses to insert a message with control id FAIL-*
+        conn.execute(sa.text("CREATE TRIGGER refuse_insert BEFORE INSERT ON messages "
+                             "WHEN NEW.control_id LIKE 'FAIL-%' BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"))
+    observer = sa.create_engine(runtime.database_url)
+    seen: dict[str, Any] = {}
+
+    def script(sock: socket.socket) -> None:
+        seen["first"] = ask(sock, message("OK-1"))  # the practice looked up: by the transaction
+        seen["failed"] = ask(sock, message("FAIL-1"))  # the lone save fails: rolled back, answered AE
+        seen["next"] = ask(sock, message("OK-2"))  # the same connection goes on: no transaction left open
+        seen["next rows"] = rows(observer, "OK-2")
+
+    try:
+        converse(runtime, script)
+        assert seen["first"] == "AA" and seen["failed"] == "AE" and seen["next"] == "AA"
+        assert len(seen["next rows"]) == 1  # committed before its answer
+        assert rows(observer, "FAIL-1") == []
+        with observer.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM messages")).scalar() == 2
+    finally:
+        observer.dispose()
 
 
 def test_a_failed_save_is_answered_ae_stores_nothing_and_leaves_later_transactions_whole(pg_url: str) -> None:
