@@ -120,7 +120,7 @@ def _saved_alone(runtime: Runtime, practice: str,
     connection sends, stored and committed without a SQLAlchemy transaction around it: on PostgreSQL by
     one statement in one round trip (``message_store.save_alone``); on SQLite on the group committer's
     connection (``connection``: its write turn is taken) by the insert of ``save_messages`` between a
-    BEGIN IMMEDIATE and a COMMIT of the driver's (``_save_alone_sqlite``). None when this is no such
+    BEGIN IMMEDIATE and a COMMIT of the driver's. None when this is no such
     case, or the message is a repeat (nothing written): the transaction of ``receive_many`` then does
     the work."""
     dialect = runtime.engine.dialect.name
@@ -130,45 +130,12 @@ def _saved_alone(runtime: Runtime, practice: str,
     ((error, env),) = [(error, env) for _, envelopes, error, _ in plan for env in envelopes]
     if error is not None or env.error is not None or _oversized(env) is not None:
         return None
-    if dialect == "sqlite":
-        assert connection is not None
-        one = _save_alone_sqlite(connection, new[0])
-    elif connection is not None:
+    if connection is not None:
         one = message_store.save_alone(connection, new[0])
     else:
         with writer(runtime.engine).connect() as conn:
             one = message_store.save_alone(conn, new[0])
     return None if one is None else [one]
-
-
-def _save_alone_sqlite(conn: sa.Connection, item: message_store.NewMessage) -> message_store.SavedMessage | None:
-    """``item`` stored as a transaction of its own on SQLite (``conn`` not in a transaction), with the
-    statements of ``save_messages`` for a new message: BEGIN IMMEDIATE, its insert, COMMIT, sent through
-    the driver (SQLAlchemy's begin and commit with their events cost a lone message more than the insert).
-    As durable as any commit (``synchronous`` applies to every COMMIT). None when its dedup key is stored
-    already: nothing is written, and ``save_messages`` stores the repeat."""
-    if conn.in_transaction():
-        return None
-    driver: Any = conn.connection.driver_connection
-    digest = message_store.content_hash(item.raw)
-    key = message_store.store_key(item.practice, item.dedup_key or digest)
-    try:
-        driver.execute("BEGIN IMMEDIATE")
-    except conn.dialect.loaded_dbapi.Error as exc:  # raised as SQLAlchemy raises it, as the insert's are
-        raise sa.exc.DBAPIError.instance("BEGIN IMMEDIATE", None, exc, conn.dialect.loaded_dbapi.Error) from exc
-    try:
-        stored, _ = message_store._insert_new_sqlite(conn, [item], [digest], [key], [0], message_store.utcnow())
-        try:
-            driver.execute("COMMIT")
-        except conn.dialect.loaded_dbapi.Error as exc:
-            raise sa.exc.DBAPIError.instance("COMMIT", None, exc, conn.dialect.loaded_dbapi.Error) from exc
-    except BaseException:
-        with contextlib.suppress(Exception):
-            if driver.in_transaction:
-                driver.execute("ROLLBACK")
-        raise
-    message_id = stored.get(key)
-    return None if message_id is None else message_store.SavedMessage(message_id, None)
 
 
 def receive_many(runtime: Runtime, practice: str, arrivals: Sequence[Arrival], *, connector: str | None = None,

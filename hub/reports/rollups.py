@@ -417,16 +417,16 @@ def refresh_dirty(engine: sa.Engine, *, passes: int = 3, should_stop: Callable[[
             return dirty_cells(conn)
 
     return _paced(waiting, lambda chunk: refresh_cells(engine, chunk), passes=passes, should_stop=should_stop,
-                  budget=REFRESH_BUDGET_SECONDS if budget is None else budget, growth=2, most=_MOST_CELLS,
+                  budget=REFRESH_BUDGET_SECONDS if budget is None else budget, growth=2, most=lambda: _MOST_CELLS,
                   on_commit=on_commit)
 
 
 def _paced(waiting: Callable[[], list[Cell]], recompute: Callable[[list[Cell]], int], *, passes: int,
-           should_stop: Callable[[], bool] | None, budget: float, growth: int, most: int,
+           should_stop: Callable[[], bool] | None, budget: float, growth: int, most: Callable[[], int],
            on_commit: Callable[[int, float], None] | None) -> int:
     """Recompute the ``waiting`` cells a transaction at a time (``recompute(chunk)``: the cells it took), one cell
     first, then as many as fit in ``budget`` at the last transaction's pace (at most ``growth`` times as many as
-    the last, and ``most``), for ``passes`` passes over what waits; returns how many cells."""
+    the last, and ``most()``), for ``passes`` passes over what waits; returns how many cells."""
     done, size = 0, 1
     for _ in range(max(1, passes)):
         cells = waiting()
@@ -443,17 +443,19 @@ def _paced(waiting: Callable[[], list[Cell]], recompute: Callable[[list[Cell]], 
                 on_commit(taken, seconds)
             done += taken
             if taken:  # the next transaction: as many cells as fit in the budget at this one's pace
-                size = max(1, min(growth * size, most, int(budget * taken / max(seconds, 1e-6))))
+                size = max(1, min(growth * size, most(), int(budget * taken / max(seconds, 1e-6))))
     return done
 
 
 # On PostgreSQL a refresh transaction holds no lock an ingest waits for (the marks it recomputes were moved out of
-# report_dirty before it began; readers see the last commit), so it may run far longer than the budget above: what
-# bounds it is the memory of the visit histories it holds (about a million visits a transaction at this budget) and
-# how long a process shutting down waits for it. The longer it is, the fewer times a patient's history is re-read:
-# a catch-up after a backfill is mostly that work, repeated for each transaction holding one of the patient's months.
-CATCH_UP_BUDGET_SECONDS = 30.0
+# report_dirty before it began; readers see the last commit), so it may run far longer than the budget above. The
+# longer it is, the fewer times a patient's history is re-read: a catch-up after a backfill is mostly that work,
+# repeated for each transaction holding one of the patient's months (a million appointments: 338 s in transactions
+# of 30 s, 200 s in transactions of up to 300 s). What bounds a transaction is the memory of the visits it holds:
+# at most about _CATCH_UP_VISITS, at the last transaction's visits per cell.
+CATCH_UP_BUDGET_SECONDS = 300.0
 _CATCH_UP_GROWTH = 8  # how much larger than the last a transaction may be
+_CATCH_UP_VISITS = 1_000_000
 
 
 def _catch_up(engine: sa.Engine, *, passes: int, should_stop: Callable[[], bool] | None,
@@ -471,7 +473,10 @@ def _catch_up(engine: sa.Engine, *, passes: int, should_stop: Callable[[], bool]
             with conn.begin():
                 return dirty_cells(conn)
 
+        visits_per_cell = 0.0
+
         def recompute(chunk: list[Cell]) -> int:
+            nonlocal visits_per_cell
             with conn.begin():
                 taken = _take(conn, chunk)
             if taken:
@@ -479,7 +484,7 @@ def _catch_up(engine: sa.Engine, *, passes: int, should_stop: Callable[[], bool]
                     # the JIT compiler spent longer on these statements' wide expressions (the measures, the
                     # service-line attribution) than it saved: 2.9 s of a 3.7 s statement
                     conn.execute(sa.text("SET LOCAL jit = off"))
-                    refresh(conn, taken)
+                    visits_per_cell = refresh(conn, taken) / len(taken)
                     r = report_refreshing.c
                     conn.execute(sa.delete(report_refreshing).where(sa.tuple_(r.practice, r.month).in_(sorted(taken))))
             return len(taken)
@@ -488,7 +493,9 @@ def _catch_up(engine: sa.Engine, *, passes: int, should_stop: Callable[[], bool]
             with conn.begin():
                 _take_back(conn)  # cells a catch-up that died left taken: they wait again, first in line
             return _paced(waiting, recompute, passes=passes, should_stop=should_stop, budget=budget,
-                          growth=_CATCH_UP_GROWTH, most=sys.maxsize, on_commit=on_commit)
+                          growth=_CATCH_UP_GROWTH, on_commit=on_commit,
+                          most=lambda: max(1, int(_CATCH_UP_VISITS / visits_per_cell)) if visits_per_cell
+                          else sys.maxsize)
         finally:
             try:
                 if conn.in_transaction():
@@ -546,19 +553,23 @@ def refresh_cell(engine: sa.Engine, cell: Cell) -> int:
 
 
 # ------------------------------------------------------------------ recomputing cells
-def refresh(conn: sa.Connection, cells: set[Cell]) -> None:
+def refresh(conn: sa.Connection, cells: set[Cell]) -> int:
     """Recompute the rollups of these (practice, month) cells from the base tables: their visits, then every
-    rollup of them (and of the cells whose visit flags changed) with one statement each for all the cells."""
+    rollup of them (and of the cells whose visit flags changed) with one statement each for all the cells.
+    Returns how many visits the cells hold (what a refresh holds in memory grows with them)."""
     sql = Sql(conn.dialect.name)
     if conn.dialect.name == "postgresql":  # whoever calls (a refresh, a rebuild, a cost import): one at a time
         conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({REFRESH_LOCK})"))
     # at most _MOST_CELLS at a time, as a refresh transaction takes: the keys each statement binds (SQLite allows
     # some thousands) and the patients held in memory stay those of a transaction's cells
     ordered = sorted(cells, key=lambda cell: (cell[1], cell[0]))  # month by month, as dirty_cells
+    visits = 0
     for i in range(0, len(ordered), _MOST_CELLS):
         chunk = set(ordered[i:i + _MOST_CELLS])
-        changed = visit_rollup.rebuild(conn, chunk)
+        changed, held = visit_rollup.rebuild(conn, chunk)
+        visits += held
         _refresh_batch(conn, sql, chunk | changed)
+    return visits
 
 
 def _months_by_practice(cells: set[Cell]) -> dict[str, list[str]]:

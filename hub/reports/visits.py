@@ -315,9 +315,9 @@ def _by_patient(visits: Iterable[Visit]) -> dict[str, list[Visit]]:
     return out
 
 
-def rebuild(conn: sa.Connection, cells: set[Cell]) -> set[Cell]:
+def rebuild(conn: sa.Connection, cells: set[Cell]) -> tuple[set[Cell], int]:
     """Rebuild the visits of ``cells``; returns other cells whose visits changed (their flags, or a visit that
-    moved from them into ``cells``).
+    moved from them into ``cells``), and how many visits the cells hold.
 
     A visit that moved months keeps its row in its old cell until that cell is rebuilt, unless a rebuild of
     its new cell comes first (a refresh takes cells one at a time): then the fresh visit replaces that row,
@@ -327,7 +327,7 @@ def rebuild(conn: sa.Connection, cells: set[Cell]) -> set[Cell]:
     statement each, and the patients' histories (those of the cells' patients only, so the memory a rebuild
     holds grows with the cells, not the store) are re-read once."""
     if not cells:
-        return set()
+        return set(), 0
     t = report_visits
     pairs = sorted(cells)
     months = sorted({m for _, m in cells})
@@ -376,7 +376,7 @@ def rebuild(conn: sa.Connection, cells: set[Cell]) -> set[Cell]:
             conn.execute(sa.update(t).where(t.c.id == sa.bindparam("visit_id"))
                          .values(is_new=sa.bindparam("new_flag"), converted=sa.bindparam("converted_flag")), updates)
     copy_rows(conn, t, inserts)
-    return changed_cells
+    return changed_cells, len(fresh)
 
 
 def _row(v: Visit) -> dict[str, object]:

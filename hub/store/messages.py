@@ -20,6 +20,7 @@ a reason; reprocessable), ``duplicate``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import re
@@ -199,14 +200,19 @@ def _pg_columns(items: Sequence[NewMessage], digests: list[str], keys: list[str]
 
 
 def save_alone(conn: sa.Connection, item: NewMessage) -> SavedMessage | None:
-    """Store one new message as a transaction of its own, in one round trip (PostgreSQL; ``conn`` not
-    in a transaction): the insert of ``save_messages`` (control id reuse flag included) runs with the
+    """Store one new message as a transaction of its own (``conn`` not in a transaction). On PostgreSQL in
+    one round trip: the insert of ``save_messages`` (control id reuse flag included) runs with the
     driver in autocommit, so the server commits it before it answers, as durably as a COMMIT
-    (``synchronous_commit``), and BEGIN and COMMIT cost no round trips of their own. None, with
-    nothing written, when its dedup key is stored already (the caller saves the repeat with
-    ``save_messages``, in a transaction) or the store is not PostgreSQL. A lone message with anything
-    else to write in its transaction (a refusal, an audit row) is no case for this."""
-    if conn.dialect.name != "postgresql" or conn.in_transaction():
+    (``synchronous_commit``), and BEGIN and COMMIT cost no round trips of their own; on SQLite by the
+    driver's BEGIN IMMEDIATE, that insert and COMMIT (``_save_alone_sqlite``). None, with nothing
+    written, when its dedup key is stored already (the caller saves the repeat with ``save_messages``,
+    in a transaction) or the store is neither. A lone message with anything else to write in its
+    transaction (a refusal, an audit row) is no case for this."""
+    if conn.in_transaction():
+        return None
+    if conn.dialect.name == "sqlite":
+        return _save_alone_sqlite(conn, item)
+    if conn.dialect.name != "postgresql":
         return None
     digests = [content_hash(item.raw)]
     columns = _pg_columns([item], digests, _keys([item], digests), [0], utcnow())
@@ -221,6 +227,34 @@ def save_alone(conn: sa.Connection, item: NewMessage) -> SavedMessage | None:
         except Exception:  # a broken connection: never used again (an autocommit one would split transactions)
             conn.invalidate()
     return SavedMessage(int(rows[0][0]), None) if rows else None
+
+
+def _save_alone_sqlite(conn: sa.Connection, item: NewMessage) -> SavedMessage | None:
+    """``item`` stored as a transaction of its own on SQLite (``conn`` not in a transaction), with the
+    statements of ``save_messages`` for a new message: BEGIN IMMEDIATE, its insert, COMMIT, sent through
+    the driver (SQLAlchemy's begin and commit with their events cost a lone message more than the insert).
+    As durable as any commit (``synchronous`` applies to every COMMIT). None when its dedup key is stored
+    already: nothing is written, and ``save_messages`` stores the repeat."""
+    driver: Any = conn.connection.driver_connection
+    digest = content_hash(item.raw)
+    key = store_key(item.practice, item.dedup_key or digest)
+    try:
+        driver.execute("BEGIN IMMEDIATE")
+    except conn.dialect.loaded_dbapi.Error as exc:  # raised as SQLAlchemy raises it, as the insert's are
+        raise sa.exc.DBAPIError.instance("BEGIN IMMEDIATE", None, exc, conn.dialect.loaded_dbapi.Error) from exc
+    try:
+        stored, _ = _insert_new_sqlite(conn, [item], [digest], [key], [0], utcnow())
+        try:
+            driver.execute("COMMIT")
+        except conn.dialect.loaded_dbapi.Error as exc:
+            raise sa.exc.DBAPIError.instance("COMMIT", None, exc, conn.dialect.loaded_dbapi.Error) from exc
+    except BaseException:
+        with contextlib.suppress(Exception):
+            if driver.in_transaction:
+                driver.execute("ROLLBACK")
+        raise
+    message_id = stored.get(key)
+    return None if message_id is None else SavedMessage(message_id, None)
 
 
 def _reuse_marks(items: Sequence[NewMessage], digests: list[str], new_index: list[int]) -> list[int]:

@@ -19,7 +19,6 @@ import pytest
 import sqlalchemy as sa
 
 from hub.mllp.framing import frame, read_answer
-from hub.pipeline import intake
 from hub.store import messages as message_store
 
 from .test_hl7v2_mllp import message, msa
@@ -74,8 +73,7 @@ def test_one_connection_stores_new_reused_and_repeated_messages_each_committed_b
 
         return spying
 
-    for module, name in ((message_store, "save_alone"), (intake, "_save_alone_sqlite")):
-        monkeypatch.setattr(module, name, spy(getattr(module, name)))
+    monkeypatch.setattr(message_store, "save_alone", spy(message_store.save_alone))
     observer = sa.create_engine(store.database_url)  # as a second process sees the store: committed rows only
     first, reused = message("LC-1"), message("LC-1", extra="NTE|1||other content\r")
     seen: dict[str, Any] = {}

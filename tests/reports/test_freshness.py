@@ -110,10 +110,10 @@ def test_a_refresh_commits_each_practice_month_on_its_own(database_url: str, mon
     real_refresh = rollups.refresh
     seen: list[tuple[set[Any], dict[Any, Any], int | None, float | None]] = []
 
-    def observed(conn: sa.Connection, cells: set[Any]) -> None:
-        real_refresh(conn, cells)
+    def observed(conn: sa.Connection, cells: set[Any]) -> int:
+        visits = real_refresh(conn, cells)
         if cells != {("east", "2025-02")}:
-            return
+            return visits
         # the refresh's transaction for February is open: look from outside it
         with engine.connect() as other:
             january = other.execute(sa.select(sa.func.sum(report_cells.c.visits)).where(
@@ -126,6 +126,7 @@ def test_a_refresh_commits_each_practice_month_on_its_own(database_url: str, mon
                 rollups.mark_dirty(writer_conn, {("east", "2025-01"), ("east", "2025-02")})
             waited = time.perf_counter() - started
         seen.append((set(cells), _waiting(engine), january, waited))
+        return visits
 
     monkeypatch.setattr(rollups, "refresh", observed)
     assert rollups.refresh_dirty(engine, passes=1) == 2
@@ -249,7 +250,7 @@ def test_cells_a_failed_or_dead_refresh_had_taken_wait_again_and_the_next_refres
     _write(engine, [_appt("east", "A1", "2025-01-10T09:00:00-05:00")])
     (marked_at,) = _dirty(engine).values()
 
-    def broken(conn: sa.Connection, cells: set[Any]) -> None:
+    def broken(conn: sa.Connection, cells: set[Any]) -> int:
         raise RuntimeError("the store went away mid-recompute")
 
     monkeypatch.setattr(rollups, "refresh", broken)

@@ -119,3 +119,19 @@ def test_a_refresh_of_more_cells_than_a_batch_holds_goes_batch_by_batch(database
     monkeypatch.setattr(rollups, "_MOST_CELLS", 2)  # every cell in batches of two, in one transaction
     assert cells > 4 and _rebuild_in_one_transaction(engine) == cells
     assert _rollups(engine) == whole
+
+
+def test_a_postgresql_catch_up_holds_about_so_many_visits_a_transaction_and_the_same_figures(
+        pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its transactions may run long (no ingest waits for them); what bounds them is the visits they hold."""
+    engine = _load(pg_url)
+    with engine.connect() as conn:
+        marked = len(rollups.dirty_cells(conn))
+    monkeypatch.setattr(rollups, "_CATCH_UP_VISITS", 1)  # a cell's visits already pass it: a cell a transaction
+    commits: list[int] = []
+    assert rollups.refresh_dirty(engine, budget=600.0, on_commit=lambda cells, _s: commits.append(cells)) == marked
+    # one cell each, but after a cell with no visits (which says nothing of the next), up to eight
+    assert len(commits) > marked // 2 and max(commits) <= 8
+    split = _rollups(engine)
+    assert _rebuild_in_one_transaction(engine) == marked
+    assert _rollups(engine) == split
