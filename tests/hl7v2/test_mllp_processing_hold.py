@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
 
 from hub.pipeline import dispatch_buffer
 from hub.pipeline.dispatch_buffer import BufferedDispatcher
+from tests.support.waiting import wait_for
 
 
 class Recorder:
@@ -44,22 +44,13 @@ def feed(dispatcher: BufferedDispatcher, ids: range, every_s: float) -> tuple[fl
     return first, time.monotonic()
 
 
-def wait_for(predicate: Any, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return predicate()
-
-
 def test_a_burst_is_handed_over_once_when_intake_pauses_not_while_it_lasts() -> None:
     child = Recorder()
     # a batch of 5 and a 20 ms delay would hand over every few commits without the hold
     dispatcher = BufferedDispatcher(child, delay_s=0.02, batch=5, busy_hold_s=30.0)
     _, last = feed(dispatcher, range(60), every_s=0.005)  # ~0.3 s of commits, never 50 ms apart
     assert child.handed() == []  # nothing processed while the commits kept coming
-    assert wait_for(lambda: len(child.handed()) == 60)
+    assert wait_for(lambda: len(child.handed()) == 60, 5.0, every=0.005)
     assert child.handed() == list(range(60))  # all, in order, once
     handed_at = child.batches[0][0]
     assert handed_at - last >= dispatch_buffer.QUIET_S * 0.9  # after the pause, not before
@@ -73,7 +64,7 @@ def test_a_feed_that_never_pauses_is_still_processed_every_busy_hold() -> None:
     during = [at for at, _ in child.batches if at < last]
     assert len(during) >= 2  # handed over while the feed went on, about every quarter of a second
     assert during[0] - first < 0.25 + 0.5  # the first no later than the hold (with room for a slow machine)
-    assert wait_for(lambda: len(child.handed()) == 200)
+    assert wait_for(lambda: len(child.handed()) == 200, 5.0, every=0.005)
     assert sorted(child.handed()) == list(range(200))  # none lost, none twice
 
 
@@ -81,7 +72,7 @@ def test_without_a_hold_ids_go_as_batches_fill() -> None:
     child = Recorder()
     dispatcher = BufferedDispatcher(child, delay_s=5.0, batch=5)  # the queue's buffer (HTTP, rq): no hold
     feed(dispatcher, range(20), every_s=0.005)
-    assert wait_for(lambda: len(child.handed()) == 20, timeout=3.0)  # full batches go at once, not after 5 s
+    assert wait_for(lambda: len(child.handed()) == 20, 3.0, every=0.005)  # full batches go at once, not after 5 s
 
 
 def test_flush_hands_over_what_is_held() -> None:

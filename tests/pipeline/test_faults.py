@@ -20,7 +20,7 @@ import threading
 import time
 import zlib
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from tests.support.services import (
     terminate,
     wait_listening,
 )
+from tests.support.waiting import wait_for
 
 HL7 = "x-application/hl7-v2+er7"
 PRACTICE = "northderm"
@@ -173,15 +174,6 @@ def run_senders(senders: list[Sender]) -> None:
 
 def acked(senders: list[Sender]) -> int:
     return sum(len(s.acked) for s in senders)
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
 
 
 # -- the hub's processes -------------------------------------------------------------------------------

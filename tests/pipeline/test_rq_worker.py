@@ -16,6 +16,7 @@ from hub.store import writer
 from hub.store.practices import add_practice
 from tests.conftest import ROOT
 from tests.support.feeds import pipe_files
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.redis
 
@@ -32,15 +33,6 @@ def start_worker(env, *args):
     # a session of its own: a kill reaches rq's scheduler process too, as a crash of the machine would
     return subprocess.Popen([sys.executable, "-m", "hub", "worker", *args], env=env, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def wait_for(predicate, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def setup_store(database_url, redis_url, monkeypatch, tmp_path, count):
