@@ -186,6 +186,25 @@ def default_rules(settings: Any) -> Rules | None:
     return load_rules_file(settings.alert_rules) if settings.alert_rules else None
 
 
+def silence_measurable(runtime: Any, now: dt.datetime | None = None) -> dt.datetime:
+    """``now`` (default: the clock), or when it falls outside the business hours of some practice's silence
+    rule, the last minute before it inside all of those practices' hours that it finds (a rule is measured
+    only inside them): when a check shows every silence rule's state. ``hub demo`` checks then, so it
+    leaves the same alerts at any hour of the day."""
+    now = now or dt.datetime.now(dt.UTC)
+    moment = now
+    defaults = default_rules(runtime.settings)
+    with runtime.engine.connect() as conn:
+        for practice in list_practices(conn):
+            rules, _ = practice_rules(practice, defaults)
+            if rules is None or rules.silence_minutes is None:
+                continue
+            opened = rules.hours.last_open(moment, practice_zone(practice))
+            if opened is not None:
+                moment = min(moment, opened)
+    return moment
+
+
 def check(runtime: Any, *, now: dt.datetime | None = None) -> CheckResult:
     """One evaluation of every practice's rules at ``now`` (default: the clock); the notices are
     delivered through ``hub_alert`` after the state is committed."""

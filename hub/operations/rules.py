@@ -41,6 +41,21 @@ class BusinessHours:
     def is_business_day(self, day: dt.date) -> bool:
         return day.weekday() in self.days
 
+    def last_open(self, moment: dt.datetime, zone: ZoneInfo) -> dt.datetime | None:
+        """``moment`` (aware) when it is inside business hours, else the last minute of them before it
+        (None when none falls in the week before)."""
+        local = moment.astimezone(zone)
+        if self.open_at(local):
+            return moment
+        for back in range(8):
+            day = local.date() - dt.timedelta(days=back)
+            if not self.is_business_day(day) or self.end <= self.start:
+                continue
+            closes = _at(dt.datetime.combine(day, dt.time(), zone), self.end, zone)
+            if closes <= local:
+                return (closes - dt.timedelta(minutes=1)).astimezone(moment.tzinfo)
+        return None
+
     def minutes_between(self, since: dt.datetime, until: dt.datetime, zone: ZoneInfo) -> float:
         """Business minutes from ``since`` to ``until`` (aware), day by day in ``zone``: a night or a
         weekend adds nothing. Counted over at most ``SEARCH_DAYS`` days back from ``until``."""

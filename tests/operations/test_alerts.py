@@ -268,3 +268,22 @@ def test_a_bad_rules_file_in_the_settings_is_named_with_its_line_and_key(tmp_pat
     assert result.exit_code == 1
     assert result.output.strip() == (f"hub: error: HUB_ALERT_RULES {rules}: line 3, alerts.queue_age.minutes: "
                                      "must be a whole number from 1")
+
+
+def test_the_last_minute_of_business_hours_at_or_before_a_moment() -> None:
+    hours = BusinessHours(days=(0, 1, 2, 3, 4), start=8 * 60, end=17 * 60)  # Monday to Friday, 08:00 to 17:00
+    zone = ZoneInfo("America/Indiana/Indianapolis")
+
+    def local(text: str) -> dt.datetime:
+        return dt.datetime.fromisoformat(text).replace(tzinfo=zone)
+
+    inside = local("2026-12-03T10:15")  # a Thursday morning: itself
+    assert hours.last_open(inside, zone) == inside
+    # that Thursday evening, as UTC (23:41 there is 18:41 here): 16:59 the same day, in the moment's own zone
+    evening = local("2026-12-03T18:41").astimezone(dt.UTC)
+    assert hours.last_open(evening, zone) == local("2026-12-03T16:59")
+    assert hours.last_open(evening, zone).tzinfo == dt.UTC
+    assert hours.last_open(local("2026-12-05T12:00"), zone) == local("2026-12-04T16:59")  # Saturday: Friday
+    assert hours.last_open(local("2026-12-07T07:30"), zone) == local("2026-12-04T16:59")  # Monday before 8
+    assert BusinessHours(days=()).last_open(inside, zone) is None  # never open
+    assert BusinessHours().last_open(evening, zone) == evening  # every minute of every day
