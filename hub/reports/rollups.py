@@ -451,7 +451,7 @@ def _paced(waiting: Callable[[], list[Cell]], recompute: Callable[[list[Cell]], 
 # report_dirty before it began; readers see the last commit), so it may run far longer than the budget above. The
 # longer it is, the fewer times a patient's history is re-read: a catch-up after a backfill is mostly that work,
 # repeated for each transaction holding one of the patient's months (a million appointments: 338 s in transactions
-# of 30 s, 200 s in transactions of up to 300 s). What bounds a transaction is the memory of the visits it holds:
+# of 30 s, 200-237 s in transactions of up to 300 s). What bounds a transaction is the memory of the visits it holds:
 # at most about _CATCH_UP_VISITS, at the last transaction's visits per cell.
 CATCH_UP_BUDGET_SECONDS = 300.0
 _CATCH_UP_GROWTH = 8  # how much larger than the last a transaction may be
