@@ -24,7 +24,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 
 from hub.model.kinds import FINANCIAL_CLASS
@@ -208,42 +207,13 @@ def _lookups(dialect: str) -> dict[str, str]:
 
 
 def _query_cells(conn: sa.Connection, wanted: dict[tuple[str, str], set[str]]) -> set[Cell]:
-    """Run the lookup named by each (lookup, practice) for its source ids; the months found, as cells.
-
-    On SQLite each look-up takes its keys as one JSON array (``json_each``): its text is the same
-    for any number of keys, so the driver prepares it once per connection rather than once a batch
-    (an IN list of a batch's keys is a new statement each time, and preparing it cost more than
-    running it)."""
-    cells: set[Cell] = set()
-    if conn.dialect.name == "sqlite":
-        statements = _sqlite_lookups()
-        for (name, practice), ids in wanted.items():
-            months = {month for row in conn.exec_driver_sql(
-                statements[name], {"p": practice, "keys": orjson.dumps(sorted(ids)).decode()}) for month in row}
-            months.discard(None)
-            cells.update(_cells_of_months(practice, name, months))
-        return cells
+    """Run the lookup named by each (lookup, practice) for its source ids; the months found, as cells."""
     statements = _lookups(conn.dialect.name)
+    cells: set[Cell] = set()
     for (name, practice), ids in wanted.items():
-        months = set()
-        for row in fetch_by_keys(conn, statements[name], ids, p=practice):
-            months.update(row)
-        months.discard(None)
-        cells.update(_cells_of_months(practice, name, months))
+        months = {month for row in fetch_by_keys(conn, statements[name], ids, p=practice) for month in row}
+        cells.update(cell for month in months if month for cell in _month_cells(practice, name, month))
     return cells
-
-
-@functools.cache
-def _sqlite_lookups() -> dict[str, str]:
-    """``_lookups`` on SQLite, each key list one JSON array parameter (see ``_query_cells``)."""
-    return {name: sql.replace(" IN :keys", " IN (SELECT value FROM json_each(:keys))")
-            for name, sql in _lookups("sqlite").items()}
-
-
-def _cells_of_months(practice: str, kind: str, months: set[str]) -> set[Cell]:
-    if kind == "slot":
-        return {cell for month in months if month for cell in _month_cells(practice, kind, month)}
-    return {(practice, month) for month in months if month}
 
 
 _LOOKED_UP = frozenset({*_OWN_MONTH, "remittance", "patient"})  # kinds whose stored rows' cells are read

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from hub.reports import rollups
 from hub.store import canonical
-from hub.store.engine import get_engine, writer
+from hub.store.engine import get_engine, keys_as_json, writer
 from hub.store.practices import add_practice
 
 
@@ -82,8 +82,9 @@ def test_the_sqlite_look_ups_probe_indexes_and_never_read_a_whole_table(tmp_path
     practice alone (which reads every row of the practice, as a join of charges to encounters once did)."""
     engine = get_engine(f"sqlite:///{tmp_path / 'hub.db'}")
     with engine.connect() as conn:
-        for name, sql in rollups._sqlite_lookups().items():
-            plan = [row[3] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", {"p": "east", "keys": "[]"})]
+        for name, sql in rollups._lookups("sqlite").items():
+            plan = [row[3] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {keys_as_json(sql)}",
+                                                           {"p": "east", "keys": "[]"})]
             scans = [step for step in plan if step.startswith("SCAN") and "json_each" not in step]
             assert not scans, (name, plan)
             by_practice_alone = [step for step in plan if step.startswith("SEARCH") and step.endswith("(practice=?)")]
