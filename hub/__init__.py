@@ -6,18 +6,26 @@ Plugin authors import the marker from here, never from pluggy::
 """
 
 import importlib
+import importlib.util
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pluggy
+if TYPE_CHECKING:
+    import pluggy
 
 PROJECT_NAME = "hub"
-hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
+hookimpl: "pluggy.HookimplMarker"  # made when first asked for: hub --version needs no pluggy
 __version__: str  # read from the installed metadata when first asked for (importlib.metadata is slow to import)
 
 
-def __getattr__(name: str) -> str:
+def __getattr__(name: str) -> Any:
+    if name == "hookimpl":
+        import pluggy
+
+        marker = pluggy.HookimplMarker(PROJECT_NAME)
+        globals()["hookimpl"] = marker
+        return marker
     if name == "__version__":
         from importlib.metadata import PackageNotFoundError, version
 
@@ -31,19 +39,23 @@ def __getattr__(name: str) -> str:
 
 
 
-def lazy_attributes(package: str, module: str = "connector") -> Callable[[str], Any]:
-    """A plugin package's module ``__getattr__`` that finds a name in one of its modules when first asked
-    for: the package (its hooks) imports quickly, and ``from package import SomeConnector`` still works.
+def lazy_attributes(package: str, *modules: str) -> Callable[[str], Any]:
+    """A plugin package's module ``__getattr__`` that finds a name in one of its modules (``connector``
+    unless named, else the first of ``modules`` that has it) when first asked for: the package (its
+    hooks) imports quickly, and ``from package import SomeConnector`` still works.
 
         __getattr__ = lazy_attributes(__name__)
+        __getattr__ = lazy_attributes(__name__, "connector", "settings")
     """
 
     def find(name: str) -> Any:
-        if not name.startswith("_"):
-            try:
-                return getattr(importlib.import_module(f"{package}.{module}"), name)
-            except AttributeError:
-                pass
+        # a submodule (``from . import er7``) is the import system's to load, not a name to look for here
+        if not name.startswith("_") and importlib.util.find_spec(f"{package}.{name}") is None:
+            for module in modules or ("connector",):
+                try:
+                    return getattr(importlib.import_module(f"{package}.{module}"), name)
+                except AttributeError:
+                    pass
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
 
     return find

@@ -4,8 +4,10 @@ User errors (a bad file, an unknown practice, a wrong mapping) print one line on
 stderr naming what is wrong and exit 1; usage errors exit 2. No tracebacks.
 
 Quick to start: importing this module (``hub --version``, ``hub --help``) loads click
-and the command definitions only; a command imports the store, the pipeline and
-their libraries when it runs (tests/cli/test_startup.py keeps it so).
+and this module's command definitions only. The feature groups' commands (``hub/commands/``)
+are named in ``FEATURE_COMMANDS`` with their short help and imported when one of them runs;
+a command imports the store, the pipeline and their libraries when it runs
+(tests/cli/test_startup.py keeps it so).
 """
 
 from __future__ import annotations
@@ -17,12 +19,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from hub.commands import alerts as alerts_commands
-from hub.commands import audit, billing, demo, identity, mapping, mllp, onboarding, reports, serve, settings
-from hub.commands import rvus as rvu_commands
-from hub.commands import schedule as schedule_commands
-from hub.commands import status as status_command
-from hub.commands.base import HubGroup, State, cli_user, dumps, pass_state
+from hub.commands.base import HubGroup, LazyGroup, State, cli_user, dumps, pass_state
 from hub.errors import ConfigError
 from hub.settings import current
 
@@ -31,6 +28,48 @@ if TYPE_CHECKING:
     from hub.pipeline.intake import Receipt
 
 __all__ = ["State", "cli", "dumps", "main", "pass_state"]  # State, pass_state and dumps: for plugins' commands
+
+# The feature groups' commands: name → ("module:attribute", short help). ``hub --help`` lists them from here
+# without importing them (a test checks each short help against the command's own: change both together).
+FEATURE_COMMANDS: dict[str, tuple[str, str]] = {
+    "alerts": ("hub.commands.alerts:alerts_group",
+               "Feed health alerts: silence, error share, queue age, daily volume (docs/operations.md)."),
+    "audit": ("hub.commands.audit:audit", "The audit log: who touched patient-level data, when, from where."),
+    "costs": ("hub.commands.reports:costs", "Costs the MSO supplies (for margin by service line)."),
+    "demo": ("hub.commands.demo:demo",
+             "Build a demo MSO (several practices, each on its own feed) and write its dashboard and XLSX."),
+    "identity": ("hub.commands.identity:identity_group",
+                 "The master patient index: one enterprise id per person across the practices (docs/identity.md)."),
+    "mapping": ("hub.commands.mapping:mapping_group", "Practice mapping files: validate them, find unmapped codes."),
+    "mllp": ("hub.commands.mllp:mllp",
+             "The MLLP listener: stores each message, then answers it (ACK) on the same connection."),
+    "onboard": ("hub.commands.onboarding:onboard",
+                "Onboard an acquired practice: dry-run scorecard and history backfill."),
+    "remit": ("hub.commands.billing:remit", "Remittances and the charges they pay."),
+    "report": ("hub.commands.reports:report", "Consolidated reports."),
+    "roster": ("hub.commands.roster:roster_group",
+               "The MSO rosters (mappings/mso/providers.yaml and locations.yaml, or HUB_MSO_VOCABULARIES)."),
+    "rvu": ("hub.commands.rvus:rvu_group", "Work RVUs by procedure code (the CMS Physician Fee Schedule's, or the "
+            "MSO's own): docs/reports.md."),
+    "schedule": ("hub.commands.schedule:schedule_group",
+                 "Reports on a schedule (needs HUB_REDIS_URL; hub worker runs them)."),
+    "serve": ("hub.commands.serve:serve", "Run the web API and dashboard (gunicorn, threaded workers)."),
+    "settings": ("hub.commands.settings:settings_command",
+                 "Every HUB_ setting with its effective value (secrets as ***, URLs without their password), "
+                 "whether the environment sets it, and what it does; then the connectors' settings, and with "
+                 "--practice the connector sections of that practice's mapping."),
+    "status": ("hub.commands.status:status",
+               "One line per practice and connector: status, last message received and processed, the last "
+               "hour's and day's arrivals (received/processed/duplicate/error), queue depth and silence "
+               "(docs/operations.md)."),
+    "watch": ("hub.commands.billing:watch", "A drop folder: each new file is taken once, stored, and moved to "
+              "done/ or failed/ with its report."),
+}
+# ``hub practice go-live`` lives with the onboarding commands
+PRACTICE_COMMANDS: dict[str, tuple[str, str]] = {
+    "go-live": ("hub.commands.onboarding:go_live",
+                "Move a practice from onboarding to live; refused while its scorecard fails."),
+}
 
 
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
@@ -42,7 +81,7 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
 
 
 def _build_cli() -> click.Group:
-    @click.group(cls=HubGroup, context_settings={"help_option_names": ["-h", "--help"]})
+    @click.group(cls=HubGroup, lazy=FEATURE_COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
     @click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
                   help="Show the version and exit.")
     @click.pass_context
@@ -52,12 +91,6 @@ def _build_cli() -> click.Group:
 
     for command in (normalize, ingest, practice, key, plugins_group, db, worker, messages_group):
         cli.add_command(command)
-    for module in (demo, reports, serve, mapping, onboarding, audit, mllp, settings, billing, identity):
-        module.register(cli)
-    for module in (status_command, alerts_commands):  # feed health and alerts (docs/operations.md)
-        module.register(cli)
-    schedule_commands.register(cli)  # reports on a schedule (docs/reports.md)
-    rvu_commands.register(cli)  # the work RVU table (docs/reports.md)
     return cli
 
 
@@ -147,8 +180,11 @@ def ingest(state: State, practice: str, connector: str | None, jobs: int, report
             sys.exit(1)
     click.echo(f"accepted {counts['accepted']}  duplicate {counts['duplicate']}  error {counts['error']}")
     if counts["accepted"]:
-        identity.link_after_ingest(state.runtime)
-        reports.refresh_after_ingest(state.runtime)  # after the links: a relinked patient moves cells too
+        from hub.commands.identity import link_after_ingest
+        from hub.commands.reports import refresh_after_ingest
+
+        link_after_ingest(state.runtime)
+        refresh_after_ingest(state.runtime)  # after the links: a relinked patient moves cells too
     if counts["error"]:
         click.echo(f"hub: {counts['error']} message(s) in error: see hub messages list --practice {practice} "
                    "--status error", err=True)
@@ -156,7 +192,7 @@ def ingest(state: State, practice: str, connector: str | None, jobs: int, report
 
 
 # ------------------------------------------------------------------ practices
-@click.group()
+@click.group(cls=LazyGroup, lazy=PRACTICE_COMMANDS)
 def practice() -> None:
     """Register and list practices."""
 

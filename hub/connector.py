@@ -54,6 +54,7 @@ high-water mark, so a connector that pulls still never touches the database.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -296,6 +297,27 @@ class PullService(Protocol):
     def __call__(self, practice: str, connector: str, *, options: Mapping[str, Any] | None = None,
                  since: str | None = None, resource_types: Sequence[str] | None = None,
                  on_report: Callable[[PullReport], None] | None = None) -> list[PullReport]: ...
+
+
+class ImportedOnRead:
+    """A class attribute given as ``"module:attribute"`` and imported when first read.
+
+    For a connector's ``config_schema``: a marshmallow schema in a module of its own is then imported
+    by what checks or lists the settings, not by every command that detects or reads content
+    (``hub normalize`` of one file stays quick)::
+
+        config_schema = ImportedOnRead("hub_hl7v2.settings:HL7v2Settings")
+    """
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self._value: Any = None
+
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        if self._value is None:
+            module, attribute = self.target.split(":")
+            self._value = getattr(importlib.import_module(module), attribute)
+        return self._value
 
 
 class Connector(ABC):

@@ -28,14 +28,16 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from hub import PROJECT_NAME, __version__, hookspecs
-from hub.connector import Connector
 from hub.errors import ConfigError, ParseError, PluginError
 from hub.settings import Settings, current
+
+if TYPE_CHECKING:
+    from hub.connector import Connector
 
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{1,40}$")
 _DISTRIBUTION = "mso-hub"  # the distribution the built-in plugins ship in
@@ -75,6 +77,8 @@ class ConnectorRegistry:
         self.left_out = left_out or {}
 
     def add(self, cls: type[Connector]) -> None:
+        from hub.connector import Connector  # the contract, imported with the first connector (not for hub --help)
+
         if not (inspect.isclass(cls) and issubclass(cls, Connector)):
             raise PluginError(f"{cls!r} is not a hub.connector.Connector subclass")
         name = getattr(cls, "name", None)
@@ -227,12 +231,15 @@ def _register_builtin(pm: pluggy.PluginManager, info: list[PluginInfo], name: st
 
 
 def load_plugins(extra: list[object] | None = None, *, settings: Settings | None = None,
-                 registries: bool = True) -> Plugins:
+                 registries: bool = True, core: bool = True) -> Plugins:
     """Build the plugin manager, load every allowed plugin and fill the registries.
 
     ``registries=False`` leaves the registries empty and calls no registration hook: the command line
     asks the plugins only for their commands (``hub --help``), and a connector plugin imports its
-    connector (the parser, the mapping, their libraries) in its ``hub_register_connectors``."""
+    connector (the parser, the mapping, their libraries) in its ``hub_register_connectors``.
+    ``core=False`` leaves out the core's own plugins (``ESSENTIAL_PLUGINS``, ``DEFAULT_PLUGINS``), which
+    add no command (the core's commands are hub/commands'): what the command line loads to list the
+    installed plugins' commands."""
     pm = pluggy.PluginManager(PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
     settings = settings or current()
@@ -251,9 +258,9 @@ def load_plugins(extra: list[object] | None = None, *, settings: Settings | None
             left_out[name] = "HUB_PLUGINS_ALLOW"
         return name not in left_out
 
-    for name, module_name in ESSENTIAL_PLUGINS.items():
+    for name, module_name in ESSENTIAL_PLUGINS.items() if core else ():
         _register_builtin(pm, info, name, module_name, essential=True)
-    for name, module_name in DEFAULT_PLUGINS.items():
+    for name, module_name in DEFAULT_PLUGINS.items() if core else ():
         if allowed(name):
             _register_builtin(pm, info, name, module_name, essential=False)
     for ep in sorted(entry_points(group=PROJECT_NAME), key=lambda e: e.name):

@@ -16,13 +16,12 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import IO, Any
 
-from hub.connector import Connector, Context, Envelope, Rendered, RenderOptions, digest_key
+from hub.connector import Connector, Context, Envelope, ImportedOnRead, Rendered, RenderOptions, digest_key
 from hub.errors import ConfigError, ParseError
 from hub.mapping.transforms import apply_transforms, transform_names
 from hub.model.kinds import KINDS
 
 from . import __version__
-from .settings import CsvSettings
 
 DEFAULT_DATE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d",
                         "%m/%d/%Y %I:%M %p", "%m/%d/%Y %H:%M", "%m/%d/%Y")
@@ -113,7 +112,7 @@ class CsvConnector(Connector):
     version = __version__
     media_types = ("text/csv",)
     file_extensions = (".csv",)
-    config_schema = CsvSettings  # checked by the hub whenever a mapping is loaded
+    config_schema = ImportedOnRead("hub_csv.settings:CsvSettings")  # checked by the hub whenever a mapping is loaded
     description = "CSV exports of practice-management systems (appointments, charges, payments)"
     # each message is a row of an export, a snapshot a practice takes again and again: the onboarding
     # scorecard does not count a row repeated by a later export against the go-live duplicate share

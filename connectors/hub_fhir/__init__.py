@@ -69,4 +69,5 @@ def hub_cli_commands(cli: Any, pull: PullService) -> None:
     cli.add_command(fhir_group(pull))
 
 
-__getattr__ = lazy_attributes(__name__)  # the connector module's names, imported when first asked for
+# the names of the connector module and of its settings (marshmallow), imported when first asked for
+__getattr__ = lazy_attributes(__name__, "connector", "settings")

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from typing import TYPE_CHECKING
 
 import click
 
-from hub.connector import PullReport, PullService
 from hub.errors import ConfigError, HubError
+
+if TYPE_CHECKING:  # annotations only: hub --help lists this command without the connector contract's module
+    from hub.connector import PullReport, PullService
 
 MAX_PAGE_SIZE = 1000  # _count a server is asked for at most (servers cap it lower on their own)
 _PULL = "hub_fhir.pull"  # where the group leaves the core's pull service for its commands (click's ctx.meta)

@@ -9,41 +9,51 @@ from __future__ import annotations
 import functools
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
-from hub.connector import Connector, Context, Envelope, Outcome, Rendered, RenderOptions, digest_key
+from hub.connector import Connector, Context, Envelope, ImportedOnRead, Outcome, Rendered, RenderOptions, digest_key
 from hub.errors import ConfigError, HubError, ValidationError
 from hub.settings import connector_env
 
-# ``validate`` imports fhir.resources at the first validation (an HL7 v2 file never needs it); the pull
-# and render, which only some commands use, are imported there
-from . import __version__, bundle, outcome
+# Every command that reads content imports this module to ask ``detect`` (an HL7 v2 file too), which needs
+# ``bundle`` only: the mapping, the validation (fhir.resources at the first validation) and the answers are
+# imported by the methods that use them, the pull and render by the commands that use them
+from . import __version__, bundle
 from .bundle import Item, Payload, References
-from .mapping import MAPPERS, MapContext, event_time, merge, timezone_of
-from .settings import FhirConfigSchema
-from .validate import NEEDED, is_fhir_type, validate_lenient, validate_resource
 
 if TYPE_CHECKING:
     from .pull import FhirPoller
 
 _T = TypeVar("_T")
 
-SUPPORTED = frozenset(MAPPERS)
-# top-level elements a record cannot do without (the common model requires what they give): when one
-# fails R4 validation the resource is left out whole, with the FHIR reason, rather than mapped without it
-HUB_NEEDS = {
-    "Appointment": NEEDED | {"start"},
-    "ChargeItem": NEEDED | {"occurrenceDateTime", "occurrencePeriod"},
-    "Slot": NEEDED | {"start", "end"},
-}
+
+@functools.cache
+def supported() -> frozenset[str]:
+    """The resource types the hub maps."""
+    from .mapping import MAPPERS
+
+    return frozenset(MAPPERS)
+
+
+@functools.cache
+def hub_needs() -> dict[str, frozenset[str]]:
+    """Top-level elements a record cannot do without (the common model requires what they give): when one
+    fails R4 validation the resource is left out whole, with the FHIR reason, rather than mapped without it."""
+    from .validate import NEEDED
+
+    return {
+        "Appointment": NEEDED | {"start"},
+        "ChargeItem": NEEDED | {"occurrenceDateTime", "occurrencePeriod"},
+        "Slot": NEEDED | {"start", "end"},
+    }
 
 
 def validation_enabled(config: Any, env: Mapping[str, Any] | None = None) -> bool:
     """False when HUB_FHIR_VALIDATE turns validation off, or the practice's section does. ``env``: the
     values the environment gives (``connector_env``), taken once by the caller; else read now."""
-    if (env if env is not None else connector_env(FhirConfigSchema)).get("validate") is False:
+    if (env if env is not None else connector_env(FhirConnector.config_schema)).get("validate") is False:
         return False
     value = (config or {}).get("validate", True)
     return not (value is False or str(value).strip().lower() in ("0", "false", "no", "off"))
@@ -69,12 +79,12 @@ class FhirConnector(Connector):
     version = __version__
     media_types = ("application/fhir+json", "application/json+fhir")
     file_extensions = (".json",)
-    config_schema: ClassVar[type | None] = FhirConfigSchema
+    config_schema = ImportedOnRead("hub_fhir.settings:FhirConfigSchema")  # marshmallow: imported when read
     description = "FHIR R4 JSON: a resource or a Bundle (transaction, batch, collection, searchset, message, history)"
 
     def __init__(self) -> None:
         super().__init__()
-        self.env = connector_env(FhirConfigSchema)  # HUB_FHIR_*: read once per connector, not per message
+        self.env = connector_env(self.config_schema)  # HUB_FHIR_*: read once per connector, not per message
 
     @classmethod
     def detect(cls, data: bytes) -> bool:
@@ -117,6 +127,9 @@ class FhirConnector(Connector):
         optional elements are left out (``validate_lenient``), or the resource itself when what fails
         is required, each recorded with ``tally.drop``, and the rest is kept. A message whose mapped
         resources are all invalid is refused with the first one's reason."""
+        from .mapping import MAPPERS
+        from .validate import NEEDED, is_fhir_type, validate_lenient, validate_resource
+
         all_or_nothing = context.strict or payload.bundle_type == "transaction"
         kept: list[Item] = []
         refused: list[ValidationError] = []
@@ -133,7 +146,7 @@ class FhirConnector(Connector):
                 kept.append(item)
                 continue
             try:
-                resource, dropped = validate_lenient(item.resource, item.path, HUB_NEEDS.get(item.type, NEEDED))
+                resource, dropped = validate_lenient(item.resource, item.path, hub_needs().get(item.type, NEEDED))
             except ValidationError as exc:
                 refused.append(exc)
                 context.tally.drop(item.path, f"left out whole: {exc.message}")
@@ -147,6 +160,8 @@ class FhirConnector(Connector):
 
     @_nesting_bounded
     def to_canonical(self, parsed: Payload, context: Context) -> list[dict[str, Any]]:
+        from .mapping import MAPPERS, MapContext, event_time, merge, timezone_of
+
         refs = References.of(parsed.items)
         tz = timezone_of((context.config or {}).get("timezone"))
         records: list[dict[str, Any]] = []
@@ -169,22 +184,31 @@ class FhirConnector(Connector):
             listed = ", ".join(sorted(skipped))
             if sum(skipped.values()) == len(parsed.items):
                 raise ValidationError(f"unsupported resource type {listed}: kept in the message store, not mapped "
-                                      f"(mapped types: {', '.join(sorted(SUPPORTED))})",
+                                      f"(mapped types: {', '.join(sorted(supported()))})",
                                       location=parsed.items[0].path)
             self.log.debug("skipped %d resource(s) of unsupported type(s): %s", sum(skipped.values()), listed)
         return merge(records)
 
     def acknowledge(self, envelope: Envelope, outcome_: Outcome) -> bytes | None:
-        return orjson.dumps(outcome.operation_outcome(outcome_, outcome.unsupported_notes(envelope, SUPPORTED)))
+        from . import outcome
+
+        return orjson.dumps(outcome.operation_outcome(outcome_, outcome.unsupported_notes(envelope, supported())))
 
     def answer(self, results: Sequence[tuple[Envelope, Outcome]]) -> tuple[bytes, str] | None:
-        return outcome.answer(results, SUPPORTED)
+        from . import outcome
+
+        return outcome.answer(results, supported())
 
     def answer_status(self, results: Sequence[tuple[Envelope, Outcome]]) -> int:
         """The HTTP status of ``answer`` (hub.api.intake): 400 or 422 for a refused resource or transaction."""
+        from . import outcome
+
         return outcome.http_status(results)
 
     def findings(self, envelope: Envelope, context: Context) -> list[str]:
+        from .mapping import MAPPERS
+        from .validate import validate_resource
+
         try:
             payload = bundle.items_of(bundle.load(envelope.raw))
         except HubError as exc:

@@ -67,4 +67,5 @@ def hub_register_connectors(registry: Any) -> None:
     registry.add(HL7v2Connector)
 
 
-__getattr__ = lazy_attributes(__name__)  # the connector module's names, imported when first asked for
+# the names of the connector module and of its settings (marshmallow), imported when first asked for
+__getattr__ = lazy_attributes(__name__, "connector", "settings")

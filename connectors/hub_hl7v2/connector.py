@@ -10,14 +10,13 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from hub.connector import Connector, Context, Envelope, Outcome, Rendered, RenderOptions, digest_key
+from hub.connector import Connector, Context, Envelope, ImportedOnRead, Outcome, Rendered, RenderOptions, digest_key
 from hub.errors import ParseError
 
 from . import __version__, er7
 from .ack import build_ack, header_of
 from .mapping import to_records
 from .overrides import apply_overrides
-from .settings import HL7v2Settings
 from .values import zone
 
 MEDIA_TYPES = ("x-application/hl7-v2+er7", "application/hl7-v2", "application/edi-hl7")
@@ -34,7 +33,7 @@ class HL7v2Connector(Connector):
     version = __version__
     media_types = MEDIA_TYPES
     file_extensions = (".hl7", ".er7")
-    config_schema = HL7v2Settings
+    config_schema = ImportedOnRead("hub_hl7v2.settings:HL7v2Settings")  # marshmallow: when a mapping is checked
     description = "HL7 v2.3–2.8 ER7: ADT, SIU, DFT, REF (other types: the patient and visit they carry)"
     unique_control_ids = True  # MSH-10 names one message of its sender
     cannot_carry = {  # a DFT^P03 payment posting: FT1 transactions of type PY (payment) and AJ (adjustment)

@@ -12,9 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from marshmallow import ValidationError, fields
-
-from hub.mapping.schema import check_hl7v2_overrides, iter_overrides, parse_hl7_path
+from hub.mapping.schema import iter_overrides, parse_hl7_path
 from hub.mapping.transforms import apply_transforms
 
 from . import er7
@@ -73,14 +71,3 @@ def apply_overrides(message: er7.Message, records: Records, config: dict[str, An
         if value is not None and name in APPLY:
             APPLY[name](records, value)
     return records
-
-
-class OverridesField(fields.Field):
-    """The ``overrides`` setting of the connector's section: each name of ``hub mapping names`` → an
-    HL7 path or ``{from: PATH, transform: NAME | [NAMES]}``; every problem named by its key."""
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
-        errors = check_hl7v2_overrides(value)
-        if errors.tree:
-            raise ValidationError(errors.tree)
-        return value

@@ -6,9 +6,22 @@ marshmallow out; the hub imports this module when it checks a mapping or lists t
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields
+from typing import Any
 
-from .overrides import OverridesField
+from marshmallow import Schema, ValidationError, fields
+
+from hub.mapping.schema import check_hl7v2_overrides
+
+
+class OverridesField(fields.Field):
+    """The ``overrides`` setting of the connector's section: each name of ``hub mapping names`` → an
+    HL7 path or ``{from: PATH, transform: NAME | [NAMES]}``; every problem named by its key."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        errors = check_hl7v2_overrides(value)
+        if errors.tree:
+            raise ValidationError(errors.tree)
+        return value
 
 
 class HL7v2Settings(Schema):

@@ -14,7 +14,7 @@ import orjson
 from hub.connector import Connector, Context, Envelope, Outcome, Rendered, RenderOptions, digest_key
 from hub.errors import ParseError
 
-from . import __version__, claims, remit
+from . import __version__
 from .interchange import Transaction, looks_like_isa, read, stored_text
 
 MEDIA_TYPES = ("application/edi-x12", "application/x12")
@@ -70,6 +70,8 @@ class X12Connector(Connector):
             known = ", ".join(f"{s} ({g})" for s, g in SUPPORTED.items())
             raise ParseError(f"X12 transaction set {set_id[:3]!r} of guide {version[:12]!r} is not one the hub reads "
                              f"(it reads {known})", source=context.origin, location="ST-01, transaction segment 1")
+        from . import claims, remit  # the 835 and 837P mappings: not for a command that only detects content
+
         return list(remit.records(parsed, context) if set_id == "835" else claims.records(parsed, context))
 
     # -- answers --------------------------------------------------------------------

@@ -7,10 +7,6 @@ import click
 from hub.commands.base import State, dumps, pass_state
 
 
-def register(cli: click.Group) -> None:
-    cli.add_command(alerts_group)
-
-
 @click.group("alerts")
 def alerts_group() -> None:
     """Feed health alerts: silence, error share, queue age, daily volume (docs/operations.md)."""

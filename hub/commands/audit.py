@@ -9,10 +9,6 @@ import click
 from hub.commands.base import State, dumps, pass_state
 
 
-def register(cli: click.Group) -> None:
-    cli.add_command(audit)
-
-
 @click.group()
 def audit() -> None:
     """The audit log: who touched patient-level data, when, from where."""

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import getpass
+import importlib
 import json
 import sys
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,48 @@ from hub.errors import HubError
 # ``hub --help`` import this module, and a command imports what it uses when it runs.
 
 
-class HubGroup(click.Group):
+class LazyGroup(click.Group):
+    """A group whose commands are imported when one of them is looked up to run, not when the group is built.
+
+    ``lazy`` names each such command: its name → (``"module:attribute"``, its short help). The short
+    help is the table's so that listing the commands (``hub --help``) imports none of their modules;
+    tests/cli/test_startup.py checks that it is the command's own."""
+
+    def __init__(self, *args: Any, lazy: Mapping[str, tuple[str, str]] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy or {})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        found = super().get_command(ctx, cmd_name)
+        if found is None and cmd_name in self.lazy:
+            module, attribute = self.lazy[cmd_name][0].split(":")
+            found = getattr(importlib.import_module(module), attribute)
+            self.add_command(found, cmd_name)
+        return found
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def stand_in(self, name: str) -> click.Command:
+        """What ``--help`` lists for a command not imported yet: its name and the table's short help."""
+        return click.Command(name, help=self.lazy[name][1])
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # click's own, listing a command not imported yet by its stand-in instead of importing it
+        listed = []
+        for name in self.list_commands(ctx):
+            command = self.commands.get(name)
+            if command is None:
+                command = self.stand_in(name) if name in self.lazy else self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                listed.append((name, command))
+        if listed:
+            limit = formatter.width - 6 - max(len(name) for name, _ in listed)
+            with formatter.section("Commands"):
+                formatter.write_dl([(name, command.get_short_help_str(limit)) for name, command in listed])
+
+
+class HubGroup(LazyGroup):
     """Turns the hub's own errors into one clear line and a non-zero exit; adds the plugins'
     commands the first time a command is looked up (not at import time)."""
 
@@ -102,9 +145,10 @@ def load_plugins(**kwargs: Any) -> Any:
 
 def _add_plugin_commands(cli: click.Group) -> None:
     """Plugins add commands (``hub fhir pull``) through the ``hub_cli_commands`` hook. The registries
-    stay empty: listing the commands imports no connector (``hub --help`` stays quick)."""
+    stay empty and the core's own plugins are left out: listing the commands imports no connector and
+    no report module (``hub --help`` stays quick)."""
     try:
-        load_plugins(registries=False).hook.hub_cli_commands(cli=cli, pull=_pull)
+        load_plugins(registries=False, core=False).hook.hub_cli_commands(cli=cli, pull=_pull)
     except HubError as exc:  # a broken plugin must not take the whole command line down
         click.echo(f"hub: warning: plugin commands not loaded: {exc}", err=True)
 

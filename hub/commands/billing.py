@@ -16,11 +16,6 @@ from hub.commands.identity import link_after_ingest
 from hub.commands.reports import refresh_after_ingest
 
 
-def register(cli: click.Group) -> None:
-    cli.add_command(watch)
-    cli.add_command(remit)
-
-
 @click.command()
 @click.argument("folder", type=click.Path(file_okay=False))
 @click.option("--practice", required=True, help="Every file of the folder belongs to this practice.")

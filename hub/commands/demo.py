@@ -9,10 +9,6 @@ import click
 from hub.commands.base import State
 
 
-def register(cli: click.Group) -> None:
-    cli.add_command(demo)
-
-
 @click.command()
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="hub-demo", show_default=True,
               help="Folder for the demo store, its feed files and the outputs (replaced on each run).")

@@ -204,7 +204,3 @@ def export_command(state: State, fmt: str, output: str | None) -> None:
     _audit(state, "identity.export", fmt, outcome=str(count))
     if output:
         click.echo(f"{count} patient record(s) written to {output}", err=True)
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(identity_group)

@@ -126,7 +126,3 @@ def names() -> None:
     click.echo("hl7v2 overrides (connectors.hl7v2.overrides):")
     for name, (default, doc) in HL7V2_OVERRIDES.items():
         click.echo(f"  {name:<22} default {default:<9} {doc}")
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(mapping_group)

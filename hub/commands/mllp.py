@@ -22,10 +22,6 @@ def start_after_processing_work(runtime: Any) -> None:
     ReportRefresher(runtime).start()  # report rollups kept current (hub.reports.background)
 
 
-def register(cli: click.Group) -> None:
-    cli.add_command(mllp)
-
-
 @click.command()
 @click.option("--practice", help="Every message on this port belongs to this practice. Without it, the "
               "sending facility (MSH-4) picks the registered practice.")

@@ -9,9 +9,7 @@ from typing import Any
 
 import click
 
-from hub.commands import roster
 from hub.commands.identity import link_after_ingest
-from hub.errors import HubError
 
 
 def _dumps(value: Any) -> str:
@@ -137,12 +135,3 @@ def go_live(ctx: click.Context, slug: str, fmt: str) -> None:
     else:
         click.echo(render_text(card))
         click.echo(f"practice {slug} is live")
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(onboard)
-    roster.register(cli)  # the MSO rosters a practice's providers and locations map to
-    practice = cli.commands.get("practice")
-    if not isinstance(practice, click.Group):
-        raise HubError("the practice command group is missing")
-    practice.add_command(go_live)

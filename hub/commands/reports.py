@@ -21,11 +21,6 @@ from hub.errors import ConfigError, ValidationError
 FORMATS = ("json", "csv", "xlsx", "html")
 
 
-def register(cli: click.Group) -> None:
-    cli.add_command(report)
-    cli.add_command(costs)
-
-
 @click.group()
 def report() -> None:
     """Consolidated reports."""

@@ -68,7 +68,3 @@ def list_command(fmt: str) -> None:
             extra = " ".join(f"{k}={v}" for k, v in attrs.items()
                              if k not in ("family_name", "given_name", "name"))
             click.echo(f"  {code:<20} {label}{'  ' + extra if extra else ''}")
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(roster_group)

@@ -86,7 +86,3 @@ def unpriced_command(ctx: click.Context, date_from: str | None, date_to: str | N
     click.echo(f"{'practice':<24} {'year':<5} {'code':<8} {'lines':>7} {'units':>7}")
     for r in found:
         click.echo(f"{r['practice']:<24} {r['year']:<5} {r['code'] or '(none)':<8} {r['lines']:>7} {r['units']:>7}")
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(rvu_group)

@@ -12,10 +12,6 @@ from hub.commands.base import dumps
 from hub.settings import current
 
 
-def register(cli: click.Group) -> None:
-    cli.add_command(schedule_group)
-
-
 @click.group("schedule")
 def schedule_group() -> None:
     """Reports on a schedule (needs HUB_REDIS_URL; hub worker runs them)."""

@@ -101,10 +101,6 @@ def run_server(host: str, port: int, workers: int | None = None, threads: int | 
     hub_server(server_options(host, port, workers, threads)).run()
 
 
-def register(cli: click.Group) -> None:
-    cli.add_command(serve)
-
-
 @click.command()
 @click.option("--host", default=lambda: current().host, show_default="127.0.0.1",
               help="Address to listen on (0.0.0.0 in a container).")

@@ -7,10 +7,6 @@ import click
 from hub.commands.base import State, dumps, pass_state
 
 
-def register(cli: click.Group) -> None:
-    cli.add_command(settings_command)
-
-
 @click.command("settings")
 @click.option("--practice", help="Also the connector sections of this practice's mapping (secrets as ***).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")

@@ -10,10 +10,6 @@ import click
 from hub.commands.base import State, dumps, pass_state
 
 
-def register(cli: click.Group) -> None:
-    cli.add_command(status)
-
-
 def _when(value: dt.datetime | None) -> str:
     return f"{value:%Y-%m-%d %H:%MZ}" if value else "-"
 

@@ -1,134 +1,47 @@
-"""Marshmallow schemas of the common model, built from ``kinds.py``.
+"""Validation of records against the common model, built from ``kinds.py``.
 
 ``validate_record`` is the one gate every record passes before it is stored: it
 returns the record with Python values (``date``, ``Decimal``, ...) or raises
 ``ValidationError`` carrying marshmallow's field-level messages.
+
+The marshmallow schemas (``schema_for``, ``practice_schema``, the ``Money`` field, ...) are in
+``marshmallow_schemas.py``, imported when first used: a record in canonical form takes the fast
+path without them, so ``hub normalize`` of a small file never pays marshmallow's import. They
+are still importable from here.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import re
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal
 from functools import cache, lru_cache
-from typing import Any
-
-from marshmallow import EXCLUDE, RAISE, Schema, fields, validate
-from marshmallow import ValidationError as MarshmallowError
+from typing import TYPE_CHECKING, Any
 
 from hub.errors import ValidationError
-from hub.model.kinds import COMMON_FIELDS, KINDS, PRACTICE_FIELDS, STR_MAX, Field, datetime_fields
+from hub.model.kinds import COMMON_FIELDS, KINDS, STR_MAX, Field, datetime_fields
+from hub.model.money import MONEY_LIMIT, round_money
 
-CENT = Decimal("0.01")
-MONEY_LIMIT = Decimal(10) ** 12  # dollars: twelve digits before the point, as the fast path reads them
+if TYPE_CHECKING:  # the names this module gives on (see __getattr__)
+    from hub.model.marshmallow_schemas import AdjustmentSchema as AdjustmentSchema
+    from hub.model.marshmallow_schemas import IdentifierSchema as IdentifierSchema
+    from hub.model.marshmallow_schemas import Money as Money
+    from hub.model.marshmallow_schemas import OffsetDateTime as OffsetDateTime
+    from hub.model.marshmallow_schemas import practice_schema as practice_schema
+    from hub.model.marshmallow_schemas import schema_for as schema_for
 
-
-def round_money(amount: Decimal) -> Decimal:
-    """The one rounding rule for money: half-up to the cent, a half cent going away from zero
-    (0.285 → 0.29, -0.285 → -0.29: ``Decimal``'s ROUND_HALF_UP).
-
-    Applied once, at validation, so every stored amount (a column, or an amount inside a JSON
-    column such as ``adjustments``) is whole cents, and every sum a report makes of them is an
-    exact integer sum on any database. ``amount`` must be finite and below ``MONEY_LIMIT``."""
-    rounded = amount.quantize(CENT, rounding=ROUND_HALF_UP)
-    return rounded if rounded else rounded.copy_abs()  # -0.001 is 0.00, not "-0.00"
+_MARSHMALLOW_NAMES = ("AdjustmentSchema", "IdentifierSchema", "Money", "OffsetDateTime", "practice_schema",
+                      "schema_for")
 
 
-class Money(fields.Field):
-    """A decimal amount, rounded half-up to the cent (``round_money``). Floats are refused: binary
-    fractions do not add up to cents. Negative amounts (reversals, credits) are allowed."""
-
-    default_error_messages = {"invalid": "Not a valid amount (a decimal string such as '125.00').",
-                              "float": "Money must be a decimal string or Decimal, not a float.",
-                              "range": "Amount out of range (at most 12 digits before the decimal point)."}
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Decimal:
-        if isinstance(value, float):
-            raise self.make_error("float")
-        try:
-            amount = Decimal(str(value).replace(",", "").strip())
-        except (InvalidOperation, ValueError):
-            raise self.make_error("invalid") from None
-        if not amount.is_finite():
-            raise self.make_error("invalid")
-        # far above any real amount: cents, and sums of them, stay inside BIGINT (copy_abs, not abs: abs()
-        # rounds to the context and overflows on an exponent such as 1E+999999999)
-        if amount.copy_abs() >= MONEY_LIMIT:
-            raise self.make_error("range")
-        return round_money(amount)
-
-    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
-        return None if value is None else str(value)
-
-
-class OffsetDateTime(fields.DateTime):
-    """An ISO 8601 date-time. One sent without an offset is a wall-clock time of the practice:
-    ``validate_record`` reads it in the practice's zone (see ``localize``)."""
-
-
-class IdentifierSchema(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
-    system = fields.String(allow_none=True)
-    value = fields.String(required=True)
-    type = fields.String(allow_none=True)
-
-
-class AdjustmentSchema(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
-    group = fields.String(allow_none=True)
-    reason = fields.String(allow_none=True)
-    amount = Money(required=True)
-
-
-_NESTED = {"identifiers": IdentifierSchema, "adjustments": AdjustmentSchema}
-
-
-def _marshmallow_field(f: Field) -> fields.Field:
-    kw: dict[str, Any] = {"required": f.required, "allow_none": not f.required}
-    if f.type == "str":  # a column of STR_MAX characters: a longer value is the message's own error
-        return fields.String(**kw, validate=validate.Length(min=1 if f.required else 0, max=STR_MAX))
-    if f.type == "text":
-        return fields.String(**kw, validate=validate.Length(min=1) if f.required else None)
-    if f.type == "enum":
-        return fields.String(**kw, validate=validate.OneOf(f.choices))
-    if f.type == "date":
-        return fields.Date(**kw)
-    if f.type == "datetime":
-        return OffsetDateTime(**kw)
-    if f.type == "int":
-        return fields.Integer(strict=False, **kw)
-    if f.type == "money":
-        return Money(**kw)
-    if f.type == "bool":
-        return fields.Boolean(**kw)
-    if f.type == "list":
-        return fields.List(fields.String(), **kw)
-    if f.type == "json":
-        nested = _NESTED.get(f.name)
-        return fields.List(fields.Nested(nested), **kw) if nested else fields.Raw(**kw)
-    raise AssertionError(f"field type {f.type!r} has no schema field")
-
-
-@cache
-def schema_for(kind: str) -> Schema:
-    """The schema of one kind (cached: schemas are immutable once built)."""
-    declared = {f.name: _marshmallow_field(f) for f in (*COMMON_FIELDS, *KINDS[kind])}
-    declared["kind"] = fields.String(required=True, validate=validate.Equal(kind))
-    cls = Schema.from_dict(declared, name=f"{kind.title().replace('_', '')}Schema")
-    return cls(unknown=RAISE)
-
-
-@cache
-def practice_schema() -> Schema:
-    declared = {f.name: _marshmallow_field(f) for f in PRACTICE_FIELDS}
-    declared["slug"] = fields.String(required=True, validate=validate.Regexp(
-        r"^[a-z0-9][a-z0-9_-]{0,62}$", error="A practice slug is lower-case letters, digits, '-' or '_'."))
-    return Schema.from_dict(declared, name="PracticeSchema")(unknown=RAISE)
-
+def __getattr__(name: str) -> Any:
+    """The marshmallow schemas' names, imported from ``marshmallow_schemas`` when first asked for."""
+    if name not in _MARSHMALLOW_NAMES:
+        raise AttributeError(f"module 'hub.model.schemas' has no attribute {name!r}")
+    value = getattr(importlib.import_module("hub.model.marshmallow_schemas"), name)
+    globals()[name] = value
+    return value
 
 def validate_record(record: dict[str, Any], zone: dt.tzinfo | None = None) -> dict[str, Any]:
     """Check one record against the common model; return it with Python values.
@@ -145,6 +58,10 @@ def validate_record(record: dict[str, Any], zone: dt.tzinfo | None = None) -> di
     fast = _fast_validator(kind)(record)
     if fast is not None:
         return localize(fast, zone)
+    from marshmallow import ValidationError as MarshmallowError
+
+    from hub.model.marshmallow_schemas import schema_for
+
     try:
         return localize(schema_for(kind).load(record), zone)
     except MarshmallowError as exc:
