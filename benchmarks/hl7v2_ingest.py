@@ -272,7 +272,8 @@ def end_to_end(messages: list[bytes], folder: Path, batch: int, jobs: int = 1) -
         errors = 0
         for start in range(0, len(messages), batch):
             arrivals = [Arrival(m, "bench") for m in messages[start:start + batch]]
-            for receipts in receive_many(runtime, "northderm", arrivals, connector="hl7v2"):
+            # as hub ingest calls it: inline, saved and processed in one transaction per batch
+            for receipts in receive_many(runtime, "northderm", arrivals, connector="hl7v2", together=True):
                 errors += sum(1 for r in receipts if not r.outcome.accepted)
         if pool is not None:
             errors += len(pool.drain().errors)

@@ -99,17 +99,18 @@ def read_header(raw: bytes) -> dict:
 
 def header_of(fields: list[str], sep: Separators) -> dict:
     """MSH fields as split on the field separator (fields[1] is MSH-2 here, not MSH-1)."""
-    count, rs, cs = len(fields), sep.repetition, sep.component
-
-    def whole(n: int) -> str:  # a field echoed as sent (HD with its components)
-        return fields[n - 1].split(rs, 1)[0].strip() if n <= count else ""
-
-    def first(n: int) -> str:  # the first component of the first repetition
-        return fields[n - 1].split(rs, 1)[0].split(cs, 1)[0].strip() if n <= count else ""
-
-    message_type = (fields[8].split(rs, 1)[0].split(cs) if count >= 9 else [""]) + [""]
-    return {"separators": sep.field + sep.encoding_characters, "sending_app": whole(3),
-            "sending_facility": whole(4), "receiving_app": whole(5), "receiving_facility": whole(6),
+    rs, cs = sep.repetition, sep.component
+    if len(fields) < 18:  # trailing empty fields are not sent
+        fields = fields + [""] * (18 - len(fields))
+    # MSH-3 to MSH-6 echoed as sent (HD with its components), first repetition; one pass per list, not a
+    # call per field (every message's envelope is made of these)
+    app, facility, receiving_app, receiving_facility = [v.split(rs, 1)[0].strip() for v in fields[2:6]]
+    # MSH-10, 11, 12, 15, 16, 18: the first component of the first repetition
+    control_id, processing_id, version, accept_ack, application_ack, charset = [
+        fields[i].split(rs, 1)[0].split(cs, 1)[0].strip() for i in (9, 10, 11, 14, 15, 17)]
+    message_type = fields[8].split(rs, 1)[0].split(cs) + [""]
+    return {"separators": sep.field + sep.encoding_characters, "sending_app": app,
+            "sending_facility": facility, "receiving_app": receiving_app, "receiving_facility": receiving_facility,
             "message_code": message_type[0].strip(), "trigger": message_type[1].strip(),
-            "control_id": first(10), "processing_id": first(11), "version": first(12), "accept_ack": first(15),
-            "application_ack": first(16), "charset": first(18)}
+            "control_id": control_id, "processing_id": processing_id, "version": version, "accept_ack": accept_ack,
+            "application_ack": application_ack, "charset": charset}

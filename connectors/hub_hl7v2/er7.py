@@ -190,6 +190,8 @@ class Message:
         value = seg[field]
         if not value:
             return None
+        if value.isalnum():  # the usual id, code or name: no separator, escape, space or HL7 null in it
+            return value if component == 1 and sub == 1 and not rep else None
         if field <= 2 and seg[0] == "MSH":
             return value
         rs, cs, ss, es = self._chars
@@ -239,6 +241,8 @@ class Message:
         """One raw component → decoded text (the ``sub``-th sub-component)."""
         if not raw:
             return None
+        if raw.isalnum():  # as in ``get``: nothing to split, unescape or strip
+            return raw if sub == 1 else None
         if self.sep.subcomponent in raw:
             pieces = raw.split(self.sep.subcomponent)
             raw = pieces[sub - 1] if sub <= len(pieces) else ""

@@ -133,8 +133,12 @@ class PoolDispatcher:
 
     def submit(self, message_ids: Sequence[int]) -> None:
         # what one intake transaction stored, shared evenly by the workers, in batches of at least
-        # HUB_BATCH_SIZE: each batch's commit is a disk sync, taken in turn on SQLite
+        # HUB_BATCH_SIZE. On SQLite each batch's commit is a disk sync taken in turn, under the pool's
+        # write lock: there an intake transaction goes whole (up to INLINE_BATCH) to one worker, the
+        # next to another, so the workers still normalize side by side with a commit less per group
         size = max(self.runtime.settings.batch_size, -(-len(message_ids) // self.jobs))
+        if self.write_lock is not None:
+            size = max(size, min(len(message_ids), INLINE_BATCH))
         for start in range(0, len(message_ids), size):
             batch = list(message_ids[start:start + size])
             self._pending.append((batch, self._executor().submit(_process_in_child, batch)))

@@ -1,9 +1,12 @@
 """Files and folders through the full pipeline, as ``hub ingest`` takes them.
 
 The files are read in groups of ``group`` and each group is stored with one commit
-(``receive_many``). With ``jobs`` > 1 and inline processing, a pool of that many worker
-processes normalizes and stores the records while the next files are read; its outcome is
-known only at the end, when a message it could not process moves from accepted to error.
+(``receive_many``). With the inline dispatcher, a group's messages are saved and processed in
+that one transaction (``receive_many(together=True)``: nobody waits for an answer and the files
+stay the durable source until it commits; see ``hub.pipeline.intake._saved_and_processed``).
+With ``jobs`` > 1 and inline processing, a pool of that many worker processes normalizes and
+stores the records while the next files are read; its outcome is known only at the end, when a
+message it could not process moves from accepted to error.
 """
 
 from __future__ import annotations
@@ -46,8 +49,8 @@ def ingest_paths(runtime: Runtime, practice: str, paths: Sequence[str | Path], *
     origins: dict[int, str] = {}  # accepted message id → its file, when tallies are asked for
 
     def flush() -> None:
-        for arrival, fates in zip(pending, receive_many(runtime, practice, pending, connector=connector),
-                                    strict=True):
+        for arrival, fates in zip(pending, receive_many(runtime, practice, pending, connector=connector,
+                                                        together=True), strict=True):
             if receipts is not None:
                 receipts.setdefault(arrival.origin or "payload", []).extend(fates)
             for receipt in fates:

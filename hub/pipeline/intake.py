@@ -4,12 +4,18 @@ The order is the hub's promise: the payload is committed to the message store
 before anything is acknowledged, so an acknowledged message is never lost. A
 payload that cannot even be split into messages is stored too, as ``error`` with
 the reason, and answered with a rejection; nothing is silently dropped.
+
+``hub ingest`` with the inline dispatcher answers nobody: its messages are saved and processed in
+one transaction per batch (``_saved_and_processed``), the files staying the durable source until
+it commits.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import functools
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -20,13 +26,22 @@ from hub.connector import Connector, Envelope, Outcome
 from hub.errors import HubError, ParseError
 from hub.hookspecs import MessageFailure
 from hub.pipeline.normalize import choose_connector
-from hub.pipeline.process import UNKNOWN, announce_failures, write_turn
+from hub.pipeline.process import (
+    UNKNOWN,
+    BatchResult,
+    announce_failures,
+    announce_processed,
+    process_in_transaction,
+    write_turn,
+)
 from hub.store import messages as message_store
 from hub.store.engine import writer
 from hub.store.practices import get_practice
 
 if TYPE_CHECKING:
     from hub.runtime import Runtime
+
+log = logging.getLogger("hub.pipeline")
 
 
 # what the message store keeps of a message's header (its columns' sizes): a longer value is kept cut,
@@ -94,12 +109,13 @@ def receive(runtime: Runtime, practice: str, data: bytes, *, connector: str | No
 
 def _save(runtime: Runtime, conn: sa.Connection, practice: str,
           plan: list[tuple[Connector | None, list[Envelope], HubError | None, str | None]],
-          new: list[message_store.NewMessage], refused: dict[int, str]) -> list[message_store.SavedMessage]:
+          new: list[message_store.NewMessage], refused: dict[int, str],
+          now: dt.datetime | None = None) -> list[message_store.SavedMessage]:
     """Save the messages in the caller's transaction; ``refused`` gets the reason of each refused one."""
     if practice not in runtime.known_practices:  # practices are never removed: one look-up suffices
         get_practice(conn, practice)  # unknown practice: NotFound, nothing stored
         runtime.known_practices.add(practice)
-    saved = message_store.save_messages(conn, new)
+    saved = message_store.save_messages(conn, new, now=now)
     i = 0
     for _, envelopes, error, _ in plan:
         for env in envelopes:
@@ -138,17 +154,139 @@ def _saved_alone(runtime: Runtime, practice: str,
     return None if one is None else [one]
 
 
+Plan = list[tuple[Connector | None, list[Envelope], HubError | None, str | None]]
+Stored = tuple[list[message_store.SavedMessage], dict[int, str], BatchResult | None]
+
+
+def _saved_then_dispatched(runtime: Runtime, practice: str, plan: Plan, new: list[message_store.NewMessage],
+                           in_transaction: Callable[[sa.Connection, list[list[str]]], None] | None,
+                           connection: sa.Connection | None) -> Stored:
+    """The messages saved and committed, then handed to the dispatcher: (saved, refused, the outcome
+    when the dispatcher knows it now)."""
+    # one message alone, nothing else to write: committed by its own statement (no transaction below)
+    saved = None if in_transaction is not None else _saved_alone(runtime, practice, plan, new, connection)
+    refused: dict[int, str] = {}  # message id → why it is refused
+    if saved is None:
+        with contextlib.ExitStack() as stack:
+            if connection is None:
+                # a pool's turn (``hub ingest --jobs``: its workers write to the same SQLite store)
+                stack.enter_context(write_turn(getattr(runtime.dispatcher, "write_lock", None)))
+                conn = stack.enter_context(writer(runtime.engine).begin())
+            else:
+                conn = connection
+                stack.enter_context(connection.begin())
+            saved = _save(runtime, conn, practice, plan, new, refused)
+            if in_transaction is not None:
+                fates, i = [], 0
+                for _, envelopes, _, _ in plan:
+                    fates.append(["duplicate" if saved[j].duplicate else "refused" if saved[j].id in refused
+                                  else "stored" for j in range(i, i + len(envelopes))])
+                    i += len(envelopes)
+                in_transaction(conn, fates)
+
+    if refused:  # committed: the plugins hear of them (alerting); new[i] is the message saved[i]
+        announce_failures(runtime.plugins, [MessageFailure(s.id, practice, n.connector, refused[s.id], "intake")
+                                            for s, n in zip(saved, new, strict=True)
+                                            if s.id in refused and not s.duplicate])
+    to_process = [s.id for s in saved if not s.duplicate and s.id not in refused]
+    outcome_now = runtime.dispatcher.submit(to_process) if to_process else None
+    return saved, refused, outcome_now
+
+
+# ``hub ingest`` with the inline dispatcher: messages saved and processed in transactions of at most this
+# many (the inline dispatcher's batch: a commit's disk sync shared by as many messages as before)
+TOGETHER_MAX = 500
+
+
+def _saved_and_processed(runtime: Runtime, practice: str, plan: Plan, new: list[message_store.NewMessage]) -> Stored:
+    """``hub ingest`` with the inline dispatcher: the payloads' messages in groups of up to ``TOGETHER_MAX``,
+    each group saved and processed in ONE transaction (one commit, one disk sync, and no second write of
+    each message's row after a commit), instead of a commit of the save and another of the processing.
+
+    Why this keeps the hub's promise: nobody waits for an answer (no sender, no queue), and the files
+    are the durable source until the commit; the commit then holds every message of the group with its
+    final status, a message that failed processing in ``error`` with its reason, as processing
+    leaves it. Killed before the commit, nothing of the group is stored and a second run takes it whole;
+    after it, a second run finds every message a duplicate. When the combined transaction fails (a
+    store failure, a plugin's), it is rolled back and the group goes the usual way, saved and
+    committed first, then processed, so a failure of processing leaves the messages stored in error.
+    HTTP, MLLP and the rq and pool dispatchers always save and commit before processing."""
+    saved: list[message_store.SavedMessage] = []
+    refused: dict[int, str] = {}
+    outcome = BatchResult()
+    for part in _in_groups(plan, TOGETHER_MAX):
+        part_new = new[len(saved):len(saved) + sum(len(envelopes) for _, envelopes, _, _ in part)]
+        done = _together(runtime, practice, part, part_new)
+        if done is None:
+            done = _saved_then_dispatched(runtime, practice, part, part_new, None, None)
+        saved += done[0]
+        refused.update(done[1])
+        if done[2] is not None:
+            outcome.merge(done[2])
+    return saved, refused, outcome
+
+
+def _in_groups(plan: Plan, size: int) -> list[Plan]:
+    """The plan's messages in order, in groups of ``size`` (a payload of many messages over several groups)."""
+    groups: list[Plan] = [[]]
+    room = size
+    for chosen, envelopes, error, origin in plan:
+        start = 0
+        while start < len(envelopes):
+            if room == 0:
+                groups.append([])
+                room = size
+            taken = envelopes[start:start + room]
+            groups[-1].append((chosen, taken, error, origin))
+            room -= len(taken)
+            start += len(taken)
+    return [group for group in groups if group]
+
+
+class _NotTogether(Exception):
+    """Processing inside the combined transaction failed: it rolls back, the usual path takes over."""
+
+
+def _together(runtime: Runtime, practice: str, plan: Plan, new: list[message_store.NewMessage]) -> Stored | None:
+    """One group of ``_saved_and_processed`` in one transaction; None, with nothing stored, when it failed."""
+    now = message_store.utcnow()
+    refused: dict[int, str] = {}
+    try:
+        with writer(runtime.engine).begin() as conn:
+            saved = _save(runtime, conn, practice, plan, new, refused, now=now)  # unknown practice: raised
+            # the rows as processing would read them back: origin cut as stored, arrival as recorded
+            rows = [message_store.Loaded(s.id, n.practice, n.connector, n.raw, n.sender, n.control_id,
+                                         n.message_type, (n.origin or "")[:255] or None, 0, now)
+                    for s, n in zip(saved, new, strict=True) if not s.duplicate and s.id not in refused]
+            try:
+                result, practices = process_in_transaction(runtime, conn, rows)
+            except Exception as exc:
+                raise _NotTogether(type(exc).__name__) from exc
+    except (_NotTogether, sa.exc.SQLAlchemyError) as exc:
+        log.warning("%d message(s) not saved and processed in one transaction (%s): saved first, then processed",
+                    len(new), exc if isinstance(exc, _NotTogether) else type(exc).__name__)
+        return None
+    if refused:  # committed: the plugins hear of them (alerting)
+        announce_failures(runtime.plugins, [MessageFailure(s.id, practice, n.connector, refused[s.id], "intake")
+                                            for s, n in zip(saved, new, strict=True)
+                                            if s.id in refused and not s.duplicate])
+    announce_processed(runtime, rows, result, practices)
+    return saved, refused, result
+
+
 def receive_many(runtime: Runtime, practice: str, arrivals: Sequence[Arrival], *, connector: str | None = None,
                  media_type: str | None = None,
                  in_transaction: Callable[[sa.Connection, list[list[str]]], None] | None = None,
-                 connection: sa.Connection | None = None) -> list[list[Receipt]]:
+                 connection: sa.Connection | None = None, together: bool = False) -> list[list[Receipt]]:
     """Take in several payloads with one commit (group commit); a receipt list per payload.
 
     ``in_transaction(conn, fates)``, when given, runs inside the same transaction once the
     payloads are saved (``fates``: per payload, ``stored``, ``duplicate`` or ``refused`` per
     message), so that, for example, the audit rows commit atomically with the messages.
     ``connection``: an open connection (not in a transaction) to commit on, instead of one
-    from the pool (the group committer keeps its own)."""
+    from the pool (the group committer keeps its own).
+    ``together`` (``hub ingest`` alone): with the inline dispatcher, save and process the messages
+    in one transaction per batch (``_saved_and_processed``); anything else ignores it."""
     plan: list[tuple[Connector | None, list[Envelope], HubError | None, str | None]] = []
     for arrival in arrivals:
         try:
@@ -178,33 +316,11 @@ def receive_many(runtime: Runtime, practice: str, arrivals: Sequence[Arrival], *
                                     origin=origin, dedup_key=chosen.store_key(env) if chosen else None,
                                     unique_control_id=bool(chosen and chosen.unique_control_ids))
            for chosen, envelopes, _, origin in plan for env in envelopes]
-    # one message alone, nothing else to write: committed by its own statement (no transaction below)
-    saved = None if in_transaction is not None else _saved_alone(runtime, practice, plan, new, connection)
-    refused: dict[int, str] = {}  # message id → why it is refused
-    if saved is None:
-        with contextlib.ExitStack() as stack:
-            if connection is None:
-                # a pool's turn (``hub ingest --jobs``: its workers write to the same SQLite store)
-                stack.enter_context(write_turn(getattr(runtime.dispatcher, "write_lock", None)))
-                conn = stack.enter_context(writer(runtime.engine).begin())
-            else:
-                conn = connection
-                stack.enter_context(connection.begin())
-            saved = _save(runtime, conn, practice, plan, new, refused)
-            if in_transaction is not None:
-                fates, i = [], 0
-                for _, envelopes, _, _ in plan:
-                    fates.append(["duplicate" if saved[j].duplicate else "refused" if saved[j].id in refused
-                                  else "stored" for j in range(i, i + len(envelopes))])
-                    i += len(envelopes)
-                in_transaction(conn, fates)
-
-    if refused:  # committed: the plugins hear of them (alerting); new[i] is the message saved[i]
-        announce_failures(runtime.plugins, [MessageFailure(s.id, practice, n.connector, refused[s.id], "intake")
-                                            for s, n in zip(saved, new, strict=True)
-                                            if s.id in refused and not s.duplicate])
-    to_process = [s.id for s in saved if not s.duplicate and s.id not in refused]
-    outcome_now = runtime.dispatcher.submit(to_process) if to_process else None
+    if together and in_transaction is None and connection is None and runtime.dispatcher.name == "inline":
+        saved, refused, outcome_now = _saved_and_processed(runtime, practice, plan, new)
+    else:
+        saved, refused, outcome_now = _saved_then_dispatched(runtime, practice, plan, new, in_transaction,
+                                                             connection)
 
     receipts: list[list[Receipt]] = []
     i = 0

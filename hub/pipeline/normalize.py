@@ -69,6 +69,10 @@ def record_pipeline(plugins: Plugins, mapping: Mapping, message_id: int | None, 
     cost more than the link itself)."""
     transform = plugins.hot_caller("hub_transform_record")
     link_identity = plugins.hot_caller("hub_link_identity")
+    # a mapping with no code maps, payer patterns or defaults (a practice before onboarding) leaves
+    # every record as it is: not applied, record by record
+    apply = mapping.apply if type(mapping) is not Mapping or mapping.code_maps or mapping.payer_patterns \
+        or mapping.defaults else None
     arrived: str | None = None  # the arrival as text, made when a record first needs it
 
     def run(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -82,7 +86,7 @@ def record_pipeline(plugins: Plugins, mapping: Mapping, message_id: int | None, 
                 if arrived is None:
                     arrived = (arrival or dt.datetime.now(dt.UTC)).isoformat()
                 record["event_time"] = arrived
-            mapped.append(mapping.apply(record))
+            mapped.append(record if apply is None else apply(record))
         if mapped and link_identity is not None:
             link_identity(records=mapped, practice=practice)
         out = []

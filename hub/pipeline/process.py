@@ -8,6 +8,10 @@ the whole batch back and leaves the messages ``received`` for the dispatcher's
 retry; on the last attempt they go to ``error`` with the failure as reason.
 Either way the message itself stays in the message store, never lost.
 
+``hub ingest`` with the inline dispatcher processes a batch inside the transaction that saves it
+(``process_in_transaction``, called by ``hub.pipeline.intake``): one commit holds the messages with
+their outcome, and when that transaction fails the batch is saved, committed, then processed here.
+
 What else must move with the records (the report rollups) is done by the plugins of the
 store hooks, ``hub_records_storing`` and ``hub_records_stored``, inside the transaction,
 once per batch; messages that went to ``error`` are announced once per batch, after the
@@ -143,51 +147,12 @@ def process_messages(runtime: Runtime, ids: Sequence[int], *, statuses: tuple[st
         rows = message_store.load_for_processing(conn, ids, statuses=statuses)
         if not rows:
             return result
-        try:
-            mappings = _mappings(conn, {r.practice for r in rows})
-        except HubError as exc:
-            mappings = {}
-            for r in rows:
-                result.errors[r.id] = str(exc)
+        mappings = _mappings_or_errors(conn, rows, result)
 
-    to_store: list[tuple[dict[str, Any], int]] = []
-    practices: set[str] = set()  # of the records to store
-    for row in rows:
-        if row.id in result.errors:
-            continue
-        try:
-            if row.connector == UNKNOWN:  # no connector recognised it at intake: one installed since may
-                connector = runtime.plugins.connectors.detect(row.raw or b"", origin=row.origin)
-            else:
-                connector = runtime.plugins.connectors.get(row.connector)
-        except HubError as exc:
-            result.errors[row.id] = str(exc)
-            continue
-        envelope = Envelope(raw=row.raw, sender=row.sender, control_id=row.control_id,
-                            message_type=row.message_type)
-        mapping, timezone = mappings[row.practice]
-        done = normalize_envelope(runtime.plugins, connector, envelope, practice=row.practice, mapping=mapping,
-                                  message_id=row.id, origin=row.origin, timezone=timezone,
-                                  arrival=row.received_at)
-        if done.error is not None:
-            result.errors[row.id] = str(done.error)
-            continue
-        to_store.extend(zip(done.records, itertools.repeat(row.id)))
-        practices.update(map(_PRACTICE, done.records))
-        result.processed[row.id] = len(done.records)
-        if done.tally:
-            result.tallies[row.id] = done.tally.as_dict()
-
-    hook = runtime.plugins.hook
+    to_store, practices = _normalize_rows(runtime, rows, mappings, result)
     try:
         with write_turn(write_lock), writer(engine).begin() as conn:
-            if to_store:
-                batch = RecordBatch(to_store)
-                _store_hook(hook.hub_records_storing, conn, batch)  # e.g. the report cells the rows sit in now
-                canonical.upsert_records(conn, to_store)
-                _store_hook(hook.hub_records_stored, conn, batch)  # ... and the cells they moved to
-            message_store.mark_processed(conn, result.processed, result.tallies)
-            message_store.mark_error(conn, result.errors)
+            _write_batch(runtime, conn, to_store, result)
     except (sa.exc.SQLAlchemyError, _PluginFailed) as exc:
         reason = f"store failure: {exc if isinstance(exc, _PluginFailed) else store_failure(exc)}"
         batch_ids = [r.id for r in rows]
@@ -207,12 +172,94 @@ def process_messages(runtime: Runtime, ids: Sequence[int], *, statuses: tuple[st
         if final_attempt:
             return BatchResult(errors=failed)
         raise StoreError(reason) from exc
+    announce_processed(runtime, rows, result, practices)
+    return result
+
+
+def process_in_transaction(runtime: Runtime, conn: sa.Connection, rows: Sequence[message_store.Loaded]
+                           ) -> tuple[BatchResult, set[str]]:
+    """Process messages just saved in the caller's open transaction ``conn`` (``hub ingest``'s one
+    transaction per batch, ``hub.pipeline.intake``): the rows come from memory, not read back, and
+    every write joins the caller's commit. Returns the outcome and the practices given records, for
+    ``announce_processed`` once committed. A store failure or any other error propagates: the caller
+    rolls back the whole transaction and takes the path of separate commits."""
+    result = BatchResult()
+    if not rows:
+        return result, set()
+    mappings = _mappings_or_errors(conn, rows, result)
+    to_store, practices = _normalize_rows(runtime, rows, mappings, result)
+    _write_batch(runtime, conn, to_store, result)
+    return result, practices
+
+
+def _mappings_or_errors(conn: sa.Connection, rows: Sequence[Any], result: BatchResult
+                        ) -> dict[str, tuple[Mapping, str | None]]:
+    """The mappings of the rows' practices; when one cannot be read, every row goes to error with the reason."""
+    try:
+        return _mappings(conn, {r.practice for r in rows})
+    except HubError as exc:
+        for r in rows:
+            result.errors[r.id] = str(exc)
+        return {}
+
+
+def _normalize_rows(runtime: Runtime, rows: Sequence[Any], mappings: dict[str, tuple[Mapping, str | None]],
+                    result: BatchResult) -> tuple[list[tuple[dict[str, Any], int]], set[str]]:
+    """Each row's records (with its message id) to store, and the practices they belong to; a message
+    that cannot be read or mapped goes to ``result.errors``, the others to ``result.processed``."""
+    to_store: list[tuple[dict[str, Any], int]] = []
+    practices: set[str] = set()  # of the records to store
+    connectors = runtime.plugins.connectors
+    for row in rows:
+        if row.id in result.errors:
+            continue
+        try:
+            if row.connector == UNKNOWN:  # no connector recognised it at intake: one installed since may
+                connector = connectors.detect(row.raw or b"", origin=row.origin)
+            else:
+                connector = connectors.get(row.connector)
+        except HubError as exc:
+            result.errors[row.id] = str(exc)
+            continue
+        envelope = Envelope(raw=row.raw, sender=row.sender, control_id=row.control_id,
+                            message_type=row.message_type)
+        mapping, timezone = mappings[row.practice]
+        done = normalize_envelope(runtime.plugins, connector, envelope, practice=row.practice, mapping=mapping,
+                                  message_id=row.id, origin=row.origin, timezone=timezone,
+                                  arrival=row.received_at)
+        if done.error is not None:
+            result.errors[row.id] = str(done.error)
+            continue
+        to_store.extend(zip(done.records, itertools.repeat(row.id)))
+        practices.update(map(_PRACTICE, done.records))
+        result.processed[row.id] = len(done.records)
+        if done.tally:
+            result.tallies[row.id] = done.tally.as_dict()
+    return to_store, practices
+
+
+def _write_batch(runtime: Runtime, conn: sa.Connection, to_store: list[tuple[dict[str, Any], int]],
+                 result: BatchResult) -> None:
+    """The batch's records upserted (with the store hooks around) and its messages' statuses, in ``conn``'s
+    transaction."""
     if to_store:
+        hook = runtime.plugins.hook
+        batch = RecordBatch(to_store)
+        _store_hook(hook.hub_records_storing, conn, batch)  # e.g. the report cells the rows sit in now
+        canonical.upsert_records(conn, to_store)
+        _store_hook(hook.hub_records_stored, conn, batch)  # ... and the cells they moved to
+    message_store.mark_processed(conn, result.processed, result.tallies)
+    message_store.mark_error(conn, result.errors)
+
+
+def announce_processed(runtime: Runtime, rows: Sequence[Any], result: BatchResult, practices: set[str]) -> None:
+    """Once the batch is committed: ``hub_records_committed`` for the practices given records, then
+    ``hub_messages_failed`` for the messages in error."""
+    if practices:
         _announce_committed(runtime.plugins, sorted(practices))
     if result.errors:
         log.info("%d of %d messages in error", len(result.errors), len(rows))
         announce_failures(runtime.plugins, _failures(rows, result.errors, "process"))
-    return result
 
 
 def _announce_committed(plugins: Plugins, practices: list[str]) -> None:

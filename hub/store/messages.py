@@ -83,15 +83,17 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def save_messages(conn: sa.Connection, items: Sequence[NewMessage]) -> list[SavedMessage]:
+def save_messages(conn: sa.Connection, items: Sequence[NewMessage], *,
+                  now: dt.datetime | None = None) -> list[SavedMessage]:
     """Store a group of arrivals in the caller's transaction (one commit for the group).
 
     The first arrival of each dedup key not stored yet becomes a new message (``received``);
     every other arrival, a ``duplicate`` row of its original. Only the insert of the new messages
-    is the dialect's own (``_INSERT_NEW``); the rest is the same on every store."""
+    is the dialect's own (``_INSERT_NEW``); the rest is the same on every store. ``now``: the arrival
+    time to record (an aware UTC time; default the present)."""
     if not items:
         return []
-    now = utcnow()
+    now = now or utcnow()
     digests = [content_hash(m.raw) for m in items]
     keys = _keys(items, digests)
     first: dict[str, int] = {}  # dedup key → index of its first arrival in the group
