@@ -14,8 +14,9 @@ month for 10 practices over 36 months, writes them through the store's bulk path
   ``rollups.REFRESH_BUDGET_SECONDS`` on SQLite and ``rollups.CATCH_UP_BUDGET_SECONDS`` on PostgreSQL
   (where no ingest waits for them), also per million appointments (``catch-up s/M``) beside the
   raw-scan baseline scaled the same way (``raw s/M``), with the number of transactions (``tx``), the
-  most cells one took (``cells``) and the longest one in seconds (``longest``: how long an ingest
-  marking one of its cells could have waited);
+  most cells one took (``cells``), the longest one in seconds (``longest``: how long an ingest
+  marking one of its cells could have waited) and the machine's load average as the catch-up ended
+  (``load``: one minute);
 - the full consolidated report (every KPI, by site and month, plus the MSO total and the site
   median) in seconds, best of three, beside a baseline measured in the same run: the same
   grouping computed by scanning the raw appointment and charge rows (a handful of KPIs only);
@@ -297,7 +298,8 @@ def main() -> None:
     os.environ.setdefault("HUB_SQLITE_SYNCHRONOUS", "NORMAL")
     print(f"{'store':<9}{'appts':>10}{'records':>10}{'ingest s':>10}{'rollup s':>10}{'upkeep':>8}"
           f"{'catch-up s':>11}{'cpu s':>7}{'report s':>10}{'cpu s':>7}{'raw scan s':>12}{'rows':>6}"
-          f"{'by week s':>10}{'cpu s':>7}{'catch-up s/M':>13}{'raw s/M':>9}{'tx':>6}{'cells':>6}{'longest':>9}",
+          f"{'by week s':>10}{'cpu s':>7}{'catch-up s/M':>13}{'raw s/M':>9}{'tx':>6}{'cells':>6}{'longest':>9}"
+          f"{'load':>6}",
           flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         for store in args.stores.split(","):
@@ -313,6 +315,7 @@ def main() -> None:
                     rollups.refresh_dirty(engine, budget=args.budget,
                                           on_commit=lambda n, s, out=commits: out.append((n, s)))
                     catchup, catchup_cpu = time.perf_counter() - t, time.process_time() - c
+                    load_average = os.getloadavg()[0]  # the machine may be shared: its load over the last minute
                     longest = max((seconds for _, seconds in commits), default=0.0)
                     report_s, report_cpu, rows = time_report(engine)
                     week_s, week_cpu = weekly_report(engine)
@@ -322,7 +325,8 @@ def main() -> None:
                           f"{upkeep / ingest:>8.0%}{catchup:>11.1f}{catchup_cpu:>7.1f}{report_s:>10.3f}"
                           f"{report_cpu:>7.3f}{scan_s:>12.3f}{rows:>6}{week_s:>10.3f}{week_cpu:>7.3f}"
                           f"{catchup * 1e6 / size:>13.1f}{scan_s * 1e6 / size:>9.2f}{len(commits):>6}"
-                          f"{max((n for n, _ in commits), default=0):>6}{longest:>9.2f}", flush=True)
+                          f"{max((n for n, _ in commits), default=0):>6}{longest:>9.2f}{load_average:>6.1f}",
+                          flush=True)
                     print(f"  {store} {size}: {same_days_cost(engine)}", flush=True)
                 finally:
                     dispose_engines()

@@ -426,6 +426,7 @@ def _paced(waiting: Callable[[], list[Cell]], recompute: Callable[[list[Cell]], 
 CATCH_UP_BUDGET_SECONDS = 300.0
 _CATCH_UP_GROWTH = 8  # how much larger than the last a transaction may be
 _CATCH_UP_VISITS = 1_000_000
+_CATCH_UP_WORK_MEM = "256MB"  # per sort or hash of a catch-up statement (PostgreSQL's work_mem)
 
 
 def _catch_up(engine: sa.Engine, *, passes: int, should_stop: Callable[[], bool] | None,
@@ -454,6 +455,10 @@ def _catch_up(engine: sa.Engine, *, passes: int, should_stop: Callable[[], bool]
                     # the JIT compiler spent longer on these statements' wide expressions (the measures, the
                     # service-line attribution) than it saved: 2.9 s of a 3.7 s statement
                     conn.execute(sa.text("SET LOCAL jit = off"))
+                    # the fine rollups regroup some hundred thousand wide rows per statement: in the default 4 MB
+                    # PostgreSQL sorted them on disk (an external merge of 57 MB for 120 cells at 200,000
+                    # appointments); in memory they are grouped by hash. One transaction at a time uses it.
+                    conn.execute(sa.text(f"SET LOCAL work_mem = '{_CATCH_UP_WORK_MEM}'"))
                     visits_per_cell = refresh(conn, taken) / len(taken)
                     r = report_refreshing.c
                     conn.execute(sa.delete(report_refreshing).where(sa.tuple_(r.practice, r.month).in_(sorted(taken))))
@@ -536,9 +541,9 @@ def refresh(conn: sa.Connection, cells: set[Cell]) -> int:
     visits = 0
     for i in range(0, len(ordered), _MOST_CELLS):
         chunk = set(ordered[i:i + _MOST_CELLS])
-        changed, held = visit_rollup.rebuild(conn, chunk)
-        visits += held
-        _refresh_batch(conn, sql, chunk | changed)
+        rebuilt = visit_rollup.rebuild(conn, chunk)
+        visits += rebuilt.held
+        _refresh_batch(conn, sql, chunk | rebuilt.changed, meanwhile=rebuilt.retention)
     return visits
 
 
@@ -789,9 +794,12 @@ def _credits_sql(sql: Sql, batch: bool = False) -> str:
             f"GROUP BY {', '.join([*dims.values(), *keys])}")
 
 
-def _refresh_batch(conn: sa.Connection, sql: Sql, cells: set[Cell]) -> None:
+def _refresh_batch(conn: sa.Connection, sql: Sql, cells: set[Cell], *, meanwhile: Callable[[], None] | None = None
+                   ) -> None:
     """Recompute the rollups of ``cells`` (of any practices) with one statement per rollup for all of them:
-    a statement's cost at this size is mostly its planning and round trip, not its rows."""
+    a statement's cost at this size is mostly its planning and round trip, not its rows. ``meanwhile``: work of
+    the same transaction that reads none of these rollups, run once the statements are sent (on PostgreSQL the
+    server computes them meanwhile, on the machine's other core)."""
     params = _batch_params(cells)
     third_available = [row for practice, months in sorted(_months_by_practice(cells).items())  # slots only
                        for row in _third_available(conn, practice, sorted(months))]
@@ -813,6 +821,8 @@ def _refresh_batch(conn: sa.Connection, sql: Sql, cells: set[Cell]) -> None:
         conn.execute(_text(_credits_sql(sql, batch=True)), params)
         for practice, months in by_practice:
             _coarse_grains(conn, cols, sums, hist_cols, _params(practice, sorted(months)))
+        if meanwhile is not None:
+            meanwhile()
     refresh_summaries(conn, cells)
 
 

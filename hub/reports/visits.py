@@ -23,7 +23,7 @@ import bisect
 import datetime as dt
 import functools
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
@@ -315,9 +315,24 @@ def _by_patient(visits: Iterable[Visit]) -> dict[str, list[Visit]]:
     return out
 
 
-def rebuild(conn: sa.Connection, cells: set[Cell]) -> tuple[set[Cell], int]:
-    """Rebuild the visits of ``cells``; returns other cells whose visits changed (their flags, or a visit that
-    moved from them into ``cells``), and how many visits the cells hold.
+class Rebuilt(NamedTuple):
+    """What ``rebuild`` did: ``changed``, other cells whose visits changed (their flags, or a visit that moved from
+    them into the cells rebuilt); ``held``, how many visits the cells hold; ``retention``, the update of the
+    retention counts, still to run in the same transaction. Nothing else reads those counts while the rollups are
+    recomputed, so the caller runs it when it likes: a refresh on PostgreSQL runs it (Python, most of a rebuild's
+    time) while the server computes the rollups."""
+
+    changed: set[Cell]
+    held: int
+    retention: Callable[[], None]
+
+
+def _nothing() -> None:
+    return None
+
+
+def rebuild(conn: sa.Connection, cells: set[Cell]) -> Rebuilt:
+    """Rebuild the visits of ``cells`` (``Rebuilt``: the caller runs its ``retention``).
 
     A visit that moved months keeps its row in its old cell until that cell is rebuilt, unless a rebuild of
     its new cell comes first (a refresh takes cells one at a time): then the fresh visit replaces that row,
@@ -327,7 +342,7 @@ def rebuild(conn: sa.Connection, cells: set[Cell]) -> tuple[set[Cell], int]:
     statement each, and the patients' histories (those of the cells' patients only, so the memory a rebuild
     holds grows with the cells, not the store) are re-read once."""
     if not cells:
-        return set(), 0
+        return Rebuilt(set(), 0, _nothing)
     t = report_visits
     pairs = sorted(cells)
     months = sorted({m for _, m in cells})
@@ -350,9 +365,11 @@ def rebuild(conn: sa.Connection, cells: set[Cell]) -> tuple[set[Cell], int]:
     new_by_patient = {k: with_flags(vs) for k, vs in _by_patient([*kept, *fresh]).items()}
     old_by_patient = _by_patient(old)
 
-    delta = RetentionDelta()
-    for k in keys:
-        delta.add(old_by_patient.get(k, []), new_by_patient.get(k, []))
+    def retention() -> None:
+        delta = RetentionDelta()
+        for k in keys:
+            delta.add(old_by_patient.get(k, []), new_by_patient.get(k, []))
+        _apply_retention(conn, delta)
 
     inserts, updates, changed_cells = [], [], {(v.practice, v.month) for v in moved}
     old_flags = {v.key: (v.is_new, v.converted) for v in old}
@@ -366,7 +383,6 @@ def rebuild(conn: sa.Connection, cells: set[Cell]) -> tuple[set[Cell], int]:
                 if was_new != v.is_new or v.service_line == COUNTED_CONVERSIONS:  # else no figure moves
                     changed_cells.add((v.practice, v.month))
     with round_trip(conn):  # the writes, none read back
-        _apply_retention(conn, delta)
         for practice in sorted({p for p, _ in cells}):  # (practice, month) IN (pairs) made SQLite scan the table
             conn.execute(sa.delete(t).where(t.c.practice == practice,
                                             t.c.month.in_(sorted(m for p, m in cells if p == practice))))
@@ -376,7 +392,7 @@ def rebuild(conn: sa.Connection, cells: set[Cell]) -> tuple[set[Cell], int]:
             conn.execute(sa.update(t).where(t.c.id == sa.bindparam("visit_id"))
                          .values(is_new=sa.bindparam("new_flag"), converted=sa.bindparam("converted_flag")), updates)
     copy_rows(conn, t, inserts)
-    return changed_cells, len(fresh)
+    return Rebuilt(changed_cells, len(fresh), retention)
 
 
 def _row(v: Visit) -> dict[str, object]:
