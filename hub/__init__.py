@@ -39,6 +39,24 @@ def __getattr__(name: str) -> Any:
 
 
 
+def names_from(source: str, names: tuple[str, ...], namespace: dict[str, Any]) -> Callable[[str], Any]:
+    """A module ``__getattr__`` that gives ``names`` of module ``source``, imported when one is first asked for
+    and kept in ``namespace`` (the module's ``globals()``): its users need not pay that import.
+
+        __getattr__ = names_from("hub.model.schemas", ("validate_record",), globals())
+    """
+    owner = namespace["__name__"]
+
+    def find(name: str) -> Any:
+        if name not in names:
+            raise AttributeError(f"module {owner!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(source), name)
+        namespace[name] = value
+        return value
+
+    return find
+
+
 def lazy_attributes(package: str, *modules: str) -> Callable[[str], Any]:
     """A plugin package's module ``__getattr__`` that finds a name in one of its modules (``connector``
     unless named, else the first of ``modules`` that has it) when first asked for: the package (its

@@ -6,9 +6,9 @@ command loads, ``hub --help`` included.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from hub import names_from
 from hub.model.kinds import (
     APPOINTMENT_STATUS,
     FINANCIAL_CLASS,
@@ -37,12 +37,4 @@ __all__ = [
     "validate_record",
 ]
 
-_SCHEMAS = ("schema_for", "to_json_ready", "validate_record")
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _SCHEMAS:
-        raise AttributeError(f"module 'hub.model' has no attribute {name!r}")
-    value = getattr(importlib.import_module("hub.model.schemas"), name)
-    globals()[name] = value
-    return value
+__getattr__ = names_from("hub.model.schemas", ("schema_for", "to_json_ready", "validate_record"), globals())

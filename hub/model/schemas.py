@@ -13,12 +13,12 @@ are still importable from here.
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import re
 from decimal import Decimal
 from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Any
 
+from hub import names_from
 from hub.errors import ValidationError
 from hub.model.kinds import COMMON_FIELDS, KINDS, STR_MAX, Field, datetime_fields
 from hub.model.money import MONEY_LIMIT, round_money
@@ -31,17 +31,10 @@ if TYPE_CHECKING:  # the names this module gives on (see __getattr__)
     from hub.model.marshmallow_schemas import practice_schema as practice_schema
     from hub.model.marshmallow_schemas import schema_for as schema_for
 
-_MARSHMALLOW_NAMES = ("AdjustmentSchema", "IdentifierSchema", "Money", "OffsetDateTime", "practice_schema",
-                      "schema_for")
-
-
-def __getattr__(name: str) -> Any:
-    """The marshmallow schemas' names, imported from ``marshmallow_schemas`` when first asked for."""
-    if name not in _MARSHMALLOW_NAMES:
-        raise AttributeError(f"module 'hub.model.schemas' has no attribute {name!r}")
-    value = getattr(importlib.import_module("hub.model.marshmallow_schemas"), name)
-    globals()[name] = value
-    return value
+# the marshmallow schemas' names, imported from ``marshmallow_schemas`` when first asked for
+__getattr__ = names_from("hub.model.marshmallow_schemas", ("AdjustmentSchema", "IdentifierSchema", "Money",
+                                                            "OffsetDateTime", "practice_schema", "schema_for"),
+                         globals())
 
 def validate_record(record: dict[str, Any], zone: dt.tzinfo | None = None) -> dict[str, Any]:
     """Check one record against the common model; return it with Python values.
