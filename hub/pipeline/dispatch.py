@@ -66,9 +66,14 @@ class InlineDispatcher:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
+    @property
+    def batch(self) -> int:
+        """How many messages one processing transaction takes (``hub ingest``'s combined transactions too)."""
+        return max(self.runtime.settings.batch_size, INLINE_BATCH)
+
     def submit(self, message_ids: Sequence[int]) -> BatchResult:
         result = BatchResult()
-        size = max(self.runtime.settings.batch_size, INLINE_BATCH)
+        size = self.batch
         for start in range(0, len(message_ids), size):
             result.merge(process_messages(self.runtime, message_ids[start:start + size]))
         return result

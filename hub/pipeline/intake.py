@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from hub.connector import Connector, Envelope, Outcome
 from hub.errors import HubError, ParseError
 from hub.hookspecs import MessageFailure
+from hub.pipeline.dispatch import InlineDispatcher
 from hub.pipeline.normalize import choose_connector
 from hub.pipeline.process import (
     UNKNOWN,
@@ -193,13 +194,9 @@ def _saved_then_dispatched(runtime: Runtime, practice: str, plan: Plan, new: lis
     return saved, refused, outcome_now
 
 
-# ``hub ingest`` with the inline dispatcher: messages saved and processed in transactions of at most this
-# many (the inline dispatcher's batch: a commit's disk sync shared by as many messages as before)
-TOGETHER_MAX = 500
-
-
-def _saved_and_processed(runtime: Runtime, practice: str, plan: Plan, new: list[message_store.NewMessage]) -> Stored:
-    """``hub ingest`` with the inline dispatcher: the payloads' messages in groups of up to ``TOGETHER_MAX``,
+def _saved_and_processed(runtime: Runtime, practice: str, plan: Plan, new: list[message_store.NewMessage],
+                         batch: int) -> Stored:
+    """``hub ingest`` with the inline dispatcher: the payloads' messages in groups of its ``batch``,
     each group saved and processed in ONE transaction (one commit, one disk sync, and no second write of
     each message's row after a commit), instead of a commit of the save and another of the processing.
 
@@ -214,7 +211,7 @@ def _saved_and_processed(runtime: Runtime, practice: str, plan: Plan, new: list[
     saved: list[message_store.SavedMessage] = []
     refused: dict[int, str] = {}
     outcome = BatchResult()
-    for part in _in_groups(plan, TOGETHER_MAX):
+    for part in _in_groups(plan, batch):  # a commit's disk sync shared by as many as before
         part_new = new[len(saved):len(saved) + sum(len(envelopes) for _, envelopes, _, _ in part)]
         done = _together(runtime, practice, part, part_new)
         if done is None:
@@ -316,8 +313,9 @@ def receive_many(runtime: Runtime, practice: str, arrivals: Sequence[Arrival], *
                                     origin=origin, dedup_key=chosen.store_key(env) if chosen else None,
                                     unique_control_id=bool(chosen and chosen.unique_control_ids))
            for chosen, envelopes, _, origin in plan for env in envelopes]
-    if together and in_transaction is None and connection is None and runtime.dispatcher.name == "inline":
-        saved, refused, outcome_now = _saved_and_processed(runtime, practice, plan, new)
+    inline = runtime.dispatcher
+    if together and in_transaction is None and connection is None and isinstance(inline, InlineDispatcher):
+        saved, refused, outcome_now = _saved_and_processed(runtime, practice, plan, new, inline.batch)
     else:
         saved, refused, outcome_now = _saved_then_dispatched(runtime, practice, plan, new, in_transaction,
                                                              connection)
