@@ -39,6 +39,7 @@ from hub.reports.periods import default_period, describe, today_at_sites
 from hub.reports.providers import directory as provider_directory
 from hub.reports.rollups import freshness
 from hub.reports.tables import (
+    FINE,
     MEASURES,
     SITE_WEEK_GRAIN,
     WEEKLY_THIRD_AVAILABLE,
@@ -504,15 +505,23 @@ class _Ledger:
     aged: _Running
 
 
+def _of_grain(keyed: sa.Table, grain: str, part: str) -> tuple[sa.Table, list[Any]]:
+    """The table a grain's rows of cells, histograms or credits (``part``) are in, and the condition picking them:
+    the fine grain has tables of its own (``report_fine_*``)."""
+    if grain == "fine":
+        return FINE[part], []
+    return keyed, [keyed.c.grain == grain]
+
+
 def _fetch(conn: sa.Connection, grain: str, dims: list[str], span: _Span) -> _Data:
-    t = report_cells
+    t, of_grain = _of_grain(report_cells, grain, "cells")
     cols = [t.c[DIMENSIONS[d]] for d in dims]
     unit = t.c[span.unit]
     measure_cols = [sa.func.sum(t.c[m]).label(m) for m in MEASURES]
     # margin counts the payments of the site × service line × months whose costs were imported (a row of the
     # site grain is one of those): so the service lines' margins add up to the site's and the MSO's
     measure_cols.append(sa.func.sum(sa.case((t.c.cost_cells > 0, t.c.payments_cents), else_=0)).label(COSTED))
-    where = [t.c.grain == grain, t.c.month <= span.month_hi]
+    where = [*of_grain, t.c.month <= span.month_hi]
     if span.unit == "week":
         where.append(t.c.week != "")  # monthly-only rows (costs) belong to no week
     q = sa.select(*cols, unit, *measure_cols).where(*where).group_by(*cols, unit)
@@ -525,12 +534,12 @@ def _fetch(conn: sa.Connection, grain: str, dims: list[str], span: _Span) -> _Da
         charges[dvals][at] = sums.get("charges_cents", 0)
         if at >= span.lo:
             cells[(dvals, at)] = sums
-    c = report_credits
+    c, of_grain = _of_grain(report_credits, grain, "credits")
     ccols = [c.c[DIMENSIONS[d]] for d in dims]
     served, paid = (c.c.week, c.c.paid_week) if span.unit == "week" else (c.c.month, c.c.paid_month)
     credits: dict[Key, list[tuple[str, str, int]]] = defaultdict(list)
     for row in conn.execute(sa.select(*ccols, served, paid, sa.func.sum(c.c.credits_cents))
-                            .where(c.c.grain == grain, c.c.month <= span.month_hi)
+                            .where(*of_grain, c.c.month <= span.month_hi)
                             .group_by(*ccols, served, paid)):
         credits[tuple(row[:n])].append((row[n], row[n + 1], _num(row[n + 2])))
     return _Data(dims, span.unit, cells, dict(charges), dict(credits))
@@ -563,14 +572,15 @@ def _medians(conn: sa.Connection, grain: str, keep: list[str], period: str | Non
     period_sql = _period_sql(period)
     if period_sql:
         exprs.append(period_sql)
-    where = "grain = :g AND month >= :mlo AND month <= :mhi AND metric <> :skip"
+    fine = grain == "fine"  # the fine histograms have a table of their own
+    where = f"{'' if fine else 'grain = :g AND '}month >= :mlo AND month <= :mhi AND metric <> :skip"
     params = {"g": grain, "mlo": span.month_lo, "mhi": span.month_hi, "lo": span.lo, "hi": span.hi}
     if period == "week":  # a week's third next available is measured from its Monday
         where += " AND week >= :lo AND week <= :hi"
         params["skip"] = "third_available_days"
     else:
         params["skip"] = WEEKLY_THIRD_AVAILABLE
-    found = medians(conn, exprs, where, params)
+    found = medians(conn, exprs, where, params, table=FINE["hist"].name if fine else "report_hist")
     if period == "week":
         return {(*key[:-1], week_name(key[-1])): {("third_available_days" if m == WEEKLY_THIRD_AVAILABLE else m): v
                                                   for m, v in values.items()} for key, values in found.items()}

@@ -26,13 +26,14 @@ MONTHLY_THIRD_AVAILABLE = "third_available_days"
 SUMMARY_GRAINS = {"site": ("practice", "service_line"), "pm": ("practice",)}
 
 
-def median_query(exprs: list[str], where: str) -> str:
-    """SELECT k0.., metric, lower middle, upper middle FROM report_hist WHERE ``where``, grouped by ``exprs``."""
+def median_query(exprs: list[str], where: str, table: str = "report_hist") -> str:
+    """SELECT k0.., metric, lower middle, upper middle FROM ``table`` (report_hist, or the fine grain's
+    report_fine_hist) WHERE ``where``, grouped by ``exprs``."""
     keys = [f"k{i}" for i in range(len(exprs))]
     select = "".join(f"{e} AS {k}, " for e, k in zip(exprs, keys, strict=True))
     cols = "".join(k + ", " for k in keys)
     part = ", ".join([*keys, "metric"])
-    return (f"WITH h AS (SELECT {select}metric, value, SUM(n) AS n FROM report_hist WHERE {where} "
+    return (f"WITH h AS (SELECT {select}metric, value, SUM(n) AS n FROM {table} WHERE {where} "
             f"GROUP BY {', '.join([*exprs, 'metric', 'value'])}), "
             f"c AS (SELECT {cols}metric, value, "
             f"SUM(n) OVER (PARTITION BY {part} ORDER BY value ROWS UNBOUNDED PRECEDING) AS cum, "
@@ -41,11 +42,11 @@ def median_query(exprs: list[str], where: str) -> str:
             f"MIN(CASE WHEN 2 * cum > tot THEN value END) AS upper_middle FROM c GROUP BY {part}")
 
 
-def medians(conn: sa.Connection, exprs: list[str], where: str, params: dict[str, Any]
+def medians(conn: sa.Connection, exprs: list[str], where: str, params: dict[str, Any], table: str = "report_hist"
             ) -> dict[tuple[Any, ...], dict[str, float]]:
     out: dict[tuple[Any, ...], dict[str, float]] = defaultdict(dict)
     n = len(exprs)
-    stmt = sa.text(median_query(exprs, where))
+    stmt = sa.text(median_query(exprs, where, table))
     for name in ("months", "weeks"):
         if name in params and f":{name}" in where:
             stmt = stmt.bindparams(sa.bindparam(name, expanding=True))

@@ -40,6 +40,9 @@ from hub.reports.tables import (
     report_cells,
     report_credits,
     report_dirty,
+    report_fine_cells,
+    report_fine_credits,
+    report_fine_hist,
     report_hist,
     report_refreshing,
 )
@@ -596,9 +599,10 @@ def _text(sql: str) -> sa.TextClause:
                                      if f":{name}" in sql))
 
 
-def _select(dims: dict[str, str], month: str, week: str, measures: dict[str, str], source: str) -> str:
+def _select(dims: dict[str, str], month: str, week: str, sums: dict[str, str], source: str,
+            measures: Sequence[str] = MEASURES) -> str:
     dim_sql = ", ".join(f"{expr} AS {name}" for name, expr in dims.items())
-    meas = ", ".join(f"{measures.get(m, '0')} AS {m}" for m in MEASURES)
+    meas = ", ".join(f"{sums.get(m, '0')} AS {m}" for m in measures)
     groups = ", ".join(_grouping([*dims.values(), month, week]))
     return f"SELECT {dim_sql}, {month} AS month, {week} AS week, {meas} FROM {source} GROUP BY {groups}"
 
@@ -656,18 +660,26 @@ class Source:
     kind: str | None = None
     source_id: str | None = None
 
-    def select_sql(self) -> str:
-        return _select(self.dims, self.month, self.week, {m: e.sum_sql() for m, e in self.measures.items()},
-                       f"{self.table} WHERE {self.where}" if self.where else self.table)
+    def select_sql(self, *, own: bool = False) -> str:
+        """SELECT the dimensions, ``month``, ``week`` and every measure of ``MEASURES`` (0 where not this
+        source's), grouped; ``own``: only this source's measures (``own_measures``)."""
+        sums = {m: e.sum_sql() for m, e in self.measures.items()}
+        return _select(self.dims, self.month, self.week, sums,
+                       f"{self.table} WHERE {self.where}" if self.where else self.table,
+                       measures=self.own_measures() if own else MEASURES)
+
+    def own_measures(self) -> tuple[str, ...]:
+        return tuple(m for m in MEASURES if m in self.measures)
 
 
-def _cell_sources(sql: Sql, batch: bool = False) -> list[str]:
-    return [source.select_sql() for source in measure_sources(sql, batch)]
+STAGED_CHARGES = "report_staged_charges"  # a refresh's charges with their keys (``staged_charges_sql``)
 
 
-def measure_sources(sql: Sql, batch: bool = False) -> list[Source]:
+def measure_sources(sql: Sql, batch: bool = False, *, staged: bool = False) -> list[Source]:
     """Every measure of ``MEASURES`` by the rows it is summed over (each measure in one source); ``batch``:
-    the rows of a batch's cells across practices (``_batch_params``), else of one practice's months."""
+    the rows of a batch's cells across practices (``_batch_params``), else of one practice's months.
+    ``staged``: the charges and remittances read the batch's charges from ``STAGED_CHARGES`` (made by
+    ``staged_charges_sql``), whose keys are computed once for the charges, the remittances and the credits."""
     in_range = "{practice} AND {a}.{col} >= {lo} AND {a}.{col} < {hi} AND {months}"
 
     def where(a: str, col: str, dated: bool = False) -> str:
@@ -707,23 +719,29 @@ def measure_sources(sql: Sql, batch: bool = False) -> list[Source]:
     # a charge's service line: its own, else its encounter's or appointment's, else its procedure code's
     # (hub.reports.attribution); remittances and credits count under their charge's
     charge_dims = {**_dims("c", fc=True), "service_line": charge_service_line("c")}
-    charges = Source("charges", f"charges c{charge_joins('c')}{sql.rvu_joins('c')}",  # priced by work RVU too
-                     where("c", "service_date", dated=True), charge_dims,
-                     sql.month("c.service_date"), sql.week("c.service_date"), {
+    charge_month, charge_week, work_milli = sql.month("c.service_date"), sql.week("c.service_date"), \
+        sql.work_rvu_milli("c")
+    charges_from = f"charges c{charge_joins('c')}{sql.rvu_joins('c')}"  # priced by work RVU too
+    charged_where: str | None = where("c", "service_date", dated=True)
+    remits_from = f"charges c JOIN remittances r ON r.practice = c.practice AND r.charge_source_id = c.source_id" \
+                  f"{charge_joins('c')}"
+    if staged:
+        charge_dims = {d: f"c.{d}" for d in DIMS}
+        charge_month, charge_week, work_milli, charged_where = "c.month", "c.week", "c.work_milli", None
+        charges_from = f"{STAGED_CHARGES} c"
+        remits_from = f"{STAGED_CHARGES} c JOIN remittances r ON r.practice = c.practice AND " \
+                      "r.charge_source_id = c.source_id"
+    charges = Source("charges", charges_from, charged_where, charge_dims, charge_month, charge_week, {
         "charge_lines": Measure(),
         "charges_cents": Measure("COALESCE(c.amount, 0)"),
         "charges_posted": Measure(when="c.posted_on IS NOT NULL"),
         "charge_lag_days": Measure(sql.days("c.posted_on", "c.service_date"), "c.posted_on IS NOT NULL"),
         # a line no RVU row prices counts no work RVUs, and is not among rvu_lines (hub.reports.rvus)
-        "work_rvu_milli": Measure(f"COALESCE(c.units, 1) * {sql.work_rvu_milli('c')}",
-                                  f"{sql.work_rvu_milli('c')} IS NOT NULL"),
-        "rvu_lines": Measure(when=f"{sql.work_rvu_milli('c')} IS NOT NULL"),
+        "work_rvu_milli": Measure(f"COALESCE(c.units, 1) * {work_milli}", f"{work_milli} IS NOT NULL"),
+        "rvu_lines": Measure(when=f"{work_milli} IS NOT NULL"),
         **mix,
     }, "'charge'", "c.source_id")
-    remits = Source("remittances", "charges c JOIN remittances r ON r.practice = c.practice AND "
-                    f"r.charge_source_id = c.source_id{charge_joins('c')}", where("c", "service_date", dated=True),
-                    charge_dims,
-                    sql.month("c.service_date"), sql.week("c.service_date"), {
+    remits = Source("remittances", remits_from, charged_where, charge_dims, charge_month, charge_week, {
         "payments_cents": Measure("COALESCE(r.paid_amount, 0)"),
         "adjustments_cents": Measure("COALESCE(r.adjustment_amount, 0)"),
         "contractual_cents": Measure(sql.contractual_cents("r.adjustments")),
@@ -780,53 +798,66 @@ def _hist_sources(sql: Sql, batch: bool = False) -> list[tuple[str, str]]:
     return out
 
 
-def _credits_sql(sql: Sql, batch: bool = False) -> str:
-    dims = {**_dims("c", fc=True), "service_line": charge_service_line("c")}
+def staged_charges_sql(sql: Sql) -> str:
+    """CREATE the temporary table ``STAGED_CHARGES``: the batch's charges (``_batch_params``) with the keys their
+    figures are kept by (each dimension, ``month``, ``week``), their work RVU price (``work_milli``) and the columns
+    the measures read, each key computed once (a charge's provider and service line are looked up per row). The
+    measures read its ``financial_class`` key, '' where the charge has none: as NULL, it is no class of the mix."""
+    charges = next(s for s in measure_sources(sql, batch=True) if s.name == "charges")
+    keys = ", ".join(f"{expr} AS {name}" for name, expr in charges.dims.items())
+    raw = ", ".join(f"c.{column}" for column in ("source_id", "amount", "units", "posted_on", "service_date"))
+    return (f"CREATE TEMPORARY TABLE {STAGED_CHARGES} AS SELECT {keys}, {charges.month} AS month, "
+            f"{charges.week} AS week, {sql.work_rvu_milli('c')} AS work_milli, "
+            f"{raw} FROM {charges.table} WHERE {charges.where}")
+
+
+def _credits_sql(sql: Sql) -> str:
+    """INSERT the batch's fine credits, from ``STAGED_CHARGES``."""
     paid_on = "COALESCE(r.paid_on, c.service_date)"
-    keys = [sql.month("c.service_date"), sql.week("c.service_date"), sql.month(paid_on), sql.week(paid_on)]
-    return (f"INSERT INTO report_credits (grain, {', '.join(DIMS)}, month, week, paid_month, paid_week, "
-            f"credits_cents) SELECT 'fine', {', '.join([*dims.values(), *keys])}, "
-            f"SUM(COALESCE(r.paid_amount, 0) + COALESCE(r.adjustment_amount, 0)) FROM charges c JOIN remittances r "
-            f"ON r.practice = c.practice AND r.charge_source_id = c.source_id{charge_joins('c')} "
-            f"WHERE {_practice_is('c.practice', batch)} AND "
-            f"c.service_date >= {sql.date_param('dlo')} AND c.service_date < {sql.date_param('dhi')} AND "
-            f"{_month_in('c.practice', sql.month('c.service_date'), batch)} "
-            f"GROUP BY {', '.join([*dims.values(), *keys])}")
+    keys = [*(f"c.{d}" for d in DIMS), "c.month", "c.week", sql.month(paid_on), sql.week(paid_on)]
+    return (f"INSERT INTO {report_fine_credits.name} ({', '.join(DIMS)}, month, week, paid_month, paid_week, "
+            f"credits_cents) SELECT {', '.join(keys)}, "
+            f"SUM(COALESCE(r.paid_amount, 0) + COALESCE(r.adjustment_amount, 0)) FROM {STAGED_CHARGES} c "
+            f"JOIN remittances r ON r.practice = c.practice AND r.charge_source_id = c.source_id "
+            f"GROUP BY {', '.join(keys)}")
 
 
 def _refresh_batch(conn: sa.Connection, sql: Sql, cells: set[Cell], *, meanwhile: Callable[[], None] | None = None
                    ) -> None:
-    """Recompute the rollups of ``cells`` (of any practices) with one statement per rollup for all of them:
-    a statement's cost at this size is mostly its planning and round trip, not its rows. ``meanwhile``: work of
-    the same transaction that reads none of these rollups, run once the statements are sent (on PostgreSQL the
-    server computes them meanwhile, on the machine's other core)."""
+    """Recompute the rollups of ``cells`` (of any practices) with one statement per source and rollup for all of
+    them: a statement's cost at this size is mostly its planning and round trip, not its rows. Each source adds
+    its own fine rows (``report_fine_cells``: its measures only, no regrouping into one row per key). ``meanwhile``:
+    work of the same transaction that reads none of these rollups, run once the statements are sent (on
+    PostgreSQL the server computes them meanwhile, on the machine's other core)."""
     params = _batch_params(cells)
     third_available = [row for practice, months in sorted(_months_by_practice(cells).items())  # slots only
                        for row in _third_available(conn, practice, sorted(months))]
-    cols = ", ".join([*DIMS, "month", "week", *MEASURES])
-    sums = ", ".join(f"SUM({m})" for m in MEASURES)
-    hist_cols = f"{', '.join(DIMS)}, month, week, metric, value"
+    dims = ", ".join(DIMS)
     by_practice = sorted(_months_by_practice(cells).items())
     with round_trip(conn):  # nothing here is read back; the server still runs the statements in order
-        for table in (report_cells, report_hist, report_credits):
+        for table in (report_cells, report_hist, report_credits, report_fine_cells, report_fine_hist,
+                      report_fine_credits):
             for practice, months in by_practice:  # (practice, month) IN (pairs) made SQLite scan the table
                 conn.execute(sa.delete(table).where(table.c.practice == practice, table.c.month.in_(months)))
-        union = " UNION ALL ".join(_cell_sources(sql, batch=True))
-        conn.execute(_text(f"INSERT INTO report_cells (grain, {cols}) SELECT 'fine', {', '.join(DIMS)}, month, "
-                           f"week, {sums} FROM ({union}) u GROUP BY {', '.join(DIMS)}, month, week"), params)
+        conn.execute(_text(staged_charges_sql(sql)), params)
+        for source in measure_sources(sql, batch=True, staged=True):
+            own = ", ".join(source.own_measures())
+            conn.execute(_text(f"INSERT INTO {report_fine_cells.name} ({dims}, month, week, {own}) "
+                               f"{source.select_sql(own=True)}"), params)
         for _, select in _hist_sources(sql, batch=True):
-            conn.execute(_text(f"INSERT INTO report_hist (grain, {hist_cols}, n) SELECT 'fine', {hist_cols}, n "
-                               f"FROM ({select}) h"), params)
-        insert_rows(conn, report_hist, third_available)
-        conn.execute(_text(_credits_sql(sql, batch=True)), params)
+            conn.execute(_text(f"INSERT INTO {report_fine_hist.name} ({dims}, month, week, metric, value, n) "
+                               f"{select}"), params)
+        insert_rows(conn, report_fine_hist, third_available)
+        conn.execute(_text(_credits_sql(sql)), params)
+        conn.execute(sa.text(f"DROP TABLE {STAGED_CHARGES}"))
         for practice, months in by_practice:
-            _coarse_grains(conn, cols, sums, hist_cols, _params(practice, sorted(months)))
+            _coarse_grains(conn, _params(practice, sorted(months)))
         if meanwhile is not None:
             meanwhile()
     refresh_summaries(conn, cells)
 
 
-def _coarse_grains(conn: sa.Connection, cols: str, sums: str, hist_cols: str, params: dict[str, Any]) -> None:
+def _coarse_grains(conn: sa.Connection, params: dict[str, Any]) -> None:
     # the coarse grains the common "by site" reports read, of one practice's months (``_params``): by week,
     # summed from the fine rows, then by month (week '', so a month report reads one row per month, not one per
     # week of it) summed from the weekly rows, a few per month where the fine rows are about one per record;
@@ -835,23 +866,39 @@ def _coarse_grains(conn: sa.Connection, cols: str, sums: str, hist_cols: str, pa
     # primary key leads with the grain and the practice) however stale the planner's statistics (after a
     # backfill into empty rollups, a condition on several practices had it read every practice's rows)
     cells = "practice = :p AND month >= :lo AND month < :hi AND month IN :months"
-    fine, weekly = "grain = 'fine'", f"grain = '{SITE_WEEK_GRAIN}'"
-    for grain, week, cells_from, rows_from in ((SITE_WEEK_GRAIN, "week", f"{fine} AND week <> ''", fine),
-                                               ("site", "''", f"({weekly} OR ({fine} AND week = ''))", weekly)):
+    weekly = f"grain = '{SITE_WEEK_GRAIN}'"
+    sums = ", ".join(f"COALESCE(SUM({m}), 0)" for m in MEASURES)  # a fine row has NULL for another source's
+    cols, hist_cols = ", ".join([*DIMS, "month", "week", *MEASURES]), f"{', '.join(DIMS)}, month, week, metric, value"
+    credit_cols = f"{', '.join(DIMS)}, month, week, paid_month, paid_week, credits_cents"
+
+    def rows(fine: sa.Table, where: str, coarse: sa.Table | None = None, columns: str = "") -> str:
+        """The rows a grain sums: the fine table's ``where``, and the weekly grain's rows of ``coarse``."""
+        out = f"SELECT {columns} FROM {fine.name} WHERE {where} AND {cells}"
+        if coarse is None:
+            return out
+        return f"{out} UNION ALL SELECT {columns} FROM {coarse.name} WHERE {weekly} AND {cells}"
+
+    for grain, week in ((SITE_WEEK_GRAIN, "week"), ("site", "''")):
         by_week = "" if week == "''" else ", week"
+        site = grain == "site"
+        cells_from = rows(report_fine_cells, "week = ''" if site else "week <> ''", report_cells if site else None,
+                          cols)
         conn.execute(_text(f"INSERT INTO report_cells (grain, {cols}) SELECT '{grain}', practice, '*', '*', "
-                           f"service_line, '*', month, {week}, {sums} FROM report_cells WHERE {cells_from} AND "
-                           f"{cells} GROUP BY practice, service_line, month{by_week}"), params)
+                           f"service_line, '*', month, {week}, {sums} FROM ({cells_from}) u "
+                           f"GROUP BY practice, service_line, month{by_week}"), params)
+        hist_from = (f"SELECT {hist_cols}, n FROM report_hist WHERE {weekly} AND {cells}" if site else
+                     f"SELECT {hist_cols}, n FROM {report_fine_hist.name} WHERE {cells}")
         conn.execute(_text(f"INSERT INTO report_hist (grain, {hist_cols}, n) SELECT '{grain}', practice, '*', '*', "
-                           f"service_line, '*', month, {week}, metric, value, SUM(n) FROM report_hist WHERE "
-                           f"{rows_from} AND {cells} "
+                           f"service_line, '*', month, {week}, metric, value, SUM(n) FROM ({hist_from}) h "
                            f"GROUP BY practice, service_line, month{by_week}, metric, value"), params)
         paid_week = "paid_week" if week == "week" else "''"
         paid_by_week = "" if week == "''" else ", week, paid_week"
+        credits_from = (f"SELECT {credit_cols} FROM report_credits WHERE {weekly} AND {cells}" if site else
+                        f"SELECT {credit_cols} FROM {report_fine_credits.name} WHERE {cells}")
         conn.execute(_text("INSERT INTO report_credits (grain, practice, location, provider, service_line, "
                            f"financial_class, month, week, paid_month, paid_week, credits_cents) SELECT '{grain}', "
                            f"practice, '*', '*', service_line, '*', month, {week}, paid_month, {paid_week}, "
-                           f"SUM(credits_cents) FROM report_credits WHERE {rows_from} AND {cells} "
+                           f"SUM(credits_cents) FROM ({credits_from}) k "
                            f"GROUP BY practice, service_line, month, paid_month{paid_by_week}"),
                      params)
 
@@ -889,7 +936,7 @@ def _third_available(conn: sa.Connection, practice: str, months: list[str]) -> l
                 if i + 2 < len(days) and (days[i + 2] - start).days <= THIRD_AVAILABLE_HORIZON:
                     week = (start - dt.timedelta(days=start.weekday())).isoformat()
                     hist[(loc, prov, line, month, week, metric, (days[i + 2] - start).days)] += 1
-    return [{"grain": "fine", "practice": practice, "location": loc, "provider": prov, "service_line": line,
+    return [{"practice": practice, "location": loc, "provider": prov, "service_line": line,
              "financial_class": "", "month": month, "week": week, "metric": metric, "value": value, "n": n}
             for (loc, prov, line, month, week, metric, value), n in hist.items()]
 

@@ -7,8 +7,8 @@ batch touched. It holds an opaque patient key, never a name or identifier, and i
 never read by a report except through the aggregates. (The indexes the recomputing reads the
 base tables by live with those tables, in ``hub.model.tables``.)
 
-Three grains of ``report_cells``, ``report_hist`` and ``report_credits``: ``fine``
-(practice × location × provider × service line × financial class × month × week),
+Three grains of cells, histograms and credits: ``fine`` (practice × location × provider ×
+service line × financial class × month × week; tables of their own, ``report_fine_*``),
 ``site`` (practice × service line × month, the others ``*`` and the week ``''``) and
 ``siteweek`` (practice × service line × month × week). The engine reads the coarsest
 grain that answers a request, so the common "by site and month" (or week) query reads
@@ -26,6 +26,8 @@ comparison of the month in progress; there ``week`` holds the last day counted (
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -103,6 +105,25 @@ report_credits = sa.Table(
     sa.PrimaryKeyConstraint("grain", *DIMS, "month", "week", "paid_month", "paid_week", name="pk_report_credits"),
     sa.Index("ix_report_credits_practice_month", "practice", "month"),
 )
+
+# The fine grain, apart from the coarse ones: one table each of cells, histograms and credits, rows only added and
+# deleted by (practice, month), never updated, so they have no key. A fine row is about one record (the detail is
+# that fine), so a key's upkeep was most of the cost of writing them, and regrouping the sources' rows into one
+# row per key (each source its own measures) was most of the rest: here each source adds its own rows, with only its
+# own measures (the others NULL, which costs no space), and a reader sums them (``SUM`` skips NULLs) as it sums
+# cells anyway. ``report_cells`` and its fellows keep the coarse grains (``site``, ``siteweek``, ``samedays``).
+def _fine(name: str, *columns: sa.Column[Any]) -> sa.Table:
+    return sa.Table(name, metadata, *_dims(), sa.Column("month", sa.String(7), nullable=False), _week(), *columns,
+                    sa.Index(f"ix_{name}_practice_month", "practice", "month"))
+
+
+report_fine_cells = _fine("report_fine_cells", *[sa.Column(m, sa.BigInteger(), nullable=True) for m in MEASURES])
+report_fine_hist = _fine("report_fine_hist", sa.Column("metric", sa.String(40), nullable=False),
+                         sa.Column("value", sa.Integer(), nullable=False),
+                         sa.Column("n", sa.BigInteger(), nullable=False))
+report_fine_credits = _fine("report_fine_credits", sa.Column("paid_month", sa.String(7), nullable=False),
+                            _week("paid_week"), sa.Column("credits_cents", sa.BigInteger(), nullable=False))
+FINE = {"cells": report_fine_cells, "hist": report_fine_hist, "credits": report_fine_credits}
 
 # distinct-patient retention, kept by exact deltas for each scope ('*' = every practice / line) and each
 # kind of period: period_kind 'month' (period "2025-03"), 'quarter' ("2025-Q1"), 'year' ("2025"), 'week'
@@ -197,6 +218,7 @@ report_dirty = _cell_marks("report_dirty", "NULL: marked before times were kept 
 # left is taken again by the next. Freshness and the background refresh count these as waiting.
 report_refreshing = _cell_marks("report_refreshing", "the mark's time, as report_dirty kept it")
 
-REPORT_TABLES = (report_dirty, report_refreshing, report_cells, report_hist, report_credits, report_retention,
+REPORT_TABLES = (report_dirty, report_refreshing, report_cells, report_hist, report_credits, report_fine_cells,
+                 report_fine_hist, report_fine_credits, report_retention,
                  report_visits, report_costs,
                  report_medians)

@@ -155,7 +155,8 @@ def test_quarter_folds_months_and_rebuild_gives_the_same(loaded: Any) -> None:
     assert by_quarter.rows[0]["values"]["visit_volume"] == sum(r["values"]["visit_volume"] for r in by_month.rows)
     before = compute_report(engine, by="site,month").to_dict()
     with writer(engine).begin() as conn:
-        for table in ("report_cells", "report_hist", "report_credits", "report_retention", "report_visits"):
+        for table in ("report_cells", "report_hist", "report_credits", "report_fine_cells", "report_fine_hist",
+                      "report_fine_credits", "report_retention", "report_visits"):
             conn.exec_driver_sql(f"DELETE FROM {table}")
         rollups.rebuild_all(conn)
     after = compute_report(engine, by="site,month").to_dict()
@@ -170,8 +171,9 @@ def test_kept_medians_equal_medians_from_the_fine_histograms(loaded: Any) -> Non
     rollups.refresh_dirty(engine)  # ingest only marks cells; a report (or this) recomputes them
     monthly, weekly = "third_available_days", WEEKLY_THIRD_AVAILABLE
     with engine.connect() as conn:
-        fine = medians(conn, ["practice", "month"], "grain = 'fine' AND metric <> :skip", {"skip": weekly})
-        fine_weeks = medians(conn, ["practice", "week"], "grain = 'fine' AND metric <> :skip", {"skip": monthly})
+        fine = medians(conn, ["practice", "month"], "metric <> :skip", {"skip": weekly}, table="report_fine_hist")
+        fine_weeks = medians(conn, ["practice", "week"], "metric <> :skip", {"skip": monthly},
+                             table="report_fine_hist")
         kept = {(r.practice, r.month or r.week, r.metric): r.median
                 for r in conn.exec_driver_sql("SELECT practice, month, week, metric, median FROM report_medians "
                                               "WHERE grain = 'pm'")}

@@ -38,9 +38,9 @@ def test_a_cell_of_unpriced_lines_only_is_stored_with_zero_charges(database_url:
     refresh_dirty(runtime.engine)
     with runtime.engine.connect() as conn:
         cells = dict(conn.execute(sa.text(
-            "SELECT provider, charges_cents + charges_unknown_cents FROM report_cells "
-            "WHERE practice = 'north' AND month = '2025-05' AND grain = 'fine'")).all())
-        lines = conn.execute(sa.text("SELECT SUM(charge_lines) FROM report_cells WHERE practice = 'north' "
-                                     "AND month = '2025-05' AND grain = 'fine'")).scalar()
+            "SELECT provider, charges_cents + charges_unknown_cents FROM report_fine_cells "  # the charges' rows
+            "WHERE practice = 'north' AND month = '2025-05' AND charge_lines IS NOT NULL")).all())
+        lines = conn.execute(sa.text("SELECT SUM(charge_lines) FROM report_fine_cells WHERE practice = 'north' "
+                                     "AND month = '2025-05'")).scalar()
     assert lines == 4
     assert sorted(cells.values()) == [0, 16000]  # DR2: 0 + 0; DR1: 8000 + 8000 (unknown financial class)
