@@ -672,14 +672,16 @@ class Source:
         return tuple(m for m in MEASURES if m in self.measures)
 
 
-STAGED_CHARGES = "report_staged_charges"  # a refresh's charges with their keys (``staged_charges_sql``)
+STAGED_CHARGES = "report_staged_charges"  # a refresh's charges with their keys (``staged_sql``)
+STAGED_APPOINTMENTS = "report_staged_appointments"  # and its appointments
 
 
 def measure_sources(sql: Sql, batch: bool = False, *, staged: bool = False) -> list[Source]:
     """Every measure of ``MEASURES`` by the rows it is summed over (each measure in one source); ``batch``:
     the rows of a batch's cells across practices (``_batch_params``), else of one practice's months.
-    ``staged``: the charges and remittances read the batch's charges from ``STAGED_CHARGES`` (made by
-    ``staged_charges_sql``), whose keys are computed once for the charges, the remittances and the credits."""
+    ``staged``: the charges and remittances read the batch's charges from ``STAGED_CHARGES``, the appointments
+    from ``STAGED_APPOINTMENTS`` (made by ``staged_sql``), whose keys are computed once for all their figures
+    (the charges, remittances and credits; the appointments and their lead times)."""
     in_range = "{practice} AND {a}.{col} >= {lo} AND {a}.{col} < {hi} AND {months}"
 
     def where(a: str, col: str, dated: bool = False) -> str:
@@ -697,8 +699,12 @@ def measure_sources(sql: Sql, batch: bool = False, *, staged: bool = False) -> l
         "consults_cosmetic": Measure(when=cosmetic_consult),
         "consults_cosmetic_converted": Measure(when=f"{cosmetic_consult} AND v.converted"),
     }, "v.kind", "v.source_id")
-    appts = Source("appointments", "appointments a", where("a", "start"), _dims("a"), sql.month("a.start"),
-                   sql.week("a.start"), {
+    appts_from, appts_where, appts_dims, appts_month, appts_week = (
+        "appointments a", where("a", "start"), _dims("a"), sql.month("a.start"), sql.week("a.start"))
+    if staged:
+        appts_from, appts_where, appts_dims, appts_month, appts_week = (
+            f"{STAGED_APPOINTMENTS} a", None, {d: f"a.{d}" for d in DIMS}, "a.month", "a.week")
+    appts = Source("appointments", appts_from, appts_where, appts_dims, appts_month, appts_week, {
         "appts_scheduled": Measure(when=f"a.status IN ({_q(SCHEDULED)})"),
         "appts_noshow": Measure(when="a.status = 'noshow'"),
         "appts_cancelled": Measure(when="a.status = 'cancelled'"),
@@ -776,15 +782,19 @@ def _referrals_sql(sql: Sql, batch: bool = False) -> str:
             f"f.received_on < {sql.date_param('dhi')} AND {_month_in('f.practice', month, batch)}")
 
 
-def _hist_sources(sql: Sql, batch: bool = False) -> list[tuple[str, str]]:
+def _hist_sources(sql: Sql, batch: bool = False, *, staged: bool = False) -> list[tuple[str, str]]:
+    """(metric, SELECT of its histogram rows); ``batch`` as ``measure_sources``; ``staged``: the appointments
+    read from ``STAGED_APPOINTMENTS``."""
     lead = sql.days("a.start", "a.booked_at")
-    month, week = sql.month("a.start"), sql.week("a.start")
-    appts = (f"SELECT {', '.join(f'{e} AS {n}' for n, e in _dims('a').items())}, {month} AS month, "
-             f"{week} AS week, 'lead_days' AS metric, {lead} AS value, COUNT(*) AS n FROM appointments a "
-             f"WHERE {_practice_is('a.practice', batch)} AND a.start >= :lo AND a.start < :hi AND "
-             f"{_month_in('a.practice', month, batch)} "
-             f"AND a.status IN ({_q(SCHEDULED)}) AND a.booked_at IS NOT NULL AND a.booked_at <= a.start "
-             f"GROUP BY {', '.join(_grouping([*_dims('a').values(), month, week, lead]))}")
+    dims, month, week = _dims("a"), sql.month("a.start"), sql.week("a.start")
+    rows = (f"appointments a WHERE {_practice_is('a.practice', batch)} AND a.start >= :lo AND a.start < :hi AND "
+            f"{_month_in('a.practice', month, batch)} AND ")
+    if staged:
+        dims, month, week, rows = {d: f"a.{d}" for d in DIMS}, "a.month", "a.week", f"{STAGED_APPOINTMENTS} a WHERE "
+    appts = (f"SELECT {', '.join(f'{e} AS {n}' for n, e in dims.items())}, {month} AS month, "
+             f"{week} AS week, 'lead_days' AS metric, {lead} AS value, COUNT(*) AS n FROM {rows}"
+             f"a.status IN ({_q(SCHEDULED)}) AND a.booked_at IS NOT NULL AND a.booked_at <= a.start "
+             f"GROUP BY {', '.join(_grouping([*dims.values(), month, week, lead]))}")
     out = [("lead_days", appts)]
     month, week = sql.month("f.received_on"), sql.week("f.received_on")
     for metric, column in (("referral_to_scheduled_days", "first_scheduled"),
@@ -798,17 +808,27 @@ def _hist_sources(sql: Sql, batch: bool = False) -> list[tuple[str, str]]:
     return out
 
 
-def staged_charges_sql(sql: Sql) -> str:
-    """CREATE the temporary table ``STAGED_CHARGES``: the batch's charges (``_batch_params``) with the keys their
-    figures are kept by (each dimension, ``month``, ``week``), their work RVU price (``work_milli``) and the columns
-    the measures read, each key computed once (a charge's provider and service line are looked up per row). The
-    measures read its ``financial_class`` key, '' where the charge has none: as NULL, it is no class of the mix."""
-    charges = next(s for s in measure_sources(sql, batch=True) if s.name == "charges")
-    keys = ", ".join(f"{expr} AS {name}" for name, expr in charges.dims.items())
-    raw = ", ".join(f"c.{column}" for column in ("source_id", "amount", "units", "posted_on", "service_date"))
-    return (f"CREATE TEMPORARY TABLE {STAGED_CHARGES} AS SELECT {keys}, {charges.month} AS month, "
-            f"{charges.week} AS week, {sql.work_rvu_milli('c')} AS work_milli, "
-            f"{raw} FROM {charges.table} WHERE {charges.where}")
+def staged_sql(sql: Sql) -> list[str]:
+    """CREATE the temporary tables ``STAGED_CHARGES`` and ``STAGED_APPOINTMENTS``: the batch's charges and
+    appointments (``_batch_params``) with the keys their figures are kept by (each dimension, ``month``, ``week``)
+    and the columns the measures read, each key computed once (a row's provider and a charge's service line are
+    looked up per row); the charges with their work RVU price (``work_milli``). The measures read a charge's
+    ``financial_class`` key, '' where the charge has none: as NULL, it is no class of the mix either. (On
+    PostgreSQL, unlike an INSERT's, a CREATE TABLE AS's query may run in parallel.)"""
+    sources = {s.name: s for s in measure_sources(sql, batch=True)}
+    out = []
+    for table, name, extra, raw in (
+            (STAGED_CHARGES, "charges", f"{sql.work_rvu_milli('c')} AS work_milli",
+             ("source_id", "amount", "units", "posted_on", "service_date")),
+            (STAGED_APPOINTMENTS, "appointments", None,
+             ("status", "start", "cancelled_at", "booked_at", "duration_min"))):
+        source = sources[name]
+        alias = source.table.split()[1]
+        columns = [*(f"{expr} AS {key}" for key, expr in source.dims.items()), f"{source.month} AS month",
+                   f"{source.week} AS week", *([extra] if extra else []), *(f"{alias}.{c}" for c in raw)]
+        out.append(f"CREATE TEMPORARY TABLE {table} AS SELECT {', '.join(columns)} FROM {source.table} "
+                   f"WHERE {source.where}")
+    return out
 
 
 def _credits_sql(sql: Sql) -> str:
@@ -839,17 +859,19 @@ def _refresh_batch(conn: sa.Connection, sql: Sql, cells: set[Cell], *, meanwhile
                       report_fine_credits):
             for practice, months in by_practice:  # (practice, month) IN (pairs) made SQLite scan the table
                 conn.execute(sa.delete(table).where(table.c.practice == practice, table.c.month.in_(months)))
-        conn.execute(_text(staged_charges_sql(sql)), params)
+        for stage in staged_sql(sql):
+            conn.execute(_text(stage), params)
         for source in measure_sources(sql, batch=True, staged=True):
             own = ", ".join(source.own_measures())
             conn.execute(_text(f"INSERT INTO {report_fine_cells.name} ({dims}, month, week, {own}) "
                                f"{source.select_sql(own=True)}"), params)
-        for _, select in _hist_sources(sql, batch=True):
+        for _, select in _hist_sources(sql, batch=True, staged=True):
             conn.execute(_text(f"INSERT INTO {report_fine_hist.name} ({dims}, month, week, metric, value, n) "
                                f"{select}"), params)
         insert_rows(conn, report_fine_hist, third_available)
         conn.execute(_text(_credits_sql(sql)), params)
-        conn.execute(sa.text(f"DROP TABLE {STAGED_CHARGES}"))
+        for table in (STAGED_CHARGES, STAGED_APPOINTMENTS):
+            conn.execute(sa.text(f"DROP TABLE {table}"))
         for practice, months in by_practice:
             _coarse_grains(conn, _params(practice, sorted(months)))
         if meanwhile is not None:

@@ -255,3 +255,65 @@ def test_reports_after_an_upgrade_from_before_the_rollups_equal_a_fresh_stores(d
         assert conn.execute(sa.text("SELECT COUNT(*) FROM report_cells")).scalar() == 0
         assert conn.execute(sa.text("SELECT COUNT(*) FROM report_dirty")).scalar() > 0
     assert reports() == fresh
+
+
+def test_migration_0019_moves_the_fine_rollups_both_ways_and_the_reports_stay_the_same(database_url):
+    import random
+
+    from hub.reports import compute_report, rollups
+    from hub.store import canonical
+    from hub.store.engine import writer
+    from hub.store.practices import add_practice
+    from tests.reports import synthetic
+
+    engine = get_engine(database_url)
+    records = synthetic.build_records()
+    random.Random(5).shuffle(records)
+    with writer(engine).begin() as conn:
+        for slug in synthetic.SITES:
+            add_practice(conn, slug, slug)
+    for i in range(0, len(records), 400):
+        items = [(r, None) for r in records[i:i + 400]]
+        with writer(engine).begin() as conn, rollups.tracking(conn, items):
+            canonical.upsert_records(conn, items)
+    rollups.refresh_dirty(engine)
+    slicings = ("provider,month", "location,week", "financial_class,service_line,quarter", "provider,site,year")
+
+    def reports() -> list[object]:
+        return [compute_report(engine, by=by, date_from="2024-01-01", date_to="2024-12-31").to_dict()["rows"]
+                for by in slicings]
+
+    def fine_sums(table: str, where: str = "") -> tuple[object, ...]:
+        with engine.connect() as conn:
+            return tuple(conn.execute(sa.text(
+                f"SELECT SUM(visits), SUM(appts_scheduled), SUM(charges_cents), SUM(payments_cents) FROM {table} "
+                f"{where}")).one())
+
+    before = reports()
+    assert any(row["values"]["visit_volume"] for row in before[0])
+    fine = fine_sums("report_fine_cells")
+    with engine.connect() as conn:
+        credits = conn.execute(sa.text("SELECT SUM(credits_cents) FROM report_fine_credits")).scalar()
+        lead = conn.execute(sa.text("SELECT SUM(n) FROM report_fine_hist WHERE metric = 'lead_days'")).scalar()
+    assert all(fine) and credits and lead
+
+    _upgrade(engine, "0018", down=True)  # the fine rows go back under the rollup tables' key, one row per key
+    with engine.connect() as conn:
+        assert "report_fine_cells" not in sa.inspect(conn).get_table_names()
+        rows, keys = conn.execute(sa.text(
+            "SELECT COUNT(*), COUNT(DISTINCT practice || '|' || location || '|' || provider || '|' || service_line "
+            "|| '|' || financial_class || '|' || month || '|' || week) FROM report_cells WHERE grain = 'fine'")).one()
+        assert rows == keys > 0
+        assert conn.execute(sa.text("SELECT SUM(credits_cents) FROM report_credits WHERE grain = 'fine'")).scalar() \
+            == credits
+        assert conn.execute(sa.text("SELECT SUM(n) FROM report_hist WHERE grain = 'fine' AND metric = 'lead_days'")
+                            ).scalar() == lead
+    assert fine_sums("report_cells", "WHERE grain = 'fine'") == fine
+
+    _upgrade(engine, "head")  # and over again: moved, not recomputed (no cell waits)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM report_dirty")).scalar() == 0
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM report_cells WHERE grain = 'fine'")).scalar() == 0
+    assert fine_sums("report_fine_cells") == fine
+    assert reports() == before
+    engine.dispose()
