@@ -699,6 +699,7 @@ def measure_sources(sql: Sql, batch: bool = False, *, staged: bool = False) -> l
         "consults_cosmetic": Measure(when=cosmetic_consult),
         "consults_cosmetic_converted": Measure(when=f"{cosmetic_consult} AND v.converted"),
     }, "v.kind", "v.source_id")
+    appts_where: str | None
     appts_from, appts_where, appts_dims, appts_month, appts_week = (
         "appointments a", where("a", "start"), _dims("a"), sql.month("a.start"), sql.week("a.start"))
     if staged:
@@ -870,8 +871,8 @@ def _refresh_batch(conn: sa.Connection, sql: Sql, cells: set[Cell], *, meanwhile
                                f"{select}"), params)
         insert_rows(conn, report_fine_hist, third_available)
         conn.execute(_text(_credits_sql(sql)), params)
-        for table in (STAGED_CHARGES, STAGED_APPOINTMENTS):
-            conn.execute(sa.text(f"DROP TABLE {table}"))
+        for staged in (STAGED_CHARGES, STAGED_APPOINTMENTS):
+            conn.execute(sa.text(f"DROP TABLE {staged}"))
         for practice, months in by_practice:
             _coarse_grains(conn, _params(practice, sorted(months)))
         if meanwhile is not None:
