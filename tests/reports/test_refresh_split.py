@@ -12,8 +12,12 @@ import sqlalchemy as sa
 from hub.reports import rollups
 from hub.reports.tables import (
     report_cells,
+    report_costs,
     report_credits,
     report_dirty,
+    report_fine_cells,
+    report_fine_credits,
+    report_fine_hist,
     report_hist,
     report_medians,
     report_retention,
@@ -24,7 +28,8 @@ from hub.store.engine import get_engine, writer
 from hub.store.practices import add_practice
 from tests.reports import synthetic
 
-ROLLUPS = (report_cells, report_hist, report_credits, report_retention, report_visits, report_medians)
+ROLLUPS = (report_cells, report_hist, report_credits, report_fine_cells, report_fine_hist, report_fine_credits,
+           report_retention, report_visits, report_medians)
 
 
 def _load(url: str) -> sa.Engine:
@@ -41,6 +46,14 @@ def _load(url: str) -> sa.Engine:
         items = [(r, None) for r in batch]
         with writer(engine).begin() as conn, rollups.tracking(conn, items):
             canonical.upsert_records(conn, items)
+    # imported costs: the one kind of row in no week (the monthly grain takes them apart from the weekly)
+    costs = [{"practice": slug, "service_line": line, "month": month, "cost_cents": 100_000 + 7 * i}
+             for i, (slug, line, month) in enumerate((s, line, m) for s in synthetic.SITES
+                                                     for line in ("dermatology", "cosmetic_aesthetics")
+                                                     for m in ("2024-02", "2024-05"))]
+    with writer(engine).begin() as conn:
+        conn.execute(sa.insert(report_costs), costs)
+        rollups.mark_dirty(conn, {(c["practice"], c["month"]) for c in costs})
     return engine
 
 
@@ -78,6 +91,9 @@ def test_a_refresh_split_across_transactions_equals_one_transaction(database_url
         assert commits[0] == 1 and max(commits) > 1 and len(commits) < marked  # one cell first, then more at once
     split = _rollups(engine)
     assert sum(len(rows) for rows in split.values()) > 0
+    with engine.connect() as conn:  # the twelve imported costs, 100,000 cents + 7 × their number, by month only
+        costs = dict(conn.execute(sa.text("SELECT grain, SUM(costs_cents) FROM report_cells GROUP BY grain")).all())
+    assert costs["site"] == 12 * 100_000 + 7 * sum(range(12)) and costs[rollups.SITE_WEEK_GRAIN] == 0
 
     assert _rebuild_in_one_transaction(engine) == marked  # the marks covered every cell with records
     assert _rollups(engine) == split
@@ -87,7 +103,8 @@ def _by_cell(engine: sa.Engine) -> dict[tuple[str, str], Counter[tuple[Any, ...]
     """The cell-keyed rollup rows (cells, histograms, credits), by the (practice, month) cell they belong to."""
     out: dict[tuple[str, str], Counter[tuple[Any, ...]]] = {}
     with engine.connect() as conn:
-        for table in (report_cells, report_hist, report_credits):
+        for table in (report_cells, report_hist, report_credits, report_fine_cells, report_fine_hist,
+                      report_fine_credits):
             for row in conn.execute(sa.select(*table.c)):
                 out.setdefault((row.practice, row.month), Counter())[(table.name, *row)] += 1
     return out
@@ -103,7 +120,8 @@ def test_a_batch_of_cells_of_several_practices_recomputes_exactly_those_cells(da
     assert chosen <= set(before)  # each has records
     assert {(east, "2024-03"), (west, "2024-02"), (spa, "2024-03")} <= set(before)  # and so do the cells between
     with writer(engine).begin() as conn:
-        for table in (report_cells, report_hist, report_credits):
+        for table in (report_cells, report_hist, report_credits, report_fine_cells, report_fine_hist,
+                      report_fine_credits):
             conn.execute(sa.delete(table))
         rollups.refresh(conn, chosen)
     after = _by_cell(engine)
