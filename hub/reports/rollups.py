@@ -862,6 +862,8 @@ def _refresh_batch(conn: sa.Connection, sql: Sql, cells: set[Cell], *, meanwhile
                 conn.execute(sa.delete(table).where(table.c.practice == practice, table.c.month.in_(months)))
         for stage in staged_sql(sql):
             conn.execute(_text(stage), params)
+        if sql.pg:  # a temporary table has no statistics: without, the remittances' join was sorted, not hashed
+            conn.execute(sa.text(f"ANALYZE {STAGED_CHARGES}, {STAGED_APPOINTMENTS}"))
         for source in measure_sources(sql, batch=True, staged=True):
             own = ", ".join(source.own_measures())
             conn.execute(_text(f"INSERT INTO {report_fine_cells.name} ({dims}, month, week, {own}) "
