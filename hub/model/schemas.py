@@ -216,6 +216,9 @@ def _fast_nested(name: str, value: Any) -> Any:
     return out
 
 
+SHAPES_PER_KIND = 512  # key sets (in their order) of one kind given a check of their own; more take the loop
+
+
 @cache
 def _fast_validator(kind: str) -> Any:
     declared = {f.name: f for f in (*COMMON_FIELDS, *KINDS[kind])}
@@ -224,7 +227,7 @@ def _fast_validator(kind: str) -> Any:
     # plain text fields, the most of a record's values, checked here rather than by a call each
     plain = frozenset(name for name, f in declared.items() if f.type == "str")
 
-    def check(record: dict[str, Any]) -> dict[str, Any] | None:
+    def check_any(record: dict[str, Any]) -> dict[str, Any] | None:
         out: dict[str, Any] = {}
         for name, value in record.items():
             if value is None:
@@ -249,4 +252,58 @@ def _fast_validator(kind: str) -> Any:
                 return None
         return out if out["kind"] == kind else None
 
+    # A connector emits a few sets of fields per kind, in one order each: each such shape gets a check
+    # written out for its fields (``_shape_check``), which reads the values in one pass instead of
+    # looking up each field's rule by name; ``check_any`` answers the same for any record.
+    shapes: dict[tuple[str, ...], Any] = {}
+
+    def check(record: dict[str, Any]) -> dict[str, Any] | None:
+        shape = tuple(record)
+        shaped = shapes.get(shape)
+        if shaped is None:
+            if len(shapes) >= SHAPES_PER_KIND:
+                return check_any(record)
+            shaped = shapes[shape] = _shape_check(kind, shape, declared, converters, required)
+        return shaped(record)
+
+    check.check_any = check_any  # type: ignore[attr-defined]  # the tests compare the two
     return check
+
+
+# ``_converter``'s test of a value that is kept as it is, written out for ``_shape_check`` ({v}: the value);
+# the other types are converted by their ``_converter``
+_KEPT_IF = {"str": "type({v}) is str and {v} and len({v}) <= STR_MAX", "text": "type({v}) is str and {v}",
+            "int": "type({v}) is int", "bool": "type({v}) is bool"}
+# ... and a conversion written out: the value, or _NOT_FAST
+_CONVERTED = {"date": "_date({v}) if type({v}) is str and len({v}) == 10 else _NOT_FAST",
+              "datetime": "_datetime({v}) if type({v}) is str else _NOT_FAST"}
+
+
+def _shape_check(kind: str, shape: tuple[str, ...], fields: dict[str, Field], converters: dict[str, Any],
+                 required: list[str]) -> Any:
+    """``check_any`` of ``_fast_validator`` written out for records whose keys are ``shape``, in that
+    order: the same answer, with each field's rule fixed in the code (the text is made here from the
+    model's own field names and types)."""
+    if any(name not in converters for name in shape) or any(name not in shape for name in required):
+        return lambda record: None  # an unknown field, or a required one missing: marshmallow says which
+    scope: dict[str, Any] = {"_NOT_FAST": _NOT_FAST, "STR_MAX": STR_MAX, "_date": _date, "_datetime": _datetime}
+    lines = ["def check(record):", f"    {', '.join(f'v{i}' for i in range(len(shape)))}, = record.values()"]
+    for i, name in enumerate(shape):
+        f, v = fields[name], f"v{i}"
+        if f.type in _KEPT_IF:
+            lines += [f"    if {v} is not None and not ({_KEPT_IF[f.type].format(v=v)}):", "        return None"]
+        elif f.type == "enum":
+            scope[f"choices{i}"] = frozenset(f.choices)
+            lines += [f"    if {v} is not None and not (type({v}) is str and {v} in choices{i}):",
+                      "        return None"]
+        else:
+            scope[f"c{i}"] = converters[name]
+            converted = _CONVERTED[f.type].format(v=v) if f.type in _CONVERTED else f"c{i}({v})"
+            lines += [f"    if {v} is not None:", f"        {v} = {converted}",
+                      f"        if {v} is _NOT_FAST:", "            return None"]
+    for name in required:
+        lines += [f"    if v{shape.index(name)} is None:", "        return None"]
+    lines += [f"    if v{shape.index('kind')} != {kind!r}:", "        return None"]
+    lines.append(f"    return {{{', '.join(f'{name!r}: v{i}' for i, name in enumerate(shape))}}}")
+    exec("\n".join(lines), scope)
+    return scope["check"]

@@ -80,9 +80,14 @@ def upsert_records(conn: sa.Connection, items: Sequence[tuple[dict[str, Any], in
         return 0
     # the batch's one timestamp, converted for the database once rather than once per row
     now = _converter(UTCDateTime(), conn.dialect.name)(dt.datetime.now(dt.UTC))
-    merges = [(r, m) for r, m in items if r["kind"] == "patient_merge"]
-    _lock_practices(conn, items, {r["practice"] for r, _ in merges})
-    items = _apply_known_merges(conn, items)
+    practices: set[str] = set()
+    merges = []
+    for r, m in items:  # one pass: the batch's practices, and its merges
+        practices.add(r["practice"])
+        if r["kind"] == "patient_merge":
+            merges.append((r, m))
+    _lock_practices(conn, practices, {r["practice"] for r, _ in merges})
+    items = _apply_known_merges(conn, items, practices)
     sqlite_ = conn.dialect.name == "sqlite"
     # per kind and key: a record as it came (``_Pending``, written through its plan) or, once two
     # writes of one key in the batch have been folded into per-field stamps, its row
@@ -109,10 +114,15 @@ def upsert_records(conn: sa.Connection, items: Sequence[tuple[dict[str, Any], in
         rows = by_kind[kind]
         if not sqlite_:
             plan = None
-        elif None in record.values():  # the fields it carries: those not None
-            plan = _plan(kind, tuple([name for name, value in record.items() if value is not None]))
-        else:  # the usual record: every key a field it carries (tested in C, not a step per field)
-            plan = _plan(kind, tuple(record))
+        else:  # by the record's keys, in their order, and which of its values are None
+            shapes = _SHAPES[kind]
+            choose = shapes.get(shape := tuple(record))
+            if choose is None:
+                choose = _chooser(kind, shape) if len(shapes) < SHAPES_KEPT else _no_choice
+                if choose is not _no_choice:
+                    shapes[shape] = choose
+            plan = choose(record.values()) or _plan(kind, tuple([name for name, value in record.items()
+                                                                 if value is not None]))
         pending = _Pending(record, known[0], known[1], message_id, plan)
         previous = rows.get(key)
         if previous is None:
@@ -204,6 +214,29 @@ def _plan(kind: str, keys: tuple[str, ...]) -> _Plan:
     return _Plan(kind, fields)
 
 
+SHAPES_KEPT = 1024  # per kind: records' key lists given a chooser of their own; any other is planned as it comes
+# per kind: a record's keys (in their order) → its chooser (``_chooser``)
+_SHAPES: defaultdict[str, dict[tuple[str, ...], Any]] = defaultdict(dict)
+
+
+def _no_choice(values: Any) -> None:
+    return None
+
+
+def _chooser(kind: str, keys: tuple[str, ...]) -> Any:
+    """For records whose keys are ``keys``, in that order: ``choose(record.values())``, the plan of
+    every field among them when none of the values is None (the usual record), else None (the plan is
+    then made of the fields not None). The tests of the values are written out, one per key: ``None in
+    record.values()`` compares each value with None, and tuple(record) is hashed once, not twice."""
+    scope: dict[str, Any] = {"plan": _plan(kind, keys)}
+    names = [f"v{i}" for i in range(len(keys))]
+    if not names:
+        return lambda values: scope["plan"]
+    exec(f"def choose(values):\n    {', '.join(names)}, = values\n"
+         f"    return None if {' or '.join(f'{v} is None' for v in names)} else plan", scope)
+    return scope["choose"]
+
+
 class _Pending:
     """A record waiting to be written, with its stamp, its event time as text, its message and
     (SQLite) its plan."""
@@ -251,14 +284,13 @@ def _row_of(pending: _Pending, now: Any) -> dict[str, Any]:
 _MERGE_LOCK = 7305532  # advisory lock namespace (7305531: the migrator's)
 
 
-def _lock_practices(conn: sa.Connection, items: Sequence[tuple[dict[str, Any], int | None]],
-                    merging: set[str]) -> None:
+def _lock_practices(conn: sa.Connection, practices: set[str], merging: set[str]) -> None:
     """PostgreSQL: a per-practice lock for the transaction, exclusive for a batch that merges
     patients of the practice, shared (batches do not wait for each other) otherwise. Taken before
     any write, in one order, so it cannot deadlock with row locks. SQLite writers take turns anyway."""
     if conn.dialect.name != "postgresql":
         return
-    for practice in sorted({r["practice"] for r, _ in items}):
+    for practice in sorted(practices):
         lock = "pg_advisory_xact_lock" if practice in merging else "pg_advisory_xact_lock_shared"
         conn.exec_driver_sql(f"SELECT {lock}(%s, hashtext(%s))", (_MERGE_LOCK, practice))
 
@@ -387,12 +419,12 @@ def _merge_map(conn: sa.Connection, practice: str, ids: set[str]) -> dict[str, s
     return mapping
 
 
-def _apply_known_merges(conn: sa.Connection, items: Sequence[tuple[dict[str, Any], int | None]]
-                        ) -> Sequence[tuple[dict[str, Any], int | None]]:
+def _apply_known_merges(conn: sa.Connection, items: Sequence[tuple[dict[str, Any], int | None]],
+                        practices: set[str]) -> Sequence[tuple[dict[str, Any], int | None]]:
     # most practices have no merges at all: one probe each answers for the whole batch, before a look at
-    # every record's patient
+    # every record's patient (``practices``: those of the items)
     merges = RECORD_TABLES["patient_merge"]
-    merging = [practice for practice in sorted({record["practice"] for record, _ in items})
+    merging = [practice for practice in sorted(practices)
                if conn.execute(sa.select(sa.literal(1)).where(merges.c.practice == practice).limit(1)).first()
                is not None]
     if not merging:

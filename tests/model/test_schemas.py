@@ -132,3 +132,42 @@ def test_the_fast_path_reads_each_set_of_fields_alike_in_any_order():
     assert check({"kind": "appointment", "practice": "p", "source_id": None, **sure}) is None
     assert check({"kind": "charge", "practice": "p", "source_id": "A5", **sure}) is None  # another kind's record
 
+
+
+FITTING = {"str": "x", "text": "x y", "date": "2025-01-31", "datetime": "2025-01-31T09:30:00-05:00", "int": 5,
+           "money": "12.50", "bool": True, "list": ["a"]}
+
+
+@settings(max_examples=400, deadline=None)
+@given(kind=st.sampled_from(sorted(KINDS)), data=st.data())
+def test_the_check_of_a_set_of_fields_answers_as_the_field_by_field_check(kind, data):
+    """Each set of keys (in its order) gets a check written out for it: it answers as the check that looks
+    each field's rule up by name, for any values, any order, a key of another kind or none at all."""
+    names = ["kind", "practice", "source_id", "event_time", *(f.name for f in KINDS[kind]), "colour", "npi"]
+    keys = data.draw(st.permutations(names))[:data.draw(st.integers(0, len(names)))]
+    fields = {f.name: f for f in KINDS[kind]}
+    usual = {"kind": kind, "practice": "p", "source_id": "S1", "event_time": "2025-01-31T09:30:00Z"}
+    for name, f in fields.items():  # a value each field's rule takes as it is or converts
+        usual[name] = f.choices[0] if f.type == "enum" else FITTING[f.type] if f.type != "json" else \
+            [{"value": "1", "amount": "2.00"} if name == "adjustments" else {"value": "1"}]
+    # mostly values that fit, for each rule to be reached; now and then anything
+    record = {name: usual[name] if name in usual and data.draw(st.integers(0, 5)) else data.draw(values)
+              for name in keys}
+    check = _fast_validator(kind)
+    assert check(record) == check.check_any(record)
+    assert check(dict(record)) == check.check_any(record)  # the second record of a shape: the kept check
+
+
+def test_a_check_written_for_a_set_of_fields_keeps_the_record_order_and_converts_each_type():
+    check = _fast_validator("charge")
+    record = {"practice": "p", "kind": "charge", "source_id": "C1", "service_date": "2025-03-04",
+              "amount": "120.50", "units": 2, "modifiers": ["25"], "unpriced": None,
+              "event_time": "2025-03-04T09:00:00-05:00"}
+    out = check(record)
+    assert list(out) == list(record)
+    assert out["service_date"] == dt.date(2025, 3, 4) and out["amount"] == Decimal("120.50")
+    assert out["event_time"] == dt.datetime(2025, 3, 4, 9, tzinfo=dt.timezone(dt.timedelta(hours=-5)))
+    assert out["modifiers"] == ["25"] and out["modifiers"] is not record["modifiers"] and out["unpriced"] is None
+    assert check({**record, "units": "2"}) is None  # a number as text: marshmallow converts it
+    assert check({**record, "service_date": "2025-3-4"}) is None
+    assert check({**record, "kind": "patient"}) is None

@@ -166,3 +166,22 @@ def test_one_batch_folds_by_event_not_by_position(database_url):
                         event_time="2025-02-20T12:00:00-06:00"), 2)])
     (row,) = rows(engine, "appointment")
     assert (row["status"], row["cancel_reason"], row["message_id"]) == ("cancelled", "PT", 1)
+
+
+def test_records_with_the_same_keys_write_the_fields_each_carries(database_url):
+    """Records with one list of keys, some of them None: a None is a field the message does not carry,
+    whichever record of that list came first."""
+    engine = get_engine(database_url)
+    keys = dict.fromkeys(("family_name", "given_name", "npi", "specialty"))
+    write(engine, [(rec("provider", "P7", **{**keys, "family_name": "Okafor", "given_name": "Ada",
+                                            "npi": "1234567893", "specialty": "dermatology"}), 1)])
+    write(engine, [(rec("provider", "P7", **{**keys, "specialty": "surgery"}), 2),  # carries a specialty only
+                   (rec("provider", "P8", **{**keys, "family_name": "Mensah"}), 2)])
+    write(engine, [(rec("provider", "P8", **{**keys, "family_name": "Mensah", "given_name": "Kofi",
+                                            "npi": "1245319599", "specialty": "surgery"}), 3)])
+    p7, p8 = rows(engine, "provider")
+    assert (p7["family_name"], p7["given_name"], p7["npi"], p7["specialty"]) == ("Okafor", "Ada", "1234567893",
+                                                                                 "surgery")
+    assert (p8["family_name"], p8["given_name"], p8["npi"], p8["specialty"]) == ("Mensah", "Kofi", "1245319599",
+                                                                                 "surgery")
+    assert (p7["message_id"], p8["message_id"]) == (2, 3)
