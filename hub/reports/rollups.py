@@ -832,6 +832,31 @@ def staged_sql(sql: Sql) -> list[str]:
     return out
 
 
+def _charges_and_remittances_sql(sources: dict[str, Source]) -> tuple[str, tuple[str, ...]]:
+    """The fine rows of the staged charges (``measure_sources(..., staged=True)``'s ``charges``) with their
+    remittances' figures in the same rows, and the measures it gives. Each charge's remittance lines are summed
+    first (one row per charge at most), so the charge's own figures are not repeated for each line: the
+    remittances' measures are sums over their lines (``remittances``), but for the charge's amount, counted once
+    per line adjudicated (``adjudicated_cents``) and per line denied (``denied_cents``). A charge and its
+    remittances share their keys: one row and one regrouping for both, where each source's own were about as
+    many rows as records."""
+    charges, remits = sources["charges"], sources["remittances"]
+    by_line = ("payments_cents", "adjustments_cents", "contractual_cents", "remit_lines", "denied_lines")
+    amount_per = {"adjudicated_cents": "remit_lines", "denied_cents": "denied_lines"}
+    if set(remits.measures) != {*by_line, *amount_per}:  # a new remittance measure must be placed here too
+        raise RuntimeError(f"remittance measures not all combined: {sorted(remits.measures)}")
+    per_charge = ", ".join(f"{remits.measures[m].sum_sql()} AS {m}" for m in by_line)
+    paid = (f"SELECT c.practice, c.source_id, {per_charge} FROM {remits.table} "
+            f"GROUP BY c.practice, c.source_id")
+    sums = {m: e.sum_sql() for m, e in charges.measures.items()}
+    sums.update({m: f"SUM(p.{m})" for m in by_line})  # NULL where no charge of the row was paid: no figure
+    sums.update({m: f"SUM(COALESCE(c.amount, 0) * p.{lines})" for m, lines in amount_per.items()})
+    measures = tuple(m for m in MEASURES if m in sums)
+    return _select(charges.dims, charges.month, charges.week, sums,
+                   f"{charges.table} LEFT JOIN ({paid}) p ON p.practice = c.practice AND p.source_id = c.source_id",
+                   measures=measures), measures
+
+
 def _credits_sql(sql: Sql) -> str:
     """INSERT the batch's fine credits, from ``STAGED_CHARGES``."""
     paid_on = "COALESCE(r.paid_on, c.service_date)"
@@ -864,10 +889,14 @@ def _refresh_batch(conn: sa.Connection, sql: Sql, cells: set[Cell], *, meanwhile
             conn.execute(_text(stage), params)
         if sql.pg:  # a temporary table has no statistics: without, the remittances' join was sorted, not hashed
             conn.execute(sa.text(f"ANALYZE {STAGED_CHARGES}, {STAGED_APPOINTMENTS}"))
-        for source in measure_sources(sql, batch=True, staged=True):
-            own = ", ".join(source.own_measures())
-            conn.execute(_text(f"INSERT INTO {report_fine_cells.name} ({dims}, month, week, {own}) "
-                               f"{source.select_sql(own=True)}"), params)
+        sources = {source.name: source for source in measure_sources(sql, batch=True, staged=True)}
+        combined, measures = _charges_and_remittances_sql(sources)
+        selects = [(combined, measures), *((source.select_sql(own=True), source.own_measures())
+                                           for name, source in sources.items()
+                                           if name not in ("charges", "remittances"))]
+        for select, own in selects:
+            conn.execute(_text(f"INSERT INTO {report_fine_cells.name} ({dims}, month, week, {', '.join(own)}) "
+                               f"{select}"), params)
         for _, select in _hist_sources(sql, batch=True, staged=True):
             conn.execute(_text(f"INSERT INTO {report_fine_hist.name} ({dims}, month, week, metric, value, n) "
                                f"{select}"), params)
