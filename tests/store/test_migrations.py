@@ -218,10 +218,11 @@ def _assert_matches_model(engine: sa.Engine) -> None:
     assert diff == [], f"the migrations and hub/model/tables.py disagree: {diff}"
 
 
-def test_reports_after_an_upgrade_from_before_the_rollups_equal_a_fresh_stores(database_url):
+def _synthetic_store(database_url: str, *, seed: int) -> sa.Engine:
+    """A store of the synthetic MSO's records, written in batches as the pipeline writes them (cells marked)."""
     import random
 
-    from hub.reports import compute_report, rollups
+    from hub.reports import rollups
     from hub.store import canonical
     from hub.store.engine import writer
     from hub.store.practices import add_practice
@@ -229,7 +230,7 @@ def test_reports_after_an_upgrade_from_before_the_rollups_equal_a_fresh_stores(d
 
     engine = get_engine(database_url)
     records = synthetic.build_records()
-    random.Random(3).shuffle(records)
+    random.Random(seed).shuffle(records)
     with writer(engine).begin() as conn:
         for slug in synthetic.SITES:
             add_practice(conn, slug, slug)
@@ -237,6 +238,13 @@ def test_reports_after_an_upgrade_from_before_the_rollups_equal_a_fresh_stores(d
         items = [(r, None) for r in records[i:i + 400]]
         with writer(engine).begin() as conn, rollups.tracking(conn, items):
             canonical.upsert_records(conn, items)
+    return engine
+
+
+def test_reports_after_an_upgrade_from_before_the_rollups_equal_a_fresh_stores(database_url):
+    from hub.reports import compute_report, rollups
+
+    engine = _synthetic_store(database_url, seed=3)
 
     def reports() -> list[dict[str, object]]:
         rollups.refresh_dirty(engine)  # a report only reads: the marked cells are recomputed first
@@ -258,24 +266,9 @@ def test_reports_after_an_upgrade_from_before_the_rollups_equal_a_fresh_stores(d
 
 
 def test_migration_0019_moves_the_fine_rollups_both_ways_and_the_reports_stay_the_same(database_url):
-    import random
-
     from hub.reports import compute_report, rollups
-    from hub.store import canonical
-    from hub.store.engine import writer
-    from hub.store.practices import add_practice
-    from tests.reports import synthetic
 
-    engine = get_engine(database_url)
-    records = synthetic.build_records()
-    random.Random(5).shuffle(records)
-    with writer(engine).begin() as conn:
-        for slug in synthetic.SITES:
-            add_practice(conn, slug, slug)
-    for i in range(0, len(records), 400):
-        items = [(r, None) for r in records[i:i + 400]]
-        with writer(engine).begin() as conn, rollups.tracking(conn, items):
-            canonical.upsert_records(conn, items)
+    engine = _synthetic_store(database_url, seed=5)
     rollups.refresh_dirty(engine)
     slicings = ("provider,month", "location,week", "financial_class,service_line,quarter", "provider,site,year")
 

@@ -14,25 +14,15 @@ and deleted by (practice, month), indexed by those, each source's own measures i
 import sqlalchemy as sa
 from alembic import op
 
+from hub.store.migrations.frozen import DIMS
+from hub.store.migrations.frozen import MEASURES as MEASURES_0004
+
 revision = '0019'
 down_revision = '0018'
 branch_labels = None
 depends_on = None
 
-DIMS = ("practice", "location", "provider", "service_line", "financial_class")
-MEASURES = (
-    "visits", "new_visits", "consults_cosmetic", "consults_cosmetic_converted",
-    "appts_scheduled", "appts_noshow", "appts_cancelled", "appts_late_cancelled",
-    "booked_minutes", "available_minutes",
-    "referrals_received", "referrals_scheduled", "referrals_attended",
-    "charge_lines", "charges_cents", "charges_posted", "charge_lag_days",
-    "payments_cents", "adjustments_cents", "contractual_cents",
-    "remit_lines", "denied_lines", "adjudicated_cents", "denied_cents",
-    "costs_cents", "cost_cells",
-    "charges_commercial_cents", "charges_medicare_cents", "charges_medicaid_cents",
-    "charges_self_pay_cents", "charges_other_cents", "charges_unknown_cents",
-    "work_rvu_milli", "rvu_lines",
-)
+MEASURES = (*MEASURES_0004, "work_rvu_milli", "rvu_lines")  # 0016 added the work RVUs
 # each fine table: its columns besides the dimensions, month and week, and the keyed table its rows come from
 TABLES = {
     "report_fine_cells": ("report_cells", MEASURES),
