@@ -109,9 +109,10 @@ report_credits = sa.Table(
 # The fine grain, apart from the coarse ones: one table each of cells, histograms and credits, rows only added and
 # deleted by (practice, month), never updated, so they have no key. A fine row is about one record (the detail is
 # that fine), so a key's upkeep was most of the cost of writing them, and regrouping the sources' rows into one
-# row per key (each source its own measures) was most of the rest: here each source adds its own rows, with only its
-# own measures (the others NULL, which costs no space), and a reader sums them (``SUM`` skips NULLs) as it sums
-# cells anyway. ``report_cells`` and its fellows keep the coarse grains (``site``, ``siteweek``, ``samedays``).
+# row per key (each source its own measures) was most of the rest: here each source adds its own rows (the charges
+# with their remittances), with only its own measures (the others NULL, which costs no space), and a reader sums
+# them (``SUM`` skips NULLs) as it sums cells anyway. ``report_cells`` and its fellows keep the coarse grains
+# (``site``, ``siteweek``, ``samedays``).
 def _fine(name: str, *columns: sa.Column[Any]) -> sa.Table:
     return sa.Table(name, metadata, *_dims(), sa.Column("month", sa.String(7), nullable=False), _week(), *columns,
                     sa.Index(f"ix_{name}_practice_month", "practice", "month"))
