@@ -48,12 +48,22 @@ def test_a_burst_is_handed_over_once_when_intake_pauses_not_while_it_lasts() -> 
     child = Recorder()
     # a batch of 5 and a 20 ms delay would hand over every few commits without the hold
     dispatcher = BufferedDispatcher(child, delay_s=0.02, batch=5, busy_hold_s=30.0)
-    _, last = feed(dispatcher, range(60), every_s=0.005)  # ~0.3 s of commits, never 50 ms apart
-    assert child.handed() == []  # nothing processed while the commits kept coming
+    submitted = []
+    for i in range(60):  # ~0.3 s of commits, 5 ms apart
+        submitted.append(time.monotonic())
+        dispatcher.submit([i])
+        time.sleep(0.005)
     assert wait_for(lambda: len(child.handed()) == 60, 5.0, every=0.005)
     assert child.handed() == list(range(60))  # all, in order, once
-    handed_at = child.batches[0][0]
-    assert handed_at - last >= dispatch_buffer.QUIET_S * 0.9  # after the pause, not before
+    # Nothing is handed over while the commits keep coming. A loaded machine may stall the feeding thread for
+    # longer than QUIET_S: that gap is a pause like any other, and a hand-over within it is right.
+    quiet = dispatch_buffer.QUIET_S * 0.9
+    gaps = [(a, b) for a, b in zip(submitted, submitted[1:], strict=False) if b - a >= quiet]
+    for at, ids in child.batches:
+        if at < submitted[-1]:
+            assert any(a + quiet <= at <= b + 0.05 for a, b in gaps), f"{ids} handed over while commits kept coming"
+    after = [at for at, _ in child.batches if at >= submitted[-1]]
+    assert after and after[0] - submitted[-1] >= quiet  # the last ones after the pause, not before
 
 
 def test_a_feed_that_never_pauses_is_still_processed_every_busy_hold() -> None:
