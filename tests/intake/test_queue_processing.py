@@ -91,8 +91,9 @@ def test_queue_workers_errors_reprocess_and_order(tmp_path: Path, pg_url: str, r
         for w in workers:
             try:
                 w.wait(timeout=15)
-            except subprocess.TimeoutExpired:
+            except subprocess.TimeoutExpired:  # reaped after the kill too: a live child left behind fails the run
                 w.kill()
+                w.wait(timeout=15)
         for log in logs:
             log.close()
         stop(srv)
