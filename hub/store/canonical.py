@@ -114,15 +114,10 @@ def upsert_records(conn: sa.Connection, items: Sequence[tuple[dict[str, Any], in
         rows = by_kind[kind]
         if not sqlite_:
             plan = None
-        else:  # by the record's keys, in their order, and which of its values are None
-            shapes = _SHAPES[kind]
-            choose = shapes.get(shape := tuple(record))
-            if choose is None:
-                choose = _chooser(kind, shape) if len(shapes) < SHAPES_KEPT else _no_choice
-                if choose is not _no_choice:
-                    shapes[shape] = choose
-            plan = choose(record.values()) or _plan(kind, tuple([name for name, value in record.items()
-                                                                 if value is not None]))
+        elif None in record.values():  # the fields it carries: those not None
+            plan = _plan(kind, tuple([name for name, value in record.items() if value is not None]))
+        else:  # the usual record: every key a field it carries (tested in C, not a step per field)
+            plan = _plan(kind, tuple(record))
         pending = _Pending(record, known[0], known[1], message_id, plan)
         previous = rows.get(key)
         if previous is None:
@@ -212,29 +207,6 @@ def _plan(kind: str, keys: tuple[str, ...]) -> _Plan:
     fields = _present(kind, keys)
     assert fields is not None
     return _Plan(kind, fields)
-
-
-SHAPES_KEPT = 1024  # per kind: records' key lists given a chooser of their own; any other is planned as it comes
-# per kind: a record's keys (in their order) → its chooser (``_chooser``)
-_SHAPES: defaultdict[str, dict[tuple[str, ...], Any]] = defaultdict(dict)
-
-
-def _no_choice(values: Any) -> None:
-    return None
-
-
-def _chooser(kind: str, keys: tuple[str, ...]) -> Any:
-    """For records whose keys are ``keys``, in that order: ``choose(record.values())``, the plan of
-    every field among them when none of the values is None (the usual record), else None (the plan is
-    then made of the fields not None). The tests of the values are written out, one per key: ``None in
-    record.values()`` compares each value with None, and tuple(record) is hashed once, not twice."""
-    scope: dict[str, Any] = {"plan": _plan(kind, keys)}
-    names = [f"v{i}" for i in range(len(keys))]
-    if not names:
-        return lambda values: scope["plan"]
-    exec(f"def choose(values):\n    {', '.join(names)}, = values\n"
-         f"    return None if {' or '.join(f'{v} is None' for v in names)} else plan", scope)
-    return scope["choose"]
 
 
 class _Pending:
