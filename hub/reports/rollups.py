@@ -462,7 +462,7 @@ def _catch_up(engine: sa.Engine, *, passes: int, should_stop: Callable[[], bool]
                     # PostgreSQL sorted them on disk (an external merge of 57 MB for 120 cells at 200,000
                     # appointments); in memory they are grouped by hash. One transaction at a time uses it.
                     conn.execute(sa.text(f"SET LOCAL work_mem = '{_CATCH_UP_WORK_MEM}'"))
-                    visits_per_cell = refresh(conn, taken) / len(taken)
+                    visits_per_cell = refresh(conn, taken, overlap=True) / len(taken)
                     r = report_refreshing.c
                     conn.execute(sa.delete(report_refreshing).where(sa.tuple_(r.practice, r.month).in_(sorted(taken))))
             return len(taken)
@@ -531,10 +531,14 @@ def refresh_cell(engine: sa.Engine, cell: Cell) -> int:
 
 
 # ------------------------------------------------------------------ recomputing cells
-def refresh(conn: sa.Connection, cells: set[Cell]) -> int:
+def refresh(conn: sa.Connection, cells: set[Cell], *, overlap: bool = False) -> int:
     """Recompute the rollups of these (practice, month) cells from the base tables: their visits, then every
     rollup of them (and of the cells whose visit flags changed) with one statement each for all the cells.
-    Returns how many visits the cells hold (what a refresh holds in memory grows with them)."""
+    Returns how many visits the cells hold (what a refresh holds in memory grows with them).
+
+    ``overlap`` (PostgreSQL; the caller's transaction has written no visits): the first chunk's visits are read on a
+    second session while the server computes the other rollups (``_refresh_overlapped``). A later chunk reads them
+    in the transaction, which sees the visits the first wrote."""
     sql = Sql(conn.dialect.name)
     if conn.dialect.name == "postgresql":  # whoever calls (a refresh, a rebuild, a cost import): one at a time
         conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({REFRESH_LOCK})"))
@@ -544,6 +548,9 @@ def refresh(conn: sa.Connection, cells: set[Cell]) -> int:
     visits = 0
     for i in range(0, len(ordered), _MOST_CELLS):
         chunk = set(ordered[i:i + _MOST_CELLS])
+        if overlap and sql.pg and i == 0:
+            visits += _refresh_overlapped(conn, sql, chunk)
+            continue
         rebuilt = visit_rollup.rebuild(conn, chunk)
         visits += rebuilt.held
         _refresh_batch(conn, sql, chunk | rebuilt.changed, meanwhile=rebuilt.retention)
@@ -875,39 +882,85 @@ def _refresh_batch(conn: sa.Connection, sql: Sql, cells: set[Cell], *, meanwhile
     its own fine rows (``report_fine_cells``: its measures only, no regrouping into one row per key). ``meanwhile``:
     work of the same transaction that reads none of these rollups, run once the statements are sent (on
     PostgreSQL the server computes them meanwhile, on the machine's other core)."""
-    params = _batch_params(cells)
-    third_available = [row for practice, months in sorted(_months_by_practice(cells).items())  # slots only
-                       for row in _third_available(conn, practice, sorted(months))]
-    dims = ", ".join(DIMS)
-    by_practice = sorted(_months_by_practice(cells).items())
+    third_available = _third_available_rows(conn, cells)
     with round_trip(conn):  # nothing here is read back; the server still runs the statements in order
-        for table in (report_cells, report_hist, report_credits, report_fine_cells, report_fine_hist,
-                      report_fine_credits):
-            for practice, months in by_practice:  # (practice, month) IN (pairs) made SQLite scan the table
-                conn.execute(sa.delete(table).where(table.c.practice == practice, table.c.month.in_(months)))
-        for stage in staged_sql(sql):
-            conn.execute(_text(stage), params)
-        if sql.pg:  # a temporary table has no statistics: without, the remittances' join was sorted, not hashed
-            conn.execute(sa.text(f"ANALYZE {STAGED_CHARGES}, {STAGED_APPOINTMENTS}"))
-        sources = {source.name: source for source in measure_sources(sql, batch=True, staged=True)}
-        combined, measures = _charges_and_remittances_sql(sources)
-        selects = [(combined, measures), *((source.select_sql(own=True), source.own_measures())
-                                           for name, source in sources.items()
-                                           if name not in ("charges", "remittances"))]
-        for select, own in selects:
-            conn.execute(_text(f"INSERT INTO {report_fine_cells.name} ({dims}, month, week, {', '.join(own)}) "
-                               f"{select}"), params)
-        for _, select in _hist_sources(sql, batch=True, staged=True):
-            conn.execute(_text(f"INSERT INTO {report_fine_hist.name} ({dims}, month, week, metric, value, n) "
-                               f"{select}"), params)
-        insert_rows(conn, report_fine_hist, third_available)
-        conn.execute(_text(_credits_sql(sql)), params)
-        for staged in (STAGED_CHARGES, STAGED_APPOINTMENTS):
-            conn.execute(sa.text(f"DROP TABLE {staged}"))
+        _fine_rows(conn, sql, cells, third_available)
         _coarse_grains(conn, sql, cells)
         if meanwhile is not None:
             meanwhile()
     refresh_summaries(conn, cells)
+
+
+def _refresh_overlapped(conn: sa.Connection, sql: Sql, cells: set[Cell]) -> int:
+    """``refresh`` of one chunk on PostgreSQL, the visits' Python work beside the server's: the statements of every
+    source but the visits are sent first; while the server computes them, the visits and their patients' histories
+    are read on a second session (committed rows: nothing this transaction has written yet is among them) and their
+    flags worked out. Then the visits are written, their fine rows added, the cells whose visit flags changed
+    recomputed, and the coarse grains summed, with the retention counts worked out meanwhile. Returns the visits
+    held."""
+    third_available = _third_available_rows(conn, cells)
+    with round_trip(conn):
+        _fine_rows(conn, sql, cells, third_available, visits=False)
+        with conn.engine.connect() as reader:
+            changes = visit_rollup.read_changes(reader, cells)
+    visit_rollup.write_changes(conn, changes)
+    others = changes.changed - cells
+    third_available = _third_available_rows(conn, others)
+    with round_trip(conn):
+        _fine_rows(conn, sql, cells, [], others=False)
+        if others:
+            _fine_rows(conn, sql, others, third_available)
+        _coarse_grains(conn, sql, cells | others)
+        changes.retention(conn)
+    refresh_summaries(conn, cells | others)
+    return changes.held
+
+
+def _third_available_rows(conn: sa.Connection, cells: set[Cell]) -> list[dict[str, Any]]:
+    return [row for practice, months in sorted(_months_by_practice(cells).items())  # slots only
+            for row in _third_available(conn, practice, sorted(months))]
+
+
+def _fine_rows(conn: sa.Connection, sql: Sql, cells: set[Cell], third_available: list[dict[str, Any]], *,
+               visits: bool = True, others: bool = True) -> None:
+    """Send the statements that replace the fine rows of ``cells`` (their rollups of every grain deleted first):
+    ``visits``, the visits' rows (from ``report_visits``); ``others``, every other source's, with the cells'
+    ``third_available`` histogram rows. Only ``others`` deletes: the visits' rows alone are added to cells whose
+    other rows were just written."""
+    params = _batch_params(cells)
+    dims = ", ".join(DIMS)
+    sources = {source.name: source for source in measure_sources(sql, batch=True, staged=True)}
+    selects = []
+    if visits:
+        selects.append((sources["visits"].select_sql(own=True), sources["visits"].own_measures()))
+    if not others:
+        for select, own in selects:
+            conn.execute(_text(f"INSERT INTO {report_fine_cells.name} ({dims}, month, week, {', '.join(own)}) "
+                               f"{select}"), params)
+        return
+    for table in (report_cells, report_hist, report_credits, report_fine_cells, report_fine_hist,
+                  report_fine_credits):
+        for practice, months in sorted(_months_by_practice(cells).items()):  # (practice, month) IN (pairs)
+            conn.execute(sa.delete(table).where(table.c.practice == practice,  # made SQLite scan the table
+                                                table.c.month.in_(months)))
+    for stage in staged_sql(sql):
+        conn.execute(_text(stage), params)
+    if sql.pg:  # a temporary table has no statistics: without, the remittances' join was sorted, not hashed
+        conn.execute(sa.text(f"ANALYZE {STAGED_CHARGES}, {STAGED_APPOINTMENTS}"))
+    combined, measures = _charges_and_remittances_sql(sources)
+    selects += [(combined, measures), *((source.select_sql(own=True), source.own_measures())
+                                        for name, source in sources.items()
+                                        if name not in ("charges", "remittances", "visits"))]
+    for select, own in selects:
+        conn.execute(_text(f"INSERT INTO {report_fine_cells.name} ({dims}, month, week, {', '.join(own)}) "
+                           f"{select}"), params)
+    for _, select in _hist_sources(sql, batch=True, staged=True):
+        conn.execute(_text(f"INSERT INTO {report_fine_hist.name} ({dims}, month, week, metric, value, n) "
+                           f"{select}"), params)
+    insert_rows(conn, report_fine_hist, third_available)
+    conn.execute(_text(_credits_sql(sql)), params)
+    for staged in (STAGED_CHARGES, STAGED_APPOINTMENTS):
+        conn.execute(sa.text(f"DROP TABLE {staged}"))
 
 
 # A catch-up transaction of at least this many cells on PostgreSQL reads the fine rows for the coarse grains with one

@@ -22,7 +22,7 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import functools
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
@@ -151,11 +151,12 @@ def _day_periods(day: str) -> tuple[int, ...]:
     return tuple(period_index(kind, day) for kind in _KINDS)
 
 
-def _scope_periods(seen: Iterable[tuple[str, str, str]], pairs: set[tuple[str, str]], practices: set[str],
-                   lines: set[str]) -> dict[Scope, set[int]]:
-    """One patient's visit periods, from the (practice, service line, day) of their visits, in the scopes a change
+def _scope_days(seen: Iterable[tuple[str, str, str]], pairs: set[tuple[str, str]], practices: set[str],
+                lines: set[str]) -> dict[tuple[str, str], frozenset[str]]:
+    """One patient's visit days, from the (practice, service line, day) of their visits, in the scopes a change
     of those (practice, line) ``pairs`` can move: each pair's own, its practices' and lines' across the other, and
-    the MSO's. (A patient seen in ten practices has some fifty scopes; a change in one moves four of them.)"""
+    the MSO's (as (practice or '*', line or '*')). (A patient seen in ten practices has some fifty scopes; a change in
+    one moves four of them.)"""
     days: dict[tuple[str, str], set[str]] = defaultdict(set)
     for practice, line, day in seen:
         if (practice, line) in pairs:
@@ -165,12 +166,15 @@ def _scope_periods(seen: Iterable[tuple[str, str, str]], pairs: set[tuple[str, s
         if line in lines:
             days[("*", line)].add(day)
         days[("*", "*")].add(day)
-    scopes: dict[Scope, set[int]] = {}
-    for (practice, line), its_days in days.items():
-        indexes = [_day_periods(day) for day in its_days]
-        for k, kind in enumerate(_KINDS):
-            scopes[(practice, line, kind)] = {index[k] for index in indexes}
-    return scopes
+    return {scope: frozenset(its_days) for scope, its_days in days.items()}
+
+
+def _periods(days: frozenset[str] | None) -> list[frozenset[int]]:
+    """The periods of each kind (``_KINDS``, in order) these days fall in; none for no days."""
+    if not days:
+        return [frozenset()] * len(_KINDS)
+    indexes = [_day_periods(day) for day in days]
+    return [frozenset([index[k] for index in indexes]) for k in range(len(_KINDS))]
 
 
 def _links(ordered: tuple[int, ...], window: int) -> frozenset[tuple[int, int | None]]:
@@ -197,9 +201,13 @@ class RetentionDelta:
     entries, not 52 per visit."""
 
     def __init__(self) -> None:
-        # a plain dict, not a Counter: a Counter's missing key is a Python-level call, and a catch-up after a
-        # backfill makes millions of these updates
-        self.links: dict[tuple[Scope, int, int | None], int] = {}
+        # Links are counted by a group of scopes (``groups``), the scopes whose periods changed alike for one
+        # patient: one practice's patient has the same periods in its (practice, line) and (MSO, line) scopes, and
+        # in (practice, all lines) and the MSO's. A group's counts are a Counter, whose ``update`` with a set of
+        # links counts them in C: a catch-up after a backfill counts millions.
+        self.links: dict[int, Counter[tuple[int, int | None]]] = {}
+        self.groups: list[tuple[Scope, ...]] = []
+        self._group_ids: dict[tuple[Scope, ...], int] = {}
 
     def add(self, old: list[Visit], new: list[Visit]) -> None:
         """One patient's history changed from ``old`` to ``new`` (every scope and kind of period)."""
@@ -209,47 +217,48 @@ class RetentionDelta:
             return  # the same visit days in the same scopes (a cell recomputed again): no count moves
         pairs = {(practice, line) for practice, line, _ in seen_before ^ seen_after}
         practices, lines = {practice for practice, _ in pairs}, {line for _, line in pairs}
-        before = _scope_periods(seen_before, pairs, practices, lines) if seen_before else {}
-        after = _scope_periods(seen_after, pairs, practices, lines) if seen_after else {}
-        known: dict[tuple[tuple[int, ...], int], frozenset[tuple[int, int | None]]] = {}
-
-        def links_of(periods: set[int] | None, window: int) -> frozenset[tuple[int, int | None]]:
-            # a patient of one practice and one line has the same periods in all four scopes of a kind
-            if not periods:
-                return _NO_LINKS
-            key = (tuple(sorted(periods)), window)
-            found = known.get(key)
-            if found is None:
-                found = known[key] = _links(key[0], window)
-            return found
-
-        counts = self.links
-        for scope in (*after, *(scope for scope in before if scope not in after)):
-            was, now = before.get(scope), after.get(scope)
-            if was == now:
-                continue
-            window = RETENTION_WINDOW[scope[2]]
-            old_links, new_links = links_of(was, window), links_of(now, window)
-            for sign, moved in ((-1, old_links - new_links), (1, new_links - old_links)) if old_links else \
-                    ((1, new_links),):
-                for x, nxt in moved:
-                    key3 = (scope, x, nxt)
-                    counts[key3] = counts.get(key3, 0) + sign
+        before = _scope_days(seen_before, pairs, practices, lines) if seen_before else {}
+        after = _scope_days(seen_after, pairs, practices, lines) if seen_after else {}
+        # scopes whose days changed alike (one practice's patient has the same days in its (practice, line) and
+        # (MSO, line) scopes, and in (practice, all lines) and the MSO's) move the same links: counted once
+        changes: dict[tuple[frozenset[str] | None, frozenset[str] | None], list[tuple[str, str]]] = {}
+        for scope, days in after.items():
+            earlier = before.get(scope)
+            if earlier != days:
+                changes.setdefault((earlier, days), []).append(scope)
+        for scope, gone in before.items():
+            if scope not in after:
+                changes.setdefault((gone, None), []).append(scope)
+        counts, group_ids = self.links, self._group_ids
+        for (days_before, days_after), scopes in changes.items():
+            for kind, was, now in zip(_KINDS, _periods(days_before), _periods(days_after), strict=True):
+                if was == now:
+                    continue  # e.g. another day in a month already seen: no month link moves
+                members = tuple((practice, line, kind) for practice, line in scopes)
+                group = group_ids.get(members)
+                if group is None:
+                    group = group_ids[members] = len(self.groups)
+                    self.groups.append(members)
+                window = RETENTION_WINDOW[kind]
+                old_links = _links(tuple(sorted(was)), window) if was else _NO_LINKS
+                new_links = _links(tuple(sorted(now)), window) if now else _NO_LINKS
+                its = counts.get(group)
+                if its is None:
+                    its = counts[group] = Counter()
+                if old_links:
+                    its.subtract(old_links - new_links)
+                    its.update(new_links - old_links)
+                else:
+                    its.update(new_links)
 
     def rows(self) -> dict[tuple[Scope, int], list[int]]:
         """[cohort, retained] changes by (scope, period index): the cohort steps summed up period by period."""
         out: dict[tuple[Scope, int], list[int]] = defaultdict(lambda: [0, 0])
         steps: dict[Scope, dict[int, int]] = defaultdict(dict)
-        for (scope, x, nxt), n in self.links.items():
-            if not n:
-                continue
-            window = RETENTION_WINDOW[scope[2]]
-            its = steps[scope]
-            its[x + 1] = its.get(x + 1, 0) + n
-            end = (x + window if nxt is None else nxt) + 1
-            its[end] = its.get(end, 0) - n
-            if nxt is not None:
-                out[(scope, nxt)][1] += n
+        for group, links in self.links.items():
+            for (x, nxt), n in links.items():
+                if n:
+                    self._step(self.groups[group], x, nxt, n, steps, out)
         for scope, by_index in steps.items():
             ordered = sorted(i for i, n in by_index.items() if n)
             running = 0
@@ -259,6 +268,19 @@ class RetentionDelta:
                     for index in range(here, there):
                         out[(scope, index)][0] += running
         return {key: counts for key, counts in out.items() if counts[0] or counts[1]}
+
+    @staticmethod
+    def _step(scopes: tuple[Scope, ...], x: int, nxt: int | None, n: int, steps: dict[Scope, dict[int, int]],
+              out: dict[tuple[Scope, int], list[int]]) -> None:
+        """Count ``n`` links (x, nxt) of each of ``scopes``: their cohort steps, and the retained in nxt."""
+        for scope in scopes:
+            window = RETENTION_WINDOW[scope[2]]
+            its = steps[scope]
+            its[x + 1] = its.get(x + 1, 0) + n
+            end = (x + window if nxt is None else nxt) + 1
+            its[end] = its.get(end, 0) - n
+            if nxt is not None:
+                out[(scope, nxt)][1] += n
 
 
 def _select_new_visits(conn: sa.Connection, cells: set[Cell]) -> list[Visit]:
@@ -327,22 +349,46 @@ class Rebuilt(NamedTuple):
     retention: Callable[[], None]
 
 
+class VisitChanges(NamedTuple):
+    """A rebuild of ``cells``' visits, read and worked out (``read_changes``) but not yet written (``write_changes``):
+    ``changed`` and ``held`` as ``Rebuilt``'s; the rows to insert, the flags to update and the ids of the rows of
+    visits that moved into the cells; ``retention(conn)``, the update of the retention counts."""
+
+    cells: set[Cell]
+    changed: set[Cell]
+    held: int
+    inserts: list[dict[str, object]]
+    updates: list[dict[str, object]]
+    moved: list[int]
+    retention: Callable[[sa.Connection], None]
+
+
 def _nothing() -> None:
     return None
 
 
 def rebuild(conn: sa.Connection, cells: set[Cell]) -> Rebuilt:
-    """Rebuild the visits of ``cells`` (``Rebuilt``: the caller runs its ``retention``).
+    """Rebuild the visits of ``cells`` (``Rebuilt``: the caller runs its ``retention``): ``read_changes`` then
+    ``write_changes``, on one connection."""
+    if not cells:
+        return Rebuilt(set(), 0, _nothing)
+    changes = read_changes(conn, cells)
+    write_changes(conn, changes)
+    return Rebuilt(changes.changed, changes.held, lambda: changes.retention(conn))
+
+
+def read_changes(conn: sa.Connection, cells: set[Cell]) -> VisitChanges:
+    """Read the visits of ``cells`` and their patients' histories, and work out what rebuilding them changes
+    (``VisitChanges``), writing nothing: ``conn`` may be a session of its own, reading the committed rows while the
+    refresh's transaction computes the other rollups (``rollups.refresh`` on PostgreSQL).
 
     A visit that moved months keeps its row in its old cell until that cell is rebuilt, unless a rebuild of
     its new cell comes first (a refresh takes cells one at a time): then the fresh visit replaces that row,
     wherever it is, and the old cell is recomputed with these.
 
-    The cells may be of several practices (a refresh transaction's): their visits are read and written with one
-    statement each, and the patients' histories (those of the cells' patients only, so the memory a rebuild
-    holds grows with the cells, not the store) are re-read once."""
-    if not cells:
-        return Rebuilt(set(), 0, _nothing)
+    The cells may be of several practices (a refresh transaction's): their visits are read with one statement each,
+    and the patients' histories (those of the cells' patients only, so the memory a rebuild holds grows with the
+    cells, not the store) are read once."""
     t = report_visits
     pairs = sorted(cells)
     months = sorted({m for _, m in cells})
@@ -365,13 +411,15 @@ def rebuild(conn: sa.Connection, cells: set[Cell]) -> Rebuilt:
     new_by_patient = {k: with_flags(vs) for k, vs in _by_patient([*kept, *fresh]).items()}
     old_by_patient = _by_patient(old)
 
-    def retention() -> None:
+    def retention(writing: sa.Connection) -> None:
         delta = RetentionDelta()
         for k in keys:
             delta.add(old_by_patient.get(k, []), new_by_patient.get(k, []))
-        _apply_retention(conn, delta)
+        _apply_retention(writing, delta)
 
-    inserts, updates, changed_cells = [], [], {(v.practice, v.month) for v in moved}
+    inserts: list[dict[str, object]] = []
+    updates: list[dict[str, object]] = []
+    changed_cells = {(v.practice, v.month) for v in moved}
     old_flags = {v.key: (v.is_new, v.converted) for v in old}
     for visits in new_by_patient.values():
         for v in visits:
@@ -382,17 +430,24 @@ def rebuild(conn: sa.Connection, cells: set[Cell]) -> Rebuilt:
                 was_new = old_flags.get(v.key, (None, None))[0]
                 if was_new != v.is_new or v.service_line == COUNTED_CONVERSIONS:  # else no figure moves
                     changed_cells.add((v.practice, v.month))
+    return VisitChanges(set(cells), changed_cells, len(fresh), inserts, updates, [v.id for v in moved
+                                                                                    if v.id is not None], retention)
+
+
+def write_changes(conn: sa.Connection, changes: VisitChanges) -> None:
+    """Write a rebuild (``read_changes``): the cells' visit rows replaced, moved rows deleted, flags updated."""
+    t, cells = report_visits, changes.cells
     with round_trip(conn):  # the writes, none read back
         for practice in sorted({p for p, _ in cells}):  # (practice, month) IN (pairs) made SQLite scan the table
             conn.execute(sa.delete(t).where(t.c.practice == practice,
                                             t.c.month.in_(sorted(m for p, m in cells if p == practice))))
-        if moved:
-            conn.execute(sa.delete(t).where(t.c.id.in_([v.id for v in moved])))
-        if updates:
+        if changes.moved:
+            conn.execute(sa.delete(t).where(t.c.id.in_(changes.moved)))
+        if changes.updates:
             conn.execute(sa.update(t).where(t.c.id == sa.bindparam("visit_id"))
-                         .values(is_new=sa.bindparam("new_flag"), converted=sa.bindparam("converted_flag")), updates)
-    copy_rows(conn, t, inserts)
-    return Rebuilt(changed_cells, len(fresh), retention)
+                         .values(is_new=sa.bindparam("new_flag"), converted=sa.bindparam("converted_flag")),
+                         changes.updates)
+    copy_rows(conn, t, changes.inserts)
 
 
 def _row(v: Visit) -> dict[str, object]:

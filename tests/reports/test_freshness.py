@@ -110,8 +110,8 @@ def test_a_refresh_commits_each_practice_month_on_its_own(database_url: str, mon
     real_refresh = rollups.refresh
     seen: list[tuple[set[Any], dict[Any, Any], int | None, float | None]] = []
 
-    def observed(conn: sa.Connection, cells: set[Any]) -> int:
-        visits = real_refresh(conn, cells)
+    def observed(conn: sa.Connection, cells: set[Any], **options: Any) -> int:
+        visits = real_refresh(conn, cells, **options)
         if cells != {("east", "2025-02")}:
             return visits
         # the refresh's transaction for February is open: look from outside it
@@ -250,7 +250,7 @@ def test_cells_a_failed_or_dead_refresh_had_taken_wait_again_and_the_next_refres
     _write(engine, [_appt("east", "A1", "2025-01-10T09:00:00-05:00")])
     (marked_at,) = _dirty(engine).values()
 
-    def broken(conn: sa.Connection, cells: set[Any]) -> int:
+    def broken(conn: sa.Connection, cells: set[Any], **options: Any) -> int:
         raise RuntimeError("the store went away mid-recompute")
 
     monkeypatch.setattr(rollups, "refresh", broken)

@@ -114,10 +114,10 @@ def test_a_cell_marked_while_a_refresh_runs_is_kept_for_the_next(database_url: s
     real_refresh = rollups.refresh
     seen: list[set[Any]] = []
 
-    def refresh_while_an_ingest_lands(conn: Any, cells: set[Any]) -> int:
+    def refresh_while_an_ingest_lands(conn: Any, cells: set[Any], **options: Any) -> int:
         seen.append(set(cells))
         rollups.mark_dirty(conn, {("alpha", "2025-01"), ("alpha", "2025-03")})
-        return real_refresh(conn, cells)
+        return real_refresh(conn, cells, **options)
 
     monkeypatch.setattr(rollups, "refresh", refresh_while_an_ingest_lands)
     assert rollups.refresh_dirty(engine, passes=1) == 2
