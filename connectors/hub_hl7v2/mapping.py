@@ -388,7 +388,8 @@ def pv1_providers_and_location(r: Reader) -> Iterator[Record]:
 
 
 def _compact(record: Record) -> Record:
-    return {k: v for k, v in record.items() if v is not None and v != ""}
+    # ``v or``: a value that is there (the most of them) is kept without the two comparisons
+    return {k: v for k, v in record.items() if v or (v is not None and v != "")}
 
 
 def _patient_required(r: Reader) -> Record:

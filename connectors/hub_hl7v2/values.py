@@ -149,6 +149,8 @@ def is_phone(value: str) -> bool:
 
 def is_mbi(value: str) -> bool:
     """A Medicare Beneficiary Identifier, as printed (``1EG4-TE5-MK73``) or not."""
+    if len(value) < 11 and value.isascii():  # eleven characters, dashes and spaces aside: an MRN is shorter
+        return False  # (ASCII: no letter that upper case writes as two, ``ﬀ``)
     return _MBI.match(value.replace("-", "").replace(" ", "").upper()) is not None
 
 

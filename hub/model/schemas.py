@@ -48,9 +48,9 @@ def validate_record(record: dict[str, Any], zone: dt.tzinfo | None = None) -> di
     kind = record.get("kind")
     if kind not in KINDS:
         raise ValidationError(f"unknown record kind {kind!r}", errors={"kind": ["Unknown kind."]})
-    fast = _fast_validator(kind)(record)
+    fast = _fast_validator(kind)(record, zone)  # its date-times read in ``zone`` already
     if fast is not None:
-        return localize(fast, zone)
+        return fast
     from marshmallow import ValidationError as MarshmallowError
 
     from hub.model.marshmallow_schemas import schema_for
@@ -77,13 +77,16 @@ def localize(record: dict[str, Any], zone: dt.tzinfo | None) -> dict[str, Any]:
     twice (when it ends) is read with the offset in force before the change (PEP 495 ``fold=0``)."""
     for name in datetime_fields(record["kind"]):
         value = record.get(name)
-        if value is None:
-            continue
-        if value.tzinfo is None:
-            record[name] = value.replace(tzinfo=zone or dt.UTC)
-        elif zone is not None:
-            record[name] = value.astimezone(zone)
+        if value is not None:
+            record[name] = _in_zone(value, zone)
     return record
+
+
+def _in_zone(value: dt.datetime, zone: dt.tzinfo | None) -> dt.datetime:
+    """One date-time as ``localize`` gives it."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=zone or dt.UTC)
+    return value.astimezone(zone) if zone is not None else value
 
 
 def sent_without_offset(record: dict[str, Any]) -> list[str]:
@@ -127,6 +130,7 @@ _DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[
 _NAIVE_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?$")
 _MONEY = re.compile(r"^-?\d{1,12}(\.\d{1,4})?$")
 _NOT_FAST = object()
+_AS_SENT = object()  # ``_fast_validator``'s check without a zone: date-times as sent
 
 
 def _converter(f: Field) -> Any:
@@ -167,6 +171,14 @@ def _date(value: str) -> Any:
 def _datetime(value: str) -> Any:
     # a message's records share its event time, and a feed repeats its slot times: parsed once each
     return _parsed(dt.datetime.fromisoformat, value) if _DATETIME.match(value) else _NOT_FAST
+
+
+@lru_cache(maxsize=16384)
+def _datetime_in(value: str, zone: dt.tzinfo | None) -> Any:
+    # ``_datetime`` read in the practice's zone (``localize``), once per text and zone: a message's records
+    # then share one event time, and the store's stamp of it is made once (``canonical.upsert_records``)
+    parsed = _datetime(value)
+    return parsed if parsed is _NOT_FAST else _in_zone(parsed, zone)
 
 
 def _parsed(parse: Any, value: str) -> Any:
@@ -257,14 +269,17 @@ def _fast_validator(kind: str) -> Any:
     # looking up each field's rule by name; ``check_any`` answers the same for any record.
     shapes: dict[tuple[str, ...], Any] = {}
 
-    def check(record: dict[str, Any]) -> dict[str, Any] | None:
+    def check(record: dict[str, Any], zone: Any = _AS_SENT) -> dict[str, Any] | None:
+        """The record with Python values, or None; given a ``zone`` (None: UTC), its date-times
+        come read in it, as ``localize`` reads them."""
         shape = tuple(record)
         shaped = shapes.get(shape)
         if shaped is None:
             if len(shapes) >= SHAPES_PER_KIND:
-                return check_any(record)
+                out = check_any(record)
+                return out if out is None or zone is _AS_SENT else localize(out, zone)
             shaped = shapes[shape] = _shape_check(kind, shape, declared, converters, required)
-        return shaped(record)
+        return shaped(record, zone)
 
     check.check_any = check_any  # type: ignore[attr-defined]  # the tests compare the two
     return check
@@ -276,7 +291,8 @@ _KEPT_IF = {"str": "type({v}) is str and {v} and len({v}) <= STR_MAX", "text": "
             "int": "type({v}) is int", "bool": "type({v}) is bool"}
 # ... and a conversion written out: the value, or _NOT_FAST
 _CONVERTED = {"date": "_date({v}) if type({v}) is str and len({v}) == 10 else _NOT_FAST",
-              "datetime": "_datetime({v}) if type({v}) is str else _NOT_FAST"}
+              "datetime": "(_datetime({v}) if zone is _AS_SENT else _datetime_in({v}, zone)) if type({v}) is str "
+                          "else _NOT_FAST"}
 
 
 def _shape_check(kind: str, shape: tuple[str, ...], fields: dict[str, Field], converters: dict[str, Any],
@@ -285,9 +301,11 @@ def _shape_check(kind: str, shape: tuple[str, ...], fields: dict[str, Field], co
     order: the same answer, with each field's rule fixed in the code (the text is made here from the
     model's own field names and types)."""
     if any(name not in converters for name in shape) or any(name not in shape for name in required):
-        return lambda record: None  # an unknown field, or a required one missing: marshmallow says which
-    scope: dict[str, Any] = {"_NOT_FAST": _NOT_FAST, "STR_MAX": STR_MAX, "_date": _date, "_datetime": _datetime}
-    lines = ["def check(record):", f"    {', '.join(f'v{i}' for i in range(len(shape)))}, = record.values()"]
+        return lambda record, zone=None: None  # an unknown field, or a required one missing: marshmallow says which
+    scope: dict[str, Any] = {"_NOT_FAST": _NOT_FAST, "STR_MAX": STR_MAX, "_date": _date, "_datetime": _datetime,
+                             "_datetime_in": _datetime_in, "_AS_SENT": _AS_SENT}
+    lines = ["def check(record, zone=_AS_SENT):",
+             f"    {', '.join(f'v{i}' for i in range(len(shape)))}, = record.values()"]
     for i, name in enumerate(shape):
         f, v = fields[name], f"v{i}"
         if f.type in _KEPT_IF:

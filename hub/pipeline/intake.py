@@ -56,6 +56,10 @@ def _clip(value: str | None, limit: int) -> str | None:
 
 def _oversized(envelope: Envelope) -> HubError | None:
     """The refusal of a message whose sender, control id or type is too long to keep (no values shown)."""
+    sender, control_id, message_type = envelope.sender, envelope.control_id, envelope.message_type
+    if (sender is None or len(sender) <= SENDER_MAX) and (control_id is None or len(control_id) <= CONTROL_ID_MAX) \
+            and (message_type is None or len(message_type) <= MESSAGE_TYPE_MAX):
+        return None  # the usual message, checked without the loop below
     for name, value, limit in (("sender", envelope.sender, SENDER_MAX),
                                ("control id", envelope.control_id, CONTROL_ID_MAX),
                                ("message type", envelope.message_type, MESSAGE_TYPE_MAX)):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from hub_hl7v2.values import to_datetime, to_int, to_money
+from hub_hl7v2.values import is_mbi, to_datetime, to_int, to_money
 
 
 @pytest.mark.parametrize(("sent", "read"), [
@@ -49,3 +49,17 @@ def test_money(sent: str, read: str | None) -> None:
 ])
 def test_counts(sent: str, read: int | None) -> None:
     assert to_int(sent) == read
+
+
+@pytest.mark.parametrize(("sent", "mbi"), [
+    ("1EG4TE5MK73", True),  # CMS's example MBI
+    ("1EG4-TE5-MK73", True),  # as printed
+    ("1eg4 te5 mk73", True),
+    ("1EG4TE5MK7", False),  # ten characters
+    ("MRN109886", False),
+    ("123456789A", False),  # an old HICN
+    ("1EG4TE5\ufb0073", True),  # "ﬀ": ten characters that upper case writes as eleven, FF
+    ("1SG4TE5MK73", False),  # S is no MBI letter
+])
+def test_a_medicare_number_is_read_by_its_shape(sent, mbi):
+    assert is_mbi(sent) is mbi

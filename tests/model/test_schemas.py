@@ -171,3 +171,21 @@ def test_a_check_written_for_a_set_of_fields_keeps_the_record_order_and_converts
     assert check({**record, "units": "2"}) is None  # a number as text: marshmallow converts it
     assert check({**record, "service_date": "2025-3-4"}) is None
     assert check({**record, "kind": "patient"}) is None
+
+
+def test_the_fast_check_given_a_zone_reads_date_times_as_localize_does():
+    """Given the practice's zone, the check reads each date-time in it (a naive one as a wall-clock time
+    there, one with an offset as that instant shown there), and a message's records share one event time."""
+    from zoneinfo import ZoneInfo
+
+    chicago = ZoneInfo("America/Chicago")
+    check = _fast_validator("appointment")
+    record = appointment(start="2025-03-04T09:00:00", booked_at="2025-03-01T04:30:00+00:00",
+                         event_time="2025-03-01T04:30:00+00:00")
+    out = check(dict(record), chicago)
+    assert out["start"].isoformat() == "2025-03-04T09:00:00-06:00"  # naive: Chicago's wall clock
+    assert out["booked_at"].isoformat() == "2025-02-28T22:30:00-06:00"  # the same instant, in Chicago
+    assert out["event_time"] is out["booked_at"]  # one text, one value
+    assert check(dict(record), None)["start"].isoformat() == "2025-03-04T09:00:00+00:00"  # no zone: UTC
+    assert check(dict(record))["start"].tzinfo is None  # no zone given: as sent
+    assert validate_record(dict(record), chicago) == out
