@@ -930,30 +930,29 @@ def _fine_rows(conn: sa.Connection, sql: Sql, cells: set[Cell], third_available:
     params = _batch_params(cells)
     dims = ", ".join(DIMS)
     sources = {source.name: source for source in measure_sources(sql, batch=True, staged=True)}
-    selects = []
+
+    def add_rows(select: str, own: Sequence[str]) -> None:
+        conn.execute(_text(f"INSERT INTO {report_fine_cells.name} ({dims}, month, week, {', '.join(own)}) {select}"),
+                     params)
+
+    if others:  # first: the rows about to be added must not be deleted with the old
+        for table in (report_cells, report_hist, report_credits, report_fine_cells, report_fine_hist,
+                      report_fine_credits):
+            for practice, months in sorted(_months_by_practice(cells).items()):  # (practice, month) IN (pairs)
+                conn.execute(sa.delete(table).where(  # made SQLite scan the table
+                    table.c.practice == practice, table.c.month.in_(months)))
     if visits:
-        selects.append((sources["visits"].select_sql(own=True), sources["visits"].own_measures()))
+        add_rows(sources["visits"].select_sql(own=True), sources["visits"].own_measures())
     if not others:
-        for select, own in selects:
-            conn.execute(_text(f"INSERT INTO {report_fine_cells.name} ({dims}, month, week, {', '.join(own)}) "
-                               f"{select}"), params)
         return
-    for table in (report_cells, report_hist, report_credits, report_fine_cells, report_fine_hist,
-                  report_fine_credits):
-        for practice, months in sorted(_months_by_practice(cells).items()):  # (practice, month) IN (pairs)
-            conn.execute(sa.delete(table).where(table.c.practice == practice,  # made SQLite scan the table
-                                                table.c.month.in_(months)))
     for stage in staged_sql(sql):
         conn.execute(_text(stage), params)
     if sql.pg:  # a temporary table has no statistics: without, the remittances' join was sorted, not hashed
         conn.execute(sa.text(f"ANALYZE {STAGED_CHARGES}, {STAGED_APPOINTMENTS}"))
-    combined, measures = _charges_and_remittances_sql(sources)
-    selects += [(combined, measures), *((source.select_sql(own=True), source.own_measures())
-                                        for name, source in sources.items()
-                                        if name not in ("charges", "remittances", "visits"))]
-    for select, own in selects:
-        conn.execute(_text(f"INSERT INTO {report_fine_cells.name} ({dims}, month, week, {', '.join(own)}) "
-                           f"{select}"), params)
+    add_rows(*_charges_and_remittances_sql(sources))
+    for name, source in sources.items():
+        if name not in ("charges", "remittances", "visits"):
+            add_rows(source.select_sql(own=True), source.own_measures())
     for _, select in _hist_sources(sql, batch=True, staged=True):
         conn.execute(_text(f"INSERT INTO {report_fine_hist.name} ({dims}, month, week, metric, value, n) "
                            f"{select}"), params)

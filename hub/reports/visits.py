@@ -201,10 +201,9 @@ class RetentionDelta:
     entries, not 52 per visit."""
 
     def __init__(self) -> None:
-        # Links are counted by a group of scopes (``groups``), the scopes whose periods changed alike for one
-        # patient: one practice's patient has the same periods in its (practice, line) and (MSO, line) scopes, and
-        # in (practice, all lines) and the MSO's. A group's counts are a Counter, whose ``update`` with a set of
-        # links counts them in C: a catch-up after a backfill counts millions.
+        # Links are counted by a group of scopes (``groups``: the scopes of one kind whose days changed alike for
+        # a patient, see ``add``). A group's counts are a Counter, whose ``update`` with a set of links counts them
+        # in C: a catch-up after a backfill counts millions.
         self.links: dict[int, Counter[tuple[int, int | None]]] = {}
         self.groups: list[tuple[Scope, ...]] = []
         self._group_ids: dict[tuple[Scope, ...], int] = {}
@@ -430,8 +429,8 @@ def read_changes(conn: sa.Connection, cells: set[Cell]) -> VisitChanges:
                 was_new = old_flags.get(v.key, (None, None))[0]
                 if was_new != v.is_new or v.service_line == COUNTED_CONVERSIONS:  # else no figure moves
                     changed_cells.add((v.practice, v.month))
-    return VisitChanges(set(cells), changed_cells, len(fresh), inserts, updates, [v.id for v in moved
-                                                                                    if v.id is not None], retention)
+    moved_ids = [v.id for v in moved if v.id is not None]  # rows of the history: all have one
+    return VisitChanges(set(cells), changed_cells, len(fresh), inserts, updates, moved_ids, retention)
 
 
 def write_changes(conn: sa.Connection, changes: VisitChanges) -> None:
