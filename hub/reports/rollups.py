@@ -948,7 +948,9 @@ def _fine_rows(conn: sa.Connection, sql: Sql, cells: set[Cell], third_available:
     for stage in staged_sql(sql):
         conn.execute(_text(stage), params)
     if sql.pg:  # a temporary table has no statistics: without, the remittances' join was sorted, not hashed
-        conn.execute(sa.text(f"ANALYZE {STAGED_CHARGES}, {STAGED_APPOINTMENTS}"))
+        # the join's columns only (and the appointments' practice): the same plans, where counting every column took
+        # 0.84 s of a million appointments' catch-up, against 0.25 s
+        conn.execute(sa.text(f"ANALYZE {STAGED_CHARGES} (practice, source_id), {STAGED_APPOINTMENTS} (practice)"))
     add_rows(*_charges_and_remittances_sql(sources))
     for name, source in sources.items():
         if name not in ("charges", "remittances", "visits"):
@@ -981,7 +983,10 @@ def _coarse_grains(conn: sa.Connection, sql: Sql, cells: set[Cell]) -> None:
     sees the transaction's own rows) and reads all its cells with one statement per rollup."""
     whole = conn.dialect.name == "postgresql" and len(cells) >= _WHOLE_BATCH_CELLS
     if whole:
-        conn.execute(sa.text(f"ANALYZE {report_fine_cells.name}, {report_fine_hist.name}, {report_fine_credits.name}"))
+        # the columns these statements filter and group by (not the fine rows' other keys, nor their measures)
+        keys = "practice, month, service_line, week"
+        conn.execute(sa.text(f"ANALYZE {report_fine_cells.name} ({keys}), {report_fine_hist.name} ({keys}, metric, "
+                             f"value), {report_fine_credits.name} ({keys}, paid_month, paid_week)"))
         batches = [(_batch_params(cells), _cells_in(""), True)]
     else:
         where = "practice = :p AND month >= :lo AND month < :hi AND month IN :months"
