@@ -65,6 +65,9 @@ class Sql:
 
     def __init__(self, dialect: str) -> None:
         self.pg = dialect == "postgresql"
+        # the aggregate a refresh sums its integers with: on PostgreSQL ``rollup_sum``, a BIGINT kept in a BIGINT
+        # (migration 0020: SUM keeps a NUMERIC-bound state per group, and the charges' regrouping spilled to disk)
+        self.total = "rollup_sum" if self.pg else "SUM"
 
     def days(self, later: str, earlier: str) -> str:
         """Whole days between two ISO dates (text, or date columns)."""
@@ -100,9 +103,11 @@ class Sql:
         from zero; SQLite, which has no decimal type (a REAL makes 0.285 * 100 = 28.4999...), by
         reading the digits of the text."""
         if self.pg:
-            return (f"(SELECT COALESCE(SUM(CAST(ROUND(CAST(j->>'amount' AS NUMERIC) * 100) AS BIGINT)), 0) FROM "
-                    f"json_array_elements(CASE WHEN json_typeof({column}) = 'array' THEN {column} "
-                    f"ELSE '[]'::json END) j WHERE j->>'group' = 'CO')")
+            # a BIGINT (SUM's is a NUMERIC), as the regroupings that sum it again take (``total``)
+            cents = "CAST(ROUND(CAST(j->>'amount' AS NUMERIC) * 100) AS BIGINT)"
+            return (f"CAST((SELECT COALESCE(SUM({cents}), 0) FROM json_array_elements(CASE WHEN "
+                    f"json_typeof({column}) = 'array' THEN {column} ELSE '[]'::json END) j WHERE j->>'group' = 'CO') "
+                    f"AS BIGINT)")
         # a = the amount's text; s its sign, u its digits, d where its point is (or would be)
         fraction = "substr(u, d + 1) || '000'"
         cents = (f"s * (CAST(substr(u, 1, d - 1) AS INTEGER) * 100 + CAST(substr({fraction}, 1, 2) AS INTEGER) "
@@ -643,11 +648,12 @@ class Measure:
     value: str = "1"
     when: str | None = None
 
-    def sum_sql(self) -> str:
+    def sum_sql(self, total: str = "SUM") -> str:
+        """The SQL of the measure's sum, with the aggregate ``total`` (``Sql.total`` where the rows are written)."""
         # a cell whose rows all lack the value (unpriced charge lines only) sums to 0, never NULL
         if self.when is None:
-            return "COUNT(*)" if self.value == "1" else f"COALESCE(SUM({self.value}), 0)"
-        return f"COALESCE(SUM(CASE WHEN {self.when} THEN {self.value} ELSE 0 END), 0)"
+            return "COUNT(*)" if self.value == "1" else f"COALESCE({total}({self.value}), 0)"
+        return f"COALESCE({total}(CASE WHEN {self.when} THEN {self.value} ELSE 0 END), 0)"
 
 
 @dataclass(frozen=True)
@@ -667,10 +673,10 @@ class Source:
     kind: str | None = None
     source_id: str | None = None
 
-    def select_sql(self, *, own: bool = False) -> str:
+    def select_sql(self, *, own: bool = False, total: str = "SUM") -> str:
         """SELECT the dimensions, ``month``, ``week`` and every measure of ``MEASURES`` (0 where not this
-        source's), grouped; ``own``: only this source's measures (``own_measures``)."""
-        sums = {m: e.sum_sql() for m, e in self.measures.items()}
+        source's), grouped; ``own``: only this source's measures (``own_measures``); ``total``: as ``sum_sql``."""
+        sums = {m: e.sum_sql(total) for m, e in self.measures.items()}
         return _select(self.dims, self.month, self.week, sums,
                        f"{self.table} WHERE {self.where}" if self.where else self.table,
                        measures=self.own_measures() if own else MEASURES)
@@ -839,7 +845,7 @@ def staged_sql(sql: Sql) -> list[str]:
     return out
 
 
-def _charges_and_remittances_sql(sources: dict[str, Source]) -> tuple[str, tuple[str, ...]]:
+def _charges_and_remittances_sql(sources: dict[str, Source], total: str = "SUM") -> tuple[str, tuple[str, ...]]:
     """The fine rows of the staged charges (``measure_sources(..., staged=True)``'s ``charges``) with their
     remittances' figures in the same rows, and the measures it gives. Each charge's remittance lines are summed
     first (one row per charge at most), so the charge's own figures are not repeated for each line: the
@@ -852,12 +858,12 @@ def _charges_and_remittances_sql(sources: dict[str, Source]) -> tuple[str, tuple
     amount_per = {"adjudicated_cents": "remit_lines", "denied_cents": "denied_lines"}
     if set(remits.measures) != {*by_line, *amount_per}:  # a new remittance measure must be placed here too
         raise RuntimeError(f"remittance measures not all combined: {sorted(remits.measures)}")
-    per_charge = ", ".join(f"{remits.measures[m].sum_sql()} AS {m}" for m in by_line)
+    per_charge = ", ".join(f"{remits.measures[m].sum_sql(total)} AS {m}" for m in by_line)
     paid = (f"SELECT c.practice, c.source_id, {per_charge} FROM {remits.table} "
             f"GROUP BY c.practice, c.source_id")
-    sums = {m: e.sum_sql() for m, e in charges.measures.items()}
-    sums.update({m: f"SUM(p.{m})" for m in by_line})  # NULL where no charge of the row was paid: no figure
-    sums.update({m: f"SUM(COALESCE(c.amount, 0) * p.{lines})" for m, lines in amount_per.items()})
+    sums = {m: e.sum_sql(total) for m, e in charges.measures.items()}
+    sums.update({m: f"{total}(p.{m})" for m in by_line})  # NULL where no charge of the row was paid: no figure
+    sums.update({m: f"{total}(COALESCE(c.amount, 0) * p.{lines})" for m, lines in amount_per.items()})
     measures = tuple(m for m in MEASURES if m in sums)
     return _select(charges.dims, charges.month, charges.week, sums,
                    f"{charges.table} LEFT JOIN ({paid}) p ON p.practice = c.practice AND p.source_id = c.source_id",
@@ -870,7 +876,7 @@ def _credits_sql(sql: Sql) -> str:
     keys = [*(f"c.{d}" for d in DIMS), "c.month", "c.week", sql.month(paid_on), sql.week(paid_on)]
     return (f"INSERT INTO {report_fine_credits.name} ({', '.join(DIMS)}, month, week, paid_month, paid_week, "
             f"credits_cents) SELECT {', '.join(keys)}, "
-            f"SUM(COALESCE(r.paid_amount, 0) + COALESCE(r.adjustment_amount, 0)) FROM {STAGED_CHARGES} c "
+            f"{sql.total}(COALESCE(r.paid_amount, 0) + COALESCE(r.adjustment_amount, 0)) FROM {STAGED_CHARGES} c "
             f"JOIN remittances r ON r.practice = c.practice AND r.charge_source_id = c.source_id "
             f"GROUP BY {', '.join(keys)}")
 
@@ -942,7 +948,7 @@ def _fine_rows(conn: sa.Connection, sql: Sql, cells: set[Cell], third_available:
                 conn.execute(sa.delete(table).where(  # made SQLite scan the table
                     table.c.practice == practice, table.c.month.in_(months)))
     if visits:
-        add_rows(sources["visits"].select_sql(own=True), sources["visits"].own_measures())
+        add_rows(sources["visits"].select_sql(own=True, total=sql.total), sources["visits"].own_measures())
     if not others:
         return
     for stage in staged_sql(sql):
@@ -951,10 +957,10 @@ def _fine_rows(conn: sa.Connection, sql: Sql, cells: set[Cell], third_available:
         # the join's columns only (and the appointments' practice): the same plans, where counting every column took
         # 0.84 s of a million appointments' catch-up, against 0.25 s
         conn.execute(sa.text(f"ANALYZE {STAGED_CHARGES} (practice, source_id), {STAGED_APPOINTMENTS} (practice)"))
-    add_rows(*_charges_and_remittances_sql(sources))
+    add_rows(*_charges_and_remittances_sql(sources, sql.total))
     for name, source in sources.items():
         if name not in ("charges", "remittances", "visits"):
-            add_rows(source.select_sql(own=True), source.own_measures())
+            add_rows(source.select_sql(own=True, total=sql.total), source.own_measures())
     for _, select in _hist_sources(sql, batch=True, staged=True):
         conn.execute(_text(f"INSERT INTO {report_fine_hist.name} ({dims}, month, week, metric, value, n) "
                            f"{select}"), params)
@@ -995,11 +1001,12 @@ def _coarse_grains(conn: sa.Connection, sql: Sql, cells: set[Cell]) -> None:
     costs = next(s for s in measure_sources(sql) if s.name == "costs")
     own = costs.own_measures()
     weekly = f"grain = '{SITE_WEEK_GRAIN}'"
-    sums = ", ".join(f"COALESCE(SUM({m}), 0)" for m in MEASURES)  # a fine row has NULL for another source's
+    sums = ", ".join(f"COALESCE({sql.total}({m}), 0)" for m in MEASURES)  # a fine row has NULL for another source's
     cols, hist_cols = ", ".join([*DIMS, "month", "week", *MEASURES]), f"{', '.join(DIMS)}, month, week, metric, value"
     credit_cols = f"{', '.join(DIMS)}, month, week, paid_month, paid_week, credits_cents"
     for params, cells_are, batch in batches:
-        costs_sql = replace(costs, where=_cells_in("k.") if batch else costs.where).select_sql(own=True)
+        costs_sql = replace(costs, where=_cells_in("k.") if batch else costs.where).select_sql(own=True,
+                                                                                               total=sql.total)
         padded = ", ".join([*DIMS, "month", "week", *(m if m in own else "NULL" for m in MEASURES)])
         for grain, week in ((SITE_WEEK_GRAIN, "week"), ("site", "''")):
             by_week = "" if week == "''" else ", week"
@@ -1013,7 +1020,8 @@ def _coarse_grains(conn: sa.Connection, sql: Sql, cells: set[Cell]) -> None:
             hist_from = (f"SELECT {hist_cols}, n FROM report_hist WHERE {weekly} AND {cells_are}" if site else
                          f"SELECT {hist_cols}, n FROM {report_fine_hist.name} WHERE {cells_are}")
             conn.execute(_text(f"INSERT INTO report_hist (grain, {hist_cols}, n) SELECT '{grain}', practice, '*', "
-                               f"'*', service_line, '*', month, {week}, metric, value, SUM(n) FROM ({hist_from}) h "
+                               f"'*', service_line, '*', month, {week}, metric, value, {sql.total}(n) "
+                               f"FROM ({hist_from}) h "
                                f"GROUP BY practice, service_line, month{by_week}, metric, value"), params)
             paid_week = "paid_week" if week == "week" else "''"
             paid_by_week = "" if week == "''" else ", week, paid_week"
@@ -1022,7 +1030,7 @@ def _coarse_grains(conn: sa.Connection, sql: Sql, cells: set[Cell]) -> None:
             conn.execute(_text("INSERT INTO report_credits (grain, practice, location, provider, service_line, "
                                f"financial_class, month, week, paid_month, paid_week, credits_cents) SELECT "
                                f"'{grain}', practice, '*', '*', service_line, '*', month, {week}, paid_month, "
-                               f"{paid_week}, SUM(credits_cents) FROM ({credits_from}) k "
+                               f"{paid_week}, {sql.total}(credits_cents) FROM ({credits_from}) k "
                                f"GROUP BY practice, service_line, month, paid_month{paid_by_week}"), params)
 
 
