@@ -75,12 +75,18 @@ def digest_key(*parts: str | bytes) -> str:
     """A dedup key made of several parts (sha256, 64 hex characters). Start with the connector's name so
     that keys of different connectors never meet; each part is length-prefixed, so ("ab", "c") and
     ("a", "bc") differ."""
-    digest = hashlib.sha256()
+    pieces: list[bytes] = []
     for part in parts:
         data = part.encode("utf-8") if isinstance(part, str) else part
-        digest.update(b"%d:" % len(data))
-        digest.update(data)
-    return digest.hexdigest()
+        pieces += (b"%d:" % len(data), data)
+    return hashlib.sha256(b"".join(pieces)).hexdigest()  # one update: the digest of the pieces one after another
+
+
+def _frozen_init(instance: object, values: dict[str, Any]) -> None:
+    """Set the fields of a frozen dataclass made per message (``Envelope``, ``Context``, ``Outcome``) in one
+    step: its generated ``__init__`` sets them one by one through ``object.__setattr__``, about twice the
+    cost. The instance stays frozen (its ``__setattr__`` refuses)."""
+    instance.__dict__.update(values)
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,14 @@ class Envelope:
     message_type: str | None = None
     meta: Mapping[str, Any] = field(default_factory=dict)
     error: HubError | None = None
+
+    def __init__(self, raw: bytes, sender: str | None = None, control_id: str | None = None,
+                 message_type: str | None = None, meta: Mapping[str, Any] | None = None,
+                 error: HubError | None = None) -> None:
+        # made twice per message (split, then processing): the fields set in one step rather than by
+        # a frozen dataclass's setattr each (``_frozen_init``)
+        _frozen_init(self, {"raw": raw, "sender": sender, "control_id": control_id, "message_type": message_type,
+                            "meta": {} if meta is None else meta, "error": error})
 
 
 @dataclass
@@ -176,6 +190,12 @@ class Context:
     strict: bool = False
     tally: Tally = field(default_factory=Tally)
 
+    def __init__(self, practice: str, config: Mapping[str, Any] | None = None, message_id: int | None = None,
+                 origin: str | None = None, strict: bool = False, tally: Tally | None = None) -> None:
+        _frozen_init(self, {"practice": practice, "config": {} if config is None else config,
+                            "message_id": message_id, "origin": origin, "strict": strict,
+                            "tally": Tally() if tally is None else tally})
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -192,6 +212,11 @@ class Outcome:
     error_location: str | None = None
     rejected: bool = False  # refused outright (unreadable); otherwise an application error
     message_id: int | None = None
+
+    def __init__(self, accepted: bool, duplicate: bool = False, error: str | None = None,
+                 error_location: str | None = None, rejected: bool = False, message_id: int | None = None) -> None:
+        _frozen_init(self, {"accepted": accepted, "duplicate": duplicate, "error": error,
+                            "error_location": error_location, "rejected": rejected, "message_id": message_id})
 
 
 @dataclass(frozen=True)

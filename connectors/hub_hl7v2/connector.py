@@ -70,7 +70,7 @@ class HL7v2Connector(Connector):
         for index, start in enumerate(starts):
             end = starts[index + 1] if index + 1 < len(starts) else len(body)
             chunk = body[start:end]
-            if b"BTS" in chunk or b"FTS" in chunk or b"BHS" in chunk:
+            if (b"TS" in chunk and (b"BTS" in chunk or b"FTS" in chunk)) or b"BHS" in chunk:  # a scan less, usually
                 chunk = _BATCH_LINE.sub(b"", chunk)
             envelope = self._envelope(chunk.strip(), f"message {index + 1}, " if many else "", origin,
                                       note if index == 0 else "")

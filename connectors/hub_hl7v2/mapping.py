@@ -308,6 +308,8 @@ def _email(r: Reader, pid: list[str]) -> str | None:
 def providers_from(r: Reader, seg: list[str] | None, field: int) -> list[Record]:
     """XCN repetitions → providers. NPI when XCN-13 (identifier type) or XCN-9 (authority) says NPI, or,
     when neither is sent, when the id is ten digits with a valid NPI check digit (Luhn over 80840)."""
+    if seg is None or field >= len(seg) or not seg[field]:
+        return []  # most fields tried are empty (PV1-8, 9 and 17): no repetitions to look at
     msg = r.msg
     found = []
     for raw in msg.repetitions(seg, field):
@@ -727,8 +729,8 @@ def to_records(msg: Message, tz: dt.tzinfo | None = None, tally: Tally | None = 
                strict: bool = False) -> list[Record]:
     """The records of one message. ``tally`` (the message's): segments not read are counted there, and
     optional values left out as unreadable recorded; ``strict``: the practice's mapping is all or nothing."""
-    code, event, _ = msg.message_type
-    code, event = code.upper(), event.upper()
+    msh = msg.msh  # MSH-9.1 and 9.2 (``Message.message_type`` without the structure, not read here)
+    code, event = (msg.get(msh, 9, 1) or "").upper(), (msg.get(msh, 9, 2) or "").upper()
     if not event:
         evn = msg.first("EVN")
         event = (msg.get(evn, 1) or "").upper()

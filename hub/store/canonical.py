@@ -35,7 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from hub.model.kinds import KINDS, PATIENT_REFERENCES
-from hub.model.tables import RECORD_TABLES, STAMP_LENGTH, MoneyCents, UTCDateTime, lineage, stamp_column
+from hub.model.tables import RECORD_TABLES, STAMP_LENGTH, STAMP_SUFFIX, MoneyCents, UTCDateTime, lineage, stamp_column
 
 _NO_TIME = "0" * (STAMP_LENGTH - 12)  # a record without an event time: its message's id alone orders it
 _NOTHING = object()  # no record's event time (``upsert_records``: none seen yet)
@@ -44,12 +44,40 @@ _NOTHING = object()  # no record's event time (``upsert_records``: none seen yet
 def event_stamp(event_time: dt.datetime | None, message_id: int | None) -> str:
     """Fixed-width digits that sort as (event time in UTC, message id): compared as text alike on
     SQLite and PostgreSQL."""
-    if event_time is None:
-        moment = _NO_TIME
-    else:
-        u = event_time.astimezone(dt.UTC)
-        moment = f"{u.year:04d}{u.month:02d}{u.day:02d}{u.hour:02d}{u.minute:02d}{u.second:02d}{u.microsecond:06d}"
+    moment = _NO_TIME if event_time is None else _texts(event_time)[2] or _utc_digits(event_time)
     return f"{moment}{message_id or 0:012d}"
+
+
+def _utc_digits(value: dt.datetime) -> str:
+    u = value.astimezone(dt.UTC)
+    return f"{u.year:04d}{u.month:02d}{u.day:02d}{u.hour:02d}{u.minute:02d}{u.second:02d}{u.microsecond:06d}"
+
+
+# Date-times by identity → (the date-time, its ISO text, its UTC digits for a stamp). Validation reads one
+# text in one zone into one object (``hub.model.schemas._datetime_in``), so a message's event time and a
+# feed's slot times come back as the same objects: their texts are made once (an aware date-time's
+# ``isoformat`` and ``astimezone`` ask its zone for the offset each time). Keyed by ``id``, not by value
+# (hashing an aware date-time asks the zone too); the entry holds the object, so the id is not reused
+# while it is there, and ``is`` confirms it.
+# The UTC digits are '' for a time that has none (year 1 east of UTC): a stored field only needs its text, and an
+# event time there fails in ``_utc_digits`` as it always did.
+_TEXTS: dict[int, tuple[dt.datetime, str, str]] = {}
+_TEXTS_MAX = 16384
+
+
+def _texts(value: dt.datetime) -> tuple[dt.datetime, str, str]:
+    found = _TEXTS.get(id(value))
+    if found is not None and found[0] is value:
+        return found
+    try:
+        digits = _utc_digits(value)
+    except OverflowError:
+        digits = ""
+    found = (value, value.isoformat(), digits)
+    if len(_TEXTS) >= _TEXTS_MAX:
+        _TEXTS.clear()
+    _TEXTS[id(value)] = found
+    return found
 
 
 @functools.cache
@@ -107,7 +135,7 @@ def upsert_records(conn: sa.Connection, items: Sequence[tuple[dict[str, Any], in
             found = stamps.get(when)
             if found is None:
                 found = stamps[when] = (event_stamp(event_time, message_id),
-                                        None if event_time is None else event_time.isoformat())
+                                        None if event_time is None else _texts(event_time)[1])
             known = found
             last = (event_time, message_id, known)
         key = (record["practice"], record["source_id"])
@@ -168,7 +196,7 @@ class _Plan:
     __slots__ = ("sql", "fields", "parameters")
 
     def __init__(self, kind: str, fields: tuple[str, ...]) -> None:
-        self.sql, converters = _upsert_statement("sqlite", kind, fields)
+        self.sql, converters = _upsert_statement("sqlite", kind, fields, one_stamp=True)
         self.fields = frozenset(fields)
         # the statement's columns: practice, source_id, the fields (declared order), the row's own
         # columns, then the fields' stamps (declared order); see _record_table
@@ -181,7 +209,8 @@ class _Plan:
         datetimes = {f.name for f in KINDS[kind] if f.type == "datetime"}
         # ``parameters(pending, now)``: the statement's parameters, written out as one tuple of the record's
         # values, each through its converter if it has one (a date-time field is stored as ISO text with its
-        # offset, see tables.py), then the row's own columns and the stamp once per field
+        # offset, see tables.py), then the row's own columns, the stamp last: the statement binds it once
+        # for every field's stamp column (``one_stamp``)
         scope: dict[str, Any] = {}
         picked = []
         for i, name in enumerate(values):
@@ -191,7 +220,7 @@ class _Plan:
             else:
                 scope[f"c{i}"] = convert
                 picked.append(f"c{i}(record[{name!r}])")
-        own = "pending.event_time, pending.message_id, now, stamp" + ", stamp" * len(stamped)
+        own = "pending.event_time, pending.message_id, now, stamp"
         # the text is made here from the model's own field names
         exec(f"def parameters(pending, now):\n    record, stamp = pending.record, pending.stamp\n"
              f"    return ({', '.join(picked)}, {own})", scope)
@@ -199,7 +228,7 @@ class _Plan:
 
 
 def _isoformat(value: Any) -> Any:
-    return value.isoformat() if type(value) is dt.datetime else value
+    return _texts(value)[1] if type(value) is dt.datetime else value
 
 
 @functools.cache
@@ -300,10 +329,14 @@ def _present(kind: str, keys: tuple[str, ...] | None) -> tuple[str, ...] | None:
 
 
 @functools.cache
-def _upsert_statement(dialect_name: str, kind: str, fields: tuple[str, ...] | None = None
+def _upsert_statement(dialect_name: str, kind: str, fields: tuple[str, ...] | None = None, one_stamp: bool = False
                       ) -> tuple[str, tuple[tuple[str, Any], ...]]:
     """INSERT … ON CONFLICT DO UPDATE in the syntax SQLite (3.24+) and PostgreSQL share, for the
     given fields (None: all); a field not written keeps its stored value and stamp.
+
+    ``one_stamp`` (SQLite, ``_Plan``: every field written has the record's one stamp): numbered
+    parameters, the row's ``stamp`` bound once and read for every field's stamp column, so a row's
+    parameters end at its stamp (the converters still name every column, in the statement's order).
 
     Each field takes the incoming value when the incoming stamp of that field is at least the
     stored one (a field the message left empty has no stamp, so it keeps the stored value); the
@@ -318,6 +351,13 @@ def _upsert_statement(dialect_name: str, kind: str, fields: tuple[str, ...] | No
     placeholder = "?" if dialect_name == "sqlite" else "%s"
     values = [f"{placeholder}::json" if dialect_name == "postgresql" and isinstance(c.type, sa.JSON) else placeholder
               for c in columns]
+    if one_stamp:
+        assert dialect_name == "sqlite"
+        stamp_at = [c.name for c in columns].index("stamp") + 1
+        # the stamp columns come after ``stamp`` (tables.py): each reads its parameter
+        values = [f"?{i}" if i <= stamp_at else f"?{stamp_at}" for i in range(1, len(columns) + 1)]
+        if any(c.name.endswith(STAMP_SUFFIX) for c in columns[:stamp_at]):
+            raise AssertionError(f"{kind}: a field's stamp column before the row's stamp")
     # stamps are digits of one width: byte order is their order (and C collation is the fast one)
     collate = ' COLLATE "C"' if dialect_name == "postgresql" else ""
 
@@ -340,6 +380,11 @@ def _upsert_statement(dialect_name: str, kind: str, fields: tuple[str, ...] | No
                       for c in columns)
 
 
+# a feed repeats its service, posting and birth dates: each one's ISO text made once (``date.isoformat``
+# formats through a C format string each time, several times the cost of the look-up)
+_date_text = functools.lru_cache(maxsize=16384)(dt.date.isoformat)
+
+
 def _converter(column_type: Any, dialect_name: str) -> Any:
     """Python value → DBAPI parameter, as the column's SQLAlchemy type would bind it."""
     sqlite_ = dialect_name == "sqlite"
@@ -352,7 +397,8 @@ def _converter(column_type: Any, dialect_name: str) -> Any:
     if isinstance(column_type, sa.JSON):  # orjson writes dates itself; Decimals become decimal strings
         return lambda v: None if v is None else orjson.dumps(v, default=str).decode()
     if isinstance(column_type, sa.Date):
-        return (lambda v: None if v is None else v.isoformat()) if sqlite_ else (lambda v: v)
+        return (lambda v: None if v is None else _date_text(v) if type(v) is dt.date else v.isoformat()) if sqlite_ \
+            else (lambda v: v)
     if isinstance(column_type, sa.Boolean) and sqlite_:
         return lambda v: None if v is None else int(v)
     return None  # passed as it is

@@ -57,6 +57,15 @@ def test_status_change_updates_in_place(database_url):
     assert row["start"] == "2025-03-04T09:00:00-05:00"  # local time and offset kept as sent
 
 
+def test_a_time_at_the_start_of_year_one_east_of_utc_is_stored_as_sent(database_url):
+    # it has no UTC time (it would fall in year 0): a field needs only its text, which the store keeps as sent
+    engine = get_engine(database_url)
+    write(engine, [(rec("appointment", "A1", start="0001-01-01T00:30:00+05:00", status="booked",
+                        event_time="2025-03-01T08:00:00-05:00"), 1)])
+    (row,) = rows(engine, "appointment")
+    assert row["start"] == "0001-01-01T00:30:00+05:00"
+
+
 def test_money_round_trips_exactly_and_sums_in_cents(database_url):
     engine = get_engine(database_url)
     amounts = ["0.10", "0.20", "1234567.89", "-5.05"]
