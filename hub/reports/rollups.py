@@ -989,10 +989,9 @@ def _coarse_grains(conn: sa.Connection, sql: Sql, cells: set[Cell]) -> None:
     sees the transaction's own rows) and reads all its cells with one statement per rollup."""
     whole = conn.dialect.name == "postgresql" and len(cells) >= _WHOLE_BATCH_CELLS
     if whole:
-        # the columns these statements filter and group by (not the fine rows' other keys, nor their measures)
-        keys = "practice, month, service_line, week"
-        conn.execute(sa.text(f"ANALYZE {report_fine_cells.name} ({keys}), {report_fine_hist.name} ({keys}, metric, "
-                             f"value), {report_fine_credits.name} ({keys}, paid_month, paid_week)"))
+        # every column: the reports that read the fine rows next plan with these statistics too (counting only the
+        # columns these statements read saved 0.3-0.7 s, and the first report by site and month took 0.43 s, not 0.24)
+        conn.execute(sa.text(f"ANALYZE {report_fine_cells.name}, {report_fine_hist.name}, {report_fine_credits.name}"))
         batches = [(_batch_params(cells), _cells_in(""), True)]
     else:
         where = "practice = :p AND month >= :lo AND month < :hi AND month IN :months"
