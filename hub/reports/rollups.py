@@ -65,8 +65,9 @@ class Sql:
 
     def __init__(self, dialect: str) -> None:
         self.pg = dialect == "postgresql"
-        # the aggregate a refresh sums its integers with: on PostgreSQL ``rollup_sum``, a BIGINT kept in a BIGINT
-        # (migration 0020: SUM keeps a NUMERIC-bound state per group, and the charges' regrouping spilled to disk)
+        # the aggregate a refresh sums its integers with: on PostgreSQL ``rollup_sum`` (migration 0020), a BIGINT
+        # added in a BIGINT; SUM keeps a 128-bit state apart per group and returns NUMERIC (the charges' regrouping
+        # spilled to disk)
         self.total = "rollup_sum" if self.pg else "SUM"
 
     def days(self, later: str, earlier: str) -> str:
