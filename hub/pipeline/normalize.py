@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -69,14 +69,17 @@ def record_pipeline(plugins: Plugins, mapping: Mapping, message_id: int | None, 
     cost more than the link itself)."""
     transform = plugins.hot_caller("hub_transform_record")
     link_identity = plugins.hot_caller("hub_link_identity")
-    apply = _applier(mapping)
+    # a mapping with no code maps, payer patterns or defaults (a practice before onboarding) leaves
+    # every record as it is: not applied, record by record
+    apply = mapping.apply if type(mapping) is not Mapping or mapping.code_maps or mapping.payer_patterns \
+        or mapping.defaults else None
+    if without_offset is None and link_identity is None and transform is None:
+        # ingest's usual case (no identity or transform plugin, no count): each record in one step
+        return partial(_mapped_and_validated, apply=apply, zone=zone, arrival=arrival)
     arrived: str | None = None  # the arrival as text, made when a record first needs it
 
     def run(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         nonlocal arrived
-        if without_offset is None and link_identity is None and transform is None:
-            # ingest's usual case (no identity or transform plugin, no count): each record in one step
-            return _mapped_and_validated(records, apply, zone, arrival)
         mapped = []
         naive: list[list[str]] = []  # per record, as the connector sent it (counted below, as far as it gets)
         for record in records:
@@ -102,13 +105,6 @@ def record_pipeline(plugins: Plugins, mapping: Mapping, message_id: int | None, 
         return out
 
     return run
-
-
-def _applier(mapping: Mapping) -> Callable[[dict[str, Any]], dict[str, Any]] | None:
-    """The mapping's ``apply``; None for a mapping with no code maps, payer patterns or defaults (a practice
-    before onboarding), which leaves every record as it is: not applied, record by record."""
-    return mapping.apply if type(mapping) is not Mapping or mapping.code_maps or mapping.payer_patterns \
-        or mapping.defaults else None
 
 
 def _mapped_and_validated(records: Iterable[dict[str, Any]], apply: Callable[[dict[str, Any]], dict[str, Any]] | None,
@@ -145,14 +141,9 @@ def normalize_envelope(plugins: Plugins, connector: Connector, envelope: Envelop
             path, reason = out.tally.invalid[0]
             raise ValidationError(f"{reason} (the practice's mapping is strict: the message is refused whole)",
                                   location=path)
-        zone = practice_zone(timezone)
-        if count_offsets or plugins.hot_caller("hub_link_identity") is not None \
-                or plugins.hot_caller("hub_transform_record") is not None:
-            finish = record_pipeline(plugins, mapping, message_id, practice=practice, zone=zone, arrival=arrival,
-                                     without_offset=out.without_offset if count_offsets else None)
-            out.records = finish(raw_records)
-        else:  # ingest's usual case: each record mapped and validated in one step, no pipeline to build
-            out.records = _mapped_and_validated(raw_records, _applier(mapping), zone, arrival)
+        finish = record_pipeline(plugins, mapping, message_id, practice=practice, zone=practice_zone(timezone),
+                                 arrival=arrival, without_offset=out.without_offset if count_offsets else None)
+        out.records = finish(raw_records)
         out.tally.mapped = len(out.records)
     except HubError as exc:
         if exc.source is None:
