@@ -20,6 +20,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
@@ -903,22 +904,28 @@ def _refresh_overlapped(conn: sa.Connection, sql: Sql, cells: set[Cell]) -> int:
     source but the visits are sent first; while the server computes them, the visits and their patients' histories
     are read on a second session (committed rows: nothing this transaction has written yet is among them) and their
     flags worked out. Then the visits are written, their fine rows added, the cells whose visit flags changed
-    recomputed, and the coarse grains summed, with the retention counts worked out meanwhile. Returns the visits
-    held."""
+    recomputed, the coarse grains summed and the retention counts written, the counts worked out on a thread
+    meanwhile. Returns the visits held."""
     third_available = _third_available_rows(conn, cells)
-    with round_trip(conn):
-        _fine_rows(conn, sql, cells, third_available, visits=False)
-        with conn.engine.connect() as reader:
-            changes = visit_rollup.read_changes(reader, cells)
-    visit_rollup.write_changes(conn, changes)
-    others = changes.changed - cells
-    third_available = _third_available_rows(conn, others)
-    with round_trip(conn):
-        _fine_rows(conn, sql, cells, [], others=False)
-        if others:
-            _fine_rows(conn, sql, others, third_available)
-        _coarse_grains(conn, sql, cells | others)
-        changes.retention(conn)
+    with ThreadPoolExecutor(max_workers=1) as counting:
+        with round_trip(conn):
+            _fine_rows(conn, sql, cells, third_available, visits=False)
+            with conn.engine.connect() as reader:
+                changes = visit_rollup.read_changes(reader, cells)
+            # the retention counts (Python only, some seconds a million appointments) on a thread: it runs while
+            # this one waits for the server, from here to the retention's own statement. Worked out after the
+            # coarse grains, they kept the server waiting; worked out here, they kept it waiting before the visits.
+            counted = counting.submit(changes.count_retention)
+        visit_rollup.write_changes(conn, changes)
+        others = changes.changed - cells
+        third_available = _third_available_rows(conn, others)
+        with round_trip(conn):
+            _fine_rows(conn, sql, cells, [], others=False)
+            if others:
+                _fine_rows(conn, sql, others, third_available)
+            _coarse_grains(conn, sql, cells | others)
+            counted.result()  # raises what it raised
+            changes.retention(conn)
     refresh_summaries(conn, cells | others)
     return changes.held
 

@@ -351,7 +351,8 @@ class Rebuilt(NamedTuple):
 class VisitChanges(NamedTuple):
     """A rebuild of ``cells``' visits, read and worked out (``read_changes``) but not yet written (``write_changes``):
     ``changed`` and ``held`` as ``Rebuilt``'s; the rows to insert, the flags to update and the ids of the rows of
-    visits that moved into the cells; ``retention(conn)``, the update of the retention counts."""
+    visits that moved into the cells; ``retention(conn)``, the update of the retention counts, which it works out
+    first unless ``count_retention()`` did (Python only: a caller runs it while the server is busy)."""
 
     cells: set[Cell]
     changed: set[Cell]
@@ -360,6 +361,7 @@ class VisitChanges(NamedTuple):
     updates: list[dict[str, object]]
     moved: list[int]
     retention: Callable[[sa.Connection], None]
+    count_retention: Callable[[], None]
 
 
 def _nothing() -> None:
@@ -410,11 +412,18 @@ def read_changes(conn: sa.Connection, cells: set[Cell]) -> VisitChanges:
     new_by_patient = {k: with_flags(vs) for k, vs in _by_patient([*kept, *fresh]).items()}
     old_by_patient = _by_patient(old)
 
+    counted: list[list[dict[str, object]]] = []  # the rows of retention counts moved, once worked out
+
+    def count_retention() -> None:
+        if not counted:
+            delta = RetentionDelta()
+            for k in keys:
+                delta.add(old_by_patient.get(k, []), new_by_patient.get(k, []))
+            counted.append(_retention_rows(delta))
+
     def retention(writing: sa.Connection) -> None:
-        delta = RetentionDelta()
-        for k in keys:
-            delta.add(old_by_patient.get(k, []), new_by_patient.get(k, []))
-        _apply_retention(writing, delta)
+        count_retention()
+        _write_retention(writing, counted[0])
 
     inserts: list[dict[str, object]] = []
     updates: list[dict[str, object]] = []
@@ -430,7 +439,8 @@ def read_changes(conn: sa.Connection, cells: set[Cell]) -> VisitChanges:
                 if was_new != v.is_new or v.service_line == COUNTED_CONVERSIONS:  # else no figure moves
                     changed_cells.add((v.practice, v.month))
     moved_ids = [v.id for v in moved if v.id is not None]  # rows of the history: all have one
-    return VisitChanges(set(cells), changed_cells, len(fresh), inserts, updates, moved_ids, retention)
+    return VisitChanges(set(cells), changed_cells, len(fresh), inserts, updates, moved_ids, retention,
+                        count_retention)
 
 
 def write_changes(conn: sa.Connection, changes: VisitChanges) -> None:
@@ -456,10 +466,14 @@ def _row(v: Visit) -> dict[str, object]:
             "is_new": v.is_new, "converted": v.converted}
 
 
-def _apply_retention(conn: sa.Connection, delta: RetentionDelta) -> None:
-    rows = [{"practice": p, "service_line": line, "period_kind": kind, "period": period_name(kind, index),
+def _retention_rows(delta: RetentionDelta) -> list[dict[str, object]]:
+    """The ``report_retention`` rows of the counts ``delta`` moves (each added to the row of its key)."""
+    return [{"practice": p, "service_line": line, "period_kind": kind, "period": period_name(kind, index),
              "cohort": c, "retained": r} for ((p, line, kind), index), (c, r) in delta.rows().items()
             if c or r]
+
+
+def _write_retention(conn: sa.Connection, rows: list[dict[str, object]]) -> None:
     if not rows:
         return
     if conn.dialect.name == "postgresql":

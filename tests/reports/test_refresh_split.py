@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from hub.reports import rollups
+from hub.reports import rollups, visits
 from hub.reports.tables import (
     report_cells,
     report_costs,
@@ -152,4 +152,29 @@ def test_a_postgresql_catch_up_holds_about_so_many_visits_a_transaction_and_the_
     assert len(commits) > marked // 2 and max(commits) <= 8
     split = _rollups(engine)
     assert _rebuild_in_one_transaction(engine) == marked
+    assert _rollups(engine) == split
+
+
+def test_a_failure_while_the_retention_counts_are_worked_out_aside_leaves_nothing_half_written(
+        pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On PostgreSQL a catch-up works out the retention counts on a thread while the server computes the rollups:
+    what fails there fails the transaction, and its cells wait again, their rollups as they were."""
+    engine = _load(pg_url)
+    with engine.connect() as conn:
+        marked = set(rollups.dirty_cells(conn))
+    before = _rollups(engine)
+
+    def broken(delta: Any) -> list[dict[str, object]]:
+        raise RuntimeError("counting failed")
+
+    monkeypatch.setattr(visits, "_retention_rows", broken)
+    with pytest.raises(RuntimeError, match="counting failed"):
+        rollups.refresh_dirty(engine)
+    with engine.connect() as conn:
+        assert set(rollups.dirty_cells(conn)) == marked
+    assert _rollups(engine) == before
+    monkeypatch.undo()
+    assert rollups.refresh_dirty(engine) == len(marked)
+    split = _rollups(engine)
+    assert _rebuild_in_one_transaction(engine) == len(marked)
     assert _rollups(engine) == split
