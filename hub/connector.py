@@ -364,6 +364,10 @@ class Connector(ABC):
     # each message is one row of a practice-system export (CSV): a row that a later, corrected export
     # repeats is not a resend, and does not count against the go-live duplicate threshold
     export_rows: ClassVar[bool] = False
+    # ``to_canonical`` returns a list of dicts made for that call alone (none kept, shared or yielded
+    # twice): ``normalize`` then stamps them as they are instead of copying each one first (a subclass
+    # inherits the promise: one whose own ``to_canonical`` cannot keep it sets this back to False)
+    fresh_records: ClassVar[bool] = False
     # fields of the common model the wire format has no place for, as "kind.field" → why (a person reads
     # it: ``hub plugins list``, the reports' "no data" reason). A record the connector yields leaves such a
     # field out (None, never a guessed False), so a KPI that needs it shows "no data" for a site whose feed
@@ -460,7 +464,8 @@ class Connector(ABC):
     def normalize(self, envelope: Envelope, context: Context) -> list[dict[str, Any]]:
         try:
             parsed = self.parse(envelope, context)
-            records = [dict(r) for r in self.to_canonical(parsed, context)]
+            produced = self.to_canonical(parsed, context)
+            records = produced if self.fresh_records and type(produced) is list else [dict(r) for r in produced]
         except HubError as exc:
             if exc.source is None:
                 exc.source = context.origin

@@ -36,6 +36,7 @@ class HL7v2Connector(Connector):
     config_schema = ImportedOnRead("hub_hl7v2.settings:HL7v2Settings")  # marshmallow: when a mapping is checked
     description = "HL7 v2.3–2.8 ER7: ADT, SIU, DFT, REF (other types: the patient and visit they carry)"
     unique_control_ids = True  # MSH-10 names one message of its sender
+    fresh_records = True  # to_records makes a new list of new dicts for each message (a provider: a copy)
     cannot_carry = {  # a DFT^P03 payment posting: FT1 transactions of type PY (payment) and AJ (adjustment)
         "remittance.denied": "HL7 v2 DFT payment postings carry no denials",
         "remittance.adjustments": "HL7 v2 DFT adjustments carry an amount, not their CARC group and reason",

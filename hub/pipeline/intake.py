@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from hub.connector import Connector, Envelope, Outcome
+from hub.connector import Connector, Envelope, Outcome, _frozen_init
 from hub.errors import HubError, ParseError
 from hub.hookspecs import MessageFailure
 from hub.pipeline.dispatch import InlineDispatcher
@@ -74,6 +74,10 @@ class Receipt:
     envelope: Envelope
     outcome: Outcome
     connector: Connector | None = field(default=None, repr=False)
+
+    def __init__(self, envelope: Envelope, outcome: Outcome, connector: Connector | None = None) -> None:
+        # one per message: the fields set in one step (``_frozen_init``), as for ``Envelope`` and ``Outcome``
+        _frozen_init(self, {"envelope": envelope, "outcome": outcome, "connector": connector})
 
     @functools.cached_property
     def ack(self) -> bytes | None:

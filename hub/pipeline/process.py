@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from hub.connector import Envelope
+from hub.connector import Connector, Envelope
 from hub.errors import HubError, StoreError
 from hub.hookspecs import MessageFailure, RecordBatch
 from hub.mapping import Mapping, load_mapping
@@ -209,32 +209,39 @@ def _normalize_rows(runtime: Runtime, rows: Sequence[Any], mappings: dict[str, t
     that cannot be read or mapped goes to ``result.errors``, the others to ``result.processed``."""
     to_store: list[tuple[dict[str, Any], int]] = []
     practices: set[str] = set()  # of the records to store
-    connectors = runtime.plugins.connectors
+    plugins = runtime.plugins
+    connectors = plugins.connectors
+    named: dict[str, Connector] = {}  # a batch's messages are mostly of one connector: looked up once
+    errors, processed, tallies = result.errors, result.processed, result.tallies
     for row in rows:
-        if row.id in result.errors:
+        message_id = row.id
+        if message_id in errors:
             continue
         try:
             if row.connector == UNKNOWN:  # no connector recognised it at intake: one installed since may
                 connector = connectors.detect(row.raw or b"", origin=row.origin)
             else:
-                connector = connectors.get(row.connector)
+                found = named.get(row.connector)
+                if found is None:
+                    found = named[row.connector] = connectors.get(row.connector)
+                connector = found
         except HubError as exc:
-            result.errors[row.id] = str(exc)
+            errors[message_id] = str(exc)
             continue
-        envelope = Envelope(raw=row.raw, sender=row.sender, control_id=row.control_id,
-                            message_type=row.message_type)
+        envelope = Envelope(row.raw, row.sender, row.control_id, row.message_type)
         mapping, timezone = mappings[row.practice]
-        done = normalize_envelope(runtime.plugins, connector, envelope, practice=row.practice, mapping=mapping,
-                                  message_id=row.id, origin=row.origin, timezone=timezone,
+        done = normalize_envelope(plugins, connector, envelope, practice=row.practice, mapping=mapping,
+                                  message_id=message_id, origin=row.origin, timezone=timezone,
                                   arrival=row.received_at)
         if done.error is not None:
-            result.errors[row.id] = str(done.error)
+            errors[message_id] = str(done.error)
             continue
-        to_store.extend(zip(done.records, itertools.repeat(row.id)))
-        practices.update(map(_PRACTICE, done.records))
-        result.processed[row.id] = len(done.records)
+        records = done.records
+        to_store.extend(zip(records, itertools.repeat(message_id)))
+        practices.update(map(_PRACTICE, records))
+        processed[message_id] = len(records)
         if done.tally:
-            result.tallies[row.id] = done.tally.as_dict()
+            tallies[message_id] = done.tally.as_dict()
     return to_store, practices
 
 

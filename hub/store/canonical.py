@@ -122,42 +122,46 @@ def upsert_records(conn: sa.Connection, items: Sequence[tuple[dict[str, Any], in
     by_kind: dict[str, dict[tuple[str, str], _Pending | dict[str, Any]]] = defaultdict(dict)
     lineage_rows: dict[tuple[str, str, str, int], None] = {}
     stamps: dict[tuple[Any, int | None], tuple[str, str | None]] = {}  # a message's records share its time
-    last: tuple[Any, int | None, tuple[str, str | None]] = (_NOTHING, None, ("", None))
+    last_time: Any = _NOTHING
+    last_message: int | None = None
+    known: tuple[str, str | None] = ("", None)
+    kind_rows: dict[tuple[str, str], _Pending | dict[str, Any]] = {}
+    last_kind = None
     for record, message_id in items:
         kind = record["kind"]
         event_time = record.get("event_time")
         # a message's records come one after another with one event time: no look-up (an aware
         # date-time's hash asks its zone for the offset) while the time and message stay the same
-        if event_time is last[0] and message_id == last[1]:
-            known = last[2]
-        else:
+        if event_time is not last_time or message_id != last_message:
             when = (event_time, message_id)
             found = stamps.get(when)
             if found is None:
                 found = stamps[when] = (event_stamp(event_time, message_id),
                                         None if event_time is None else _texts(event_time)[1])
-            known = found
-            last = (event_time, message_id, known)
-        key = (record["practice"], record["source_id"])
-        rows = by_kind[kind]
+            known, last_time, last_message = found, event_time, message_id
+        practice, source_id = record["practice"], record["source_id"]
+        key = (practice, source_id)
+        if kind is not last_kind:
+            kind_rows = by_kind[kind]
+            last_kind = kind
         if not sqlite_:
             plan = None
         elif None in record.values():  # the fields it carries: those not None
             plan = _plan(kind, tuple([name for name, value in record.items() if value is not None]))
         else:  # the usual record: every key a field it carries (tested in C, not a step per field)
             plan = _plan(kind, tuple(record))
-        pending = _Pending(record, known[0], known[1], message_id, plan)
-        previous = rows.get(key)
+        # a tuple, not an object: made per record (see _Pending for its fields)
+        pending = (record, known[0], known[1], message_id, plan)
+        previous = kind_rows.get(key)
         if previous is None:
-            rows[key] = pending
-        elif isinstance(previous, _Pending) and previous.plan is not None and (
-                kept := _dominant(previous, pending)) is not None:
-            rows[key] = kept  # one of the two writes would overwrite every field of the other
+            kind_rows[key] = pending
+        elif isinstance(previous, tuple) and plan is not None and (kept := _dominant(previous, pending)) is not None:
+            kind_rows[key] = kept  # one of the two writes would overwrite every field of the other
         else:
             earlier = previous if isinstance(previous, dict) else _row_of(previous, now)
-            rows[key] = _fold(earlier, _row_of(pending, now), kind)
+            kind_rows[key] = _fold(earlier, _row_of(pending, now), kind)
         if message_id is not None:
-            lineage_rows[(kind, record["practice"], record["source_id"], message_id)] = None
+            lineage_rows[(kind, practice, source_id, message_id)] = None
     # PostgreSQL: rows are written in one order (kind, then key) whatever the batch's order: two
     # workers writing batches that share rows (a patient in both) then wait for each other instead
     # of deadlocking. SQLite has one writer at a time, and sorting cost more than it saved (HL7
@@ -170,8 +174,8 @@ def upsert_records(conn: sa.Connection, items: Sequence[tuple[dict[str, Any], in
             row = rows[key]
             if isinstance(row, dict):
                 folded.append(row)
-            elif row.plan is not None:
-                planned[row.plan].append(row.plan.parameters(row, now))
+            elif (plan := row[4]) is not None:
+                planned[plan].append(plan.parameters(row, now))
             else:
                 folded.append(_row_of(row, now))
         for plan, parameters in planned.items():
@@ -220,10 +224,9 @@ class _Plan:
             else:
                 scope[f"c{i}"] = convert
                 picked.append(f"c{i}(record[{name!r}])")
-        own = "pending.event_time, pending.message_id, now, stamp"
         # the text is made here from the model's own field names
-        exec(f"def parameters(pending, now):\n    record, stamp = pending.record, pending.stamp\n"
-             f"    return ({', '.join(picked)}, {own})", scope)
+        exec(f"def parameters(pending, now):\n    record, stamp, event_time, message_id, _ = pending\n"
+             f"    return ({', '.join(picked)}, event_time, message_id, now, stamp)", scope)
         self.parameters: Any = scope["parameters"]
 
 
@@ -238,26 +241,20 @@ def _plan(kind: str, keys: tuple[str, ...]) -> _Plan:
     return _Plan(kind, fields)
 
 
-class _Pending:
-    """A record waiting to be written, with its stamp, its event time as text, its message and
-    (SQLite) its plan."""
-
-    __slots__ = ("record", "stamp", "event_time", "message_id", "plan")
-
-    def __init__(self, record: dict[str, Any], stamp: str, event_time: str | None, message_id: int | None,
-                 plan: _Plan | None) -> None:
-        self.record, self.stamp, self.event_time, self.message_id, self.plan = (
-            record, stamp, event_time, message_id, plan)
+# A record waiting to be written: (the record, its stamp, its event time as text, its message, (SQLite)
+# its plan). A plain tuple: one is made per record, and a class's __init__ cost several times more.
+_Pending = tuple[dict[str, Any], str, "str | None", "int | None", "_Plan | None"]
 
 
 def _dominant(previous: _Pending, new: _Pending) -> _Pending | None:
     """Of two writes of one key, the one that leaves nothing of the other (what ``_fold`` of the
     two would give), when there is one: the later, or a tie's second, carrying every field of the
     other; or the strictly earlier carrying every field of the later one. None: fold them."""
-    assert previous.plan is not None and new.plan is not None
-    if new.stamp >= previous.stamp and new.plan.fields >= previous.plan.fields:
+    old_plan, new_plan = previous[4], new[4]
+    assert old_plan is not None and new_plan is not None
+    if new[1] >= previous[1] and new_plan.fields >= old_plan.fields:
         return new
-    if previous.stamp > new.stamp and previous.plan.fields >= new.plan.fields:
+    if previous[1] > new[1] and old_plan.fields >= new_plan.fields:
         return previous
     return None
 
@@ -266,7 +263,7 @@ def _row_of(pending: _Pending, now: Any) -> dict[str, Any]:
     """The record as a row: its fields and, beside each, its stamp column (for ``_fold`` and
     ``_upsert_kind``). A field left out (None) is NULL, and so is its stamp; date-times are
     stored as ISO text with their offset, the practice's (see tables.py)."""
-    stamp, record = pending.stamp, pending.record
+    record, stamp, event_time, message_id, _ = pending
     stamp_of = _stamp_columns(record["kind"])
     row: dict[str, Any] = {"stamp": stamp}
     for name, value in record.items():
@@ -275,9 +272,9 @@ def _row_of(pending: _Pending, now: Any) -> dict[str, Any]:
             stamp_name = stamp_of.get(name)
             if stamp_name is not None:
                 row[stamp_name] = stamp
-    if pending.event_time is not None:
-        row["event_time"] = pending.event_time
-    row["message_id"] = pending.message_id
+    if event_time is not None:
+        row["event_time"] = event_time
+    row["message_id"] = message_id
     row["updated_at"] = now
     return row
 
