@@ -913,8 +913,8 @@ def _refresh_overlapped(conn: sa.Connection, sql: Sql, cells: set[Cell]) -> int:
             with conn.engine.connect() as reader:
                 changes = visit_rollup.read_changes(reader, cells)
             # the retention counts (Python only, some seconds a million appointments) on a thread: it runs while
-            # this one waits for the server, from here to the retention's own statement. Worked out after the
-            # coarse grains, they kept the server waiting; worked out here, they kept it waiting before the visits.
+            # this one waits for the server, from here to the retention's own statement. Worked out in line (after
+            # the coarse grains were sent, or right here) they kept the server waiting for them.
             counted = counting.submit(changes.count_retention)
         visit_rollup.write_changes(conn, changes)
         others = changes.changed - cells
