@@ -45,7 +45,9 @@ from hub.reports.tables import (
     report_fine_credits,
     report_fine_hist,
     report_hist,
+    report_medians,
     report_refreshing,
+    report_retention,
 )
 from hub.store.engine import fetch_by_keys, writer
 
@@ -470,6 +472,8 @@ def _catch_up(engine: sa.Engine, *, passes: int, should_stop: Callable[[], bool]
                     # appointments); in memory they are grouped by hash. One transaction at a time uses it.
                     conn.execute(sa.text(f"SET LOCAL work_mem = '{_CATCH_UP_WORK_MEM}'"))
                     visits_per_cell = refresh(conn, taken, overlap=True) / len(taken)
+                    if len(taken) >= _WHOLE_BATCH_CELLS:
+                        _count_coarse(conn)
                     r = report_refreshing.c
                     conn.execute(sa.delete(report_refreshing).where(sa.tuple_(r.practice, r.month).in_(sorted(taken))))
             return len(taken)
@@ -491,6 +495,15 @@ def _catch_up(engine: sa.Engine, *, passes: int, should_stop: Callable[[], bool]
                 conn.commit()
             except sa.exc.DBAPIError:  # the session is gone, and its lock with it: the next refresh takes them back
                 conn.invalidate()
+
+
+def _count_coarse(conn: sa.Connection) -> None:
+    """Have the planner count the rollups the reports read (``ANALYZE``: it sees this transaction's rows, and its
+    counts are committed with them). After a large catch-up the reports that follow planned with the counts of
+    before: the first by site and week over a million appointments took 1.15 s, 0.40 s after this (which took
+    0.3 s); by site and month 0.19 s, 0.15 s after. Autovacuum counts them too, but only a minute or more later."""
+    tables = (report_cells, report_hist, report_credits, report_medians, report_retention)
+    conn.execute(sa.text(f"ANALYZE {', '.join(t.name for t in tables)}"))
 
 
 def _take(conn: sa.Connection, cells: Sequence[Cell]) -> set[Cell]:

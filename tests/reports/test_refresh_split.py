@@ -178,3 +178,22 @@ def test_a_failure_while_the_retention_counts_are_worked_out_aside_leaves_nothin
     split = _rollups(engine)
     assert _rebuild_in_one_transaction(engine) == len(marked)
     assert _rollups(engine) == split
+
+
+def test_a_large_postgresql_catch_up_leaves_the_rollups_counted_for_the_reports_planner(
+        pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A catch-up transaction of many cells has the planner count the rollups the reports read before it commits
+    (autovacuum would too, a minute or more later; here it is off): their row counts are in the catalog."""
+    engine = _load(pg_url)
+    counted = (report_cells, report_hist, report_credits, report_medians, report_retention)
+    with engine.begin() as conn:
+        for table in counted:
+            conn.execute(sa.text(f"ALTER TABLE {table.name} SET (autovacuum_enabled = false)"))
+    monkeypatch.setattr(rollups, "_WHOLE_BATCH_CELLS", 1)  # every transaction counts as a large one
+    assert rollups.refresh_dirty(engine) > 0
+    with engine.connect() as conn:
+        for table in counted:
+            rows = conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+            estimate = conn.execute(sa.text("SELECT reltuples FROM pg_class WHERE relname = :name"),
+                                    {"name": table.name}).scalar_one()
+            assert rows > 0 and estimate == rows, table.name
