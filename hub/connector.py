@@ -82,7 +82,7 @@ def digest_key(*parts: str | bytes) -> str:
     return hashlib.sha256(b"".join(pieces)).hexdigest()  # one update: the digest of the pieces one after another
 
 
-def _frozen_init(instance: object, values: dict[str, Any]) -> None:
+def frozen_init(instance: object, values: dict[str, Any]) -> None:
     """Set the fields of a frozen dataclass made per message (``Envelope``, ``Context``, ``Outcome``) in one
     step: its generated ``__init__`` sets them one by one through ``object.__setattr__``, about twice the
     cost. The instance stays frozen (its ``__setattr__`` refuses)."""
@@ -111,8 +111,8 @@ class Envelope:
                  message_type: str | None = None, meta: Mapping[str, Any] | None = None,
                  error: HubError | None = None) -> None:
         # made twice per message (split, then processing): the fields set in one step rather than by
-        # a frozen dataclass's setattr each (``_frozen_init``)
-        _frozen_init(self, {"raw": raw, "sender": sender, "control_id": control_id, "message_type": message_type,
+        # a frozen dataclass's setattr each (``frozen_init``)
+        frozen_init(self, {"raw": raw, "sender": sender, "control_id": control_id, "message_type": message_type,
                             "meta": {} if meta is None else meta, "error": error})
 
 
@@ -192,7 +192,7 @@ class Context:
 
     def __init__(self, practice: str, config: Mapping[str, Any] | None = None, message_id: int | None = None,
                  origin: str | None = None, strict: bool = False, tally: Tally | None = None) -> None:
-        _frozen_init(self, {"practice": practice, "config": {} if config is None else config,
+        frozen_init(self, {"practice": practice, "config": {} if config is None else config,
                             "message_id": message_id, "origin": origin, "strict": strict,
                             "tally": Tally() if tally is None else tally})
 
@@ -215,7 +215,7 @@ class Outcome:
 
     def __init__(self, accepted: bool, duplicate: bool = False, error: str | None = None,
                  error_location: str | None = None, rejected: bool = False, message_id: int | None = None) -> None:
-        _frozen_init(self, {"accepted": accepted, "duplicate": duplicate, "error": error,
+        frozen_init(self, {"accepted": accepted, "duplicate": duplicate, "error": error,
                             "error_location": error_location, "rejected": rejected, "message_id": message_id})
 
 

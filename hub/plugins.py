@@ -99,6 +99,9 @@ class ConnectorRegistry:
         return [self._classes[n] for n in self.names()]
 
     def get(self, name: str) -> Connector:
+        instance = self._instances.get(name)
+        if instance is not None:  # the usual case: asked once per message being processed
+            return instance
         if name not in self._classes:
             known = ", ".join(self.names()) or "none"
             raise ConfigError(f"no connector named {name!r} (installed: {known}{_left_out_note(self.left_out)})")

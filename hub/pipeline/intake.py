@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from hub.connector import Connector, Envelope, Outcome, _frozen_init
+from hub.connector import Connector, Envelope, Outcome, frozen_init
 from hub.errors import HubError, ParseError
 from hub.hookspecs import MessageFailure
 from hub.pipeline.dispatch import InlineDispatcher
@@ -76,8 +76,8 @@ class Receipt:
     connector: Connector | None = field(default=None, repr=False)
 
     def __init__(self, envelope: Envelope, outcome: Outcome, connector: Connector | None = None) -> None:
-        # one per message: the fields set in one step (``_frozen_init``), as for ``Envelope`` and ``Outcome``
-        _frozen_init(self, {"envelope": envelope, "outcome": outcome, "connector": connector})
+        # one per message: the fields set in one step (``frozen_init``), as for ``Envelope`` and ``Outcome``
+        frozen_init(self, {"envelope": envelope, "outcome": outcome, "connector": connector})
 
     @functools.cached_property
     def ack(self) -> bytes | None:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from hub.connector import Connector, Envelope
+from hub.connector import Envelope
 from hub.errors import HubError, StoreError
 from hub.hookspecs import MessageFailure, RecordBatch
 from hub.mapping import Mapping, load_mapping
@@ -211,7 +211,6 @@ def _normalize_rows(runtime: Runtime, rows: Sequence[Any], mappings: dict[str, t
     practices: set[str] = set()  # of the records to store
     plugins = runtime.plugins
     connectors = plugins.connectors
-    named: dict[str, Connector] = {}  # a batch's messages are mostly of one connector: looked up once
     errors, processed, tallies = result.errors, result.processed, result.tallies
     for row in rows:
         message_id = row.id
@@ -221,10 +220,7 @@ def _normalize_rows(runtime: Runtime, rows: Sequence[Any], mappings: dict[str, t
             if row.connector == UNKNOWN:  # no connector recognised it at intake: one installed since may
                 connector = connectors.detect(row.raw or b"", origin=row.origin)
             else:
-                found = named.get(row.connector)
-                if found is None:
-                    found = named[row.connector] = connectors.get(row.connector)
-                connector = found
+                connector = connectors.get(row.connector)
         except HubError as exc:
             errors[message_id] = str(exc)
             continue
