@@ -52,15 +52,16 @@ def insert_rows(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, A
                  {f"c{i}": [r[c] for r in rows] for i, c in enumerate(columns)})
 
 
-def copy_rows(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
-    """``insert_rows`` for the largest writes (a catch-up's visits, a million rows after a backfill): on PostgreSQL
-    by COPY, which takes rows several times faster than an INSERT of arrays. Not inside ``round_trip``: COPY has
-    no pipeline mode."""
-    if not rows or conn.dialect.name != "postgresql":
-        insert_rows(conn, table, rows)
+def copy_rows(conn: sa.Connection, table: sa.Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
+    """``insert_rows`` for the largest writes (a catch-up's visits, a million rows after a backfill), each row a tuple
+    of ``columns``' values: on PostgreSQL by COPY, which takes rows several times faster than an INSERT of arrays,
+    each tuple passed as it is. Not inside ``round_trip``: COPY has no pipeline mode."""
+    if not rows:
         return
-    columns = list(rows[0])
+    if conn.dialect.name != "postgresql":
+        insert_rows(conn, table, [dict(zip(columns, row, strict=True)) for row in rows])
+        return
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     with cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
         for row in rows:
-            copy.write_row([row[c] for c in columns])
+            copy.write_row(row)

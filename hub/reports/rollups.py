@@ -48,6 +48,7 @@ from hub.reports.tables import (
     report_medians,
     report_refreshing,
     report_retention,
+    report_visits,
 )
 from hub.store.engine import fetch_by_keys, writer
 
@@ -464,13 +465,7 @@ def _catch_up(engine: sa.Engine, *, passes: int, should_stop: Callable[[], bool]
                 taken = _take(conn, chunk)
             if taken:
                 with conn.begin():
-                    # the JIT compiler spent longer on these statements' wide expressions (the measures, the
-                    # service-line attribution) than it saved: 2.9 s of a 3.7 s statement
-                    conn.execute(sa.text("SET LOCAL jit = off"))
-                    # the fine rollups regroup some hundred thousand wide rows per statement: in the default 4 MB
-                    # PostgreSQL sorted them on disk (an external merge of 57 MB for 120 cells at 200,000
-                    # appointments); in memory they are grouped by hash. One transaction at a time uses it.
-                    conn.execute(sa.text(f"SET LOCAL work_mem = '{_CATCH_UP_WORK_MEM}'"))
+                    _catch_up_settings(conn)
                     visits_per_cell = refresh(conn, taken, overlap=True) / len(taken)
                     if len(taken) >= _WHOLE_BATCH_CELLS:
                         _count_coarse(conn)
@@ -495,6 +490,17 @@ def _catch_up(engine: sa.Engine, *, passes: int, should_stop: Callable[[], bool]
                 conn.commit()
             except sa.exc.DBAPIError:  # the session is gone, and its lock with it: the next refresh takes them back
                 conn.invalidate()
+
+
+def _catch_up_settings(conn: sa.Connection) -> None:
+    """The settings of a catch-up transaction's sessions (PostgreSQL), for the transaction."""
+    # the JIT compiler spent longer on these statements' wide expressions (the measures, the service-line
+    # attribution) than it saved: 2.9 s of a 3.7 s statement
+    conn.execute(sa.text("SET LOCAL jit = off"))
+    # the fine rollups regroup some hundred thousand wide rows per statement: in the default 4 MB PostgreSQL sorted
+    # them on disk (an external merge of 57 MB for 120 cells at 200,000 appointments); in memory they are grouped by
+    # hash. One catch-up at a time uses it, on at most two sessions (``_charges_aside``).
+    conn.execute(sa.text(f"SET LOCAL work_mem = '{_CATCH_UP_WORK_MEM}'"))
 
 
 def _count_coarse(conn: sa.Connection) -> None:
@@ -818,12 +824,16 @@ def _hist_sources(sql: Sql, batch: bool = False, *, staged: bool = False) -> lis
     dims, month, week = _dims("a"), sql.month("a.start"), sql.week("a.start")
     rows = (f"appointments a WHERE {_practice_is('a.practice', batch)} AND a.start >= :lo AND a.start < :hi AND "
             f"{_month_in('a.practice', month, batch)} AND ")
+    count, grouped = "COUNT(*)", f" GROUP BY {', '.join(_grouping([*dims.values(), month, week, lead]))}"
     if staged:
         dims, month, week, rows = {d: f"a.{d}" for d in DIMS}, "a.month", "a.week", f"{STAGED_APPOINTMENTS} a WHERE "
+        # a row per appointment, not grouped: at the fine grain a lead time's key (the cell's keys, its week and the
+        # days) is about one appointment's anyway (785,000 groups of 795,000 appointments), and the readers sum ``n``
+        # as they sum the rows of every grain; the grouping was a quarter of the statement's time
+        count, grouped = "1", ""
     appts = (f"SELECT {', '.join(f'{e} AS {n}' for n, e in dims.items())}, {month} AS month, "
-             f"{week} AS week, 'lead_days' AS metric, {lead} AS value, COUNT(*) AS n FROM {rows}"
-             f"a.status IN ({_q(SCHEDULED)}) AND a.booked_at IS NOT NULL AND a.booked_at <= a.start "
-             f"GROUP BY {', '.join(_grouping([*dims.values(), month, week, lead]))}")
+             f"{week} AS week, 'lead_days' AS metric, {lead} AS value, {count} AS n FROM {rows}"
+             f"a.status IN ({_q(SCHEDULED)}) AND a.booked_at IS NOT NULL AND a.booked_at <= a.start{grouped}")
     out = [("lead_days", appts)]
     month, week = sql.month("f.received_on"), sql.week("f.received_on")
     for metric, column in (("referral_to_scheduled_days", "first_scheduled"),
@@ -837,15 +847,15 @@ def _hist_sources(sql: Sql, batch: bool = False, *, staged: bool = False) -> lis
     return out
 
 
-def staged_sql(sql: Sql) -> list[str]:
-    """CREATE the temporary tables ``STAGED_CHARGES`` and ``STAGED_APPOINTMENTS``: the batch's charges and
+def staged_sql(sql: Sql) -> dict[str, str]:
+    """CREATE the temporary tables ``STAGED_CHARGES`` and ``STAGED_APPOINTMENTS``, by name: the batch's charges and
     appointments (``_batch_params``) with the keys their figures are kept by (each dimension, ``month``, ``week``)
     and the columns the measures read, each key computed once (a row's provider and a charge's service line are
     looked up per row); the charges with their work RVU price (``work_milli``). The measures read a charge's
     ``financial_class`` key, '' where the charge has none: as NULL, it is no class of the mix either. (On
     PostgreSQL, unlike an INSERT's, a CREATE TABLE AS's query may run in parallel.)"""
     sources = {s.name: s for s in measure_sources(sql, batch=True)}
-    out = []
+    out = {}
     for table, name, extra, raw in (
             (STAGED_CHARGES, "charges", f"{sql.work_rvu_milli('c')} AS work_milli",
              ("source_id", "amount", "units", "posted_on", "service_date")),
@@ -855,8 +865,8 @@ def staged_sql(sql: Sql) -> list[str]:
         alias = source.table.split()[1]
         columns = [*(f"{expr} AS {key}" for key, expr in source.dims.items()), f"{source.month} AS month",
                    f"{source.week} AS week", *([extra] if extra else []), *(f"{alias}.{c}" for c in raw)]
-        out.append(f"CREATE TEMPORARY TABLE {table} AS SELECT {', '.join(columns)} FROM {source.table} "
-                   f"WHERE {source.where}")
+        out[table] = (f"CREATE TEMPORARY TABLE {table} AS SELECT {', '.join(columns)} FROM {source.table} "
+                      f"WHERE {source.where}")
     return out
 
 
@@ -885,15 +895,48 @@ def _charges_and_remittances_sql(sources: dict[str, Source], total: str = "SUM")
                    measures=measures), measures
 
 
+_FINE_CREDITS = f"{report_fine_credits.name} ({', '.join(DIMS)}, month, week, paid_month, paid_week, credits_cents)"
+
+
 def _credits_sql(sql: Sql) -> str:
-    """INSERT the batch's fine credits, from ``STAGED_CHARGES``."""
+    """SELECT the batch's fine credits (the columns of ``_FINE_CREDITS``), from ``STAGED_CHARGES``."""
     paid_on = "COALESCE(r.paid_on, c.service_date)"
     keys = [*(f"c.{d}" for d in DIMS), "c.month", "c.week", sql.month(paid_on), sql.week(paid_on)]
-    return (f"INSERT INTO {report_fine_credits.name} ({', '.join(DIMS)}, month, week, paid_month, paid_week, "
-            f"credits_cents) SELECT {', '.join(keys)}, "
+    return (f"SELECT {', '.join(keys)}, "
             f"{sql.total}(COALESCE(r.paid_amount, 0) + COALESCE(r.adjustment_amount, 0)) FROM {STAGED_CHARGES} c "
             f"JOIN remittances r ON r.practice = c.practice AND r.charge_source_id = c.source_id "
             f"GROUP BY {', '.join(keys)}")
+
+
+def _charges_aside(engine: sa.Engine, sql: Sql, cells: set[Cell]) -> list[tuple[str, list[bytes]]]:
+    """The fine rows of the charges with their remittances', and the fine credits, of ``cells``, worked out on a
+    session of its own (PostgreSQL): (the table and columns they go to, their rows as ``COPY`` text blocks) for the
+    refresh's session to take in by ``COPY`` (``_take_in``). The session reads the committed rows, as the visits'
+    reading does: a charge an ingest commits meanwhile marks its cell again. The staging and the regroupings, some
+    third of a large catch-up's statements, then run on the machine's other core beside the refresh's session,
+    which only writes their rows; the rows pass through as the server wrote them, never parsed here."""
+    sources = {source.name: source for source in measure_sources(sql, batch=True, staged=True)}
+    charges, own = _charges_and_remittances_sql(sources, sql.total)
+    out = []
+    with engine.connect() as side:  # its temporary table goes with the transaction it rolls back
+        _catch_up_settings(side)
+        side.execute(_text(staged_sql(sql)[STAGED_CHARGES]), _batch_params(cells))
+        side.execute(sa.text(f"ANALYZE {STAGED_CHARGES} (practice, source_id)"))
+        cursor = side.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        for target, select in ((f"{report_fine_cells.name} ({', '.join(DIMS)}, month, week, {', '.join(own)})",
+                                charges), (_FINE_CREDITS, _credits_sql(sql))):
+            with cursor.copy(f"COPY ({select}) TO STDOUT") as copy:
+                out.append((target, [bytes(block) for block in copy]))
+    return out
+
+
+def _take_in(conn: sa.Connection, rows: list[tuple[str, list[bytes]]]) -> None:
+    """``COPY`` in the rows ``_charges_aside`` worked out."""
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    for target, blocks in rows:
+        with cursor.copy(f"COPY {target} FROM STDIN") as copy:
+            for block in blocks:
+                copy.write(block)
 
 
 def _refresh_batch(conn: sa.Connection, sql: Sql, cells: set[Cell], *, meanwhile: Callable[[], None] | None = None
@@ -913,23 +956,34 @@ def _refresh_batch(conn: sa.Connection, sql: Sql, cells: set[Cell], *, meanwhile
 
 
 def _refresh_overlapped(conn: sa.Connection, sql: Sql, cells: set[Cell]) -> int:
-    """``refresh`` of one chunk on PostgreSQL, the visits' Python work beside the server's: the statements of every
-    source but the visits are sent first; while the server computes them, the visits and their patients' histories
-    are read on a second session (committed rows: nothing this transaction has written yet is among them) and their
-    flags worked out. Then the visits are written, their fine rows added, the cells whose visit flags changed
-    recomputed, the coarse grains summed and the retention counts written, the counts worked out on a thread
-    meanwhile. Returns the visits held."""
+    """``refresh`` of one chunk on PostgreSQL, on three sessions at once: the statements of the appointments, slots
+    and referrals are sent on the transaction's own; meanwhile, on threads, the charges' and credits' fine rows are
+    worked out on a second session (``_charges_aside``), and the visits and their patients' histories read on a
+    third and their flags worked out (``_read_visits``), both from committed rows. Then the charges' rows are taken
+    in, the visits written, their fine rows added, the cells whose visit flags changed recomputed, the coarse grains
+    summed and the retention counts written, the counts worked out on a thread meanwhile. Returns the visits held.
+
+    A million appointments' catch-up spends some 50 s of CPU on the server and 35 s in this process (the visits'
+    flags and the retention counts): on one session, the server's part alone was its time; on three, with this
+    process's Python beside them, the machine's two cores share it."""
     third_available = _third_available_rows(conn, cells)
-    with ThreadPoolExecutor(max_workers=1) as counting:
+    with ThreadPoolExecutor(max_workers=3) as aside:
+        charged = aside.submit(_charges_aside, conn.engine, sql, cells)
+        read = aside.submit(_read_visits, conn.engine, cells)
         with round_trip(conn):
-            _fine_rows(conn, sql, cells, third_available, visits=False)
-            with conn.engine.connect() as reader:
-                changes = visit_rollup.read_changes(reader, cells)
-            # the retention counts (Python only, some seconds a million appointments) on a thread: it runs while
-            # this one waits for the server, from here to the retention's own statement. Worked out in line (after
-            # the coarse grains were sent, or right here) they kept the server waiting for them.
-            counted = counting.submit(changes.count_retention)
+            _fine_rows(conn, sql, cells, third_available, visits=False, charges=False)
+        _take_in(conn, charged.result())  # raises what it raised
+        changes = read.result()
+        # the retention counts (Python only, some seconds a million appointments) on a thread: it runs while this
+        # one waits for the server, from here to the retention's own statement. Worked out in line (after the coarse
+        # grains were sent, or right after the reading) they kept the server waiting for them.
+        counted = aside.submit(changes.count_retention)
         visit_rollup.write_changes(conn, changes)
+        if len(cells) >= _WHOLE_BATCH_CELLS:
+            # the visits' fine rows are read from the rows just written: counted before (an empty table, after a
+            # backfill), the planner read them by index and sorted them, 2.7 of the statement's 6.0 s (a million
+            # appointments, at load 3), where counted it hashes them
+            conn.execute(sa.text(f"ANALYZE {report_visits.name}"))
         others = changes.changed - cells
         third_available = _third_available_rows(conn, others)
         with round_trip(conn):
@@ -943,17 +997,25 @@ def _refresh_overlapped(conn: sa.Connection, sql: Sql, cells: set[Cell]) -> int:
     return changes.held
 
 
+def _read_visits(engine: sa.Engine, cells: set[Cell]) -> visit_rollup.VisitChanges:
+    """``visits.read_changes`` of ``cells`` on a session of its own: the committed rows (nothing the refresh's
+    transaction has written yet is among them)."""
+    with engine.connect() as reader:
+        return visit_rollup.read_changes(reader, cells)
+
+
 def _third_available_rows(conn: sa.Connection, cells: set[Cell]) -> list[dict[str, Any]]:
     return [row for practice, months in sorted(_months_by_practice(cells).items())  # slots only
             for row in _third_available(conn, practice, sorted(months))]
 
 
 def _fine_rows(conn: sa.Connection, sql: Sql, cells: set[Cell], third_available: list[dict[str, Any]], *,
-               visits: bool = True, others: bool = True) -> None:
+               visits: bool = True, others: bool = True, charges: bool = True) -> None:
     """Send the statements that replace the fine rows of ``cells`` (their rollups of every grain deleted first):
     ``visits``, the visits' rows (from ``report_visits``); ``others``, every other source's, with the cells'
-    ``third_available`` histogram rows. Only ``others`` deletes: the visits' rows alone are added to cells whose
-    other rows were just written."""
+    ``third_available`` histogram rows, and (``charges``) the charges' with their remittances' and the credits
+    (else the caller takes those in from ``_charges_aside``). Only ``others`` deletes: the visits' rows alone are
+    added to cells whose other rows were just written."""
     params = _batch_params(cells)
     dims = ", ".join(DIMS)
     sources = {source.name: source for source in measure_sources(sql, batch=True, staged=True)}
@@ -972,13 +1034,17 @@ def _fine_rows(conn: sa.Connection, sql: Sql, cells: set[Cell], third_available:
         add_rows(sources["visits"].select_sql(own=True, total=sql.total), sources["visits"].own_measures())
     if not others:
         return
-    for stage in staged_sql(sql):
+    staged = {table: stage for table, stage in staged_sql(sql).items() if charges or table != STAGED_CHARGES}
+    for stage in staged.values():
         conn.execute(_text(stage), params)
     if sql.pg:  # a temporary table has no statistics: without, the remittances' join was sorted, not hashed
         # the join's columns only (and the appointments' practice): the same plans, where counting every column took
         # 0.84 s of a million appointments' catch-up, against 0.25 s
-        conn.execute(sa.text(f"ANALYZE {STAGED_CHARGES} (practice, source_id), {STAGED_APPOINTMENTS} (practice)"))
-    add_rows(*_charges_and_remittances_sql(sources, sql.total))
+        counted = {STAGED_CHARGES: f"{STAGED_CHARGES} (practice, source_id)",
+                   STAGED_APPOINTMENTS: f"{STAGED_APPOINTMENTS} (practice)"}
+        conn.execute(sa.text(f"ANALYZE {', '.join(counted[table] for table in staged)}"))
+    if charges:
+        add_rows(*_charges_and_remittances_sql(sources, sql.total))
     for name, source in sources.items():
         if name not in ("charges", "remittances", "visits"):
             add_rows(source.select_sql(own=True, total=sql.total), source.own_measures())
@@ -986,9 +1052,10 @@ def _fine_rows(conn: sa.Connection, sql: Sql, cells: set[Cell], third_available:
         conn.execute(_text(f"INSERT INTO {report_fine_hist.name} ({dims}, month, week, metric, value, n) "
                            f"{select}"), params)
     insert_rows(conn, report_fine_hist, third_available)
-    conn.execute(_text(_credits_sql(sql)), params)
-    for staged in (STAGED_CHARGES, STAGED_APPOINTMENTS):
-        conn.execute(sa.text(f"DROP TABLE {staged}"))
+    if charges:
+        conn.execute(_text(f"INSERT INTO {_FINE_CREDITS} {_credits_sql(sql)}"), params)
+    for name in staged:
+        conn.execute(sa.text(f"DROP TABLE {name}"))
 
 
 # A catch-up transaction of at least this many cells on PostgreSQL reads the fine rows for the coarse grains with one

@@ -180,6 +180,31 @@ def test_a_failure_while_the_retention_counts_are_worked_out_aside_leaves_nothin
     assert _rollups(engine) == split
 
 
+def test_a_failure_on_the_session_that_works_out_the_charges_leaves_nothing_half_written(
+        pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On PostgreSQL a catch-up works out the charges' and credits' fine rows on a session of its own and takes them
+    in by COPY: a statement that fails there fails the transaction, and its cells wait again, their rollups as they
+    were."""
+    engine = _load(pg_url)
+    with engine.connect() as conn:
+        marked = set(rollups.dirty_cells(conn))
+    before = _rollups(engine)
+    credits_sql = rollups._credits_sql
+    monkeypatch.setattr(rollups, "_credits_sql",
+                        lambda sql: credits_sql(sql).replace("SELECT", "SELECT no_column, ", 1))
+    with pytest.raises(Exception, match="no_column"):
+        rollups.refresh_dirty(engine)
+    with engine.connect() as conn:
+        assert set(rollups.dirty_cells(conn)) == marked
+        assert conn.execute(sa.select(sa.func.count()).select_from(rollups.report_refreshing)).scalar_one() == 0
+    assert _rollups(engine) == before
+    monkeypatch.undo()
+    assert rollups.refresh_dirty(engine) == len(marked)
+    split = _rollups(engine)
+    assert _rebuild_in_one_transaction(engine) == len(marked)
+    assert _rollups(engine) == split
+
+
 def test_a_large_postgresql_catch_up_leaves_the_rollups_counted_for_the_reports_planner(
         pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A catch-up transaction of many cells has the planner count the rollups the reports read before it commits
