@@ -27,6 +27,11 @@ metadata = sa.MetaData(naming_convention={
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite autoincrements INTEGER only
 
 
+# whole cents below this are returned as they are by ``MoneyCents.cents`` (the rounding there would give the
+# same number: fewer digits than the decimal context's precision, 28)
+_EXACT_CENTS = 10 ** 26
+
+
 class MoneyCents(TypeDecorator[Decimal]):
     """Decimal dollars in Python, whole cents in the database."""
 
@@ -36,6 +41,12 @@ class MoneyCents(TypeDecorator[Decimal]):
     @staticmethod
     def cents(value: Any) -> int:
         """Whole cents, half-up like validation (``round_money``): never Decimal's default half-even."""
+        if type(value) is Decimal:  # the usual amount, validated: whole cents already, nothing to round
+            scaled = value * 100
+            if scaled.is_finite():
+                whole = int(scaled)
+                if whole == scaled and -_EXACT_CENTS < whole < _EXACT_CENTS:  # as the rounding below gives it
+                    return whole
         return int((Decimal(value) * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
     def process_bind_param(self, value: Any, dialect: sa.Dialect) -> int | None:

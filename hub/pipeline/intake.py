@@ -314,12 +314,13 @@ def receive_many(runtime: Runtime, practice: str, arrivals: Sequence[Arrival], *
 
     # the connector's dedup key (content for a payload no connector reads); a payload split refused is
     # keyed by the connector too, from an envelope of its raw bytes only (content, for the built-ins)
-    new = [message_store.NewMessage(practice=practice, connector=chosen.name if chosen else UNKNOWN, raw=env.raw,
-                                    sender=_clip(env.sender, SENDER_MAX),
-                                    control_id=_clip(env.control_id, CONTROL_ID_MAX),
-                                    message_type=_clip(env.message_type, MESSAGE_TYPE_MAX),
-                                    origin=origin, dedup_key=chosen.store_key(env) if chosen else None,
-                                    unique_control_id=bool(chosen and chosen.unique_control_ids))
+    # by position, one per message (NewMessage's fields in order): a NamedTuple's keyword arguments cost
+    # twice its positional ones
+    new = [message_store.NewMessage(practice, chosen.name if chosen else UNKNOWN, env.raw,
+                                    _clip(env.sender, SENDER_MAX), _clip(env.control_id, CONTROL_ID_MAX),
+                                    _clip(env.message_type, MESSAGE_TYPE_MAX), origin,
+                                    chosen.store_key(env) if chosen else None,
+                                    bool(chosen and chosen.unique_control_ids))
            for chosen, envelopes, _, origin in plan for env in envelopes]
     inline = runtime.dispatcher
     if together and in_transaction is None and connection is None and isinstance(inline, InlineDispatcher):
@@ -348,8 +349,8 @@ def receive_many(runtime: Runtime, practice: str, arrivals: Sequence[Arrival], *
                                   error_location=why.location if why else None, message_id=s.id)
             elif outcome_now is not None and s.id in outcome_now.errors:
                 outcome = Outcome(accepted=False, error=outcome_now.errors[s.id], message_id=s.id)
-            else:
-                outcome = Outcome(accepted=True, message_id=s.id)
+            else:  # the usual message, by position: accepted, no duplicate, error or its place, not rejected, its id
+                outcome = Outcome(True, False, None, None, False, s.id)
             batch.append(Receipt(env, outcome, chosen))
         receipts.append(batch)
     return receipts

@@ -130,8 +130,9 @@ def normalize_envelope(plugins: Plugins, connector: Connector, envelope: Envelop
     and ``arrival`` when the message was received (the event time of records that carry none).
     ``count_offsets``: fill ``Normalized.without_offset`` (the onboarding scorecard; not ingest)."""
     out = Normalized(envelope)
-    context = Context(practice=practice, config=mapping.connector_config(connector.name),
-                      message_id=message_id, origin=origin, strict=mapping.strict, tally=out.tally)
+    # by position (practice, config, message_id, origin, strict, tally): one per message, and keywords cost more
+    context = Context(practice, mapping.connector_config(connector.name), message_id, origin, mapping.strict,
+                      out.tally)
     if envelope.error is not None:  # split refused this one message of its payload
         out.error = envelope.error
         return out

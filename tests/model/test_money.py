@@ -100,6 +100,13 @@ def test_the_money_column_rounds_half_up_not_half_even() -> None:
         [29, -29, 13, 268, 1200]
 
 
+def test_the_money_column_takes_whole_cents_as_they_are() -> None:
+    # validated amounts (whole cents), any exponent, and what is not a Decimal (rounded as ever)
+    assert [MoneyCents.cents(Decimal(v)) for v in ("123.45", "-0.00", "1E+2", "7", "-19.9", "0.10")] == \
+        [12345, 0, 10000, 700, -1990, 10]
+    assert [MoneyCents.cents(v) for v in ("0.285", 5, "-2.675")] == [29, 500, -268]
+
+
 def test_imported_costs_round_half_up() -> None:
     rows = parse_costs("practice,service_line,month,cost\np,derm,2025-01,100.005\np,spa,2025-01,0.125\n",
                        source="costs.csv")

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -124,3 +125,48 @@ def test_a_batch_whose_combined_transaction_fails_is_saved_then_processed(runtim
     with runtime.engine.begin() as conn:
         conn.execute(sa.text("ALTER TABLE appointments_away RENAME TO appointments"))
     assert reprocess(runtime, practice="east", status="error")["processed"] == 5
+
+
+def _rows(runtime: Any) -> list[tuple[Any, ...]]:
+    with runtime.engine.connect() as conn:
+        return [tuple(row) for row in conn.exec_driver_sql(
+            "SELECT id, status, error IS NULL, attempts, record_count, duplicate_of, origin, "
+            "processed_at IS NOT NULL, queued_at = received_at FROM messages ORDER BY id")]
+
+
+def test_a_batch_of_new_messages_is_stored_with_its_outcome(runtime: Any) -> None:
+    """The usual batch of ``hub ingest`` (every message new), saved and processed in one transaction: each message
+    stored with its outcome, under ids in arrival order after those stored before."""
+    from hub.pipeline.intake import Arrival, receive_many
+
+    with writer(runtime.engine).begin() as conn:
+        add_practice(conn, "east", "East")
+    first = receive_many(runtime, "east", [Arrival(_siu(1).encode(), "a.hl7")], connector="hl7v2", together=True)
+    later = receive_many(runtime, "east", [Arrival(_siu(n).encode(), "b.hl7") for n in (2, BAD[0], 3)],
+                         connector="hl7v2", together=True)
+    base = first[0][0].outcome.message_id
+    assert [(r.outcome.message_id, r.status) for receipts in first + later for r in receipts] == \
+        [(base, "accepted"), (base + 1, "accepted"), (base + 2, "error"), (base + 3, "accepted")]
+    # a good message: processed, its four records (appointment, patient, provider, location), one attempt; the
+    # one without SCH, AIS, AIL or AIP in error with the reason; every one processed at a time, queued on arrival
+    assert _rows(runtime) == [(base, "processed", True, 1, 4, None, "a.hl7", True, True),
+                              (base + 1, "processed", True, 1, 4, None, "b.hl7", True, True),
+                              (base + 2, "error", False, 1, None, None, "b.hl7", True, True),
+                              (base + 3, "processed", True, 1, 4, None, "b.hl7", True, True)]
+    with runtime.engine.connect() as conn:
+        reason = conn.exec_driver_sql(f"SELECT error FROM messages WHERE id = {base + 2}").scalar_one()
+        lineage = conn.exec_driver_sql("SELECT message_id, COUNT(*) FROM lineage GROUP BY message_id "
+                                       "ORDER BY message_id").all()
+    assert "no SCH segment" in reason
+    assert [tuple(row) for row in lineage] == [(base, 4), (base + 1, 4), (base + 3, 4)]
+
+    # a batch with a repeat of a stored message: the new one stored and processed, the repeat a duplicate row
+    again = receive_many(runtime, "east", [Arrival(_siu(n).encode(), "c.hl7") for n in (4, 2)], connector="hl7v2",
+                         together=True)
+    assert [(r.outcome.message_id, r.status) for r in again[0] + again[1]] == \
+        [(base + 4, "accepted"), (base + 1, "duplicate")]
+    new, repeat = _rows(runtime)[4:]
+    assert new == (base + 4, "processed", True, 1, 4, None, "c.hl7", True, True)
+    # (PostgreSQL's insert takes a sequence number for the repeat it skips: its row's id comes later than next)
+    assert repeat[0] > base + 4 and repeat[1:] == ("duplicate", True, 0, None, base + 1, "c.hl7", False, None)
+
