@@ -501,6 +501,9 @@ def _catch_up_settings(conn: sa.Connection) -> None:
     # them on disk (an external merge of 57 MB for 120 cells at 200,000 appointments); in memory they are grouped by
     # hash. One catch-up at a time uses it, on at most two sessions (``_charges_aside``).
     conn.execute(sa.text(f"SET LOCAL work_mem = '{_CATCH_UP_WORK_MEM}'"))
+    # its sessions and this process's Python already share the machine's cores: a parallel plan's workers only add
+    # the passing of rows between them
+    conn.execute(sa.text("SET LOCAL max_parallel_workers_per_gather = 0"))
 
 
 def _count_coarse(conn: sa.Connection) -> None:
@@ -910,11 +913,13 @@ def _credits_sql(sql: Sql) -> str:
 
 def _charges_aside(engine: sa.Engine, sql: Sql, cells: set[Cell]) -> list[tuple[str, list[bytes]]]:
     """The fine rows of the charges with their remittances', and the fine credits, of ``cells``, worked out on a
-    session of its own (PostgreSQL): (the table and columns they go to, their rows as ``COPY`` text blocks) for the
-    refresh's session to take in by ``COPY`` (``_take_in``). The session reads the committed rows, as the visits'
-    reading does: a charge an ingest commits meanwhile marks its cell again. The staging and the regroupings, some
-    third of a large catch-up's statements, then run on the machine's other core beside the refresh's session,
-    which only writes their rows; the rows pass through as the server wrote them, never parsed here."""
+    session of its own (PostgreSQL): (the table and columns they go to, their rows as binary ``COPY`` blocks) for
+    the refresh's session to take in by ``COPY`` (``_take_in``). The session reads the committed rows, as the
+    visits' reading does: a charge an ingest commits meanwhile marks its cell again. The staging and the
+    regroupings, some third of a large catch-up's statements, then run on the machine's other core beside the
+    refresh's session, which only writes their rows; the rows pass through as the server wrote them, never parsed
+    here. (Binary: each column's type is the target column's, BIGINT sums and text keys; a column of another type
+    would fail the ``COPY``, not pass.)"""
     sources = {source.name: source for source in measure_sources(sql, batch=True, staged=True)}
     charges, own = _charges_and_remittances_sql(sources, sql.total)
     out = []
@@ -925,7 +930,7 @@ def _charges_aside(engine: sa.Engine, sql: Sql, cells: set[Cell]) -> list[tuple[
         cursor = side.connection.driver_connection.cursor()  # type: ignore[union-attr]
         for target, select in ((f"{report_fine_cells.name} ({', '.join(DIMS)}, month, week, {', '.join(own)})",
                                 charges), (_FINE_CREDITS, _credits_sql(sql))):
-            with cursor.copy(f"COPY ({select}) TO STDOUT") as copy:
+            with cursor.copy(f"COPY ({select}) TO STDOUT (FORMAT binary)") as copy:
                 out.append((target, [bytes(block) for block in copy]))
     return out
 
@@ -934,7 +939,7 @@ def _take_in(conn: sa.Connection, rows: list[tuple[str, list[bytes]]]) -> None:
     """``COPY`` in the rows ``_charges_aside`` worked out."""
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     for target, blocks in rows:
-        with cursor.copy(f"COPY {target} FROM STDIN") as copy:
+        with cursor.copy(f"COPY {target} FROM STDIN (FORMAT binary)") as copy:
             for block in blocks:
                 copy.write(block)
 
@@ -1001,6 +1006,7 @@ def _read_visits(engine: sa.Engine, cells: set[Cell]) -> visit_rollup.VisitChang
     """``visits.read_changes`` of ``cells`` on a session of its own: the committed rows (nothing the refresh's
     transaction has written yet is among them)."""
     with engine.connect() as reader:
+        _catch_up_settings(reader)
         return visit_rollup.read_changes(reader, cells)
 
 

@@ -104,7 +104,7 @@ def with_flags(visits: list[Visit]) -> list[Visit]:
             if procedures and v.visit_category == "consult":
                 j = bisect.bisect_left(procedures, ordinal)
                 converted = j < len(procedures) and procedures[j] <= last
-            out.append(v._replace(is_new=is_new, converted=converted))
+            out.append(Visit(*v[:9], is_new, converted, v[11]))  # (``_replace``, by name, took twice as long)
     return out
 
 
