@@ -20,7 +20,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
@@ -977,13 +977,20 @@ def _refresh_overlapped(conn: sa.Connection, sql: Sql, cells: set[Cell]) -> int:
         read = aside.submit(_read_visits, conn.engine, cells)
         with round_trip(conn):
             _fine_rows(conn, sql, cells, third_available, visits=False, charges=False)
-        _take_in(conn, charged.result())  # raises what it raised
+        # whichever of the charges' rows and the visits is ready first is written first (the session waited some
+        # 5 s of a million appointments' catch-up for the charges while the visits were there)
+        ready: list[Future[Any]] = [charged, read]
+        first = wait(ready, return_when=FIRST_COMPLETED).done
+        if charged in first:
+            _take_in(conn, charged.result())  # raises what it raised
         changes = read.result()
         # the retention counts (Python only, some seconds a million appointments) on a thread: it runs while this
         # one waits for the server, from here to the retention's own statement. Worked out in line (after the coarse
         # grains were sent, or right after the reading) they kept the server waiting for them.
         counted = aside.submit(changes.count_retention)
         visit_rollup.write_changes(conn, changes)
+        if charged not in first:
+            _take_in(conn, charged.result())
         if len(cells) >= _WHOLE_BATCH_CELLS:
             # the visits' fine rows are read from the rows just written: counted before (an empty table, after a
             # backfill), the planner read them by index and sorted them, 2.7 of the statement's 6.0 s (a million

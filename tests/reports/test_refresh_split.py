@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from collections import Counter
 from typing import Any
 
@@ -177,6 +178,25 @@ def test_a_failure_while_the_retention_counts_are_worked_out_aside_leaves_nothin
     assert rollups.refresh_dirty(engine) == len(marked)
     split = _rollups(engine)
     assert _rebuild_in_one_transaction(engine) == len(marked)
+    assert _rollups(engine) == split
+
+
+@pytest.mark.parametrize("late", ["_charges_aside", "_read_visits"])
+def test_a_postgresql_catch_up_writes_the_same_whichever_side_session_is_done_first(
+        pg_url: str, monkeypatch: pytest.MonkeyPatch, late: str) -> None:
+    """The charges' rows worked out aside and the visits read aside are written in the order they are ready: either
+    order leaves the rollups one transaction over every cell leaves."""
+    engine = _load(pg_url)
+    slow = getattr(rollups, late)
+
+    def later(*args: Any) -> Any:
+        time.sleep(0.5)
+        return slow(*args)
+
+    monkeypatch.setattr(rollups, late, later)
+    marked = rollups.refresh_dirty(engine)
+    split = _rollups(engine)
+    assert _rebuild_in_one_transaction(engine) == marked
     assert _rollups(engine) == split
 
 
