@@ -968,9 +968,9 @@ def _refresh_overlapped(conn: sa.Connection, sql: Sql, cells: set[Cell]) -> int:
     in, the visits written, their fine rows added, the cells whose visit flags changed recomputed, the coarse grains
     summed and the retention counts written, the counts worked out on a thread meanwhile. Returns the visits held.
 
-    A million appointments' catch-up spends some 50 s of CPU on the server and 35 s in this process (the visits'
-    flags and the retention counts): on one session, the server's part alone was its time; on three, with this
-    process's Python beside them, the machine's two cores share it."""
+    A catch-up's CPU is some 60 % the server's and 40 % this process's (the visits' flags, the retention counts): on
+    one session the server's part alone was the catch-up's time, one core's worth; on three, with this process's
+    Python beside them, the machine's cores share it."""
     third_available = _third_available_rows(conn, cells)
     with ThreadPoolExecutor(max_workers=3) as aside:
         charged = aside.submit(_charges_aside, conn.engine, sql, cells)
