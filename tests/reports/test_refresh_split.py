@@ -156,31 +156,6 @@ def test_a_postgresql_catch_up_holds_about_so_many_visits_a_transaction_and_the_
     assert _rollups(engine) == split
 
 
-def test_a_failure_while_the_retention_counts_are_worked_out_aside_leaves_nothing_half_written(
-        pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """On PostgreSQL a catch-up works out the retention counts on a thread while the server computes the rollups:
-    what fails there fails the transaction, and its cells wait again, their rollups as they were."""
-    engine = _load(pg_url)
-    with engine.connect() as conn:
-        marked = set(rollups.dirty_cells(conn))
-    before = _rollups(engine)
-
-    def broken(delta: Any) -> list[dict[str, object]]:
-        raise RuntimeError("counting failed")
-
-    monkeypatch.setattr(visits, "_retention_rows", broken)
-    with pytest.raises(RuntimeError, match="counting failed"):
-        rollups.refresh_dirty(engine)
-    with engine.connect() as conn:
-        assert set(rollups.dirty_cells(conn)) == marked
-    assert _rollups(engine) == before
-    monkeypatch.undo()
-    assert rollups.refresh_dirty(engine) == len(marked)
-    split = _rollups(engine)
-    assert _rebuild_in_one_transaction(engine) == len(marked)
-    assert _rollups(engine) == split
-
-
 @pytest.mark.parametrize("late", ["_charges_aside", "_read_visits"])
 def test_a_postgresql_catch_up_writes_the_same_whichever_side_session_is_done_first(
         pg_url: str, monkeypatch: pytest.MonkeyPatch, late: str) -> None:
@@ -200,19 +175,34 @@ def test_a_postgresql_catch_up_writes_the_same_whichever_side_session_is_done_fi
     assert _rollups(engine) == split
 
 
-def test_a_failure_on_the_session_that_works_out_the_charges_leaves_nothing_half_written(
-        pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """On PostgreSQL a catch-up works out the charges' and credits' fine rows on a session of its own and takes them
-    in by COPY: a statement that fails there fails the transaction, and its cells wait again, their rollups as they
-    were."""
+def _counting_broken(monkeypatch: pytest.MonkeyPatch) -> str:
+    """The retention counts, worked out on a thread, fail."""
+    def broken(delta: Any) -> list[dict[str, object]]:
+        raise RuntimeError("counting failed")
+
+    monkeypatch.setattr(visits, "_retention_rows", broken)
+    return "counting failed"
+
+
+def _charges_broken(monkeypatch: pytest.MonkeyPatch) -> str:
+    """A statement of the session that works out the charges' and credits' fine rows fails."""
+    credits_sql = rollups._credits_sql
+    monkeypatch.setattr(rollups, "_credits_sql",
+                        lambda sql: credits_sql(sql).replace("SELECT", "SELECT no_column, ", 1))
+    return "no_column"
+
+
+@pytest.mark.parametrize("breaks", [_counting_broken, _charges_broken], ids=["retention-counts", "charges-session"])
+def test_a_failure_of_the_work_done_aside_leaves_nothing_half_written(
+        pg_url: str, monkeypatch: pytest.MonkeyPatch, breaks: Any) -> None:
+    """On PostgreSQL a catch-up works out the retention counts on a thread, and the charges' and credits' fine rows
+    on a session of its own (taken in by COPY), while the server computes the other rollups: what fails there
+    fails the transaction, and its cells wait again, their rollups as they were."""
     engine = _load(pg_url)
     with engine.connect() as conn:
         marked = set(rollups.dirty_cells(conn))
     before = _rollups(engine)
-    credits_sql = rollups._credits_sql
-    monkeypatch.setattr(rollups, "_credits_sql",
-                        lambda sql: credits_sql(sql).replace("SELECT", "SELECT no_column, ", 1))
-    with pytest.raises(Exception, match="no_column"):
+    with pytest.raises(Exception, match=breaks(monkeypatch)):
         rollups.refresh_dirty(engine)
     with engine.connect() as conn:
         assert set(rollups.dirty_cells(conn)) == marked
