@@ -499,7 +499,7 @@ def _catch_up_settings(conn: sa.Connection) -> None:
     conn.execute(sa.text("SET LOCAL jit = off"))
     # the fine rollups regroup some hundred thousand wide rows per statement: in the default 4 MB PostgreSQL sorted
     # them on disk (an external merge of 57 MB for 120 cells at 200,000 appointments); in memory they are grouped by
-    # hash. One catch-up at a time uses it, on at most two sessions (``_charges_aside``).
+    # hash. One catch-up at a time uses it, on its three sessions (``_refresh_overlapped``).
     conn.execute(sa.text(f"SET LOCAL work_mem = '{_CATCH_UP_WORK_MEM}'"))
     # its sessions and this process's Python already share the machine's cores: a parallel plan's workers only add
     # the passing of rows between them
@@ -965,8 +965,9 @@ def _refresh_overlapped(conn: sa.Connection, sql: Sql, cells: set[Cell]) -> int:
     and referrals are sent on the transaction's own; meanwhile, on threads, the charges' and credits' fine rows are
     worked out on a second session (``_charges_aside``), and the visits and their patients' histories read on a
     third and their flags worked out (``_read_visits``), both from committed rows. Then the charges' rows are taken
-    in, the visits written, their fine rows added, the cells whose visit flags changed recomputed, the coarse grains
-    summed and the retention counts written, the counts worked out on a thread meanwhile. Returns the visits held.
+    in and the visits written, whichever is ready first first; the visits' fine rows added, the cells whose visit
+    flags changed recomputed, the coarse grains summed and the retention counts written, the counts worked out on a
+    thread meanwhile. Returns the visits held.
 
     A catch-up's CPU is some 60 % the server's and 40 % this process's (the visits' flags, the retention counts): on
     one session the server's part alone was the catch-up's time, one core's worth; on three, with this process's
