@@ -282,38 +282,60 @@ class RetentionDelta:
                 out[(scope, nxt)][1] += n
 
 
-def _select_new_visits(conn: sa.Connection, cells: set[Cell]) -> list[Visit]:
-    """The visits of these cells, of any practices, in one statement per kind: ``:practices``, ``:months`` and
-    the range bound the index scan, ``:cells`` (``practice || month``: a month is seven characters, so a key
-    names one cell) picks exactly the cells."""
+def _visit_statements(cells: set[Cell], columns: str, *, patients: bool = True, group: str = "") -> tuple[
+        dict[str, Any], list[tuple[str, sa.TextClause]]]:
+    """The statements that select the visits of these cells, of any practices, one per kind (``columns`` of
+    ``{t}``, the kind's alias, and with ``patients`` of the patient ``pt`` and its link ``il``; then ``group``), and
+    their parameters: ``:practices``, ``:months`` and the range
+    bound the index scan, ``:cells`` (``practice || month``: a month is seven characters, so a key names one cell)
+    picks exactly the cells."""
     months = sorted({m for _, m in cells})
     lo, hi = months[0], _month_name(_month_index(months[-1]) + 1)
     params = {"practices": sorted({p for p, _ in cells}), "lo": lo, "hi": hi, "months": months,
               "cells": sorted(p + m for p, m in cells)}
     completed = ", ".join(f"'{s}'" for s in COMPLETED)
+    join = ("LEFT JOIN patients pt ON pt.practice = {t}.practice AND pt.source_id = {t}.patient_source_id "
+            "LEFT JOIN identity_links il ON il.practice = {t}.practice AND il.source_id = {t}.patient_source_id"
+            ) if patients else ""
+    where = ("{t}.practice IN :practices AND {t}.start >= :lo AND {t}.start < :hi AND substr({t}.start, 1, 7) IN "
+             ":months AND {t}.practice || substr({t}.start, 1, 7) IN :cells")
+    appt_sql = (f"SELECT {columns} FROM appointments a {join} WHERE {where} AND a.status IN ({completed}) {group}"
+                ).format(t="a", provider=provider_key("a", ("provider_npi",)))
+    enc_sql = (f"SELECT {columns} FROM encounters e {join} WHERE {where} AND e.status = 'finished' AND NOT EXISTS ("
+               f"SELECT 1 FROM appointments a2 WHERE a2.practice = e.practice "
+               f"AND a2.source_id = e.appointment_source_id AND a2.status IN ({completed})) {group}"
+               ).format(t="e", provider=provider_key("e"))
+    expanding: list[sa.BindParameter[Any]] = [sa.bindparam(name, expanding=True)
+                                              for name in ("practices", "months", "cells")]
+    return params, [(kind, sa.text(sql).bindparams(*expanding))
+                    for kind, sql in (("appointment", appt_sql), ("encounter", enc_sql))]
+
+
+def _select_new_visits(conn: sa.Connection, cells: set[Cell]) -> list[Visit]:
+    """The visits of these cells, of any practices, in one statement per kind."""
     # the patient index's enterprise id; before its first run, one a feed or plugin sent
     key = ("COALESCE(il.enterprise_id, pt.enterprise_id, {t}.practice || ':' || "
            "COALESCE({t}.patient_source_id, {t}.source_id))")
     # the provider key: providers across practices by NPI (hub.reports.providers)
     cols = ("{t}.practice, {t}.source_id, " + key + ", COALESCE({t}.location_source_id, ''), {provider},"
             " COALESCE({t}.service_line, ''), COALESCE({t}.visit_category, ''), substr({t}.start, 1, 10)")
-    join = ("LEFT JOIN patients pt ON pt.practice = {t}.practice AND pt.source_id = {t}.patient_source_id "
-            "LEFT JOIN identity_links il ON il.practice = {t}.practice AND il.source_id = {t}.patient_source_id")
-    where = ("{t}.practice IN :practices AND {t}.start >= :lo AND {t}.start < :hi AND substr({t}.start, 1, 7) IN "
-             ":months AND {t}.practice || substr({t}.start, 1, 7) IN :cells")
-    appt_sql = (f"SELECT {cols} FROM appointments a {join} WHERE {where} AND a.status IN ({completed})"
-                ).format(t="a", provider=provider_key("a", ("provider_npi",)))
-    enc_sql = (f"SELECT {cols} FROM encounters e {join} WHERE {where} AND e.status = 'finished' AND NOT EXISTS ("
-               f"SELECT 1 FROM appointments a2 WHERE a2.practice = e.practice "
-               f"AND a2.source_id = e.appointment_source_id AND a2.status IN ({completed}))"
-               ).format(t="e", provider=provider_key("e"))
+    params, statements = _visit_statements(cells, cols)
     out: list[Visit] = []
-    for kind, sql in (("appointment", appt_sql), ("encounter", enc_sql)):
-        stmt = sa.text(sql).bindparams(*(sa.bindparam(name, expanding=True) for name in ("practices", "months",
-                                                                                          "cells")))
+    for kind, stmt in statements:
         # all at once: a row at a time, the driver's fetch was most of reading a million visits
         out.extend(Visit(kind, *row) for row in conn.execute(stmt, params).all())
     return out
+
+
+def count_visits(conn: sa.Connection, cells: set[Cell]) -> Counter[Cell]:
+    """How many visits each of these cells holds (a rebuild reads as many, with their patients' histories)."""
+    params, statements = _visit_statements(cells, "{t}.practice, substr({t}.start, 1, 7), COUNT(*)",
+                                           patients=False, group="GROUP BY {t}.practice, substr({t}.start, 1, 7)")
+    counts: Counter[Cell] = Counter()
+    for _, stmt in statements:
+        for practice, month, n in conn.execute(stmt, params):
+            counts[(practice, month)] += n
+    return counts
 
 
 _HISTORY_COLUMNS = ("kind, practice, source_id, patient_key, location, provider, service_line, visit_category, "

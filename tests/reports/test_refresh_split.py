@@ -88,6 +88,8 @@ def test_a_refresh_split_across_transactions_equals_one_transaction(database_url
     assert sum(commits) == marked
     if budget == 0.0:
         assert commits == [1] * marked  # no time to spare: each cell commits on its own
+    elif engine.dialect.name == "postgresql":
+        assert commits == [marked]  # the first transaction takes as many cells as its visits allow: all of them
     else:
         assert commits[0] == 1 and max(commits) > 1 and len(commits) < marked  # one cell first, then more at once
     split = _rollups(engine)
@@ -154,6 +156,31 @@ def test_a_postgresql_catch_up_holds_about_so_many_visits_a_transaction_and_the_
     split = _rollups(engine)
     assert _rebuild_in_one_transaction(engine) == marked
     assert _rollups(engine) == split
+
+
+def test_a_postgresql_catch_up_first_takes_the_cells_whose_visits_fit(pg_url: str,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first transaction of a catch-up takes, in order, the cells whose visits together stay within
+    ``_CATCH_UP_VISITS`` (the visits each cell holds: its rows of ``report_visits`` once recomputed)."""
+    engine = _load(pg_url)
+    with engine.connect() as conn:
+        order = rollups.dirty_cells(conn)
+    _rebuild_in_one_transaction(engine)
+    whole = _rollups(engine)
+    with engine.connect() as conn:
+        held = Counter({(p, m): n for p, m, n in conn.execute(sa.text(
+            "SELECT practice, month, COUNT(*) FROM report_visits GROUP BY practice, month"))})
+    prefix = [sum(held[cell] for cell in order[:i]) for i in range(len(order) + 1)]
+    cap = prefix[len(order) // 2]  # about half the cells' visits
+    expected = max(i for i, total in enumerate(prefix) if total <= cap)  # and the empty cells after them
+    assert 1 < expected < len(order) and held[order[expected]] > 0
+    with writer(engine).begin() as conn:
+        rollups.mark_dirty(conn, set(order))
+    monkeypatch.setattr(rollups, "_CATCH_UP_VISITS", cap)
+    commits: list[int] = []
+    assert rollups.refresh_dirty(engine, on_commit=lambda cells, _s: commits.append(cells)) == len(order)
+    assert commits[0] == expected and sum(commits) == len(order)
+    assert _rollups(engine) == whole
 
 
 @pytest.mark.parametrize("late", ["_charges_aside", "_read_visits"])
