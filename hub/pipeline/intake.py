@@ -24,6 +24,7 @@ import sqlalchemy as sa
 
 from hub.connector import Connector, Envelope, Outcome, frozen_init
 from hub.errors import HubError, ParseError
+from hub.gc_pause import gc_paused
 from hub.hookspecs import MessageFailure
 from hub.pipeline.dispatch import InlineDispatcher
 from hub.pipeline.normalize import choose_connector
@@ -221,7 +222,8 @@ def _saved_and_processed(runtime: Runtime, practice: str, plan: Plan, new: list[
     outcome = BatchResult()
     for part in _in_groups(plan, batch):  # a commit's disk sync shared by as many as before
         part_new = new[len(saved):len(saved) + sum(len(envelopes) for _, envelopes, _, _ in part)]
-        done = _together(runtime, practice, part, part_new)
+        with gc_paused():  # a group's records and rows, freed by their counts: no collector passes over them
+            done = _together(runtime, practice, part, part_new)
         if done is None:
             done = _saved_then_dispatched(runtime, practice, part, part_new, None, None)
         saved += done[0]

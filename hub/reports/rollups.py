@@ -27,6 +27,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from hub.gc_pause import gc_paused
 from hub.model.kinds import FINANCIAL_CLASS
 from hub.reports import visits as visit_rollup
 from hub.reports.attribution import charge_joins, charge_service_line
@@ -389,7 +390,8 @@ def refresh_dirty(engine: sa.Engine, *, passes: int = 3, should_stop: Callable[[
     transactions (a process shutting down). ``on_commit(cells, seconds)``: told of each commit.
 
     On PostgreSQL the cells are taken in a short transaction of their own and recomputed in a longer one
-    (``_catch_up``), the first of them as large as the visits its cells hold allow: ``budget`` defaults to
+    (``_catch_up``), the first of them, when many cells wait, as large as the visits its cells hold allow:
+    ``budget`` defaults to
     ``CATCH_UP_BUDGET_SECONDS`` there, to ``REFRESH_BUDGET_SECONDS`` on SQLite."""
     if engine.dialect.name == "postgresql":
         return _catch_up(engine, passes=passes, should_stop=should_stop,
@@ -448,6 +450,7 @@ _CATCH_UP_VISITS = 1_000_000
 # growing from there, re-read the first cells' patients in every later transaction (a million appointments: 55.6 s
 # in transactions of 1, 8, 64 and 287 cells, 47.6 s in one of all 360).
 _FIRST_PACE = 1e-4
+_SIZED_FIRST = 32  # a catch-up of at least so many cells (after a backfill, an import) sizes its first transaction
 _CATCH_UP_WORK_MEM = "256MB"  # per sort or hash of a catch-up statement (PostgreSQL's work_mem)
 
 
@@ -455,8 +458,9 @@ def _catch_up(engine: sa.Engine, *, passes: int, should_stop: Callable[[], bool]
               budget: float, on_commit: Callable[[int, float], None] | None) -> int:
     """``refresh_dirty`` on PostgreSQL: one refresh at a time store-wide (a session advisory lock, held across its
     transactions); each transaction's cells are first moved from ``report_dirty`` to ``report_refreshing`` and
-    committed, then recomputed and deleted from there in one transaction. The first transaction takes as many cells
-    as hold ``_CATCH_UP_VISITS`` visits or fit in ``budget`` at ``_FIRST_PACE`` (``_first_cells``); each next one
+    committed, then recomputed and deleted from there in one transaction. The first transaction takes one cell, or
+    of ``_SIZED_FIRST`` cells or more as many as hold ``_CATCH_UP_VISITS`` visits or fit in ``budget`` at
+    ``_FIRST_PACE`` (``_first_cells``); each next one
     as many as fit in ``budget`` at the last one's pace (at most ``_CATCH_UP_GROWTH`` times as many as the last)."""
     with engine.connect() as conn:
         conn.execute(sa.text(f"SELECT pg_advisory_lock({REFRESH_LOCK})"))
@@ -469,7 +473,7 @@ def _catch_up(engine: sa.Engine, *, passes: int, should_stop: Callable[[], bool]
         visits_per_cell = 0.0
 
         def first(cells: list[Cell]) -> int:
-            if len(cells) == 1:
+            if len(cells) < _SIZED_FIRST:  # a few cells: one first, committed at once
                 return 1
             with conn.begin():
                 return _first_cells(conn, cells, min(_CATCH_UP_VISITS, budget / _FIRST_PACE))
@@ -479,7 +483,7 @@ def _catch_up(engine: sa.Engine, *, passes: int, should_stop: Callable[[], bool]
             with conn.begin():
                 taken = _take(conn, chunk)
             if taken:
-                with conn.begin():
+                with conn.begin(), gc_paused():  # the visits' millions of tuples: no collector passes over them
                     _catch_up_settings(conn)
                     visits_per_cell = refresh(conn, taken, overlap=True) / len(taken)
                     if len(taken) >= _WHOLE_BATCH_CELLS:
@@ -1003,19 +1007,26 @@ def _refresh_overlapped(conn: sa.Connection, sql: Sql, cells: set[Cell]) -> int:
     with ThreadPoolExecutor(max_workers=3) as aside:
         charged = aside.submit(_charges_aside, conn.engine, sql, cells)
         read = aside.submit(_read_visits, conn.engine, cells)
+        # the retention counts (Python only, some seconds a million appointments) on a thread as soon as the visits
+        # are read: it runs while this one waits for the server, up to the retention's own statement. Worked out in
+        # line (after the coarse grains were sent, or right after the reading) they kept the server waiting for them;
+        # started only once this thread took the visits, they left a core idle while it took in the charges.
+        counted = aside.submit(lambda: read.result().count_retention())
         with round_trip(conn):
             _fine_rows(conn, sql, cells, third_available, visits=False, charges=False)
+            # the cells' histograms are all written now (none comes from the charges or the visits): their coarse
+            # grains are summed while the other sessions work, not after everything else
+            _coarse_grains(conn, sql, cells, rollups=("hist",))
         # whichever of the charges' rows and the visits is ready first is written first (the session waited some
         # 5 s of a million appointments' catch-up for the charges while the visits were there)
         ready: list[Future[Any]] = [charged, read]
         first = wait(ready, return_when=FIRST_COMPLETED).done
+        coarse = ["cells", "credits"]  # the coarse grains still to sum
         if charged in first:
             _take_in(conn, charged.result())  # raises what it raised
+            if not read.done():  # the credits are all written: their coarse grains while the visits are read
+                _coarse_grains(conn, sql, cells, rollups=(coarse.pop(),))
         changes = read.result()
-        # the retention counts (Python only, some seconds a million appointments) on a thread: it runs while this
-        # one waits for the server, from here to the retention's own statement. Worked out in line (after the coarse
-        # grains were sent, or right after the reading) they kept the server waiting for them.
-        counted = aside.submit(changes.count_retention)
         visit_rollup.write_changes(conn, changes)
         if charged not in first:
             _take_in(conn, charged.result())
@@ -1030,7 +1041,9 @@ def _refresh_overlapped(conn: sa.Connection, sql: Sql, cells: set[Cell]) -> int:
             _fine_rows(conn, sql, cells, [], others=False)
             if others:
                 _fine_rows(conn, sql, others, third_available)
-            _coarse_grains(conn, sql, cells | others)
+            _coarse_grains(conn, sql, cells, rollups=coarse)
+            if others:
+                _coarse_grains(conn, sql, others)
             counted.result()  # raises what it raised
             changes.retention(conn)
     refresh_summaries(conn, cells | others)
@@ -1104,11 +1117,15 @@ def _fine_rows(conn: sa.Connection, sql: Sql, cells: set[Cell], third_available:
 _WHOLE_BATCH_CELLS = 32
 
 
-def _coarse_grains(conn: sa.Connection, sql: Sql, cells: set[Cell]) -> None:
+_COARSE = {"cells": report_fine_cells, "hist": report_fine_hist, "credits": report_fine_credits}  # what each reads
+
+
+def _coarse_grains(conn: sa.Connection, sql: Sql, cells: set[Cell], rollups: Sequence[str] = tuple(_COARSE)) -> None:
     """The coarse grains the common "by site" reports read: by week, summed from the fine rows, then by month
     (week '', so a month report reads one row per month, not one per week of it) summed from the weekly rows, a
     few per month where the fine rows are about one per record. The only rows in no week, imported costs, are
-    kept apart from the weekly cells and added to the monthly from ``report_costs``.
+    kept apart from the weekly cells and added to the monthly from ``report_costs``. ``rollups``: of which
+    (``_COARSE``: the cells, the histograms, the credits), each once its fine rows are all written.
 
     A practice at a time: with one practice the fine table's index is read by it however stale the planner's
     statistics (after a backfill into empty rollups, a condition on several practices had it read every practice's
@@ -1120,7 +1137,7 @@ def _coarse_grains(conn: sa.Connection, sql: Sql, cells: set[Cell]) -> None:
     if whole:
         # every column: the reports that read the fine rows next plan with these statistics too (counting only the
         # columns these statements read saved 0.3-0.7 s, and the first report by site and month took 0.43 s, not 0.24)
-        conn.execute(sa.text(f"ANALYZE {report_fine_cells.name}, {report_fine_hist.name}, {report_fine_credits.name}"))
+        conn.execute(sa.text(f"ANALYZE {', '.join(_COARSE[name].name for name in rollups)}"))
         batches = [(_batch_params(cells), _cells_in(""), True)]
     else:
         where = "practice = :p AND month >= :lo AND month < :hi AND month IN :months"
@@ -1142,24 +1159,27 @@ def _coarse_grains(conn: sa.Connection, sql: Sql, cells: set[Cell]) -> None:
             cells_from = (f"SELECT {cols} FROM report_cells WHERE {weekly} AND {cells_are} UNION ALL "
                           f"SELECT {padded} FROM ({costs_sql}) k" if site else
                           f"SELECT {cols} FROM {report_fine_cells.name} WHERE week <> '' AND {cells_are}")
-            conn.execute(_text(f"INSERT INTO report_cells (grain, {cols}) SELECT '{grain}', practice, '*', '*', "
-                               f"service_line, '*', month, {week}, {sums} FROM ({cells_from}) u "
-                               f"GROUP BY practice, service_line, month{by_week}"), params)
+            if "cells" in rollups:
+                conn.execute(_text(f"INSERT INTO report_cells (grain, {cols}) SELECT '{grain}', practice, '*', '*', "
+                                   f"service_line, '*', month, {week}, {sums} FROM ({cells_from}) u "
+                                   f"GROUP BY practice, service_line, month{by_week}"), params)
             hist_from = (f"SELECT {hist_cols}, n FROM report_hist WHERE {weekly} AND {cells_are}" if site else
                          f"SELECT {hist_cols}, n FROM {report_fine_hist.name} WHERE {cells_are}")
-            conn.execute(_text(f"INSERT INTO report_hist (grain, {hist_cols}, n) SELECT '{grain}', practice, '*', "
-                               f"'*', service_line, '*', month, {week}, metric, value, {sql.total}(n) "
-                               f"FROM ({hist_from}) h "
-                               f"GROUP BY practice, service_line, month{by_week}, metric, value"), params)
+            if "hist" in rollups:
+                conn.execute(_text(f"INSERT INTO report_hist (grain, {hist_cols}, n) SELECT '{grain}', practice, "
+                                   f"'*', '*', service_line, '*', month, {week}, metric, value, {sql.total}(n) "
+                                   f"FROM ({hist_from}) h "
+                                   f"GROUP BY practice, service_line, month{by_week}, metric, value"), params)
             paid_week = "paid_week" if week == "week" else "''"
             paid_by_week = "" if week == "''" else ", week, paid_week"
             credits_from = (f"SELECT {credit_cols} FROM report_credits WHERE {weekly} AND {cells_are}" if site else
                             f"SELECT {credit_cols} FROM {report_fine_credits.name} WHERE {cells_are}")
-            conn.execute(_text("INSERT INTO report_credits (grain, practice, location, provider, service_line, "
-                               f"financial_class, month, week, paid_month, paid_week, credits_cents) SELECT "
-                               f"'{grain}', practice, '*', '*', service_line, '*', month, {week}, paid_month, "
-                               f"{paid_week}, {sql.total}(credits_cents) FROM ({credits_from}) k "
-                               f"GROUP BY practice, service_line, month, paid_month{paid_by_week}"), params)
+            if "credits" in rollups:
+                conn.execute(_text("INSERT INTO report_credits (grain, practice, location, provider, service_line, "
+                                   f"financial_class, month, week, paid_month, paid_week, credits_cents) SELECT "
+                                   f"'{grain}', practice, '*', '*', service_line, '*', month, {week}, paid_month, "
+                                   f"{paid_week}, {sql.total}(credits_cents) FROM ({credits_from}) k "
+                                   f"GROUP BY practice, service_line, month, paid_month{paid_by_week}"), params)
 
 
 def _anchors(month: str) -> Iterator[tuple[dt.date, str]]:

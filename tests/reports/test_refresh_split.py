@@ -88,8 +88,8 @@ def test_a_refresh_split_across_transactions_equals_one_transaction(database_url
     assert sum(commits) == marked
     if budget == 0.0:
         assert commits == [1] * marked  # no time to spare: each cell commits on its own
-    elif engine.dialect.name == "postgresql":
-        assert commits == [marked]  # the first transaction takes as many cells as its visits allow: all of them
+    elif engine.dialect.name == "postgresql":  # so many cells wait that the first transaction takes all their visits
+        assert marked >= rollups._SIZED_FIRST and commits == [marked]
     else:
         assert commits[0] == 1 and max(commits) > 1 and len(commits) < marked  # one cell first, then more at once
     split = _rollups(engine)
@@ -177,10 +177,17 @@ def test_a_postgresql_catch_up_first_takes_the_cells_whose_visits_fit(pg_url: st
     with writer(engine).begin() as conn:
         rollups.mark_dirty(conn, set(order))
     monkeypatch.setattr(rollups, "_CATCH_UP_VISITS", cap)
+    monkeypatch.setattr(rollups, "_SIZED_FIRST", len(order))  # as many cells as after a backfill
     commits: list[int] = []
     assert rollups.refresh_dirty(engine, on_commit=lambda cells, _s: commits.append(cells)) == len(order)
     assert commits[0] == expected and sum(commits) == len(order)
     assert _rollups(engine) == whole
+    with writer(engine).begin() as conn:
+        rollups.mark_dirty(conn, set(order))
+    monkeypatch.setattr(rollups, "_SIZED_FIRST", len(order) + 1)  # fewer cells wait: one cell first, as ever
+    commits.clear()
+    assert rollups.refresh_dirty(engine, on_commit=lambda cells, _s: commits.append(cells)) == len(order)
+    assert commits[0] == 1 and _rollups(engine) == whole
 
 
 @pytest.mark.parametrize("late", ["_charges_aside", "_read_visits"])
