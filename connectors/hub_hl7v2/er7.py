@@ -112,7 +112,8 @@ def _separators_of(head: str, where: str) -> Separators:
     if len(chars) < 3:
         raise ParseError("MSH-2 (encoding characters) needs at least component, repetition and escape "
                          "characters", location=f"{where}-2")
-    return Separators(field, chars[0], chars[1], chars[2], chars[3] if len(chars) > 3 else "&")
+    found = Separators(field, chars[0], chars[1], chars[2], chars[3] if len(chars) > 3 else "&")
+    return DEFAULT_SEPARATORS if found == DEFAULT_SEPARATORS else found  # the usual set: one object (``Message``)
 
 
 def decode_bytes(data: bytes) -> str:
@@ -150,13 +151,14 @@ def _charset_of(data: bytes) -> str | None:
 class Message:
     """One HL7 v2 message, split into segments and fields; the rest is split on access."""
 
-    __slots__ = ("segments", "sep", "_index", "_chars")
+    __slots__ = ("segments", "sep", "_index", "_chars", "_usual")
 
     def __init__(self, segments: list[list[str]], sep: Separators) -> None:
         self.segments = segments
         self.sep = sep
         self._chars = (sep.repetition, sep.component, sep.subcomponent, sep.escape)
         self._index: dict[str, list[list[str]]] | None = None
+        self._usual = sep is DEFAULT_SEPARATORS or sep == DEFAULT_SEPARATORS  # ``shared_components``' cache
 
     # -- segments -----------------------------------------------------------------
     @property
@@ -173,13 +175,20 @@ class Message:
         """The segments by segment id, in message order (built once, on first use)."""
         if self._index is None:
             index: dict[str, list[list[str]]] = {}
-            for seg in self.segments:
-                index.setdefault(seg[0], []).append(seg)
+            for seg in self.segments:  # not setdefault: its empty list would be made for every segment
+                found = index.get(seg[0])
+                if found is None:
+                    index[seg[0]] = [seg]
+                else:
+                    found.append(seg)
             self._index = index
         return self._index
 
     def first(self, name: str) -> list[str] | None:
-        found = self.all(name)
+        index = self._index
+        if index is None:
+            index = self.by_id()
+        found = index.get(name)
         return found[0] if found else None
 
     # -- values -------------------------------------------------------------------
@@ -195,19 +204,18 @@ class Message:
         if field <= 2 and seg[0] == "MSH":
             return value
         rs, cs, ss, es = self._chars
-        # find/slice rather than split: most reads want the first repetition, component or piece
+        # ``in``, then partition, rather than split: most reads want the first repetition, component or
+        # piece, and most fields have one repetition (``in`` is cheaper than ``find``, which parses its arguments)
         if rep:
             reps = value.split(rs)
             if rep >= len(reps):
                 return None
             value = reps[rep]
-        else:
-            cut = value.find(rs)
-            if cut >= 0:
-                value = value[:cut]
+        elif rs in value:
+            value = value.partition(rs)[0]
         if cs in value:
             if component == 1:
-                value = value[:value.find(cs)]
+                value = value.partition(cs)[0]
             else:
                 parts = value.split(cs)
                 if component > len(parts):
@@ -226,6 +234,43 @@ class Message:
             value = unescape(value, self.sep)
         value = value.strip()
         return value if value and value != '""' else None
+
+    def components(self, seg: list[str] | None, field: int) -> tuple[str | None, ...]:
+        """The decoded components of ``seg``-field's first repetition (``text`` of each): its c-th
+        (1-based) is ``get(seg, field, c)``, and there is none beyond the last; () when the field is
+        empty. One split for a field read in several components (not MSH-1 or MSH-2)."""
+        if seg is None or field >= len(seg):
+            return ()
+        value = seg[field]
+        if not value:
+            return ()
+        if value.isalnum():
+            return (value,)
+        return _components(value, self.sep)
+
+    def shared_components(self, seg: list[str] | None, field: int) -> tuple[str | None, ...]:
+        """``components``, kept per distinct text for the usual separators: for values a feed sends
+        again and again (message types, codes, places, amounts), never a patient's own."""
+        if seg is None or field >= len(seg):
+            return ()
+        value = seg[field]
+        if not value:
+            return ()
+        if value.isalnum():
+            return (value,)
+        if self._usual and len(value) <= SHARED_MAX:
+            return _usual_components(value)
+        return _components(value, self.sep)
+
+    def first_components(self, seg: list[str] | None, field: int) -> list[str]:
+        """The first component of each repetition (``text``; codes of a CWE list), empty ones dropped: a
+        new list, made once per distinct text for the usual separators (a feed's codes repeat)."""
+        if seg is None or field >= len(seg) or not seg[field]:
+            return []
+        value = seg[field]
+        if self._usual and len(value) <= SHARED_MAX:
+            return list(_usual_first_components(value))
+        return list(_first_components(value, self.sep))
 
     def repetitions(self, seg: list[str] | None, field: int) -> list[str]:
         """The raw repetitions of a field (still with components), empty ones dropped."""
@@ -269,6 +314,53 @@ class Message:
         return self.get(self.msh, 12) or ""
 
 
+def _components(value: str, sep: Separators) -> tuple[str | None, ...]:
+    """``Message.components`` of a field's text (not empty)."""
+    if sep.repetition in value:
+        value = value.partition(sep.repetition)[0]
+    ss, es = sep.subcomponent, sep.escape
+    out: list[str | None] = []
+    for raw in value.split(sep.component):  # each as ``Message.text`` reads it
+        if raw.isalnum():
+            out.append(raw)
+            continue
+        if ss in raw:
+            raw = raw.partition(ss)[0]
+        if es in raw:
+            raw = unescape(raw, sep)
+        raw = raw.strip()
+        out.append(raw if raw and raw != '""' else None)
+    return tuple(out)
+
+
+SHARED_MAX = 256  # characters of a field text kept by ``shared_components``: codes and names, not notes
+
+
+@lru_cache(maxsize=4096)
+def _usual_components(value: str) -> tuple[str | None, ...]:
+    return _components(value, DEFAULT_SEPARATORS)
+
+
+def _first_components(value: str, sep: Separators) -> tuple[str, ...]:
+    """``Message.first_components`` of a field's text (not empty)."""
+    cs = sep.component
+    found = []
+    for raw in value.split(sep.repetition):
+        first = raw.partition(cs)[0] if cs in raw else raw
+        if first.isalnum():
+            found.append(first)
+            continue
+        text = _components(first, sep)[0] if first else None  # ``text`` of it: no component separator left
+        if text:
+            found.append(text)
+    return tuple(found)
+
+
+@lru_cache(maxsize=4096)
+def _usual_first_components(value: str) -> tuple[str, ...]:
+    return _first_components(value, DEFAULT_SEPARATORS)
+
+
 def parse(text: str) -> Message:
     """Text of one message → ``Message``. Raises ``ParseError`` naming the segment and field."""
     if text.startswith("\ufeff"):
@@ -286,7 +378,8 @@ def parse(text: str) -> Message:
         raise ParseError(RUN_TOGETHER, location="MSH")
     message = Message(segments, sep)
     msh = message.msh
-    if not message.get(msh, 9, 1):
+    kind = message.shared_components(msh, 9)  # ``get(msh, 9, 1)``, kept: mapping reads MSH-9 again
+    if not kind or not kind[0]:
         raise ParseError("MSH-9 (message type) is missing", location="MSH-9")
     if not message.get(msh, 10):
         raise ParseError("MSH-10 (message control id) is missing", location="MSH-10")

@@ -126,7 +126,8 @@ class Reader:
     def event_time(self) -> str | None:
         """The time of the event the message reports, given to every record it yields: EVN-6
         (event occurred), else EVN-2 (recorded), else MSH-7 (message created)."""
-        return self.dtm(self.msg.first("EVN"), 6) or self.recorded_at
+        evn = self.msg.first("EVN")
+        return (self.dtm(evn, 6) if evn is not None and len(evn) > 6 else None) or self.recorded_at
 
 
 # ------------------------------------------------------------------ shared pieces
@@ -137,17 +138,22 @@ def patient_from_pid(r: Reader, pid: list[str] | None) -> Record | None:
     if pid is None:
         return None
     msg = r.msg
+    text, cs = msg.text, msg.sep.component
     identifiers: list[dict[str, str | None]] = []
     mrn = None
     for field in (3, 2, 4):
         if field != 3 and (field >= len(pid) or not pid[field]):
             continue  # PID-2 and PID-4 are mostly empty
         for raw in msg.repetitions(pid, field):
-            parts = msg.parts(raw)
-            value = msg.text(parts[0])
+            parts = raw.split(cs)
+            value = parts[0] if parts[0].isalnum() else text(parts[0])  # an id of letters and digits: its own text
             if not value:
                 continue
-            id_type = msg.text(parts[4]) if len(parts) > 4 else None
+            id_type = None
+            if len(parts) > 4:
+                id_type = parts[4]
+                if not id_type.isalnum():
+                    id_type = text(id_type)
             if field != 3 and any(i["value"] == value for i in identifiers):
                 continue  # v2.3 feeds copy the MRN into PID-2 or PID-4: one identifier, sent twice
             identifiers.append({"system": _system(msg, parts, value, id_type), "value": value, "type": id_type})
@@ -160,9 +166,10 @@ def patient_from_pid(r: Reader, pid: list[str] | None) -> Record | None:
     if len(pid) > 19 and pid[19]:
         _ssn_of_pid19(r, pid, identifiers)
     street, postal = _home_address(r, pid)
+    name = msg.components(pid, 5)
     record: Record = {
         "kind": "patient", "source_id": mrn, "identifiers": identifiers,
-        "family_name": r.get(pid, 5, 1), "given_name": r.get(pid, 5, 2),
+        "family_name": name[0] if name else None, "given_name": name[1] if len(name) > 1 else None,
         "birth_date": r.date(pid, 7, "PID-7"), "sex": to_sex(r.get(pid, 8)),
         "postal_code": postal, "address_line": street, "phone": _phone(r, pid), "email": _email(r, pid),
     }
@@ -173,7 +180,9 @@ def _system(msg: Message, parts: list[str], value: str, id_type: str | None) -> 
     """A CX's system: its assigning authority (CX-4), else its identifier type (CX-5). A social security
     number (type SS) without an authority is named by the FHIR SSN system; a Medicare number (type MC,
     or assigned by CMS) shaped like an MBI by the FHIR MBI system."""
-    authority = _authority(msg, parts, 3)
+    authority = parts[3] if len(parts) > 3 else None
+    if authority is not None and not authority.isalnum():  # a namespace of letters and digits: as it is
+        authority = _authority(msg, parts, 3)
     if id_type == "SS" and authority is None:
         return SSN_SYSTEM
     # the shape first: most identifiers are no MBI, and the authority's two names cost more to read
@@ -268,10 +277,18 @@ def _phone(r: Reader, pid: list[str]) -> str | None:
         if found is None:
             return None
         rep = found
-    number = msg.get(pid, 13, 1, rep=rep)
-    if not number:
-        area, local = msg.get(pid, 13, 6, rep=rep), msg.get(pid, 13, 7, rep=rep)
-        number = f"{area or ''}{local}" if local else None
+    if rep:
+        number = msg.get(pid, 13, 1, rep=rep)
+        if not number:
+            area, local = msg.get(pid, 13, 6, rep=rep), msg.get(pid, 13, 7, rep=rep)
+            number = f"{area or ''}{local}" if local else None
+    else:  # the usual: the first repetition split once, and only the components read made text
+        field = pid[13] if len(pid) > 13 else ""
+        xtn = field.split(msg.sep.repetition, 1)[0].split(msg.sep.component) if field else []
+        number = msg.text(xtn[0]) if xtn else None  # as ``get(pid, 13, 1)`` reads it
+        if not number:
+            local = msg.text(xtn[6]) if len(xtn) > 6 else None
+            number = f"{msg.text(xtn[5]) or ''}{local}" if local else None
     if number and not is_phone(number):
         r.drop("PID-13", "not a phone number")
         return None
@@ -311,27 +328,38 @@ def providers_from(r: Reader, seg: list[str] | None, field: int) -> list[Record]
     if seg is None or field >= len(seg) or not seg[field]:
         return []  # most fields tried are empty (PV1-8, 9 and 17): no repetitions to look at
     msg = r.msg
+    text, cs = msg.text, msg.sep.component
     found = []
     for raw in msg.repetitions(seg, field):
         known = r.providers.get(raw)
         if known is not None:
             found.append(dict(known))  # a copy: records are completed (event time, practice) one by one
             continue
-        parts = msg.parts(raw)
-        source_id = msg.text(parts[0])
+        parts = raw.split(cs)
+        source_id = parts[0] if parts[0].isalnum() else text(parts[0])  # letters and digits: its own text
         if not source_id:
             continue
-        id_type = msg.text(parts[12]) if len(parts) > 12 else None
-        authority = [msg.text(parts[8], i) for i in (1, 2)] if len(parts) > 8 else []
+        id_type = None
+        if len(parts) > 12:
+            id_type = parts[12]
+            if not id_type.isalnum():
+                id_type = text(id_type)
+        authority = []
+        if len(parts) > 8:  # HD: namespace & universal id (a plain namespace has no second part)
+            hd = parts[8]
+            authority = [hd, None] if hd.isalnum() else [text(hd, 1), text(hd, 2)]
         is_npi = id_type == "NPI" or any(a and (a.upper() in NPI_SYSTEMS or "NPI" in a.upper()) for a in authority)
         if is_npi or (not id_type and not any(authority)):  # a bare id: an NPI when its check digit says so
             is_npi = len(source_id) == 10 and source_id.isdigit() and (is_npi or _npi_check(source_id))
-        provider = _compact({
-            "kind": "provider", "source_id": source_id,
-            "npi": source_id if is_npi else None,
-            "family_name": msg.text(parts[1]) if len(parts) > 1 else None,
-            "given_name": msg.text(parts[2]) if len(parts) > 2 else None,
-        })
+        # as ``_compact`` leaves it: the keys in this order, those without a value left out (``text`` gives
+        # None or text that is not empty)
+        provider = {"kind": "provider", "source_id": source_id}
+        if is_npi:
+            provider["npi"] = source_id
+        if len(parts) > 1 and (family := text(parts[1])):
+            provider["family_name"] = family
+        if len(parts) > 2 and (given := text(parts[2])):
+            provider["given_name"] = given
         r.providers[raw] = provider
         found.append(dict(provider))
     return found
@@ -339,12 +367,14 @@ def providers_from(r: Reader, seg: list[str] | None, field: int) -> list[Record]
 
 def location_from(r: Reader, seg: list[str] | None, field: int) -> Record | None:
     """PL → location: the point of care (PL-1), else the facility (PL-4); name from facility or description."""
-    point, facility = r.get(seg, field, 1), r.get(seg, field, 4)
+    pl = r.msg.shared_components(seg, field)  # a practice's few places: read once each
+    point, facility = (pl[0] if pl else None), (pl[3] if len(pl) > 3 else None)
     source_id = point or facility
     if not source_id:
         return None
-    return _compact({"kind": "location", "source_id": source_id,
-                     "name": r.get(seg, field, 9) or (facility if point else None) or source_id})
+    # nothing for ``_compact`` to leave out: the id is there, and the name falls back to it
+    return {"kind": "location", "source_id": source_id,
+            "name": (pl[8] if len(pl) > 8 else None) or (facility if point else None) or source_id}
 
 
 def coverages(r: Reader, patient_id: str) -> Iterator[Record]:
@@ -354,9 +384,14 @@ def coverages(r: Reader, patient_id: str) -> Iterator[Record]:
         plan = r.get(in1, 3, 1) or r.get(in1, 2, 1) or r.get(in1, 4, 1) or str(rank)
         yield _compact({
             "kind": "coverage", "source_id": f"{patient_id}:coverage:{plan}", "patient_source_id": patient_id,
-            "payer_name": r.get(in1, 4, 1) or r.get(in1, 2, 2) or r.get(in1, 2, 1),
+            "payer_name": _payer_name(r, in1),
             "member_id": r.get(in1, 36, 1) or r.get(in1, 49, 1), "rank": rank,
         })
+
+
+def _payer_name(r: Reader, in1: list[str] | None) -> str | None:
+    """IN1-4 (insurance company name), else IN1-2's text, else its code: a feed's few payers, read once each."""
+    return _first(r.msg.shared_components(in1, 4)) or r.get(in1, 2, 2) or r.get(in1, 2, 1)
 
 
 def encounter_from_pv1(r: Reader, patient_id: str | None, event: str) -> Record | None:
@@ -371,11 +406,16 @@ def encounter_from_pv1(r: Reader, patient_id: str | None, event: str) -> Record 
         status = "finished"
     return _compact({
         "kind": "encounter", "source_id": visit, "patient_source_id": patient_id,
-        "provider_source_id": r.get(pv1, 7, 1), "location_source_id": r.get(pv1, 3, 1) or r.get(pv1, 3, 4),
+        "provider_source_id": r.get(pv1, 7, 1), "location_source_id": _place_id(r.msg.shared_components(pv1, 3)),
         "start": r.moment(pv1, 44, "PV1-44") or r.dtm(r.msg.first("PV2"), 8), "end": end, "status": status,
         "encounter_class": ENCOUNTER_CLASS.get((r.get(pv1, 2, 1) or "").upper()),
         "visit_type": r.get(pv1, 10, 1) or r.get(pv1, 18, 1) or r.get(pv1, 4, 1),
     })
+
+
+def _place_id(pl: tuple[str | None, ...]) -> str | None:
+    """PL-1 (point of care), else PL-4 (facility), of a PL's components."""
+    return (pl[0] if pl else None) or (pl[3] if len(pl) > 3 else None)
 
 
 def pv1_providers_and_location(r: Reader) -> Iterator[Record]:
@@ -383,15 +423,19 @@ def pv1_providers_and_location(r: Reader) -> Iterator[Record]:
     if pv1 is None:
         return
     for field in (7, 8, 9, 17):  # attending, referring, consulting, admitting
-        yield from providers_from(r, pv1, field)
+        if field < len(pv1) and pv1[field]:  # most are empty: no call for them
+            yield from providers_from(r, pv1, field)
     location = location_from(r, pv1, 3)
     if location:
         yield location
 
 
 def _compact(record: Record) -> Record:
-    # ``v or``: a value that is there (the most of them) is kept without the two comparisons
-    return {k: v for k, v in record.items() if v or (v is not None and v != "")}
+    """The record (a new dict each caller made) without its None and "" values, in place: the other keys
+    keep their order. ``not v``: a value that is there (the most of them) is kept without the comparisons."""
+    for key in [k for k, v in record.items() if not v and (v is None or v == "")]:
+        del record[key]
+    return record
 
 
 def _patient_required(r: Reader) -> Record:
@@ -496,7 +540,7 @@ def map_siu(r: Reader, event: str) -> Iterator[Record]:
         "provider_npi": provider.get("npi") if provider else None,
         "location_source_id": location["source_id"] if location else None,
         "start": start, "duration_min": _duration(r, sch, ais),
-        "visit_type": r.get(sch, 7, 1) or r.get(sch, 8, 1) or r.get(ais, 3, 1),
+        "visit_type": _first(msg.shared_components(sch, 7)) or r.get(sch, 8, 1) or r.get(ais, 3, 1),
         "status": status, "cancel_reason": r.get(sch, 6, 1) if status in ("cancelled", "noshow") else None,
         "cancelled_at": r.recorded_at if event == "S15" else None,
         "booked_at": r.recorded_at if event == "S12" else None,
@@ -555,9 +599,9 @@ def map_dft(r: Reader, event: str) -> Iterator[Record]:
     yield from pv1_providers_and_location(r)
     pv1 = msg.first("PV1")
     visit = r.get(pv1, 19, 1)
-    fallback_dx = [code for dg1 in msg.all("DG1") if (code := r.get(dg1, 3, 1))]
+    fallback_dx = [code for dg1 in msg.all("DG1") if (code := _first(msg.shared_components(dg1, 3)))]
     in1 = msg.first("IN1")
-    payer_name = r.get(in1, 4, 1) or r.get(in1, 2, 2) or r.get(in1, 2, 1)
+    payer_name = _payer_name(r, in1)
     ft1s = msg.all("FT1")
     if not ft1s:
         raise ParseError(f"DFT^{event} has no FT1 segment", location="FT1")
@@ -570,17 +614,17 @@ def map_dft(r: Reader, event: str) -> Iterator[Record]:
 def _financial_transaction(r: Reader, ft1: list[str], number: int, control: str, patient_id: str,
                            visit: str | None, fallback_dx: list[str], payer_name: str | None) -> Iterator[Record]:
     msg = r.msg
-    where = f"FT1 #{number}"
     # FT1-2 (transaction id) identifies the line when sent; otherwise message control id + FT1-1 or position
     source_id = r.get(ft1, 2, 1) or f"{control}:{r.get(ft1, 1) or number}"
     posted_on = to_date(r.get(ft1, 5, 1))
     service_date = to_date(r.get(ft1, 4, 1)) or posted_on
     tx_type = (r.get(ft1, 6, 1) or "CG").upper()
-    amount = to_money(r.get(ft1, 11, 1))
+    price = msg.shared_components(ft1, 11)  # CP: the amount's text & its currency, of a fee schedule
+    amount = to_money(price[0] if price else None)
     if tx_type in PAYMENT_TYPES or tx_type in ADJUSTMENT_TYPES:
         amount = amount or to_money(r.get(ft1, 12, 1))
         if amount is None:
-            raise ParseError("the payment or adjustment has no readable amount (FT1-11)", location=f"{where}-11")
+            raise ParseError("the payment or adjustment has no readable amount (FT1-11)", location=f"FT1 #{number}-11")
         paid, adjusted = (amount, None) if tx_type in PAYMENT_TYPES else (None, amount)
         yield _compact({"kind": "remittance", "source_id": source_id, "claim_id": r.get(ft1, 3, 1) or visit,
                         "charge_source_id": r.get(ft1, 23, 1), "payer_name": payer_name,
@@ -588,10 +632,10 @@ def _financial_transaction(r: Reader, ft1: list[str], number: int, control: str,
                         "paid_on": posted_on or service_date})
         return
     if service_date is None:
-        raise ParseError("the charge has no readable service date (FT1-4)", location=f"{where}-4")
+        raise ParseError("the charge has no readable service date (FT1-4)", location=f"FT1 #{number}-4")
     units = to_int(r.get(ft1, 10, 1))
     if units is None and r.get(ft1, 10, 1):
-        r.drop(f"{where}-10", "not a whole number of units")
+        r.drop(f"FT1 #{number}-10", "not a whole number of units")
     unpriced = None
     if amount is None:
         # FT1-11 is the extended amount; FT1-12 the unit amount, times FT1-10 (quantity, 1 when empty)
@@ -600,16 +644,16 @@ def _financial_transaction(r: Reader, ft1: list[str], number: int, control: str,
             amount = str(Decimal(unit_amount) * (units or 1))
         elif r.strict:  # all or nothing: a line without a price is refused, as the connector always did
             raise ParseError("the charge has no readable amount (FT1-11 or FT1-12; the practice's mapping is "
-                             "strict)", location=f"{where}-11")
+                             "strict)", location=f"FT1 #{number}-11")
         else:  # EHR-to-billing feeds send codes and quantities, the billing system prices them
             unpriced = True
-    procedure = r.get(ft1, 25, 1) or r.get(ft1, 7, 1)
-    modifiers = _first_components(msg, ft1, 26)
-    diagnoses = _first_components(msg, ft1, 19)
+    procedure = _first(msg.shared_components(ft1, 25)) or _first(msg.shared_components(ft1, 7))
+    modifiers = msg.first_components(ft1, 26)  # the first component of each repetition, empty ones dropped
+    diagnoses = msg.first_components(ft1, 19)
     if not diagnoses and fallback_dx:
         r.used.add("DG1")
     performing = providers_from(r, ft1, 20)
-    ordering = providers_from(r, ft1, 21)
+    ordering = providers_from(r, ft1, 21) if len(ft1) > 21 and ft1[21] else []  # mostly empty: no call
     yield from performing
     yield from ordering
     provider = performing[0] if performing else ordering[0] if ordering else None
@@ -623,10 +667,8 @@ def _financial_transaction(r: Reader, ft1: list[str], number: int, control: str,
     })
 
 
-def _first_components(msg: Message, seg: list[str], field: int) -> list[str]:
-    """The first component of each repetition (codes of a CWE list), empty ones dropped."""
-    cs = msg.sep.component
-    return [value for raw in msg.repetitions(seg, field) if (value := msg.text(raw.split(cs, 1)[0]))]
+def _first(components: tuple[str | None, ...]) -> str | None:
+    return components[0] if components else None
 
 
 def _positive(amount: str | None) -> str | None:
@@ -711,6 +753,10 @@ SEGMENTS_READ: dict[Callable[[Reader, str], Iterator[Record]], frozenset[str]] =
 }
 
 
+# ... and with the envelope's: the segments a family's message holds that are not counted as not mapped
+_READ_OR_ENVELOPE = {family: read | ENVELOPE_SEGMENTS for family, read in SEGMENTS_READ.items()}
+
+
 def family_of(code: str, event: str) -> Callable[[Reader, str], Iterator[Record]]:
     if code == "ADT" and event in MERGE_EVENTS:
         return map_merge
@@ -729,8 +775,10 @@ def to_records(msg: Message, tz: dt.tzinfo | None = None, tally: Tally | None = 
                strict: bool = False) -> list[Record]:
     """The records of one message. ``tally`` (the message's): segments not read are counted there, and
     optional values left out as unreadable recorded; ``strict``: the practice's mapping is all or nothing."""
-    msh = msg.msh  # MSH-9.1 and 9.2 (``Message.message_type`` without the structure, not read here)
-    code, event = (msg.get(msh, 9, 1) or "").upper(), (msg.get(msh, 9, 2) or "").upper()
+    # MSH-9.1 and 9.2 (``Message.message_type`` without the structure, not read here): a feed's few types
+    kind = msg.shared_components(msg.msh, 9)
+    code = (kind[0] or "").upper() if kind else ""
+    event = (kind[1] or "").upper() if len(kind) > 1 else ""
     if not event:
         evn = msg.first("EVN")
         event = (msg.get(evn, 1) or "").upper()
@@ -742,9 +790,9 @@ def to_records(msg: Message, tz: dt.tzinfo | None = None, tally: Tally | None = 
         for record in records:
             record["event_time"] = event_time
     if tally is not None:  # the segment index is built already: one look at each segment id
-        read = SEGMENTS_READ[family]
+        read = _READ_OR_ENVELOPE[family]
         for name, found in msg.by_id().items():
-            if name not in read and name not in ENVELOPE_SEGMENTS and name not in reader.used:
+            if name not in read and name not in reader.used:
                 tally.skip(name, len(found))
     return records
 

@@ -57,11 +57,10 @@ def to_datetime(value: str | None, tz: dt.tzinfo | None = None) -> str | None:
         return None
     if len(value) == 19 and value[14] in "+-" and value.isascii() and value[:14].isdigit() and \
             value[15:].isdigit() and value[15:] != "0000" and value[15:17] <= "14" and value[17:] <= "59":
-        # the usual DTM, to the second with an offset (YYYYMMDDHHMMSS+ZZZZ): read without the pattern
-        try:
-            dt.datetime(int(value[:4]), int(value[4:6]), int(value[6:8]), int(value[8:10]), int(value[10:12]),
-                        int(value[12:14]))
-        except ValueError:
+        # the usual DTM, to the second with an offset (YYYYMMDDHHMMSS+ZZZZ): read without the pattern. Its
+        # day is checked by ``to_date`` (kept per day: a feed's times share their days), its time by its digits
+        # (two digits each: compared as text, as numbers), as ``datetime`` would check them
+        if value[8:10] > "23" or value[10:12] > "59" or value[12:14] > "59" or to_date(value[:8]) is None:
             return None
         return (f"{value[:4]}-{value[4:6]}-{value[6:8]}T{value[8:10]}:{value[10:12]}:{value[12:14]}"
                 f"{value[14]}{value[15:17]}:{value[17:]}")
@@ -84,6 +83,7 @@ def to_datetime(value: str | None, tz: dt.tzinfo | None = None) -> str | None:
     return moment.isoformat()
 
 
+@lru_cache(maxsize=4096)  # a feed's fees, copays and durations repeat
 def to_money(value: str | None) -> str | None:
     """MO/CP first component, or a bare number → decimal string."""
     if not value:

@@ -45,10 +45,13 @@ def validate_record(record: dict[str, Any], zone: dt.tzinfo | None = None) -> di
     path, about five times quicker than marshmallow; anything else — a value to coerce,
     or an error to explain — goes through the marshmallow schema, which stays the one
     definition of what is valid and of the messages a person reads."""
-    kind = record.get("kind")
-    if kind not in KINDS:
+    kind: Any = record.get("kind")
+    # the check written for this set of fields when there is one (``_fast_validator``'s ``check``, a call less)
+    shapes = _SHAPES.get(kind)  # only known kinds have checks
+    if shapes is None and kind not in KINDS:
         raise ValidationError(f"unknown record kind {kind!r}", errors={"kind": ["Unknown kind."]})
-    fast = _fast_validator(kind)(record, zone)  # its date-times read in ``zone`` already
+    shaped = shapes.get(tuple(record)) if shapes is not None else None
+    fast = shaped(record, zone) if shaped is not None else _fast_validator(kind)(record, zone)  # in ``zone`` already
     if fast is not None:
         return fast
     from marshmallow import ValidationError as MarshmallowError
@@ -155,9 +158,9 @@ def _converter(f: Field) -> Any:
     if f.type == "bool":
         return lambda v: v if type(v) is bool else _NOT_FAST
     if f.type == "list":
-        return lambda v: list(v) if type(v) is list and all(type(x) is str for x in v) else _NOT_FAST
+        return _str_list
     if f.type == "json":
-        return lambda v: _fast_nested(f.name, v)
+        return _fast_identifiers if f.name == "identifiers" else lambda v: _fast_nested(f.name, v)
     return lambda v: _NOT_FAST
 
 
@@ -191,11 +194,48 @@ def _parsed(parse: Any, value: str) -> Any:
 def _money(value: Any) -> Any:
     if type(value) is Decimal:
         return round_money(value) if value.is_finite() and abs(value) < MONEY_LIMIT else _NOT_FAST
-    return round_money(Decimal(value)) if type(value) is str and _MONEY.match(value) else _NOT_FAST
+    if type(value) is not str:
+        return _NOT_FAST
+    return _money_text(value) if len(value) <= 24 else _NOT_FAST  # longer: more digits than _MONEY takes
+
+
+@lru_cache(maxsize=16384)
+def _money_text(value: str) -> Any:
+    # a feed repeats its fees and copays: each text read once (a Decimal is immutable, so one is shared)
+    return round_money(Decimal(value)) if _MONEY.match(value) else _NOT_FAST
+
+
+def _str_list(value: Any) -> Any:
+    """A list of text (codes, modifiers) → a copy of it; anything else _NOT_FAST."""
+    if type(value) is not list:
+        return _NOT_FAST
+    for item in value:
+        if type(item) is not str:
+            return _NOT_FAST
+    return list(value)
 
 
 _NESTED_KEYS = {"identifiers": ({"system", "value", "type"}, {"value"}, ()),
                 "adjustments": ({"group", "reason", "amount"}, {"amount"}, ("amount",))}
+
+
+def _fast_identifiers(value: Any) -> Any:
+    """``_fast_nested("identifiers", value)``, its usual case first: each item a dict of exactly system,
+    value and type (value text, not empty; the others text or None), copied. Anything else: the loop."""
+    if type(value) is list:
+        out = []
+        for item in value:
+            # three keys, system and type among them, and a value that is text: exactly system, value and type
+            if type(item) is not dict or len(item) != 3 or "system" not in item or "type" not in item:
+                break
+            text, system, id_type = item.get("value"), item["system"], item["type"]
+            if type(text) is not str or not text or (system is not None and type(system) is not str) or \
+                    (id_type is not None and type(id_type) is not str):
+                break
+            out.append(dict(item))
+        else:
+            return out
+    return _fast_nested("identifiers", value)
 
 
 def _fast_nested(name: str, value: Any) -> Any:
@@ -282,7 +322,12 @@ def _fast_validator(kind: str) -> Any:
         return shaped(record, zone)
 
     check.check_any = check_any  # type: ignore[attr-defined]  # the tests compare the two
+    _SHAPES[kind] = shapes  # ``validate_record`` looks a record's shape up there itself
     return check
+
+
+# kind → its ``_fast_validator``'s checks by shape (filled as each validator is made)
+_SHAPES: dict[str, dict[tuple[str, ...], Any]] = {}
 
 
 # ``_converter``'s test of a value that is kept as it is, written out for ``_shape_check`` ({v}: the value);

@@ -995,10 +995,11 @@ def _refresh_overlapped(conn: sa.Connection, sql: Sql, cells: set[Cell]) -> int:
     """``refresh`` of one chunk on PostgreSQL, on three sessions at once: the statements of the appointments, slots
     and referrals are sent on the transaction's own; meanwhile, on threads, the charges' and credits' fine rows are
     worked out on a second session (``_charges_aside``), and the visits and their patients' histories read on a
-    third and their flags worked out (``_read_visits``), both from committed rows. Then the charges' rows are taken
-    in and the visits written, whichever is ready first first; the visits' fine rows added, the cells whose visit
-    flags changed recomputed, the coarse grains summed and the retention counts written, the counts worked out on a
-    thread meanwhile. Returns the visits held.
+    third and their flags worked out (``_read_visits``), both from committed rows, and the retention counts worked
+    out on a thread as soon as the visits are read. The transaction's session sums its cells' coarse histograms
+    (their fine rows all written by then) while it waits; then the charges' rows are taken in and the visits
+    written, whichever is ready first first; the visits' fine rows added, the cells whose visit flags changed
+    recomputed, the other coarse grains summed and the retention counts written. Returns the visits held.
 
     A catch-up's CPU is some 60 % the server's and 40 % this process's (the visits' flags, the retention counts): on
     one session the server's part alone was the catch-up's time, one core's worth; on three, with this process's

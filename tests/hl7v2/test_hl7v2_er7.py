@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 from hub_hl7v2 import er7
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hub.errors import ParseError
 
@@ -135,3 +137,48 @@ def test_a_lower_case_line_continues_the_segment_before_it() -> None:
     assert [seg[0] for seg in msg.segments] == ["MSH", "PID"]
     assert msg.get(msg.first("PID"), 5) == "Doe\npid"
     assert msg.get(msg.first("PID"), 6) == "2"
+
+
+def test_the_components_of_a_field_read_in_one_split() -> None:
+    msg = er7.parse(BASIC + "ZZZ|a\\S\\b^ c ^\"\"^^x&y~z^w||plain\r")
+    pid, zzz = msg.first("PID"), msg.first("ZZZ")
+    assert msg.components(pid, 5) == ("Doe", "Jo")  # sub-component 1 of each component
+    assert msg.components(pid, 3) == ("A1", None, None, "X", "MR")  # the first repetition only
+    assert msg.components(zzz, 1) == ("a^b", "c", None, None, "x")  # unescaped, trimmed, "" read as empty
+    assert msg.components(zzz, 2) == () and msg.components(zzz, 9) == () and msg.components(None, 1) == ()
+    assert msg.components(zzz, 3) == ("plain",)
+    assert msg.shared_components(zzz, 1) == msg.components(zzz, 1)
+    long = er7.parse(BASIC + "ZZZ|" + "w" * 300 + " ^x~" + "y" * 300 + "\\T\\^z\r")  # past SHARED_MAX: not kept
+    assert long.shared_components(long.first("ZZZ"), 1) == ("w" * 300, "x")
+    assert long.first_components(long.first("ZZZ"), 1) == ["w" * 300, "y" * 300 + "&"]
+    assert msg.first_components(pid, 3) == ["A1", "B2"]
+    assert msg.first_components(zzz, 1) == ["a^b", "z"]
+    assert msg.first_components(zzz, 2) == [] and msg.first_components(None, 2) == []
+    custom = er7.parse("MSH!@%$*!A!B!C!D!2025!!ADT@A08!X9!P!2.3\nPID!1!!ID1@@@AUTH@MR%ID2!!Sm$F$ith@Al")
+    assert custom.components(custom.first("PID"), 5) == ("Sm!ith", "Al")
+    assert custom.shared_components(custom.first("PID"), 3) == ("ID1", None, None, "AUTH", "MR")
+    assert custom.first_components(custom.first("PID"), 3) == ["ID1", "ID2"]
+
+
+_PIECES = st.sampled_from(["A", "b7", "x y", " ", "^", "~", "&", "\\", "\\S\\", "\\T\\", "\\R\\", "\\E\\", "\\F\\",
+                           "\\X41\\", "\\.br\\", "\\H\\", "\\Q\\", '""', "-", ".", "é", "\t"])
+
+
+@settings(max_examples=600, deadline=None)
+@given(pieces=st.lists(_PIECES, max_size=14), custom=st.booleans())
+def test_components_read_what_get_reads_component_by_component(pieces: list[str], custom: bool) -> None:
+    """``components``, ``shared_components`` and ``first_components`` answer as ``get`` does, for any
+    field text: separators, escapes, spaces, HL7 nulls, with the usual separators and others."""
+    value = "".join(pieces)
+    if custom:  # the same text written with ! @ % $ * for | ^ ~ \\ &
+        value = value.translate(str.maketrans("^~\\&", "@%$*"))
+        msg = er7.parse(f"MSH!@%$*!A!B!C!D!2025!!ADT@A08!X9!P!2.3\rZZZ!1!{value.replace('!', '')}")
+    else:
+        msg = er7.parse(f"{BASIC}ZZZ|1|{value.replace('|', '')}\r")
+    seg = msg.first("ZZZ")
+    comps = msg.components(seg, 2)
+    assert msg.shared_components(seg, 2) == comps
+    for c in range(1, 10):
+        assert msg.get(seg, 2, c) == (comps[c - 1] if c <= len(comps) else None)
+    reps = seg[2].split(msg.sep.repetition) if len(seg) > 2 else []
+    assert msg.first_components(seg, 2) == [v for i in range(len(reps)) if (v := msg.get(seg, 2, 1, rep=i))]

@@ -63,3 +63,24 @@ def test_counts(sent: str, read: int | None) -> None:
 ])
 def test_a_medicare_number_is_read_by_its_shape(sent, mbi):
     assert is_mbi(sent) is mbi
+
+
+def test_the_usual_date_time_is_read_as_the_pattern_reads_it() -> None:
+    """YYYYMMDDHHMMSS±ZZZZ, read without the pattern, checks each part as ``datetime`` does: every day of
+    the edge months (leap years and not), hours, minutes and seconds at and past their ends, years 0, 1 and
+    9999. A trailing space sends the same text down the pattern's path: both readings agree."""
+    days = [(y, m, d) for y in (0, 1, 1900, 2000, 2023, 2024, 9999) for m in (0, 1, 2, 4, 12, 13)
+            for d in (0, 1, 28, 29, 30, 31, 32)]
+    times = [(0, 0, 0), (23, 59, 59), (24, 0, 0), (12, 60, 0), (12, 0, 60), (99, 99, 99)]
+    for (y, m, d) in days:
+        for (hh, mm, ss) in times:
+            for offset in ("-0500", "+0000", "+1400", "+1459", "+1500", "-0560"):
+                sent = f"{y:04d}{m:02d}{d:02d}{hh:02d}{mm:02d}{ss:02d}{offset}"
+                try:
+                    dt.datetime(y, m, d, hh, mm, ss)
+                    exists = offset not in ("+1500", "-0560")  # hours past 14, minutes past 59: no offset
+                except ValueError:
+                    exists = False
+                read = f"{y:04d}-{m:02d}-{d:02d}T{hh:02d}:{mm:02d}:{ss:02d}{offset[:3]}:{offset[3:]}"
+                assert to_datetime(sent) == (read if exists else None), sent
+                assert to_datetime(sent + " ") == to_datetime(sent), sent

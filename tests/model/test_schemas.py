@@ -189,3 +189,51 @@ def test_the_fast_check_given_a_zone_reads_date_times_as_localize_does():
     assert check(dict(record), None)["start"].isoformat() == "2025-03-04T09:00:00+00:00"  # no zone: UTC
     assert check(dict(record))["start"].tzinfo is None  # no zone given: as sent
     assert validate_record(dict(record), chicago) == out
+
+
+def test_the_usual_identifiers_take_a_shorter_check_with_the_same_answer():
+    from hub.model.schemas import _NOT_FAST, _fast_identifiers, _fast_nested
+
+    usual = [{"system": "NORTHDERM", "value": "MRN1", "type": "MR"}, {"system": None, "value": "123", "type": None}]
+    out = _fast_identifiers(usual)
+    assert out == usual and out[0] is not usual[0]  # copies
+    assert list(out[0]) == ["system", "value", "type"]
+    for other in ([{"value": "X"}],  # fewer keys: the loop takes it as it is
+                  [{"system": "A", "value": "", "type": None}],  # an empty value: refused
+                  [{"system": "A", "value": None, "type": None}],
+                  [{"system": "A", "type": "MR", "colour": "X"}],  # no value, an unknown key
+                  [{"system": 1, "value": "X", "type": None}], [{"system": "A", "value": "X", "type": 2}],
+                  [{"system": "A", "value": "X", "type": "MR", "extra": None}], ["X"], "X", None, []):
+        assert _fast_identifiers(other) == _fast_nested("identifiers", other)
+    assert _fast_identifiers([{"value": "X"}]) == [{"value": "X"}]
+    assert _fast_identifiers([{"system": "A", "value": "", "type": None}]) is _NOT_FAST
+
+
+_ID_VALUES = st.one_of(st.none(), st.sampled_from(["", "A", "MRN1"]), st.integers(0, 2),
+                       st.lists(st.just("a"), max_size=1))
+
+
+@settings(max_examples=500, deadline=None)
+@given(items=st.lists(st.one_of(
+    st.dictionaries(st.sampled_from(["system", "value", "type", "amount", "colour"]), _ID_VALUES, max_size=4),
+    st.fixed_dictionaries({"system": _ID_VALUES, "value": _ID_VALUES, "type": _ID_VALUES}),
+    st.just("x")), max_size=3))
+def test_the_identifiers_check_answers_as_the_nested_loop(items):
+    from hub.model.schemas import _fast_identifiers, _fast_nested
+
+    assert _fast_identifiers(items) == _fast_nested("identifiers", items)
+
+
+def test_lists_of_text_and_money_text_read_as_before():
+    from hub.model.schemas import _NOT_FAST, _money, _str_list
+
+    assert _str_list(["25", "59"]) == ["25", "59"] and _str_list([]) == []
+    codes = ["L98.9"]
+    assert _str_list(codes) is not codes  # a copy
+    assert _str_list(["25", 59]) is _NOT_FAST and _str_list(("25",)) is _NOT_FAST and _str_list("25") is _NOT_FAST
+    assert _money("12.50") == Decimal("12.50") and _money("0.285") == Decimal("0.29")  # half up
+    assert _money("-0.001") == Decimal("0.00") and str(_money("-0.001")) == "0.00"
+    assert _money("12.5") is _money("12.5")  # one reading of a text, shared: a Decimal does not change
+    for refused in ("1,200.00", "1e3", "NaN", " 12", "", "1234567890123"):
+        assert _money(refused) is _NOT_FAST
+    assert _money(Decimal("1.005")) == Decimal("1.01") and _money(12) is _NOT_FAST
