@@ -391,8 +391,7 @@ def refresh_dirty(engine: sa.Engine, *, passes: int = 3, should_stop: Callable[[
 
     On PostgreSQL the cells are taken in a short transaction of their own and recomputed in a longer one
     (``_catch_up``), the first of them, when many cells wait, as large as the visits its cells hold allow:
-    ``budget`` defaults to
-    ``CATCH_UP_BUDGET_SECONDS`` there, to ``REFRESH_BUDGET_SECONDS`` on SQLite."""
+    ``budget`` defaults to ``CATCH_UP_BUDGET_SECONDS`` there, to ``REFRESH_BUDGET_SECONDS`` on SQLite."""
     if engine.dialect.name == "postgresql":
         return _catch_up(engine, passes=passes, should_stop=should_stop,
                          budget=CATCH_UP_BUDGET_SECONDS if budget is None else budget, on_commit=on_commit)
@@ -458,10 +457,10 @@ def _catch_up(engine: sa.Engine, *, passes: int, should_stop: Callable[[], bool]
               budget: float, on_commit: Callable[[int, float], None] | None) -> int:
     """``refresh_dirty`` on PostgreSQL: one refresh at a time store-wide (a session advisory lock, held across its
     transactions); each transaction's cells are first moved from ``report_dirty`` to ``report_refreshing`` and
-    committed, then recomputed and deleted from there in one transaction. The first transaction takes one cell, or
-    of ``_SIZED_FIRST`` cells or more as many as hold ``_CATCH_UP_VISITS`` visits or fit in ``budget`` at
-    ``_FIRST_PACE`` (``_first_cells``); each next one
-    as many as fit in ``budget`` at the last one's pace (at most ``_CATCH_UP_GROWTH`` times as many as the last)."""
+    committed, then recomputed and deleted from there in one transaction. The first transaction takes one cell, or,
+    when ``_SIZED_FIRST`` cells or more wait, as many as hold ``_CATCH_UP_VISITS`` visits and fit in ``budget`` at
+    ``_FIRST_PACE`` (``_first_cells``); each next one as many as fit in ``budget`` at the last one's pace (at most
+    ``_CATCH_UP_GROWTH`` times as many as the last)."""
     with engine.connect() as conn:
         conn.execute(sa.text(f"SELECT pg_advisory_lock({REFRESH_LOCK})"))
         conn.commit()

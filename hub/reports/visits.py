@@ -304,9 +304,8 @@ def _visit_statements(cells: set[Cell], columns: str, *, patients: bool = True, 
         dict[str, Any], list[tuple[str, sa.TextClause]]]:
     """The statements that select the visits of these cells, of any practices, one per kind (``columns`` of
     ``{t}``, the kind's alias, and with ``patients`` of the patient ``pt`` and its link ``il``; then ``group``), and
-    their parameters: ``:practices``, ``:months`` and the range
-    bound the index scan, ``:cells`` (``practice || month``: a month is seven characters, so a key names one cell)
-    picks exactly the cells."""
+    their parameters: ``:practices``, ``:months`` and the range bound the index scan, ``:cells`` (``practice ||
+    month``: a month is seven characters, so a key names one cell) picks exactly the cells."""
     months = sorted({m for _, m in cells})
     lo, hi = months[0], _month_name(_month_index(months[-1]) + 1)
     params = {"practices": sorted({p for p, _ in cells}), "lo": lo, "hi": hi, "months": months,
