@@ -235,10 +235,11 @@ class Message:
         value = value.strip()
         return value if value and value != '""' else None
 
-    def components(self, seg: list[str] | None, field: int) -> tuple[str | None, ...]:
+    def components(self, seg: list[str] | None, field: int, *, shared: bool = False) -> tuple[str | None, ...]:
         """The decoded components of ``seg``-field's first repetition (``text`` of each): its c-th
         (1-based) is ``get(seg, field, c)``, and there is none beyond the last; () when the field is
-        empty. One split for a field read in several components (not MSH-1 or MSH-2)."""
+        empty. One split for a field read in several components (not MSH-1 or MSH-2). ``shared``: kept
+        per distinct text for the usual separators (``shared_components``)."""
         if seg is None or field >= len(seg):
             return ()
         value = seg[field]
@@ -246,21 +247,14 @@ class Message:
             return ()
         if value.isalnum():
             return (value,)
+        if shared and self._usual and len(value) <= SHARED_MAX:
+            return _usual_components(value)
         return _components(value, self.sep)
 
     def shared_components(self, seg: list[str] | None, field: int) -> tuple[str | None, ...]:
         """``components``, kept per distinct text for the usual separators: for values a feed sends
         again and again (message types, codes, places, amounts), never a patient's own."""
-        if seg is None or field >= len(seg):
-            return ()
-        value = seg[field]
-        if not value:
-            return ()
-        if value.isalnum():
-            return (value,)
-        if self._usual and len(value) <= SHARED_MAX:
-            return _usual_components(value)
-        return _components(value, self.sep)
+        return self.components(seg, field, shared=True)
 
     def first_components(self, seg: list[str] | None, field: int) -> list[str]:
         """The first component of each repetition (``text``; codes of a CWE list), empty ones dropped: a
