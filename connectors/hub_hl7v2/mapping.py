@@ -368,13 +368,12 @@ def providers_from(r: Reader, seg: list[str] | None, field: int) -> list[Record]
 def location_from(r: Reader, seg: list[str] | None, field: int) -> Record | None:
     """PL → location: the point of care (PL-1), else the facility (PL-4); name from facility or description."""
     pl = r.msg.shared_components(seg, field)  # a practice's few places: read once each
-    point, facility = (pl[0] if pl else None), (pl[3] if len(pl) > 3 else None)
-    source_id = point or facility
+    source_id = _place_id(pl)
     if not source_id:
         return None
-    # nothing for ``_compact`` to leave out: the id is there, and the name falls back to it
+    # nothing for ``_compact`` to leave out: the id is there, and the name falls back to the facility, then to it
     return {"kind": "location", "source_id": source_id,
-            "name": (pl[8] if len(pl) > 8 else None) or (facility if point else None) or source_id}
+            "name": (pl[8] if len(pl) > 8 else None) or (pl[3] if len(pl) > 3 else None) or source_id}
 
 
 def coverages(r: Reader, patient_id: str) -> Iterator[Record]:
@@ -614,6 +613,7 @@ def map_dft(r: Reader, event: str) -> Iterator[Record]:
 def _financial_transaction(r: Reader, ft1: list[str], number: int, control: str, patient_id: str,
                            visit: str | None, fallback_dx: list[str], payer_name: str | None) -> Iterator[Record]:
     msg = r.msg
+    where = f"FT1 #{number}"
     # FT1-2 (transaction id) identifies the line when sent; otherwise message control id + FT1-1 or position
     source_id = r.get(ft1, 2, 1) or f"{control}:{r.get(ft1, 1) or number}"
     posted_on = to_date(r.get(ft1, 5, 1))
@@ -624,7 +624,7 @@ def _financial_transaction(r: Reader, ft1: list[str], number: int, control: str,
     if tx_type in PAYMENT_TYPES or tx_type in ADJUSTMENT_TYPES:
         amount = amount or to_money(r.get(ft1, 12, 1))
         if amount is None:
-            raise ParseError("the payment or adjustment has no readable amount (FT1-11)", location=f"FT1 #{number}-11")
+            raise ParseError("the payment or adjustment has no readable amount (FT1-11)", location=f"{where}-11")
         paid, adjusted = (amount, None) if tx_type in PAYMENT_TYPES else (None, amount)
         yield _compact({"kind": "remittance", "source_id": source_id, "claim_id": r.get(ft1, 3, 1) or visit,
                         "charge_source_id": r.get(ft1, 23, 1), "payer_name": payer_name,
@@ -632,10 +632,10 @@ def _financial_transaction(r: Reader, ft1: list[str], number: int, control: str,
                         "paid_on": posted_on or service_date})
         return
     if service_date is None:
-        raise ParseError("the charge has no readable service date (FT1-4)", location=f"FT1 #{number}-4")
+        raise ParseError("the charge has no readable service date (FT1-4)", location=f"{where}-4")
     units = to_int(r.get(ft1, 10, 1))
     if units is None and r.get(ft1, 10, 1):
-        r.drop(f"FT1 #{number}-10", "not a whole number of units")
+        r.drop(f"{where}-10", "not a whole number of units")
     unpriced = None
     if amount is None:
         # FT1-11 is the extended amount; FT1-12 the unit amount, times FT1-10 (quantity, 1 when empty)
@@ -644,7 +644,7 @@ def _financial_transaction(r: Reader, ft1: list[str], number: int, control: str,
             amount = str(Decimal(unit_amount) * (units or 1))
         elif r.strict:  # all or nothing: a line without a price is refused, as the connector always did
             raise ParseError("the charge has no readable amount (FT1-11 or FT1-12; the practice's mapping is "
-                             "strict)", location=f"FT1 #{number}-11")
+                             "strict)", location=f"{where}-11")
         else:  # EHR-to-billing feeds send codes and quantities, the billing system prices them
             unpriced = True
     procedure = _first(msg.shared_components(ft1, 25)) or _first(msg.shared_components(ft1, 7))
