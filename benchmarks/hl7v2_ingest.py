@@ -1,6 +1,6 @@
 """HL7 v2 ingest benchmark: normalize and end-to-end ingest, beside a bare baseline from the same run.
 
-    .venv/bin/python benchmarks/hl7v2_ingest.py [--count 100000] [--batch 500] [--seed 7]
+    .venv/bin/python benchmarks/hl7v2_ingest.py [--count 100000] [--batch 2000] [--seed 7]
 
 A generated, realistic v2.5.1 mix (ADT A04/A08 with IN1, SIU S12/S14/S15/S26, DFT
 P03 with 1–5 FT1; about 1 KB each, synthetic patients) is measured as:
@@ -423,9 +423,13 @@ def baseline_key_fields(messages: list[bytes], folder: Path, batch: int) -> tupl
 
 
 def main() -> None:
+    from hub.pipeline.ingest import GROUP_FILES
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=100_000, help="messages to generate (default 100000)")
-    parser.add_argument("--batch", type=int, default=500, help="messages per receive_many call / insert batch")
+    # hub ingest's group of files (one message each here): its one transaction, and the baseline's
+    parser.add_argument("--batch", type=int, default=GROUP_FILES,
+                        help=f"messages per receive_many call / insert batch (default {GROUP_FILES}, as hub ingest)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2,
                         help="worker processes for (b2), as hub ingest --jobs (default: the cores)")

@@ -78,7 +78,7 @@ class Settings:
     queue: str = setting("HUB_QUEUE", "hub", "the rq queue name (deployments sharing one Redis set their own)")
     batch_size: int = setting(
         "HUB_BATCH_SIZE", 100, "messages per processing batch (one transaction, one rq job); inline processing "
-        "uses batches of at least 500", minimum=1)
+        "uses batches of at least 2000", minimum=1)
     requeue_after: int = setting(
         "HUB_REQUEUE_AFTER", 60, "seconds after which the sweeper of `hub serve`, `hub mllp` and `hub worker` "
         "dispatches again a message still `received` (its process or job died); not while the queue holds a "

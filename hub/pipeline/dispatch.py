@@ -46,8 +46,11 @@ ABANDONED = "its worker stopped renewing its lease (killed?); the hub dispatched
 # Inline processing takes what one intake transaction stored (a group of ``hub ingest`` files, a
 # group commit) in transactions of up to this many messages, or HUB_BATCH_SIZE if larger: the size
 # of a queue job spreads work over workers, which inline processing has none of, and each commit
-# costs a disk sync (500 rather than 100 a transaction: HL7 ingest 15 % less CPU, measured).
-INLINE_BATCH = 500
+# costs a disk sync (500 rather than 100 a transaction: HL7 ingest 15 % less CPU, measured). 2,000 rather
+# than 500: a commit writes every page its transaction dirtied, and the inserts into the keys in no arrival
+# order (lineage, dedup keys, record keys) land on most of an index's pages whatever the group's size, so a
+# commit of 2,000 writes about a third of the pages four of 500 do (HL7 ingest about 8 % less CPU, measured).
+INLINE_BATCH = 2000
 
 
 class Dispatcher(Protocol):

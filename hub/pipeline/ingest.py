@@ -1,6 +1,6 @@
 """Files and folders through the full pipeline, as ``hub ingest`` takes them.
 
-The files are read in groups of ``group`` and each group is stored with one commit
+The files are read in groups of ``group`` (or fewer, ``GROUP_BYTES`` of them) and each group is stored with one commit
 (``receive_many``). With the inline dispatcher, a group's messages are saved and processed in
 that one transaction (``receive_many(together=True)``: nobody waits for an answer and the files
 stay the durable source until it commits; see ``hub.pipeline.intake._saved_and_processed``).
@@ -20,16 +20,22 @@ import orjson
 
 from hub.connector import Tally
 from hub.files import iter_files
-from hub.pipeline.dispatch import PoolDispatcher
+from hub.pipeline.dispatch import INLINE_BATCH, PoolDispatcher
 from hub.pipeline.intake import Arrival, Receipt, receive_many
 from hub.store.messages import errors_of, processed_tallies
 
 if TYPE_CHECKING:
     from hub.runtime import Runtime
 
+# Files a group holds: one commit each, and with inline processing one transaction (``INLINE_BATCH``
+# messages at most), unless their bytes reach ``GROUP_BYTES`` first: a folder of large batch files is
+# not read whole into memory.
+GROUP_FILES = INLINE_BATCH
+GROUP_BYTES = 64 * 1024 * 1024
+
 
 def ingest_paths(runtime: Runtime, practice: str, paths: Sequence[str | Path], *, connector: str | None = None,
-                 group: int = 500, jobs: int = 1,
+                 group: int = GROUP_FILES, jobs: int = 1,
                  tallies: dict[str, tuple[Tally, int]] | None = None,
                  receipts: dict[str, list[Receipt]] | None = None) -> dict[str, int]:
     """Store the files (folders: their files) for ``practice``; the messages counted by fate: ``accepted``
@@ -46,9 +52,11 @@ def ingest_paths(runtime: Runtime, practice: str, paths: Sequence[str | Path], *
         runtime.dispatcher = own_pool
     pool = own_pool or (previous if isinstance(previous, PoolDispatcher) else None)
     pending: list[Arrival] = []
+    pending_bytes = 0
     origins: dict[int, str] = {}  # accepted message id → its file, when tallies are asked for
 
     def flush() -> None:
+        nonlocal pending_bytes
         for arrival, fates in zip(pending, receive_many(runtime, practice, pending, connector=connector,
                                                         together=True), strict=True):
             if receipts is not None:
@@ -58,11 +66,13 @@ def ingest_paths(runtime: Runtime, practice: str, paths: Sequence[str | Path], *
                 if tallies is not None and receipt.status == "accepted" and receipt.outcome.message_id:
                     origins[receipt.outcome.message_id] = arrival.origin or "payload"
         pending.clear()
+        pending_bytes = 0
 
     try:
         for path in iter_files(paths):
             pending.append(Arrival(path.read_bytes(), str(path)))
-            if len(pending) >= group:
+            pending_bytes += len(pending[-1].data)
+            if len(pending) >= group or pending_bytes >= GROUP_BYTES:
                 flush()
         if pending:
             flush()

@@ -43,3 +43,31 @@ def test_jobs_store_what_inline_stores(runtime, tmp_path, monkeypatch, jobs) -> 
     assert statuses == {"processed": 58, "error": 2}
     again = ingest_paths(runtime, "east", (str(feed),), connector="hl7v2", jobs=jobs)
     assert again == {"accepted": 0, "duplicate": 60, "error": 0}
+
+
+def test_ingest_groups_files_by_count_and_by_bytes(runtime, tmp_path, monkeypatch) -> None:
+    """A group ends at ``group`` files or once its files hold ``GROUP_BYTES``: 60 files of one message each,
+    groups of 25 files, then a cap of two files' bytes."""
+    import hub.pipeline.ingest as ingest
+
+    with writer(runtime.engine).begin() as conn:
+        add_practice(conn, "east", "East")
+    feed = _feed(tmp_path / "feed")
+    sizes: list[int] = []
+    real = ingest.receive_many
+
+    def counted(*args, **kwargs):
+        sizes.append(len(args[2]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ingest, "receive_many", counted)
+    assert ingest_paths(runtime, "east", (str(feed),), connector="hl7v2", group=25)["accepted"] == 58
+    assert sizes == [25, 25, 10]
+    sizes.clear()
+    # the files differ in size by less than half the shortest: a cap of twice the shortest is reached by
+    # the second file of a group, never by the first
+    shortest = min(p.stat().st_size for p in feed.iterdir())
+    assert max(p.stat().st_size for p in feed.iterdir()) < 1.5 * shortest
+    monkeypatch.setattr(ingest, "GROUP_BYTES", 2 * shortest)
+    assert ingest_paths(runtime, "east", (str(feed),), connector="hl7v2", group=25)["duplicate"] == 60
+    assert sizes == [2] * 30
