@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import operator
 import os
 import re
 
@@ -31,6 +32,7 @@ from .er7 import DEFAULT_SEPARATORS, Separators, decode_bytes, escape, read_sepa
 _counter = itertools.count(1)
 _PREFIX = f"{os.getpid() % 100000:05d}"
 _LOCATION = re.compile(r"([A-Z][A-Z0-9]{2})(?: #?(\d+))?(?:-(\d+))?")
+_HEADER_CODES = operator.itemgetter(9, 10, 11, 14, 15, 17)  # MSH-10, 11, 12, 15, 16, 18 (fields[1] is MSH-2)
 
 
 def ack_code(envelope: Envelope, outcome: Outcome) -> str:
@@ -103,12 +105,15 @@ def header_of(fields: list[str], sep: Separators) -> dict:
     if len(fields) < 18:  # trailing empty fields are not sent
         fields = fields + [""] * (18 - len(fields))
     # MSH-3 to MSH-6 echoed as sent (HD with its components), first repetition; one pass per list, not a
-    # call per field (every message's envelope is made of these)
-    app, facility, receiving_app, receiving_facility = [v.split(rs, 1)[0].strip() for v in fields[2:6]]
+    # call per field (every message's envelope is made of these). Split only what holds a separator: most
+    # of these fields hold none
+    app, facility, receiving_app, receiving_facility = [
+        (v.split(rs, 1)[0] if rs in v else v).strip() for v in fields[2:6]]
     # MSH-10, 11, 12, 15, 16, 18: the first component of the first repetition
     control_id, processing_id, version, accept_ack, application_ack, charset = [
-        fields[i].split(rs, 1)[0].split(cs, 1)[0].strip() for i in (9, 10, 11, 14, 15, 17)]
-    message_type = fields[8].split(rs, 1)[0].split(cs) + [""]
+        (v.split(rs, 1)[0].split(cs, 1)[0] if rs in v or cs in v else v).strip() for v in _HEADER_CODES(fields)]
+    kind = fields[8]
+    message_type = (kind.split(rs, 1)[0] if rs in kind else kind).split(cs) + [""]
     return {"separators": sep.field + sep.encoding_characters, "sending_app": app,
             "sending_facility": facility, "receiving_app": receiving_app, "receiving_facility": receiving_facility,
             "message_code": message_type[0].strip(), "trigger": message_type[1].strip(),

@@ -71,7 +71,10 @@ class HL7v2Connector(Connector):
         for index, start in enumerate(starts):
             end = starts[index + 1] if index + 1 < len(starts) else len(body)
             chunk = body[start:end]
-            if (b"TS" in chunk and (b"BTS" in chunk or b"FTS" in chunk)) or b"BHS" in chunk:  # a scan less, usually
+            # ``find``, not ``in``: ``in`` on bytes first tries its operand as an integer (an error raised
+            # and cleared each time); "TS" first: a scan less, usually
+            if (chunk.find(b"TS") >= 0 and (chunk.find(b"BTS") >= 0 or chunk.find(b"FTS") >= 0)) or \
+                    chunk.find(b"BHS") >= 0:
                 chunk = _BATCH_LINE.sub(b"", chunk)
             envelope = self._envelope(chunk.strip(), f"message {index + 1}, " if many else "", origin,
                                       note if index == 0 else "")
@@ -83,7 +86,13 @@ class HL7v2Connector(Connector):
     def _envelope(self, raw: bytes, where: str, origin: str | None, skipped: str = "") -> Envelope:
         """The envelope of one message; an unreadable one carries its ``error`` (MSH field, by index).
         ``skipped``: what was skipped before it (``meta["skipped"]``, reported by ``findings``)."""
-        line = _LINE.split(raw, maxsplit=1)[0].decode("latin-1")
+        # the first line: up to the first CR or LF (as ``_LINE`` splits it, without the pattern's scan)
+        end = raw.find(b"\r")
+        first = raw[:end] if end >= 0 else raw
+        end = first.find(b"\n")
+        if end >= 0:
+            first = first[:end]
+        line = first.decode("latin-1")
         try:
             sep = er7.read_separators(line)
         except ParseError as exc:
@@ -91,10 +100,11 @@ class HL7v2Connector(Connector):
             exc.source = origin
             return Envelope(raw=raw, error=exc)
         header = header_of(line.split(sep.field), sep)
-        header["facility"] = header["sending_facility"].split(sep.component)[0]
+        cs, facility, app = sep.component, header["sending_facility"], header["sending_app"]
+        header["facility"] = facility = facility.split(cs, 1)[0] if cs in facility else facility
         if skipped:
             header["skipped"] = skipped
-        sender = f"{header['sending_app'].split(sep.component)[0]}^{header['facility']}"
+        sender = f"{app.split(cs, 1)[0] if cs in app else app}^{facility}"
         message_type = f"{header['message_code']}^{header['trigger']}" if header["trigger"] else \
             header["message_code"]
         error = None
@@ -112,9 +122,9 @@ class HL7v2Connector(Connector):
             return super().dedup_key(envelope)
         # the segments, not their terminators: a file saved with LF is the message sent over MLLP with CR
         segments = envelope.raw
-        if b"\n" in segments:
+        if segments.find(b"\n") >= 0:  # ``find``: ``in`` on bytes costs an error raised and cleared (``split``)
             segments = segments.replace(b"\r\n", b"\r").replace(b"\n", b"\r")
-        while b"\r\r" in segments:  # blank lines
+        while segments.find(b"\r\r") >= 0:  # blank lines
             segments = segments.replace(b"\r\r", b"\r")
         return digest_key(self.name, envelope.sender or "", envelope.control_id, segments)
 

@@ -151,7 +151,7 @@ def _charset_of(data: bytes) -> str | None:
 class Message:
     """One HL7 v2 message, split into segments and fields; the rest is split on access."""
 
-    __slots__ = ("segments", "sep", "_index", "_chars", "_usual")
+    __slots__ = ("segments", "sep", "_index", "_chars", "_usual", "kind")
 
     def __init__(self, segments: list[list[str]], sep: Separators) -> None:
         self.segments = segments
@@ -159,6 +159,8 @@ class Message:
         self._chars = (sep.repetition, sep.component, sep.subcomponent, sep.escape)
         self._index: dict[str, list[list[str]]] | None = None
         self._usual = sep is DEFAULT_SEPARATORS or sep == DEFAULT_SEPARATORS  # ``shared_components``' cache
+        # ``shared_components(msh, 9)`` as ``parse`` read it (the mapping reads MSH-9 again); None: not read
+        self.kind: tuple[str | None, ...] | None = None
 
     # -- segments -----------------------------------------------------------------
     @property
@@ -176,11 +178,11 @@ class Message:
         if self._index is None:
             index: dict[str, list[list[str]]] = {}
             for seg in self.segments:  # not setdefault: its empty list would be made for every segment
-                found = index.get(seg[0])
-                if found is None:
-                    index[seg[0]] = [seg]
+                name = seg[0]
+                if name in index:  # ``in``, not ``get``: no method call, and most ids come once
+                    index[name].append(seg)
                 else:
-                    found.append(seg)
+                    index[name] = [seg]
             self._index = index
         return self._index
 
@@ -253,8 +255,18 @@ class Message:
 
     def shared_components(self, seg: list[str] | None, field: int) -> tuple[str | None, ...]:
         """``components``, kept per distinct text for the usual separators: for values a feed sends
-        again and again (message types, codes, places, amounts), never a patient's own."""
-        return self.components(seg, field, shared=True)
+        again and again (message types, codes, places, amounts), never a patient's own. ``components``
+        with ``shared`` written out: a call less for reads made several times in every message."""
+        if seg is None or field >= len(seg):
+            return ()
+        value = seg[field]
+        if not value:
+            return ()
+        if value.isalnum():
+            return (value,)
+        if self._usual and len(value) <= SHARED_MAX:
+            return _usual_components(value)
+        return _components(value, self.sep)
 
     def first_components(self, seg: list[str] | None, field: int) -> list[str]:
         """The first component of each repetition (``text``; codes of a CWE list), empty ones dropped: a
@@ -372,7 +384,7 @@ def parse(text: str) -> Message:
         raise ParseError(RUN_TOGETHER, location="MSH")
     message = Message(segments, sep)
     msh = message.msh
-    kind = message.shared_components(msh, 9)  # ``get(msh, 9, 1)``, kept: mapping reads MSH-9 again
+    message.kind = kind = message.shared_components(msh, 9)  # ``get(msh, 9, 1)``, kept: mapping reads MSH-9 again
     if not kind or not kind[0]:
         raise ParseError("MSH-9 (message type) is missing", location="MSH-9")
     if not message.get(msh, 10):

@@ -138,13 +138,15 @@ def patient_from_pid(r: Reader, pid: list[str] | None) -> Record | None:
     if pid is None:
         return None
     msg = r.msg
-    text, cs = msg.text, msg.sep.component
+    text, cs, rs = msg.text, msg.sep.component, msg.sep.repetition
     identifiers: list[dict[str, str | None]] = []
     mrn = None
     for field in (3, 2, 4):
-        if field != 3 and (field >= len(pid) or not pid[field]):
+        if field >= len(pid) or not pid[field]:
             continue  # PID-2 and PID-4 are mostly empty
-        for raw in msg.repetitions(pid, field):
+        for raw in pid[field].split(rs):  # ``msg.repetitions``, without its call and its list
+            if not raw:
+                continue
             parts = raw.split(cs)
             value = parts[0] if parts[0].isalnum() else text(parts[0])  # an id of letters and digits: its own text
             if not value:
@@ -156,7 +158,12 @@ def patient_from_pid(r: Reader, pid: list[str] | None) -> Record | None:
                     id_type = text(id_type)
             if field != 3 and any(i["value"] == value for i in identifiers):
                 continue  # v2.3 feeds copy the MRN into PID-2 or PID-4: one identifier, sent twice
-            identifiers.append({"system": _system(msg, parts, value, id_type), "value": value, "type": id_type})
+            system: str | None
+            if len(value) < 11 and value.isascii() and len(parts) > 3 and parts[3].isalnum():
+                system = parts[3]  # the usual: ``_system``'s answer, an authority of letters and digits (no MBI)
+            else:
+                system = _system(msg, parts, value, id_type)
+            identifiers.append({"system": system, "value": value, "type": id_type})
             if field == 3 and mrn is None and id_type == "MR":
                 mrn = value
     if mrn is None:
@@ -224,8 +231,11 @@ def _home_address(r: Reader, pid: list[str]) -> tuple[str | None, str | None]:
     address the postal code is PID-11.5 of the first repetition, as before."""
     msg = r.msg
     chosen: list[str] | None = None
-    for raw in msg.repetitions(pid, 11):
-        parts = msg.parts(raw)
+    addresses = pid[11] if len(pid) > 11 else ""
+    for raw in addresses.split(msg.sep.repetition) if addresses else ():  # ``msg.repetitions``, written out
+        if not raw:
+            continue
+        parts = raw.split(msg.sep.component)
         kind = (msg.text(parts[6]) or "").upper() if len(parts) > 6 else ""
         if kind in ("H", "HOME"):
             chosen = parts
@@ -330,7 +340,9 @@ def providers_from(r: Reader, seg: list[str] | None, field: int) -> list[Record]
     msg = r.msg
     text, cs = msg.text, msg.sep.component
     found = []
-    for raw in msg.repetitions(seg, field):
+    for raw in seg[field].split(msg.sep.repetition):  # ``msg.repetitions``, without its call and its list
+        if not raw:
+            continue
         known = r.providers.get(raw)
         if known is not None:
             found.append(dict(known))  # a copy: records are completed (event time, practice) one by one
@@ -613,7 +625,6 @@ def map_dft(r: Reader, event: str) -> Iterator[Record]:
 def _financial_transaction(r: Reader, ft1: list[str], number: int, control: str, patient_id: str,
                            visit: str | None, fallback_dx: list[str], payer_name: str | None) -> Iterator[Record]:
     msg = r.msg
-    where = f"FT1 #{number}"
     # FT1-2 (transaction id) identifies the line when sent; otherwise message control id + FT1-1 or position
     source_id = r.get(ft1, 2, 1) or f"{control}:{r.get(ft1, 1) or number}"
     posted_on = to_date(r.get(ft1, 5, 1))
@@ -624,7 +635,8 @@ def _financial_transaction(r: Reader, ft1: list[str], number: int, control: str,
     if tx_type in PAYMENT_TYPES or tx_type in ADJUSTMENT_TYPES:
         amount = amount or to_money(r.get(ft1, 12, 1))
         if amount is None:
-            raise ParseError("the payment or adjustment has no readable amount (FT1-11)", location=f"{where}-11")
+            raise ParseError("the payment or adjustment has no readable amount (FT1-11)",
+                             location=f"FT1 #{number}-11")
         paid, adjusted = (amount, None) if tx_type in PAYMENT_TYPES else (None, amount)
         yield _compact({"kind": "remittance", "source_id": source_id, "claim_id": r.get(ft1, 3, 1) or visit,
                         "charge_source_id": r.get(ft1, 23, 1), "payer_name": payer_name,
@@ -632,10 +644,10 @@ def _financial_transaction(r: Reader, ft1: list[str], number: int, control: str,
                         "paid_on": posted_on or service_date})
         return
     if service_date is None:
-        raise ParseError("the charge has no readable service date (FT1-4)", location=f"{where}-4")
+        raise ParseError("the charge has no readable service date (FT1-4)", location=f"FT1 #{number}-4")
     units = to_int(r.get(ft1, 10, 1))
     if units is None and r.get(ft1, 10, 1):
-        r.drop(f"{where}-10", "not a whole number of units")
+        r.drop(f"FT1 #{number}-10", "not a whole number of units")
     unpriced = None
     if amount is None:
         # FT1-11 is the extended amount; FT1-12 the unit amount, times FT1-10 (quantity, 1 when empty)
@@ -644,7 +656,7 @@ def _financial_transaction(r: Reader, ft1: list[str], number: int, control: str,
             amount = str(Decimal(unit_amount) * (units or 1))
         elif r.strict:  # all or nothing: a line without a price is refused, as the connector always did
             raise ParseError("the charge has no readable amount (FT1-11 or FT1-12; the practice's mapping is "
-                             "strict)", location=f"{where}-11")
+                             "strict)", location=f"FT1 #{number}-11")
         else:  # EHR-to-billing feeds send codes and quantities, the billing system prices them
             unpriced = True
     procedure = _first(msg.shared_components(ft1, 25)) or _first(msg.shared_components(ft1, 7))
@@ -657,10 +669,13 @@ def _financial_transaction(r: Reader, ft1: list[str], number: int, control: str,
     yield from performing
     yield from ordering
     provider = performing[0] if performing else ordering[0] if ordering else None
+    location = None
+    if (len(ft1) > 16 and ft1[16]) or (len(ft1) > 13 and ft1[13]):  # mostly both empty: no call
+        location = r.get(ft1, 16, 1) or r.get(ft1, 16, 4) or r.get(ft1, 13, 1)
     yield _compact({
         "kind": "charge", "source_id": source_id, "encounter_source_id": visit, "patient_source_id": patient_id,
         "provider_source_id": provider["source_id"] if provider else None,
-        "location_source_id": r.get(ft1, 16, 1) or r.get(ft1, 16, 4) or r.get(ft1, 13, 1),
+        "location_source_id": location,
         "service_date": service_date, "posted_on": posted_on, "procedure_code": procedure,
         "modifiers": modifiers, "units": units or 1, "amount": amount, "unpriced": unpriced,
         "diagnosis_codes": diagnoses or list(fallback_dx), "payer_name": payer_name,
@@ -775,8 +790,11 @@ def to_records(msg: Message, tz: dt.tzinfo | None = None, tally: Tally | None = 
                strict: bool = False) -> list[Record]:
     """The records of one message. ``tally`` (the message's): segments not read are counted there, and
     optional values left out as unreadable recorded; ``strict``: the practice's mapping is all or nothing."""
-    # MSH-9.1 and 9.2 (``Message.message_type`` without the structure, not read here): a feed's few types
-    kind = msg.shared_components(msg.msh, 9)
+    # MSH-9.1 and 9.2 (``Message.message_type`` without the structure, not read here): a feed's few types;
+    # as ``parse`` read them, when it did
+    kind = msg.kind
+    if kind is None:
+        kind = msg.shared_components(msg.msh, 9)
     code = (kind[0] or "").upper() if kind else ""
     event = (kind[1] or "").upper() if len(kind) > 1 else ""
     if not event:
@@ -800,14 +818,10 @@ def to_records(msg: Message, tz: dt.tzinfo | None = None, tally: Tally | None = 
 def _deduplicated(records: list[Record]) -> list[Record]:
     """One record per (kind, source_id): a provider named twice is one provider (fields merged, first wins)."""
     seen: dict[tuple[str, str], Record] = {}
-    out: list[Record] = []
     for record in records:
-        key = (record["kind"], record["source_id"])
-        if key in seen:
-            first = seen[key]
+        first = seen.setdefault((record["kind"], record["source_id"]), record)  # one look-up
+        # merged only when it has a key the first lacks: a provider named again is mostly the same record
+        if first is not record and not first.keys() >= record.keys():
             for k, v in record.items():
                 first.setdefault(k, v)
-            continue
-        seen[key] = record
-        out.append(record)
-    return out
+    return list(seen.values())  # the first of each, in the order met
