@@ -38,7 +38,10 @@ class _Line:
 
 @hookimpl(tryfirst=True)
 def hub_records_storing(conn: sa.Connection, batch: RecordBatch) -> None:
-    wanting = [r for r, _ in batch.items if r.get("kind") == "remittance" and not r.get("charge_source_id")
+    from hub.reports.rollups import records_by_kind  # the batch's records by kind, shared with the report upkeep
+
+    by_kind = records_by_kind(batch)
+    wanting = [r for r in by_kind.get("remittance", ()) if not r.get("charge_source_id")
                and r.get("claim_id") and (r.get("procedure_code") or r.get("claim_line") is not None)]
     if not wanting:
         return
@@ -51,8 +54,8 @@ def hub_records_storing(conn: sa.Connection, batch: RecordBatch) -> None:
     claims: dict[str, set[str]] = defaultdict(set)
     for r in wanting:
         claims[r["practice"]].add(r["claim_id"])
-    for r, _ in batch.items:  # charges of this batch first: they are the newest
-        if r.get("kind") == "charge" and r.get("claim_id") in claims.get(r["practice"], ()):
+    for r in by_kind.get("charge", ()):  # charges of this batch first: they are the newest
+        if r.get("claim_id") in claims.get(r["practice"], ()):
             lines[(r["practice"], r["claim_id"])].append(
                 _Line(r["source_id"], r.get("procedure_code"), r.get("service_date"), r.get("amount"),
                       r.get("claim_line")))

@@ -23,8 +23,11 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any
+from itertools import repeat
+from operator import attrgetter, itemgetter
+from typing import TYPE_CHECKING, Any
 
+import orjson
 import sqlalchemy as sa
 
 from hub.gc_pause import gc_paused
@@ -52,6 +55,9 @@ from hub.reports.tables import (
     report_visits,
 )
 from hub.store.engine import fetch_by_keys, writer
+
+if TYPE_CHECKING:
+    from hub.hookspecs import RecordBatch
 
 Cell = tuple[str, str]
 SCHEDULED = ("booked", "arrived", "checked-in", "fulfilled", "noshow", "cancelled")
@@ -191,6 +197,8 @@ def _month_cells(practice: str, kind: str, month: str) -> set[Cell]:
 @functools.cache
 def _lookups(dialect: str) -> dict[str, str]:
     """The look-ups by source id (``IN :keys``), made once per dialect: a batch runs a few of them."""
+    if dialect == "sqlite":
+        return _sqlite_lookups()
     sql = Sql(dialect)
     return {
         # an appointment's own month, and its referral's: a linked appointment moves the funnel figures
@@ -220,30 +228,115 @@ def _lookups(dialect: str) -> dict[str, str]:
     }
 
 
+def _sqlite_lookups() -> dict[str, str]:
+    """SQLite's look-ups: the keys, one JSON array (``:keys``), walked by ``json_each`` and each probing the
+    index (``CROSS JOIN`` keeps the keys the outer loop). The same statement text for any number of keys, so
+    the driver prepares it once per connection; and no ``IN (SELECT value FROM json_each(:keys))``, which
+    copies the keys into a temporary index first, once for each arm of a union (a third of the cost)."""
+    sql = Sql("sqlite")
+    keys = "json_each(:keys) CROSS JOIN"
+    return {
+        # as in ``_lookups``: the appointment's month and its referral's, the months of the charges naming it as
+        # their visit, and of those of its encounters
+        "appointment": f"SELECT {sql.month('a.start')}, {sql.month('f.received_on')} FROM {keys} appointments a "
+                       f"LEFT JOIN referrals f ON f.practice = a.practice AND f.source_id = a.referral_source_id "
+                       f"WHERE a.practice = :p AND a.source_id = json_each.value "
+                       f"UNION SELECT {sql.month('c.service_date')}, NULL FROM {keys} charges c WHERE c.practice = :p "
+                       f"AND c.encounter_source_id = json_each.value "
+                       f"UNION SELECT {sql.month('c.service_date')}, NULL FROM {keys} encounters e CROSS JOIN "
+                       f"charges c WHERE e.practice = :p AND e.appointment_source_id = json_each.value AND "
+                       f"c.practice = :p AND c.encounter_source_id = e.source_id",
+        "encounter": f"SELECT {sql.month('e.start')} FROM {keys} encounters e WHERE e.practice = :p AND "
+                     f"e.source_id = json_each.value UNION SELECT {sql.month('c.service_date')} FROM {keys} charges c "
+                     f"WHERE c.practice = :p AND c.encounter_source_id = json_each.value",
+        "charge": f"SELECT DISTINCT {sql.month('c.service_date')} FROM {keys} charges c WHERE c.practice = :p AND "
+                  f"c.source_id = json_each.value",
+        "slot": f"SELECT DISTINCT {sql.month('s.start')} FROM {keys} slots s WHERE s.practice = :p AND "
+                f"s.source_id = json_each.value",
+        "referral": f"SELECT DISTINCT {sql.month('f.received_on')} FROM {keys} referrals f WHERE f.practice = :p AND "
+                    f"f.source_id = json_each.value",
+        "remittance": f"SELECT DISTINCT {sql.month('c.service_date')} FROM {keys} remittances r CROSS JOIN charges c "
+                      f"WHERE r.practice = :p AND r.source_id = json_each.value AND c.practice = r.practice AND "
+                      f"c.source_id = r.charge_source_id",
+        "patient": f"SELECT {sql.month('a.start')} FROM {keys} appointments a WHERE a.practice = :p AND "
+                   f"a.patient_source_id = json_each.value UNION SELECT {sql.month('e.start')} FROM {keys} "
+                   f"encounters e WHERE e.practice = :p AND e.patient_source_id = json_each.value",
+    }
+
+
 def _query_cells(conn: sa.Connection, wanted: dict[tuple[str, str], set[str]]) -> set[Cell]:
     """Run the lookup named by each (lookup, practice) for its source ids; the months found, as cells."""
     statements = _lookups(conn.dialect.name)
+    sqlite = conn.dialect.name == "sqlite"
     cells: set[Cell] = set()
     for (name, practice), ids in wanted.items():
-        months = {month for row in fetch_by_keys(conn, statements[name], ids, p=practice) for month in row}
+        rows = (conn.exec_driver_sql(statements[name], {"p": practice, "keys": orjson.dumps(list(ids)).decode()})
+                if sqlite else fetch_by_keys(conn, statements[name], ids, p=practice))
+        months = {month for row in rows for month in row}
         cells.update(cell for month in months if month for cell in _month_cells(practice, name, month))
     return cells
 
 
 _LOOKED_UP = frozenset({*_OWN_MONTH, "remittance", "patient"})  # kinds whose stored rows' cells are read
+_BY_KIND = object()  # this module's key in RecordBatch.stash
+_PRACTICE, _SOURCE_ID = itemgetter("practice"), itemgetter("source_id")
+
+
+def records_by_kind(batch: RecordBatch) -> dict[str, list[dict[str, Any]]]:
+    """The batch's records by kind, each kind's in the batch's order: made once a batch (kept in its stash) for
+    the store hooks, which each read a few kinds (half a batch of HL7 v2 messages is providers, locations and
+    coverages) and would otherwise each look at every record."""
+    groups: dict[str, list[dict[str, Any]]] | None = batch.stash.get(_BY_KIND)
+    if groups is None:
+        groups = batch.stash[_BY_KIND] = _by_kind(batch.items)
+    return groups
+
+
+def _by_kind(items: Sequence[tuple[dict[str, Any], Any]]) -> dict[str, list[dict[str, Any]]]:
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for record, _ in items:
+        kind = record["kind"]
+        try:
+            groups[kind].append(record)
+        except KeyError:
+            groups[kind] = [record]
+    return groups
 
 
 def cells_of(conn: sa.Connection, items: Sequence[tuple[dict[str, Any], Any]]) -> set[Cell]:
     """The (practice, month) cells the stored rows of these records belong to, as the store holds them now."""
-    wanted: dict[tuple[str, str], set[str]] = defaultdict(set)
-    for record, _ in items:
-        kind = record["kind"]
-        if kind in _LOOKED_UP:
-            wanted[(kind, record["practice"])].add(record["source_id"])
-        elif kind == "patient_merge":
-            wanted[("patient", record["practice"])].update((record["prior_source_id"],
-                                                            record["surviving_source_id"]))
+    return cells_of_kinds(conn, _by_kind(items))
+
+
+def cells_of_kinds(conn: sa.Connection, groups: dict[str, list[dict[str, Any]]]) -> set[Cell]:
+    """``cells_of`` the records grouped by kind (``records_by_kind``)."""
+    wanted: dict[tuple[str, str], set[str]] = {}
+    for kind, records in groups.items():
+        if kind not in _LOOKED_UP:
+            continue
+        practices = set(map(_PRACTICE, records))
+        if len(practices) == 1:  # as a batch mostly is: its ids taken out in C
+            wanted.setdefault((kind, practices.pop()), set()).update(map(_SOURCE_ID, records))
+            continue
+        for record in records:
+            wanted.setdefault((kind, record["practice"]), set()).add(record["source_id"])
+    for record in groups.get("patient_merge", ()):
+        wanted.setdefault(("patient", record["practice"]), set()).update((record["prior_source_id"],
+                                                                         record["surviving_source_id"]))
     return _query_cells(conn, wanted)
+
+
+# the kinds whose records name cells once written: (their own month's field, (the kind, field) they hang on)
+_WRITTEN = {kind: (_OWN_MONTH.get(kind), _PARENT.get(kind)) for kind in (*_OWN_MONTH, *_PARENT)}
+_YEAR_MONTH = attrgetter("year", "month")
+_DATE_TYPES = frozenset({dt.date, dt.datetime})  # exactly these: their str() starts with the year and month
+_DATES_OR_NONE = _DATE_TYPES | {type(None)}
+
+
+def _month_text(year: int, month: int) -> str:
+    """A date's or date-time's ``str()[:7]`` from its year and month, without formatting the whole value (and
+    its offset: that was most of the cost of a batch's cells)."""
+    return f"{year:04d}-{month:02d}"
 
 
 def cells_written(conn: sa.Connection, items: Sequence[tuple[dict[str, Any], Any]]) -> set[Cell]:
@@ -255,25 +348,45 @@ def cells_written(conn: sa.Connection, items: Sequence[tuple[dict[str, Any], Any
     remittance's charge, an appointment's referral), unless that row is in the batch and so
     marked already. A patient or a merge moves no visit between months: its cells before
     are its cells after."""
+    return cells_written_kinds(conn, _by_kind(items))
+
+
+def cells_written_kinds(conn: sa.Connection, groups: dict[str, list[dict[str, Any]]]) -> set[Cell]:
+    """``cells_written`` for the records grouped by kind (``records_by_kind``)."""
     cells: set[Cell] = set()
     parents: list[tuple[str, str, str]] = []  # (kind, practice, source id) of rows others hang on
-    for record, _ in items:
-        kind = record["kind"]
-        column = _OWN_MONTH.get(kind)
-        if column is not None and (value := record.get(column)):
-            month = str(value)[:7]
-            if kind == "slot":
-                cells |= _month_cells(record["practice"], kind, month)
+    for kind, records in groups.items():
+        if (written := _WRITTEN.get(kind)) is None:
+            continue
+        column, parent = written
+        if column is not None:
+            practices = set(map(_PRACTICE, records))
+            values = list(map(dict.get, records, repeat(column)))
+            if len(practices) == 1 and _DATES_OR_NONE.issuperset(map(type, values)):
+                # as a batch mostly is: one practice, and dates (or none: a NULL keeps the stored one), whose
+                # distinct months are found in C
+                practice = practices.pop()
+                for year, month in set(map(_YEAR_MONTH, filter(None, values))):
+                    cells |= _month_cells(practice, kind, _month_text(year, month))
             else:
-                cells.add((record["practice"], month))
-        parent = _PARENT.get(kind)
-        if parent is not None and (parent_id := record.get(parent[1])):
-            parents.append((parent[0], record["practice"], parent_id))
+                for record, value in zip(records, values, strict=True):
+                    if value:
+                        month = (_month_text(value.year, value.month) if type(value) in _DATE_TYPES
+                                 else str(value)[:7])
+                        if kind == "slot":
+                            cells |= _month_cells(record["practice"], kind, month)
+                        else:
+                            cells.add((record["practice"], month))
+        if parent is not None:
+            parent_kind, field = parent
+            ids = list(map(dict.get, records, repeat(field)))
+            if any(ids):
+                parents.extend((parent_kind, record["practice"], parent_id)
+                               for record, parent_id in zip(records, ids, strict=True) if parent_id)
     wanted: dict[tuple[str, str], set[str]] = defaultdict(set)
     if parents:
-        kinds = {kind for kind, _, _ in parents}
-        in_batch = {(record["kind"], record["practice"], record.get("source_id")) for record, _ in items
-                    if record["kind"] in kinds}
+        in_batch = {(kind, record["practice"], record.get("source_id")) for kind in {kind for kind, _, _ in parents}
+                    for record in groups.get(kind, ())}
         for kind, practice, parent_id in parents:
             if (kind, practice, parent_id) not in in_batch:
                 wanted[(kind, practice)].add(parent_id)

@@ -36,7 +36,7 @@ _CELLS_BEFORE = object()  # this plugin's key in RecordBatch.stash
 def hub_records_storing(conn: sa.Connection, batch: RecordBatch) -> None:
     from hub.reports import rollups
 
-    batch.stash[_CELLS_BEFORE] = rollups.cells_of(conn, batch.items)
+    batch.stash[_CELLS_BEFORE] = rollups.cells_of_kinds(conn, rollups.records_by_kind(batch))
 
 
 @hookimpl
@@ -44,7 +44,7 @@ def hub_records_stored(conn: sa.Connection, batch: RecordBatch) -> None:
     from hub.reports import rollups
 
     before: set[rollups.Cell] = batch.stash.pop(_CELLS_BEFORE, set())
-    rollups.mark_dirty(conn, before | rollups.cells_written(conn, batch.items))
+    rollups.mark_dirty(conn, before | rollups.cells_written_kinds(conn, rollups.records_by_kind(batch)))
 
 
 @hookimpl
