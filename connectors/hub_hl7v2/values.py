@@ -53,6 +53,11 @@ def to_date(value: str | None) -> str | None:
     if usual is not None:  # ``date``'s own text (%04d-%02d-%02d) without making it: a fifth of the cost
         year, month, day = usual.groups()
         return f"{year}-{month}-{day}"
+    return calendar_date(value)
+
+
+def calendar_date(value: str) -> str | None:
+    """The date of a value's first eight digits, made by ``datetime``: the general reading of ``to_date``."""
     if len(value) < 8 or not value[:8].isdigit():
         return None
     try:
