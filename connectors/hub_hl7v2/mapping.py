@@ -158,12 +158,7 @@ def patient_from_pid(r: Reader, pid: list[str] | None) -> Record | None:
                     id_type = text(id_type)
             if field != 3 and any(i["value"] == value for i in identifiers):
                 continue  # v2.3 feeds copy the MRN into PID-2 or PID-4: one identifier, sent twice
-            system: str | None
-            if len(value) < 11 and value.isascii() and len(parts) > 3 and parts[3].isalnum():
-                system = parts[3]  # the usual: ``_system``'s answer, an authority of letters and digits (no MBI)
-            else:
-                system = _system(msg, parts, value, id_type)
-            identifiers.append({"system": system, "value": value, "type": id_type})
+            identifiers.append({"system": _system(msg, parts, value, id_type), "value": value, "type": id_type})
             if field == 3 and mrn is None and id_type == "MR":
                 mrn = value
     if mrn is None:

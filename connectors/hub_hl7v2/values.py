@@ -85,21 +85,12 @@ def to_datetime(value: str | None, tz: dt.tzinfo | None = None) -> str | None:
     if len(value) == 19 and value.isascii():
         # the usual DTM, to the second with an offset (YYYYMMDDHHMMSS+ZZZZ): its day and its time of day read
         # apart, each kept (a feed's times share their days, and their times of day and offsets repeat); a
-        # slice costs about as much as a look-up. Anything else, or a day that is no date: read below
+        # slice costs about as much as a look-up. Anything else, or a day that is no date: read by the pattern
         time = _usual_time(value[8:])
         if time is not None:
             day = to_date(value[:8])
             if day is not None:
                 return day + time
-    if len(value) == 19 and value[14] in "+-" and value.isascii() and value[:14].isdigit() and \
-            value[15:].isdigit() and value[15:] != "0000" and value[15:17] <= "14" and value[17:] <= "59":
-        # the usual DTM, to the second with an offset (YYYYMMDDHHMMSS+ZZZZ): read without the pattern. Its
-        # day is checked by ``to_date`` (kept per day: a feed's times share their days), its time by its digits
-        # (two digits each: compared as text, as numbers), as ``datetime`` would check them
-        if value[8:10] > "23" or value[10:12] > "59" or value[12:14] > "59" or to_date(value[:8]) is None:
-            return None
-        return (f"{value[:4]}-{value[4:6]}-{value[6:8]}T{value[8:10]}:{value[10:12]}:{value[12:14]}"
-                f"{value[14]}{value[15:17]}:{value[17:]}")
     m = _DTM.match(value.strip())
     if not m or m.group(3) is None:
         return None

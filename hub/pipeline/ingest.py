@@ -1,9 +1,10 @@
 """Files and folders through the full pipeline, as ``hub ingest`` takes them.
 
-The files are read in groups of ``group`` (or fewer, ``GROUP_BYTES`` of them) and each group is stored with one commit
-(``receive_many``). With the inline dispatcher, a group's messages are saved and processed in
-that one transaction (``receive_many(together=True)``: nobody waits for an answer and the files
-stay the durable source until it commits; see ``hub.pipeline.intake._saved_and_processed``).
+The files are read in groups of ``group`` (fewer once their bytes reach ``GROUP_BYTES``) and each
+group is stored with one commit (``receive_many``). With the inline dispatcher, a group's messages
+are saved and processed in that one transaction (``receive_many(together=True)``: nobody waits for
+an answer and the files stay the durable source until it commits; see
+``hub.pipeline.intake._saved_and_processed``).
 With ``jobs`` > 1 and inline processing, a pool of that many worker processes normalizes and
 stores the records while the next files are read; its outcome is known only at the end, when a
 message it could not process moves from accepted to error.

@@ -373,10 +373,7 @@ def cells_written_kinds(conn: sa.Connection, groups: dict[str, list[dict[str, An
                     if value:
                         month = (_month_text(value.year, value.month) if type(value) in _DATE_TYPES
                                  else str(value)[:7])
-                        if kind == "slot":
-                            cells |= _month_cells(record["practice"], kind, month)
-                        else:
-                            cells.add((record["practice"], month))
+                        cells |= _month_cells(record["practice"], kind, month)
         if parent is not None:
             parent_kind, field = parent
             ids = list(map(dict.get, records, repeat(field)))
