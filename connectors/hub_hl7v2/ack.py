@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-import operator
 import os
 import re
 
@@ -32,7 +31,6 @@ from .er7 import DEFAULT_SEPARATORS, Separators, decode_bytes, escape, read_sepa
 _counter = itertools.count(1)
 _PREFIX = f"{os.getpid() % 100000:05d}"
 _LOCATION = re.compile(r"([A-Z][A-Z0-9]{2})(?: #?(\d+))?(?:-(\d+))?")
-_HEADER_CODES = operator.itemgetter(9, 10, 11, 14, 15, 17)  # MSH-10, 11, 12, 15, 16, 18 (fields[1] is MSH-2)
 
 
 def ack_code(envelope: Envelope, outcome: Outcome) -> str:
@@ -102,20 +100,23 @@ def read_header(raw: bytes) -> dict:
 def header_of(fields: list[str], sep: Separators) -> dict:
     """MSH fields as split on the field separator (fields[1] is MSH-2 here, not MSH-1)."""
     rs, cs = sep.repetition, sep.component
-    if len(fields) < 18:  # trailing empty fields are not sent
-        fields = fields + [""] * (18 - len(fields))
-    # MSH-3 to MSH-6 echoed as sent (HD with its components), first repetition; one pass per list, not a
-    # call per field (every message's envelope is made of these). Split only what holds a separator: most
-    # of these fields hold none
-    app, facility, receiving_app, receiving_facility = [
-        (v.split(rs, 1)[0] if rs in v else v).strip() for v in fields[2:6]]
-    # MSH-10, 11, 12, 15, 16, 18: the first component of the first repetition
-    control_id, processing_id, version, accept_ack, application_ack, charset = [
-        (v.split(rs, 1)[0].split(cs, 1)[0] if rs in v or cs in v else v).strip() for v in _HEADER_CODES(fields)]
-    kind = fields[8]
-    message_type = (kind.split(rs, 1)[0] if rs in kind else kind).split(cs) + [""]
-    return {"separators": sep.field + sep.encoding_characters, "sending_app": app,
-            "sending_facility": facility, "receiving_app": receiving_app, "receiving_facility": receiving_facility,
-            "message_code": message_type[0].strip(), "trigger": message_type[1].strip(),
-            "control_id": control_id, "processing_id": processing_id, "version": version, "accept_ack": accept_ack,
-            "application_ack": application_ack, "charset": charset}
+    values = fields[2:18]  # MSH-3 to MSH-18
+    if len(values) < 16:  # trailing empty fields are not sent
+        values += [""] * (16 - len(values))
+    if rs in "".join(values):  # a repetition in the header (rare): the first of each field
+        values = [v.split(rs, 1)[0] if rs in v else v for v in values]
+    # written out, not a loop or a call per field (every message's envelope is made of these): MSH-3 to MSH-6
+    # echoed as sent (HD with its components); MSH-10, 11, 12, 15, 16, 18 the first component
+    (app, facility, receiving_app, receiving_facility, _, _, kind, control_id, processing_id, version, _, _,
+     accept_ack, application_ack, _, charset) = values
+    message_type = kind.split(cs) + [""]
+    return {"separators": sep.field + sep.encoding_characters, "sending_app": app.strip(),
+            "sending_facility": facility.strip(), "receiving_app": receiving_app.strip(),
+            "receiving_facility": receiving_facility.strip(), "message_code": message_type[0].strip(),
+            "trigger": message_type[1].strip(),
+            "control_id": (control_id.split(cs, 1)[0] if cs in control_id else control_id).strip(),
+            "processing_id": (processing_id.split(cs, 1)[0] if cs in processing_id else processing_id).strip(),
+            "version": (version.split(cs, 1)[0] if cs in version else version).strip(),
+            "accept_ack": (accept_ack.split(cs, 1)[0] if cs in accept_ack else accept_ack).strip(),
+            "application_ack": (application_ack.split(cs, 1)[0] if cs in application_ack else application_ack).strip(),
+            "charset": (charset.split(cs, 1)[0] if cs in charset else charset).strip()}

@@ -26,6 +26,7 @@ _BATCH_LINE = re.compile(rb"(?<![^\r\n])(?:FHS|BHS|BTS|FTS)[^\r\n]*[\r\n]*")
 # line or after at most 16 bytes of a vendor prefix (no quote, brace or angle bracket: not JSON or XML)
 _MSH_ANYWHERE = re.compile(rb"(?:^|[\r\n])([^\r\n\"{}<>]{0,16}?)(MSH)([^\w\s])[^\w\s]{3,5}?\3")
 _LOOK_AHEAD = 4096  # bytes detect() reads for an MSH after a comment or prefix
+_BATCH_IDS = frozenset({b"FHS", b"BHS", b"BTS", b"FTS"})
 
 
 class HL7v2Connector(Connector):
@@ -36,7 +37,7 @@ class HL7v2Connector(Connector):
     config_schema = ImportedOnRead("hub_hl7v2.settings:HL7v2Settings")  # marshmallow: when a mapping is checked
     description = "HL7 v2.3–2.8 ER7: ADT, SIU, DFT, REF (other types: the patient and visit they carry)"
     unique_control_ids = True  # MSH-10 names one message of its sender
-    fresh_records = True  # to_records makes a new list of new dicts for each message (a provider: a copy)
+    fresh_records = True  # to_records makes a new list of new dicts for each message (each dict once)
     cannot_carry = {  # a DFT^P03 payment posting: FT1 transactions of type PY (payment) and AJ (adjustment)
         "remittance.denied": "HL7 v2 DFT payment postings carry no denials",
         "remittance.adjustments": "HL7 v2 DFT adjustments carry an amount, not their CARC group and reason",
@@ -55,6 +56,17 @@ class HL7v2Connector(Connector):
     def split(self, data: bytes, *, origin: str | None = None) -> list[Envelope]:
         body = data[3:] if data.startswith(b"\xef\xbb\xbf") else data
         body = body.strip(b" \t\r\n\x0b\x1c")  # MLLP framing bytes left on a payload posted over HTTP
+        if body.find(b"\n") < 0:  # ``find``: ``in`` on bytes costs an error raised and cleared (below)
+            # the usual payload: one message, its segments ended by CR. Its lines split once (memchr) rather
+            # than the three scans below (message starts, batch lines); the first line is the header's
+            lines = body.split(b"\r")
+            heads = [line[:3] for line in lines]
+            if heads[0] == b"MSH" and heads.count(b"MSH") == 1 and _BATCH_IDS.isdisjoint(heads) and \
+                    body.strip() is body:  # nothing left for the general path's ``strip`` to take
+                envelope = self._envelope(body, "", origin, "", lines[0])
+                if envelope.error is not None:
+                    raise envelope.error  # a payload of one message: refused whole
+                return [envelope]
         starts, note = _message_starts(body), ""
         if not starts or (starts[0] and _BATCH_LINE.sub(b"", body[:starts[0]]).strip()):
             first = _first_msh(body)  # after a comment line or a vendor prefix such as "[SOM]"
@@ -83,15 +95,17 @@ class HL7v2Connector(Connector):
             envelopes.append(envelope)  # in a batch, a bad message is refused alone (by its index)
         return envelopes
 
-    def _envelope(self, raw: bytes, where: str, origin: str | None, skipped: str = "") -> Envelope:
+    def _envelope(self, raw: bytes, where: str, origin: str | None, skipped: str = "",
+                  first: bytes | None = None) -> Envelope:
         """The envelope of one message; an unreadable one carries its ``error`` (MSH field, by index).
-        ``skipped``: what was skipped before it (``meta["skipped"]``, reported by ``findings``)."""
-        # the first line: up to the first CR or LF (as ``_LINE`` splits it, without the pattern's scan)
-        end = raw.find(b"\r")
-        first = raw[:end] if end >= 0 else raw
-        end = first.find(b"\n")
-        if end >= 0:
-            first = first[:end]
+        ``skipped``: what was skipped before it (``meta["skipped"]``, reported by ``findings``); ``first``:
+        its first line when ``split`` has it."""
+        if first is None:  # the first line: up to the first CR or LF (as ``_LINE`` splits it, without a scan)
+            end = raw.find(b"\r")
+            first = raw[:end] if end >= 0 else raw
+            end = first.find(b"\n")
+            if end >= 0:
+                first = first[:end]
         line = first.decode("latin-1")
         try:
             sep = er7.read_separators(line)
@@ -114,8 +128,7 @@ class HL7v2Connector(Connector):
             error = ParseError("MSH-10 (message control id) is missing", source=origin, location=f"{where}MSH-10")
         elif len(line) == len(raw) and er7.run_together(line, sep.field):  # one line: no segment terminator
             error = ParseError(er7.RUN_TOGETHER, source=origin, location=f"{where}MSH")
-        return Envelope(raw=raw, sender=sender, control_id=header["control_id"] or None,
-                        message_type=message_type or None, meta=header, error=error)
+        return Envelope(raw, sender, header["control_id"] or None, message_type or None, header, error)
 
     def dedup_key(self, envelope: Envelope) -> str:
         if not envelope.control_id:
@@ -136,9 +149,9 @@ class HL7v2Connector(Connector):
         return er7.parse_bytes(envelope.raw)
 
     def to_canonical(self, parsed: er7.Message, context: Context) -> Iterable[dict[str, Any]]:
-        config = dict(context.config or {})
+        config = context.config or {}  # read only: no copy
         records = to_records(parsed, zone(config.get("timezone")), context.tally, context.strict)
-        return apply_overrides(parsed, records, config) if config.get("overrides") else records
+        return apply_overrides(parsed, records, dict(config)) if config.get("overrides") else records
 
     # -- answers --------------------------------------------------------------------
     def acknowledge(self, envelope: Envelope, outcome: Outcome) -> bytes:

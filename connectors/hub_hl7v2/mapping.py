@@ -158,7 +158,11 @@ def patient_from_pid(r: Reader, pid: list[str] | None) -> Record | None:
                     id_type = text(id_type)
             if field != 3 and any(i["value"] == value for i in identifiers):
                 continue  # v2.3 feeds copy the MRN into PID-2 or PID-4: one identifier, sent twice
-            identifiers.append({"system": _system(msg, parts, value, id_type), "value": value, "type": id_type})
+            authority = parts[3] if len(parts) > 3 else ""
+            # a namespace of letters and digits and an id too short for an MBI: the namespace (``_system``)
+            system = authority if authority.isalnum() and len(value) < 11 and value.isascii() else \
+                _system(msg, parts, value, id_type)
+            identifiers.append({"system": system, "value": value, "type": id_type})
             if field == 3 and mrn is None and id_type == "MR":
                 mrn = value
     if mrn is None:
@@ -169,13 +173,32 @@ def patient_from_pid(r: Reader, pid: list[str] | None) -> Record | None:
         _ssn_of_pid19(r, pid, identifiers)
     street, postal = _home_address(r, pid)
     name = msg.components(pid, 5)
-    record: Record = {
-        "kind": "patient", "source_id": mrn, "identifiers": identifiers,
-        "family_name": name[0] if name else None, "given_name": name[1] if len(name) > 1 else None,
-        "birth_date": r.date(pid, 7, "PID-7"), "sex": to_sex(r.get(pid, 8)),
-        "postal_code": postal, "address_line": street, "phone": _phone(r, pid), "email": _email(r, pid),
-    }
-    return _compact(record)
+    birth_date = r.date(pid, 7, "PID-7")
+    sex = to_sex(r.get(pid, 8))
+    phone = _phone(r, pid)
+    xtn = pid[13] if len(pid) > 13 else ""
+    email = _email(r, pid) if xtn and ("@" in xtn or "NET" in xtn.upper()) else None  # mostly phones only
+    # as ``_compact`` leaves it, written out (every message has its patient): the keys in this order, those
+    # without a value left out (the texts here are None or not empty)
+    record: Record = {"kind": "patient", "source_id": mrn, "identifiers": identifiers}
+    if name:
+        if name[0]:
+            record["family_name"] = name[0]
+        if len(name) > 1 and name[1]:
+            record["given_name"] = name[1]
+    if birth_date:
+        record["birth_date"] = birth_date
+    if sex:
+        record["sex"] = sex
+    if postal:
+        record["postal_code"] = postal
+    if street:
+        record["address_line"] = street
+    if phone:
+        record["phone"] = phone
+    if email:
+        record["email"] = email
+    return record
 
 
 def _system(msg: Message, parts: list[str], value: str, id_type: str | None) -> str | None:
@@ -239,7 +262,11 @@ def _home_address(r: Reader, pid: list[str]) -> tuple[str | None, str | None]:
             chosen = parts
     if chosen is None:
         return None, r.get(pid, 11, 5)
-    return _street(msg, chosen[0]), msg.text(chosen[4]) if len(chosen) > 4 else None
+    sad, postal = chosen[0], chosen[4] if len(chosen) > 4 else ""
+    # a street without sub-components is ``text`` of it (``_street``); a postal code of letters and digits
+    # its own text: without the calls
+    street = msg.text(sad) if msg.sep.subcomponent not in sad else _street(msg, sad)
+    return street, postal if postal.isalnum() else msg.text(postal)
 
 
 def _street(msg: Message, sad: str) -> str | None:
@@ -290,10 +317,12 @@ def _phone(r: Reader, pid: list[str]) -> str | None:
     else:  # the usual: the first repetition split once, and only the components read made text
         field = pid[13] if len(pid) > 13 else ""
         xtn = field.split(msg.sep.repetition, 1)[0].split(msg.sep.component) if field else []
-        number = msg.text(xtn[0]) if xtn else None  # as ``get(pid, 13, 1)`` reads it
+        # as ``get(pid, 13, 1)`` reads it; digits only are their own text, without the call
+        number = (xtn[0] if xtn[0].isalnum() else msg.text(xtn[0])) if xtn else None
         if not number:
-            local = msg.text(xtn[6]) if len(xtn) > 6 else None
-            number = f"{msg.text(xtn[5]) or ''}{local}" if local else None
+            local = (xtn[6] if xtn[6].isalnum() else msg.text(xtn[6])) if len(xtn) > 6 else None
+            if local:  # after its area code
+                number = f"{xtn[5] if xtn[5].isalnum() else msg.text(xtn[5]) or ''}{local}"
     if number and not is_phone(number):
         r.drop("PID-13", "not a phone number")
         return None
@@ -340,7 +369,7 @@ def providers_from(r: Reader, seg: list[str] | None, field: int) -> list[Record]
             continue
         known = r.providers.get(raw)
         if known is not None:
-            found.append(dict(known))  # a copy: records are completed (event time, practice) one by one
+            found.append(known)  # the same record again: ``to_records`` keeps one of each (``_deduplicated``)
             continue
         parts = raw.split(cs)
         source_id = parts[0] if parts[0].isalnum() else text(parts[0])  # letters and digits: its own text
@@ -363,12 +392,13 @@ def providers_from(r: Reader, seg: list[str] | None, field: int) -> list[Record]
         provider = {"kind": "provider", "source_id": source_id}
         if is_npi:
             provider["npi"] = source_id
-        if len(parts) > 1 and (family := text(parts[1])):
+        # a name of letters only is its own text, without the call
+        if len(parts) > 1 and (family := parts[1] if parts[1].isalnum() else text(parts[1])):
             provider["family_name"] = family
-        if len(parts) > 2 and (given := text(parts[2])):
+        if len(parts) > 2 and (given := parts[2] if parts[2].isalnum() else text(parts[2])):
             provider["given_name"] = given
         r.providers[raw] = provider
-        found.append(dict(provider))
+        found.append(provider)
     return found
 
 
@@ -388,11 +418,17 @@ def coverages(r: Reader, patient_id: str) -> Iterator[Record]:
     for order, in1 in enumerate(r.msg.all("IN1"), start=1):
         rank = to_int(r.get(in1, 1)) or order
         plan = r.get(in1, 3, 1) or r.get(in1, 2, 1) or r.get(in1, 4, 1) or str(rank)
-        yield _compact({
-            "kind": "coverage", "source_id": f"{patient_id}:coverage:{plan}", "patient_source_id": patient_id,
-            "payer_name": _payer_name(r, in1),
-            "member_id": r.get(in1, 36, 1) or r.get(in1, 49, 1), "rank": rank,
-        })
+        # as ``_compact`` leaves it: the keys in this order, those without a value left out (the texts
+        # here are None or not empty, the rank a number from 1)
+        coverage: Record = {"kind": "coverage", "source_id": f"{patient_id}:coverage:{plan}"}
+        if patient_id:
+            coverage["patient_source_id"] = patient_id
+        if payer := _payer_name(r, in1):
+            coverage["payer_name"] = payer
+        if member := r.get(in1, 36, 1) or r.get(in1, 49, 1):
+            coverage["member_id"] = member
+        coverage["rank"] = rank
+        yield coverage
 
 
 def _payer_name(r: Reader, in1: list[str] | None) -> str | None:
@@ -410,13 +446,31 @@ def encounter_from_pv1(r: Reader, patient_id: str | None, event: str) -> Record 
     end = r.moment(pv1, 45, "PV1-45")
     if end and status in (None, "in-progress", "arrived"):
         status = "finished"
-    return _compact({
-        "kind": "encounter", "source_id": visit, "patient_source_id": patient_id,
-        "provider_source_id": r.get(pv1, 7, 1), "location_source_id": _place_id(r.msg.shared_components(pv1, 3)),
-        "start": r.moment(pv1, 44, "PV1-44") or r.dtm(r.msg.first("PV2"), 8), "end": end, "status": status,
-        "encounter_class": ENCOUNTER_CLASS.get((r.get(pv1, 2, 1) or "").upper()),
-        "visit_type": r.get(pv1, 10, 1) or r.get(pv1, 18, 1) or r.get(pv1, 4, 1),
-    })
+    provider = r.get(pv1, 7, 1)
+    location = _place_id(r.msg.shared_components(pv1, 3))
+    start = r.moment(pv1, 44, "PV1-44") or r.dtm(r.msg.first("PV2"), 8)
+    encounter_class = ENCOUNTER_CLASS.get((r.get(pv1, 2, 1) or "").upper())
+    visit_type = r.get(pv1, 10, 1) or r.get(pv1, 18, 1) or r.get(pv1, 4, 1)
+    # as ``_compact`` leaves it: the keys in this order, those without a value left out (the texts here
+    # are None or not empty)
+    encounter: Record = {"kind": "encounter", "source_id": visit}
+    if patient_id:
+        encounter["patient_source_id"] = patient_id
+    if provider:
+        encounter["provider_source_id"] = provider
+    if location:
+        encounter["location_source_id"] = location
+    if start:
+        encounter["start"] = start
+    if end:
+        encounter["end"] = end
+    if status:
+        encounter["status"] = status
+    if encounter_class:
+        encounter["encounter_class"] = encounter_class
+    if visit_type:
+        encounter["visit_type"] = visit_type
+    return encounter
 
 
 def _place_id(pl: tuple[str | None, ...]) -> str | None:
@@ -539,21 +593,33 @@ def map_siu(r: Reader, event: str) -> Iterator[Record]:
     if location:
         yield location
     status = TRIGGER_STATUS.get(event) or FILLER_STATUS.get((r.get(sch, 25, 1) or "").upper()) or "booked"
-    appointment = {
-        "kind": "appointment", "source_id": appointment_id,
-        "patient_source_id": patient["source_id"] if patient else None,
-        "provider_source_id": provider["source_id"] if provider else None,
-        "provider_npi": provider.get("npi") if provider else None,
-        "location_source_id": location["source_id"] if location else None,
-        "start": start, "duration_min": _duration(r, sch, ais),
-        "visit_type": _first(msg.shared_components(sch, 7)) or r.get(sch, 8, 1) or r.get(ais, 3, 1),
-        "status": status, "cancel_reason": r.get(sch, 6, 1) if status in ("cancelled", "noshow") else None,
-        "cancelled_at": r.recorded_at if event == "S15" else None,
-        "booked_at": r.recorded_at if event == "S12" else None,
-        # SCH-26 placer order number: the order (here the referral, RF1-6 of its REF message) the visit fulfils
-        "referral_source_id": r.get(sch, 26, 1),
-    }
-    yield _compact(appointment)
+    # as ``_compact`` leaves it: the keys in this order, those without a value left out (the texts here are
+    # None or not empty, a duration a number from 1)
+    appointment: Record = {"kind": "appointment", "source_id": appointment_id}
+    if patient:
+        appointment["patient_source_id"] = patient["source_id"]
+    if provider:
+        appointment["provider_source_id"] = provider["source_id"]
+        if npi := provider.get("npi"):
+            appointment["provider_npi"] = npi
+    if location:
+        appointment["location_source_id"] = location["source_id"]
+    appointment["start"] = start
+    if duration := _duration(r, sch, ais):
+        appointment["duration_min"] = duration
+    if visit_type := _first(msg.shared_components(sch, 7)) or r.get(sch, 8, 1) or r.get(ais, 3, 1):
+        appointment["visit_type"] = visit_type
+    appointment["status"] = status
+    if status in ("cancelled", "noshow") and (reason := r.get(sch, 6, 1)):
+        appointment["cancel_reason"] = reason
+    if event == "S15" and (recorded := r.recorded_at):
+        appointment["cancelled_at"] = recorded
+    if event == "S12" and (recorded := r.recorded_at):
+        appointment["booked_at"] = recorded
+    # SCH-26 placer order number: the order (here the referral, RF1-6 of its REF message) the visit fulfils
+    if referral := r.get(sch, 26, 1):
+        appointment["referral_source_id"] = referral
+    yield appointment
 
 
 def _appointment_without_sch(r: Reader, event: str, resource: list[str] | None) -> str:
@@ -621,10 +687,16 @@ def _financial_transaction(r: Reader, ft1: list[str], number: int, control: str,
                            visit: str | None, fallback_dx: list[str], payer_name: str | None) -> Iterator[Record]:
     msg = r.msg
     # FT1-2 (transaction id) identifies the line when sent; otherwise message control id + FT1-1 or position
-    source_id = r.get(ft1, 2, 1) or f"{control}:{r.get(ft1, 1) or number}"
-    posted_on = to_date(r.get(ft1, 5, 1))
-    service_date = to_date(r.get(ft1, 4, 1)) or posted_on
-    tx_type = (r.get(ft1, 6, 1) or "CG").upper()
+    get = r.get
+    # FT1-4, 5, 6 and 10 as ``get`` reads them, without its call when a field is letters and digits only
+    size = len(ft1)
+    source_id = get(ft1, 2, 1) or f"{control}:{get(ft1, 1) or number}"
+    value = ft1[5] if size > 5 else ""
+    posted_on = to_date(value if value.isalnum() else get(ft1, 5, 1))
+    value = ft1[4] if size > 4 else ""
+    service_date = to_date(value if value.isalnum() else get(ft1, 4, 1)) or posted_on
+    value = ft1[6] if size > 6 else ""
+    tx_type = (value if value.isalnum() else get(ft1, 6, 1) or "CG").upper()
     price = msg.shared_components(ft1, 11)  # CP: the amount's text & its currency, of a fee schedule
     amount = to_money(price[0] if price else None)
     if tx_type in PAYMENT_TYPES or tx_type in ADJUSTMENT_TYPES:
@@ -640,7 +712,8 @@ def _financial_transaction(r: Reader, ft1: list[str], number: int, control: str,
         return
     if service_date is None:
         raise ParseError("the charge has no readable service date (FT1-4)", location=f"FT1 #{number}-4")
-    units = to_int(r.get(ft1, 10, 1))
+    value = ft1[10] if size > 10 else ""
+    units = to_int(value if value.isalnum() else get(ft1, 10, 1))
     if units is None and r.get(ft1, 10, 1):
         r.drop(f"FT1 #{number}-10", "not a whole number of units")
     unpriced = None
@@ -667,14 +740,32 @@ def _financial_transaction(r: Reader, ft1: list[str], number: int, control: str,
     location = None
     if (len(ft1) > 16 and ft1[16]) or (len(ft1) > 13 and ft1[13]):  # mostly both empty: no call
         location = r.get(ft1, 16, 1) or r.get(ft1, 16, 4) or r.get(ft1, 13, 1)
-    yield _compact({
-        "kind": "charge", "source_id": source_id, "encounter_source_id": visit, "patient_source_id": patient_id,
-        "provider_source_id": provider["source_id"] if provider else None,
-        "location_source_id": location,
-        "service_date": service_date, "posted_on": posted_on, "procedure_code": procedure,
-        "modifiers": modifiers, "units": units or 1, "amount": amount, "unpriced": unpriced,
-        "diagnosis_codes": diagnoses or list(fallback_dx), "payer_name": payer_name,
-    })
+    # as ``_compact`` leaves it, written out (a message has several charges): the keys in this order, None
+    # and "" left out (the texts here are None or not empty; the lists are kept even when empty)
+    charge: Record = {"kind": "charge", "source_id": source_id}
+    if visit:
+        charge["encounter_source_id"] = visit
+    if patient_id:
+        charge["patient_source_id"] = patient_id
+    if provider:
+        charge["provider_source_id"] = provider["source_id"]
+    if location:
+        charge["location_source_id"] = location
+    charge["service_date"] = service_date
+    if posted_on:
+        charge["posted_on"] = posted_on
+    if procedure:
+        charge["procedure_code"] = procedure
+    charge["modifiers"] = modifiers
+    charge["units"] = units or 1
+    if amount:
+        charge["amount"] = amount
+    if unpriced:
+        charge["unpriced"] = unpriced
+    charge["diagnosis_codes"] = diagnoses or list(fallback_dx)
+    if payer_name:
+        charge["payer_name"] = payer_name
+    yield charge
 
 
 def _first(components: tuple[str | None, ...]) -> str | None:

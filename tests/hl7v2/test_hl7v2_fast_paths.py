@@ -6,12 +6,16 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import pytest
 from hub_hl7v2 import HL7v2Connector, er7
 from hub_hl7v2.ack import header_of
 from hub_hl7v2.mapping import _deduplicated
 from hub_hl7v2.values import calendar_date, to_date, to_datetime, to_sex
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from hub.connector import Context
+from hub.errors import ParseError
 
 PROPERTY = settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 CHICAGO = dt.timezone(dt.timedelta(hours=-6))
@@ -183,3 +187,73 @@ def test_deduplicated_by_hand() -> None:
     place = {"kind": "location", "source_id": "1"}
     assert _deduplicated([first, place, again]) == [
         {"kind": "provider", "source_id": "1", "family_name": "A", "npi": "1"}, place]
+
+
+MSH = b"MSH|^~\\&|APP|FAC|HUB|MSO|20250101||ADT^A04|C1|P|2.5.1"
+
+
+def test_one_message_split_by_hand() -> None:
+    """A payload of CR-ended segments is read in one pass; anything else (a line feed, a batch line, a
+    second MSH) as before."""
+    connector = HL7v2Connector()
+    usual = MSH + b"\rPID|1||M1^^^A^MR\r"
+    [envelope] = connector.split(usual)
+    assert envelope.raw == usual.strip() and envelope.sender == "APP^FAC" and envelope.control_id == "C1"
+    assert envelope.message_type == "ADT^A04" and envelope.error is None
+    assert connector.split(MSH + b"\nPID|1||M1^^^A^MR\n")[0].meta == envelope.meta
+    # a batch header or trailer line is dropped; an FHS alone (no BHS, BTS or FTS) is kept, as before
+    assert connector.split(usual + b"BTS|1\rFTS|1\r")[0].raw == usual.strip()
+    kept = MSH + b"\rFHS|^~\\&|X\rPID|1||M1^^^A^MR"
+    assert connector.split(kept)[0].raw == kept
+    # a second MSH: two messages
+    second = usual + MSH.replace(b"C1", b"C2") + b"\rPID|1||M2^^^A^MR"
+    assert [e.control_id for e in connector.split(second)] == ["C1", "C2"]
+    # a form feed at the end: left out of the message, as ``strip`` does
+    assert connector.split(usual + b"\x0c")[0].raw == usual.strip()
+    # one message without MSH-10, or run together on one line: refused whole
+    with pytest.raises(ParseError, match="MSH-10"):
+        connector.split(MSH.replace(b"C1", b"") + b"\rPID|1||M1^^^A^MR\r")
+    with pytest.raises(ParseError, match="run together"):
+        connector.split(MSH + b"| PID|1||M1^^^A^MR")
+
+
+def test_records_written_out_by_hand() -> None:
+    """The records built key by key are those ``_compact`` would leave: the keys in order, no empty values;
+    a provider named in PV1 and in each FT1 is one record, and every record a dict of its own."""
+    connector = HL7v2Connector()
+    message = b"\r".join([
+        b"MSH|^~\\&|APP|FAC|HUB|MSO|20250101120000-0500||DFT^P03|C9|P|2.5.1",
+        b"PID|1||M1^^^NS^MR~1EG4TE5MK73^^^CMS^MC||Doe^Jane||19800102|F|||1 Main St^^Town^IL^62701||"
+        b"^PRN^PH^^^217^5550100",
+        b"PV1|1|O|CLINIC||||1234567893^Smith^Ann^^^^^^NPI^^^^NPI||||||||||||V1",
+        b"FT1|1|T1||20250101|20250102|CG|99213^Visit^CPT|||2|100.00||||||||L98.9|"
+        b"1234567893^Smith^Ann^^^^^^NPI^^^^NPI",
+        b"FT1|2|T2||20250101||CG||||||||||||||1234567893^Smith^Ann^^^^^^NPI^^^^NPI",
+        b"IN1|1|PLAN1|P1|ACME",
+    ]) + b"\r"
+    [envelope] = connector.split(message)
+    records = connector.normalize(envelope, Context("p"))
+    assert [(r["kind"], r["source_id"]) for r in records] == [
+        ("patient", "M1"), ("coverage", "M1:coverage:P1"), ("provider", "1234567893"), ("location", "CLINIC"),
+        ("charge", "T1"), ("charge", "T2")]
+    assert len({id(r) for r in records}) == len(records)
+    patient, coverage, provider, _, first, second = records
+    assert patient == {"kind": "patient", "source_id": "M1", "identifiers": [
+        {"system": "NS", "value": "M1", "type": "MR"},
+        {"system": "http://hl7.org/fhir/sid/us-mbi", "value": "1EG4TE5MK73", "type": "MC"}],
+        "family_name": "Doe", "given_name": "Jane", "birth_date": "1980-01-02", "sex": "female",
+        "postal_code": "62701", "address_line": "1 Main St", "phone": "2175550100",
+        "event_time": "2025-01-01T12:00:00-05:00", "practice": "p"}
+    assert list(coverage) == ["kind", "source_id", "patient_source_id", "payer_name", "rank", "event_time",
+                              "practice"]
+    assert provider == {"kind": "provider", "source_id": "1234567893", "npi": "1234567893",
+                        "family_name": "Smith", "given_name": "Ann", "event_time": "2025-01-01T12:00:00-05:00",
+                        "practice": "p"}
+    assert list(first) == ["kind", "source_id", "encounter_source_id", "patient_source_id", "provider_source_id",
+                           "service_date", "posted_on", "procedure_code", "modifiers", "units", "amount",
+                           "diagnosis_codes", "payer_name", "event_time", "practice"]
+    assert (first["service_date"], first["posted_on"], first["units"], first["amount"]) == \
+        ("2025-01-01", "2025-01-02", 2, "100.00")
+    # no price, no posting date, no procedure: those keys left out; the lists kept even when empty
+    assert second["unpriced"] is True and "amount" not in second and "posted_on" not in second
+    assert second["modifiers"] == [] and second["diagnosis_codes"] == [] and "procedure_code" not in second
