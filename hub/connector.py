@@ -192,9 +192,10 @@ class Context:
 
     def __init__(self, practice: str, config: Mapping[str, Any] | None = None, message_id: int | None = None,
                  origin: str | None = None, strict: bool = False, tally: Tally | None = None) -> None:
-        frozen_init(self, {"practice": practice, "config": {} if config is None else config,
-                            "message_id": message_id, "origin": origin, "strict": strict,
-                            "tally": Tally() if tally is None else tally})
+        # ``frozen_init``, written out: one per message
+        self.__dict__.update({"practice": practice, "config": {} if config is None else config,
+                              "message_id": message_id, "origin": origin, "strict": strict,
+                              "tally": Tally() if tally is None else tally})
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ def validate_record(record: dict[str, Any], zone: dt.tzinfo | None = None) -> di
     definition of what is valid and of the messages a person reads."""
     kind: Any = record.get("kind")
     # the check written for this set of fields when there is one (``_fast_validator``'s ``check``, a call less)
-    shapes = _SHAPES.get(kind)  # only known kinds have checks
+    shapes = SHAPE_CHECKS.get(kind)  # only known kinds have checks
     if shapes is None and kind not in KINDS:
         raise ValidationError(f"unknown record kind {kind!r}", errors={"kind": ["Unknown kind."]})
     shaped = shapes.get(tuple(record)) if shapes is not None else None
@@ -322,12 +322,13 @@ def _fast_validator(kind: str) -> Any:
         return shaped(record, zone)
 
     check.check_any = check_any  # type: ignore[attr-defined]  # the tests compare the two
-    _SHAPES[kind] = shapes  # ``validate_record`` looks a record's shape up there itself
+    SHAPE_CHECKS[kind] = shapes  # ``validate_record`` looks a record's shape up there itself
     return check
 
 
-# kind → its ``_fast_validator``'s checks by shape (filled as each validator is made)
-_SHAPES: dict[str, dict[tuple[str, ...], Any]] = {}
+# kind → its ``_fast_validator``'s checks by shape (filled as each validator is made); ``validate_record`` and
+# ingest's loop (``hub.pipeline.normalize``) look a record's shape up there themselves
+SHAPE_CHECKS: dict[str, dict[tuple[str, ...], Any]] = {}
 
 
 # ``_converter``'s test of a value that is kept as it is, written out for ``_shape_check`` ({v}: the value);
@@ -351,22 +352,40 @@ def _shape_check(kind: str, shape: tuple[str, ...], fields: dict[str, Field], co
                              "_datetime_in": _datetime_in, "_AS_SENT": _AS_SENT}
     lines = ["def check(record, zone=_AS_SENT):",
              f"    {', '.join(f'v{i}' for i in range(len(shape)))}, = record.values()"]
+    # a required field's test refuses None too where it asks for a type (no test of None first, none after)
+    also_none = set()
+    replaced = []  # the values the check converts (the others are the record's own)
     for i, name in enumerate(shape):
         f, v = fields[name], f"v{i}"
-        if f.type in _KEPT_IF:
-            lines += [f"    if {v} is not None and not ({_KEPT_IF[f.type].format(v=v)}):", "        return None"]
-        elif f.type == "enum":
-            scope[f"choices{i}"] = frozenset(f.choices)
-            lines += [f"    if {v} is not None and not (type({v}) is str and {v} in choices{i}):",
-                      "        return None"]
+        if name == "kind":  # the one text it may be: present, text, not empty, not too long
+            lines += [f"    if type({v}) is not str or {v} != {kind!r}:", "        return None"]
+            also_none.add(name)
+        elif f.type in _KEPT_IF or f.type == "enum":
+            if f.type == "enum":
+                scope[f"choices{i}"] = frozenset(f.choices)
+            kept = _KEPT_IF.get(f.type, "type({v}) is str and {v} in choices{i}")
+            if name in required:
+                lines += [f"    if not ({kept.format(v=v, i=i)}):", "        return None"]
+                also_none.add(name)
+            else:
+                lines += [f"    if {v} is not None and not ({kept.format(v=v, i=i)}):", "        return None"]
+        elif f.type in _CONVERTED and name in required:  # None is not text: _NOT_FAST
+            lines += [f"    {v} = {_CONVERTED[f.type].format(v=v)}", f"    if {v} is _NOT_FAST:", "        return None"]
+            also_none.add(name)
+            replaced.append(i)
         else:
             scope[f"c{i}"] = converters[name]
             converted = _CONVERTED[f.type].format(v=v) if f.type in _CONVERTED else f"c{i}({v})"
             lines += [f"    if {v} is not None:", f"        {v} = {converted}",
                       f"        if {v} is _NOT_FAST:", "            return None"]
+            replaced.append(i)
     for name in required:
-        lines += [f"    if v{shape.index(name)} is None:", "        return None"]
-    lines += [f"    if v{shape.index('kind')} != {kind!r}:", "        return None"]
-    lines.append(f"    return {{{', '.join(f'{name!r}: v{i}' for i, name in enumerate(shape))}}}")
+        if name not in also_none:
+            lines += [f"    if v{shape.index(name)} is None:", "        return None"]
+    # a copy of the record (its keys copied in one step, quicker than a dict made key by key) with the
+    # converted values put in their places: the same keys in the same order
+    lines.append("    out = dict(record)")
+    lines += [f"    out[{shape[i]!r}] = v{i}" for i in replaced]
+    lines.append("    return out")
     exec("\n".join(lines), scope)
     return scope["check"]

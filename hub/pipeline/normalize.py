@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from hub.connector import Connector, Context, Envelope, Tally
 from hub.errors import ConfigError, HubError, ParseError, ValidationError
 from hub.mapping import EMPTY, Mapping
-from hub.model.schemas import sent_without_offset, validate_record
+from hub.model.schemas import SHAPE_CHECKS, sent_without_offset, validate_record
 from hub.plugins import Plugins
 
 
@@ -33,6 +33,13 @@ class Normalized:
     without_offset: dict[str, int] = field(default_factory=dict)
     # what the message held besides its records: parts not mapped, invalid elements left out
     tally: Tally = field(default_factory=Tally)
+
+    def __init__(self, envelope: Envelope, records: list[dict[str, Any]] | None = None, error: HubError | None = None,
+                 without_offset: dict[str, int] | None = None, tally: Tally | None = None) -> None:
+        # one per message: the fields set in one step (the generated ``__init__`` sets them one by one)
+        self.__dict__.update({"envelope": envelope, "records": [] if records is None else records, "error": error,
+                              "without_offset": {} if without_offset is None else without_offset,
+                              "tally": Tally() if tally is None else tally})
 
 
 @lru_cache(maxsize=256)
@@ -69,10 +76,7 @@ def record_pipeline(plugins: Plugins, mapping: Mapping, message_id: int | None, 
     cost more than the link itself)."""
     transform = plugins.hot_caller("hub_transform_record")
     link_identity = plugins.hot_caller("hub_link_identity")
-    # a mapping with no code maps, payer patterns or defaults (a practice before onboarding) leaves
-    # every record as it is: not applied, record by record
-    apply = mapping.apply if type(mapping) is not Mapping or mapping.code_maps or mapping.payer_patterns \
-        or mapping.defaults else None
+    apply = _apply_of(mapping)
     if without_offset is None and link_identity is None and transform is None:
         # ingest's usual case (no identity or transform plugin, no count): each record in one step
         return partial(_mapped_and_validated, apply=apply, zone=zone, arrival=arrival)
@@ -107,18 +111,33 @@ def record_pipeline(plugins: Plugins, mapping: Mapping, message_id: int | None, 
     return run
 
 
+def _apply_of(mapping: Mapping) -> Callable[[dict[str, Any]], dict[str, Any]] | None:
+    """``mapping.apply``, or None for a mapping with no code maps, payer patterns or defaults (a practice
+    before onboarding): it leaves every record as it is, so it is not applied, record by record."""
+    return mapping.apply if type(mapping) is not Mapping or mapping.code_maps or mapping.payer_patterns \
+        or mapping.defaults else None
+
+
 def _mapped_and_validated(records: Iterable[dict[str, Any]], apply: Callable[[dict[str, Any]], dict[str, Any]] | None,
                           zone: dt.tzinfo | None, arrival: dt.datetime | None) -> list[dict[str, Any]]:
     """Each record mapped (``apply``) and validated in one step: a record without ``event_time`` is given
-    the ``arrival`` (as text, made when a record first needs it)."""
+    the ``arrival`` (as text, made when a record first needs it). The check ``validate_record`` would take
+    for the record's kind and keys is looked up here (a call less per record); a record without one, or
+    that it refuses, goes through ``validate_record``, which answers the same or explains."""
     out = []
     arrived: str | None = None
+    checks: dict[Any, dict[tuple[str, ...], Any]] = SHAPE_CHECKS  # a record's kind may be anything
     for record in records:
         if record.get("event_time") is None:
             if arrived is None:
                 arrived = (arrival or dt.datetime.now(dt.UTC)).isoformat()
             record["event_time"] = arrived
-        out.append(validate_record(record if apply is None else apply(record), zone))
+        if apply is not None:
+            record = apply(record)
+        shapes = checks.get(record.get("kind"))
+        check = shapes.get(tuple(record)) if shapes is not None else None
+        valid = check(record, zone) if check is not None else None
+        out.append(valid if valid is not None else validate_record(record, zone))
     return out
 
 
@@ -130,22 +149,27 @@ def normalize_envelope(plugins: Plugins, connector: Connector, envelope: Envelop
     and ``arrival`` when the message was received (the event time of records that carry none).
     ``count_offsets``: fill ``Normalized.without_offset`` (the onboarding scorecard; not ingest)."""
     out = Normalized(envelope)
+    tally = out.tally
     # by position (practice, config, message_id, origin, strict, tally): one per message, and keywords cost more
-    context = Context(practice, mapping.connector_config(connector.name), message_id, origin, mapping.strict,
-                      out.tally)
+    context = Context(practice, mapping.connector_config(connector.name), message_id, origin, mapping.strict, tally)
     if envelope.error is not None:  # split refused this one message of its payload
         out.error = envelope.error
         return out
     try:
         raw_records = connector.normalize(envelope, context)
-        if context.strict and out.tally.invalid:  # all or nothing: the first invalid element refuses it
-            path, reason = out.tally.invalid[0]
+        if context.strict and tally.invalid:  # all or nothing: the first invalid element refuses it
+            path, reason = tally.invalid[0]
             raise ValidationError(f"{reason} (the practice's mapping is strict: the message is refused whole)",
                                   location=path)
-        finish = record_pipeline(plugins, mapping, message_id, practice=practice, zone=practice_zone(timezone),
-                                 arrival=arrival, without_offset=out.without_offset if count_offsets else None)
-        out.records = finish(raw_records)
-        out.tally.mapped = len(out.records)
+        zone = practice_zone(timezone)
+        if count_offsets or plugins.hot_caller("hub_link_identity") is not None \
+                or plugins.hot_caller("hub_transform_record") is not None:
+            records = record_pipeline(plugins, mapping, message_id, practice=practice, zone=zone, arrival=arrival,
+                                      without_offset=out.without_offset if count_offsets else None)(raw_records)
+        else:  # ingest's usual case, as ``record_pipeline`` would take it, without making the step first
+            records = _mapped_and_validated(raw_records, _apply_of(mapping), zone, arrival)
+        out.records = records
+        tally.mapped = len(records)
     except HubError as exc:
         if exc.source is None:
             exc.source = origin

@@ -158,6 +158,24 @@ def test_the_check_of_a_set_of_fields_answers_as_the_field_by_field_check(kind, 
     assert check(dict(record)) == check.check_any(record)  # the second record of a shape: the kept check
 
 
+def test_a_written_check_refuses_a_required_field_none_or_of_another_type_in_one_test():
+    """A required field's test in a written check also refuses None (there is no test of None after it):
+    kind, practice and source_id (text), and an appointment's start (a date-time), each None, of another
+    type or empty, are refused as the field-by-field check refuses them; kind must be the check's own."""
+    check = _fast_validator("appointment")
+    record = appointment(event_time="2025-03-01T04:30:00+00:00")
+    assert check(dict(record)) is not None
+    for name, wrong in [("kind", None), ("kind", 7), ("kind", ""), ("kind", "charge"), ("kind", ["appointment"]),
+                        ("practice", None), ("practice", ""), ("practice", 3), ("practice", "p" * 256),
+                        ("source_id", None), ("source_id", False), ("start", None), ("start", 20250304),
+                        ("start", "2025-03-04"), ("status", None), ("status", "BOOKED")]:
+        changed = {**record, name: wrong}
+        assert check(changed) is None, (name, wrong)
+        assert check.check_any(changed) is None, (name, wrong)
+    assert check({**record, "practice": "p" * 255})["practice"] == "p" * 255  # the longest text a field takes
+    assert check({**record, "event_time": None})["event_time"] is None  # not required: None kept
+
+
 def test_a_check_written_for_a_set_of_fields_keeps_the_record_order_and_converts_each_type():
     check = _fast_validator("charge")
     record = {"practice": "p", "kind": "charge", "source_id": "C1", "service_date": "2025-03-04",
