@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import itertools
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -50,7 +51,9 @@ def event_stamp(event_time: dt.datetime | None, message_id: int | None) -> str:
 
 def _utc_digits(value: dt.datetime) -> str:
     u = value.astimezone(dt.UTC)
-    return f"{u.year:04d}{u.month:02d}{u.day:02d}{u.hour:02d}{u.minute:02d}{u.second:02d}{u.microsecond:06d}"
+    # %-formatting: about 2.5 times cheaper than seven format specs (one stamp a message)
+    return "%04d%02d%02d%02d%02d%02d%06d" % (  # noqa: UP031
+        u.year, u.month, u.day, u.hour, u.minute, u.second, u.microsecond)
 
 
 # Date-times by identity → (the date-time, its ISO text, its UTC digits for a stamp). Validation reads one
@@ -127,6 +130,9 @@ def upsert_records(conn: sa.Connection, items: Sequence[tuple[dict[str, Any], in
     known: tuple[str, str | None] = ("", None)
     kind_rows: dict[tuple[str, str], _Pending | dict[str, Any]] = {}
     last_kind = None
+    # (SQLite) per kind, the fields of its last record and their plan: a kind's records mostly carry
+    # one set of fields, and comparing to the last one costs less than ``_plan``'s cache look-up
+    shapes: dict[str, tuple[tuple[str, ...], _Plan]] = {}
     for record, message_id in items:
         kind = record["kind"]
         event_time = record.get("event_time")
@@ -146,10 +152,17 @@ def upsert_records(conn: sa.Connection, items: Sequence[tuple[dict[str, Any], in
             last_kind = kind
         if not sqlite_:
             plan = None
-        elif None in record.values():  # the fields it carries: those not None
-            plan = _plan(kind, tuple([name for name, value in record.items() if value is not None]))
-        else:  # the usual record: every key a field it carries (tested in C, not a step per field)
-            plan = _plan(kind, tuple(record))
+        else:
+            if None in record.values():  # the fields it carries: those not None
+                keys = tuple([name for name, value in record.items() if value is not None])
+            else:  # the usual record: every key a field it carries (tested in C, not a step per field)
+                keys = tuple(record)
+            shape = shapes.get(kind)
+            if shape is not None and shape[0] == keys:
+                plan = shape[1]
+            else:
+                plan = _plan(kind, keys)
+                shapes[kind] = (keys, plan)
         # a tuple, not an object: made per record (see _Pending for its fields)
         pending = (record, known[0], known[1], message_id, plan)
         previous = kind_rows.get(key)
@@ -170,8 +183,7 @@ def upsert_records(conn: sa.Connection, items: Sequence[tuple[dict[str, Any], in
         rows = by_kind[kind]
         planned: dict[_Plan, list[tuple[Any, ...]]] = defaultdict(list)
         folded = []
-        for key in (rows if sqlite_ else sorted(rows)):
-            row = rows[key]
+        for row in (rows.values() if sqlite_ else [rows[key] for key in sorted(rows)]):
             if isinstance(row, dict):
                 folded.append(row)
             elif (plan := row[4]) is not None:
@@ -179,17 +191,57 @@ def upsert_records(conn: sa.Connection, items: Sequence[tuple[dict[str, Any], in
             else:
                 folded.append(_row_of(row, now))
         for plan, parameters in planned.items():
-            conn.exec_driver_sql(plan.sql, parameters)
+            _execute_rows(conn, plan.sql, plan.chunk_sql, plan.chunk, parameters)
         if folded:
             _upsert_kind(conn, kind, folded)
     if lineage_rows:
-        placeholders = ", ".join(["?" if sqlite_ else "%s"] * 4)
-        conn.exec_driver_sql(f"INSERT INTO {lineage.name} (kind, practice, source_id, message_id) "
-                             f"VALUES ({placeholders}) ON CONFLICT DO NOTHING",
-                             list(lineage_rows) if sqlite_ else sorted(lineage_rows))
+        if sqlite_:
+            _execute_rows(conn, _LINEAGE_SQL, _LINEAGE_CHUNK_SQL, _LINEAGE_CHUNK, list(lineage_rows))
+        else:
+            conn.exec_driver_sql(_LINEAGE_SQL.replace("?", "%s"), sorted(lineage_rows))
     for record, _ in merges:
         apply_patient_merge(conn, record["practice"], record["prior_source_id"], record["surviving_source_id"])
     return len(items)
+
+
+# SQLite: rows go in chunks to a statement of as many VALUES rows, the same statement for each chunk (the
+# rest one a statement). A statement's run has a fixed cost (opening the table's and each index's cursor,
+# binding, stepping) that a row of a multi-row INSERT does not pay; each row is inserted, or upserted, in
+# turn as by one statement a row, so the rows and their row ids are the same.
+CHUNK = 64  # rows a statement at most (128 measured no cheaper)
+_MAX_PARAMETERS = 999  # SQLite before 3.32 binds at most 999 parameters a statement
+
+
+def _rows_sql(sql: str, width: int, stamp_at: int | None = None) -> tuple[str, int]:
+    """``sql`` (one row of ``width`` parameters, numbered ``?1``… when ``stamp_at`` is given: the one
+    stamp's number, read again by the stamp columns after it) written for a chunk of rows, and their number."""
+    chunk = min(CHUNK, _MAX_PARAMETERS // width)
+    head, rest = sql.split(" VALUES (", 1)
+    row, tail = rest.split(")", 1)
+    if stamp_at is None:
+        rows = [f"({row})"] * chunk
+    else:
+        count = row.count(", ") + 1
+        rows = ["(" + ", ".join(f"?{r * width + min(i, stamp_at)}" for i in range(1, count + 1)) + ")"
+                for r in range(chunk)]
+    return f"{head} VALUES {', '.join(rows)}{tail}", chunk
+
+
+def _execute_rows(conn: sa.Connection, sql: str, chunk_sql: str, chunk: int,
+                  parameters: list[tuple[Any, ...]]) -> None:
+    """SQLite: ``sql`` (one row) run for each of ``parameters``, ``chunk`` rows a run of ``chunk_sql``."""
+    full = len(parameters) - len(parameters) % chunk
+    if full:
+        flat = list(itertools.chain.from_iterable(parameters[:full]))
+        step = chunk * len(parameters[0])
+        conn.exec_driver_sql(chunk_sql, [tuple(flat[i:i + step]) for i in range(0, len(flat), step)])
+    if full < len(parameters):
+        conn.exec_driver_sql(sql, parameters[full:])
+
+
+_LINEAGE_SQL = (f"INSERT INTO {lineage.name} (kind, practice, source_id, message_id) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT DO NOTHING")
+_LINEAGE_CHUNK_SQL, _LINEAGE_CHUNK = _rows_sql(_LINEAGE_SQL, 4)
 
 
 class _Plan:
@@ -197,11 +249,13 @@ class _Plan:
     those fields, and its parameters taken straight from the record (every field it carries has the
     record's one stamp), without a row dict of the fields and their stamps in between."""
 
-    __slots__ = ("sql", "fields", "parameters")
+    __slots__ = ("sql", "chunk_sql", "chunk", "fields", "parameters")
 
     def __init__(self, kind: str, fields: tuple[str, ...]) -> None:
         self.sql, converters = _upsert_statement("sqlite", kind, fields, one_stamp=True)
         self.fields = frozenset(fields)
+        width = len(fields) + 6  # the parameters of a row: those of ``expected`` below up to the stamp
+        self.chunk_sql, self.chunk = _rows_sql(self.sql, width, width)
         # the statement's columns: practice, source_id, the fields (declared order), the row's own
         # columns, then the fields' stamps (declared order); see _record_table
         values = ("practice", "source_id", *fields)

@@ -194,3 +194,28 @@ def test_records_with_the_same_keys_write_the_fields_each_carries(database_url):
     assert (p8["family_name"], p8["given_name"], p8["npi"], p8["specialty"]) == ("Mensah", "Kofi", "1245319599",
                                                                                  "surgery")
     assert (p7["message_id"], p8["message_id"]) == (2, 3)
+
+
+def test_a_batch_of_several_statement_chunks_writes_each_record_in_turn(database_url):
+    """More records of one shape than a multi-row statement takes (``canonical.CHUNK``), and more lineage
+    rows: every chunk and the rest written, in the batch's order, and a stored newer field kept."""
+    engine = get_engine(database_url)
+    count = 2 * canonical.CHUNK + 3
+    # P001 was written by a later event than the batch's: its name stays; the others are new
+    write(engine, [(rec("provider", "P001", family_name="Later", event_time="2025-06-01T08:00:00-05:00"), 9)])
+    write(engine, [(rec("provider", f"P{i:03d}", family_name=f"Name{i}", npi="1234567893",
+                        event_time="2025-05-01T08:00:00-05:00"), 100 + i) for i in range(count)])
+    found = rows(engine, "provider")
+    assert [r["source_id"] for r in found] == [f"P{i:03d}" for i in range(count)]
+    assert found[1]["family_name"] == "Later" and found[1]["npi"] == "1234567893"
+    assert found[1]["message_id"] == 9  # the row's latest event is still the earlier write's
+    assert [r["family_name"] for r in found[2:]] == [f"Name{i}" for i in range(2, count)]
+    assert [r["message_id"] for r in found[2:]] == [100 + i for i in range(2, count)]
+    with engine.connect() as conn:
+        assert canonical.lineage_of(conn, "provider", "derm", "P001") == [9, 101]
+        assert canonical.lineage_of(conn, "provider", "derm", f"P{count - 1:03d}") == [100 + count - 1]
+        lineage = conn.execute(sa.text("SELECT COUNT(*) FROM lineage")).scalar_one()
+        if engine.dialect.name == "sqlite":  # one writer: rows take their ids in the batch's order
+            ids = conn.execute(sa.text("SELECT source_id FROM providers ORDER BY id")).scalars().all()
+            assert ids == ["P001", "P000"] + [f"P{i:03d}" for i in range(2, count)]
+    assert lineage == count + 1

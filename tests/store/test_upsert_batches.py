@@ -8,6 +8,7 @@ field of the other, or field by field. The expected values below are read off th
 import itertools
 
 import pytest
+import sqlalchemy as sa
 
 from hub.model import validate_record
 from hub.model.kinds import KINDS
@@ -65,3 +66,26 @@ def test_every_kind_has_a_write_plan_for_all_its_fields():
         keys = ("kind", "practice", "source_id", "event_time", *(f.name for f in fields))
         plan = canonical._plan(kind, keys)
         assert plan.fields == {f.name for f in fields}
+
+
+def test_every_kind_has_a_multi_row_statement_of_its_plan():
+    """SQLite reads each plan's statement of a chunk of rows (at most 999 parameters, the bound of SQLite
+    before 3.32): a row's parameters follow the previous row's, its stamp columns read its own stamp."""
+    import sqlite3
+
+    from hub.model.tables import metadata
+
+    engine = sa.create_engine("sqlite://")
+    metadata.create_all(engine)
+    with engine.connect() as conn:
+        db = conn.connection.dbapi_connection
+        assert isinstance(db, sqlite3.Connection)
+        for kind, fields in KINDS.items():
+            plan = canonical._plan(kind, ("kind", "practice", "source_id", *(f.name for f in fields)))
+            width = len(fields) + 6  # practice, source_id, the fields, event_time, message_id, updated_at, stamp
+            assert 1 < plan.chunk <= canonical.CHUNK and plan.chunk * width <= 999
+            db.execute("EXPLAIN " + plan.chunk_sql, [None] * (plan.chunk * width))
+            last_row = plan.chunk_sql.split(" VALUES ", 1)[1].split("), (")[-1].split(")")[0]
+            first = (plan.chunk - 1) * width
+            assert last_row.split(", ") == [f"?{first + i}" for i in range(1, width + 1)] + \
+                [f"?{first + width}"] * len(fields)
