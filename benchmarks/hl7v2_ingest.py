@@ -193,7 +193,7 @@ STAGE_ORDER = (
     ("message load for processing", False),
     ("core normalize_envelope (all of it)", False),
     ("connector parse + map", True),
-    ("core validate_record (marshmallow)", True),
+    ("core map + validate (written checks)", True),
     ("canonical upsert + lineage", False),
     ("of which SQLite executing its statements", True),
     ("of which the lineage rows' statement", True),
@@ -231,7 +231,7 @@ def _instrumented() -> None:
     wrap(intake.message_store, "save_messages", "message store save (dedup, raw bytes)")
     wrap(HL7v2Connector, "split", "connector split (intake)")
     wrap(HL7v2Connector, "normalize", "connector parse + map")
-    wrap(normalize, "validate_record", "core validate_record (marshmallow)")
+    wrap(normalize, "_mapped_and_validated", "core map + validate (written checks)")
     wrap(process, "normalize_envelope", "core normalize_envelope (all of it)")
     wrap(canonical, "upsert_records", "canonical upsert + lineage")
     # the statements canonical.py hands the driver (records by plan, lineage): the rest of the upsert is Python
