@@ -255,18 +255,8 @@ class Message:
 
     def shared_components(self, seg: list[str] | None, field: int) -> tuple[str | None, ...]:
         """``components``, kept per distinct text for the usual separators: for values a feed sends
-        again and again (message types, codes, places, amounts), never a patient's own. (``components``'
-        reading written out: a call less, for a read made several times a message.)"""
-        if seg is None or field >= len(seg):
-            return ()
-        value = seg[field]
-        if not value:
-            return ()
-        if value.isalnum():
-            return (value,)
-        if self._usual and len(value) <= SHARED_MAX:
-            return _usual_components(value)
-        return _components(value, self.sep)
+        again and again (message types, codes, places, amounts), never a patient's own."""
+        return self.components(seg, field, shared=True)
 
     def first_components(self, seg: list[str] | None, field: int) -> list[str]:
         """The first component of each repetition (``text``; codes of a CWE list), empty ones dropped: a
