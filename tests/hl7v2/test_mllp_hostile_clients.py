@@ -1,7 +1,7 @@
 """Hostile clients against a real ``hub mllp``: slow frames, frames that never end, idle connections, clients
 that never read their ACKs, connection floods. During each attack a sender on one connection sends 200
 messages, each after the last one's ACK: every one is acknowledged AA and the p99 stays under 100 ms (or
-twice the same run's unattacked p99, on a machine too busy for that). Also: the connection limit, noise
+twice the unattacked p99 measured just before, on a machine too busy for that). Also: the connection limit, noise
 between frames, and MLLP over TLS."""
 
 from __future__ import annotations
@@ -32,8 +32,10 @@ def listener(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Listener]:
     stop(running_listener)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def calm_p99(listener: Listener) -> float:
+    """The unattacked p99 just before each attack: the yardstick of a machine as busy as during it (the
+    suite runs on two processes)."""
     sender = MllpSender(("127.0.0.1", listener.port), "CALM")
     try:
         return percentile(timed(sender, 200), 99)
