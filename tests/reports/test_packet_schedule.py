@@ -77,7 +77,11 @@ def test_a_scheduled_packet_runs_in_the_worker_and_reaches_a_folder_and_a_mailbo
     first = dt.datetime.fromisoformat(listed["packet-1"]["next_run"])
     # the next 5th of a month at 06:00 UTC: after now, at most a month and a few days away
     assert (first.day, first.hour, first.minute) == (5, 6, 0) and before < first < before + dt.timedelta(days=32)
-    assert dt.datetime.fromisoformat(listed["packet-2"]["next_run"]) == first.replace(hour=7, minute=30)
+    # the next 5th at 07:30 UTC: on the 5th between 06:00 and 07:30 that is today, a month before packet-1's
+    at_half_past_seven = before.replace(day=5, hour=7, minute=30, second=0, microsecond=0)
+    if at_half_past_seven <= before:
+        at_half_past_seven = (at_half_past_seven.replace(day=1) + dt.timedelta(days=32)).replace(day=5)
+    assert dt.datetime.fromisoformat(listed["packet-2"]["next_run"]) == at_half_past_seven
     assert listed["packet-2"]["to"] == ["finance@example.org", "cfo@example.org"]
 
     redis = Redis.from_url(redis_url)
@@ -98,7 +102,9 @@ def test_a_scheduled_packet_runs_in_the_worker_and_reaches_a_folder_and_a_mailbo
     files = sorted(p.name for p in folder.iterdir())
     assert files == [f"mso-packet-{month}.pdf", f"mso-packet-{month}.xlsx"]
     assert (folder / f"mso-packet-{month}.pdf").read_bytes().startswith(b"%PDF-")
-    # ... and in one e-mail to both addresses, from the packet's sender, through the packet's server
+    # ... and in one e-mail to both addresses, from the packet's sender, through the packet's server: packet-2's
+    # own run date names its month (a month earlier than packet-1's on the 5th between 06:00 and 07:30)
+    month = f"{at_half_past_seven.year - (at_half_past_seven.month == 1)}-{(at_half_past_seven.month - 2) % 12 + 1:02d}"
     assert len(mailbox.messages) == 1
     mail = mailbox.messages[0]
     label = dt.date(int(month[:4]), int(month[5:]), 1).strftime("%B %Y")
