@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from hub.connector import Connector, Context, Envelope, Tally
 from hub.errors import ConfigError, HubError, ParseError, ValidationError
 from hub.mapping import EMPTY, Mapping
-from hub.model.schemas import SHAPE_CHECKS, sent_without_offset, validate_record
+from hub.model.schemas import sent_without_offset, validate_record
 from hub.plugins import Plugins
 
 
@@ -121,23 +121,15 @@ def _apply_of(mapping: Mapping) -> Callable[[dict[str, Any]], dict[str, Any]] | 
 def _mapped_and_validated(records: Iterable[dict[str, Any]], apply: Callable[[dict[str, Any]], dict[str, Any]] | None,
                           zone: dt.tzinfo | None, arrival: dt.datetime | None) -> list[dict[str, Any]]:
     """Each record mapped (``apply``) and validated in one step: a record without ``event_time`` is given
-    the ``arrival`` (as text, made when a record first needs it). The check ``validate_record`` would take
-    for the record's kind and keys is looked up here (a call less per record); a record without one, or
-    that it refuses, goes through ``validate_record``, which answers the same or explains."""
+    the ``arrival`` (as text, made when a record first needs it)."""
     out = []
     arrived: str | None = None
-    checks: dict[Any, dict[tuple[str, ...], Any]] = SHAPE_CHECKS  # a record's kind may be anything
     for record in records:
         if record.get("event_time") is None:
             if arrived is None:
                 arrived = (arrival or dt.datetime.now(dt.UTC)).isoformat()
             record["event_time"] = arrived
-        if apply is not None:
-            record = apply(record)
-        shapes = checks.get(record.get("kind"))
-        check = shapes.get(tuple(record)) if shapes is not None else None
-        valid = check(record, zone) if check is not None else None
-        out.append(valid if valid is not None else validate_record(record, zone))
+        out.append(validate_record(record if apply is None else apply(record), zone))
     return out
 
 
@@ -161,13 +153,9 @@ def normalize_envelope(plugins: Plugins, connector: Connector, envelope: Envelop
             path, reason = tally.invalid[0]
             raise ValidationError(f"{reason} (the practice's mapping is strict: the message is refused whole)",
                                   location=path)
-        zone = practice_zone(timezone)
-        if count_offsets or plugins.hot_caller("hub_link_identity") is not None \
-                or plugins.hot_caller("hub_transform_record") is not None:
-            records = record_pipeline(plugins, mapping, message_id, practice=practice, zone=zone, arrival=arrival,
-                                      without_offset=out.without_offset if count_offsets else None)(raw_records)
-        else:  # ingest's usual case, as ``record_pipeline`` would take it, without making the step first
-            records = _mapped_and_validated(raw_records, _apply_of(mapping), zone, arrival)
+        records = record_pipeline(plugins, mapping, message_id, practice=practice, zone=practice_zone(timezone),
+                                  arrival=arrival, without_offset=out.without_offset if count_offsets else None
+                                  )(raw_records)
         out.records = records
         tally.mapped = len(records)
     except HubError as exc:
