@@ -161,18 +161,20 @@ def _insert_new_sqlite(conn: sa.Connection, items: Sequence[NewMessage], digests
 
 
 # the EXISTS reads the messages stored before (this group's earlier ones included) through the
-# (practice, control_id) index, and usually finds no row; WHERE true: SQLite's parser needs it before ON CONFLICT.
+# (practice, control_id) index, and usually finds no row. INSERT ... VALUES, not INSERT ... SELECT: a SELECT
+# that reads the table it inserts into is first run into a temporary table (so that it never reads its own
+# rows), about 5 us a message more (a quarter of the insert), measured.
 # Numbered parameters, bound from a tuple (by name, each value is a dict look-up): ?1 practice, ?2 connector,
 # ?3 the time, ?4 content hash, ?5 dedup key, ?6 sender, ?7 control id, ?8 message type, ?9 origin, ?10 raw,
 # ?11 reuse (see _reuse_marks), ?12 the flag
 _SQLITE_INSERT = (
     "INSERT INTO messages (practice, connector, received_at, content_hash, dedup_key, sender, control_id, "
     "message_type, origin, status, attempts, queued_at, raw, flag) "
-    "SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
     "'received', 0, ?3, ?10, CASE WHEN ?11 = 2 OR (?11 = 1 AND EXISTS (SELECT 1 FROM messages o "
     "WHERE o.practice = ?1 AND o.control_id = ?7 AND o.connector = ?2 "
-    "AND o.sender IS ?6 AND o.content_hash <> ?4 AND o.dedup_key IS NOT NULL)) THEN ?12 END "
-    "WHERE true ON CONFLICT (dedup_key) DO NOTHING")
+    "AND o.sender IS ?6 AND o.content_hash <> ?4 AND o.dedup_key IS NOT NULL)) THEN ?12 END) "
+    "ON CONFLICT (dedup_key) DO NOTHING")
 
 
 def _insert_new_postgresql(conn: sa.Connection, items: Sequence[NewMessage], digests: list[str], keys: list[str],
