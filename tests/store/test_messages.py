@@ -188,3 +188,20 @@ def test_processing_loads_the_messages_asked_for_in_the_statuses_asked_for(datab
             first.origin, first.attempts) == ("derm", "hl7v2", b"first", "A^B", "1", "ADT^A04", "a.hl7", 0)
     assert first.received_at == received_at and first.received_at.utcoffset() == dt.timedelta(0)
     assert [r.id for r in both] == [one.id, two.id]
+
+
+def test_the_sqlite_insert_of_a_message_runs_without_a_temporary_table():
+    """The insert reads the messages table itself (the control id reuse check): as INSERT ... SELECT
+    SQLite would first run that SELECT into a temporary table (OpenEphemeral), a quarter of the insert's
+    cost; as INSERT ... VALUES it inserts the row as it reads it."""
+    import sqlite3
+
+    from hub.model.tables import metadata
+
+    engine = sa.create_engine("sqlite://")
+    metadata.create_all(engine)
+    with engine.connect() as conn:
+        db = conn.connection.dbapi_connection
+        assert isinstance(db, sqlite3.Connection)
+        opcodes = {row[1] for row in db.execute("EXPLAIN " + ms._SQLITE_INSERT, [None] * 12)}
+    assert "Insert" in opcodes and "OpenEphemeral" not in opcodes
