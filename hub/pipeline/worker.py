@@ -83,6 +83,24 @@ def leased(base: type, lease: int) -> type:
             self.stop_requested = True
             super().request_stop(signum, frame)
 
+        def unsubscribe(self) -> None:
+            # rq's own, in another order and with a bounded wait. rq sent UNSUBSCRIBE, then stopped the thread
+            # listening for its commands, and redis-py 8's stop() waits for that thread: when the reply had
+            # come in first, the thread was waiting for a subscription again, for rq's sleep_time (60 s), and
+            # a worker leaving (--burst, SIGTERM) took a minute. Here the thread's loop is told to end first,
+            # so the reply ends it; a thread that does not end within a second (a daemon) is left behind.
+            thread = self.pubsub_thread
+            if thread is None:
+                return
+            self.log.info("Worker %s: unsubscribing from channel %s", self.name, self.pubsub_channel_name)
+            try:
+                thread.stop(timeout=0)  # redis-py 8: lower the flag, wait for nothing
+            except TypeError:  # earlier redis-py: stop() takes no wait, and lowers the flag only
+                thread.stop()
+            self.pubsub.unsubscribe()
+            thread.join(timeout=1)
+            self.pubsub.close()
+
     LeasedWorker.__name__ = f"Leased{base.__name__}"
     return LeasedWorker
 
